@@ -1,0 +1,1 @@
+//! This crate holds the criterion benchmarks (see `engine.rs`).

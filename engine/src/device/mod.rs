@@ -1,0 +1,402 @@
+//! Device layer: every byte Hoard reads or writes on an SSD or HDD goes through here.
+//!
+//! Owns: opening files and block devices with O_DIRECT, 4 KiB-aligned I/O from aligned buffers,
+//! durability (fdatasync linked after the write), poisoning after a failed write or sync, and the
+//! superblock at the start of every device. Backends: io_uring ([`uring`]), pread/pwrite
+//! ([`portable`]) chosen when io_uring cannot be set up or when forced, and a fault-injecting
+//! in-memory backend ([`fault`]) for crash tests. Must not know about segments, metadata or
+//! objects.
+
+pub mod buffer;
+pub mod fault;
+pub mod portable;
+pub mod superblock;
+pub mod uring;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+pub use buffer::{align_up, align_up_u64, AlignedBuf, BufferPool, PooledBuf, BLOCK_SIZE};
+
+use crate::error::{Error, Result};
+
+/// Which I/O backend a device uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackend {
+    /// io_uring if the kernel allows it, else pread/pwrite (logged once).
+    Auto,
+    /// io_uring only; opening fails if it cannot be set up.
+    Uring,
+    /// pread/pwrite from the calling thread.
+    Portable,
+}
+
+impl std::str::FromStr for IoBackend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(IoBackend::Auto),
+            "uring" | "io_uring" => Ok(IoBackend::Uring),
+            "portable" | "sync" | "pread" => Ok(IoBackend::Portable),
+            other => Err(Error::Config(format!(
+                "unknown I/O backend {other:?}; expected auto, uring or portable"
+            ))),
+        }
+    }
+}
+
+/// One I/O request handed to a backend.
+pub enum IoRequest {
+    /// Read `buf.len()` bytes at `offset` into `buf`.
+    Read {
+        /// Byte offset, a multiple of 4 KiB.
+        offset: u64,
+        /// Destination; its length is the transfer size.
+        buf: AlignedBuf,
+    },
+    /// Write `buf` at `offset`; if `durable`, fdatasync after it (linked in the ring).
+    Write {
+        /// Byte offset, a multiple of 4 KiB.
+        offset: u64,
+        /// Source; its length is the transfer size.
+        buf: AlignedBuf,
+        /// Whether to make the write durable before completing.
+        durable: bool,
+    },
+    /// fdatasync the device.
+    Sync,
+}
+
+/// The outcome of one [`IoRequest`]: the buffer comes back with the result.
+pub struct IoDone {
+    /// The request's buffer (None for `Sync`).
+    pub buf: Option<AlignedBuf>,
+    /// Ok, or the operating system's error.
+    pub result: io::Result<()>,
+}
+
+/// A submitted request; [`IoTicket::wait`] blocks until it completes.
+pub struct IoTicket(TicketInner);
+
+enum TicketInner {
+    Ready(IoDone),
+    Pending(mpsc::Receiver<IoDone>),
+}
+
+impl IoTicket {
+    /// A ticket already complete (synchronous backends).
+    pub fn ready(done: IoDone) -> Self {
+        IoTicket(TicketInner::Ready(done))
+    }
+
+    /// A ticket completed later through a channel (asynchronous backends).
+    pub fn pending(rx: mpsc::Receiver<IoDone>) -> Self {
+        IoTicket(TicketInner::Pending(rx))
+    }
+
+    fn wait(self) -> IoDone {
+        match self.0 {
+            TicketInner::Ready(done) => done,
+            TicketInner::Pending(rx) => rx.recv().unwrap_or(IoDone {
+                buf: None,
+                result: Err(io::Error::other("device worker stopped")),
+            }),
+        }
+    }
+}
+
+/// What a device backend implements: submit a request, get a ticket. Offsets and lengths are
+/// already validated by [`Device`].
+pub trait Backend: Send + Sync {
+    /// Starts `req`; the ticket yields its completion.
+    fn submit(&self, req: IoRequest) -> IoTicket;
+    /// Backend name for logs (`io_uring`, `pread/pwrite`, `fault`).
+    fn kind(&self) -> &'static str;
+}
+
+/// A device: a file or block device with a backend, a size and a poisoned flag.
+///
+/// All reads and writes are whole 4 KiB blocks at 4 KiB-aligned offsets. After any failed write
+/// or sync the device is poisoned: every later write or sync fails with [`Error::Poisoned`]
+/// (reads still work), because after a failed fsync the kernel may have dropped dirty pages and
+/// the media state is unknown.
+pub struct Device {
+    name: String,
+    size_bytes: u64,
+    backend: Box<dyn Backend>,
+    poisoned: AtomicBool,
+}
+
+/// A write in flight on a [`Device`]; [`PendingIo::wait`] completes it.
+pub struct PendingIo<'a> {
+    device: &'a Device,
+    ticket: IoTicket,
+}
+
+impl PendingIo<'_> {
+    /// Waits for completion; returns the buffer. A failed write poisons the device.
+    pub fn wait(self) -> Result<AlignedBuf> {
+        let done = self.ticket.wait();
+        match done.result {
+            Ok(()) => Ok(done.buf.expect("write completion carries its buffer")),
+            Err(e) => {
+                self.device.poison(&e);
+                Err(Error::io(&self.device.name, e))
+            }
+        }
+    }
+}
+
+/// A read in flight; [`PendingRead::wait`] completes it.
+pub struct PendingRead {
+    device: String,
+    ticket: IoTicket,
+}
+
+impl PendingRead {
+    /// Waits for completion; returns the filled buffer.
+    pub fn wait(self) -> Result<AlignedBuf> {
+        let done = self.ticket.wait();
+        match done.result {
+            Ok(()) => Ok(done.buf.expect("read completion carries its buffer")),
+            Err(e) => Err(Error::io(&self.device, e)),
+        }
+    }
+}
+
+static URING_FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+
+impl Device {
+    /// Opens the file or block device at `path` with O_DIRECT.
+    ///
+    /// `queue_depth` sizes the io_uring ring. With [`IoBackend::Auto`], a ring that cannot be
+    /// set up (old kernel, seccomp) falls back to pread/pwrite and says so once in the log.
+    ///
+    /// Errors: [`Error::Io`] naming the path if it cannot be opened (a filesystem without
+    /// O_DIRECT support, such as tmpfs, gives EINVAL).
+    pub fn open(path: &Path, backend: IoBackend, queue_depth: u32) -> Result<Device> {
+        let name = path.display().to_string();
+        let file = open_direct(path).map_err(|e| Error::io(&name, e))?;
+        let size_bytes = device_size(&file).map_err(|e| Error::io(&name, e))?;
+        let file = Arc::new(file);
+        let backend: Box<dyn Backend> = match backend {
+            IoBackend::Portable => Box::new(portable::PortableBackend::new(file)),
+            IoBackend::Uring => Box::new(
+                uring::UringBackend::new(file, queue_depth, &name).map_err(|e| Error::io(&name, e))?,
+            ),
+            IoBackend::Auto => match uring::UringBackend::new(file.clone(), queue_depth, &name) {
+                Ok(b) => Box::new(b),
+                Err(e) => {
+                    if !URING_FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(error = %e, "io_uring unavailable; using pread/pwrite for all devices");
+                    }
+                    Box::new(portable::PortableBackend::new(file))
+                }
+            },
+        };
+        Ok(Device { name, size_bytes, backend, poisoned: AtomicBool::new(false) })
+    }
+
+    /// Wraps an arbitrary backend (the fault-injecting one in tests).
+    pub fn with_backend(name: &str, size_bytes: u64, backend: Box<dyn Backend>) -> Device {
+        Device { name: name.to_string(), size_bytes, backend, poisoned: AtomicBool::new(false) }
+    }
+
+    /// The device's path (or test name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Usable size in bytes, rounded down to 4 KiB.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes & !(BLOCK_SIZE as u64 - 1)
+    }
+
+    /// Backend in use (`io_uring`, `pread/pwrite`, `fault`).
+    pub fn backend_kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    /// Whether an earlier write or sync failed.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    fn poison(&self, cause: &io::Error) {
+        if !self.poisoned.swap(true, Ordering::AcqRel) {
+            tracing::error!(device = %self.name, error = %cause, "device poisoned: no more writes");
+        }
+    }
+
+    fn check(&self, offset: u64, len: usize) -> Result<()> {
+        let fail = |detail: String| Err(Error::InvalidIo { device: self.name.clone(), detail });
+        if offset % BLOCK_SIZE as u64 != 0 || len % BLOCK_SIZE != 0 || len == 0 {
+            return fail(format!("offset {offset} / length {len} not a positive multiple of {BLOCK_SIZE}"));
+        }
+        if offset.checked_add(len as u64).is_none_or(|end| end > self.size_bytes()) {
+            return fail(format!("offset {offset} + length {len} beyond device size {}", self.size_bytes()));
+        }
+        Ok(())
+    }
+
+    /// Starts reading `buf.len()` bytes at `offset`. The returned [`PendingRead`] does not
+    /// borrow the device, so a stream can keep reads in flight (read-ahead).
+    pub fn submit_read(&self, buf: AlignedBuf, offset: u64) -> Result<PendingRead> {
+        self.check(offset, buf.len())?;
+        let ticket = self.backend.submit(IoRequest::Read { offset, buf });
+        Ok(PendingRead { device: self.name.clone(), ticket })
+    }
+
+    /// Starts writing `buf` at `offset`; with `durable`, it completes only once fdatasync has
+    /// returned. Errors at once with [`Error::Poisoned`] if the device is poisoned.
+    pub fn submit_write(&self, buf: AlignedBuf, offset: u64, durable: bool) -> Result<PendingIo<'_>> {
+        self.check(offset, buf.len())?;
+        if self.is_poisoned() {
+            return Err(Error::Poisoned { device: self.name.clone() });
+        }
+        let ticket = self.backend.submit(IoRequest::Write { offset, buf, durable });
+        Ok(PendingIo { device: self, ticket })
+    }
+
+    /// Reads `buf.len()` bytes at `offset` and waits.
+    pub fn read_at(&self, buf: AlignedBuf, offset: u64) -> Result<AlignedBuf> {
+        self.submit_read(buf, offset)?.wait()
+    }
+
+    /// Writes `buf` at `offset` and waits (durably if `durable`).
+    pub fn write_at(&self, buf: AlignedBuf, offset: u64, durable: bool) -> Result<AlignedBuf> {
+        self.submit_write(buf, offset, durable)?.wait()
+    }
+
+    /// fdatasync: every completed write is durable when this returns Ok.
+    pub fn sync(&self) -> Result<()> {
+        if self.is_poisoned() {
+            return Err(Error::Poisoned { device: self.name.clone() });
+        }
+        let done = self.backend.submit(IoRequest::Sync).wait();
+        done.result.map_err(|e| {
+            self.poison(&e);
+            Error::io(&self.name, e)
+        })
+    }
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("name", &self.name)
+            .field("size_bytes", &self.size_bytes)
+            .field("backend", &self.backend.kind())
+            .finish()
+    }
+}
+
+fn open_direct(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path)
+}
+
+/// Size of a regular file or block device in bytes (seeking to the end works for both).
+fn device_size(file: &File) -> io::Result<u64> {
+    let mut f = file;
+    f.seek(SeekFrom::End(0))
+}
+
+/// Creates a device file of `size_bytes` (sparse) if it does not exist. Used by the file-backed
+/// dev profile and by tests; block devices are never created.
+///
+/// `preallocate_bytes` of the start are allocated with fallocate so that durable appends there
+/// do not pay a filesystem journal commit for growing the file.
+pub fn create_device_file(path: &Path, size_bytes: u64, preallocate_bytes: u64) -> Result<PathBuf> {
+    let name = path.display().to_string();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(&name, e))?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io(&name, e))?;
+    file.set_len(size_bytes).map_err(|e| Error::io(&name, e))?;
+    if preallocate_bytes > 0 {
+        nix::fcntl::fallocate(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            0,
+            preallocate_bytes.min(size_bytes) as i64,
+        )
+        .map_err(|e| Error::io(&name, e.into()))?;
+    }
+    file.sync_all().map_err(|e| Error::io(&name, e))?;
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn roundtrip(backend: IoBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dev.img");
+        create_device_file(&path, 1 << 20, 0).unwrap();
+        let dev = Device::open(&path, backend, 8).unwrap();
+        assert_eq!(dev.size_bytes(), 1 << 20);
+        let mut buf = AlignedBuf::new(8192);
+        buf[..5].copy_from_slice(b"hoard");
+        buf[8191] = 7;
+        let pending: Vec<_> = (0..4u64)
+            .map(|i| {
+                let mut b = AlignedBuf::new(8192);
+                b[0] = i as u8;
+                dev.submit_write(b, 65536 * (i + 1), true).unwrap()
+            })
+            .collect();
+        for p in pending {
+            p.wait().unwrap();
+        }
+        dev.write_at(buf, 4096, true).unwrap();
+        dev.sync().unwrap();
+        let back = dev.read_at(AlignedBuf::new(8192), 4096).unwrap();
+        assert_eq!(&back[..5], b"hoard");
+        assert_eq!(back[8191], 7);
+        for i in 0..4u64 {
+            let b = dev.read_at(AlignedBuf::new(4096), 65536 * (i + 1)).unwrap();
+            assert_eq!(b[0], i as u8);
+        }
+        // Misaligned and out-of-range requests are refused with a clear error.
+        let mut short = AlignedBuf::new(4096);
+        short.set_len(4096);
+        assert!(matches!(dev.read_at(AlignedBuf::new(4096), 100), Err(Error::InvalidIo { .. })));
+        assert!(matches!(dev.read_at(short, 1 << 20), Err(Error::InvalidIo { .. })));
+    }
+
+    #[test]
+    fn uring_roundtrip() {
+        roundtrip(IoBackend::Uring);
+    }
+
+    #[test]
+    fn portable_roundtrip() {
+        roundtrip(IoBackend::Portable);
+    }
+
+    #[test]
+    fn failed_write_poisons() {
+        let (backend, control) = fault::FaultBackend::new(1 << 20);
+        let dev = Device::with_backend("fault0", 1 << 20, Box::new(backend));
+        dev.write_at(AlignedBuf::new(4096), 0, true).unwrap();
+        control.fail_writes(true);
+        assert!(matches!(dev.write_at(AlignedBuf::new(4096), 0, true), Err(Error::Io { .. })));
+        control.fail_writes(false);
+        let err = dev.write_at(AlignedBuf::new(4096), 0, true).unwrap_err();
+        assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+        assert!(err.to_string().contains("fault0"));
+        assert!(dev.read_at(AlignedBuf::new(4096), 0).is_ok(), "reads still work");
+    }
+}

@@ -1,0 +1,46 @@
+//! pread/pwrite backend: the portable fallback behind the same [`Backend`] interface, used when
+//! io_uring cannot be set up or when the profile forces it. I/O runs on the calling thread.
+
+use std::fs::File;
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use super::{Backend, IoDone, IoRequest, IoTicket};
+
+/// pread/pwrite + fdatasync backend.
+pub struct PortableBackend {
+    file: Arc<File>,
+}
+
+impl PortableBackend {
+    /// Wraps an O_DIRECT file.
+    pub fn new(file: Arc<File>) -> Self {
+        PortableBackend { file }
+    }
+}
+
+impl Backend for PortableBackend {
+    fn submit(&self, req: IoRequest) -> IoTicket {
+        let done = match req {
+            IoRequest::Read { offset, mut buf } => {
+                let result = self.file.read_exact_at(&mut buf, offset);
+                IoDone { buf: Some(buf), result }
+            }
+            IoRequest::Write { offset, buf, durable } => {
+                let result = self
+                    .file
+                    .write_all_at(&buf, offset)
+                    .and_then(|()| if durable { self.file.sync_data() } else { Ok(()) });
+                IoDone { buf: Some(buf), result }
+            }
+            IoRequest::Sync => IoDone { buf: None, result: self.file.sync_data() },
+        };
+        IoTicket::ready(done)
+    }
+
+    fn kind(&self) -> &'static str {
+        "pread/pwrite"
+    }
+}
+

@@ -1,0 +1,198 @@
+//! The engine's one error type. Every variant names the thing it is about (device, bucket, key,
+//! upload) so a message read in a log or an S3 error body says what went wrong and where.
+
+use std::io;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error the engine returns.
+///
+/// Storage errors (`Io`, `Poisoned`, `Corrupt`, ...) come from devices; namespace errors
+/// (`NoSuchBucket`, `NoSuchKey`, ...) from the caller's request. The S3 layer maps each variant to
+/// one S3 error code in a single place.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A device read, write or sync failed.
+    #[error("I/O error on device {device}: {source}")]
+    Io {
+        /// Path of the device.
+        device: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// An earlier write or sync on this device failed; it accepts no more writes (its state on
+    /// media is unknown, so guessing would risk acknowledged data).
+    #[error("device {device} is poisoned by an earlier failed write or sync; it accepts no more writes")]
+    Poisoned {
+        /// Path of the device.
+        device: String,
+    },
+    /// Bytes on a device failed verification (bad checksum, bad magic, wrong identity).
+    #[error("corrupt data on device {device} at byte offset {offset}: {detail}")]
+    Corrupt {
+        /// Path of the device.
+        device: String,
+        /// Byte offset of the record that failed verification.
+        offset: u64,
+        /// What did not verify.
+        detail: String,
+    },
+    /// An object's data could not be read from any of its locations.
+    #[error("object {bucket}/{key} is unreadable: {detail}")]
+    ObjectUnreadable {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// Why each location failed.
+        detail: String,
+    },
+    /// The device holds a superblock of another Hoard store.
+    #[error("device {device} belongs to another store (store UUID {found}); this store is {expected}")]
+    ForeignStore {
+        /// Path of the device.
+        device: String,
+        /// Store UUID found on the device.
+        found: String,
+        /// Store UUID expected.
+        expected: String,
+    },
+    /// The device is not blank and holds no Hoard superblock: it is never formatted.
+    #[error("device {device} is not blank and holds no Hoard superblock; refusing to format it")]
+    NotBlank {
+        /// Path of the device.
+        device: String,
+    },
+    /// The device holds a Hoard superblock this build cannot use.
+    #[error("device {device}: {detail}")]
+    Incompatible {
+        /// Path of the device.
+        device: String,
+        /// Why it cannot be used (format version, role, slot).
+        detail: String,
+    },
+    /// An I/O request broke the device layer's rules (alignment, bounds). A bug, reported clearly.
+    #[error("invalid I/O on device {device}: {detail}")]
+    InvalidIo {
+        /// Path of the device.
+        device: String,
+        /// The rule that was broken.
+        detail: String,
+    },
+    /// No device of the pool has room for more data.
+    #[error("no space left: {detail}")]
+    NoSpace {
+        /// Which device or pool is full.
+        detail: String,
+    },
+    /// The metadata store cannot accept writes.
+    #[error("metadata unavailable: {detail}")]
+    MetadataUnavailable {
+        /// Why.
+        detail: String,
+    },
+    /// A hardware profile or configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The bucket does not exist.
+    #[error("bucket {0} does not exist")]
+    NoSuchBucket(String),
+    /// The bucket already exists (S3: BucketAlreadyOwnedByYou / BucketAlreadyExists).
+    #[error("bucket {name} already exists")]
+    BucketAlreadyExists {
+        /// Bucket name.
+        name: String,
+        /// Whether the caller owns it.
+        owned_by_caller: bool,
+    },
+    /// The bucket still holds objects or multipart uploads.
+    #[error("bucket {0} is not empty")]
+    BucketNotEmpty(String),
+    /// The bucket name breaks S3's naming rules.
+    #[error("invalid bucket name {name:?}: {reason}")]
+    InvalidBucketName {
+        /// The name as given.
+        name: String,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// The object key is empty or longer than 1024 bytes.
+    #[error("invalid object key ({len} bytes): {reason}")]
+    InvalidKey {
+        /// Key length in bytes.
+        len: usize,
+        /// The rule it breaks.
+        reason: &'static str,
+    },
+    /// The object does not exist.
+    #[error("object {bucket}/{key} does not exist")]
+    NoSuchKey {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+    },
+    /// The multipart upload does not exist (never created, completed or aborted).
+    #[error("multipart upload {upload_id} does not exist")]
+    NoSuchUpload {
+        /// Upload ID.
+        upload_id: String,
+    },
+    /// A part named in CompleteMultipartUpload is missing or its ETag does not match.
+    #[error("invalid part {part_number}: {reason}")]
+    InvalidPart {
+        /// Part number.
+        part_number: u32,
+        /// Why.
+        reason: String,
+    },
+    /// Parts in CompleteMultipartUpload are not in ascending order.
+    #[error("parts are not in ascending order of part number")]
+    InvalidPartOrder,
+    /// A part other than the last is under the minimum part size (5 MiB).
+    #[error("part {part_number} is {size_bytes} bytes; every part but the last must be at least {min_bytes} bytes")]
+    EntityTooSmall {
+        /// Part number.
+        part_number: u32,
+        /// Its size.
+        size_bytes: u64,
+        /// The minimum.
+        min_bytes: u64,
+    },
+    /// The object or part exceeds the maximum size.
+    #[error("size {size_bytes} bytes exceeds the maximum of {max_bytes} bytes")]
+    EntityTooLarge {
+        /// Size seen so far.
+        size_bytes: u64,
+        /// The maximum.
+        max_bytes: u64,
+    },
+    /// A byte range lies outside the object.
+    #[error("range starting at byte {start} is not satisfiable for an object of {size_bytes} bytes")]
+    InvalidRange {
+        /// First byte requested.
+        start: u64,
+        /// Object size.
+        size_bytes: u64,
+    },
+    /// A request argument is invalid (part number, max-keys, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The body's MD5 does not match the Content-MD5 the client sent.
+    #[error("the Content-MD5 you specified did not match what was received")]
+    BadDigest,
+    /// Reading the caller's body stream failed (client went away, checksum mismatch detected by
+    /// the caller's reader, ...). Nothing was committed.
+    #[error("reading the request body failed: {0}")]
+    Body(#[source] io::Error),
+}
+
+impl Error {
+    /// Wraps an `io::Error` from the device at `device`.
+    pub fn io(device: &str, source: io::Error) -> Self {
+        Error::Io { device: device.to_string(), source }
+    }
+}

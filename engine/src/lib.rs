@@ -1,0 +1,32 @@
+//! Hoard: an embedded, log-structured object engine.
+//!
+//! Buckets and objects; metadata in a write-ahead-logged index on an SSD device; object data
+//! appended as checksummed needles to segments on a pool of HDD devices; every device I/O through
+//! io_uring (with a pread/pwrite fallback). Data flows one way:
+//!
+//! ```text
+//! store (buckets, objects, multipart, listing)
+//!   -> placement (which HDD holds each chunk)
+//!   -> segment (append-only data log per HDD)  +  meta (WAL, checkpoints, index on the SSD)
+//!   -> device (io_uring / pread, O_DIRECT, aligned buffers, superblocks)
+//! profile: hwprofiles/*.toml -> EngineConfig
+//! ```
+//!
+//! On-disk formats are specified in `engine/FORMAT.md`.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod device;
+pub mod error;
+pub mod meta;
+pub mod placement;
+pub mod profile;
+pub mod segment;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use profile::{EngineConfig, Profile};
+pub use store::{
+    BucketInfo, ByteRange, CompletedPart, ListPage, ListQuery, ObjectInfo, ObjectReader, ObjectSummary, PartInfo, PartsPage,
+    PutOptions, Store, StoreDevices, StoreOptions, UploadInfo, UploadsPage,
+};

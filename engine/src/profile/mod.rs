@@ -1,0 +1,396 @@
+//! Hardware profiles (`hwprofiles/*.toml`) and the engine configuration derived from them.
+//!
+//! Owns: parsing and validating a profile, and deriving every engine tunable (queue depths,
+//! chunk and segment sizes, WAL size, buffer budgets, writer threads) with a sentence saying why,
+//! which `hoard profile show` prints. Must not open devices.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::device::IoBackend;
+use crate::error::{Error, Result};
+
+/// A hardware profile as written in `hwprofiles/*.toml`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Short name (`dev`, `qemu`, `4u-1.5pb`); written into every superblock.
+    pub name: String,
+    /// One line for humans.
+    pub description: String,
+    /// CPU and memory of the machine.
+    pub chassis: Chassis,
+    /// The metadata device class (SSDs).
+    pub ssd: DriveClass,
+    /// The data device class (HDDs).
+    pub hdd: DriveClass,
+    /// Data pools; by default one pool of every HDD.
+    #[serde(default)]
+    pub pool: Vec<PoolSpec>,
+    /// Network interfaces.
+    #[serde(default)]
+    pub nic: Option<NicSpec>,
+    /// File-backed devices (dev profile): file names under the data directory.
+    #[serde(default)]
+    pub files: Option<FileDevices>,
+    /// Explicit overrides of derived settings.
+    #[serde(default)]
+    pub engine: EngineOverrides,
+}
+
+/// CPU and memory.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Chassis {
+    /// Model name, for humans.
+    #[serde(default)]
+    pub model: String,
+    /// CPU cores available to Hoard.
+    pub cpu_cores: u32,
+    /// Memory Hoard may plan around, in bytes.
+    pub memory_bytes: u64,
+}
+
+/// One class of drives with its measured figures.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriveClass {
+    /// Model, for humans and for matching (issue: appliance).
+    #[serde(default)]
+    pub model: String,
+    /// Number of drives of this class.
+    pub count: u32,
+    /// Capacity of each, in bytes.
+    pub size_bytes: u64,
+    /// Sustained sequential bandwidth, MB/s (10^6 bytes).
+    pub seq_mb_s: u32,
+    /// Random 4 KiB read IOPS at the queue depth below.
+    pub random_read_iops: u32,
+    /// Native command queue depth the drive accepts.
+    #[serde(default = "default_ncq")]
+    pub queue_depth: u32,
+}
+
+fn default_ncq() -> u32 {
+    32
+}
+
+/// A data pool: a set of HDD slots and its default protection.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    /// Pool name.
+    pub name: String,
+    /// HDD slots (indices into the HDD class) in this pool.
+    pub hdd_slots: Vec<u32>,
+    /// Default protection of buckets in this pool (`replicas:N` or `ec:K+M`).
+    #[serde(default = "default_protection")]
+    pub protection: String,
+}
+
+fn default_protection() -> String {
+    "replicas:1".into()
+}
+
+/// Network interfaces.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicSpec {
+    /// Number of ports.
+    pub count: u32,
+    /// Line rate of each, Gbit/s.
+    pub speed_gbps: u32,
+}
+
+/// File-backed devices, relative to the data directory.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDevices {
+    /// One file per SSD.
+    pub ssd: Vec<String>,
+    /// One file per HDD.
+    pub hdd: Vec<String>,
+}
+
+/// Explicit overrides; anything unset is derived.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineOverrides {
+    /// `auto`, `uring` or `portable`.
+    pub io_backend: Option<IoBackend>,
+    /// Chunk size in bytes.
+    pub chunk_size_bytes: Option<u64>,
+    /// Segment size in bytes.
+    pub segment_size_bytes: Option<u64>,
+    /// WAL size in bytes.
+    pub wal_size_bytes: Option<u64>,
+}
+
+/// Every tunable of the engine, derived from a [`Profile`].
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Profile name.
+    pub profile_name: String,
+    /// Which I/O backend devices use.
+    pub io_backend: IoBackend,
+    /// Object data is split into chunks of this size; one HDD read per chunk.
+    pub chunk_size_bytes: u64,
+    /// Size of an append-only segment on an HDD.
+    pub segment_size_bytes: u64,
+    /// io_uring queue depth per HDD.
+    pub data_queue_depth: u32,
+    /// io_uring queue depth per SSD.
+    pub meta_queue_depth: u32,
+    /// Size of the metadata write-ahead log ring on the SSD.
+    pub wal_size_bytes: u64,
+    /// Chunk buffers allocated at most (memory = this x chunk size).
+    pub max_chunk_buffers: u32,
+    /// Chunk writes (or read-aheads) one put (or get) keeps in flight.
+    pub chunks_in_flight_per_stream: u32,
+    /// Threads for blocking engine work behind the S3 server.
+    pub writer_threads: u32,
+    /// Bytes of the SSD file to preallocate (WAL region) so durable appends do not grow it.
+    pub meta_preallocate_bytes: u64,
+    /// Why each value is what it is, for `hoard profile show`.
+    pub explanations: Vec<(String, String, String)>,
+}
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+impl Profile {
+    /// Reads and validates a profile file.
+    ///
+    /// Errors: [`Error::Config`] naming the file and the field at fault.
+    pub fn load(path: &Path) -> Result<Profile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read profile {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Config(msg) => Error::Config(format!("profile {}: {msg}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses and validates profile text.
+    pub fn parse(text: &str) -> Result<Profile> {
+        let profile: Profile = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        profile.validate()?;
+        Ok(profile)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.name.is_empty() || self.name.len() > 32 {
+            return bad(format!("name {:?} must be 1 to 32 bytes", self.name));
+        }
+        if self.chassis.cpu_cores == 0 {
+            return bad("chassis.cpu_cores must be at least 1".into());
+        }
+        if self.chassis.memory_bytes < 256 * MIB {
+            return bad(format!("chassis.memory_bytes {} is under the 256 MiB minimum", self.chassis.memory_bytes));
+        }
+        for (class, d) in [("ssd", &self.ssd), ("hdd", &self.hdd)] {
+            if d.count == 0 {
+                return bad(format!("{class}.count must be at least 1"));
+            }
+            if d.size_bytes < 64 * MIB {
+                return bad(format!("{class}.size_bytes {} is under the 64 MiB minimum", d.size_bytes));
+            }
+            if d.seq_mb_s == 0 || d.random_read_iops == 0 || d.queue_depth == 0 {
+                return bad(format!("{class}: seq_mb_s, random_read_iops and queue_depth must be positive"));
+            }
+        }
+        for pool in &self.pool {
+            if pool.hdd_slots.is_empty() {
+                return bad(format!("pool {} has no hdd_slots", pool.name));
+            }
+            if let Some(s) = pool.hdd_slots.iter().find(|&&s| s >= self.hdd.count) {
+                return bad(format!("pool {} names hdd slot {s}, but hdd.count is {}", pool.name, self.hdd.count));
+            }
+            if !pool.protection.starts_with("replicas:") && !pool.protection.starts_with("ec:") {
+                return bad(format!("pool {}: protection {:?} must be replicas:N or ec:K+M", pool.name, pool.protection));
+            }
+        }
+        if let Some(files) = &self.files {
+            if files.ssd.len() != self.ssd.count as usize || files.hdd.len() != self.hdd.count as usize {
+                return bad(format!(
+                    "files lists {} ssd and {} hdd files, but ssd.count is {} and hdd.count is {}",
+                    files.ssd.len(),
+                    files.hdd.len(),
+                    self.ssd.count,
+                    self.hdd.count
+                ));
+            }
+        }
+        if let Some(c) = self.engine.chunk_size_bytes {
+            if c < 64 * 1024 || c > 64 * MIB || c % 4096 != 0 {
+                return bad(format!("engine.chunk_size_bytes {c} must be a multiple of 4096 in 64 KiB..=64 MiB"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Device file paths under `data_dir` (file-backed profiles only): (ssd paths, hdd paths).
+    pub fn device_files(&self, data_dir: &Path) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
+        let files = self.files.as_ref()?;
+        let join = |v: &Vec<String>| v.iter().map(|f| data_dir.join(f)).collect();
+        Some((join(&files.ssd), join(&files.hdd)))
+    }
+
+    /// Derives the engine configuration; see each field of [`EngineConfig`].
+    pub fn derive(&self) -> EngineConfig {
+        let mut why = Vec::new();
+        let mut explain = |name: &str, value: String, reason: String| why.push((name.to_string(), value, reason));
+
+        let hdd = &self.hdd;
+        let access_time_s = 1.0 / hdd.random_read_iops as f64;
+        let seq_bytes_s = hdd.seq_mb_s as f64 * 1e6;
+        // A chunk read costs one access plus its transfer; 4 accesses' worth of transfer keeps
+        // the access overhead near 20% of the read time.
+        let ideal = (seq_bytes_s * access_time_s * 4.0) as u64;
+        let chunk = self
+            .engine
+            .chunk_size_bytes
+            .unwrap_or_else(|| ideal.next_power_of_two().clamp(MIB, 16 * MIB));
+        explain(
+            "chunk_size_bytes",
+            fmt_bytes(chunk),
+            match self.engine.chunk_size_bytes {
+                Some(_) => "set in [engine]".into(),
+                None => format!(
+                    "HDD access {:.2} ms x {} MB/s x 4 = {} -> power of two in 1..16 MiB: one access per chunk costs ~20% of its read time",
+                    access_time_s * 1e3,
+                    hdd.seq_mb_s,
+                    fmt_bytes(ideal)
+                ),
+            },
+        );
+
+        let segment = self
+            .engine
+            .segment_size_bytes
+            .unwrap_or_else(|| (chunk * 128).min(prev_pow2(hdd.size_bytes / 8)).max(chunk * 4));
+        explain(
+            "segment_size_bytes",
+            fmt_bytes(segment),
+            "128 chunks (at most 1/8 of an HDD): big enough that a segment switch (one metadata commit) is rare, small enough for garbage collection to reclaim at fine grain".into(),
+        );
+
+        let data_qd = hdd.queue_depth.clamp(1, 256);
+        explain("data_queue_depth", data_qd.to_string(), format!("the HDDs' command queue depth ({})", hdd.queue_depth));
+        let meta_qd = self.ssd.queue_depth.clamp(1, 256);
+        explain("meta_queue_depth", meta_qd.to_string(), format!("the SSDs' command queue depth ({})", self.ssd.queue_depth));
+
+        let wal = self.engine.wal_size_bytes.unwrap_or_else(|| prev_pow2(self.ssd.size_bytes / 16).clamp(16 * MIB, GIB));
+        explain(
+            "wal_size_bytes",
+            fmt_bytes(wal),
+            "1/16 of an SSD, 16 MiB..1 GiB: a checkpoint runs when half is used, so crash recovery replays at most half of it".into(),
+        );
+
+        let io_budget = self.chassis.memory_bytes / 4;
+        let by_budget = (io_budget / chunk).max(4);
+        let by_devices = data_qd as u64 * hdd.count as u64;
+        let buffers = by_budget.min(by_devices).min(u32::MAX as u64) as u32;
+        explain(
+            "max_chunk_buffers",
+            format!("{buffers} ({})", fmt_bytes(buffers as u64 * chunk)),
+            format!(
+                "min(1/4 of memory / chunk = {by_budget}, queue depth x HDDs = {by_devices}): enough to keep every HDD's queue full, never more than a quarter of RAM"
+            ),
+        );
+
+        let per_stream = hdd.count.clamp(2, 8).min(buffers / 2).max(1);
+        explain(
+            "chunks_in_flight_per_stream",
+            per_stream.to_string(),
+            "one per HDD up to 8: a single large put or get keeps several drives busy at once; memory per stream is this x chunk size".into(),
+        );
+
+        let writers = (self.chassis.cpu_cores * 2).clamp(4, 256);
+        explain(
+            "writer_threads",
+            writers.to_string(),
+            "2 per core (at least 4): hashing is CPU-bound, device waits are not, so a little oversubscription keeps cores busy".into(),
+        );
+
+        let io_backend = self.engine.io_backend.unwrap_or(IoBackend::Auto);
+        explain("io_backend", format!("{io_backend:?}").to_lowercase(), "io_uring when the kernel allows it, pread/pwrite otherwise".into());
+
+        EngineConfig {
+            profile_name: self.name.clone(),
+            io_backend,
+            chunk_size_bytes: chunk,
+            segment_size_bytes: segment,
+            data_queue_depth: data_qd,
+            meta_queue_depth: meta_qd,
+            wal_size_bytes: wal,
+            max_chunk_buffers: buffers,
+            chunks_in_flight_per_stream: per_stream,
+            writer_threads: writers,
+            meta_preallocate_bytes: wal + 2 * MIB,
+            explanations: why,
+        }
+    }
+}
+
+fn prev_pow2(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        1 << (63 - n.leading_zeros())
+    }
+}
+
+/// Formats a byte count with a binary unit (`4 MiB`, `1.5 GiB`).
+pub fn fmt_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if v.fract() == 0.0 {
+        format!("{v:.0} {}", UNITS[u])
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+impl EngineConfig {
+    /// A human-readable report of every derived setting and why.
+    pub fn report(&self) -> String {
+        let mut out = format!("profile {}\n", self.profile_name);
+        for (name, value, why) in &self.explanations {
+            out.push_str(&format!("  {name:<28} {value:<18} {why}\n"));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEV: &str = include_str!("../../../hwprofiles/dev.toml");
+
+    #[test]
+    fn dev_profile_derives() {
+        let p = Profile::parse(DEV).unwrap();
+        let c = p.derive();
+        assert_eq!(c.chunk_size_bytes % 4096, 0);
+        assert!(c.segment_size_bytes >= 4 * c.chunk_size_bytes);
+        assert!(c.report().contains("chunk_size_bytes"));
+    }
+
+    #[test]
+    fn bad_profile_names_the_field() {
+        let text = DEV.replace("count = 4", "count = 0");
+        let err = Profile::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("count"), "{err}");
+        let err = Profile::parse("name = 3").unwrap_err().to_string();
+        assert!(err.contains("name"), "{err}");
+    }
+}

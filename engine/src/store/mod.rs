@@ -1,0 +1,222 @@
+//! The store: buckets, objects, multipart uploads and listing on top of placement, the data log
+//! and metadata.
+//!
+//! Owns: opening and formatting a set of devices as one store, the schema of metadata keys
+//! ([`schema`]), and every S3-shaped operation. Contracts (DESIGN.md): an operation returns only
+//! after its data and metadata are durable (1); an object is visible wholly old or wholly new,
+//! because its one metadata record is committed after all its chunks are durable (2); every
+//! chunk read is verified (3); bad input gets a typed error and changes nothing (9).
+
+mod list;
+mod multipart;
+mod objects;
+mod open;
+pub mod schema;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::device::BufferPool;
+use crate::error::{Error, Result};
+use crate::meta::{Batch, MetaStore, Scan};
+use crate::profile::EngineConfig;
+use crate::segment::{DataDevice, SegmentClaims};
+
+pub use list::{ListPage, ListQuery, ObjectSummary};
+pub use multipart::{CompletedPart, PartInfo, PartsPage, UploadInfo, UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES};
+pub use objects::{ByteRange, ObjectInfo, ObjectReader, PutOptions};
+pub use open::{StoreDevices, StoreOptions};
+use schema::BucketRecord;
+
+/// Largest object, in bytes (S3: 5 TiB).
+pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
+/// Longest key, in bytes of UTF-8 (S3: 1024).
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// A bucket as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketInfo {
+    /// Bucket name.
+    pub name: String,
+    /// Owner's access key ID.
+    pub owner: String,
+    /// Creation time, Unix milliseconds.
+    pub created_unix_ms: u64,
+}
+
+/// An open store. Cheap to clone; all methods are thread-safe and blocking (call them from
+/// worker threads, not an async executor).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: EngineConfig,
+    store_uuid: [u8; 16],
+    meta: MetaStore,
+    data: Vec<Option<DataDevice>>,
+    buffers: BufferPool,
+    /// Held shared by object and upload writes, exclusively by bucket create/delete, so a bucket
+    /// cannot be deleted between a put's bucket check and its commit.
+    namespace: RwLock<()>,
+    /// Striped by upload ID: serialises part commits, complete and abort of one upload.
+    upload_locks: Vec<Mutex<()>>,
+}
+
+impl SegmentClaims for MetaStore {
+    fn claim(&self, slot: u32, next_unclaimed: u32) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.put(schema::segment_claim_key(slot), next_unclaimed.to_le_bytes().to_vec());
+        self.commit(batch)
+    }
+}
+
+pub(crate) fn now_unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Checks a bucket name against S3's rules (Bucket naming rules, Amazon S3 User Guide).
+///
+/// Errors: [`Error::InvalidBucketName`] with the rule it breaks.
+pub fn validate_bucket_name(name: &str) -> Result<()> {
+    let fail = |reason| Err(Error::InvalidBucketName { name: name.to_string(), reason });
+    if name.len() < 3 || name.len() > 63 {
+        return fail("must be 3 to 63 characters long");
+    }
+    if !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-') {
+        return fail("may contain only lower-case letters, digits, dots and hyphens");
+    }
+    let first = name.as_bytes()[0];
+    let last = name.as_bytes()[name.len() - 1];
+    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return fail("must begin and end with a letter or digit");
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return fail("must not contain two adjacent dots or a dot next to a hyphen");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return fail("must not be formatted as an IP address");
+    }
+    if name.starts_with("xn--") || name.starts_with("sthree-") || name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+        return fail("must not use a reserved prefix or suffix");
+    }
+    Ok(())
+}
+
+/// Checks an object key: 1 to 1024 bytes of UTF-8.
+///
+/// Errors: [`Error::InvalidKey`].
+pub fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::InvalidKey { len: 0, reason: "key must not be empty" });
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::InvalidKey { len: key.len(), reason: "key is longer than 1024 bytes" });
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The configuration derived from the profile.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    /// The store's UUID (as in every superblock).
+    pub fn store_uuid(&self) -> String {
+        crate::device::superblock::uuid_string(&self.inner.store_uuid)
+    }
+
+    /// Metadata counters.
+    pub fn meta_stats(&self) -> crate::meta::MetaStats {
+        self.inner.meta.stats()
+    }
+
+    /// Writes a metadata checkpoint so the next open replays nothing; call on clean shutdown.
+    pub fn close(&self) -> Result<()> {
+        self.inner.meta.checkpoint()
+    }
+
+    /// Creates a bucket owned by `owner`.
+    ///
+    /// Errors: [`Error::InvalidBucketName`]; [`Error::BucketAlreadyExists`] (with whether the
+    /// caller owns it: S3's BucketAlreadyOwnedByYou vs BucketAlreadyExists).
+    pub fn create_bucket(&self, name: &str, owner: &str) -> Result<()> {
+        validate_bucket_name(name)?;
+        let _ns = self.inner.namespace.write();
+        if let Some(existing) = self.inner.meta.get(&schema::bucket_key(name)) {
+            let rec = BucketRecord::decode(&existing)?;
+            return Err(Error::BucketAlreadyExists { name: name.to_string(), owned_by_caller: rec.owner == owner });
+        }
+        let rec = BucketRecord { owner: owner.to_string(), created_unix_ms: now_unix_ms() };
+        let mut batch = Batch::new();
+        batch.put(schema::bucket_key(name), rec.encode());
+        self.inner.meta.commit(batch)
+    }
+
+    /// Deletes an empty bucket.
+    ///
+    /// Errors: [`Error::NoSuchBucket`]; [`Error::BucketNotEmpty`] if it holds objects or
+    /// multipart uploads.
+    pub fn delete_bucket(&self, name: &str) -> Result<()> {
+        let _ns = self.inner.namespace.write();
+        self.bucket(name)?;
+        let has_any = |prefix: Vec<u8>| {
+            let mut found = false;
+            self.inner.meta.scan(&prefix, &mut |k, _| {
+                found = k.starts_with(&prefix);
+                Scan::Stop
+            });
+            found
+        };
+        if has_any(schema::object_prefix(name)) || has_any(schema::upload_prefix(name)) {
+            return Err(Error::BucketNotEmpty(name.to_string()));
+        }
+        let mut batch = Batch::new();
+        batch.delete(schema::bucket_key(name));
+        self.inner.meta.commit(batch)
+    }
+
+    /// The bucket's record.
+    ///
+    /// Errors: [`Error::NoSuchBucket`].
+    pub fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
+        let rec = self.bucket(name)?;
+        Ok(BucketInfo { name: name.to_string(), owner: rec.owner, created_unix_ms: rec.created_unix_ms })
+    }
+
+    /// Every bucket, in name order.
+    pub fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        let mut out = Vec::new();
+        let mut err = None;
+        self.inner.meta.scan(schema::BUCKET_PREFIX, &mut |k, v| {
+            let Some(name) = k.strip_prefix(schema::BUCKET_PREFIX) else { return Scan::Stop };
+            match BucketRecord::decode(v) {
+                Ok(rec) => out.push(BucketInfo {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                    owner: rec.owner,
+                    created_unix_ms: rec.created_unix_ms,
+                }),
+                Err(e) => {
+                    err = Some(e);
+                    return Scan::Stop;
+                }
+            }
+            Scan::Continue
+        });
+        match err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    fn bucket(&self, name: &str) -> Result<BucketRecord> {
+        match self.inner.meta.get(&schema::bucket_key(name)) {
+            Some(v) => BucketRecord::decode(&v),
+            None => Err(Error::NoSuchBucket(name.to_string())),
+        }
+    }
+}

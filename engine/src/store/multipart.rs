@@ -1,0 +1,362 @@
+//! Multipart uploads (CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+//! AbortMultipartUpload, ListParts, ListMultipartUploads; Amazon S3 API Reference).
+//!
+//! A part is written like an object (its own chunk run, durable) and committed as a part record.
+//! Complete validates the named parts and commits, in one batch, the object record (the parts'
+//! chunk runs concatenated, ETag = MD5 of the part MD5s + `-N`) and the removal of the upload
+//! and all its part records: the object appears whole or not at all.
+
+use std::io::Read;
+
+use md5::{Digest, Md5};
+
+use super::objects::ObjectInfo;
+use super::schema::{self, ObjectRecord, PartRecord, UploadRecord};
+use super::{validate_key, Store, MAX_OBJECT_BYTES};
+use crate::error::{Error, Result};
+use crate::meta::{Batch, Scan};
+
+/// Smallest part but the last, in bytes (S3: 5 MiB).
+pub const MIN_PART_BYTES: u64 = 5 << 20;
+/// Largest part, in bytes (S3: 5 GiB).
+pub const MAX_PART_BYTES: u64 = 5 << 30;
+/// Highest part number (S3: 10,000).
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+/// A part named in CompleteMultipartUpload.
+#[derive(Clone, Debug)]
+pub struct CompletedPart {
+    /// Part number.
+    pub part_number: u32,
+    /// ETag the client got for it (quotes optional).
+    pub etag: String,
+}
+
+/// An uploaded part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartInfo {
+    /// Part number.
+    pub part_number: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag without quotes (hex MD5).
+    pub etag: String,
+    /// Uploaded, Unix milliseconds.
+    pub last_modified_unix_ms: u64,
+    /// Flexible checksums: (algorithm, base64 value).
+    pub checksums: Vec<(String, String)>,
+}
+
+/// A page of ListParts.
+#[derive(Clone, Debug, Default)]
+pub struct PartsPage {
+    /// Parts after the marker, in order.
+    pub parts: Vec<PartInfo>,
+    /// Whether more follow.
+    pub is_truncated: bool,
+    /// Last part number returned, when truncated.
+    pub next_part_number_marker: Option<u32>,
+}
+
+/// An upload in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadInfo {
+    /// Object key.
+    pub key: String,
+    /// Upload ID.
+    pub upload_id: String,
+    /// Initiated, Unix milliseconds.
+    pub initiated_unix_ms: u64,
+    /// Owner's access key ID.
+    pub owner: String,
+}
+
+/// A page of ListMultipartUploads.
+#[derive(Clone, Debug, Default)]
+pub struct UploadsPage {
+    /// Uploads in (key, upload ID) order.
+    pub uploads: Vec<UploadInfo>,
+    /// Whether more follow.
+    pub is_truncated: bool,
+    /// (key, upload ID) to continue after, when truncated.
+    pub next_marker: Option<(String, String)>,
+}
+
+/// Length of an upload ID (hex of 128 random bits).
+const UPLOAD_ID_LEN: usize = 32;
+
+fn strip_quotes(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+impl Store {
+    fn upload_lock(&self, upload_id: &str) -> parking_lot::MutexGuard<'_, ()> {
+        let h = xxhash_rust::xxh3::xxh3_64(upload_id.as_bytes()) as usize;
+        self.inner.upload_locks[h % self.inner.upload_locks.len()].lock()
+    }
+
+    fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
+        let no_such = || Error::NoSuchUpload { upload_id: upload_id.to_string() };
+        if upload_id.len() != UPLOAD_ID_LEN || !upload_id.bytes().all(|c| c.is_ascii_hexdigit()) {
+            self.bucket(bucket)?;
+            return Err(no_such());
+        }
+        match self.inner.meta.get(&schema::upload_key(bucket, key, upload_id)) {
+            Some(v) => UploadRecord::decode(&v),
+            None => {
+                self.bucket(bucket)?;
+                Err(no_such())
+            }
+        }
+    }
+
+    fn parts(&self, upload_id: &str, after: u32) -> Result<Vec<(u32, PartRecord)>> {
+        let prefix = schema::part_prefix(upload_id);
+        let mut out = Vec::new();
+        let mut error = None;
+        self.inner.meta.scan(&schema::part_key(upload_id, after.saturating_add(1)), &mut |k, v| {
+            let Some(num) = k.strip_prefix(prefix.as_slice()) else { return Scan::Stop };
+            let Ok(num) = <[u8; 4]>::try_from(num) else { return Scan::Stop };
+            match PartRecord::decode(v) {
+                Ok(p) => out.push((u32::from_be_bytes(num), p)),
+                Err(e) => {
+                    error = Some(e);
+                    return Scan::Stop;
+                }
+            }
+            Scan::Continue
+        });
+        match error {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Starts a multipart upload; returns its upload ID.
+    ///
+    /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`].
+    pub fn create_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        owner: &str,
+        content_type: Option<String>,
+        user_metadata: Vec<(String, String)>,
+        checksum_algorithm: Option<String>,
+    ) -> Result<String> {
+        validate_key(key)?;
+        let upload_id = uuid::Uuid::new_v4().simple().to_string();
+        let record = UploadRecord {
+            initiated_unix_ms: super::now_unix_ms(),
+            owner: owner.to_string(),
+            content_type: content_type.unwrap_or_else(|| "binary/octet-stream".into()),
+            user_metadata,
+            checksum_algorithm: checksum_algorithm.unwrap_or_default(),
+        };
+        let _ns = self.inner.namespace.read();
+        self.bucket(bucket)?;
+        let mut batch = Batch::new();
+        batch.put(schema::upload_key(bucket, key, &upload_id), record.encode());
+        self.inner.meta.commit(batch)?;
+        Ok(upload_id)
+    }
+
+    /// Uploads (or replaces) one part, durably.
+    ///
+    /// Errors: [`Error::NoSuchUpload`], [`Error::InvalidArgument`] for a part number outside
+    /// 1..=10000, [`Error::EntityTooLarge`] over 5 GiB, [`Error::BadDigest`], [`Error::Body`].
+    pub fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: &mut dyn Read,
+        content_md5: Option<[u8; 16]>,
+        checksums: Vec<(String, String)>,
+    ) -> Result<PartInfo> {
+        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+            return Err(Error::InvalidArgument(format!("part number {part_number} must be between 1 and {MAX_PART_NUMBER}")));
+        }
+        self.upload(bucket, key, upload_id)?;
+        let object_id = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
+        let written = self.write_stream(body, object_id, MAX_PART_BYTES)?;
+        if content_md5.is_some_and(|m| m != written.md5) {
+            return Err(Error::BadDigest);
+        }
+        let record = PartRecord {
+            size: written.size,
+            etag: hex::encode(written.md5),
+            last_modified_unix_ms: super::now_unix_ms(),
+            checksums,
+            run: written.run,
+        };
+        let _guard = self.upload_lock(upload_id);
+        // The upload may have been completed or aborted while the data was written.
+        self.upload(bucket, key, upload_id)?;
+        let mut batch = Batch::new();
+        batch.put(schema::part_key(upload_id, part_number), record.encode());
+        self.inner.meta.commit(batch)?;
+        Ok(PartInfo {
+            part_number,
+            size: record.size,
+            etag: record.etag,
+            last_modified_unix_ms: record.last_modified_unix_ms,
+            checksums: record.checksums,
+        })
+    }
+
+    /// Completes an upload from the named parts.
+    ///
+    /// Errors: [`Error::NoSuchUpload`]; [`Error::InvalidPartOrder`] unless part numbers strictly
+    /// ascend; [`Error::InvalidPart`] for a missing part or ETag mismatch; [`Error::EntityTooSmall`]
+    /// for a part under 5 MiB that is not the last; [`Error::InvalidArgument`] for an empty list.
+    pub fn complete_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str, parts: &[CompletedPart]) -> Result<ObjectInfo> {
+        let _guard = self.upload_lock(upload_id);
+        let upload = self.upload(bucket, key, upload_id)?;
+        if parts.is_empty() {
+            return Err(Error::InvalidArgument("CompleteMultipartUpload must name at least one part".into()));
+        }
+        if parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+            return Err(Error::InvalidPartOrder);
+        }
+        let stored = self.parts(upload_id, 0)?;
+        let mut record = ObjectRecord {
+            size: 0,
+            etag: String::new(),
+            content_type: upload.content_type,
+            last_modified_unix_ms: super::now_unix_ms(),
+            user_metadata: upload.user_metadata,
+            checksums: Vec::new(),
+            part_sizes: Vec::with_capacity(parts.len()),
+            runs: Vec::with_capacity(parts.len()),
+        };
+        let mut md5_of_md5s = Md5::new();
+        for (i, want) in parts.iter().enumerate() {
+            let Some((_, part)) = stored.iter().find(|(n, _)| *n == want.part_number) else {
+                return Err(Error::InvalidPart { part_number: want.part_number, reason: "the part was not uploaded".into() });
+            };
+            if strip_quotes(&want.etag) != part.etag {
+                return Err(Error::InvalidPart {
+                    part_number: want.part_number,
+                    reason: format!("ETag {} does not match the uploaded part's {}", want.etag, part.etag),
+                });
+            }
+            if i + 1 < parts.len() && part.size < MIN_PART_BYTES {
+                return Err(Error::EntityTooSmall { part_number: want.part_number, size_bytes: part.size, min_bytes: MIN_PART_BYTES });
+            }
+            let raw = hex::decode(&part.etag).map_err(|_| Error::MetadataUnavailable { detail: format!("part {} has a malformed ETag", want.part_number) })?;
+            md5_of_md5s.update(&raw);
+            record.size += part.size;
+            record.part_sizes.push(part.size);
+            if !part.run.chunks.is_empty() {
+                record.runs.push(part.run.clone());
+            }
+        }
+        if record.size > MAX_OBJECT_BYTES {
+            return Err(Error::EntityTooLarge { size_bytes: record.size, max_bytes: MAX_OBJECT_BYTES });
+        }
+        record.etag = format!("{}-{}", hex::encode(md5_of_md5s.finalize()), parts.len());
+        let mut cleanup = Batch::new();
+        cleanup.delete(schema::upload_key(bucket, key, upload_id));
+        for (n, _) in &stored {
+            cleanup.delete(schema::part_key(upload_id, *n));
+        }
+        self.commit_object(bucket, key, &record, cleanup)?;
+        Ok(ObjectInfo::from_record(key, &record))
+    }
+
+    /// Aborts an upload: its parts are forgotten (their space is garbage).
+    ///
+    /// Errors: [`Error::NoSuchUpload`].
+    pub fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let _guard = self.upload_lock(upload_id);
+        self.upload(bucket, key, upload_id)?;
+        let mut batch = Batch::new();
+        batch.delete(schema::upload_key(bucket, key, upload_id));
+        for (n, _) in self.parts(upload_id, 0)? {
+            batch.delete(schema::part_key(upload_id, n));
+        }
+        self.inner.meta.commit(batch)
+    }
+
+    /// Lists parts after `part_number_marker`, at most `max_parts` (capped at 1000).
+    ///
+    /// Errors: [`Error::NoSuchUpload`].
+    pub fn list_parts(&self, bucket: &str, key: &str, upload_id: &str, part_number_marker: u32, max_parts: usize) -> Result<PartsPage> {
+        self.upload(bucket, key, upload_id)?;
+        let max_parts = max_parts.min(1000);
+        let mut all = self.parts(upload_id, part_number_marker)?;
+        let is_truncated = all.len() > max_parts;
+        all.truncate(max_parts);
+        let parts: Vec<PartInfo> = all
+            .into_iter()
+            .map(|(n, p)| PartInfo { part_number: n, size: p.size, etag: p.etag, last_modified_unix_ms: p.last_modified_unix_ms, checksums: p.checksums })
+            .collect();
+        let next_part_number_marker = if is_truncated { parts.last().map(|p| p.part_number) } else { None };
+        Ok(PartsPage { parts, is_truncated, next_part_number_marker })
+    }
+
+    /// Lists uploads in progress whose key starts with `prefix`, after (`key_marker`,
+    /// `upload_id_marker`), at most `max_uploads` (capped at 1000).
+    ///
+    /// Errors: [`Error::NoSuchBucket`].
+    pub fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: Option<&str>,
+        upload_id_marker: Option<&str>,
+        max_uploads: usize,
+    ) -> Result<UploadsPage> {
+        self.bucket(bucket)?;
+        let max_uploads = max_uploads.min(1000);
+        let base = schema::upload_prefix(bucket);
+        let mut from = [base.as_slice(), prefix.as_bytes()].concat();
+        if let Some(km) = key_marker {
+            // S3: with an upload-id-marker, uploads of key_marker after that ID; without one,
+            // only keys after key_marker.
+            let next = match upload_id_marker {
+                Some(id) => [schema::upload_key(bucket, km, id).as_slice(), b"\0"].concat(),
+                None => [schema::upload_key(bucket, km, "").as_slice(), &[0xFF]].concat(),
+            };
+            from = from.max(next);
+        }
+        let mut page = UploadsPage::default();
+        let mut error = None;
+        self.inner.meta.scan(&from, &mut |k, v| {
+            let Some(rest) = k.strip_prefix(base.as_slice()) else { return Scan::Stop };
+            if rest.len() < UPLOAD_ID_LEN + 1 {
+                return Scan::Continue;
+            }
+            let (key, id) = rest.split_at(rest.len() - UPLOAD_ID_LEN - 1);
+            if !key.starts_with(prefix.as_bytes()) {
+                return Scan::Stop;
+            }
+            if page.uploads.len() == max_uploads {
+                page.is_truncated = true;
+                return Scan::Stop;
+            }
+            match UploadRecord::decode(v) {
+                Ok(rec) => page.uploads.push(UploadInfo {
+                    key: String::from_utf8_lossy(key).into_owned(),
+                    upload_id: String::from_utf8_lossy(&id[1..]).into_owned(),
+                    initiated_unix_ms: rec.initiated_unix_ms,
+                    owner: rec.owner,
+                }),
+                Err(e) => {
+                    error = Some(e);
+                    return Scan::Stop;
+                }
+            }
+            Scan::Continue
+        });
+        if let Some(e) = error {
+            return Err(e);
+        }
+        if page.is_truncated {
+            page.next_marker = page.uploads.last().map(|u| (u.key.clone(), u.upload_id.clone()));
+        }
+        Ok(page)
+    }
+}

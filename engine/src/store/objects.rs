@@ -1,0 +1,420 @@
+//! Objects: streaming put (chunks written durably across the pool, then one metadata commit),
+//! verified streaming get with read-ahead and byte ranges, head and delete.
+//!
+//! Memory: a put or get holds at most `chunks_in_flight_per_stream` chunk buffers, so memory is
+//! bounded by chunk size x in-flight chunks, whatever the object size.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+
+use md5::{Digest, Md5};
+
+use super::schema::{self, Chunk, ChunkRun, Location, ObjectRecord};
+use super::{validate_key, Store, MAX_OBJECT_BYTES};
+use crate::device::{PendingIo, PendingRead, PooledBuf};
+use crate::error::{Error, Result};
+use crate::meta::Batch;
+use crate::placement::place_chunk;
+use crate::segment::{needle_bytes, seal_needle, verify_needle, ChunkId, NEEDLE_HEADER_BYTES};
+
+/// Options of a put.
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    /// Content-Type to store (default `binary/octet-stream`, as S3).
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*` pairs (name without the prefix).
+    pub user_metadata: Vec<(String, String)>,
+    /// Flexible checksums already verified by the caller: (algorithm, base64 value).
+    pub checksums: Vec<(String, String)>,
+    /// The Content-MD5 the client sent: the put fails with [`Error::BadDigest`] on mismatch.
+    pub content_md5: Option<[u8; 16]>,
+}
+
+/// An object as HeadObject describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Content-Type.
+    pub content_type: String,
+    /// Last-Modified, Unix milliseconds.
+    pub last_modified_unix_ms: u64,
+    /// User metadata.
+    pub user_metadata: Vec<(String, String)>,
+    /// Stored flexible checksums: (algorithm, base64 value).
+    pub checksums: Vec<(String, String)>,
+    /// Number of parts for a multipart object.
+    pub parts_count: Option<u32>,
+}
+
+impl ObjectInfo {
+    pub(super) fn from_record(key: &str, r: &ObjectRecord) -> Self {
+        ObjectInfo {
+            key: key.to_string(),
+            size: r.size,
+            etag: r.etag.clone(),
+            content_type: r.content_type.clone(),
+            last_modified_unix_ms: r.last_modified_unix_ms,
+            user_metadata: r.user_metadata.clone(),
+            checksums: r.checksums.clone(),
+            parts_count: (!r.part_sizes.is_empty()).then_some(r.part_sizes.len() as u32),
+        }
+    }
+}
+
+/// A byte range of a GET (RFC 9110 section 14.1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-last` (inclusive; `last` is clamped to the object's end).
+    FromTo(u64, u64),
+    /// `bytes=first-`.
+    From(u64),
+    /// `bytes=-n`: the last `n` bytes.
+    Last(u64),
+}
+
+impl ByteRange {
+    /// Resolves against an object of `size` bytes to `[start, end)`.
+    ///
+    /// Errors: [`Error::InvalidRange`] when no byte of the range lies in the object.
+    pub fn resolve(self, size: u64) -> Result<(u64, u64)> {
+        let (start, end) = match self {
+            ByteRange::FromTo(a, b) if a <= b => (a, b.saturating_add(1).min(size)),
+            ByteRange::FromTo(a, _) => (a, a),
+            ByteRange::From(a) => (a, size),
+            ByteRange::Last(n) => (size.saturating_sub(n), size),
+        };
+        if start >= size || start >= end {
+            return Err(Error::InvalidRange { start, size_bytes: size });
+        }
+        Ok((start, end))
+    }
+}
+
+pub(super) struct Written {
+    pub run: ChunkRun,
+    pub size: u64,
+    pub md5: [u8; 16],
+}
+
+/// Reads from `body` until `buf` is full or the body ends; returns bytes read.
+fn fill(body: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match body.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Body(e)),
+        }
+    }
+    Ok(n)
+}
+
+impl Store {
+    /// Takes a chunk buffer; while the pool is exhausted, completes this stream's own oldest
+    /// write instead of waiting on other streams (see `BufferPool::try_get`).
+    fn write_buffer(&self, pending: &mut VecDeque<(PooledBuf, PendingIo<'_>)>) -> Result<PooledBuf> {
+        loop {
+            if let Some(buf) = self.inner.buffers.try_get() {
+                return Ok(buf);
+            }
+            match pending.pop_front() {
+                Some((mut pbuf, io)) => {
+                    pbuf.restore(io.wait()?);
+                    return Ok(pbuf);
+                }
+                None => return Ok(self.inner.buffers.get()),
+            }
+        }
+    }
+
+    /// Writes `body` as chunks of a new object version `object_id`, each durable on its HDD
+    /// before this returns. Nothing is committed to metadata here.
+    pub(super) fn write_stream(&self, body: &mut dyn Read, object_id: u128, max_bytes: u64) -> Result<Written> {
+        let chunk_bytes = self.inner.config.chunk_size_bytes as usize;
+        let in_flight = self.inner.config.chunks_in_flight_per_stream as usize;
+        let mut md5 = Md5::new();
+        let mut chunks = Vec::new();
+        let mut pending: VecDeque<(PooledBuf, PendingIo<'_>)> = VecDeque::new();
+        let mut size = 0u64;
+        for index in 0u32.. {
+            let mut pbuf = self.write_buffer(&mut pending)?;
+            pbuf.set_len(needle_bytes(chunk_bytes));
+            let n = fill(body, &mut pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + chunk_bytes])?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > max_bytes {
+                return Err(Error::EntityTooLarge { size_bytes: size, max_bytes });
+            }
+            md5.update(&pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n]);
+            seal_needle(&mut pbuf, ChunkId { object_id, index }, n);
+            let (slot, offset) = self.reserve_chunk(object_id, index, pbuf.len() as u64)?;
+            let device = self.inner.data[slot as usize].as_ref().expect("placement picks present devices");
+            let io = device.submit_write(pbuf.take(), offset)?;
+            pending.push_back((pbuf, io));
+            chunks.push(Chunk { len: n as u32, locations: vec![Location { slot, offset }] });
+            if pending.len() >= in_flight {
+                let (mut pbuf, io) = pending.pop_front().expect("non-empty");
+                pbuf.restore(io.wait()?);
+            }
+            if n < chunk_bytes {
+                break;
+            }
+        }
+        for (mut pbuf, io) in pending {
+            pbuf.restore(io.wait()?);
+        }
+        Ok(Written { run: ChunkRun { object_id, first_index: 0, chunks }, size, md5: md5.finalize().into() })
+    }
+
+    /// Picks a device for a chunk and reserves room there, skipping full or failed devices.
+    fn reserve_chunk(&self, object_id: u128, index: u32, bytes: u64) -> Result<(u32, u64)> {
+        let mut usable: Vec<bool> =
+            self.inner.data.iter().map(|d| d.as_ref().is_some_and(|d| !d.device().is_poisoned())).collect();
+        loop {
+            let Some(slot) = place_chunk(object_id, index, &usable) else {
+                return Err(Error::NoSpace { detail: "no data device of the pool can take more data".into() });
+            };
+            let device = self.inner.data[slot as usize].as_ref().expect("usable devices are present");
+            match device.reserve(bytes, &self.inner.meta) {
+                Ok(offset) => return Ok((slot, offset)),
+                Err(Error::NoSpace { .. }) => usable[slot as usize] = false,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Stores an object from a stream, replacing any object under the same key atomically.
+    ///
+    /// Returns once the data and the metadata record are durable. Memory use is bounded by the
+    /// chunk size x chunks in flight, not by the object size.
+    ///
+    /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`], [`Error::EntityTooLarge`] past 5 TiB,
+    /// [`Error::BadDigest`] on a Content-MD5 mismatch, [`Error::Body`] if `body` fails (for
+    /// example a checksum mismatch the caller's reader detects at the end): in every error case
+    /// the previous object, if any, is untouched.
+    pub fn put_object(&self, bucket: &str, key: &str, body: &mut dyn Read, opts: PutOptions) -> Result<ObjectInfo> {
+        validate_key(key)?;
+        self.bucket(bucket)?;
+        let object_id = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
+        let written = self.write_stream(body, object_id, MAX_OBJECT_BYTES)?;
+        if opts.content_md5.is_some_and(|m| m != written.md5) {
+            return Err(Error::BadDigest);
+        }
+        let record = ObjectRecord {
+            size: written.size,
+            etag: hex::encode(written.md5),
+            content_type: opts.content_type.unwrap_or_else(|| "binary/octet-stream".into()),
+            last_modified_unix_ms: super::now_unix_ms(),
+            user_metadata: opts.user_metadata,
+            checksums: opts.checksums,
+            part_sizes: Vec::new(),
+            runs: if written.run.chunks.is_empty() { Vec::new() } else { vec![written.run] },
+        };
+        self.commit_object(bucket, key, &record, Batch::new())?;
+        Ok(ObjectInfo::from_record(key, &record))
+    }
+
+    /// Commits an object record (plus `extra` changes) while the bucket is known to exist.
+    pub(super) fn commit_object(&self, bucket: &str, key: &str, record: &ObjectRecord, mut extra: Batch) -> Result<()> {
+        let _ns = self.inner.namespace.read();
+        self.bucket(bucket)?;
+        let mut batch = Batch::new();
+        batch.put(schema::object_key(bucket, key), record.encode());
+        batch.ops.append(&mut extra.ops);
+        self.inner.meta.commit(batch)
+    }
+
+    fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        match self.inner.meta.get(&schema::object_key(bucket, key)) {
+            Some(v) => ObjectRecord::decode(&v),
+            None => {
+                self.bucket(bucket)?;
+                Err(Error::NoSuchKey { bucket: bucket.to_string(), key: key.to_string() })
+            }
+        }
+    }
+
+    /// The object's metadata.
+    ///
+    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
+    pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        Ok(ObjectInfo::from_record(key, &self.object(bucket, key)?))
+    }
+
+    /// Opens the object (or a range of it) for reading. The first chunk is read and verified
+    /// before this returns, so a missing drive or corrupt chunk at the start is reported here
+    /// rather than mid-stream.
+    ///
+    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::InvalidRange`],
+    /// [`Error::ObjectUnreadable`].
+    pub fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> Result<ObjectReader> {
+        let record = self.object(bucket, key)?;
+        let (start, end) = match range {
+            Some(r) => r.resolve(record.size)?,
+            None => (0, record.size),
+        };
+        let mut chunks = Vec::new();
+        let mut logical = 0u64;
+        for run in &record.runs {
+            for (i, c) in run.chunks.iter().enumerate() {
+                let id = ChunkId { object_id: run.object_id, index: run.first_index + i as u32 };
+                chunks.push((logical, id, c.clone()));
+                logical += c.len as u64;
+            }
+        }
+        let next_fetch = chunks.partition_point(|(off, _, c)| off + c.len as u64 <= start);
+        let mut reader = ObjectReader {
+            store: self.clone(),
+            bucket: bucket.to_string(),
+            info: ObjectInfo::from_record(key, &record),
+            chunks,
+            pos: start,
+            start,
+            end,
+            next_fetch,
+            pending: VecDeque::new(),
+            current: None,
+        };
+        if start < end {
+            reader.advance().map_err(|e| match e.into_inner() {
+                Some(inner) => match inner.downcast::<Error>() {
+                    Ok(err) => *err,
+                    Err(other) => Error::Body(io::Error::other(other)),
+                },
+                None => Error::ObjectUnreadable { bucket: bucket.to_string(), key: key.to_string(), detail: "read failed".into() },
+            })?;
+        }
+        Ok(reader)
+    }
+
+    /// Deletes an object. Deleting a key that does not exist succeeds (S3 semantics).
+    ///
+    /// Errors: [`Error::NoSuchBucket`].
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let _ns = self.inner.namespace.read();
+        self.bucket(bucket)?;
+        let k = schema::object_key(bucket, key);
+        if self.inner.meta.get(&k).is_none() {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        batch.delete(k);
+        self.inner.meta.commit(batch)
+    }
+}
+
+type Fetch = std::result::Result<(usize, PooledBuf, PendingRead, Location), Error>;
+
+/// A streaming reader of an object or range ([`std::io::Read`]). Each chunk is one device read,
+/// verified (crc32c, identity, length) before any byte of it is returned; up to
+/// `chunks_in_flight_per_stream` chunks are read ahead.
+pub struct ObjectReader {
+    store: Store,
+    bucket: String,
+    info: ObjectInfo,
+    chunks: Vec<(u64, ChunkId, Chunk)>,
+    pos: u64,
+    start: u64,
+    end: u64,
+    next_fetch: usize,
+    pending: VecDeque<Fetch>,
+    current: Option<(PooledBuf, usize, usize)>,
+}
+
+impl ObjectReader {
+    /// The object's metadata.
+    pub fn info(&self) -> &ObjectInfo {
+        &self.info
+    }
+
+    /// The byte range being read, `[start, end)`.
+    pub fn range(&self) -> (u64, u64) {
+        (self.start, self.end)
+    }
+
+    fn unreadable(&self, detail: String) -> io::Error {
+        io::Error::other(Error::ObjectUnreadable { bucket: self.bucket.clone(), key: self.info.key.clone(), detail })
+    }
+
+    /// Submits reads ahead while buffers are free; blocks for a buffer only when nothing of this
+    /// stream is in flight or held.
+    fn fetch_ahead(&mut self) {
+        let limit = self.store.inner.config.chunks_in_flight_per_stream as usize;
+        while self.pending.len() < limit && self.next_fetch < self.chunks.len() && self.chunks[self.next_fetch].0 < self.end {
+            let holding = !self.pending.is_empty() || self.current.is_some();
+            let mut pbuf = match self.store.inner.buffers.try_get() {
+                Some(b) => b,
+                None if holding => return,
+                None => self.store.inner.buffers.get(),
+            };
+            let index = self.next_fetch;
+            self.next_fetch += 1;
+            let (_, _, chunk) = &self.chunks[index];
+            let fetch = chunk
+                .locations
+                .iter()
+                .find_map(|loc| {
+                    let dev = self.store.inner.data.get(loc.slot as usize)?.as_ref()?;
+                    let io = dev.submit_read(pbuf.take(), loc.offset, chunk.len as usize);
+                    Some(io.map(|io| (index, loc, io)))
+                })
+                .unwrap_or_else(|| {
+                    Err(Error::ObjectUnreadable {
+                        bucket: self.bucket.clone(),
+                        key: self.info.key.clone(),
+                        detail: format!("chunk {index}: no present device holds it (slots {:?})", chunk.locations.iter().map(|l| l.slot).collect::<Vec<_>>()),
+                    })
+                });
+            self.pending.push_back(fetch.map(|(index, loc, io)| (index, pbuf, io, *loc)));
+        }
+    }
+
+    /// Makes `current` hold the next chunk's bytes within the range.
+    fn advance(&mut self) -> io::Result<()> {
+        self.current = None;
+        self.fetch_ahead();
+        let Some(fetch) = self.pending.pop_front() else {
+            return Err(self.unreadable("no chunk covers the requested bytes".into()));
+        };
+        let (index, mut pbuf, io, loc) = fetch.map_err(io::Error::other)?;
+        let buf = io.wait().map_err(|e| self.unreadable(e.to_string()))?;
+        let (logical, id, chunk) = &self.chunks[index];
+        let device = self.store.inner.data[loc.slot as usize].as_ref().expect("read from a present device").device().name();
+        verify_needle(device, loc.offset, &buf, *id, chunk.len as usize).map_err(|e| self.unreadable(e.to_string()))?;
+        pbuf.restore(buf);
+        let from = self.pos.max(*logical) - logical;
+        let to = self.end.min(logical + chunk.len as u64) - logical;
+        self.current = Some((pbuf, NEEDLE_HEADER_BYTES + from as usize, NEEDLE_HEADER_BYTES + to as usize));
+        self.fetch_ahead();
+        Ok(())
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() || self.pos >= self.end {
+            return Ok(0);
+        }
+        loop {
+            if let Some((buf, at, to)) = self.current.as_mut() {
+                if *at < *to {
+                    let n = out.len().min(*to - *at);
+                    out[..n].copy_from_slice(&buf[*at..*at + n]);
+                    *at += n;
+                    self.pos += n as u64;
+                    return Ok(n);
+                }
+            }
+            self.advance()?;
+        }
+    }
+}
+

@@ -1,0 +1,216 @@
+//! Opening a store: creating the dev profile's device files, probing every superblock, formatting
+//! blank devices (never foreign or unknown ones), and opening metadata and the data log.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::{schema, Inner, Store};
+use crate::device::superblock::{self, uuid_string, Probe, Role, Superblock, SUPERBLOCK_VERSION};
+use crate::device::{create_device_file, BufferPool, Device, IoBackend};
+use crate::error::{Error, Result};
+use crate::meta::{MetaLayout, MetaStore};
+use crate::profile::{EngineConfig, Profile};
+use crate::segment::{DataDevice, DataLayout};
+
+/// How to open a file-backed store.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// The hardware profile (must have a `[files]` section).
+    pub profile: Profile,
+    /// Directory holding the device files; created if missing.
+    pub data_dir: PathBuf,
+    /// Format blank devices (first start). Devices holding anything else are never formatted.
+    pub format_blank: bool,
+    /// Override the profile's I/O backend.
+    pub io_backend: Option<IoBackend>,
+}
+
+/// Already-open devices to build a store from (block devices, or fault-injecting ones in tests).
+pub struct StoreDevices {
+    /// The metadata device (SSD).
+    pub meta: Arc<Device>,
+    /// Data devices (HDDs) by slot; `None` for a missing drive.
+    pub data: Vec<Option<Arc<Device>>>,
+}
+
+fn salt(store_uuid: &[u8; 16]) -> u32 {
+    crc32c::crc32c(store_uuid)
+}
+
+impl Store {
+    /// Opens (and on first start formats) the file-backed store the profile describes.
+    ///
+    /// Errors: [`Error::Config`] for a profile without `[files]`; device errors naming the file;
+    /// [`Error::NotBlank`] / [`Error::ForeignStore`] for a device that is not this store's.
+    pub fn open(opts: &StoreOptions) -> Result<Store> {
+        let mut config = opts.profile.derive();
+        if let Some(backend) = opts.io_backend {
+            config.io_backend = backend;
+        }
+        let (ssd_paths, hdd_paths) = opts.profile.device_files(&opts.data_dir).ok_or_else(|| {
+            Error::Config(format!("profile {} has no [files] section: its devices are discovered, not files", opts.profile.name))
+        })?;
+        if ssd_paths.len() > 1 {
+            tracing::warn!("profile lists {} SSDs; this version keeps metadata on the first only", ssd_paths.len());
+        }
+        let meta_path = &ssd_paths[0];
+        if !meta_path.exists() {
+            create_device_file(meta_path, opts.profile.ssd.size_bytes, config.meta_preallocate_bytes)?;
+        }
+        for path in &hdd_paths {
+            if !path.exists() {
+                create_device_file(path, opts.profile.hdd.size_bytes, 0)?;
+            }
+        }
+        let meta = Arc::new(Device::open(meta_path, config.io_backend, config.meta_queue_depth)?);
+        let data = hdd_paths
+            .iter()
+            .map(|p| Device::open(p, config.io_backend, config.data_queue_depth).map(|d| Some(Arc::new(d))))
+            .collect::<Result<Vec<_>>>()?;
+        Self::open_devices(StoreDevices { meta, data }, config, opts.format_blank)
+    }
+
+    /// Opens a store on already-open devices; formats blank ones if `format_blank`.
+    ///
+    /// Errors: as [`Store::open`]; also [`Error::Incompatible`] when the metadata device is blank
+    /// but data devices belong to a store (the metadata was lost: formatting would orphan data).
+    pub fn open_devices(devices: StoreDevices, config: EngineConfig, format_blank: bool) -> Result<Store> {
+        let meta_probe = superblock::probe(&devices.meta)?;
+        let mut data_probes = Vec::with_capacity(devices.data.len());
+        for d in &devices.data {
+            data_probes.push(match d {
+                Some(dev) => Some(superblock::probe(dev)?),
+                None => None,
+            });
+        }
+        let blank_refusal = |dev: &Device| Error::Incompatible {
+            device: dev.name().to_string(),
+            detail: "device is blank and formatting was not requested".into(),
+        };
+        let (store_uuid, meta) = match meta_probe {
+            Probe::Blank => {
+                for (d, p) in devices.data.iter().zip(&data_probes) {
+                    if let (Some(dev), Some(Probe::Hoard(sb))) = (d, p) {
+                        return Err(Error::Incompatible {
+                            device: devices.meta.name().to_string(),
+                            detail: format!(
+                                "metadata device is blank but data device {} belongs to store {}; refusing to format over lost metadata",
+                                dev.name(),
+                                uuid_string(&sb.store_uuid)
+                            ),
+                        });
+                    }
+                }
+                if !format_blank {
+                    return Err(blank_refusal(&devices.meta));
+                }
+                let store_uuid = *uuid::Uuid::new_v4().as_bytes();
+                let layout = MetaLayout::new(devices.meta.size_bytes(), config.wal_size_bytes, salt(&store_uuid))?;
+                new_superblock(&config, &devices.meta, store_uuid, Role::Meta, 0, layout.wal.size_bytes, layout.checkpoints.slot_bytes)
+                    .write(&devices.meta)?;
+                tracing::info!(device = %devices.meta.name(), store = %uuid_string(&store_uuid), "formatted metadata device");
+                (store_uuid, MetaStore::format(devices.meta.clone(), layout)?)
+            }
+            Probe::Hoard(sb) => {
+                check_member(&devices.meta, &sb, None, Role::Meta, 0)?;
+                let layout = MetaLayout::new(sb.device_size_bytes, sb.layout_a, salt(&sb.store_uuid))?;
+                if layout.checkpoints.slot_bytes != sb.layout_b {
+                    return Err(Error::Incompatible {
+                        device: devices.meta.name().to_string(),
+                        detail: format!("checkpoint slot size {} does not match the superblock's {}", layout.checkpoints.slot_bytes, sb.layout_b),
+                    });
+                }
+                (sb.store_uuid, MetaStore::open(devices.meta.clone(), layout)?)
+            }
+        };
+
+        let mut data = Vec::with_capacity(devices.data.len());
+        for (slot, (dev, probe)) in devices.data.into_iter().zip(data_probes).enumerate() {
+            let slot = slot as u32;
+            let Some(dev) = dev else {
+                tracing::warn!(slot, "data device missing: store is degraded");
+                data.push(None);
+                continue;
+            };
+            let layout = match probe.expect("probed with its device") {
+                Probe::Hoard(sb) => {
+                    check_member(&dev, &sb, Some(&store_uuid), Role::Data, slot)?;
+                    DataLayout { segment_size_bytes: sb.layout_a, segment_count: sb.layout_b as u32 }
+                }
+                Probe::Blank if format_blank => {
+                    let layout = DataLayout::new(dev.size_bytes(), config.segment_size_bytes);
+                    new_superblock(&config, &dev, store_uuid, Role::Data, slot, layout.segment_size_bytes, layout.segment_count as u64)
+                        .write(&dev)?;
+                    tracing::info!(device = %dev.name(), slot, segments = layout.segment_count, "formatted data device");
+                    layout
+                }
+                Probe::Blank => return Err(blank_refusal(&dev)),
+            };
+            let next_unclaimed = meta
+                .get(&schema::segment_claim_key(slot))
+                .and_then(|v| v.try_into().ok().map(u32::from_le_bytes))
+                .unwrap_or(0);
+            data.push(Some(DataDevice::new(dev, slot, layout, next_unclaimed)));
+        }
+        if data.iter().all(Option::is_none) {
+            return Err(Error::Config("no data device is present".into()));
+        }
+
+        let buffers = BufferPool::new(
+            crate::segment::needle_bytes(config.chunk_size_bytes as usize),
+            config.max_chunk_buffers as usize,
+        );
+        Ok(Store {
+            inner: Arc::new(Inner {
+                config,
+                store_uuid,
+                meta,
+                data,
+                buffers,
+                namespace: RwLock::new(()),
+                upload_locks: (0..64).map(|_| Mutex::new(())).collect(),
+            }),
+        })
+    }
+}
+
+fn new_superblock(config: &EngineConfig, dev: &Device, store_uuid: [u8; 16], role: Role, slot: u32, a: u64, b: u64) -> Superblock {
+    Superblock {
+        format_version: SUPERBLOCK_VERSION,
+        role,
+        store_uuid,
+        device_uuid: *uuid::Uuid::new_v4().as_bytes(),
+        slot,
+        pool: 0,
+        device_size_bytes: dev.size_bytes(),
+        created_unix_ms: super::now_unix_ms(),
+        layout_a: a,
+        layout_b: b,
+        profile: config.profile_name.clone(),
+    }
+}
+
+fn check_member(dev: &Device, sb: &Superblock, store: Option<&[u8; 16]>, role: Role, slot: u32) -> Result<()> {
+    if let Some(expected) = store {
+        if &sb.store_uuid != expected {
+            return Err(Error::ForeignStore {
+                device: dev.name().to_string(),
+                found: uuid_string(&sb.store_uuid),
+                expected: uuid_string(expected),
+            });
+        }
+    }
+    let incompatible = |detail: String| Err(Error::Incompatible { device: dev.name().to_string(), detail });
+    if sb.role != role {
+        return incompatible(format!("holds a {:?} superblock where a {role:?} device is expected", sb.role));
+    }
+    if sb.slot != slot {
+        return incompatible(format!("was formatted for slot {} but sits in slot {slot}", sb.slot));
+    }
+    if sb.device_size_bytes > dev.size_bytes() {
+        return incompatible(format!("was formatted with {} bytes but now has {}", sb.device_size_bytes, dev.size_bytes()));
+    }
+    Ok(())
+}

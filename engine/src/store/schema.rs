@@ -1,0 +1,366 @@
+//! The store's metadata schema: key layout and record encodings (`engine/FORMAT.md`, "Metadata
+//! keys and records"). Keys sort so that one bucket's objects are contiguous and in S3 order
+//! (UTF-8 byte order of the key).
+
+use crate::error::{Error, Result};
+use crate::meta::codec::{DecodeError, Decoder, Encoder};
+
+/// Record format version written by this build (first byte of every value).
+pub const RECORD_VERSION: u8 = 1;
+
+/// `b/<bucket>` -> [`BucketRecord`].
+pub fn bucket_key(bucket: &str) -> Vec<u8> {
+    [b"b/", bucket.as_bytes()].concat()
+}
+
+/// Prefix of every bucket key.
+pub const BUCKET_PREFIX: &[u8] = b"b/";
+
+/// `o/<bucket>\0` : prefix of the bucket's object keys.
+pub fn object_prefix(bucket: &str) -> Vec<u8> {
+    [b"o/", bucket.as_bytes(), b"\0"].concat()
+}
+
+/// `o/<bucket>\0<key>` -> [`ObjectRecord`].
+pub fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    [object_prefix(bucket).as_slice(), key.as_bytes()].concat()
+}
+
+/// `u/<bucket>\0` : prefix of the bucket's multipart uploads.
+pub fn upload_prefix(bucket: &str) -> Vec<u8> {
+    [b"u/", bucket.as_bytes(), b"\0"].concat()
+}
+
+/// `u/<bucket>\0<key>\0<upload id>` -> [`UploadRecord`]. The upload ID has a fixed length, so
+/// keys containing NUL still parse (from the end).
+pub fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    [upload_prefix(bucket).as_slice(), key.as_bytes(), b"\0", upload_id.as_bytes()].concat()
+}
+
+/// `p/<upload id>` : prefix of an upload's parts.
+pub fn part_prefix(upload_id: &str) -> Vec<u8> {
+    [b"p/", upload_id.as_bytes()].concat()
+}
+
+/// `p/<upload id><part number, u32 big-endian>` -> [`PartRecord`] (big-endian so parts sort
+/// numerically).
+pub fn part_key(upload_id: &str, part_number: u32) -> Vec<u8> {
+    [part_prefix(upload_id).as_slice(), &part_number.to_be_bytes()].concat()
+}
+
+/// `d/<slot, u32 big-endian>` -> first unclaimed segment (u32 LE) of data device `slot`.
+pub fn segment_claim_key(slot: u32) -> Vec<u8> {
+    [b"d/".as_slice(), &slot.to_be_bytes()].concat()
+}
+
+/// The smallest byte string greater than every string that starts with `prefix`, or `None`
+/// if there is none (all 0xFF).
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut p = prefix.to_vec();
+    while let Some(last) = p.pop() {
+        if last < 0xFF {
+            p.push(last + 1);
+            return Some(p);
+        }
+    }
+    None
+}
+
+/// A bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketRecord {
+    /// Access key ID of the owner.
+    pub owner: String,
+    /// Creation time, Unix milliseconds.
+    pub created_unix_ms: u64,
+}
+
+/// Where one copy of a chunk lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Data device slot in the pool.
+    pub slot: u32,
+    /// Byte offset of the needle on that device.
+    pub offset: u64,
+}
+
+/// One chunk of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Data bytes in the chunk.
+    pub len: u32,
+    /// Its copies (one today; protection adds more).
+    pub locations: Vec<Location>,
+}
+
+/// Consecutive chunks written by one object version or part (same needle object ID).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkRun {
+    /// Needle object ID the chunks carry.
+    pub object_id: u128,
+    /// Needle chunk index of the first chunk.
+    pub first_index: u32,
+    /// The chunks in order.
+    pub chunks: Vec<Chunk>,
+}
+
+impl ChunkRun {
+    /// Data bytes in the run.
+    pub fn bytes(&self) -> u64 {
+        self.chunks.iter().map(|c| c.len as u64).sum()
+    }
+}
+
+/// An object version: what HeadObject returns plus where its data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectRecord {
+    /// Size in bytes.
+    pub size: u64,
+    /// S3 ETag without quotes: hex MD5, or for multipart hex MD5 of the part MD5s + `-N`.
+    pub etag: String,
+    /// Content-Type.
+    pub content_type: String,
+    /// Last-Modified, Unix milliseconds.
+    pub last_modified_unix_ms: u64,
+    /// `x-amz-meta-*` pairs (names lower-case, without the prefix).
+    pub user_metadata: Vec<(String, String)>,
+    /// Flexible checksums the client sent and we verified: (algorithm, base64 value).
+    pub checksums: Vec<(String, String)>,
+    /// Part sizes for multipart objects (empty for single PUT).
+    pub part_sizes: Vec<u64>,
+    /// The data.
+    pub runs: Vec<ChunkRun>,
+}
+
+/// A multipart upload in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Initiated, Unix milliseconds.
+    pub initiated_unix_ms: u64,
+    /// Owner's access key ID.
+    pub owner: String,
+    /// Content-Type for the final object.
+    pub content_type: String,
+    /// User metadata for the final object.
+    pub user_metadata: Vec<(String, String)>,
+    /// Checksum algorithm named at creation (`CRC32`, ...), or empty.
+    pub checksum_algorithm: String,
+}
+
+/// One uploaded part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartRecord {
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex MD5 of the part.
+    pub etag: String,
+    /// Uploaded, Unix milliseconds.
+    pub last_modified_unix_ms: u64,
+    /// Flexible checksums sent with the part: (algorithm, base64 value).
+    pub checksums: Vec<(String, String)>,
+    /// The part's data.
+    pub run: ChunkRun,
+}
+
+fn corrupt(what: &str, e: DecodeError) -> Error {
+    Error::MetadataUnavailable { detail: format!("undecodable {what} record: {e}") }
+}
+
+fn pairs(e: &mut Encoder, v: &[(String, String)]) {
+    e.u32(v.len() as u32);
+    for (a, b) in v {
+        e.str(a).str(b);
+    }
+}
+
+fn read_pairs(d: &mut Decoder<'_>) -> Result<Vec<(String, String)>, DecodeError> {
+    let n = d.u32()? as usize;
+    let mut out = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        out.push((d.str()?, d.str()?));
+    }
+    Ok(out)
+}
+
+fn version(d: &mut Decoder<'_>) -> Result<(), DecodeError> {
+    match d.u8()? {
+        RECORD_VERSION => Ok(()),
+        v => Err(DecodeError(format!("record version {v}, this build reads {RECORD_VERSION}"))),
+    }
+}
+
+fn encode_run(e: &mut Encoder, run: &ChunkRun) {
+    e.u128(run.object_id).u32(run.first_index).u32(run.chunks.len() as u32);
+    for c in &run.chunks {
+        e.u32(c.len).u8(c.locations.len() as u8);
+        for l in &c.locations {
+            e.u32(l.slot).u64(l.offset);
+        }
+    }
+}
+
+fn decode_run(d: &mut Decoder<'_>) -> Result<ChunkRun, DecodeError> {
+    let object_id = d.u128()?;
+    let first_index = d.u32()?;
+    let n = d.u32()? as usize;
+    if n > d.remaining() {
+        return Err(DecodeError(format!("chunk count {n} exceeds record size")));
+    }
+    let mut chunks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = d.u32()?;
+        let copies = d.u8()? as usize;
+        let mut locations = Vec::with_capacity(copies);
+        for _ in 0..copies {
+            locations.push(Location { slot: d.u32()?, offset: d.u64()? });
+        }
+        chunks.push(Chunk { len, locations });
+    }
+    Ok(ChunkRun { object_id, first_index, chunks })
+}
+
+impl BucketRecord {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.u8(RECORD_VERSION).str(&self.owner).u64(self.created_unix_ms);
+        e.finish()
+    }
+    /// Decodes a record written by [`BucketRecord::encode`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut d = Decoder::new(b);
+        (|| -> Result<Self, DecodeError> {
+            version(&mut d)?;
+            Ok(BucketRecord { owner: d.str()?, created_unix_ms: d.u64()? })
+        })()
+        .map_err(|e| corrupt("bucket", e))
+    }
+}
+
+impl ObjectRecord {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.u8(RECORD_VERSION).u64(self.size).str(&self.etag).str(&self.content_type).u64(self.last_modified_unix_ms);
+        pairs(&mut e, &self.user_metadata);
+        pairs(&mut e, &self.checksums);
+        e.u32(self.part_sizes.len() as u32);
+        for p in &self.part_sizes {
+            e.u64(*p);
+        }
+        e.u32(self.runs.len() as u32);
+        for run in &self.runs {
+            encode_run(&mut e, run);
+        }
+        e.finish()
+    }
+    /// Decodes a record written by [`ObjectRecord::encode`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut d = Decoder::new(b);
+        (|| -> Result<Self, DecodeError> {
+            version(&mut d)?;
+            let size = d.u64()?;
+            let etag = d.str()?;
+            let content_type = d.str()?;
+            let last_modified_unix_ms = d.u64()?;
+            let user_metadata = read_pairs(&mut d)?;
+            let checksums = read_pairs(&mut d)?;
+            let n = d.u32()? as usize;
+            let part_sizes = (0..n.min(d.remaining())).map(|_| d.u64()).collect::<Result<_, _>>()?;
+            let n = d.u32()? as usize;
+            let runs = (0..n.min(d.remaining())).map(|_| decode_run(&mut d)).collect::<Result<_, _>>()?;
+            Ok(ObjectRecord { size, etag, content_type, last_modified_unix_ms, user_metadata, checksums, part_sizes, runs })
+        })()
+        .map_err(|e| corrupt("object", e))
+    }
+}
+
+impl UploadRecord {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.u8(RECORD_VERSION).u64(self.initiated_unix_ms).str(&self.owner).str(&self.content_type);
+        pairs(&mut e, &self.user_metadata);
+        e.str(&self.checksum_algorithm);
+        e.finish()
+    }
+    /// Decodes a record written by [`UploadRecord::encode`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut d = Decoder::new(b);
+        (|| -> Result<Self, DecodeError> {
+            version(&mut d)?;
+            Ok(UploadRecord {
+                initiated_unix_ms: d.u64()?,
+                owner: d.str()?,
+                content_type: d.str()?,
+                user_metadata: read_pairs(&mut d)?,
+                checksum_algorithm: d.str()?,
+            })
+        })()
+        .map_err(|e| corrupt("upload", e))
+    }
+}
+
+impl PartRecord {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.u8(RECORD_VERSION).u64(self.size).str(&self.etag).u64(self.last_modified_unix_ms);
+        pairs(&mut e, &self.checksums);
+        encode_run(&mut e, &self.run);
+        e.finish()
+    }
+    /// Decodes a record written by [`PartRecord::encode`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut d = Decoder::new(b);
+        (|| -> Result<Self, DecodeError> {
+            version(&mut d)?;
+            Ok(PartRecord {
+                size: d.u64()?,
+                etag: d.str()?,
+                last_modified_unix_ms: d.u64()?,
+                checksums: read_pairs(&mut d)?,
+                run: decode_run(&mut d)?,
+            })
+        })()
+        .map_err(|e| corrupt("part", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_roundtrip() {
+        let run = ChunkRun {
+            object_id: 99,
+            first_index: 0,
+            chunks: vec![Chunk { len: 5, locations: vec![Location { slot: 2, offset: 1 << 20 }] }],
+        };
+        let o = ObjectRecord {
+            size: 5,
+            etag: "abc".into(),
+            content_type: "text/plain".into(),
+            last_modified_unix_ms: 7,
+            user_metadata: vec![("a".into(), "b".into())],
+            checksums: vec![("CRC32".into(), "AAAAAA==".into())],
+            part_sizes: vec![5],
+            runs: vec![run.clone()],
+        };
+        assert_eq!(ObjectRecord::decode(&o.encode()).unwrap(), o);
+        let p = PartRecord { size: 5, etag: "e".into(), last_modified_unix_ms: 1, checksums: vec![], run };
+        assert_eq!(PartRecord::decode(&p.encode()).unwrap(), p);
+        assert!(ObjectRecord::decode(&o.encode()[..10]).is_err());
+    }
+
+    #[test]
+    fn keys_sort_in_s3_order_per_bucket() {
+        assert!(object_key("b", "a") < object_key("b", "a/b"));
+        assert!(object_key("b", "zzz") < object_key("b-2", ""));
+        assert!(part_key("u", 2) < part_key("u", 10));
+        assert_eq!(prefix_successor(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(prefix_successor(&[0x61, 0xFF]), Some(vec![0x62]));
+        assert_eq!(prefix_successor(&[0xFF]), None);
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared helpers live in `integration/`; this crate exists to hold the integration test target.
