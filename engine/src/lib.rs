@@ -27,6 +27,6 @@ pub mod store;
 pub use error::{Error, Result};
 pub use profile::{EngineConfig, Profile};
 pub use store::{
-    BucketInfo, ByteRange, CompletedPart, ListPage, ListQuery, ObjectInfo, ObjectReader, ObjectSummary, PartInfo, PartsPage,
+    BucketInfo, ByteRange, ChecksumCell, CompletedPart, ListPage, ListQuery, ObjectInfo, ObjectReader, ObjectSummary, PartInfo, PartsPage,
     PutOptions, Store, StoreDevices, StoreOptions, UploadInfo, UploadsPage,
 };

@@ -26,7 +26,7 @@ use crate::segment::{DataDevice, SegmentClaims};
 
 pub use list::{ListPage, ListQuery, ObjectSummary};
 pub use multipart::{CompletedPart, PartInfo, PartsPage, UploadInfo, UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES};
-pub use objects::{ByteRange, ObjectInfo, ObjectReader, PutOptions};
+pub use objects::{ByteRange, ChecksumCell, ObjectInfo, ObjectReader, PutOptions};
 pub use open::{StoreDevices, StoreOptions};
 use schema::BucketRecord;
 

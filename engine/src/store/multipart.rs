@@ -10,7 +10,7 @@ use std::io::Read;
 
 use md5::{Digest, Md5};
 
-use super::objects::ObjectInfo;
+use super::objects::{ChecksumCell, ObjectInfo};
 use super::schema::{self, ObjectRecord, PartRecord, UploadRecord};
 use super::{validate_key, Store, MAX_OBJECT_BYTES};
 use crate::error::{Error, Result};
@@ -173,7 +173,7 @@ impl Store {
         part_number: u32,
         body: &mut dyn Read,
         content_md5: Option<[u8; 16]>,
-        checksums: Vec<(String, String)>,
+        checksum: Option<ChecksumCell>,
     ) -> Result<PartInfo> {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
             return Err(Error::InvalidArgument(format!("part number {part_number} must be between 1 and {MAX_PART_NUMBER}")));
@@ -188,7 +188,7 @@ impl Store {
             size: written.size,
             etag: hex::encode(written.md5),
             last_modified_unix_ms: super::now_unix_ms(),
-            checksums,
+            checksums: super::objects::checksums_of(&checksum),
             run: written.run,
         };
         let _guard = self.upload_lock(upload_id);

@@ -24,10 +24,18 @@ pub struct PutOptions {
     pub content_type: Option<String>,
     /// `x-amz-meta-*` pairs (name without the prefix).
     pub user_metadata: Vec<(String, String)>,
-    /// Flexible checksums already verified by the caller: (algorithm, base64 value).
-    pub checksums: Vec<(String, String)>,
+    /// A flexible checksum the caller's body reader verifies: it holds (algorithm, base64 value)
+    /// once the body has ended (a trailer may carry it), and is stored with the object.
+    pub verified_checksum: Option<ChecksumCell>,
     /// The Content-MD5 the client sent: the put fails with [`Error::BadDigest`] on mismatch.
     pub content_md5: Option<[u8; 16]>,
+}
+
+/// Filled by a body reader with a verified (algorithm, base64 value) when the body ends.
+pub type ChecksumCell = std::sync::Arc<parking_lot::Mutex<Option<(String, String)>>>;
+
+fn take_checksums(cell: &Option<ChecksumCell>) -> Vec<(String, String)> {
+    cell.as_ref().and_then(|c| c.lock().clone()).into_iter().collect()
 }
 
 /// An object as HeadObject describes it.
@@ -93,6 +101,10 @@ impl ByteRange {
         }
         Ok((start, end))
     }
+}
+
+pub(super) fn checksums_of(cell: &Option<ChecksumCell>) -> Vec<(String, String)> {
+    take_checksums(cell)
 }
 
 pub(super) struct Written {
@@ -214,7 +226,7 @@ impl Store {
             content_type: opts.content_type.unwrap_or_else(|| "binary/octet-stream".into()),
             last_modified_unix_ms: super::now_unix_ms(),
             user_metadata: opts.user_metadata,
-            checksums: opts.checksums,
+            checksums: take_checksums(&opts.verified_checksum),
             part_sizes: Vec::new(),
             runs: if written.run.chunks.is_empty() { Vec::new() } else { vec![written.run] },
         };

@@ -1,0 +1,142 @@
+//! The `hoard` command line: `hoard serve` and `hoard profile show`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hoard::device::IoBackend;
+use hoard::{Profile, Store, StoreOptions};
+
+use crate::s3::auth::Credentials;
+use crate::s3::{AppState, S3Config};
+
+/// The dev profile, built in so `hoard serve` works with no arguments.
+pub const DEV_PROFILE: &str = include_str!("../../hwprofiles/dev.toml");
+
+/// Hoard: an object store for one high-capacity chassis.
+#[derive(Parser, Debug)]
+#[command(name = "hoard", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve S3 from a store on the profile's devices (formatting blank devices on first start).
+    Serve(ServeArgs),
+    /// Hardware profiles.
+    Profile {
+        /// What to do with a profile.
+        #[command(subcommand)]
+        action: ProfileAction,
+    },
+}
+
+/// `hoard profile ...`
+#[derive(Subcommand, Debug)]
+pub enum ProfileAction {
+    /// Print the engine configuration derived from a profile, and why.
+    Show {
+        /// Profile file (TOML).
+        file: PathBuf,
+    },
+}
+
+/// `hoard serve` options.
+#[derive(Parser, Debug)]
+pub struct ServeArgs {
+    /// Hardware profile (TOML); default: the built-in dev profile.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Directory for device files and credentials.
+    #[arg(long, default_value = "./hoard-data")]
+    pub data: PathBuf,
+    /// Address to serve S3 on.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// I/O backend: auto, uring or portable (overrides the profile).
+    #[arg(long)]
+    pub io_backend: Option<String>,
+    /// Domain for virtual-host-style addressing (`<bucket>.<domain>`); repeatable.
+    #[arg(long = "domain", default_value = "localhost")]
+    pub domains: Vec<String>,
+    /// Region reported to clients.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+}
+
+fn load_profile(path: Option<&PathBuf>) -> hoard::Result<Profile> {
+    match path {
+        Some(p) => Profile::load(p),
+        None => Profile::parse(DEV_PROFILE),
+    }
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Profile { action: ProfileAction::Show { file } } => match Profile::load(&file) {
+            Ok(p) => {
+                println!("{}: {}", p.name, p.description);
+                print!("{}", p.derive().report());
+                0
+            }
+            Err(e) => {
+                eprintln!("hoard: {e}");
+                2
+            }
+        },
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("hoard: {e}");
+                1
+            }
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let profile = load_profile(args.profile.as_ref())?;
+    let io_backend = args.io_backend.as_deref().map(str::parse::<IoBackend>).transpose()?;
+    let store = Store::open(&StoreOptions { profile, data_dir: args.data.clone(), format_blank: true, io_backend })?;
+    let (credentials, access_key, secret_key, source) = Credentials::load_or_create(&args.data)?;
+    let config = store.config().clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads((config.writer_threads as usize * 16).max(64))
+        .thread_name("hoard-s3")
+        .build()?;
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        credentials,
+        config: S3Config { domains: args.domains, region: args.region, ..S3Config::default() },
+    });
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        println!("Hoard {} serving S3 on http://{}", env!("CARGO_PKG_VERSION"), listener.local_addr()?);
+        println!("  store {} (profile {}, data {})", store.store_uuid(), config.profile_name, args.data.display());
+        println!("  credentials ({source}): access key {access_key}  secret key {secret_key}");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        crate::s3::serve(listener, state, shutdown_signal(), Duration::from_secs(30)).await
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    store.close()?;
+    tracing::info!("store closed cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+}

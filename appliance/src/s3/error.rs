@@ -1,0 +1,79 @@
+//! S3 errors: one type, one place that maps engine errors to S3 codes (Amazon S3 API Reference,
+//! "Error responses" / "List of error codes").
+
+use axum::http::StatusCode;
+
+/// An S3 error response: code, HTTP status and message.
+#[derive(Debug, Clone)]
+pub struct S3Error {
+    /// S3 error code (`NoSuchKey`, ...).
+    pub code: &'static str,
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human-readable message naming the thing at fault.
+    pub message: String,
+}
+
+impl std::fmt::Display for S3Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for S3Error {}
+
+/// Builds an [`S3Error`]: `s3_error!(NoSuchKey, NOT_FOUND, "key {} ...", k)`.
+#[macro_export]
+macro_rules! s3_error {
+    ($code:ident, $status:ident, $($msg:tt)+) => {
+        $crate::s3::error::S3Error {
+            code: stringify!($code),
+            status: ::axum::http::StatusCode::$status,
+            message: format!($($msg)+),
+        }
+    };
+}
+
+/// Result alias for the S3 layer.
+pub type S3Result<T> = Result<T, S3Error>;
+
+impl S3Error {
+    /// Wraps this error into an `io::Error`, so body readers can fail an engine put with it.
+    pub fn into_io(self) -> std::io::Error {
+        std::io::Error::other(self)
+    }
+}
+
+impl From<hoard::Error> for S3Error {
+    fn from(e: hoard::Error) -> Self {
+        use hoard::Error as E;
+        let msg = e.to_string();
+        match e {
+            E::NoSuchBucket(_) => s3_error!(NoSuchBucket, NOT_FOUND, "{msg}"),
+            E::NoSuchKey { .. } => s3_error!(NoSuchKey, NOT_FOUND, "{msg}"),
+            E::NoSuchUpload { .. } => s3_error!(NoSuchUpload, NOT_FOUND, "{msg}"),
+            E::BucketAlreadyExists { owned_by_caller: true, .. } => s3_error!(BucketAlreadyOwnedByYou, CONFLICT, "{msg}"),
+            E::BucketAlreadyExists { .. } => s3_error!(BucketAlreadyExists, CONFLICT, "{msg}"),
+            E::BucketNotEmpty(_) => s3_error!(BucketNotEmpty, CONFLICT, "{msg}"),
+            E::InvalidBucketName { .. } => s3_error!(InvalidBucketName, BAD_REQUEST, "{msg}"),
+            E::InvalidKey { len, .. } if len > 0 => s3_error!(KeyTooLongError, BAD_REQUEST, "{msg}"),
+            E::InvalidKey { .. } => s3_error!(InvalidArgument, BAD_REQUEST, "{msg}"),
+            E::InvalidPart { .. } => s3_error!(InvalidPart, BAD_REQUEST, "{msg}"),
+            E::InvalidPartOrder => s3_error!(InvalidPartOrder, BAD_REQUEST, "{msg}"),
+            E::EntityTooSmall { .. } => s3_error!(EntityTooSmall, BAD_REQUEST, "{msg}"),
+            E::EntityTooLarge { .. } => s3_error!(EntityTooLarge, BAD_REQUEST, "{msg}"),
+            E::InvalidRange { .. } => s3_error!(InvalidRange, RANGE_NOT_SATISFIABLE, "{msg}"),
+            E::InvalidArgument(_) => s3_error!(InvalidArgument, BAD_REQUEST, "{msg}"),
+            E::BadDigest => s3_error!(BadDigest, BAD_REQUEST, "{msg}"),
+            E::NoSpace { .. } => s3_error!(ServiceUnavailable, SERVICE_UNAVAILABLE, "{msg}"),
+            E::Body(io) => match io.get_ref().and_then(|inner| inner.downcast_ref::<S3Error>()) {
+                Some(s3) => s3.clone(),
+                None => s3_error!(IncompleteBody, BAD_REQUEST, "the request body ended early or could not be read: {io}"),
+            },
+            _ => {
+                tracing::error!(error = %msg, "internal error");
+                s3_error!(InternalError, INTERNAL_SERVER_ERROR, "{msg}")
+            }
+        }
+    }
+}

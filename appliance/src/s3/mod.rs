@@ -1,0 +1,160 @@
+//! The S3 HTTP API: a minimal but real subset of Amazon S3 on top of [`hoard::Store`].
+//!
+//! Owns: the HTTP server (axum router served by hyper with header-size and header-read-time
+//! limits), request parsing (path-style and virtual-host-style addressing), authentication
+//! ([`auth`]), body decoding and verification ([`body`]), XML ([`xml`]), the operations
+//! ([`ops`]) and the mapping of engine errors to S3 errors ([`error`]). Engine calls run on
+//! blocking threads; bodies stream through bounded channels.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+pub mod ops;
+pub mod xml;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use hoard::Store;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use auth::Credentials;
+use error::{S3Error, S3Result};
+
+/// Limits and names of the S3 endpoint.
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    /// Domains under which `<bucket>.<domain>` means virtual-host-style addressing.
+    pub domains: Vec<String>,
+    /// Region reported by GetBucketLocation (`us-east-1` reports an empty constraint).
+    pub region: String,
+    /// A request body that sends nothing for this long fails with RequestTimeout.
+    pub body_idle_timeout: Duration,
+    /// Time allowed to send the request line and headers.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line + headers), in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            domains: vec!["localhost".into()],
+            region: "us-east-1".into(),
+            body_idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The engine.
+    pub store: Store,
+    /// Who may call.
+    pub credentials: Credentials,
+    /// Limits and names.
+    pub config: S3Config,
+}
+
+/// The axum router: every request goes to [`handle`], which dispatches on method, path and
+/// query as S3 does (routes cannot express virtual-host addressing or sub-resources).
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new().fallback(handle).with_state(state)
+}
+
+/// Serves S3 on `listener` until `shutdown` resolves, then lets in-flight requests finish (at
+/// most `drain` long).
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>, drain: Duration) -> std::io::Result<()> {
+    let app = router(state.clone());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.config.header_read_timeout)
+            .max_buf_size(state.config.max_header_bytes.max(8192));
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(drain) => tracing::warn!("connections still open after {drain:?}; closing"),
+    }
+    Ok(())
+}
+
+/// Entry point of every request.
+async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase();
+    let method = req.method().clone();
+    let resource = req.uri().path().to_string();
+    let mut response = match ops::dispatch(state, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e, &resource, &request_id, method == Method::HEAD),
+    };
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert("x-amz-request-id", v);
+    }
+    headers.insert("server", HeaderValue::from_static("Hoard"));
+    response
+}
+
+/// An S3 error document (Amazon S3 API Reference, "Error responses").
+pub fn error_response(e: &S3Error, resource: &str, request_id: &str, head: bool) -> Response {
+    if e.status.is_server_error() {
+        tracing::error!(code = e.code, message = %e.message, resource, "request failed");
+    } else {
+        tracing::debug!(code = e.code, message = %e.message, resource, "request refused");
+    }
+    let body = if head {
+        Body::empty()
+    } else {
+        let mut x = xml::XmlBuilder::bare("Error");
+        x.elem("Code", e.code).elem("Message", &e.message).elem("Resource", resource).elem("RequestId", request_id);
+        Body::from(x.finish("Error"))
+    };
+    Response::builder()
+        .status(e.status)
+        .header("content-type", "application/xml")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// A 200 response with an XML document.
+pub fn xml_response(doc: Vec<u8>) -> S3Result<Response> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/xml")
+        .body(Body::from(doc))
+        .map_err(|e| crate::s3_error!(InternalError, INTERNAL_SERVER_ERROR, "building response: {e}"))
+}

@@ -1,0 +1,175 @@
+//! Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation,
+//! ListObjects (v1), ListObjectsV2, DeleteObjects.
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use base64::Engine;
+use hoard::{ListPage, ListQuery};
+
+use super::{blocking, iso8601, refuse_unsupported, Ctx};
+use crate::s3::error::S3Result;
+use crate::s3::xml::{self, XmlBuilder};
+use crate::s3::xml_response;
+use crate::s3_error;
+
+pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
+    refuse_unsupported(&ctx)?;
+    match ctx.method.clone() {
+        Method::PUT => create_bucket(ctx).await,
+        Method::DELETE => delete_bucket(ctx).await,
+        Method::HEAD => Ok(Response::builder().status(StatusCode::OK).body(Body::empty()).expect("static response")),
+        Method::GET if ctx.has("location") => location(ctx),
+        Method::GET if ctx.has("uploads") => super::multipart::list_uploads(ctx).await,
+        Method::GET => list_objects(ctx).await,
+        Method::POST if ctx.has("delete") => delete_objects(ctx).await,
+        m => Err(s3_error!(MethodNotAllowed, METHOD_NOT_ALLOWED, "{m} is not allowed on a bucket")),
+    }
+}
+
+pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
+    let store = ctx.state.store.clone();
+    let buckets = blocking(move || store.list_buckets()).await?;
+    let mut x = XmlBuilder::new("ListAllMyBucketsResult");
+    x.open("Owner").elem("ID", &ctx.auth.access_key).elem("DisplayName", &ctx.auth.access_key).close("Owner");
+    x.open("Buckets");
+    for b in buckets.iter().filter(|b| b.owner == ctx.auth.access_key) {
+        x.open("Bucket").elem("Name", &b.name).elem("CreationDate", iso8601(b.created_unix_ms)).close("Bucket");
+    }
+    x.close("Buckets");
+    xml_response(x.finish("ListAllMyBucketsResult"))
+}
+
+async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
+    // The body may carry CreateBucketConfiguration (a location constraint); one region here.
+    let _config = ctx.small_body(64 * 1024).await?;
+    let store = ctx.state.store.clone();
+    let (name, owner) = (ctx.bucket().to_string(), ctx.auth.access_key.clone());
+    blocking(move || store.create_bucket(&name, &owner)).await?;
+    Ok(Response::builder().status(StatusCode::OK).header("location", format!("/{}", ctx.bucket())).body(Body::empty()).expect("valid header"))
+}
+
+async fn delete_bucket(ctx: Ctx) -> S3Result<Response> {
+    let store = ctx.state.store.clone();
+    let name = ctx.bucket().to_string();
+    blocking(move || store.delete_bucket(&name)).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Body::empty()).expect("static response"))
+}
+
+fn location(ctx: Ctx) -> S3Result<Response> {
+    let region = &ctx.state.config.region;
+    let mut x = XmlBuilder::new("LocationConstraint");
+    if region != "us-east-1" {
+        x.elem_text(region);
+    }
+    xml_response(x.finish("LocationConstraint"))
+}
+
+fn parse_max(ctx: &Ctx, name: &str) -> S3Result<usize> {
+    match ctx.q(name) {
+        None => Ok(1000),
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| n.min(1000) as usize)
+            .ok_or_else(|| s3_error!(InvalidArgument, BAD_REQUEST, "{name} must be a non-negative integer, got {v:?}")),
+    }
+}
+
+async fn list_objects(ctx: Ctx) -> S3Result<Response> {
+    let v2 = ctx.q("list-type") == Some("2");
+    let url_encode = match ctx.q("encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(other) => return Err(s3_error!(InvalidArgument, BAD_REQUEST, "invalid encoding-type {other:?}; only 'url' is supported")),
+    };
+    let token = match ctx.q("continuation-token").filter(|_| v2) {
+        Some(t) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| s3_error!(InvalidArgument, BAD_REQUEST, "the continuation token provided is incorrect"))?,
+        ),
+        None => None,
+    };
+    let start_after = if v2 { token.clone().or_else(|| ctx.q("start-after").map(str::to_string)) } else { ctx.q("marker").map(str::to_string) };
+    let query = ListQuery {
+        prefix: ctx.q("prefix").unwrap_or_default().to_string(),
+        delimiter: ctx.q("delimiter").filter(|d| !d.is_empty()).map(str::to_string),
+        start_after: start_after.filter(|s| !s.is_empty()),
+        max_keys: parse_max(&ctx, "max-keys")?,
+    };
+    let store = ctx.state.store.clone();
+    let bucket = ctx.bucket().to_string();
+    let q = query.clone();
+    let page: ListPage = blocking(move || store.list_objects(&bucket, &q)).await?;
+
+    let enc = |s: &str| if url_encode { crate::s3::auth::sigv4::uri_encode(s, true) } else { s.to_string() };
+    let mut x = XmlBuilder::new("ListBucketResult");
+    x.elem("Name", ctx.bucket()).elem("Prefix", enc(&query.prefix));
+    if let Some(d) = &query.delimiter {
+        x.elem("Delimiter", enc(d));
+    }
+    x.elem("MaxKeys", query.max_keys.to_string());
+    if url_encode {
+        x.elem("EncodingType", "url");
+    }
+    x.elem("IsTruncated", page.is_truncated.to_string());
+    if v2 {
+        x.elem("KeyCount", (page.objects.len() + page.common_prefixes.len()).to_string());
+        x.opt("ContinuationToken", ctx.q("continuation-token"));
+        x.opt("StartAfter", ctx.q("start-after").map(enc));
+        x.opt("NextContinuationToken", page.next_marker.as_ref().map(|m| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m)));
+    } else {
+        x.elem("Marker", enc(ctx.q("marker").unwrap_or_default()));
+        x.opt("NextMarker", page.next_marker.as_deref().map(enc));
+    }
+    for o in &page.objects {
+        x.open("Contents")
+            .elem("Key", enc(&o.key))
+            .elem("LastModified", iso8601(o.last_modified_unix_ms))
+            .elem("ETag", format!("\"{}\"", o.etag))
+            .elem("Size", o.size.to_string())
+            .elem("StorageClass", "STANDARD");
+        if !v2 || ctx.q("fetch-owner") == Some("true") {
+            x.open("Owner").elem("ID", &ctx.auth.access_key).elem("DisplayName", &ctx.auth.access_key).close("Owner");
+        }
+        x.close("Contents");
+    }
+    for p in &page.common_prefixes {
+        x.open("CommonPrefixes").elem("Prefix", enc(p)).close("CommonPrefixes");
+    }
+    xml_response(x.finish("ListBucketResult"))
+}
+
+async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
+    let body = ctx.small_body(xml::MAX_XML_REQUEST_BYTES).await?;
+    let (keys, quiet) = xml::parse_delete(&body)?;
+    let store = ctx.state.store.clone();
+    let bucket = ctx.bucket().to_string();
+    let results = blocking(move || {
+        Ok(keys
+            .into_iter()
+            .map(|k| {
+                let r = store.delete_object(&bucket, &k).map_err(crate::s3::error::S3Error::from);
+                (k, r)
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let mut x = XmlBuilder::new("DeleteResult");
+    for (key, result) in results {
+        match result {
+            Ok(()) if quiet => {}
+            Ok(()) => {
+                x.open("Deleted").elem("Key", &key).close("Deleted");
+            }
+            Err(e) => {
+                x.open("Error").elem("Key", &key).elem("Code", e.code).elem("Message", &e.message).close("Error");
+            }
+        }
+    }
+    xml_response(x.finish("DeleteResult"))
+}

@@ -1,0 +1,201 @@
+//! S3 XML: response documents written with quick-xml, and the request documents we parse
+//! (CompleteMultipartUpload, Delete), with size limits.
+
+use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
+use quick_xml::{Reader, Writer};
+
+use super::error::S3Result;
+use crate::s3_error;
+
+/// The S3 XML namespace.
+pub const S3_NAMESPACE: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+/// Largest XML request body accepted (S3 allows 10,000 parts in a Complete request).
+pub const MAX_XML_REQUEST_BYTES: usize = 2 << 20;
+
+/// Builds one XML document.
+pub struct XmlBuilder {
+    writer: Writer<Vec<u8>>,
+}
+
+impl XmlBuilder {
+    /// Starts a document whose root element is `root` in the S3 namespace.
+    pub fn new(root: &str) -> Self {
+        let mut writer = Writer::new(Vec::new());
+        writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None))).expect("write to Vec");
+        let mut start = BytesStart::new(root);
+        start.push_attribute(("xmlns", S3_NAMESPACE));
+        writer.write_event(Event::Start(start)).expect("write to Vec");
+        XmlBuilder { writer }
+    }
+
+    /// Starts a document whose root has no namespace (Error).
+    pub fn bare(root: &str) -> Self {
+        let mut writer = Writer::new(Vec::new());
+        writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None))).expect("write to Vec");
+        writer.write_event(Event::Start(BytesStart::new(root))).expect("write to Vec");
+        XmlBuilder { writer }
+    }
+
+    /// Opens a child element.
+    pub fn open(&mut self, name: &str) -> &mut Self {
+        self.writer.write_event(Event::Start(BytesStart::new(name))).expect("write to Vec");
+        self
+    }
+
+    /// Closes a child element.
+    pub fn close(&mut self, name: &str) -> &mut Self {
+        self.writer.write_event(Event::End(BytesEnd::new(name))).expect("write to Vec");
+        self
+    }
+
+    /// Writes `<name>text</name>` (escaped).
+    pub fn elem(&mut self, name: &str, text: impl AsRef<str>) -> &mut Self {
+        self.open(name);
+        self.writer.write_event(Event::Text(BytesText::new(text.as_ref()))).expect("write to Vec");
+        self.close(name)
+    }
+
+    /// Writes escaped text into the open element.
+    pub fn elem_text(&mut self, text: &str) -> &mut Self {
+        self.writer.write_event(Event::Text(BytesText::new(text))).expect("write to Vec");
+        self
+    }
+
+    /// Writes the element only if `text` is present.
+    pub fn opt(&mut self, name: &str, text: Option<impl AsRef<str>>) -> &mut Self {
+        if let Some(t) = text {
+            self.elem(name, t);
+        }
+        self
+    }
+
+    /// Closes the root `root` and returns the document.
+    pub fn finish(mut self, root: &str) -> Vec<u8> {
+        self.close(root);
+        self.writer.into_inner()
+    }
+}
+
+/// A part named in a CompleteMultipartUpload request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestPart {
+    /// PartNumber.
+    pub part_number: u32,
+    /// ETag.
+    pub etag: String,
+}
+
+fn malformed(detail: impl std::fmt::Display) -> super::error::S3Error {
+    s3_error!(MalformedXML, BAD_REQUEST, "the XML you provided was not well-formed or did not validate: {detail}")
+}
+
+/// What [`walk`] reports: a text node or the end of an element, with its path (element names
+/// from the root, joined by '/').
+enum Node<'a> {
+    Text(&'a str, String),
+    End(&'a str),
+}
+
+/// Walks an XML document, reporting text nodes and element ends.
+fn walk(body: &[u8], mut visit: impl FnMut(Node<'_>) -> S3Result<()>) -> S3Result<()> {
+    if body.len() > MAX_XML_REQUEST_BYTES {
+        return Err(malformed(format!("document larger than {MAX_XML_REQUEST_BYTES} bytes")));
+    }
+    let mut reader = Reader::from_reader(body);
+    reader.config_mut().trim_text(true);
+    let mut path: Vec<String> = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        match reader.read_event_into(&mut buf).map_err(malformed)? {
+            Event::Start(e) => {
+                if path.len() > 8 {
+                    return Err(malformed("nesting too deep"));
+                }
+                path.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned());
+            }
+            Event::End(_) => {
+                visit(Node::End(&path.join("/")))?;
+                path.pop();
+            }
+            Event::Empty(e) => {
+                let mut p = path.join("/");
+                p.push('/');
+                p.push_str(&String::from_utf8_lossy(e.local_name().as_ref()));
+                visit(Node::End(&p))?;
+            }
+            Event::Text(t) => {
+                let text = t.unescape().map_err(malformed)?.into_owned();
+                visit(Node::Text(&path.join("/"), text))?;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if !path.is_empty() {
+        return Err(malformed("document ended inside an element"));
+    }
+    Ok(())
+}
+
+/// Parses `<CompleteMultipartUpload><Part><PartNumber/><ETag/>...</Part>...`.
+pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
+    let mut parts = Vec::new();
+    let mut number: Option<u32> = None;
+    let mut etag: Option<String> = None;
+    walk(body, |node| {
+        match node {
+            Node::Text("CompleteMultipartUpload/Part/PartNumber", text) => {
+                number = Some(text.parse().map_err(|_| malformed(format!("PartNumber {text:?} is not a number")))?)
+            }
+            Node::Text("CompleteMultipartUpload/Part/ETag", text) => etag = Some(text),
+            Node::End("CompleteMultipartUpload/Part") => match (number.take(), etag.take()) {
+                (Some(part_number), Some(etag)) => parts.push(RequestPart { part_number, etag }),
+                _ => return Err(malformed("each Part needs PartNumber and ETag")),
+            },
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(parts)
+}
+
+/// Parses `<Delete><Quiet/>?<Object><Key/></Object>...</Delete>`; returns (keys, quiet).
+pub fn parse_delete(body: &[u8]) -> S3Result<(Vec<String>, bool)> {
+    let mut keys = Vec::new();
+    let mut quiet = false;
+    walk(body, |node| {
+        match node {
+            Node::Text("Delete/Object/Key", text) => keys.push(text),
+            Node::Text("Delete/Quiet", text) => quiet = text.eq_ignore_ascii_case("true"),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if keys.len() > 1000 {
+        return Err(malformed("at most 1000 keys per Delete request"));
+    }
+    Ok((keys, quiet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_request_parses_and_rejects_garbage() {
+        let body = br#"<?xml version="1.0"?><CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Part><ETag>"a&amp;b"</ETag><PartNumber>1</PartNumber><ChecksumCRC32>x</ChecksumCRC32></Part><Part><PartNumber>2</PartNumber><ETag>c</ETag></Part></CompleteMultipartUpload>"#;
+        let parts = parse_complete_multipart(body).unwrap();
+        assert_eq!(parts, vec![RequestPart { part_number: 1, etag: "\"a&b\"".into() }, RequestPart { part_number: 2, etag: "c".into() }]);
+        assert_eq!(parse_complete_multipart(b"<CompleteMultipartUpload><Part>").unwrap_err().code, "MalformedXML");
+        assert_eq!(parse_complete_multipart(b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part></CompleteMultipartUpload>").unwrap_err().code, "MalformedXML");
+    }
+
+    #[test]
+    fn builder_escapes() {
+        let mut x = XmlBuilder::new("R");
+        x.elem("Key", "a<b&c");
+        let s = String::from_utf8(x.finish("R")).unwrap();
+        assert!(s.contains("<Key>a&lt;b&amp;c</Key>"), "{s}");
+    }
+}
