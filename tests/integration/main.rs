@@ -1,1 +1,12 @@
+//! Integration tests: the real `hoard serve` driven by aws-sdk-s3 (default checksum settings),
+//! crash tests with `kill -9`, and the engine's contracts on fault-injecting devices.
+//!
+//! One test crate with modules, so the heavy client links once.
 
+mod crash;
+mod engine_contracts;
+mod s3_auth;
+mod s3_list;
+mod s3_multipart;
+mod s3_objects;
+mod support;

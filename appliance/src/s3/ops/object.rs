@@ -127,9 +127,6 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     for (name, value) in &info.user_metadata {
         resp = resp.header(format!("x-amz-meta-{name}"), value);
     }
-    if let Some(n) = info.parts_count {
-        resp = resp.header("x-amz-mp-parts-count", n);
-    }
     for (param, name) in [
         ("response-content-disposition", header::CONTENT_DISPOSITION),
         ("response-content-encoding", header::CONTENT_ENCODING),

@@ -1,0 +1,258 @@
+//! The engine's contracts (DESIGN.md 1-3 and 9), proven on the Store API directly: on real
+//! files with both I/O backends, and on fault-injecting devices for power cuts, bit flips and
+//! full devices.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use hoard::device::fault::{FaultBackend, FaultControl};
+use hoard::device::{Device, IoBackend};
+use hoard::{CompletedPart, Error, Profile, PutOptions, Store, StoreDevices, StoreOptions};
+
+use crate::support::{md5_hex, pattern, scratch_dir};
+
+const SMALL_PROFILE: &str = r#"
+name = "contracts"
+description = "tiny devices for contract tests"
+[chassis]
+cpu_cores = 2
+memory_bytes = 1_073_741_824
+[ssd]
+count = 1
+size_bytes = 67_108_864
+seq_mb_s = 1000
+random_read_iops = 10000
+[hdd]
+count = 4
+size_bytes = 268_435_456
+seq_mb_s = 1000
+random_read_iops = 10000
+[files]
+ssd = ["ssd0.img"]
+hdd = ["hdd0.img", "hdd1.img", "hdd2.img", "hdd3.img"]
+[engine]
+chunk_size_bytes = 65536
+segment_size_bytes = 1048576
+wal_size_bytes = 262144
+"#;
+
+fn profile() -> Profile {
+    Profile::parse(SMALL_PROFILE).unwrap()
+}
+
+/// Fault devices: metadata of `meta_bytes`, 4 data devices of `data_bytes`.
+struct Rig {
+    images: Vec<Vec<u8>>,
+    controls: Vec<FaultControl>,
+}
+
+impl Rig {
+    fn blank(meta_bytes: usize, data_bytes: usize) -> Rig {
+        let mut images = vec![vec![0u8; meta_bytes]];
+        images.extend((0..4).map(|_| vec![0u8; data_bytes]));
+        Rig { images, controls: Vec::new() }
+    }
+
+    fn open(&mut self, format: bool) -> hoard::Result<Store> {
+        self.controls.clear();
+        let mut devices = Vec::new();
+        for (i, image) in self.images.iter().enumerate() {
+            let size = image.len() as u64;
+            let (backend, control) = FaultBackend::from_image(image.clone());
+            self.controls.push(control);
+            devices.push(Arc::new(Device::with_backend(&format!("fault{i}"), size, Box::new(backend))));
+        }
+        let meta = devices.remove(0);
+        Store::open_devices(StoreDevices { meta, data: devices.into_iter().map(Some).collect() }, profile().derive(), format)
+    }
+
+    /// What the media hold after a power cut now.
+    fn crash(&mut self) {
+        self.images = self.controls.iter().map(FaultControl::durable_image).collect();
+    }
+}
+
+fn read_all(store: &Store, bucket: &str, key: &str) -> hoard::Result<Vec<u8>> {
+    let mut r = store.get_object(bucket, key, None)?;
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).map_err(Error::Body)?;
+    Ok(v)
+}
+
+fn content(key: u64, version: u64) -> Vec<u8> {
+    let size = [0usize, 10, 5000, 65536, 65537, 200_000][((key + version) % 6) as usize];
+    pattern(key << 32 | version, size)
+}
+
+#[test]
+fn both_io_backends_store_and_reopen_on_real_files() {
+    for backend in [IoBackend::Uring, IoBackend::Portable] {
+        let dir = scratch_dir();
+        let opts = StoreOptions { profile: profile(), data_dir: dir.path().to_path_buf(), format_blank: true, io_backend: Some(backend) };
+        let store = Store::open(&opts).unwrap();
+        store.create_bucket("b", "owner").unwrap();
+        let big = pattern(1, 1_000_003);
+        let info = store.put_object("b", "big", &mut &big[..], PutOptions::default()).unwrap();
+        assert_eq!(info.etag, md5_hex(&big));
+        let id = store.create_multipart_upload("b", "mp", "owner", None, vec![], None).unwrap();
+        let p1 = pattern(2, 5 << 20);
+        let p2 = pattern(3, 1234);
+        let e1 = store.upload_part("b", "mp", &id, 1, &mut &p1[..], None, None).unwrap().etag;
+        let e2 = store.upload_part("b", "mp", &id, 2, &mut &p2[..], None, None).unwrap().etag;
+        let parts = [CompletedPart { part_number: 1, etag: e1 }, CompletedPart { part_number: 2, etag: e2 }];
+        store.complete_multipart_upload("b", "mp", &id, &parts).unwrap();
+        store.close().unwrap();
+        drop(store);
+        let store = Store::open(&StoreOptions { format_blank: false, ..opts }).unwrap();
+        assert!(read_all(&store, "b", "big").unwrap() == big, "{backend:?}");
+        assert!(read_all(&store, "b", "mp").unwrap() == [p1, p2].concat(), "{backend:?}");
+    }
+}
+
+#[test]
+fn power_cuts_keep_acknowledged_objects_whole() {
+    let mut crash_points = 0;
+    // Cut the metadata device (0) or a data device (1..4) after n of its writes.
+    for device in [0usize, 1, 3] {
+        for cut in (0..90u64).step_by(3) {
+            let mut rig = Rig::blank(8 << 20, 16 << 20);
+            let store = rig.open(true).unwrap();
+            store.create_bucket("b", "o").unwrap();
+            rig.controls[device].power_cut_after(cut, true);
+            let mut acked: std::collections::HashMap<u64, u64> = Default::default();
+            'writes: for version in 1..60u64 {
+                let key = version % 7;
+                let data = content(key, version);
+                let mut opts = PutOptions::default();
+                opts.user_metadata = vec![("version".into(), version.to_string())];
+                match store.put_object("b", &format!("k{key}"), &mut &data[..], opts) {
+                    Ok(_) => {
+                        acked.insert(key, version);
+                    }
+                    Err(_) => break 'writes,
+                }
+            }
+            drop(store);
+            rig.crash();
+            crash_points += 1;
+            let store = rig.open(false).unwrap_or_else(|e| panic!("device {device} cut {cut}: reopen failed: {e}"));
+            for key in 0..7u64 {
+                match store.head_object("b", &format!("k{key}")) {
+                    Ok(info) => {
+                        let version: u64 = info.user_metadata[0].1.parse().unwrap();
+                        let data = read_all(&store, "b", &format!("k{key}")).unwrap();
+                        assert!(data == content(key, version), "device {device} cut {cut}: k{key} torn");
+                        assert!(acked.get(&key).is_none_or(|&a| version >= a), "device {device} cut {cut}: k{key} lost its acknowledged version");
+                    }
+                    Err(Error::NoSuchKey { .. }) => assert!(!acked.contains_key(&key), "device {device} cut {cut}: acknowledged k{key} missing"),
+                    Err(e) => panic!("device {device} cut {cut}: {e}"),
+                }
+            }
+        }
+    }
+    assert!(crash_points >= 90);
+}
+
+#[test]
+fn corrupt_chunks_are_reported_never_returned() {
+    let mut rig = Rig::blank(8 << 20, 16 << 20);
+    let store = rig.open(true).unwrap();
+    store.create_bucket("b", "o").unwrap();
+    let data = pattern(11, 300_000);
+    store.put_object("b", "victim", &mut &data[..], PutOptions::default()).unwrap();
+    // Flip one bit inside the first needle of segment 0 on every data device.
+    for control in &rig.controls[1..] {
+        control.flip_bit((1 << 20) + 9000, 2);
+    }
+    let result = read_all(&store, "b", "victim");
+    let err = result.expect_err("a corrupt chunk must not be returned as data");
+    let msg = err.to_string();
+    assert!(msg.contains("victim") && msg.contains("checksum"), "{msg}");
+}
+
+struct FailingBody {
+    sent: usize,
+    fail_at: usize,
+}
+
+impl Read for FailingBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.sent >= self.fail_at {
+            return Err(std::io::Error::other("client went away"));
+        }
+        let n = buf.len().min(self.fail_at - self.sent).min(10_000);
+        buf[..n].fill(0xAB);
+        self.sent += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let mut rig = Rig::blank(8 << 20, 4 << 20);
+    let store = rig.open(true).unwrap();
+    store.create_bucket("b", "o").unwrap();
+    let old = pattern(5, 100_000);
+    store.put_object("b", "k", &mut &old[..], PutOptions::default()).unwrap();
+
+    assert!(matches!(store.put_object("nope", "k", &mut &old[..], PutOptions::default()), Err(Error::NoSuchBucket(_))));
+    assert!(matches!(store.put_object("b", &"x".repeat(1025), &mut &old[..], PutOptions::default()), Err(Error::InvalidKey { .. })));
+    let err = store.put_object("b", "k", &mut FailingBody { sent: 0, fail_at: 250_000 }, PutOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Body(_)), "{err}");
+    let bad_md5 = PutOptions { content_md5: Some([0; 16]), ..PutOptions::default() };
+    assert!(matches!(store.put_object("b", "k", &mut &pattern(6, 10)[..], bad_md5), Err(Error::BadDigest)));
+    assert!(read_all(&store, "b", "k").unwrap() == old, "failed puts left the old object");
+    assert!(matches!(store.create_bucket("Not_Valid", "o"), Err(Error::InvalidBucketName { .. })));
+
+    // Fill the (tiny) pool: a clear NoSpace error, and everything stored stays readable.
+    let mut stored = vec![("k".to_string(), old.clone())];
+    let mut full = None;
+    for i in 0..200u64 {
+        let data = pattern(100 + i, 400_000);
+        match store.put_object("b", &format!("fill{i}"), &mut &data[..], PutOptions::default()) {
+            Ok(_) => stored.push((format!("fill{i}"), data)),
+            Err(e) => {
+                full = Some(e);
+                break;
+            }
+        }
+    }
+    let full = full.expect("a 4 x 4 MiB pool fills up");
+    assert!(matches!(full, Error::NoSpace { .. }), "{full}");
+    for (key, data) in &stored {
+        assert!(read_all(&store, "b", key).unwrap() == *data, "{key} damaged by a full pool");
+    }
+    store.delete_object("b", "fill0").unwrap();
+    drop(store);
+    rig.crash();
+    let store = rig.open(false).unwrap();
+    assert!(read_all(&store, "b", "k").unwrap() == old);
+    assert!(matches!(store.head_object("b", "fill0"), Err(Error::NoSuchKey { .. })));
+}
+
+#[test]
+fn foreign_and_non_blank_devices_are_never_formatted() {
+    let mut rig = Rig::blank(8 << 20, 4 << 20);
+    rig.open(true).unwrap();
+    rig.crash();
+    // Another store's data device in slot 2.
+    let mut other = Rig::blank(8 << 20, 4 << 20);
+    other.open(true).unwrap();
+    other.crash();
+    let mut mixed = Rig { images: rig.images.clone(), controls: vec![] };
+    mixed.images[3] = other.images[3].clone();
+    let err = mixed.open(true).err().expect("foreign device refused");
+    assert!(matches!(err, Error::ForeignStore { .. }), "{err}");
+    assert!(err.to_string().contains("fault3"));
+    // Non-zero bytes with no superblock (say, a filesystem) in a data slot.
+    let mut dirty = Rig::blank(8 << 20, 4 << 20);
+    dirty.images[2][1080] = 0x53;
+    let err = dirty.open(true).err().expect("non-blank device refused");
+    assert!(matches!(err, Error::NotBlank { .. }), "{err}");
+    assert!(dirty.images[2][..4096].iter().any(|&b| b != 0));
+    // A blank metadata device beside data devices of a store: refused, not reformatted.
+    let mut lost = Rig { images: rig.images.clone(), controls: vec![] };
+    lost.images[0] = vec![0; 8 << 20];
+    let err = lost.open(true).err().expect("lost metadata refused");
+    assert!(err.to_string().contains("refusing to format"), "{err}");
+}

@@ -1,0 +1,166 @@
+//! Test support: start and stop the real `hoard` binary, build aws-sdk-s3 clients, make data.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::Client;
+
+pub const ACCESS_KEY: &str = "hoard-test-access";
+pub const SECRET_KEY: &str = "hoard-test-secret-key-0123456789";
+
+/// Path of the `hoard` binary: `HOARD_BIN`, else `target/<profile>/hoard` beside this test.
+pub fn hoard_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("HOARD_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = dir.join("hoard");
+    assert!(bin.exists(), "{} is missing: build it first (cargo build -p hoard-appliance)", bin.display());
+    bin
+}
+
+/// Scratch directory on a filesystem with O_DIRECT (not tmpfs): under the target directory.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let exe = std::env::current_exe().expect("test executable path");
+    let base = exe.parent().and_then(Path::parent).expect("target/<profile>").join("test-scratch");
+    std::fs::create_dir_all(&base).expect("create scratch base");
+    tempfile::tempdir_in(base).expect("create scratch dir")
+}
+
+/// A running `hoard serve`.
+pub struct Server {
+    child: Option<Child>,
+    pub endpoint: String,
+    pub data: PathBuf,
+    pub port: u16,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory.
+    pub fn start() -> Server {
+        let scratch = scratch_dir();
+        let mut s = Server::start_in(scratch.path(), None);
+        s._scratch = Some(scratch);
+        s
+    }
+
+    /// Starts a server on `data` (reusing its devices), on `port` if given.
+    pub fn start_in(data: &Path, port: Option<u16>) -> Server {
+        let port = port.unwrap_or_else(free_port);
+        let mut child = Command::new(hoard_binary())
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("HOARD_ACCESS_KEY", ACCESS_KEY)
+            .env("HOARD_SECRET_KEY", SECRET_KEY)
+            .env("HOARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn hoard");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("serving S3") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("hoard exited before serving: {status}");
+            }
+            assert!(Instant::now() < deadline, "hoard did not start serving within 60 s");
+        }
+        Server { child: Some(child), endpoint: format!("http://127.0.0.1:{port}"), data: data.to_path_buf(), port, _scratch: None }
+    }
+
+    /// A client with aws-sdk-s3's defaults (checksums on), path-style addressing.
+    pub fn client(&self) -> Client {
+        client_with(&self.endpoint, ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().ok()?.code()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn client_with(endpoint: &str, access: &str, secret: &str) -> Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(access, secret, None, None, "hoard-tests"))
+        .force_path_style(true)
+        .build();
+    Client::from_conf(conf)
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*).
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    hex::encode(Md5::digest(data))
+}
+
+/// The S3 error code of an SDK error, if it carries one.
+pub fn error_code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> Option<String>
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    err.as_service_error().and_then(|e| e.code()).map(str::to_string)
+}
+
+/// HTTP status of an SDK error's raw response.
+pub fn error_status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+pub async fn body_bytes(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
+    out.body.collect().await.expect("read body").into_bytes().to_vec()
+}
