@@ -90,22 +90,22 @@ fn both_io_backends_store_and_reopen_on_real_files() {
         let dir = scratch_dir();
         let opts = StoreOptions { profile: profile(), data_dir: dir.path().to_path_buf(), format_blank: true, io_backend: Some(backend) };
         let store = Store::open(&opts).unwrap();
-        store.create_bucket("b", "owner").unwrap();
+        store.create_bucket("bkt", "owner").unwrap();
         let big = pattern(1, 1_000_003);
-        let info = store.put_object("b", "big", &mut &big[..], PutOptions::default()).unwrap();
+        let info = store.put_object("bkt", "big", &mut &big[..], PutOptions::default()).unwrap();
         assert_eq!(info.etag, md5_hex(&big));
-        let id = store.create_multipart_upload("b", "mp", "owner", None, vec![], None).unwrap();
+        let id = store.create_multipart_upload("bkt", "mp", "owner", None, vec![], None).unwrap();
         let p1 = pattern(2, 5 << 20);
         let p2 = pattern(3, 1234);
-        let e1 = store.upload_part("b", "mp", &id, 1, &mut &p1[..], None, None).unwrap().etag;
-        let e2 = store.upload_part("b", "mp", &id, 2, &mut &p2[..], None, None).unwrap().etag;
+        let e1 = store.upload_part("bkt", "mp", &id, 1, &mut &p1[..], None, None).unwrap().etag;
+        let e2 = store.upload_part("bkt", "mp", &id, 2, &mut &p2[..], None, None).unwrap().etag;
         let parts = [CompletedPart { part_number: 1, etag: e1 }, CompletedPart { part_number: 2, etag: e2 }];
-        store.complete_multipart_upload("b", "mp", &id, &parts).unwrap();
+        store.complete_multipart_upload("bkt", "mp", &id, &parts).unwrap();
         store.close().unwrap();
         drop(store);
         let store = Store::open(&StoreOptions { format_blank: false, ..opts }).unwrap();
-        assert!(read_all(&store, "b", "big").unwrap() == big, "{backend:?}");
-        assert!(read_all(&store, "b", "mp").unwrap() == [p1, p2].concat(), "{backend:?}");
+        assert!(read_all(&store, "bkt", "big").unwrap() == big, "{backend:?}");
+        assert!(read_all(&store, "bkt", "mp").unwrap() == [p1, p2].concat(), "{backend:?}");
     }
 }
 
@@ -117,7 +117,7 @@ fn power_cuts_keep_acknowledged_objects_whole() {
         for cut in (0..90u64).step_by(3) {
             let mut rig = Rig::blank(8 << 20, 16 << 20);
             let store = rig.open(true).unwrap();
-            store.create_bucket("b", "o").unwrap();
+            store.create_bucket("bkt", "o").unwrap();
             rig.controls[device].power_cut_after(cut, true);
             let mut acked: std::collections::HashMap<u64, u64> = Default::default();
             'writes: for version in 1..60u64 {
@@ -125,7 +125,7 @@ fn power_cuts_keep_acknowledged_objects_whole() {
                 let data = content(key, version);
                 let mut opts = PutOptions::default();
                 opts.user_metadata = vec![("version".into(), version.to_string())];
-                match store.put_object("b", &format!("k{key}"), &mut &data[..], opts) {
+                match store.put_object("bkt", &format!("k{key}"), &mut &data[..], opts) {
                     Ok(_) => {
                         acked.insert(key, version);
                     }
@@ -137,10 +137,10 @@ fn power_cuts_keep_acknowledged_objects_whole() {
             crash_points += 1;
             let store = rig.open(false).unwrap_or_else(|e| panic!("device {device} cut {cut}: reopen failed: {e}"));
             for key in 0..7u64 {
-                match store.head_object("b", &format!("k{key}")) {
+                match store.head_object("bkt", &format!("k{key}")) {
                     Ok(info) => {
                         let version: u64 = info.user_metadata[0].1.parse().unwrap();
-                        let data = read_all(&store, "b", &format!("k{key}")).unwrap();
+                        let data = read_all(&store, "bkt", &format!("k{key}")).unwrap();
                         assert!(data == content(key, version), "device {device} cut {cut}: k{key} torn");
                         assert!(acked.get(&key).is_none_or(|&a| version >= a), "device {device} cut {cut}: k{key} lost its acknowledged version");
                     }
@@ -157,14 +157,14 @@ fn power_cuts_keep_acknowledged_objects_whole() {
 fn corrupt_chunks_are_reported_never_returned() {
     let mut rig = Rig::blank(8 << 20, 16 << 20);
     let store = rig.open(true).unwrap();
-    store.create_bucket("b", "o").unwrap();
+    store.create_bucket("bkt", "o").unwrap();
     let data = pattern(11, 300_000);
-    store.put_object("b", "victim", &mut &data[..], PutOptions::default()).unwrap();
+    store.put_object("bkt", "victim", &mut &data[..], PutOptions::default()).unwrap();
     // Flip one bit inside the first needle of segment 0 on every data device.
     for control in &rig.controls[1..] {
         control.flip_bit((1 << 20) + 9000, 2);
     }
-    let result = read_all(&store, "b", "victim");
+    let result = read_all(&store, "bkt", "victim");
     let err = result.expect_err("a corrupt chunk must not be returned as data");
     let msg = err.to_string();
     assert!(msg.contains("victim") && msg.contains("checksum"), "{msg}");
@@ -191,17 +191,17 @@ impl Read for FailingBody {
 fn bad_input_changes_nothing() {
     let mut rig = Rig::blank(8 << 20, 4 << 20);
     let store = rig.open(true).unwrap();
-    store.create_bucket("b", "o").unwrap();
+    store.create_bucket("bkt", "o").unwrap();
     let old = pattern(5, 100_000);
-    store.put_object("b", "k", &mut &old[..], PutOptions::default()).unwrap();
+    store.put_object("bkt", "k", &mut &old[..], PutOptions::default()).unwrap();
 
     assert!(matches!(store.put_object("nope", "k", &mut &old[..], PutOptions::default()), Err(Error::NoSuchBucket(_))));
-    assert!(matches!(store.put_object("b", &"x".repeat(1025), &mut &old[..], PutOptions::default()), Err(Error::InvalidKey { .. })));
-    let err = store.put_object("b", "k", &mut FailingBody { sent: 0, fail_at: 250_000 }, PutOptions::default()).unwrap_err();
+    assert!(matches!(store.put_object("bkt", &"x".repeat(1025), &mut &old[..], PutOptions::default()), Err(Error::InvalidKey { .. })));
+    let err = store.put_object("bkt", "k", &mut FailingBody { sent: 0, fail_at: 250_000 }, PutOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Body(_)), "{err}");
     let bad_md5 = PutOptions { content_md5: Some([0; 16]), ..PutOptions::default() };
-    assert!(matches!(store.put_object("b", "k", &mut &pattern(6, 10)[..], bad_md5), Err(Error::BadDigest)));
-    assert!(read_all(&store, "b", "k").unwrap() == old, "failed puts left the old object");
+    assert!(matches!(store.put_object("bkt", "k", &mut &pattern(6, 10)[..], bad_md5), Err(Error::BadDigest)));
+    assert!(read_all(&store, "bkt", "k").unwrap() == old, "failed puts left the old object");
     assert!(matches!(store.create_bucket("Not_Valid", "o"), Err(Error::InvalidBucketName { .. })));
 
     // Fill the (tiny) pool: a clear NoSpace error, and everything stored stays readable.
@@ -209,7 +209,7 @@ fn bad_input_changes_nothing() {
     let mut full = None;
     for i in 0..200u64 {
         let data = pattern(100 + i, 400_000);
-        match store.put_object("b", &format!("fill{i}"), &mut &data[..], PutOptions::default()) {
+        match store.put_object("bkt", &format!("fill{i}"), &mut &data[..], PutOptions::default()) {
             Ok(_) => stored.push((format!("fill{i}"), data)),
             Err(e) => {
                 full = Some(e);
@@ -220,14 +220,14 @@ fn bad_input_changes_nothing() {
     let full = full.expect("a 4 x 4 MiB pool fills up");
     assert!(matches!(full, Error::NoSpace { .. }), "{full}");
     for (key, data) in &stored {
-        assert!(read_all(&store, "b", key).unwrap() == *data, "{key} damaged by a full pool");
+        assert!(read_all(&store, "bkt", key).unwrap() == *data, "{key} damaged by a full pool");
     }
-    store.delete_object("b", "fill0").unwrap();
+    store.delete_object("bkt", "fill0").unwrap();
     drop(store);
     rig.crash();
     let store = rig.open(false).unwrap();
-    assert!(read_all(&store, "b", "k").unwrap() == old);
-    assert!(matches!(store.head_object("b", "fill0"), Err(Error::NoSuchKey { .. })));
+    assert!(read_all(&store, "bkt", "k").unwrap() == old);
+    assert!(matches!(store.head_object("bkt", "fill0"), Err(Error::NoSuchKey { .. })));
 }
 
 #[test]

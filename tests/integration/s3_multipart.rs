@@ -19,13 +19,13 @@ fn completed(parts: &[(i32, String)]) -> CompletedMultipartUpload {
 async fn upload_100_mib_in_parts() {
     let server = Server::start();
     let s3 = server.client();
-    s3.create_bucket().bucket("mp").send().await.unwrap();
+    s3.create_bucket().bucket("mpu").send().await.unwrap();
     let size = 100 << 20;
     let data = pattern(42, size);
-    let created = s3.create_multipart_upload().bucket("mp").key("big/object.bin").content_type("application/x-big").send().await.unwrap();
+    let created = s3.create_multipart_upload().bucket("mpu").key("big/object.bin").content_type("application/x-big").send().await.unwrap();
     let upload_id = created.upload_id().unwrap().to_string();
 
-    let uploads = s3.list_multipart_uploads().bucket("mp").send().await.unwrap();
+    let uploads = s3.list_multipart_uploads().bucket("mpu").send().await.unwrap();
     assert_eq!(uploads.uploads().len(), 1);
     assert_eq!(uploads.uploads()[0].upload_id(), Some(upload_id.as_str()));
 
@@ -41,7 +41,7 @@ async fn upload_100_mib_in_parts() {
             tasks.push(tokio::spawn(async move {
                 let out = s3
                     .upload_part()
-                    .bucket("mp")
+                    .bucket("mpu")
                     .key("big/object.bin")
                     .upload_id(id)
                     .part_number(i as i32 + 1)
@@ -58,16 +58,16 @@ async fn upload_100_mib_in_parts() {
         }
     }
     etags.sort();
-    let parts = s3.list_parts().bucket("mp").key("big/object.bin").upload_id(&upload_id).send().await.unwrap();
+    let parts = s3.list_parts().bucket("mpu").key("big/object.bin").upload_id(&upload_id).send().await.unwrap();
     assert_eq!(parts.parts().len(), 20);
     assert!(parts.parts().windows(2).all(|w| w[0].part_number() < w[1].part_number()));
-    let page = s3.list_parts().bucket("mp").key("big/object.bin").upload_id(&upload_id).max_parts(7).part_number_marker("7").send().await.unwrap();
+    let page = s3.list_parts().bucket("mpu").key("big/object.bin").upload_id(&upload_id).max_parts(7).part_number_marker("7").send().await.unwrap();
     assert_eq!(page.parts().first().and_then(|p| p.part_number()), Some(8));
     assert_eq!(page.is_truncated(), Some(true));
 
     let done = s3
         .complete_multipart_upload()
-        .bucket("mp")
+        .bucket("mpu")
         .key("big/object.bin")
         .upload_id(&upload_id)
         .multipart_upload(completed(&etags))
@@ -80,16 +80,16 @@ async fn upload_100_mib_in_parts() {
     }
     assert_eq!(done.e_tag(), Some(format!("\"{}-20\"", md5_hex(&md5s)).as_str()));
 
-    let head = s3.head_object().bucket("mp").key("big/object.bin").send().await.unwrap();
+    let head = s3.head_object().bucket("mpu").key("big/object.bin").send().await.unwrap();
     assert_eq!(head.content_length(), Some(size as i64));
     assert_eq!(head.content_type(), Some("application/x-big"));
-    let got = body_bytes(s3.get_object().bucket("mp").key("big/object.bin").send().await.unwrap()).await;
+    let got = body_bytes(s3.get_object().bucket("mpu").key("big/object.bin").send().await.unwrap()).await;
     assert_eq!(hex::encode(Sha256::digest(&got)), hex::encode(Sha256::digest(&data)));
     // A range across a part boundary.
-    let got = s3.get_object().bucket("mp").key("big/object.bin").range(format!("bytes={}-{}", PART - 10, PART + 10)).send().await.unwrap();
+    let got = s3.get_object().bucket("mpu").key("big/object.bin").range(format!("bytes={}-{}", PART - 10, PART + 10)).send().await.unwrap();
     assert!(body_bytes(got).await == data[PART - 10..PART + 11]);
-    assert!(s3.list_multipart_uploads().bucket("mp").send().await.unwrap().uploads().is_empty());
-    let err = s3.list_parts().bucket("mp").key("big/object.bin").upload_id(&upload_id).send().await.unwrap_err();
+    assert!(s3.list_multipart_uploads().bucket("mpu").send().await.unwrap().uploads().is_empty());
+    let err = s3.list_parts().bucket("mpu").key("big/object.bin").upload_id(&upload_id).send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NoSuchUpload"));
 }
 

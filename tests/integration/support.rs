@@ -37,7 +37,6 @@ pub struct Server {
     child: Option<Child>,
     pub endpoint: String,
     pub data: PathBuf,
-    pub port: u16,
     _scratch: Option<tempfile::TempDir>,
 }
 
@@ -87,7 +86,7 @@ impl Server {
             }
             assert!(Instant::now() < deadline, "hoard did not start serving within 60 s");
         }
-        Server { child: Some(child), endpoint: format!("http://127.0.0.1:{port}"), data: data.to_path_buf(), port, _scratch: None }
+        Server { child: Some(child), endpoint: format!("http://127.0.0.1:{port}"), data: data.to_path_buf(), _scratch: None }
     }
 
     /// A client with aws-sdk-s3's defaults (checksums on), path-style addressing.

@@ -231,8 +231,10 @@ impl Store {
             part_sizes: Vec::with_capacity(parts.len()),
             runs: Vec::with_capacity(parts.len()),
         };
-        let mut md5_of_md5s = Md5::new();
-        for (i, want) in parts.iter().enumerate() {
+        // Every named part must exist with its ETag before sizes are judged (S3 reports
+        // InvalidPart before EntityTooSmall).
+        let mut chosen = Vec::with_capacity(parts.len());
+        for want in parts {
             let Some((_, part)) = stored.iter().find(|(n, _)| *n == want.part_number) else {
                 return Err(Error::InvalidPart { part_number: want.part_number, reason: "the part was not uploaded".into() });
             };
@@ -242,10 +244,15 @@ impl Store {
                     reason: format!("ETag {} does not match the uploaded part's {}", want.etag, part.etag),
                 });
             }
-            if i + 1 < parts.len() && part.size < MIN_PART_BYTES {
-                return Err(Error::EntityTooSmall { part_number: want.part_number, size_bytes: part.size, min_bytes: MIN_PART_BYTES });
+            chosen.push((want.part_number, part));
+        }
+        let mut md5_of_md5s = Md5::new();
+        for (i, (part_number, part)) in chosen.iter().enumerate() {
+            if i + 1 < chosen.len() && part.size < MIN_PART_BYTES {
+                return Err(Error::EntityTooSmall { part_number: *part_number, size_bytes: part.size, min_bytes: MIN_PART_BYTES });
             }
-            let raw = hex::decode(&part.etag).map_err(|_| Error::MetadataUnavailable { detail: format!("part {} has a malformed ETag", want.part_number) })?;
+            let raw = hex::decode(&part.etag)
+                .map_err(|_| Error::MetadataUnavailable { detail: format!("part {part_number} has a malformed ETag") })?;
             md5_of_md5s.update(&raw);
             record.size += part.size;
             record.part_sizes.push(part.size);

@@ -112,9 +112,13 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info = {
-        let (store, bucket, key) = (store.clone(), bucket.clone(), key.clone());
-        blocking(move || store.head_object(&bucket, &key)).await?
+    // A GET opens the object (reading and verifying its first chunk) before answering, so a
+    // missing drive or a corrupt chunk is a clean error, and headers and body are one version.
+    let (info, reader) = if head {
+        (blocking(move || store.head_object(&bucket, &key)).await?, None)
+    } else {
+        let reader = blocking(move || store.get_object(&bucket, &key, range)).await?;
+        (reader.info().clone(), Some(reader))
     };
     let mut resp = Response::builder()
         .header(header::ETAG, format!("\"{}\"", info.etag))
@@ -143,9 +147,10 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
             resp = resp.header(format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()), value);
         }
     }
-    let (start, end) = match range {
-        Some(r) => r.resolve(info.size).map_err(crate::s3::error::S3Error::from)?,
-        None => (0, info.size),
+    let (start, end) = match (&reader, range) {
+        (Some(r), _) => r.range(),
+        (None, Some(r)) => r.resolve(info.size).map_err(crate::s3::error::S3Error::from)?,
+        (None, None) => (0, info.size),
     };
     resp = resp.header(header::CONTENT_LENGTH, end - start);
     if range.is_some() {
@@ -153,15 +158,9 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     } else {
         resp = resp.status(StatusCode::OK);
     }
-    if head || start == end {
+    let Some(mut reader) = reader.filter(|_| start < end) else {
         return Ok(resp.body(Body::empty()).expect("valid headers"));
-    }
-    // Open (and read the first chunk) before answering, so a missing drive is a clean error.
-    let etag = info.etag.clone();
-    let mut reader = blocking(move || store.get_object(&bucket, &key, range)).await?;
-    if reader.info().etag != etag {
-        return Err(s3_error!(InternalError, INTERNAL_SERVER_ERROR, "the object changed while it was being opened; retry"));
-    }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || {
         loop {
