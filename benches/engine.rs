@@ -29,7 +29,10 @@ fn scratch() -> tempfile::TempDir {
 }
 
 fn backend() -> IoBackend {
-    std::env::var("HOARD_IO_BACKEND").ok().and_then(|b| b.parse().ok()).unwrap_or(IoBackend::Auto)
+    std::env::var("HOARD_IO_BACKEND")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(IoBackend::Auto)
 }
 
 fn raw(c: &mut Criterion) {
@@ -46,7 +49,10 @@ fn raw(c: &mut Criterion) {
     let in_flight = config.chunks_in_flight_per_stream as usize;
     let total = 64 * MIB;
     let mut group = c.benchmark_group("raw");
-    group.throughput(Throughput::Bytes(total as u64)).sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .throughput(Throughput::Bytes(total as u64))
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     let region = (profile.hdd.size_bytes / 2) as usize;
     let mut cursor = 0usize;
     group.bench_function("write", |b| {
@@ -56,7 +62,10 @@ fn raw(c: &mut Criterion) {
                 let dev = &devices[i % devices.len()];
                 let offset = (MIB + (cursor % region)) as u64;
                 cursor += MIB;
-                pending.push_back(dev.submit_write(AlignedBuf::new(MIB), offset, true).unwrap());
+                pending.push_back(
+                    dev.submit_write(AlignedBuf::new(MIB), offset, true)
+                        .unwrap(),
+                );
                 if pending.len() >= in_flight {
                     pending.pop_front().unwrap().wait().unwrap();
                 }
@@ -90,11 +99,19 @@ fn raw(c: &mut Criterion) {
 fn engine(c: &mut Criterion) {
     let dir = scratch();
     let profile = Profile::parse(DEV_PROFILE).unwrap();
-    let store = Store::open(&StoreOptions { profile, data_dir: dir.path().to_path_buf(), format_blank: true, io_backend: Some(backend()) }).unwrap();
+    let store = Store::open(&StoreOptions {
+        profile,
+        data_dir: dir.path().to_path_buf(),
+        format_blank: true,
+        io_backend: Some(backend()),
+    })
+    .unwrap();
     store.create_bucket("bench", "bench").unwrap();
     let sizes = [("4KiB", 4096usize), ("1MiB", MIB), ("64MiB", 64 * MIB)];
     let mut group = c.benchmark_group("put");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     for (name, size) in sizes {
         let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
         group.throughput(Throughput::Bytes(size as u64));
@@ -102,21 +119,39 @@ fn engine(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(name), &data, |b, data| {
             b.iter(|| {
                 n += 1;
-                store.put_object("bench", &format!("{name}/{}", n % 64), &mut &data[..], PutOptions::default()).unwrap();
+                store
+                    .put_object(
+                        "bench",
+                        &format!("{name}/{}", n % 64),
+                        &mut &data[..],
+                        PutOptions::default(),
+                    )
+                    .unwrap();
             })
         });
     }
     group.finish();
     let mut group = c.benchmark_group("get");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     for (name, size) in sizes {
         let data: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
-        store.put_object("bench", &format!("get/{name}"), &mut &data[..], PutOptions::default()).unwrap();
+        store
+            .put_object(
+                "bench",
+                &format!("get/{name}"),
+                &mut &data[..],
+                PutOptions::default(),
+            )
+            .unwrap();
         group.throughput(Throughput::Bytes(size as u64));
         let mut sink = vec![0u8; 256 * 1024];
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
             b.iter(|| {
-                let mut r = store.get_object("bench", &format!("get/{name}"), None).unwrap();
+                let mut r = store
+                    .get_object("bench", &format!("get/{name}"), None)
+                    .unwrap();
                 let mut got = 0;
                 loop {
                     let n = r.read(&mut sink).unwrap();

@@ -80,7 +80,9 @@ fn load_profile(path: Option<&PathBuf>) -> hoard::Result<Profile> {
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Profile { action: ProfileAction::Show { file } } => match Profile::load(&file) {
+        Command::Profile {
+            action: ProfileAction::Show { file },
+        } => match Profile::load(&file) {
             Ok(p) => {
                 println!("{}: {}", p.name, p.description);
                 print!("{}", p.derive().report());
@@ -103,8 +105,17 @@ pub fn run(cli: Cli) -> i32 {
 
 fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let profile = load_profile(args.profile.as_ref())?;
-    let io_backend = args.io_backend.as_deref().map(str::parse::<IoBackend>).transpose()?;
-    let store = Store::open(&StoreOptions { profile, data_dir: args.data.clone(), format_blank: true, io_backend })?;
+    let io_backend = args
+        .io_backend
+        .as_deref()
+        .map(str::parse::<IoBackend>)
+        .transpose()?;
+    let store = Store::open(&StoreOptions {
+        profile,
+        data_dir: args.data.clone(),
+        format_blank: true,
+        io_backend,
+    })?;
     let (credentials, access_key, secret_key, source) = Credentials::load_or_create(&args.data)?;
     let config = store.config().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -115,12 +126,25 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let state = Arc::new(AppState {
         store: store.clone(),
         credentials,
-        config: S3Config { domains: args.domains, region: args.region, ..S3Config::default() },
+        config: S3Config {
+            domains: args.domains,
+            region: args.region,
+            ..S3Config::default()
+        },
     });
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
-        println!("Hoard {} serving S3 on http://{}", env!("CARGO_PKG_VERSION"), listener.local_addr()?);
-        println!("  store {} (profile {}, data {})", store.store_uuid(), config.profile_name, args.data.display());
+        println!(
+            "Hoard {} serving S3 on http://{}",
+            env!("CARGO_PKG_VERSION"),
+            listener.local_addr()?
+        );
+        println!(
+            "  store {} (profile {}, data {})",
+            store.store_uuid(),
+            config.profile_name,
+            args.data.display()
+        );
         println!("  credentials ({source}): access key {access_key}  secret key {secret_key}");
         use std::io::Write;
         std::io::stdout().flush()?;

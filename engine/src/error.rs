@@ -25,7 +25,9 @@ pub enum Error {
     },
     /// An earlier write or sync on this device failed; it accepts no more writes (its state on
     /// media is unknown, so guessing would risk acknowledged data).
-    #[error("device {device} is poisoned by an earlier failed write or sync; it accepts no more writes")]
+    #[error(
+        "device {device} is poisoned by an earlier failed write or sync; it accepts no more writes"
+    )]
     Poisoned {
         /// Path of the device.
         device: String,
@@ -51,7 +53,9 @@ pub enum Error {
         detail: String,
     },
     /// The device holds a superblock of another Hoard store.
-    #[error("device {device} belongs to another store (store UUID {found}); this store is {expected}")]
+    #[error(
+        "device {device} belongs to another store (store UUID {found}); this store is {expected}"
+    )]
     ForeignStore {
         /// Path of the device.
         device: String,
@@ -171,7 +175,9 @@ pub enum Error {
         max_bytes: u64,
     },
     /// A byte range lies outside the object.
-    #[error("range starting at byte {start} is not satisfiable for an object of {size_bytes} bytes")]
+    #[error(
+        "range starting at byte {start} is not satisfiable for an object of {size_bytes} bytes"
+    )]
     InvalidRange {
         /// First byte requested.
         start: u64,
@@ -193,6 +199,9 @@ pub enum Error {
 impl Error {
     /// Wraps an `io::Error` from the device at `device`.
     pub fn io(device: &str, source: io::Error) -> Self {
-        Error::Io { device: device.to_string(), source }
+        Error::Io {
+            device: device.to_string(),
+            source,
+        }
     }
 }

@@ -27,6 +27,7 @@ pub mod store;
 pub use error::{Error, Result};
 pub use profile::{EngineConfig, Profile};
 pub use store::{
-    BucketInfo, ByteRange, ChecksumCell, CompletedPart, ListPage, ListQuery, ObjectInfo, ObjectReader, ObjectSummary, PartInfo, PartsPage,
-    PutOptions, Store, StoreDevices, StoreOptions, UploadInfo, UploadsPage,
+    BucketInfo, ByteRange, ChecksumCell, CompletedPart, ListPage, ListQuery, ObjectInfo,
+    ObjectReader, ObjectSummary, PartInfo, PartsPage, PutOptions, Store, StoreDevices,
+    StoreOptions, UploadInfo, UploadsPage,
 };

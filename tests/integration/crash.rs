@@ -58,7 +58,10 @@ async fn kill_9_loses_nothing_acknowledged() {
         w.await.unwrap();
     }
     let acked = acked.lock().clone();
-    assert!(acked.len() >= 8, "writers made progress before the kill: {acked:?}");
+    assert!(
+        acked.len() >= 8,
+        "writers made progress before the kill: {acked:?}"
+    );
 
     let server = Server::start_in(scratch.path(), None);
     let s3 = server.client();
@@ -68,20 +71,38 @@ async fn kill_9_loses_nothing_acknowledged() {
         let key = object.key().unwrap();
         let (w, k) = key.trim_start_matches('w').split_once("/k").unwrap();
         let (writer, k): (u64, u64) = (w.parse().unwrap(), k.parse().unwrap());
-        let got = s3.get_object().bucket("crash").key(key).send().await.unwrap();
+        let got = s3
+            .get_object()
+            .bucket("crash")
+            .key(key)
+            .send()
+            .await
+            .unwrap();
         let version: u64 = got.metadata().unwrap()["version"].parse().unwrap();
         let bytes = body_bytes(got).await;
         // Whole: exactly the content of the version its metadata names.
-        assert!(bytes == content(writer, k, version), "{key}: torn or mixed content for version {version}");
+        assert!(
+            bytes == content(writer, k, version),
+            "{key}: torn or mixed content for version {version}"
+        );
         assert_eq!(object.e_tag().unwrap().trim_matches('"'), md5_hex(&bytes));
         // Durable: never older than what was acknowledged.
         if let Some(&a) = acked.get(&(writer, k)) {
-            assert!(version >= a, "{key}: version {version} is older than acknowledged {a}");
+            assert!(
+                version >= a,
+                "{key}: version {version} is older than acknowledged {a}"
+            );
         }
         seen += 1;
     }
     for (writer, k) in acked.keys() {
-        assert!(listed.contents().iter().any(|o| o.key() == Some(&format!("w{writer}/k{k}"))), "acknowledged w{writer}/k{k} is missing");
+        assert!(
+            listed
+                .contents()
+                .iter()
+                .any(|o| o.key() == Some(&format!("w{writer}/k{k}"))),
+            "acknowledged w{writer}/k{k} is missing"
+        );
     }
     assert!(seen >= acked.len());
 }

@@ -50,7 +50,10 @@ impl Rig {
     fn blank(meta_bytes: usize, data_bytes: usize) -> Rig {
         let mut images = vec![vec![0u8; meta_bytes]];
         images.extend((0..4).map(|_| vec![0u8; data_bytes]));
-        Rig { images, controls: Vec::new() }
+        Rig {
+            images,
+            controls: Vec::new(),
+        }
     }
 
     fn open(&mut self, format: bool) -> hoard::Result<Store> {
@@ -60,15 +63,30 @@ impl Rig {
             let size = image.len() as u64;
             let (backend, control) = FaultBackend::from_image(image.clone());
             self.controls.push(control);
-            devices.push(Arc::new(Device::with_backend(&format!("fault{i}"), size, Box::new(backend))));
+            devices.push(Arc::new(Device::with_backend(
+                &format!("fault{i}"),
+                size,
+                Box::new(backend),
+            )));
         }
         let meta = devices.remove(0);
-        Store::open_devices(StoreDevices { meta, data: devices.into_iter().map(Some).collect() }, profile().derive(), format)
+        Store::open_devices(
+            StoreDevices {
+                meta,
+                data: devices.into_iter().map(Some).collect(),
+            },
+            profile().derive(),
+            format,
+        )
     }
 
     /// What the media hold after a power cut now.
     fn crash(&mut self) {
-        self.images = self.controls.iter().map(FaultControl::durable_image).collect();
+        self.images = self
+            .controls
+            .iter()
+            .map(FaultControl::durable_image)
+            .collect();
     }
 }
 
@@ -88,24 +106,60 @@ fn content(key: u64, version: u64) -> Vec<u8> {
 fn both_io_backends_store_and_reopen_on_real_files() {
     for backend in [IoBackend::Uring, IoBackend::Portable] {
         let dir = scratch_dir();
-        let opts = StoreOptions { profile: profile(), data_dir: dir.path().to_path_buf(), format_blank: true, io_backend: Some(backend) };
+        let opts = StoreOptions {
+            profile: profile(),
+            data_dir: dir.path().to_path_buf(),
+            format_blank: true,
+            io_backend: Some(backend),
+        };
         let store = Store::open(&opts).unwrap();
         store.create_bucket("bkt", "owner").unwrap();
         let big = pattern(1, 1_000_003);
-        let info = store.put_object("bkt", "big", &mut &big[..], PutOptions::default()).unwrap();
+        let info = store
+            .put_object("bkt", "big", &mut &big[..], PutOptions::default())
+            .unwrap();
         assert_eq!(info.etag, md5_hex(&big));
-        let id = store.create_multipart_upload("bkt", "mp", "owner", None, vec![], None).unwrap();
+        let id = store
+            .create_multipart_upload("bkt", "mp", "owner", None, vec![], None)
+            .unwrap();
         let p1 = pattern(2, 5 << 20);
         let p2 = pattern(3, 1234);
-        let e1 = store.upload_part("bkt", "mp", &id, 1, &mut &p1[..], None, None).unwrap().etag;
-        let e2 = store.upload_part("bkt", "mp", &id, 2, &mut &p2[..], None, None).unwrap().etag;
-        let parts = [CompletedPart { part_number: 1, etag: e1 }, CompletedPart { part_number: 2, etag: e2 }];
-        store.complete_multipart_upload("bkt", "mp", &id, &parts).unwrap();
+        let e1 = store
+            .upload_part("bkt", "mp", &id, 1, &mut &p1[..], None, None)
+            .unwrap()
+            .etag;
+        let e2 = store
+            .upload_part("bkt", "mp", &id, 2, &mut &p2[..], None, None)
+            .unwrap()
+            .etag;
+        let parts = [
+            CompletedPart {
+                part_number: 1,
+                etag: e1,
+            },
+            CompletedPart {
+                part_number: 2,
+                etag: e2,
+            },
+        ];
+        store
+            .complete_multipart_upload("bkt", "mp", &id, &parts)
+            .unwrap();
         store.close().unwrap();
         drop(store);
-        let store = Store::open(&StoreOptions { format_blank: false, ..opts }).unwrap();
-        assert!(read_all(&store, "bkt", "big").unwrap() == big, "{backend:?}");
-        assert!(read_all(&store, "bkt", "mp").unwrap() == [p1, p2].concat(), "{backend:?}");
+        let store = Store::open(&StoreOptions {
+            format_blank: false,
+            ..opts
+        })
+        .unwrap();
+        assert!(
+            read_all(&store, "bkt", "big").unwrap() == big,
+            "{backend:?}"
+        );
+        assert!(
+            read_all(&store, "bkt", "mp").unwrap() == [p1, p2].concat(),
+            "{backend:?}"
+        );
     }
 }
 
@@ -135,16 +189,27 @@ fn power_cuts_keep_acknowledged_objects_whole() {
             drop(store);
             rig.crash();
             crash_points += 1;
-            let store = rig.open(false).unwrap_or_else(|e| panic!("device {device} cut {cut}: reopen failed: {e}"));
+            let store = rig
+                .open(false)
+                .unwrap_or_else(|e| panic!("device {device} cut {cut}: reopen failed: {e}"));
             for key in 0..7u64 {
                 match store.head_object("bkt", &format!("k{key}")) {
                     Ok(info) => {
                         let version: u64 = info.user_metadata[0].1.parse().unwrap();
                         let data = read_all(&store, "bkt", &format!("k{key}")).unwrap();
-                        assert!(data == content(key, version), "device {device} cut {cut}: k{key} torn");
-                        assert!(acked.get(&key).is_none_or(|&a| version >= a), "device {device} cut {cut}: k{key} lost its acknowledged version");
+                        assert!(
+                            data == content(key, version),
+                            "device {device} cut {cut}: k{key} torn"
+                        );
+                        assert!(
+                            acked.get(&key).is_none_or(|&a| version >= a),
+                            "device {device} cut {cut}: k{key} lost its acknowledged version"
+                        );
                     }
-                    Err(Error::NoSuchKey { .. }) => assert!(!acked.contains_key(&key), "device {device} cut {cut}: acknowledged k{key} missing"),
+                    Err(Error::NoSuchKey { .. }) => assert!(
+                        !acked.contains_key(&key),
+                        "device {device} cut {cut}: acknowledged k{key} missing"
+                    ),
                     Err(e) => panic!("device {device} cut {cut}: {e}"),
                 }
             }
@@ -159,7 +224,9 @@ fn corrupt_chunks_are_reported_never_returned() {
     let store = rig.open(true).unwrap();
     store.create_bucket("bkt", "o").unwrap();
     let data = pattern(11, 300_000);
-    store.put_object("bkt", "victim", &mut &data[..], PutOptions::default()).unwrap();
+    store
+        .put_object("bkt", "victim", &mut &data[..], PutOptions::default())
+        .unwrap();
     // Flip one bit inside the first needle of segment 0 on every data device.
     for control in &rig.controls[1..] {
         control.flip_bit((1 << 20) + 9000, 2);
@@ -193,23 +260,63 @@ fn bad_input_changes_nothing() {
     let store = rig.open(true).unwrap();
     store.create_bucket("bkt", "o").unwrap();
     let old = pattern(5, 100_000);
-    store.put_object("bkt", "k", &mut &old[..], PutOptions::default()).unwrap();
+    store
+        .put_object("bkt", "k", &mut &old[..], PutOptions::default())
+        .unwrap();
 
-    assert!(matches!(store.put_object("nope", "k", &mut &old[..], PutOptions::default()), Err(Error::NoSuchBucket(_))));
-    assert!(matches!(store.put_object("bkt", &"x".repeat(1025), &mut &old[..], PutOptions::default()), Err(Error::InvalidKey { .. })));
-    let err = store.put_object("bkt", "k", &mut FailingBody { sent: 0, fail_at: 250_000 }, PutOptions::default()).unwrap_err();
+    assert!(matches!(
+        store.put_object("nope", "k", &mut &old[..], PutOptions::default()),
+        Err(Error::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        store.put_object(
+            "bkt",
+            &"x".repeat(1025),
+            &mut &old[..],
+            PutOptions::default()
+        ),
+        Err(Error::InvalidKey { .. })
+    ));
+    let err = store
+        .put_object(
+            "bkt",
+            "k",
+            &mut FailingBody {
+                sent: 0,
+                fail_at: 250_000,
+            },
+            PutOptions::default(),
+        )
+        .unwrap_err();
     assert!(matches!(err, Error::Body(_)), "{err}");
-    let bad_md5 = PutOptions { content_md5: Some([0; 16]), ..PutOptions::default() };
-    assert!(matches!(store.put_object("bkt", "k", &mut &pattern(6, 10)[..], bad_md5), Err(Error::BadDigest)));
-    assert!(read_all(&store, "bkt", "k").unwrap() == old, "failed puts left the old object");
-    assert!(matches!(store.create_bucket("Not_Valid", "o"), Err(Error::InvalidBucketName { .. })));
+    let bad_md5 = PutOptions {
+        content_md5: Some([0; 16]),
+        ..PutOptions::default()
+    };
+    assert!(matches!(
+        store.put_object("bkt", "k", &mut &pattern(6, 10)[..], bad_md5),
+        Err(Error::BadDigest)
+    ));
+    assert!(
+        read_all(&store, "bkt", "k").unwrap() == old,
+        "failed puts left the old object"
+    );
+    assert!(matches!(
+        store.create_bucket("Not_Valid", "o"),
+        Err(Error::InvalidBucketName { .. })
+    ));
 
     // Fill the (tiny) pool: a clear NoSpace error, and everything stored stays readable.
     let mut stored = vec![("k".to_string(), old.clone())];
     let mut full = None;
     for i in 0..200u64 {
         let data = pattern(100 + i, 400_000);
-        match store.put_object("bkt", &format!("fill{i}"), &mut &data[..], PutOptions::default()) {
+        match store.put_object(
+            "bkt",
+            &format!("fill{i}"),
+            &mut &data[..],
+            PutOptions::default(),
+        ) {
             Ok(_) => stored.push((format!("fill{i}"), data)),
             Err(e) => {
                 full = Some(e);
@@ -220,14 +327,20 @@ fn bad_input_changes_nothing() {
     let full = full.expect("a 4 x 4 MiB pool fills up");
     assert!(matches!(full, Error::NoSpace { .. }), "{full}");
     for (key, data) in &stored {
-        assert!(read_all(&store, "bkt", key).unwrap() == *data, "{key} damaged by a full pool");
+        assert!(
+            read_all(&store, "bkt", key).unwrap() == *data,
+            "{key} damaged by a full pool"
+        );
     }
     store.delete_object("bkt", "fill0").unwrap();
     drop(store);
     rig.crash();
     let store = rig.open(false).unwrap();
     assert!(read_all(&store, "bkt", "k").unwrap() == old);
-    assert!(matches!(store.head_object("bkt", "fill0"), Err(Error::NoSuchKey { .. })));
+    assert!(matches!(
+        store.head_object("bkt", "fill0"),
+        Err(Error::NoSuchKey { .. })
+    ));
 }
 
 #[test]
@@ -239,7 +352,10 @@ fn foreign_and_non_blank_devices_are_never_formatted() {
     let mut other = Rig::blank(8 << 20, 4 << 20);
     other.open(true).unwrap();
     other.crash();
-    let mut mixed = Rig { images: rig.images.clone(), controls: vec![] };
+    let mut mixed = Rig {
+        images: rig.images.clone(),
+        controls: vec![],
+    };
     mixed.images[3] = other.images[3].clone();
     let err = mixed.open(true).err().expect("foreign device refused");
     assert!(matches!(err, Error::ForeignStore { .. }), "{err}");
@@ -251,7 +367,10 @@ fn foreign_and_non_blank_devices_are_never_formatted() {
     assert!(matches!(err, Error::NotBlank { .. }), "{err}");
     assert!(dirty.images[2][..4096].iter().any(|&b| b != 0));
     // A blank metadata device beside data devices of a store: refused, not reformatted.
-    let mut lost = Rig { images: rig.images.clone(), controls: vec![] };
+    let mut lost = Rig {
+        images: rig.images.clone(),
+        controls: vec![],
+    };
     lost.images[0] = vec![0; 8 << 20];
     let err = lost.open(true).err().expect("lost metadata refused");
     assert!(err.to_string().contains("refusing to format"), "{err}");

@@ -6,23 +6,49 @@ use std::time::Duration;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 
-use crate::support::{body_bytes, client_with, error_code, error_status, pattern, Server, ACCESS_KEY};
+use crate::support::{
+    body_bytes, client_with, error_code, error_status, pattern, Server, ACCESS_KEY,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_and_unknown_key_are_refused() {
     let server = Server::start();
-    server.client().create_bucket().bucket("auth").send().await.unwrap();
+    server
+        .client()
+        .create_bucket()
+        .bucket("auth")
+        .send()
+        .await
+        .unwrap();
     let wrong = client_with(&server.endpoint, ACCESS_KEY, "not-the-secret");
-    let err = wrong.list_objects_v2().bucket("auth").send().await.unwrap_err();
+    let err = wrong
+        .list_objects_v2()
+        .bucket("auth")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("SignatureDoesNotMatch"));
     assert_eq!(error_status(&err), Some(403));
-    let err = wrong.put_object().bucket("auth").key("x").body(ByteStream::from_static(b"data")).send().await.unwrap_err();
+    let err = wrong
+        .put_object()
+        .bucket("auth")
+        .key("x")
+        .body(ByteStream::from_static(b"data"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("SignatureDoesNotMatch"));
     let unknown = client_with(&server.endpoint, "nobody", "secret");
     let err = unknown.list_buckets().send().await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("InvalidAccessKeyId"));
     // Nothing was stored by the refused put.
-    let listed = server.client().list_objects_v2().bucket("auth").send().await.unwrap();
+    let listed = server
+        .client()
+        .list_objects_v2()
+        .bucket("auth")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(listed.key_count(), Some(0));
 }
 
@@ -33,22 +59,46 @@ async fn presigned_sigv4_get_and_put_over_plain_http() {
     s3.create_bucket().bucket("pre").send().await.unwrap();
     let data = pattern(3, 1_500_000);
 
-    let put = s3.put_object().bucket("pre").key("up/loaded").presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap()).await.unwrap();
+    let put = s3
+        .put_object()
+        .bucket("pre")
+        .key("up/loaded")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap();
     let url = put.uri().to_string();
     let payload = data.clone();
-    let status = tokio::task::spawn_blocking(move || ureq::put(&url).send_bytes(&payload).map(|r| r.status()))
-        .await
-        .unwrap()
-        .expect("presigned PUT");
+    let status = tokio::task::spawn_blocking(move || {
+        ureq::put(&url).send_bytes(&payload).map(|r| r.status())
+    })
+    .await
+    .unwrap()
+    .expect("presigned PUT");
     assert_eq!(status, 200);
-    let got = s3.get_object().bucket("pre").key("up/loaded").send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket("pre")
+        .key("up/loaded")
+        .send()
+        .await
+        .unwrap();
     assert!(body_bytes(got).await == data);
 
-    let get = s3.get_object().bucket("pre").key("up/loaded").presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap()).await.unwrap();
+    let get = s3
+        .get_object()
+        .bucket("pre")
+        .key("up/loaded")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap();
     let url = get.uri().to_string();
     let body = tokio::task::spawn_blocking(move || {
         let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut ureq::get(&url).call().expect("presigned GET").into_reader(), &mut v).unwrap();
+        std::io::Read::read_to_end(
+            &mut ureq::get(&url).call().expect("presigned GET").into_reader(),
+            &mut v,
+        )
+        .unwrap();
         v
     })
     .await
@@ -64,7 +114,13 @@ async fn presigned_sigv4_get_and_put_over_plain_http() {
     .await
     .unwrap();
     assert_eq!(status, 403);
-    let short = s3.get_object().bucket("pre").key("up/loaded").presigned(PresigningConfig::expires_in(Duration::from_secs(1)).unwrap()).await.unwrap();
+    let short = s3
+        .get_object()
+        .bucket("pre")
+        .key("up/loaded")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(1)).unwrap())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let url = short.uri().to_string();
     let (status, text) = tokio::task::spawn_blocking(move || match ureq::get(&url).call() {
@@ -74,5 +130,8 @@ async fn presigned_sigv4_get_and_put_over_plain_http() {
     .await
     .unwrap();
     assert_eq!(status, 403);
-    assert!(text.contains("AccessDenied") && text.contains("expired"), "{text}");
+    assert!(
+        text.contains("AccessDenied") && text.contains("expired"),
+        "{text}"
+    );
 }

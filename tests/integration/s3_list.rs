@@ -13,7 +13,11 @@ use crate::support::Server;
 fn model(all: &BTreeSet<String>, prefix: &str, delimiter: Option<&str>) -> Vec<String> {
     let mut out = BTreeSet::new();
     for k in all.iter().filter(|k| k.starts_with(prefix)) {
-        match delimiter.and_then(|d| k[prefix.len()..].find(d).map(|i| &k[..prefix.len() + i + d.len()])) {
+        match delimiter.and_then(|d| {
+            k[prefix.len()..]
+                .find(d)
+                .map(|i| &k[..prefix.len() + i + d.len()])
+        }) {
             Some(cp) => out.insert(format!("P:{cp}")),
             None => out.insert(format!("K:{k}")),
         };
@@ -23,7 +27,12 @@ fn model(all: &BTreeSet<String>, prefix: &str, delimiter: Option<&str>) -> Vec<S
     v
 }
 
-async fn list_v2_all(s3: &Client, prefix: &str, delimiter: Option<&str>, page: i32) -> (Vec<String>, usize) {
+async fn list_v2_all(
+    s3: &Client,
+    prefix: &str,
+    delimiter: Option<&str>,
+    page: i32,
+) -> (Vec<String>, usize) {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     let mut pages = 0;
@@ -39,8 +48,16 @@ async fn list_v2_all(s3: &Client, prefix: &str, delimiter: Option<&str>, page: i
             .await
             .unwrap();
         pages += 1;
-        let mut entries: Vec<String> = resp.contents().iter().map(|o| format!("K:{}", o.key().unwrap())).collect();
-        entries.extend(resp.common_prefixes().iter().map(|p| format!("P:{}", p.prefix().unwrap())));
+        let mut entries: Vec<String> = resp
+            .contents()
+            .iter()
+            .map(|o| format!("K:{}", o.key().unwrap()))
+            .collect();
+        entries.extend(
+            resp.common_prefixes()
+                .iter()
+                .map(|p| format!("P:{}", p.prefix().unwrap())),
+        );
         entries.sort_by(|a, b| a[2..].cmp(&b[2..]));
         assert!(entries.len() <= page as usize);
         assert_eq!(resp.key_count(), Some(entries.len() as i32));
@@ -49,7 +66,10 @@ async fn list_v2_all(s3: &Client, prefix: &str, delimiter: Option<&str>, page: i
             return (out, pages);
         }
         token = resp.next_continuation_token().map(str::to_string);
-        assert!(token.is_some(), "truncated page without a continuation token");
+        assert!(
+            token.is_some(),
+            "truncated page without a continuation token"
+        );
     }
 }
 
@@ -72,7 +92,13 @@ async fn listing_2600_keys_matches_the_model() {
     all.insert("sp ace+plus".into());
     let keys: Vec<String> = all.iter().cloned().collect();
     for batch in keys.chunks(64) {
-        let puts = batch.iter().map(|k| s3.put_object().bucket("many").key(k).body(ByteStream::from(k.clone().into_bytes())).send());
+        let puts = batch.iter().map(|k| {
+            s3.put_object()
+                .bucket("many")
+                .key(k)
+                .body(ByteStream::from(k.clone().into_bytes()))
+                .send()
+        });
         for r in futures_util::future::join_all(puts).await {
             r.unwrap();
         }
@@ -81,15 +107,39 @@ async fn listing_2600_keys_matches_the_model() {
     let (everything, pages) = list_v2_all(&s3, "", None, 1000).await;
     assert_eq!(everything, model(&all, "", None));
     assert_eq!(pages, 3);
-    assert_eq!(list_v2_all(&s3, "", Some("/"), 1000).await.0, model(&all, "", Some("/")));
-    assert_eq!(list_v2_all(&s3, "logs/", Some("/"), 1000).await.0, model(&all, "logs/", Some("/")));
-    assert_eq!(list_v2_all(&s3, "logs/2026/", Some("/"), 7).await.0, model(&all, "logs/2026/", Some("/")));
-    assert_eq!(list_v2_all(&s3, "logs/2026/07/", Some("/"), 33).await.0, model(&all, "logs/2026/07/", Some("/")));
-    assert_eq!(list_v2_all(&s3, "top-0", None, 9).await.0, model(&all, "top-0", None));
-    assert!(list_v2_all(&s3, "nothing-here", Some("/"), 10).await.0.is_empty());
+    assert_eq!(
+        list_v2_all(&s3, "", Some("/"), 1000).await.0,
+        model(&all, "", Some("/"))
+    );
+    assert_eq!(
+        list_v2_all(&s3, "logs/", Some("/"), 1000).await.0,
+        model(&all, "logs/", Some("/"))
+    );
+    assert_eq!(
+        list_v2_all(&s3, "logs/2026/", Some("/"), 7).await.0,
+        model(&all, "logs/2026/", Some("/"))
+    );
+    assert_eq!(
+        list_v2_all(&s3, "logs/2026/07/", Some("/"), 33).await.0,
+        model(&all, "logs/2026/07/", Some("/"))
+    );
+    assert_eq!(
+        list_v2_all(&s3, "top-0", None, 9).await.0,
+        model(&all, "top-0", None)
+    );
+    assert!(list_v2_all(&s3, "nothing-here", Some("/"), 10)
+        .await
+        .0
+        .is_empty());
 
     // start-after
-    let resp = s3.list_objects_v2().bucket("many").start_after("top-097").send().await.unwrap();
+    let resp = s3
+        .list_objects_v2()
+        .bucket("many")
+        .start_after("top-097")
+        .send()
+        .await
+        .unwrap();
     let got: Vec<&str> = resp.contents().iter().map(|o| o.key().unwrap()).collect();
     assert_eq!(got, vec!["top-098", "top-099"]);
 
@@ -97,17 +147,34 @@ async fn listing_2600_keys_matches_the_model() {
     let mut v1 = Vec::new();
     let mut marker: Option<String> = None;
     loop {
-        let resp = s3.list_objects().bucket("many").max_keys(500).set_marker(marker.clone()).send().await.unwrap();
+        let resp = s3
+            .list_objects()
+            .bucket("many")
+            .max_keys(500)
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .unwrap();
         v1.extend(resp.contents().iter().map(|o| o.key().unwrap().to_string()));
         if resp.is_truncated() != Some(true) {
             break;
         }
-        marker = resp.next_marker().map(str::to_string).or_else(|| v1.last().cloned());
+        marker = resp
+            .next_marker()
+            .map(str::to_string)
+            .or_else(|| v1.last().cloned());
     }
     assert_eq!(v1, keys);
 
     // encoding-type=url: keys come back percent-encoded (the SDK leaves them as sent).
-    let resp = s3.list_objects_v2().bucket("many").prefix("sp").encoding_type(EncodingType::Url).send().await.unwrap();
+    let resp = s3
+        .list_objects_v2()
+        .bucket("many")
+        .prefix("sp")
+        .encoding_type(EncodingType::Url)
+        .send()
+        .await
+        .unwrap();
     let key = resp.contents()[0].key().unwrap();
     assert!(key == "sp%20ace%2Bplus" || key == "sp ace+plus", "{key}");
     assert_eq!(resp.encoding_type(), Some(&EncodingType::Url));

@@ -11,7 +11,12 @@ const PART: usize = 5 << 20;
 
 fn completed(parts: &[(i32, String)]) -> CompletedMultipartUpload {
     CompletedMultipartUpload::builder()
-        .set_parts(Some(parts.iter().map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(e).build()).collect()))
+        .set_parts(Some(
+            parts
+                .iter()
+                .map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(e).build())
+                .collect(),
+        ))
         .build()
 }
 
@@ -22,10 +27,22 @@ async fn upload_100_mib_in_parts() {
     s3.create_bucket().bucket("mpu").send().await.unwrap();
     let size = 100 << 20;
     let data = pattern(42, size);
-    let created = s3.create_multipart_upload().bucket("mpu").key("big/object.bin").content_type("application/x-big").send().await.unwrap();
+    let created = s3
+        .create_multipart_upload()
+        .bucket("mpu")
+        .key("big/object.bin")
+        .content_type("application/x-big")
+        .send()
+        .await
+        .unwrap();
     let upload_id = created.upload_id().unwrap().to_string();
 
-    let uploads = s3.list_multipart_uploads().bucket("mpu").send().await.unwrap();
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(uploads.uploads().len(), 1);
     assert_eq!(uploads.uploads()[0].upload_id(), Some(upload_id.as_str()));
 
@@ -49,7 +66,10 @@ async fn upload_100_mib_in_parts() {
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(out.e_tag(), Some(format!("\"{}\"", md5_hex(&chunk)).as_str()));
+                assert_eq!(
+                    out.e_tag(),
+                    Some(format!("\"{}\"", md5_hex(&chunk)).as_str())
+                );
                 (i as i32 + 1, out.e_tag().unwrap().to_string())
             }));
         }
@@ -58,10 +78,29 @@ async fn upload_100_mib_in_parts() {
         }
     }
     etags.sort();
-    let parts = s3.list_parts().bucket("mpu").key("big/object.bin").upload_id(&upload_id).send().await.unwrap();
+    let parts = s3
+        .list_parts()
+        .bucket("mpu")
+        .key("big/object.bin")
+        .upload_id(&upload_id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(parts.parts().len(), 20);
-    assert!(parts.parts().windows(2).all(|w| w[0].part_number() < w[1].part_number()));
-    let page = s3.list_parts().bucket("mpu").key("big/object.bin").upload_id(&upload_id).max_parts(7).part_number_marker("7").send().await.unwrap();
+    assert!(parts
+        .parts()
+        .windows(2)
+        .all(|w| w[0].part_number() < w[1].part_number()));
+    let page = s3
+        .list_parts()
+        .bucket("mpu")
+        .key("big/object.bin")
+        .upload_id(&upload_id)
+        .max_parts(7)
+        .part_number_marker("7")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.parts().first().and_then(|p| p.part_number()), Some(8));
     assert_eq!(page.is_truncated(), Some(true));
 
@@ -78,18 +117,59 @@ async fn upload_100_mib_in_parts() {
     for i in 0..20 {
         md5s.extend(hex::decode(md5_hex(&data[i * PART..((i + 1) * PART).min(size)])).unwrap());
     }
-    assert_eq!(done.e_tag(), Some(format!("\"{}-20\"", md5_hex(&md5s)).as_str()));
+    assert_eq!(
+        done.e_tag(),
+        Some(format!("\"{}-20\"", md5_hex(&md5s)).as_str())
+    );
 
-    let head = s3.head_object().bucket("mpu").key("big/object.bin").send().await.unwrap();
+    let head = s3
+        .head_object()
+        .bucket("mpu")
+        .key("big/object.bin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_length(), Some(size as i64));
     assert_eq!(head.content_type(), Some("application/x-big"));
-    let got = body_bytes(s3.get_object().bucket("mpu").key("big/object.bin").send().await.unwrap()).await;
-    assert_eq!(hex::encode(Sha256::digest(&got)), hex::encode(Sha256::digest(&data)));
+    let got = body_bytes(
+        s3.get_object()
+            .bucket("mpu")
+            .key("big/object.bin")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        hex::encode(Sha256::digest(&got)),
+        hex::encode(Sha256::digest(&data))
+    );
     // A range across a part boundary.
-    let got = s3.get_object().bucket("mpu").key("big/object.bin").range(format!("bytes={}-{}", PART - 10, PART + 10)).send().await.unwrap();
+    let got = s3
+        .get_object()
+        .bucket("mpu")
+        .key("big/object.bin")
+        .range(format!("bytes={}-{}", PART - 10, PART + 10))
+        .send()
+        .await
+        .unwrap();
     assert!(body_bytes(got).await == data[PART - 10..PART + 11]);
-    assert!(s3.list_multipart_uploads().bucket("mpu").send().await.unwrap().uploads().is_empty());
-    let err = s3.list_parts().bucket("mpu").key("big/object.bin").upload_id(&upload_id).send().await.unwrap_err();
+    assert!(s3
+        .list_multipart_uploads()
+        .bucket("mpu")
+        .send()
+        .await
+        .unwrap()
+        .uploads()
+        .is_empty());
+    let err = s3
+        .list_parts()
+        .bucket("mpu")
+        .key("big/object.bin")
+        .upload_id(&upload_id)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NoSuchUpload"));
 }
 
@@ -98,7 +178,16 @@ async fn multipart_errors() {
     let server = Server::start();
     let s3 = server.client();
     s3.create_bucket().bucket("mperr").send().await.unwrap();
-    let id = s3.create_multipart_upload().bucket("mperr").key("k").send().await.unwrap().upload_id().unwrap().to_string();
+    let id = s3
+        .create_multipart_upload()
+        .bucket("mperr")
+        .key("k")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
     let mut etags = Vec::new();
     for (n, size) in [(1, 1000usize), (2, 2000), (3, PART)] {
         let out = s3
@@ -113,16 +202,36 @@ async fn multipart_errors() {
             .unwrap();
         etags.push((n, out.e_tag().unwrap().to_string()));
     }
-    let complete = |parts: Vec<(i32, String)>| s3.complete_multipart_upload().bucket("mperr").key("k").upload_id(&id).multipart_upload(completed(&parts)).send();
-    let err = complete(vec![etags[1].clone(), etags[0].clone()]).await.unwrap_err();
+    let complete = |parts: Vec<(i32, String)>| {
+        s3.complete_multipart_upload()
+            .bucket("mperr")
+            .key("k")
+            .upload_id(&id)
+            .multipart_upload(completed(&parts))
+            .send()
+    };
+    let err = complete(vec![etags[1].clone(), etags[0].clone()])
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("InvalidPartOrder"));
     let err = complete(vec![(1, "\"0000\"".into())]).await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("InvalidPart"));
-    let err = complete(vec![etags[0].clone(), (9, etags[1].1.clone())]).await.unwrap_err();
+    let err = complete(vec![etags[0].clone(), (9, etags[1].1.clone())])
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("InvalidPart"));
     let err = complete(etags.clone()).await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("EntityTooSmall"));
-    let err = s3.upload_part().bucket("mperr").key("k").upload_id(&id).part_number(10001).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let err = s3
+        .upload_part()
+        .bucket("mperr")
+        .key("k")
+        .upload_id(&id)
+        .part_number(10001)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("InvalidArgument"));
     // Only the last part may be small: parts 3 alone completes.
     let done = complete(vec![etags[2].clone()]).await.unwrap();
@@ -130,12 +239,49 @@ async fn multipart_errors() {
     let err = complete(vec![etags[2].clone()]).await.unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NoSuchUpload"));
 
-    let id2 = s3.create_multipart_upload().bucket("mperr").key("k2").send().await.unwrap().upload_id().unwrap().to_string();
-    s3.abort_multipart_upload().bucket("mperr").key("k2").upload_id(&id2).send().await.unwrap();
-    let err = s3.abort_multipart_upload().bucket("mperr").key("k2").upload_id(&id2).send().await.unwrap_err();
+    let id2 = s3
+        .create_multipart_upload()
+        .bucket("mperr")
+        .key("k2")
+        .send()
+        .await
+        .unwrap()
+        .upload_id()
+        .unwrap()
+        .to_string();
+    s3.abort_multipart_upload()
+        .bucket("mperr")
+        .key("k2")
+        .upload_id(&id2)
+        .send()
+        .await
+        .unwrap();
+    let err = s3
+        .abort_multipart_upload()
+        .bucket("mperr")
+        .key("k2")
+        .upload_id(&id2)
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NoSuchUpload"));
-    let err = s3.upload_part().bucket("mperr").key("k2").upload_id(&id2).part_number(1).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let err = s3
+        .upload_part()
+        .bucket("mperr")
+        .key("k2")
+        .upload_id(&id2)
+        .part_number(1)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NoSuchUpload"));
-    let err = s3.head_object().bucket("mperr").key("k2").send().await.unwrap_err();
+    let err = s3
+        .head_object()
+        .bucket("mperr")
+        .key("k2")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(crate::support::error_status(&err), Some(404));
 }

@@ -12,22 +12,62 @@ async fn bucket_lifecycle() {
     s3.create_bucket().bucket("alpha").send().await.unwrap();
     s3.head_bucket().bucket("alpha").send().await.unwrap();
     let again = s3.create_bucket().bucket("alpha").send().await.unwrap_err();
-    assert_eq!(error_code(&again).as_deref(), Some("BucketAlreadyOwnedByYou"));
-    let bad = s3.create_bucket().bucket("Bad_Name").send().await.unwrap_err();
+    assert_eq!(
+        error_code(&again).as_deref(),
+        Some("BucketAlreadyOwnedByYou")
+    );
+    let bad = s3
+        .create_bucket()
+        .bucket("Bad_Name")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&bad).as_deref(), Some("InvalidBucketName"));
-    let names: Vec<String> = s3.list_buckets().send().await.unwrap().buckets().iter().filter_map(|b| b.name().map(str::to_string)).collect();
+    let names: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_string))
+        .collect();
     assert_eq!(names, vec!["alpha"]);
-    let loc = s3.get_bucket_location().bucket("alpha").send().await.unwrap();
-    assert!(loc.location_constraint().is_none() || loc.location_constraint().unwrap().as_str().is_empty());
+    let loc = s3
+        .get_bucket_location()
+        .bucket("alpha")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        loc.location_constraint().is_none()
+            || loc.location_constraint().unwrap().as_str().is_empty()
+    );
 
-    s3.put_object().bucket("alpha").key("k").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    s3.put_object()
+        .bucket("alpha")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
     let not_empty = s3.delete_bucket().bucket("alpha").send().await.unwrap_err();
     assert_eq!(error_code(&not_empty).as_deref(), Some("BucketNotEmpty"));
-    s3.delete_object().bucket("alpha").key("k").send().await.unwrap();
+    s3.delete_object()
+        .bucket("alpha")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
     s3.delete_bucket().bucket("alpha").send().await.unwrap();
     let gone = s3.head_bucket().bucket("alpha").send().await.unwrap_err();
     assert_eq!(error_status(&gone), Some(404));
-    let missing = s3.list_objects_v2().bucket("alpha").send().await.unwrap_err();
+    let missing = s3
+        .list_objects_v2()
+        .bucket("alpha")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&missing).as_deref(), Some("NoSuchBucket"));
 }
 
@@ -51,23 +91,64 @@ async fn objects_of_every_size_roundtrip_signed_and_streaming() {
             .send()
             .await
             .unwrap();
-        assert_eq!(put.e_tag(), Some(format!("\"{}\"", md5_hex(&data)).as_str()));
-        let got = s3.get_object().bucket("sizes").key(&key).send().await.unwrap();
+        assert_eq!(
+            put.e_tag(),
+            Some(format!("\"{}\"", md5_hex(&data)).as_str())
+        );
+        let got = s3
+            .get_object()
+            .bucket("sizes")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(got.content_type(), Some("application/x-test"));
-        assert_eq!(got.metadata().and_then(|m| m.get("origin")).map(String::as_str), Some("memory"));
+        assert_eq!(
+            got.metadata()
+                .and_then(|m| m.get("origin"))
+                .map(String::as_str),
+            Some("memory")
+        );
         assert_eq!(got.content_length(), Some(size as i64));
-        assert!(body_bytes(got).await == data, "in-memory body of {size} bytes differs");
+        assert!(
+            body_bytes(got).await == data,
+            "in-memory body of {size} bytes differs"
+        );
 
         // File body: aws-chunked with a signed trailer (STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER).
         let path = scratch.path().join(format!("f{size}"));
         std::fs::write(&path, &data).unwrap();
         let key = format!("file/{size}");
-        s3.put_object().bucket("sizes").key(&key).body(ByteStream::from_path(&path).await.unwrap()).send().await.unwrap();
-        let head = s3.head_object().bucket("sizes").key(&key).send().await.unwrap();
+        s3.put_object()
+            .bucket("sizes")
+            .key(&key)
+            .body(ByteStream::from_path(&path).await.unwrap())
+            .send()
+            .await
+            .unwrap();
+        let head = s3
+            .head_object()
+            .bucket("sizes")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(head.content_length(), Some(size as i64));
-        assert_eq!(head.e_tag(), Some(format!("\"{}\"", md5_hex(&data)).as_str()));
-        let got = s3.get_object().bucket("sizes").key(&key).send().await.unwrap();
-        assert!(body_bytes(got).await == data, "streamed body of {size} bytes differs");
+        assert_eq!(
+            head.e_tag(),
+            Some(format!("\"{}\"", md5_hex(&data)).as_str())
+        );
+        let got = s3
+            .get_object()
+            .bucket("sizes")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            body_bytes(got).await == data,
+            "streamed body of {size} bytes differs"
+        );
     }
 }
 
@@ -77,7 +158,13 @@ async fn every_flexible_checksum_is_verified_and_returned() {
     let s3 = server.client();
     s3.create_bucket().bucket("sums").send().await.unwrap();
     let data = pattern(9, 300_000);
-    for algorithm in [ChecksumAlgorithm::Crc32, ChecksumAlgorithm::Crc32C, ChecksumAlgorithm::Crc64Nvme, ChecksumAlgorithm::Sha1, ChecksumAlgorithm::Sha256] {
+    for algorithm in [
+        ChecksumAlgorithm::Crc32,
+        ChecksumAlgorithm::Crc32C,
+        ChecksumAlgorithm::Crc64Nvme,
+        ChecksumAlgorithm::Sha1,
+        ChecksumAlgorithm::Sha256,
+    ] {
         let key = format!("k-{}", algorithm.as_str());
         s3.put_object()
             .bucket("sums")
@@ -88,9 +175,26 @@ async fn every_flexible_checksum_is_verified_and_returned() {
             .await
             .unwrap_or_else(|e| panic!("{algorithm:?}: {e:?}"));
         // With checksum mode on, the SDK validates the returned checksum against the body.
-        let got = s3.get_object().bucket("sums").key(&key).checksum_mode(ChecksumMode::Enabled).send().await.unwrap();
-        let returned = [got.checksum_crc32(), got.checksum_crc32_c(), got.checksum_crc64_nvme(), got.checksum_sha1(), got.checksum_sha256()];
-        assert_eq!(returned.iter().flatten().count(), 1, "{algorithm:?}: one checksum returned");
+        let got = s3
+            .get_object()
+            .bucket("sums")
+            .key(&key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .unwrap();
+        let returned = [
+            got.checksum_crc32(),
+            got.checksum_crc32_c(),
+            got.checksum_crc64_nvme(),
+            got.checksum_sha1(),
+            got.checksum_sha256(),
+        ];
+        assert_eq!(
+            returned.iter().flatten().count(),
+            1,
+            "{algorithm:?}: one checksum returned"
+        );
         assert!(body_bytes(got).await == data);
     }
     // A wrong checksum is refused and stores nothing.
@@ -104,7 +208,13 @@ async fn every_flexible_checksum_is_verified_and_returned() {
         .await
         .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("BadDigest"));
-    let err = s3.head_object().bucket("sums").key("wrong").send().await.unwrap_err();
+    let err = s3
+        .head_object()
+        .bucket("sums")
+        .key("wrong")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_status(&err), Some(404));
     // A wrong Content-MD5 is refused.
     let err = s3
@@ -126,7 +236,13 @@ async fn ranges_and_missing_keys() {
     s3.create_bucket().bucket("ranges").send().await.unwrap();
     let size = (3 << 20) + 123;
     let data = pattern(5, size);
-    s3.put_object().bucket("ranges").key("obj").body(ByteStream::from(data.clone())).send().await.unwrap();
+    s3.put_object()
+        .bucket("ranges")
+        .key("obj")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
     for (header, start, end) in [
         ("bytes=0-0".to_string(), 0, 1),
         ("bytes=100-2000000".to_string(), 100, 2_000_001),
@@ -134,30 +250,90 @@ async fn ranges_and_missing_keys() {
         (format!("bytes={}-", size - 1), size - 1, size),
         (format!("bytes=1048570-{}", size + 100), 1_048_570, size),
     ] {
-        let got = s3.get_object().bucket("ranges").key("obj").range(&header).send().await.unwrap();
-        assert_eq!(got.content_range(), Some(format!("bytes {start}-{}/{size}", end - 1).as_str()), "{header}");
+        let got = s3
+            .get_object()
+            .bucket("ranges")
+            .key("obj")
+            .range(&header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            got.content_range(),
+            Some(format!("bytes {start}-{}/{size}", end - 1).as_str()),
+            "{header}"
+        );
         assert!(body_bytes(got).await == data[start..end], "{header}");
     }
-    let err = s3.get_object().bucket("ranges").key("obj").range(format!("bytes={size}-")).send().await.unwrap_err();
+    let err = s3
+        .get_object()
+        .bucket("ranges")
+        .key("obj")
+        .range(format!("bytes={size}-"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("InvalidRange"));
     assert_eq!(error_status(&err), Some(416));
 
-    let err = s3.get_object().bucket("ranges").key("missing").send().await.unwrap_err();
+    let err = s3
+        .get_object()
+        .bucket("ranges")
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NoSuchKey"));
     assert_eq!(error_status(&err), Some(404));
-    let err = s3.head_object().bucket("ranges").key("missing").send().await.unwrap_err();
+    let err = s3
+        .head_object()
+        .bucket("ranges")
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_status(&err), Some(404));
-    let err = s3.get_object().bucket("no-such-bucket").key("k").send().await.unwrap_err();
+    let err = s3
+        .get_object()
+        .bucket("no-such-bucket")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("NoSuchBucket"));
     // Deleting a missing key succeeds, as in S3.
-    s3.delete_object().bucket("ranges").key("missing").send().await.unwrap();
+    s3.delete_object()
+        .bucket("ranges")
+        .key("missing")
+        .send()
+        .await
+        .unwrap();
     let long_key = "k".repeat(1025);
-    let err = s3.put_object().bucket("ranges").key(&long_key).body(ByteStream::from_static(b"x")).send().await.unwrap_err();
+    let err = s3
+        .put_object()
+        .bucket("ranges")
+        .key(&long_key)
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("KeyTooLongError"));
 
     // Overwrite replaces atomically.
-    s3.put_object().bucket("ranges").key("obj").body(ByteStream::from_static(b"new")).send().await.unwrap();
-    let got = s3.get_object().bucket("ranges").key("obj").send().await.unwrap();
+    s3.put_object()
+        .bucket("ranges")
+        .key("obj")
+        .body(ByteStream::from_static(b"new"))
+        .send()
+        .await
+        .unwrap();
+    let got = s3
+        .get_object()
+        .bucket("ranges")
+        .key("obj")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(body_bytes(got).await, b"new");
 }
 
@@ -167,9 +343,22 @@ async fn data_survives_a_clean_restart() {
     let s3 = server.client();
     s3.create_bucket().bucket("keep").send().await.unwrap();
     let data = pattern(77, 2_500_000);
-    s3.put_object().bucket("keep").key("a/b").body(ByteStream::from(data.clone())).send().await.unwrap();
+    s3.put_object()
+        .bucket("keep")
+        .key("a/b")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(server.stop(), Some(0), "SIGTERM shuts down cleanly");
     let restarted = Server::start_in(&server.data, None);
-    let got = restarted.client().get_object().bucket("keep").key("a/b").send().await.unwrap();
+    let got = restarted
+        .client()
+        .get_object()
+        .bucket("keep")
+        .key("a/b")
+        .send()
+        .await
+        .unwrap();
     assert!(body_bytes(got).await == data);
 }

@@ -18,16 +18,27 @@ pub fn hoard_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = dir.join("hoard");
-    assert!(bin.exists(), "{} is missing: build it first (cargo build -p hoard-appliance)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p hoard-appliance)",
+        bin.display()
+    );
     bin
 }
 
 /// Scratch directory on a filesystem with O_DIRECT (not tmpfs): under the target directory.
 pub fn scratch_dir() -> tempfile::TempDir {
     let exe = std::env::current_exe().expect("test executable path");
-    let base = exe.parent().and_then(Path::parent).expect("target/<profile>").join("test-scratch");
+    let base = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("test-scratch");
     std::fs::create_dir_all(&base).expect("create scratch base");
     tempfile::tempdir_in(base).expect("create scratch dir")
 }
@@ -41,7 +52,11 @@ pub struct Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -84,9 +99,17 @@ impl Server {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("hoard exited before serving: {status}");
             }
-            assert!(Instant::now() < deadline, "hoard did not start serving within 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "hoard did not start serving within 60 s"
+            );
         }
-        Server { child: Some(child), endpoint: format!("http://127.0.0.1:{port}"), data: data.to_path_buf(), _scratch: None }
+        Server {
+            child: Some(child),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            data: data.to_path_buf(),
+            _scratch: None,
+        }
     }
 
     /// A client with aws-sdk-s3's defaults (checksums on), path-style addressing.
@@ -152,14 +175,23 @@ pub fn error_code<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> Option<Strin
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata,
 {
-    err.as_service_error().and_then(|e| e.code()).map(str::to_string)
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_string)
 }
 
 /// HTTP status of an SDK error's raw response.
-pub fn error_status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>) -> Option<u16> {
+pub fn error_status<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }
 
 pub async fn body_bytes(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
-    out.body.collect().await.expect("read body").into_bytes().to_vec()
+    out.body
+        .collect()
+        .await
+        .expect("read body")
+        .into_bytes()
+        .to_vec()
 }

@@ -40,7 +40,10 @@ pub struct ChannelReader {
 impl ChannelReader {
     /// Reads what arrives on `rx`; a closed channel is end-of-body.
     pub fn new(rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> Self {
-        ChannelReader { rx, current: Bytes::new() }
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
     }
 }
 
@@ -79,7 +82,12 @@ pub struct AwsChunkedReader<R: Read> {
 
 impl<R: Read> AwsChunkedReader<R> {
     /// Decodes `inner`; `expected_bytes` is `x-amz-decoded-content-length`.
-    pub fn new(inner: R, auth: StreamingAuth, expected_bytes: Option<u64>, trailers: Trailers) -> Self {
+    pub fn new(
+        inner: R,
+        auth: StreamingAuth,
+        expected_bytes: Option<u64>,
+        trailers: Trailers,
+    ) -> Self {
         let previous_signature = auth.seed_signature.clone();
         AwsChunkedReader {
             inner: BufReader::with_capacity(64 * 1024, inner),
@@ -96,34 +104,59 @@ impl<R: Read> AwsChunkedReader<R> {
 
     fn line(&mut self) -> io::Result<String> {
         let mut buf = Vec::new();
-        let n = (&mut self.inner).take(MAX_LINE_BYTES as u64 + 2).read_until(b'\n', &mut buf)?;
+        let n = (&mut self.inner)
+            .take(MAX_LINE_BYTES as u64 + 2)
+            .read_until(b'\n', &mut buf)?;
         if n == 0 {
-            return Err(fail(s3_error!(IncompleteBody, BAD_REQUEST, "the aws-chunked body ended before its final chunk")));
+            return Err(fail(s3_error!(
+                IncompleteBody,
+                BAD_REQUEST,
+                "the aws-chunked body ended before its final chunk"
+            )));
         }
         if buf.last() != Some(&b'\n') {
-            return Err(fail(s3_error!(InvalidRequest, BAD_REQUEST, "aws-chunked line is longer than {MAX_LINE_BYTES} bytes")));
+            return Err(fail(s3_error!(
+                InvalidRequest,
+                BAD_REQUEST,
+                "aws-chunked line is longer than {MAX_LINE_BYTES} bytes"
+            )));
         }
         buf.pop();
         if buf.last() == Some(&b'\r') {
             buf.pop();
         }
-        String::from_utf8(buf).map_err(|_| fail(s3_error!(InvalidRequest, BAD_REQUEST, "aws-chunked line is not UTF-8")))
+        String::from_utf8(buf).map_err(|_| {
+            fail(s3_error!(
+                InvalidRequest,
+                BAD_REQUEST,
+                "aws-chunked line is not UTF-8"
+            ))
+        })
     }
 
     fn malformed(what: &str) -> io::Error {
-        fail(s3_error!(InvalidRequest, BAD_REQUEST, "malformed aws-chunked body: {what}"))
+        fail(s3_error!(
+            InvalidRequest,
+            BAD_REQUEST,
+            "malformed aws-chunked body: {what}"
+        ))
     }
 
     fn next_chunk(&mut self) -> io::Result<()> {
         let header = self.line()?;
         let (size_hex, ext) = header.split_once(';').unwrap_or((header.as_str(), ""));
-        let size = usize::from_str_radix(size_hex.trim(), 16).map_err(|_| Self::malformed("chunk size is not hex"))?;
+        let size = usize::from_str_radix(size_hex.trim(), 16)
+            .map_err(|_| Self::malformed("chunk size is not hex"))?;
         if size > MAX_AWS_CHUNK_BYTES {
             return Err(Self::malformed("chunk larger than 16 MiB"));
         }
         self.chunk.resize(size, 0);
         self.inner.read_exact(&mut self.chunk).map_err(|_| {
-            fail(s3_error!(IncompleteBody, BAD_REQUEST, "the aws-chunked body ended inside a chunk"))
+            fail(s3_error!(
+                IncompleteBody,
+                BAD_REQUEST,
+                "the aws-chunked body ended inside a chunk"
+            ))
         })?;
         self.pos = 0;
         if self.auth.signed {
@@ -131,7 +164,11 @@ impl<R: Read> AwsChunkedReader<R> {
                 .split(';')
                 .find_map(|e| e.trim().strip_prefix("chunk-signature="))
                 .ok_or_else(|| Self::malformed("chunk without chunk-signature"))?;
-            let expected = chunk_signature(&self.auth, &self.previous_signature, &hex::encode(Sha256::digest(&self.chunk)));
+            let expected = chunk_signature(
+                &self.auth,
+                &self.previous_signature,
+                &hex::encode(Sha256::digest(&self.chunk)),
+            );
             if !super::auth::signatures_equal(&expected, signature) {
                 return Err(fail(super::auth::signature_mismatch()));
             }
@@ -159,7 +196,9 @@ impl<R: Read> AwsChunkedReader<R> {
                 if lines.len() == MAX_TRAILER_LINES {
                     return Err(Self::malformed("too many trailer lines"));
                 }
-                let (name, value) = line.split_once(':').ok_or_else(|| Self::malformed("trailer line without ':'"))?;
+                let (name, value) = line
+                    .split_once(':')
+                    .ok_or_else(|| Self::malformed("trailer line without ':'"))?;
                 lines.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
             }
             if self.auth.signed {
@@ -167,9 +206,14 @@ impl<R: Read> AwsChunkedReader<R> {
                     .iter()
                     .find(|(n, _)| n == "x-amz-trailer-signature")
                     .map(|(_, v)| v.clone())
-                    .ok_or_else(|| Self::malformed("signed trailer without x-amz-trailer-signature"))?;
-                let canonical: String =
-                    lines.iter().filter(|(n, _)| n != "x-amz-trailer-signature").map(|(n, v)| format!("{n}:{v}\n")).collect();
+                    .ok_or_else(|| {
+                        Self::malformed("signed trailer without x-amz-trailer-signature")
+                    })?;
+                let canonical: String = lines
+                    .iter()
+                    .filter(|(n, _)| n != "x-amz-trailer-signature")
+                    .map(|(n, v)| format!("{n}:{v}\n"))
+                    .collect();
                 let expected = trailer_signature(&self.auth, &self.previous_signature, &canonical);
                 if !super::auth::signatures_equal(&expected, &signature) {
                     return Err(fail(super::auth::signature_mismatch()));
@@ -220,7 +264,11 @@ pub struct Sha256Reader<R: Read> {
 impl<R: Read> Sha256Reader<R> {
     /// Checks that `inner` hashes to `expected_hex`.
     pub fn new(inner: R, expected_hex: String) -> Self {
-        Sha256Reader { inner, hasher: Sha256::new(), expected_hex }
+        Sha256Reader {
+            inner,
+            hasher: Sha256::new(),
+            expected_hex,
+        }
     }
 }
 
@@ -260,7 +308,13 @@ pub enum ChecksumAlgorithm {
 
 impl ChecksumAlgorithm {
     /// Every algorithm.
-    pub const ALL: [ChecksumAlgorithm; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+    pub const ALL: [ChecksumAlgorithm; 5] = [
+        Self::Crc32,
+        Self::Crc32c,
+        Self::Crc64Nvme,
+        Self::Sha1,
+        Self::Sha256,
+    ];
 
     /// S3's name (`CRC32`, ...).
     pub fn name(self) -> &'static str {
@@ -280,7 +334,9 @@ impl ChecksumAlgorithm {
 
     /// Parses S3's name, case-insensitively.
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s))
     }
 }
 
@@ -345,8 +401,19 @@ pub struct ChecksumReader<R: Read> {
 impl<R: Read> ChecksumReader<R> {
     /// Checks `inner` against `expected` with `algorithm`; on success stores (name, base64) in
     /// `verified`.
-    pub fn new(inner: R, algorithm: ChecksumAlgorithm, expected: Expected, verified: Arc<Mutex<Option<(String, String)>>>) -> Self {
-        ChecksumReader { inner, algorithm, hasher: Hasher::new(algorithm), expected, verified }
+    pub fn new(
+        inner: R,
+        algorithm: ChecksumAlgorithm,
+        expected: Expected,
+        verified: Arc<Mutex<Option<(String, String)>>>,
+    ) -> Self {
+        ChecksumReader {
+            inner,
+            algorithm,
+            hasher: Hasher::new(algorithm),
+            expected,
+            verified,
+        }
     }
 }
 
@@ -357,10 +424,18 @@ impl<R: Read> Read for ChecksumReader<R> {
             let header = self.algorithm.header();
             let expected = match &self.expected {
                 Expected::Header(v) => Some(v.clone()),
-                Expected::Trailer(t) => t.lock().iter().find(|(n, _)| *n == header).map(|(_, v)| v.clone()),
+                Expected::Trailer(t) => t
+                    .lock()
+                    .iter()
+                    .find(|(n, _)| *n == header)
+                    .map(|(_, v)| v.clone()),
             };
             let Some(expected) = expected else {
-                return Err(fail(s3_error!(InvalidRequest, BAD_REQUEST, "the trailer promised {header} but did not carry it")));
+                return Err(fail(s3_error!(
+                    InvalidRequest,
+                    BAD_REQUEST,
+                    "the trailer promised {header} but did not carry it"
+                )));
             };
             let actual = self.hasher.base64();
             if actual != expected {
@@ -402,11 +477,17 @@ mod tests {
 
     #[test]
     fn unsigned_trailer_body_decodes_and_verifies_crc32() {
-        let body = b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n".to_vec();
+        let body =
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n".to_vec();
         let trailers = Trailers::default();
         let chunked = AwsChunkedReader::new(&body[..], unsigned_auth(), Some(11), trailers.clone());
         let verified = Arc::new(Mutex::new(None));
-        let mut r = ChecksumReader::new(chunked, ChecksumAlgorithm::Crc32, Expected::Trailer(trailers), verified.clone());
+        let mut r = ChecksumReader::new(
+            chunked,
+            ChecksumAlgorithm::Crc32,
+            Expected::Trailer(trailers),
+            verified.clone(),
+        );
         assert_eq!(read_all(&mut r).unwrap(), b"hello world");
         assert_eq!(verified.lock().clone().unwrap().0, "CRC32");
     }
@@ -416,12 +497,21 @@ mod tests {
         let body = b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n".to_vec();
         let trailers = Trailers::default();
         let chunked = AwsChunkedReader::new(&body[..], unsigned_auth(), None, trailers.clone());
-        let mut r = ChecksumReader::new(chunked, ChecksumAlgorithm::Crc32, Expected::Trailer(trailers), Arc::new(Mutex::new(None)));
+        let mut r = ChecksumReader::new(
+            chunked,
+            ChecksumAlgorithm::Crc32,
+            Expected::Trailer(trailers),
+            Arc::new(Mutex::new(None)),
+        );
         let err = read_all(&mut r).unwrap_err();
         assert!(err.to_string().contains("BadDigest"), "{err}");
         let truncated = b"5\r\nhel".to_vec();
-        let mut r = AwsChunkedReader::new(&truncated[..], unsigned_auth(), None, Trailers::default());
-        assert!(read_all(&mut r).unwrap_err().to_string().contains("IncompleteBody"));
+        let mut r =
+            AwsChunkedReader::new(&truncated[..], unsigned_auth(), None, Trailers::default());
+        assert!(read_all(&mut r)
+            .unwrap_err()
+            .to_string()
+            .contains("IncompleteBody"));
     }
 
     /// The streaming PUT example of the SigV4 documentation (65 KiB + 1 KiB of 'a').
@@ -430,8 +520,14 @@ mod tests {
         let auth = StreamingAuth {
             signed: true,
             trailer: false,
-            signing_key: signing_key("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "20130524", "us-east-1", "s3"),
-            seed_signature: "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9".into(),
+            signing_key: signing_key(
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "20130524",
+                "us-east-1",
+                "s3",
+            ),
+            seed_signature: "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
+                .into(),
             amz_date: "20130524T000000Z".into(),
             scope: "20130524/us-east-1/s3/aws4_request".into(),
         };
@@ -441,10 +537,14 @@ mod tests {
         body.extend_from_slice(b"\r\n400;chunk-signature=0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497\r\n");
         body.extend(std::iter::repeat_n(b'a', 1024));
         body.extend_from_slice(b"\r\n0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n");
-        let mut r = AwsChunkedReader::new(&body[..], auth.clone(), Some(66560), Trailers::default());
+        let mut r =
+            AwsChunkedReader::new(&body[..], auth.clone(), Some(66560), Trailers::default());
         assert_eq!(read_all(&mut r).unwrap().len(), 66560);
         body[200] = b'b';
         let mut r = AwsChunkedReader::new(&body[..], auth, Some(66560), Trailers::default());
-        assert!(read_all(&mut r).unwrap_err().to_string().contains("SignatureDoesNotMatch"));
+        assert!(read_all(&mut r)
+            .unwrap_err()
+            .to_string()
+            .contains("SignatureDoesNotMatch"));
     }
 }

@@ -52,11 +52,16 @@ impl From<hoard::Error> for S3Error {
             E::NoSuchBucket(_) => s3_error!(NoSuchBucket, NOT_FOUND, "{msg}"),
             E::NoSuchKey { .. } => s3_error!(NoSuchKey, NOT_FOUND, "{msg}"),
             E::NoSuchUpload { .. } => s3_error!(NoSuchUpload, NOT_FOUND, "{msg}"),
-            E::BucketAlreadyExists { owned_by_caller: true, .. } => s3_error!(BucketAlreadyOwnedByYou, CONFLICT, "{msg}"),
+            E::BucketAlreadyExists {
+                owned_by_caller: true,
+                ..
+            } => s3_error!(BucketAlreadyOwnedByYou, CONFLICT, "{msg}"),
             E::BucketAlreadyExists { .. } => s3_error!(BucketAlreadyExists, CONFLICT, "{msg}"),
             E::BucketNotEmpty(_) => s3_error!(BucketNotEmpty, CONFLICT, "{msg}"),
             E::InvalidBucketName { .. } => s3_error!(InvalidBucketName, BAD_REQUEST, "{msg}"),
-            E::InvalidKey { len, .. } if len > 0 => s3_error!(KeyTooLongError, BAD_REQUEST, "{msg}"),
+            E::InvalidKey { len, .. } if len > 0 => {
+                s3_error!(KeyTooLongError, BAD_REQUEST, "{msg}")
+            }
             E::InvalidKey { .. } => s3_error!(InvalidArgument, BAD_REQUEST, "{msg}"),
             E::InvalidPart { .. } => s3_error!(InvalidPart, BAD_REQUEST, "{msg}"),
             E::InvalidPartOrder => s3_error!(InvalidPartOrder, BAD_REQUEST, "{msg}"),
@@ -66,9 +71,16 @@ impl From<hoard::Error> for S3Error {
             E::InvalidArgument(_) => s3_error!(InvalidArgument, BAD_REQUEST, "{msg}"),
             E::BadDigest => s3_error!(BadDigest, BAD_REQUEST, "{msg}"),
             E::NoSpace { .. } => s3_error!(ServiceUnavailable, SERVICE_UNAVAILABLE, "{msg}"),
-            E::Body(io) => match io.get_ref().and_then(|inner| inner.downcast_ref::<S3Error>()) {
+            E::Body(io) => match io
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<S3Error>())
+            {
                 Some(s3) => s3.clone(),
-                None => s3_error!(IncompleteBody, BAD_REQUEST, "the request body ended early or could not be read: {io}"),
+                None => s3_error!(
+                    IncompleteBody,
+                    BAD_REQUEST,
+                    "the request body ended early or could not be read: {io}"
+                ),
             },
             _ => {
                 tracing::error!(error = %msg, "internal error");

@@ -74,7 +74,12 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
 
 /// Serves S3 on `listener` until `shutdown` resolves, then lets in-flight requests finish (at
 /// most `drain` long).
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>, drain: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<()> {
     let app = router(state.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -140,7 +145,10 @@ pub fn error_response(e: &S3Error, resource: &str, request_id: &str, head: bool)
         Body::empty()
     } else {
         let mut x = xml::XmlBuilder::bare("Error");
-        x.elem("Code", e.code).elem("Message", &e.message).elem("Resource", resource).elem("RequestId", request_id);
+        x.elem("Code", e.code)
+            .elem("Message", &e.message)
+            .elem("Resource", resource)
+            .elem("RequestId", request_id);
         Body::from(x.finish("Error"))
     };
     Response::builder()
@@ -156,5 +164,11 @@ pub fn xml_response(doc: Vec<u8>) -> S3Result<Response> {
         .status(StatusCode::OK)
         .header("content-type", "application/xml")
         .body(Body::from(doc))
-        .map_err(|e| crate::s3_error!(InternalError, INTERNAL_SERVER_ERROR, "building response: {e}"))
+        .map_err(|e| {
+            crate::s3_error!(
+                InternalError,
+                INTERNAL_SERVER_ERROR,
+                "building response: {e}"
+            )
+        })
 }

@@ -21,43 +21,59 @@ impl XmlBuilder {
     /// Starts a document whose root element is `root` in the S3 namespace.
     pub fn new(root: &str) -> Self {
         let mut writer = Writer::new(Vec::new());
-        writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None))).expect("write to Vec");
+        writer
+            .write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
+            .expect("write to Vec");
         let mut start = BytesStart::new(root);
         start.push_attribute(("xmlns", S3_NAMESPACE));
-        writer.write_event(Event::Start(start)).expect("write to Vec");
+        writer
+            .write_event(Event::Start(start))
+            .expect("write to Vec");
         XmlBuilder { writer }
     }
 
     /// Starts a document whose root has no namespace (Error).
     pub fn bare(root: &str) -> Self {
         let mut writer = Writer::new(Vec::new());
-        writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None))).expect("write to Vec");
-        writer.write_event(Event::Start(BytesStart::new(root))).expect("write to Vec");
+        writer
+            .write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))
+            .expect("write to Vec");
+        writer
+            .write_event(Event::Start(BytesStart::new(root)))
+            .expect("write to Vec");
         XmlBuilder { writer }
     }
 
     /// Opens a child element.
     pub fn open(&mut self, name: &str) -> &mut Self {
-        self.writer.write_event(Event::Start(BytesStart::new(name))).expect("write to Vec");
+        self.writer
+            .write_event(Event::Start(BytesStart::new(name)))
+            .expect("write to Vec");
         self
     }
 
     /// Closes a child element.
     pub fn close(&mut self, name: &str) -> &mut Self {
-        self.writer.write_event(Event::End(BytesEnd::new(name))).expect("write to Vec");
+        self.writer
+            .write_event(Event::End(BytesEnd::new(name)))
+            .expect("write to Vec");
         self
     }
 
     /// Writes `<name>text</name>` (escaped).
     pub fn elem(&mut self, name: &str, text: impl AsRef<str>) -> &mut Self {
         self.open(name);
-        self.writer.write_event(Event::Text(BytesText::new(text.as_ref()))).expect("write to Vec");
+        self.writer
+            .write_event(Event::Text(BytesText::new(text.as_ref())))
+            .expect("write to Vec");
         self.close(name)
     }
 
     /// Writes escaped text into the open element.
     pub fn elem_text(&mut self, text: &str) -> &mut Self {
-        self.writer.write_event(Event::Text(BytesText::new(text))).expect("write to Vec");
+        self.writer
+            .write_event(Event::Text(BytesText::new(text)))
+            .expect("write to Vec");
         self
     }
 
@@ -86,7 +102,11 @@ pub struct RequestPart {
 }
 
 fn malformed(detail: impl std::fmt::Display) -> super::error::S3Error {
-    s3_error!(MalformedXML, BAD_REQUEST, "the XML you provided was not well-formed or did not validate: {detail}")
+    s3_error!(
+        MalformedXML,
+        BAD_REQUEST,
+        "the XML you provided was not well-formed or did not validate: {detail}"
+    )
 }
 
 /// What [`walk`] reports: a text node or the end of an element, with its path (element names
@@ -99,7 +119,9 @@ enum Node<'a> {
 /// Walks an XML document, reporting text nodes and element ends.
 fn walk(body: &[u8], mut visit: impl FnMut(Node<'_>) -> S3Result<()>) -> S3Result<()> {
     if body.len() > MAX_XML_REQUEST_BYTES {
-        return Err(malformed(format!("document larger than {MAX_XML_REQUEST_BYTES} bytes")));
+        return Err(malformed(format!(
+            "document larger than {MAX_XML_REQUEST_BYTES} bytes"
+        )));
     }
     let mut reader = Reader::from_reader(body);
     reader.config_mut().trim_text(true);
@@ -146,7 +168,10 @@ pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
     walk(body, |node| {
         match node {
             Node::Text("CompleteMultipartUpload/Part/PartNumber", text) => {
-                number = Some(text.parse().map_err(|_| malformed(format!("PartNumber {text:?} is not a number")))?)
+                number = Some(
+                    text.parse()
+                        .map_err(|_| malformed(format!("PartNumber {text:?} is not a number")))?,
+                )
             }
             Node::Text("CompleteMultipartUpload/Part/ETag", text) => etag = Some(text),
             Node::End("CompleteMultipartUpload/Part") => match (number.take(), etag.take()) {
@@ -186,8 +211,25 @@ mod tests {
     fn complete_request_parses_and_rejects_garbage() {
         let body = br#"<?xml version="1.0"?><CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Part><ETag>"a&amp;b"</ETag><PartNumber>1</PartNumber><ChecksumCRC32>x</ChecksumCRC32></Part><Part><PartNumber>2</PartNumber><ETag>c</ETag></Part></CompleteMultipartUpload>"#;
         let parts = parse_complete_multipart(body).unwrap();
-        assert_eq!(parts, vec![RequestPart { part_number: 1, etag: "\"a&b\"".into() }, RequestPart { part_number: 2, etag: "c".into() }]);
-        assert_eq!(parse_complete_multipart(b"<CompleteMultipartUpload><Part>").unwrap_err().code, "MalformedXML");
+        assert_eq!(
+            parts,
+            vec![
+                RequestPart {
+                    part_number: 1,
+                    etag: "\"a&b\"".into()
+                },
+                RequestPart {
+                    part_number: 2,
+                    etag: "c".into()
+                }
+            ]
+        );
+        assert_eq!(
+            parse_complete_multipart(b"<CompleteMultipartUpload><Part>")
+                .unwrap_err()
+                .code,
+            "MalformedXML"
+        );
         assert_eq!(parse_complete_multipart(b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part></CompleteMultipartUpload>").unwrap_err().code, "MalformedXML");
     }
 

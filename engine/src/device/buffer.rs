@@ -47,7 +47,11 @@ impl AlignedBuf {
         // SAFETY: layout has non-zero size.
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        AlignedBuf { ptr, len: capacity, capacity }
+        AlignedBuf {
+            ptr,
+            len: capacity,
+            capacity,
+        }
     }
 
     /// Capacity in bytes (a multiple of [`BLOCK_SIZE`]).
@@ -61,7 +65,11 @@ impl AlignedBuf {
     /// If the rounded length exceeds the capacity (a caller bug, never input-driven).
     pub fn set_len(&mut self, len: usize) {
         let len = align_up(len);
-        assert!(len <= self.capacity, "AlignedBuf::set_len({len}) beyond capacity {}", self.capacity);
+        assert!(
+            len <= self.capacity,
+            "AlignedBuf::set_len({len}) beyond capacity {}",
+            self.capacity
+        );
         self.len = len;
     }
 
@@ -96,7 +104,11 @@ impl DerefMut for AlignedBuf {
 
 impl std::fmt::Debug for AlignedBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AlignedBuf(len={}, capacity={})", self.len, self.capacity)
+        write!(
+            f,
+            "AlignedBuf(len={}, capacity={})",
+            self.len, self.capacity
+        )
     }
 }
 
@@ -134,7 +146,10 @@ impl BufferPool {
             inner: Arc::new(PoolInner {
                 buffer_bytes: align_up(buffer_bytes),
                 max_buffers: max_buffers.max(1),
-                state: Mutex::new(PoolState { free: Vec::new(), outstanding: 0 }),
+                state: Mutex::new(PoolState {
+                    free: Vec::new(),
+                    outstanding: 0,
+                }),
                 returned: Condvar::new(),
             }),
         }
@@ -159,12 +174,18 @@ impl BufferPool {
         let mut state = self.inner.state.lock();
         if let Some(buf) = state.free.pop() {
             state.outstanding += 1;
-            return Some(PooledBuf { buf: Some(buf), pool: self.inner.clone() });
+            return Some(PooledBuf {
+                buf: Some(buf),
+                pool: self.inner.clone(),
+            });
         }
         if state.outstanding < self.inner.max_buffers {
             state.outstanding += 1;
             drop(state);
-            return Some(PooledBuf { buf: Some(AlignedBuf::new(self.inner.buffer_bytes)), pool: self.inner.clone() });
+            return Some(PooledBuf {
+                buf: Some(AlignedBuf::new(self.inner.buffer_bytes)),
+                pool: self.inner.clone(),
+            });
         }
         None
     }
@@ -176,13 +197,19 @@ impl BufferPool {
         loop {
             if let Some(buf) = state.free.pop() {
                 state.outstanding += 1;
-                return PooledBuf { buf: Some(buf), pool: self.inner.clone() };
+                return PooledBuf {
+                    buf: Some(buf),
+                    pool: self.inner.clone(),
+                };
             }
             if state.outstanding < self.inner.max_buffers {
                 state.outstanding += 1;
                 drop(state);
                 let buf = AlignedBuf::new(self.inner.buffer_bytes);
-                return PooledBuf { buf: Some(buf), pool: self.inner.clone() };
+                return PooledBuf {
+                    buf: Some(buf),
+                    pool: self.inner.clone(),
+                };
             }
             self.inner.returned.wait(&mut state);
         }

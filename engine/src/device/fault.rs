@@ -45,9 +45,18 @@ impl FaultBackend {
 
     /// A device whose media holds `image` (for example a previous [`FaultControl::durable_image`]).
     pub fn from_image(image: Vec<u8>) -> (FaultBackend, FaultControl) {
-        let state = State { volatile: image.clone(), durable: image, ..State::default() };
+        let state = State {
+            volatile: image.clone(),
+            durable: image,
+            ..State::default()
+        };
         let state = Arc::new(Mutex::new(state));
-        (FaultBackend { state: state.clone() }, FaultControl { state })
+        (
+            FaultBackend {
+                state: state.clone(),
+            },
+            FaultControl { state },
+        )
     }
 }
 
@@ -100,11 +109,21 @@ impl Backend for FaultBackend {
                     buf.copy_from_slice(&st.volatile[o..o + len]);
                     Ok(())
                 };
-                IoDone { buf: Some(buf), result }
+                IoDone {
+                    buf: Some(buf),
+                    result,
+                }
             }
-            IoRequest::Write { offset, buf, durable } => {
+            IoRequest::Write {
+                offset,
+                buf,
+                durable,
+            } => {
                 let result = st.write(offset, &buf, durable);
-                IoDone { buf: Some(buf), result }
+                IoDone {
+                    buf: Some(buf),
+                    result,
+                }
             }
             IoRequest::Sync => {
                 let result = if st.power_cut || st.fail_writes {

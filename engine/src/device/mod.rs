@@ -188,7 +188,8 @@ impl Device {
         let backend: Box<dyn Backend> = match backend {
             IoBackend::Portable => Box::new(portable::PortableBackend::new(file)),
             IoBackend::Uring => Box::new(
-                uring::UringBackend::new(file, queue_depth, &name).map_err(|e| Error::io(&name, e))?,
+                uring::UringBackend::new(file, queue_depth, &name)
+                    .map_err(|e| Error::io(&name, e))?,
             ),
             IoBackend::Auto => match uring::UringBackend::new(file.clone(), queue_depth, &name) {
                 Ok(b) => Box::new(b),
@@ -200,12 +201,22 @@ impl Device {
                 }
             },
         };
-        Ok(Device { name, size_bytes, backend, poisoned: AtomicBool::new(false) })
+        Ok(Device {
+            name,
+            size_bytes,
+            backend,
+            poisoned: AtomicBool::new(false),
+        })
     }
 
     /// Wraps an arbitrary backend (the fault-injecting one in tests).
     pub fn with_backend(name: &str, size_bytes: u64, backend: Box<dyn Backend>) -> Device {
-        Device { name: name.to_string(), size_bytes, backend, poisoned: AtomicBool::new(false) }
+        Device {
+            name: name.to_string(),
+            size_bytes,
+            backend,
+            poisoned: AtomicBool::new(false),
+        }
     }
 
     /// The device's path (or test name).
@@ -235,12 +246,25 @@ impl Device {
     }
 
     fn check(&self, offset: u64, len: usize) -> Result<()> {
-        let fail = |detail: String| Err(Error::InvalidIo { device: self.name.clone(), detail });
+        let fail = |detail: String| {
+            Err(Error::InvalidIo {
+                device: self.name.clone(),
+                detail,
+            })
+        };
         if offset % BLOCK_SIZE as u64 != 0 || len % BLOCK_SIZE != 0 || len == 0 {
-            return fail(format!("offset {offset} / length {len} not a positive multiple of {BLOCK_SIZE}"));
+            return fail(format!(
+                "offset {offset} / length {len} not a positive multiple of {BLOCK_SIZE}"
+            ));
         }
-        if offset.checked_add(len as u64).is_none_or(|end| end > self.size_bytes()) {
-            return fail(format!("offset {offset} + length {len} beyond device size {}", self.size_bytes()));
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.size_bytes())
+        {
+            return fail(format!(
+                "offset {offset} + length {len} beyond device size {}",
+                self.size_bytes()
+            ));
         }
         Ok(())
     }
@@ -250,18 +274,35 @@ impl Device {
     pub fn submit_read(&self, buf: AlignedBuf, offset: u64) -> Result<PendingRead> {
         self.check(offset, buf.len())?;
         let ticket = self.backend.submit(IoRequest::Read { offset, buf });
-        Ok(PendingRead { device: self.name.clone(), ticket })
+        Ok(PendingRead {
+            device: self.name.clone(),
+            ticket,
+        })
     }
 
     /// Starts writing `buf` at `offset`; with `durable`, it completes only once fdatasync has
     /// returned. Errors at once with [`Error::Poisoned`] if the device is poisoned.
-    pub fn submit_write(&self, buf: AlignedBuf, offset: u64, durable: bool) -> Result<PendingIo<'_>> {
+    pub fn submit_write(
+        &self,
+        buf: AlignedBuf,
+        offset: u64,
+        durable: bool,
+    ) -> Result<PendingIo<'_>> {
         self.check(offset, buf.len())?;
         if self.is_poisoned() {
-            return Err(Error::Poisoned { device: self.name.clone() });
+            return Err(Error::Poisoned {
+                device: self.name.clone(),
+            });
         }
-        let ticket = self.backend.submit(IoRequest::Write { offset, buf, durable });
-        Ok(PendingIo { device: self, ticket })
+        let ticket = self.backend.submit(IoRequest::Write {
+            offset,
+            buf,
+            durable,
+        });
+        Ok(PendingIo {
+            device: self,
+            ticket,
+        })
     }
 
     /// Reads `buf.len()` bytes at `offset` and waits.
@@ -277,7 +318,9 @@ impl Device {
     /// fdatasync: every completed write is durable when this returns Ok.
     pub fn sync(&self) -> Result<()> {
         if self.is_poisoned() {
-            return Err(Error::Poisoned { device: self.name.clone() });
+            return Err(Error::Poisoned {
+                device: self.name.clone(),
+            });
         }
         let done = self.backend.submit(IoRequest::Sync).wait();
         done.result.map_err(|e| {
@@ -298,7 +341,11 @@ impl std::fmt::Debug for Device {
 }
 
 fn open_direct(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).custom_flags(libc::O_DIRECT).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
 }
 
 /// Size of a regular file or block device in bytes (seeking to the end works for both).
@@ -372,8 +419,14 @@ mod tests {
         // Misaligned and out-of-range requests are refused with a clear error.
         let mut short = AlignedBuf::new(4096);
         short.set_len(4096);
-        assert!(matches!(dev.read_at(AlignedBuf::new(4096), 100), Err(Error::InvalidIo { .. })));
-        assert!(matches!(dev.read_at(short, 1 << 20), Err(Error::InvalidIo { .. })));
+        assert!(matches!(
+            dev.read_at(AlignedBuf::new(4096), 100),
+            Err(Error::InvalidIo { .. })
+        ));
+        assert!(matches!(
+            dev.read_at(short, 1 << 20),
+            Err(Error::InvalidIo { .. })
+        ));
     }
 
     #[test]
@@ -392,11 +445,17 @@ mod tests {
         let dev = Device::with_backend("fault0", 1 << 20, Box::new(backend));
         dev.write_at(AlignedBuf::new(4096), 0, true).unwrap();
         control.fail_writes(true);
-        assert!(matches!(dev.write_at(AlignedBuf::new(4096), 0, true), Err(Error::Io { .. })));
+        assert!(matches!(
+            dev.write_at(AlignedBuf::new(4096), 0, true),
+            Err(Error::Io { .. })
+        ));
         control.fail_writes(false);
         let err = dev.write_at(AlignedBuf::new(4096), 0, true).unwrap_err();
         assert!(matches!(err, Error::Poisoned { .. }), "{err}");
         assert!(err.to_string().contains("fault0"));
-        assert!(dev.read_at(AlignedBuf::new(4096), 0).is_ok(), "reads still work");
+        assert!(
+            dev.read_at(AlignedBuf::new(4096), 0).is_ok(),
+            "reads still work"
+        );
     }
 }

@@ -25,16 +25,32 @@ impl Backend for PortableBackend {
         let done = match req {
             IoRequest::Read { offset, mut buf } => {
                 let result = self.file.read_exact_at(&mut buf, offset);
-                IoDone { buf: Some(buf), result }
+                IoDone {
+                    buf: Some(buf),
+                    result,
+                }
             }
-            IoRequest::Write { offset, buf, durable } => {
-                let result = self
-                    .file
-                    .write_all_at(&buf, offset)
-                    .and_then(|()| if durable { self.file.sync_data() } else { Ok(()) });
-                IoDone { buf: Some(buf), result }
+            IoRequest::Write {
+                offset,
+                buf,
+                durable,
+            } => {
+                let result = self.file.write_all_at(&buf, offset).and_then(|()| {
+                    if durable {
+                        self.file.sync_data()
+                    } else {
+                        Ok(())
+                    }
+                });
+                IoDone {
+                    buf: Some(buf),
+                    result,
+                }
             }
-            IoRequest::Sync => IoDone { buf: None, result: self.file.sync_data() },
+            IoRequest::Sync => IoDone {
+                buf: None,
+                result: self.file.sync_data(),
+            },
         };
         IoTicket::ready(done)
     }
@@ -43,4 +59,3 @@ impl Backend for PortableBackend {
         "pread/pwrite"
     }
 }
-

@@ -94,11 +94,17 @@ impl Superblock {
     pub fn decode(device: &str, b: &[u8]) -> Result<Superblock> {
         let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
-        let corrupt = |detail: String| Error::Corrupt { device: device.to_string(), offset: 0, detail };
+        let corrupt = |detail: String| Error::Corrupt {
+            device: device.to_string(),
+            offset: 0,
+            detail,
+        };
         let stored = u32_at(BLOCK_SIZE - 4);
         let actual = crc32c::crc32c(&b[..BLOCK_SIZE - 4]);
         if stored != actual {
-            return Err(corrupt(format!("superblock checksum mismatch (stored {stored:#010x}, computed {actual:#010x})")));
+            return Err(corrupt(format!(
+                "superblock checksum mismatch (stored {stored:#010x}, computed {actual:#010x})"
+            )));
         }
         let format_version = u32_at(8);
         if format_version != SUPERBLOCK_VERSION {
@@ -149,7 +155,9 @@ pub fn probe(device: &Device) -> Result<Probe> {
     if buf.iter().all(|&b| b == 0) {
         Ok(Probe::Blank)
     } else {
-        Err(Error::NotBlank { device: device.name().to_string() })
+        Err(Error::NotBlank {
+            device: device.name().to_string(),
+        })
     }
 }
 

@@ -37,7 +37,10 @@ impl UringBackend {
         let worker = std::thread::Builder::new()
             .name(format!("uring:{}", short_name(name)))
             .spawn(move || Worker::new(ring, file, queue_depth as usize).run(rx))?;
-        Ok(UringBackend { jobs: Mutex::new(Some(tx)), worker: Mutex::new(Some(worker)) })
+        Ok(UringBackend {
+            jobs: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(worker)),
+        })
     }
 }
 
@@ -128,7 +131,11 @@ impl Worker {
                 match self.ring.submit_and_wait(1) {
                     Ok(_) => break,
                     Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) => break,
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EAGAIN)) =>
+                    {
+                        break
+                    }
                     Err(e) => {
                         self.fail_all(e);
                         break;
@@ -146,27 +153,48 @@ impl Worker {
         let (buf, expected_bytes, sqes) = match req {
             IoRequest::Read { offset, mut buf } => {
                 let len = buf.len();
-                let sqe = opcode::Read::new(fd, buf.as_mut_ptr(), len as u32).offset(offset).build();
+                let sqe = opcode::Read::new(fd, buf.as_mut_ptr(), len as u32)
+                    .offset(offset)
+                    .build();
                 (Some(buf), len, vec![sqe.user_data(user)])
             }
-            IoRequest::Write { offset, mut buf, durable } => {
+            IoRequest::Write {
+                offset,
+                mut buf,
+                durable,
+            } => {
                 let len = buf.len();
-                let write = opcode::Write::new(fd, buf.as_mut_ptr(), len as u32).offset(offset).build();
+                let write = opcode::Write::new(fd, buf.as_mut_ptr(), len as u32)
+                    .offset(offset)
+                    .build();
                 let sqes = if durable {
-                    let sync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build();
-                    vec![write.flags(squeue::Flags::IO_LINK).user_data(user), sync.user_data(user | 1)]
+                    let sync = opcode::Fsync::new(fd)
+                        .flags(types::FsyncFlags::DATASYNC)
+                        .build();
+                    vec![
+                        write.flags(squeue::Flags::IO_LINK).user_data(user),
+                        sync.user_data(user | 1),
+                    ]
                 } else {
                     vec![write.user_data(user)]
                 };
                 (Some(buf), len, sqes)
             }
             IoRequest::Sync => {
-                let sync = opcode::Fsync::new(fd).flags(types::FsyncFlags::DATASYNC).build();
+                let sync = opcode::Fsync::new(fd)
+                    .flags(types::FsyncFlags::DATASYNC)
+                    .build();
                 (None, 0, vec![sync.user_data(user | 1)])
             }
         };
         let cqes_left = sqes.len() as u8;
-        self.slots[index] = Some(Slot { buf, reply, expected_bytes, cqes_left, error: None });
+        self.slots[index] = Some(Slot {
+            buf,
+            reply,
+            expected_bytes,
+            cqes_left,
+            error: None,
+        });
         for sqe in &sqes {
             // SAFETY: the SQE points into `buf`, which the slot owns until its completions are
             // reaped; the ring has room for 2 SQEs per slot and is submitted before refilling.
@@ -178,17 +206,26 @@ impl Worker {
                 }
                 // SAFETY: as above.
                 let pushed = unsafe { self.ring.submission().push(sqe) };
-                assert!(pushed.is_ok(), "io_uring submission queue full after submit");
+                assert!(
+                    pushed.is_ok(),
+                    "io_uring submission queue full after submit"
+                );
             }
         }
     }
 
     fn reap(&mut self) {
-        let cqes: Vec<(u64, i32)> = self.ring.completion().map(|c| (c.user_data(), c.result())).collect();
+        let cqes: Vec<(u64, i32)> = self
+            .ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
         for (user, res) in cqes {
             let index = (user >> 1) as usize;
             let is_sync = user & 1 == 1;
-            let Some(slot) = self.slots[index].as_mut() else { continue };
+            let Some(slot) = self.slots[index].as_mut() else {
+                continue;
+            };
             slot.cqes_left -= 1;
             if slot.error.is_none() {
                 if res < 0 {
@@ -213,7 +250,10 @@ impl Worker {
                 None => Ok(()),
                 Some(e) => Err(e),
             };
-            let _ = slot.reply.send(IoDone { buf: slot.buf, result });
+            let _ = slot.reply.send(IoDone {
+                buf: slot.buf,
+                result,
+            });
             self.free.push(index);
         }
     }
@@ -227,7 +267,10 @@ impl Worker {
                     std::mem::forget(buf);
                 }
                 let error = io::Error::new(e.kind(), format!("io_uring_enter failed: {e}"));
-                let _ = slot.reply.send(IoDone { buf: None, result: Err(error) });
+                let _ = slot.reply.send(IoDone {
+                    buf: None,
+                    result: Err(error),
+                });
                 self.free.push(index);
             }
         }

@@ -68,7 +68,11 @@ impl Anchor {
 
     /// Writes the anchor into the block for its generation, durably.
     pub fn write(&self, device: &Device) -> Result<()> {
-        device.write_at(self.encode(), ANCHOR_OFFSETS[(self.generation % 2) as usize], true)?;
+        device.write_at(
+            self.encode(),
+            ANCHOR_OFFSETS[(self.generation % 2) as usize],
+            true,
+        )?;
         Ok(())
     }
 
@@ -155,9 +159,16 @@ impl CheckpointSlots {
             return Ok(index);
         }
         let base = self.slot_offset(anchor.slot);
-        let corrupt = |detail: String| Error::Corrupt { device: device.name().to_string(), offset: base, detail };
+        let corrupt = |detail: String| Error::Corrupt {
+            device: device.name().to_string(),
+            offset: base,
+            detail,
+        };
         if anchor.checkpoint_bytes > self.slot_bytes {
-            return Err(corrupt(format!("checkpoint length {} exceeds its slot", anchor.checkpoint_bytes)));
+            return Err(corrupt(format!(
+                "checkpoint length {} exceeds its slot",
+                anchor.checkpoint_bytes
+            )));
         }
         let len = anchor.checkpoint_bytes as usize;
         let mut payload = Vec::with_capacity(len);

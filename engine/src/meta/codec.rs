@@ -75,9 +75,17 @@ impl<'a> Decoder<'a> {
         Decoder { buf, pos: 0 }
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
-            DecodeError(format!("record truncated: need {n} bytes at {}, have {}", self.pos, self.buf.len()))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                DecodeError(format!(
+                    "record truncated: need {n} bytes at {}, have {}",
+                    self.pos,
+                    self.buf.len()
+                ))
+            })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)

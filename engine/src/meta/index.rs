@@ -108,7 +108,10 @@ impl Index for MemIndex {
     fn scan(&self, from: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Scan) {
         let mut start = from.to_vec();
         'seek: loop {
-            for (k, v) in self.map.range::<[u8], _>((Bound::Included(start.as_slice()), Bound::Unbounded)) {
+            for (k, v) in self
+                .map
+                .range::<[u8], _>((Bound::Included(start.as_slice()), Bound::Unbounded))
+            {
                 match visit(k, v) {
                     Scan::Continue => {}
                     Scan::Stop => return,

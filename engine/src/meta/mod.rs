@@ -52,8 +52,15 @@ impl MetaLayout {
             )));
         }
         Ok(MetaLayout {
-            wal: WalRegion { offset: RESERVED_BYTES, size_bytes: wal_size_bytes, salt },
-            checkpoints: CheckpointSlots { offset: RESERVED_BYTES + wal_size_bytes, slot_bytes },
+            wal: WalRegion {
+                offset: RESERVED_BYTES,
+                size_bytes: wal_size_bytes,
+                salt,
+            },
+            checkpoints: CheckpointSlots {
+                offset: RESERVED_BYTES + wal_size_bytes,
+                slot_bytes,
+            },
         })
     }
 }
@@ -98,7 +105,13 @@ pub struct MetaStore {
 impl MetaStore {
     /// Initialises a freshly formatted device: an empty index, replay from LSN 0.
     pub fn format(device: Arc<Device>, layout: MetaLayout) -> Result<MetaStore> {
-        let anchor = Anchor { generation: 1, slot: 0, checkpoint_bytes: 0, checkpoint_crc: 0, replay_lsn: 0 };
+        let anchor = Anchor {
+            generation: 1,
+            slot: 0,
+            checkpoint_bytes: 0,
+            checkpoint_crc: 0,
+            replay_lsn: 0,
+        };
         anchor.write(&device)?;
         Self::open(device, layout)
     }
@@ -121,9 +134,15 @@ impl MetaStore {
             replayed_bytes = tail - anchor.replay_lsn,
             "metadata opened"
         );
-        let stats = MetaStats { keys: index.len() as u64, ..MetaStats::default() };
+        let stats = MetaStats {
+            keys: index.len() as u64,
+            ..MetaStats::default()
+        };
         Ok(MetaStore {
-            writer: Mutex::new(Writer { wal: WalWriter::new(layout.wal, anchor.replay_lsn, tail), anchor }),
+            writer: Mutex::new(Writer {
+                wal: WalWriter::new(layout.wal, anchor.replay_lsn, tail),
+                anchor,
+            }),
             device,
             layout,
             index: RwLock::new(index),
@@ -254,7 +273,11 @@ impl MetaStore {
         writer.anchor = anchor;
         writer.wal.checkpoint_lsn = writer.wal.tail_lsn;
         self.stats.lock().checkpoints += 1;
-        tracing::debug!(generation = anchor.generation, bytes, "metadata checkpoint written");
+        tracing::debug!(
+            generation = anchor.generation,
+            bytes,
+            "metadata checkpoint written"
+        );
         Ok(())
     }
 
@@ -295,7 +318,10 @@ mod tests {
             Some(i) => FaultBackend::from_image(i),
             None => FaultBackend::new(DEV_BYTES),
         };
-        (Arc::new(Device::with_backend("ssd", DEV_BYTES, Box::new(backend))), control)
+        (
+            Arc::new(Device::with_backend("ssd", DEV_BYTES, Box::new(backend))),
+            control,
+        )
     }
 
     fn layout() -> MetaLayout {
@@ -314,7 +340,10 @@ mod tests {
             }
             meta.commit(b).unwrap();
         }
-        assert!(meta.stats().checkpoints > 0, "a 256 KiB WAL must have checkpointed");
+        assert!(
+            meta.stats().checkpoints > 0,
+            "a 256 KiB WAL must have checkpointed"
+        );
         let expect = meta.stats().keys;
         drop(meta);
         let (dev, _c) = device(Some(control.durable_image()));
@@ -360,7 +389,8 @@ mod tests {
             let mut acked = 0u32;
             for i in 0..200u32 {
                 let mut b = Batch::new();
-                b.put(format!("k{i:04}").into_bytes(), vec![7; 3000]).put(format!("z{i:04}").into_bytes(), vec![]);
+                b.put(format!("k{i:04}").into_bytes(), vec![7; 3000])
+                    .put(format!("z{i:04}").into_bytes(), vec![]);
                 if meta.commit(b).is_err() {
                     break;
                 }
@@ -370,7 +400,10 @@ mod tests {
             let (dev, _c) = device(Some(control.durable_image()));
             let meta = MetaStore::open(dev, layout()).unwrap();
             for i in 0..acked {
-                assert!(meta.get(format!("k{i:04}").as_bytes()).is_some(), "cut {cut}: k{i} lost");
+                assert!(
+                    meta.get(format!("k{i:04}").as_bytes()).is_some(),
+                    "cut {cut}: k{i} lost"
+                );
             }
             // Each batch is all-or-nothing.
             for i in 0..200u32 {

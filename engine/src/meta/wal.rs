@@ -118,7 +118,11 @@ pub struct WalWriter {
 impl WalWriter {
     /// A writer continuing at `tail_lsn`, with the live log starting at `checkpoint_lsn`.
     pub fn new(region: WalRegion, checkpoint_lsn: u64, tail_lsn: u64) -> Self {
-        WalWriter { region, tail_lsn, checkpoint_lsn }
+        WalWriter {
+            region,
+            tail_lsn,
+            checkpoint_lsn,
+        }
     }
 
     /// Bytes of log written since the last checkpoint.
@@ -147,7 +151,9 @@ impl WalWriter {
             });
         }
         if !self.has_room(bytes) {
-            return Err(Error::MetadataUnavailable { detail: "write-ahead log is full; checkpoint first".into() });
+            return Err(Error::MetadataUnavailable {
+                detail: "write-ahead log is full; checkpoint first".into(),
+            });
         }
         let frame = encode_frame(&self.region, self.tail_lsn, batches);
         debug_assert_eq!(frame.len() as u64, bytes);
@@ -163,7 +169,12 @@ impl WalWriter {
 /// Stops silently at the first frame that is absent, torn, stale or foreign: that frame was never
 /// acknowledged. Errors only on device read errors or an undecodable payload whose checksum
 /// matched (a bug or a collision, reported as [`Error::Corrupt`]).
-pub fn replay(device: &Device, region: &WalRegion, from_lsn: u64, mut apply: impl FnMut(Batch)) -> Result<u64> {
+pub fn replay(
+    device: &Device,
+    region: &WalRegion,
+    from_lsn: u64,
+    mut apply: impl FnMut(Batch),
+) -> Result<u64> {
     let mut lsn = from_lsn;
     loop {
         if lsn - from_lsn + BLOCK_SIZE as u64 > region.size_bytes {
@@ -182,7 +193,11 @@ pub fn replay(device: &Device, region: &WalRegion, from_lsn: u64, mut apply: imp
         if bytes > region.max_frame_bytes() || lsn - from_lsn + bytes > region.size_bytes {
             return Ok(lsn);
         }
-        let frame = if bytes as usize == BLOCK_SIZE { first } else { region.read(device, lsn, bytes as usize)? };
+        let frame = if bytes as usize == BLOCK_SIZE {
+            first
+        } else {
+            region.read(device, lsn, bytes as usize)?
+        };
         let payload = &frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload_len];
         if crc32c::crc32c_append(region.salt, payload) != u32_at(&frame, 20) {
             return Ok(lsn);
@@ -195,7 +210,8 @@ pub fn replay(device: &Device, region: &WalRegion, from_lsn: u64, mut apply: imp
         let batch_count = u32_at(&frame, 16);
         let mut d = Decoder::new(payload);
         for _ in 0..batch_count {
-            let batch = decode_batch(&mut d).map_err(|e| corrupt(format!("WAL frame at LSN {lsn}: {e}")))?;
+            let batch = decode_batch(&mut d)
+                .map_err(|e| corrupt(format!("WAL frame at LSN {lsn}: {e}")))?;
             apply(batch);
         }
         lsn += bytes;
@@ -216,7 +232,11 @@ fn decode_batch(d: &mut Decoder<'_>) -> Result<Batch, super::codec::DecodeError>
                 let k = d.bytes()?.to_vec();
                 batch.delete(k);
             }
-            other => return Err(super::codec::DecodeError(format!("unknown op kind {other}"))),
+            other => {
+                return Err(super::codec::DecodeError(format!(
+                    "unknown op kind {other}"
+                )))
+            }
         }
     }
     Ok(batch)
@@ -229,7 +249,10 @@ mod tests {
 
     fn batch(i: u32) -> Batch {
         let mut b = Batch::new();
-        b.put(format!("key{i:05}").into_bytes(), vec![i as u8; (i as usize * 37) % 3000]);
+        b.put(
+            format!("key{i:05}").into_bytes(),
+            vec![i as u8; (i as usize * 37) % 3000],
+        );
         if i % 3 == 0 {
             b.delete(format!("key{:05}", i / 2).into_bytes());
         }
@@ -240,7 +263,11 @@ mod tests {
     fn frames_wrap_and_replay_in_order() {
         let (backend, _c) = FaultBackend::new(2 << 20);
         let dev = Device::with_backend("wal", 2 << 20, Box::new(backend));
-        let region = WalRegion { offset: 1 << 20, size_bytes: 64 * 1024, salt: 7 };
+        let region = WalRegion {
+            offset: 1 << 20,
+            size_bytes: 64 * 1024,
+            salt: 7,
+        };
         let mut w = WalWriter::new(region, 0, 0);
         let mut all = Vec::new();
         for i in 0..200u32 {
@@ -259,14 +286,21 @@ mod tests {
         assert_eq!(seen, all);
         // Another store's salt sees nothing.
         let other = WalRegion { salt: 8, ..region };
-        assert_eq!(replay(&dev, &other, w.checkpoint_lsn, |_| panic!("foreign frame")).unwrap(), w.checkpoint_lsn);
+        assert_eq!(
+            replay(&dev, &other, w.checkpoint_lsn, |_| panic!("foreign frame")).unwrap(),
+            w.checkpoint_lsn
+        );
     }
 
     #[test]
     fn torn_frame_ends_replay() {
         let (backend, control) = FaultBackend::new(2 << 20);
         let dev = Device::with_backend("wal", 2 << 20, Box::new(backend));
-        let region = WalRegion { offset: 1 << 20, size_bytes: 256 * 1024, salt: 1 };
+        let region = WalRegion {
+            offset: 1 << 20,
+            size_bytes: 256 * 1024,
+            salt: 1,
+        };
         let mut w = WalWriter::new(region, 0, 0);
         let mut big = Batch::new();
         big.put(b"big".to_vec(), vec![9; 20_000]);

@@ -12,7 +12,10 @@ pub fn place_chunk(object_id: u128, index: u32, usable: &[bool]) -> Option<u32> 
         return None;
     }
     let start = xxhash_rust::xxh3::xxh3_64(&object_id.to_le_bytes()) as usize % n;
-    (0..n).map(|step| (start + index as usize + step) % n).find(|&slot| usable[slot]).map(|s| s as u32)
+    (0..n)
+        .map(|step| (start + index as usize + step) % n)
+        .find(|&slot| usable[slot])
+        .map(|s| s as u32)
 }
 
 #[cfg(test)]
@@ -29,7 +32,11 @@ mod tests {
             }
         }
         assert_eq!(counts[2], 0);
-        assert!(counts.iter().enumerate().filter(|(i, _)| *i != 2).all(|(_, &c)| c > 800));
+        assert!(counts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 2)
+            .all(|(_, &c)| c > 800));
         assert_eq!(place_chunk(1, 0, &[false, false]), None);
     }
 }

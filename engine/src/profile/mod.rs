@@ -188,17 +188,25 @@ impl Profile {
             return bad("chassis.cpu_cores must be at least 1".into());
         }
         if self.chassis.memory_bytes < 256 * MIB {
-            return bad(format!("chassis.memory_bytes {} is under the 256 MiB minimum", self.chassis.memory_bytes));
+            return bad(format!(
+                "chassis.memory_bytes {} is under the 256 MiB minimum",
+                self.chassis.memory_bytes
+            ));
         }
         for (class, d) in [("ssd", &self.ssd), ("hdd", &self.hdd)] {
             if d.count == 0 {
                 return bad(format!("{class}.count must be at least 1"));
             }
             if d.size_bytes < 64 * MIB {
-                return bad(format!("{class}.size_bytes {} is under the 64 MiB minimum", d.size_bytes));
+                return bad(format!(
+                    "{class}.size_bytes {} is under the 64 MiB minimum",
+                    d.size_bytes
+                ));
             }
             if d.seq_mb_s == 0 || d.random_read_iops == 0 || d.queue_depth == 0 {
-                return bad(format!("{class}: seq_mb_s, random_read_iops and queue_depth must be positive"));
+                return bad(format!(
+                    "{class}: seq_mb_s, random_read_iops and queue_depth must be positive"
+                ));
             }
         }
         for pool in &self.pool {
@@ -206,14 +214,22 @@ impl Profile {
                 return bad(format!("pool {} has no hdd_slots", pool.name));
             }
             if let Some(s) = pool.hdd_slots.iter().find(|&&s| s >= self.hdd.count) {
-                return bad(format!("pool {} names hdd slot {s}, but hdd.count is {}", pool.name, self.hdd.count));
+                return bad(format!(
+                    "pool {} names hdd slot {s}, but hdd.count is {}",
+                    pool.name, self.hdd.count
+                ));
             }
             if !pool.protection.starts_with("replicas:") && !pool.protection.starts_with("ec:") {
-                return bad(format!("pool {}: protection {:?} must be replicas:N or ec:K+M", pool.name, pool.protection));
+                return bad(format!(
+                    "pool {}: protection {:?} must be replicas:N or ec:K+M",
+                    pool.name, pool.protection
+                ));
             }
         }
         if let Some(files) = &self.files {
-            if files.ssd.len() != self.ssd.count as usize || files.hdd.len() != self.hdd.count as usize {
+            if files.ssd.len() != self.ssd.count as usize
+                || files.hdd.len() != self.hdd.count as usize
+            {
                 return bad(format!(
                     "files lists {} ssd and {} hdd files, but ssd.count is {} and hdd.count is {}",
                     files.ssd.len(),
@@ -225,7 +241,9 @@ impl Profile {
         }
         if let Some(c) = self.engine.chunk_size_bytes {
             if c < 64 * 1024 || c > 64 * MIB || c % 4096 != 0 {
-                return bad(format!("engine.chunk_size_bytes {c} must be a multiple of 4096 in 64 KiB..=64 MiB"));
+                return bad(format!(
+                    "engine.chunk_size_bytes {c} must be a multiple of 4096 in 64 KiB..=64 MiB"
+                ));
             }
         }
         Ok(())
@@ -241,7 +259,8 @@ impl Profile {
     /// Derives the engine configuration; see each field of [`EngineConfig`].
     pub fn derive(&self) -> EngineConfig {
         let mut why = Vec::new();
-        let mut explain = |name: &str, value: String, reason: String| why.push((name.to_string(), value, reason));
+        let mut explain =
+            |name: &str, value: String, reason: String| why.push((name.to_string(), value, reason));
 
         let hdd = &self.hdd;
         let access_time_s = 1.0 / hdd.random_read_iops as f64;
@@ -267,10 +286,11 @@ impl Profile {
             },
         );
 
-        let segment = self
-            .engine
-            .segment_size_bytes
-            .unwrap_or_else(|| (chunk * 128).min(prev_pow2(hdd.size_bytes / 8)).max(chunk * 4));
+        let segment = self.engine.segment_size_bytes.unwrap_or_else(|| {
+            (chunk * 128)
+                .min(prev_pow2(hdd.size_bytes / 8))
+                .max(chunk * 4)
+        });
         explain(
             "segment_size_bytes",
             fmt_bytes(segment),
@@ -278,11 +298,22 @@ impl Profile {
         );
 
         let data_qd = hdd.queue_depth.clamp(1, 256);
-        explain("data_queue_depth", data_qd.to_string(), format!("the HDDs' command queue depth ({})", hdd.queue_depth));
+        explain(
+            "data_queue_depth",
+            data_qd.to_string(),
+            format!("the HDDs' command queue depth ({})", hdd.queue_depth),
+        );
         let meta_qd = self.ssd.queue_depth.clamp(1, 256);
-        explain("meta_queue_depth", meta_qd.to_string(), format!("the SSDs' command queue depth ({})", self.ssd.queue_depth));
+        explain(
+            "meta_queue_depth",
+            meta_qd.to_string(),
+            format!("the SSDs' command queue depth ({})", self.ssd.queue_depth),
+        );
 
-        let wal = self.engine.wal_size_bytes.unwrap_or_else(|| prev_pow2(self.ssd.size_bytes / 16).clamp(16 * MIB, GIB));
+        let wal = self
+            .engine
+            .wal_size_bytes
+            .unwrap_or_else(|| prev_pow2(self.ssd.size_bytes / 16).clamp(16 * MIB, GIB));
         explain(
             "wal_size_bytes",
             fmt_bytes(wal),
@@ -316,7 +347,11 @@ impl Profile {
         );
 
         let io_backend = self.engine.io_backend.unwrap_or(IoBackend::Auto);
-        explain("io_backend", format!("{io_backend:?}").to_lowercase(), "io_uring when the kernel allows it, pread/pwrite otherwise".into());
+        explain(
+            "io_backend",
+            format!("{io_backend:?}").to_lowercase(),
+            "io_uring when the kernel allows it, pread/pwrite otherwise".into(),
+        );
 
         EngineConfig {
             profile_name: self.name.clone(),

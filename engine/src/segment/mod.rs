@@ -58,8 +58,20 @@ pub fn seal_needle(buf: &mut AlignedBuf, id: ChunkId, data_bytes: usize) {
 /// Checks a needle read back from `offset`: magic, header crc, identity, length and data crc.
 ///
 /// Errors: [`Error::Corrupt`] naming the device, offset and what did not match.
-pub fn verify_needle(device: &str, offset: u64, buf: &[u8], id: ChunkId, data_bytes: usize) -> Result<()> {
-    let corrupt = |detail: String| Err(Error::Corrupt { device: device.to_string(), offset, detail });
+pub fn verify_needle(
+    device: &str,
+    offset: u64,
+    buf: &[u8],
+    id: ChunkId,
+    data_bytes: usize,
+) -> Result<()> {
+    let corrupt = |detail: String| {
+        Err(Error::Corrupt {
+            device: device.to_string(),
+            offset,
+            detail,
+        })
+    };
     let u32_at = |o: usize| u32::from_le_bytes(buf[o..o + 4].try_into().unwrap());
     if u32_at(0) != NEEDLE_MAGIC {
         return corrupt("needle magic missing".into());
@@ -67,7 +79,10 @@ pub fn verify_needle(device: &str, offset: u64, buf: &[u8], id: ChunkId, data_by
     if u32_at(60) != crc32c::crc32c(&buf[..60]) {
         return corrupt("needle header checksum mismatch".into());
     }
-    let found = ChunkId { object_id: u128::from_le_bytes(buf[8..24].try_into().unwrap()), index: u32_at(24) };
+    let found = ChunkId {
+        object_id: u128::from_le_bytes(buf[8..24].try_into().unwrap()),
+        index: u32_at(24),
+    };
     if found != id {
         return corrupt(format!(
             "needle belongs to object {:032x} chunk {}, expected {:032x} chunk {}",
@@ -75,7 +90,10 @@ pub fn verify_needle(device: &str, offset: u64, buf: &[u8], id: ChunkId, data_by
         ));
     }
     if u32_at(28) as usize != data_bytes {
-        return corrupt(format!("needle length {} but metadata says {data_bytes}", u32_at(28)));
+        return corrupt(format!(
+            "needle length {} but metadata says {data_bytes}",
+            u32_at(28)
+        ));
     }
     let data = &buf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + data_bytes];
     if crc32c::crc32c(data) != u32_at(32) {
@@ -103,7 +121,10 @@ impl DataLayout {
     /// Geometry for a device of `device_bytes` with segments of `segment_size_bytes`.
     pub fn new(device_bytes: u64, segment_size_bytes: u64) -> DataLayout {
         let count = device_bytes.saturating_sub(RESERVED_BYTES) / segment_size_bytes;
-        DataLayout { segment_size_bytes, segment_count: count.min(u32::MAX as u64) as u32 }
+        DataLayout {
+            segment_size_bytes,
+            segment_count: count.min(u32::MAX as u64) as u32,
+        }
     }
 
     fn segment_offset(&self, segment: u32) -> u64 {
@@ -130,7 +151,15 @@ impl DataDevice {
     /// A data device in `slot` whose segments below `next_unclaimed` may hold data: appends start
     /// in a fresh segment (the partly filled one before a restart is left for garbage collection).
     pub fn new(device: Arc<Device>, slot: u32, layout: DataLayout, next_unclaimed: u32) -> Self {
-        DataDevice { device, slot, layout, head: Mutex::new(Head { open: None, next_unclaimed }) }
+        DataDevice {
+            device,
+            slot,
+            layout,
+            head: Mutex::new(Head {
+                open: None,
+                next_unclaimed,
+            }),
+        }
     }
 
     /// The device.
@@ -145,14 +174,19 @@ impl DataDevice {
 
     /// Free segments left (unclaimed).
     pub fn free_segments(&self) -> u32 {
-        self.layout.segment_count.saturating_sub(self.head.lock().next_unclaimed)
+        self.layout
+            .segment_count
+            .saturating_sub(self.head.lock().next_unclaimed)
     }
 
     /// Reserves `bytes` (a needle) at the head; claims a new segment first when needed.
     ///
     /// Errors: [`Error::NoSpace`] when every segment is claimed; metadata errors from the claim.
     pub fn reserve(&self, bytes: u64, claims: &dyn SegmentClaims) -> Result<u64> {
-        assert!(bytes <= self.layout.segment_size_bytes, "needle larger than a segment");
+        assert!(
+            bytes <= self.layout.segment_size_bytes,
+            "needle larger than a segment"
+        );
         let mut head = self.head.lock();
         if let Some((segment, used)) = head.open {
             if used + bytes <= self.layout.segment_size_bytes {
@@ -162,7 +196,9 @@ impl DataDevice {
         }
         let segment = head.next_unclaimed;
         if segment >= self.layout.segment_count {
-            return Err(Error::NoSpace { detail: format!("data device {} has no free segment", self.device.name()) });
+            return Err(Error::NoSpace {
+                detail: format!("data device {} has no free segment", self.device.name()),
+            });
         }
         claims.claim(self.slot, segment + 1)?;
         head.next_unclaimed = segment + 1;
@@ -176,7 +212,12 @@ impl DataDevice {
     }
 
     /// Starts reading the needle of `data_bytes` at `offset` into `buf`.
-    pub fn submit_read(&self, mut buf: AlignedBuf, offset: u64, data_bytes: usize) -> Result<PendingRead> {
+    pub fn submit_read(
+        &self,
+        mut buf: AlignedBuf,
+        offset: u64,
+        data_bytes: usize,
+    ) -> Result<PendingRead> {
         buf.set_len(needle_bytes(data_bytes));
         self.device.submit_read(buf, offset)
     }
@@ -203,19 +244,33 @@ mod tests {
         let dev = Arc::new(Device::with_backend("hdd0", size, Box::new(backend)));
         let data = DataDevice::new(dev, 0, DataLayout::new(size, 1 << 20), 0);
         let claims = Claims(AtomicU32::new(0));
-        let id = ChunkId { object_id: 0xabc, index: 3 };
+        let id = ChunkId {
+            object_id: 0xabc,
+            index: 3,
+        };
         let mut buf = AlignedBuf::new(needle_bytes(10_000));
         buf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + 10_000].fill(0x5a);
         seal_needle(&mut buf, id, 10_000);
         let offset = data.reserve(buf.len() as u64, &claims).unwrap();
         assert_eq!(claims.0.load(Ordering::SeqCst), 1);
         data.submit_write(buf, offset).unwrap().wait().unwrap();
-        let back = data.submit_read(AlignedBuf::new(1 << 20), offset, 10_000).unwrap().wait().unwrap();
+        let back = data
+            .submit_read(AlignedBuf::new(1 << 20), offset, 10_000)
+            .unwrap()
+            .wait()
+            .unwrap();
         verify_needle("hdd0", offset, &back, id, 10_000).unwrap();
-        let wrong = ChunkId { object_id: 0xabc, index: 4 };
+        let wrong = ChunkId {
+            object_id: 0xabc,
+            index: 4,
+        };
         assert!(verify_needle("hdd0", offset, &back, wrong, 10_000).is_err());
         control.flip_bit(offset + 5000, 3);
-        let back = data.submit_read(AlignedBuf::new(1 << 20), offset, 10_000).unwrap().wait().unwrap();
+        let back = data
+            .submit_read(AlignedBuf::new(1 << 20), offset, 10_000)
+            .unwrap()
+            .wait()
+            .unwrap();
         let err = verify_needle("hdd0", offset, &back, id, 10_000).unwrap_err();
         assert!(err.to_string().contains("data checksum"), "{err}");
     }
@@ -227,8 +282,21 @@ mod tests {
         let dev = Arc::new(Device::with_backend("hdd0", size, Box::new(backend)));
         let data = DataDevice::new(dev, 0, DataLayout::new(size, 64 << 10), 0);
         let claims = Claims(AtomicU32::new(0));
-        let offsets: Vec<u64> = (0..4).map(|_| data.reserve(32 << 10, &claims).unwrap()).collect();
-        assert_eq!(offsets, vec![1 << 20, (1 << 20) + (32 << 10), (1 << 20) + (64 << 10), (1 << 20) + (96 << 10)]);
-        assert!(matches!(data.reserve(4096, &claims), Err(Error::NoSpace { .. })));
+        let offsets: Vec<u64> = (0..4)
+            .map(|_| data.reserve(32 << 10, &claims).unwrap())
+            .collect();
+        assert_eq!(
+            offsets,
+            vec![
+                1 << 20,
+                (1 << 20) + (32 << 10),
+                (1 << 20) + (64 << 10),
+                (1 << 20) + (96 << 10)
+            ]
+        );
+        assert!(matches!(
+            data.reserve(4096, &claims),
+            Err(Error::NoSpace { .. })
+        ));
     }
 }

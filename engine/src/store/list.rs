@@ -61,7 +61,11 @@ impl Store {
         let max_keys = query.max_keys.min(MAX_KEYS_LIMIT);
         let base = schema::object_prefix(bucket);
         let prefix = query.prefix.as_bytes();
-        let delimiter = query.delimiter.as_deref().filter(|d| !d.is_empty()).map(str::as_bytes);
+        let delimiter = query
+            .delimiter
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .map(str::as_bytes);
         let after = query.start_after.as_deref().map(str::as_bytes);
 
         let mut from = [base.as_slice(), prefix].concat();
@@ -77,14 +81,18 @@ impl Store {
         let mut count = 0usize;
         let mut error: Option<Error> = None;
         self.inner.meta.scan(&from, &mut |k, v| {
-            let Some(key) = k.strip_prefix(base.as_slice()) else { return Scan::Stop };
+            let Some(key) = k.strip_prefix(base.as_slice()) else {
+                return Scan::Stop;
+            };
             if !key.starts_with(prefix) {
                 return Scan::Stop;
             }
             // A key under a common prefix becomes that prefix.
             let common = delimiter.and_then(|d| {
                 let rest = &key[prefix.len()..];
-                rest.windows(d.len()).position(|w| w == d).map(|i| &key[..prefix.len() + i + d.len()])
+                rest.windows(d.len())
+                    .position(|w| w == d)
+                    .map(|i| &key[..prefix.len() + i + d.len()])
             });
             if let Some(cp) = common {
                 let skip_to = schema::prefix_successor(cp).map(|s| [base.as_slice(), &s].concat());
@@ -96,7 +104,8 @@ impl Store {
                     page.is_truncated = true;
                     return Scan::Stop;
                 }
-                page.common_prefixes.push(String::from_utf8_lossy(cp).into_owned());
+                page.common_prefixes
+                    .push(String::from_utf8_lossy(cp).into_owned());
                 count += 1;
                 return skip_to.map_or(Scan::Stop, Scan::SeekTo);
             }

@@ -25,7 +25,9 @@ use crate::profile::EngineConfig;
 use crate::segment::{DataDevice, SegmentClaims};
 
 pub use list::{ListPage, ListQuery, ObjectSummary};
-pub use multipart::{CompletedPart, PartInfo, PartsPage, UploadInfo, UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES};
+pub use multipart::{
+    CompletedPart, PartInfo, PartsPage, UploadInfo, UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES,
+};
 pub use objects::{ByteRange, ChecksumCell, ObjectInfo, ObjectReader, PutOptions};
 pub use open::{StoreDevices, StoreOptions};
 use schema::BucketRecord;
@@ -69,24 +71,38 @@ struct Inner {
 impl SegmentClaims for MetaStore {
     fn claim(&self, slot: u32, next_unclaimed: u32) -> Result<()> {
         let mut batch = Batch::new();
-        batch.put(schema::segment_claim_key(slot), next_unclaimed.to_le_bytes().to_vec());
+        batch.put(
+            schema::segment_claim_key(slot),
+            next_unclaimed.to_le_bytes().to_vec(),
+        );
         self.commit(batch)
     }
 }
 
 pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Checks a bucket name against S3's rules (Bucket naming rules, Amazon S3 User Guide).
 ///
 /// Errors: [`Error::InvalidBucketName`] with the rule it breaks.
 pub fn validate_bucket_name(name: &str) -> Result<()> {
-    let fail = |reason| Err(Error::InvalidBucketName { name: name.to_string(), reason });
+    let fail = |reason| {
+        Err(Error::InvalidBucketName {
+            name: name.to_string(),
+            reason,
+        })
+    };
     if name.len() < 3 || name.len() > 63 {
         return fail("must be 3 to 63 characters long");
     }
-    if !name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-') {
+    if !name
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+    {
         return fail("may contain only lower-case letters, digits, dots and hyphens");
     }
     let first = name.as_bytes()[0];
@@ -100,7 +116,11 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
     if name.parse::<std::net::Ipv4Addr>().is_ok() {
         return fail("must not be formatted as an IP address");
     }
-    if name.starts_with("xn--") || name.starts_with("sthree-") || name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+    if name.starts_with("xn--")
+        || name.starts_with("sthree-")
+        || name.ends_with("-s3alias")
+        || name.ends_with("--ol-s3")
+    {
         return fail("must not use a reserved prefix or suffix");
     }
     Ok(())
@@ -111,10 +131,16 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
 /// Errors: [`Error::InvalidKey`].
 pub fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() {
-        return Err(Error::InvalidKey { len: 0, reason: "key must not be empty" });
+        return Err(Error::InvalidKey {
+            len: 0,
+            reason: "key must not be empty",
+        });
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(Error::InvalidKey { len: key.len(), reason: "key is longer than 1024 bytes" });
+        return Err(Error::InvalidKey {
+            len: key.len(),
+            reason: "key is longer than 1024 bytes",
+        });
     }
     Ok(())
 }
@@ -149,9 +175,15 @@ impl Store {
         let _ns = self.inner.namespace.write();
         if let Some(existing) = self.inner.meta.get(&schema::bucket_key(name)) {
             let rec = BucketRecord::decode(&existing)?;
-            return Err(Error::BucketAlreadyExists { name: name.to_string(), owned_by_caller: rec.owner == owner });
+            return Err(Error::BucketAlreadyExists {
+                name: name.to_string(),
+                owned_by_caller: rec.owner == owner,
+            });
         }
-        let rec = BucketRecord { owner: owner.to_string(), created_unix_ms: now_unix_ms() };
+        let rec = BucketRecord {
+            owner: owner.to_string(),
+            created_unix_ms: now_unix_ms(),
+        };
         let mut batch = Batch::new();
         batch.put(schema::bucket_key(name), rec.encode());
         self.inner.meta.commit(batch)
@@ -185,7 +217,11 @@ impl Store {
     /// Errors: [`Error::NoSuchBucket`].
     pub fn head_bucket(&self, name: &str) -> Result<BucketInfo> {
         let rec = self.bucket(name)?;
-        Ok(BucketInfo { name: name.to_string(), owner: rec.owner, created_unix_ms: rec.created_unix_ms })
+        Ok(BucketInfo {
+            name: name.to_string(),
+            owner: rec.owner,
+            created_unix_ms: rec.created_unix_ms,
+        })
     }
 
     /// Every bucket, in name order.
@@ -193,7 +229,9 @@ impl Store {
         let mut out = Vec::new();
         let mut err = None;
         self.inner.meta.scan(schema::BUCKET_PREFIX, &mut |k, v| {
-            let Some(name) = k.strip_prefix(schema::BUCKET_PREFIX) else { return Scan::Stop };
+            let Some(name) = k.strip_prefix(schema::BUCKET_PREFIX) else {
+                return Scan::Stop;
+            };
             match BucketRecord::decode(v) {
                 Ok(rec) => out.push(BucketInfo {
                     name: String::from_utf8_lossy(name).into_owned(),

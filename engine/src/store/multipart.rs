@@ -96,12 +96,18 @@ impl Store {
     }
 
     fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
-        let no_such = || Error::NoSuchUpload { upload_id: upload_id.to_string() };
+        let no_such = || Error::NoSuchUpload {
+            upload_id: upload_id.to_string(),
+        };
         if upload_id.len() != UPLOAD_ID_LEN || !upload_id.bytes().all(|c| c.is_ascii_hexdigit()) {
             self.bucket(bucket)?;
             return Err(no_such());
         }
-        match self.inner.meta.get(&schema::upload_key(bucket, key, upload_id)) {
+        match self
+            .inner
+            .meta
+            .get(&schema::upload_key(bucket, key, upload_id))
+        {
             Some(v) => UploadRecord::decode(&v),
             None => {
                 self.bucket(bucket)?;
@@ -114,18 +120,25 @@ impl Store {
         let prefix = schema::part_prefix(upload_id);
         let mut out = Vec::new();
         let mut error = None;
-        self.inner.meta.scan(&schema::part_key(upload_id, after.saturating_add(1)), &mut |k, v| {
-            let Some(num) = k.strip_prefix(prefix.as_slice()) else { return Scan::Stop };
-            let Ok(num) = <[u8; 4]>::try_from(num) else { return Scan::Stop };
-            match PartRecord::decode(v) {
-                Ok(p) => out.push((u32::from_be_bytes(num), p)),
-                Err(e) => {
-                    error = Some(e);
+        self.inner.meta.scan(
+            &schema::part_key(upload_id, after.saturating_add(1)),
+            &mut |k, v| {
+                let Some(num) = k.strip_prefix(prefix.as_slice()) else {
                     return Scan::Stop;
+                };
+                let Ok(num) = <[u8; 4]>::try_from(num) else {
+                    return Scan::Stop;
+                };
+                match PartRecord::decode(v) {
+                    Ok(p) => out.push((u32::from_be_bytes(num), p)),
+                    Err(e) => {
+                        error = Some(e);
+                        return Scan::Stop;
+                    }
                 }
-            }
-            Scan::Continue
-        });
+                Scan::Continue
+            },
+        );
         match error {
             Some(e) => Err(e),
             None => Ok(out),
@@ -176,7 +189,9 @@ impl Store {
         checksum: Option<ChecksumCell>,
     ) -> Result<PartInfo> {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
-            return Err(Error::InvalidArgument(format!("part number {part_number} must be between 1 and {MAX_PART_NUMBER}")));
+            return Err(Error::InvalidArgument(format!(
+                "part number {part_number} must be between 1 and {MAX_PART_NUMBER}"
+            )));
         }
         self.upload(bucket, key, upload_id)?;
         let object_id = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
@@ -211,13 +226,24 @@ impl Store {
     /// Errors: [`Error::NoSuchUpload`]; [`Error::InvalidPartOrder`] unless part numbers strictly
     /// ascend; [`Error::InvalidPart`] for a missing part or ETag mismatch; [`Error::EntityTooSmall`]
     /// for a part under 5 MiB that is not the last; [`Error::InvalidArgument`] for an empty list.
-    pub fn complete_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str, parts: &[CompletedPart]) -> Result<ObjectInfo> {
+    pub fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<ObjectInfo> {
         let _guard = self.upload_lock(upload_id);
         let upload = self.upload(bucket, key, upload_id)?;
         if parts.is_empty() {
-            return Err(Error::InvalidArgument("CompleteMultipartUpload must name at least one part".into()));
+            return Err(Error::InvalidArgument(
+                "CompleteMultipartUpload must name at least one part".into(),
+            ));
         }
-        if parts.windows(2).any(|w| w[0].part_number >= w[1].part_number) {
+        if parts
+            .windows(2)
+            .any(|w| w[0].part_number >= w[1].part_number)
+        {
             return Err(Error::InvalidPartOrder);
         }
         let stored = self.parts(upload_id, 0)?;
@@ -236,12 +262,18 @@ impl Store {
         let mut chosen = Vec::with_capacity(parts.len());
         for want in parts {
             let Some((_, part)) = stored.iter().find(|(n, _)| *n == want.part_number) else {
-                return Err(Error::InvalidPart { part_number: want.part_number, reason: "the part was not uploaded".into() });
+                return Err(Error::InvalidPart {
+                    part_number: want.part_number,
+                    reason: "the part was not uploaded".into(),
+                });
             };
             if strip_quotes(&want.etag) != part.etag {
                 return Err(Error::InvalidPart {
                     part_number: want.part_number,
-                    reason: format!("ETag {} does not match the uploaded part's {}", want.etag, part.etag),
+                    reason: format!(
+                        "ETag {} does not match the uploaded part's {}",
+                        want.etag, part.etag
+                    ),
                 });
             }
             chosen.push((want.part_number, part));
@@ -249,10 +281,15 @@ impl Store {
         let mut md5_of_md5s = Md5::new();
         for (i, (part_number, part)) in chosen.iter().enumerate() {
             if i + 1 < chosen.len() && part.size < MIN_PART_BYTES {
-                return Err(Error::EntityTooSmall { part_number: *part_number, size_bytes: part.size, min_bytes: MIN_PART_BYTES });
+                return Err(Error::EntityTooSmall {
+                    part_number: *part_number,
+                    size_bytes: part.size,
+                    min_bytes: MIN_PART_BYTES,
+                });
             }
-            let raw = hex::decode(&part.etag)
-                .map_err(|_| Error::MetadataUnavailable { detail: format!("part {part_number} has a malformed ETag") })?;
+            let raw = hex::decode(&part.etag).map_err(|_| Error::MetadataUnavailable {
+                detail: format!("part {part_number} has a malformed ETag"),
+            })?;
             md5_of_md5s.update(&raw);
             record.size += part.size;
             record.part_sizes.push(part.size);
@@ -261,7 +298,10 @@ impl Store {
             }
         }
         if record.size > MAX_OBJECT_BYTES {
-            return Err(Error::EntityTooLarge { size_bytes: record.size, max_bytes: MAX_OBJECT_BYTES });
+            return Err(Error::EntityTooLarge {
+                size_bytes: record.size,
+                max_bytes: MAX_OBJECT_BYTES,
+            });
         }
         record.etag = format!("{}-{}", hex::encode(md5_of_md5s.finalize()), parts.len());
         let mut cleanup = Batch::new();
@@ -290,7 +330,14 @@ impl Store {
     /// Lists parts after `part_number_marker`, at most `max_parts` (capped at 1000).
     ///
     /// Errors: [`Error::NoSuchUpload`].
-    pub fn list_parts(&self, bucket: &str, key: &str, upload_id: &str, part_number_marker: u32, max_parts: usize) -> Result<PartsPage> {
+    pub fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number_marker: u32,
+        max_parts: usize,
+    ) -> Result<PartsPage> {
         self.upload(bucket, key, upload_id)?;
         let max_parts = max_parts.min(1000);
         let mut all = self.parts(upload_id, part_number_marker)?;
@@ -298,10 +345,24 @@ impl Store {
         all.truncate(max_parts);
         let parts: Vec<PartInfo> = all
             .into_iter()
-            .map(|(n, p)| PartInfo { part_number: n, size: p.size, etag: p.etag, last_modified_unix_ms: p.last_modified_unix_ms, checksums: p.checksums })
+            .map(|(n, p)| PartInfo {
+                part_number: n,
+                size: p.size,
+                etag: p.etag,
+                last_modified_unix_ms: p.last_modified_unix_ms,
+                checksums: p.checksums,
+            })
             .collect();
-        let next_part_number_marker = if is_truncated { parts.last().map(|p| p.part_number) } else { None };
-        Ok(PartsPage { parts, is_truncated, next_part_number_marker })
+        let next_part_number_marker = if is_truncated {
+            parts.last().map(|p| p.part_number)
+        } else {
+            None
+        };
+        Ok(PartsPage {
+            parts,
+            is_truncated,
+            next_part_number_marker,
+        })
     }
 
     /// Lists uploads in progress whose key starts with `prefix`, after (`key_marker`,
@@ -332,7 +393,9 @@ impl Store {
         let mut page = UploadsPage::default();
         let mut error = None;
         self.inner.meta.scan(&from, &mut |k, v| {
-            let Some(rest) = k.strip_prefix(base.as_slice()) else { return Scan::Stop };
+            let Some(rest) = k.strip_prefix(base.as_slice()) else {
+                return Scan::Stop;
+            };
             if rest.len() < UPLOAD_ID_LEN + 1 {
                 return Scan::Continue;
             }
@@ -362,7 +425,10 @@ impl Store {
             return Err(e);
         }
         if page.is_truncated {
-            page.next_marker = page.uploads.last().map(|u| (u.key.clone(), u.upload_id.clone()));
+            page.next_marker = page
+                .uploads
+                .last()
+                .map(|u| (u.key.clone(), u.upload_id.clone()));
         }
         Ok(page)
     }

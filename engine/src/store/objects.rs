@@ -35,7 +35,10 @@ pub struct PutOptions {
 pub type ChecksumCell = std::sync::Arc<parking_lot::Mutex<Option<(String, String)>>>;
 
 fn take_checksums(cell: &Option<ChecksumCell>) -> Vec<(String, String)> {
-    cell.as_ref().and_then(|c| c.lock().clone()).into_iter().collect()
+    cell.as_ref()
+        .and_then(|c| c.lock().clone())
+        .into_iter()
+        .collect()
 }
 
 /// An object as HeadObject describes it.
@@ -97,7 +100,10 @@ impl ByteRange {
             ByteRange::Last(n) => (size.saturating_sub(n), size),
         };
         if start >= size || start >= end {
-            return Err(Error::InvalidRange { start, size_bytes: size });
+            return Err(Error::InvalidRange {
+                start,
+                size_bytes: size,
+            });
         }
         Ok((start, end))
     }
@@ -130,7 +136,10 @@ fn fill(body: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
 impl Store {
     /// Takes a chunk buffer; while the pool is exhausted, completes this stream's own oldest
     /// write instead of waiting on other streams (see `BufferPool::try_get`).
-    fn write_buffer(&self, pending: &mut VecDeque<(PooledBuf, PendingIo<'_>)>) -> Result<PooledBuf> {
+    fn write_buffer(
+        &self,
+        pending: &mut VecDeque<(PooledBuf, PendingIo<'_>)>,
+    ) -> Result<PooledBuf> {
         loop {
             if let Some(buf) = self.inner.buffers.try_get() {
                 return Ok(buf);
@@ -147,7 +156,12 @@ impl Store {
 
     /// Writes `body` as chunks of a new object version `object_id`, each durable on its HDD
     /// before this returns. Nothing is committed to metadata here.
-    pub(super) fn write_stream(&self, body: &mut dyn Read, object_id: u128, max_bytes: u64) -> Result<Written> {
+    pub(super) fn write_stream(
+        &self,
+        body: &mut dyn Read,
+        object_id: u128,
+        max_bytes: u64,
+    ) -> Result<Written> {
         let chunk_bytes = self.inner.config.chunk_size_bytes as usize;
         let in_flight = self.inner.config.chunks_in_flight_per_stream as usize;
         let mut md5 = Md5::new();
@@ -157,21 +171,32 @@ impl Store {
         for index in 0u32.. {
             let mut pbuf = self.write_buffer(&mut pending)?;
             pbuf.set_len(needle_bytes(chunk_bytes));
-            let n = fill(body, &mut pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + chunk_bytes])?;
+            let n = fill(
+                body,
+                &mut pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + chunk_bytes],
+            )?;
             if n == 0 {
                 break;
             }
             size += n as u64;
             if size > max_bytes {
-                return Err(Error::EntityTooLarge { size_bytes: size, max_bytes });
+                return Err(Error::EntityTooLarge {
+                    size_bytes: size,
+                    max_bytes,
+                });
             }
             md5.update(&pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n]);
             seal_needle(&mut pbuf, ChunkId { object_id, index }, n);
             let (slot, offset) = self.reserve_chunk(object_id, index, pbuf.len() as u64)?;
-            let device = self.inner.data[slot as usize].as_ref().expect("placement picks present devices");
+            let device = self.inner.data[slot as usize]
+                .as_ref()
+                .expect("placement picks present devices");
             let io = device.submit_write(pbuf.take(), offset)?;
             pending.push_back((pbuf, io));
-            chunks.push(Chunk { len: n as u32, locations: vec![Location { slot, offset }] });
+            chunks.push(Chunk {
+                len: n as u32,
+                locations: vec![Location { slot, offset }],
+            });
             if pending.len() >= in_flight {
                 let (mut pbuf, io) = pending.pop_front().expect("non-empty");
                 pbuf.restore(io.wait()?);
@@ -183,18 +208,34 @@ impl Store {
         for (mut pbuf, io) in pending {
             pbuf.restore(io.wait()?);
         }
-        Ok(Written { run: ChunkRun { object_id, first_index: 0, chunks }, size, md5: md5.finalize().into() })
+        Ok(Written {
+            run: ChunkRun {
+                object_id,
+                first_index: 0,
+                chunks,
+            },
+            size,
+            md5: md5.finalize().into(),
+        })
     }
 
     /// Picks a device for a chunk and reserves room there, skipping full or failed devices.
     fn reserve_chunk(&self, object_id: u128, index: u32, bytes: u64) -> Result<(u32, u64)> {
-        let mut usable: Vec<bool> =
-            self.inner.data.iter().map(|d| d.as_ref().is_some_and(|d| !d.device().is_poisoned())).collect();
+        let mut usable: Vec<bool> = self
+            .inner
+            .data
+            .iter()
+            .map(|d| d.as_ref().is_some_and(|d| !d.device().is_poisoned()))
+            .collect();
         loop {
             let Some(slot) = place_chunk(object_id, index, &usable) else {
-                return Err(Error::NoSpace { detail: "no data device of the pool can take more data".into() });
+                return Err(Error::NoSpace {
+                    detail: "no data device of the pool can take more data".into(),
+                });
             };
-            let device = self.inner.data[slot as usize].as_ref().expect("usable devices are present");
+            let device = self.inner.data[slot as usize]
+                .as_ref()
+                .expect("usable devices are present");
             match device.reserve(bytes, &self.inner.meta) {
                 Ok(offset) => return Ok((slot, offset)),
                 Err(Error::NoSpace { .. }) => usable[slot as usize] = false,
@@ -212,7 +253,13 @@ impl Store {
     /// [`Error::BadDigest`] on a Content-MD5 mismatch, [`Error::Body`] if `body` fails (for
     /// example a checksum mismatch the caller's reader detects at the end): in every error case
     /// the previous object, if any, is untouched.
-    pub fn put_object(&self, bucket: &str, key: &str, body: &mut dyn Read, opts: PutOptions) -> Result<ObjectInfo> {
+    pub fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &mut dyn Read,
+        opts: PutOptions,
+    ) -> Result<ObjectInfo> {
         validate_key(key)?;
         self.bucket(bucket)?;
         let object_id = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
@@ -223,19 +270,31 @@ impl Store {
         let record = ObjectRecord {
             size: written.size,
             etag: hex::encode(written.md5),
-            content_type: opts.content_type.unwrap_or_else(|| "binary/octet-stream".into()),
+            content_type: opts
+                .content_type
+                .unwrap_or_else(|| "binary/octet-stream".into()),
             last_modified_unix_ms: super::now_unix_ms(),
             user_metadata: opts.user_metadata,
             checksums: take_checksums(&opts.verified_checksum),
             part_sizes: Vec::new(),
-            runs: if written.run.chunks.is_empty() { Vec::new() } else { vec![written.run] },
+            runs: if written.run.chunks.is_empty() {
+                Vec::new()
+            } else {
+                vec![written.run]
+            },
         };
         self.commit_object(bucket, key, &record, Batch::new())?;
         Ok(ObjectInfo::from_record(key, &record))
     }
 
     /// Commits an object record (plus `extra` changes) while the bucket is known to exist.
-    pub(super) fn commit_object(&self, bucket: &str, key: &str, record: &ObjectRecord, mut extra: Batch) -> Result<()> {
+    pub(super) fn commit_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        record: &ObjectRecord,
+        mut extra: Batch,
+    ) -> Result<()> {
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
         let mut batch = Batch::new();
@@ -249,7 +308,10 @@ impl Store {
             Some(v) => ObjectRecord::decode(&v),
             None => {
                 self.bucket(bucket)?;
-                Err(Error::NoSuchKey { bucket: bucket.to_string(), key: key.to_string() })
+                Err(Error::NoSuchKey {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                })
             }
         }
     }
@@ -267,7 +329,12 @@ impl Store {
     ///
     /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::InvalidRange`],
     /// [`Error::ObjectUnreadable`].
-    pub fn get_object(&self, bucket: &str, key: &str, range: Option<ByteRange>) -> Result<ObjectReader> {
+    pub fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectReader> {
         let record = self.object(bucket, key)?;
         let (start, end) = match range {
             Some(r) => r.resolve(record.size)?,
@@ -277,7 +344,10 @@ impl Store {
         let mut logical = 0u64;
         for run in &record.runs {
             for (i, c) in run.chunks.iter().enumerate() {
-                let id = ChunkId { object_id: run.object_id, index: run.first_index + i as u32 };
+                let id = ChunkId {
+                    object_id: run.object_id,
+                    index: run.first_index + i as u32,
+                };
                 chunks.push((logical, id, c.clone()));
                 logical += c.len as u64;
             }
@@ -301,7 +371,11 @@ impl Store {
                     Ok(err) => *err,
                     Err(other) => Error::Body(io::Error::other(other)),
                 },
-                None => Error::ObjectUnreadable { bucket: bucket.to_string(), key: key.to_string(), detail: "read failed".into() },
+                None => Error::ObjectUnreadable {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    detail: "read failed".into(),
+                },
             })?;
         }
         Ok(reader)
@@ -353,14 +427,21 @@ impl ObjectReader {
     }
 
     fn unreadable(&self, detail: String) -> io::Error {
-        io::Error::other(Error::ObjectUnreadable { bucket: self.bucket.clone(), key: self.info.key.clone(), detail })
+        io::Error::other(Error::ObjectUnreadable {
+            bucket: self.bucket.clone(),
+            key: self.info.key.clone(),
+            detail,
+        })
     }
 
     /// Submits reads ahead while buffers are free; blocks for a buffer only when nothing of this
     /// stream is in flight or held.
     fn fetch_ahead(&mut self) {
         let limit = self.store.inner.config.chunks_in_flight_per_stream as usize;
-        while self.pending.len() < limit && self.next_fetch < self.chunks.len() && self.chunks[self.next_fetch].0 < self.end {
+        while self.pending.len() < limit
+            && self.next_fetch < self.chunks.len()
+            && self.chunks[self.next_fetch].0 < self.end
+        {
             let holding = !self.pending.is_empty() || self.current.is_some();
             let mut pbuf = match self.store.inner.buffers.try_get() {
                 Some(b) => b,
@@ -382,10 +463,14 @@ impl ObjectReader {
                     Err(Error::ObjectUnreadable {
                         bucket: self.bucket.clone(),
                         key: self.info.key.clone(),
-                        detail: format!("chunk {index}: no present device holds it (slots {:?})", chunk.locations.iter().map(|l| l.slot).collect::<Vec<_>>()),
+                        detail: format!(
+                            "chunk {index}: no present device holds it (slots {:?})",
+                            chunk.locations.iter().map(|l| l.slot).collect::<Vec<_>>()
+                        ),
                     })
                 });
-            self.pending.push_back(fetch.map(|(index, loc, io)| (index, pbuf, io, *loc)));
+            self.pending
+                .push_back(fetch.map(|(index, loc, io)| (index, pbuf, io, *loc)));
         }
     }
 
@@ -399,12 +484,21 @@ impl ObjectReader {
         let (index, mut pbuf, io, loc) = fetch.map_err(io::Error::other)?;
         let buf = io.wait().map_err(|e| self.unreadable(e.to_string()))?;
         let (logical, id, chunk) = &self.chunks[index];
-        let device = self.store.inner.data[loc.slot as usize].as_ref().expect("read from a present device").device().name();
-        verify_needle(device, loc.offset, &buf, *id, chunk.len as usize).map_err(|e| self.unreadable(e.to_string()))?;
+        let device = self.store.inner.data[loc.slot as usize]
+            .as_ref()
+            .expect("read from a present device")
+            .device()
+            .name();
+        verify_needle(device, loc.offset, &buf, *id, chunk.len as usize)
+            .map_err(|e| self.unreadable(e.to_string()))?;
         pbuf.restore(buf);
         let from = self.pos.max(*logical) - logical;
         let to = self.end.min(logical + chunk.len as u64) - logical;
-        self.current = Some((pbuf, NEEDLE_HEADER_BYTES + from as usize, NEEDLE_HEADER_BYTES + to as usize));
+        self.current = Some((
+            pbuf,
+            NEEDLE_HEADER_BYTES + from as usize,
+            NEEDLE_HEADER_BYTES + to as usize,
+        ));
         self.fetch_ahead();
         Ok(())
     }
@@ -429,4 +523,3 @@ impl Read for ObjectReader {
         }
     }
 }
-

@@ -49,25 +49,43 @@ impl Store {
         if let Some(backend) = opts.io_backend {
             config.io_backend = backend;
         }
-        let (ssd_paths, hdd_paths) = opts.profile.device_files(&opts.data_dir).ok_or_else(|| {
-            Error::Config(format!("profile {} has no [files] section: its devices are discovered, not files", opts.profile.name))
-        })?;
+        let (ssd_paths, hdd_paths) =
+            opts.profile.device_files(&opts.data_dir).ok_or_else(|| {
+                Error::Config(format!(
+                    "profile {} has no [files] section: its devices are discovered, not files",
+                    opts.profile.name
+                ))
+            })?;
         if ssd_paths.len() > 1 {
-            tracing::warn!("profile lists {} SSDs; this version keeps metadata on the first only", ssd_paths.len());
+            tracing::warn!(
+                "profile lists {} SSDs; this version keeps metadata on the first only",
+                ssd_paths.len()
+            );
         }
         let meta_path = &ssd_paths[0];
         if !meta_path.exists() {
-            create_device_file(meta_path, opts.profile.ssd.size_bytes, config.meta_preallocate_bytes)?;
+            create_device_file(
+                meta_path,
+                opts.profile.ssd.size_bytes,
+                config.meta_preallocate_bytes,
+            )?;
         }
         for path in &hdd_paths {
             if !path.exists() {
                 create_device_file(path, opts.profile.hdd.size_bytes, 0)?;
             }
         }
-        let meta = Arc::new(Device::open(meta_path, config.io_backend, config.meta_queue_depth)?);
+        let meta = Arc::new(Device::open(
+            meta_path,
+            config.io_backend,
+            config.meta_queue_depth,
+        )?);
         let data = hdd_paths
             .iter()
-            .map(|p| Device::open(p, config.io_backend, config.data_queue_depth).map(|d| Some(Arc::new(d))))
+            .map(|p| {
+                Device::open(p, config.io_backend, config.data_queue_depth)
+                    .map(|d| Some(Arc::new(d)))
+            })
             .collect::<Result<Vec<_>>>()?;
         Self::open_devices(StoreDevices { meta, data }, config, opts.format_blank)
     }
@@ -76,7 +94,11 @@ impl Store {
     ///
     /// Errors: as [`Store::open`]; also [`Error::Incompatible`] when the metadata device is blank
     /// but data devices belong to a store (the metadata was lost: formatting would orphan data).
-    pub fn open_devices(devices: StoreDevices, config: EngineConfig, format_blank: bool) -> Result<Store> {
+    pub fn open_devices(
+        devices: StoreDevices,
+        config: EngineConfig,
+        format_blank: bool,
+    ) -> Result<Store> {
         let meta_probe = superblock::probe(&devices.meta)?;
         let mut data_probes = Vec::with_capacity(devices.data.len());
         for d in &devices.data {
@@ -107,22 +129,41 @@ impl Store {
                     return Err(blank_refusal(&devices.meta));
                 }
                 let store_uuid = *uuid::Uuid::new_v4().as_bytes();
-                let layout = MetaLayout::new(devices.meta.size_bytes(), config.wal_size_bytes, salt(&store_uuid))?;
-                new_superblock(&config, &devices.meta, store_uuid, Role::Meta, 0, layout.wal.size_bytes, layout.checkpoints.slot_bytes)
-                    .write(&devices.meta)?;
+                let layout = MetaLayout::new(
+                    devices.meta.size_bytes(),
+                    config.wal_size_bytes,
+                    salt(&store_uuid),
+                )?;
+                new_superblock(
+                    &config,
+                    &devices.meta,
+                    store_uuid,
+                    Role::Meta,
+                    0,
+                    layout.wal.size_bytes,
+                    layout.checkpoints.slot_bytes,
+                )
+                .write(&devices.meta)?;
                 tracing::info!(device = %devices.meta.name(), store = %uuid_string(&store_uuid), "formatted metadata device");
                 (store_uuid, MetaStore::format(devices.meta.clone(), layout)?)
             }
             Probe::Hoard(sb) => {
                 check_member(&devices.meta, &sb, None, Role::Meta, 0)?;
-                let layout = MetaLayout::new(sb.device_size_bytes, sb.layout_a, salt(&sb.store_uuid))?;
+                let layout =
+                    MetaLayout::new(sb.device_size_bytes, sb.layout_a, salt(&sb.store_uuid))?;
                 if layout.checkpoints.slot_bytes != sb.layout_b {
                     return Err(Error::Incompatible {
                         device: devices.meta.name().to_string(),
-                        detail: format!("checkpoint slot size {} does not match the superblock's {}", layout.checkpoints.slot_bytes, sb.layout_b),
+                        detail: format!(
+                            "checkpoint slot size {} does not match the superblock's {}",
+                            layout.checkpoints.slot_bytes, sb.layout_b
+                        ),
                     });
                 }
-                (sb.store_uuid, MetaStore::open(devices.meta.clone(), layout)?)
+                (
+                    sb.store_uuid,
+                    MetaStore::open(devices.meta.clone(), layout)?,
+                )
             }
         };
 
@@ -137,12 +178,23 @@ impl Store {
             let layout = match probe.expect("probed with its device") {
                 Probe::Hoard(sb) => {
                     check_member(&dev, &sb, Some(&store_uuid), Role::Data, slot)?;
-                    DataLayout { segment_size_bytes: sb.layout_a, segment_count: sb.layout_b as u32 }
+                    DataLayout {
+                        segment_size_bytes: sb.layout_a,
+                        segment_count: sb.layout_b as u32,
+                    }
                 }
                 Probe::Blank if format_blank => {
                     let layout = DataLayout::new(dev.size_bytes(), config.segment_size_bytes);
-                    new_superblock(&config, &dev, store_uuid, Role::Data, slot, layout.segment_size_bytes, layout.segment_count as u64)
-                        .write(&dev)?;
+                    new_superblock(
+                        &config,
+                        &dev,
+                        store_uuid,
+                        Role::Data,
+                        slot,
+                        layout.segment_size_bytes,
+                        layout.segment_count as u64,
+                    )
+                    .write(&dev)?;
                     tracing::info!(device = %dev.name(), slot, segments = layout.segment_count, "formatted data device");
                     layout
                 }
@@ -176,7 +228,15 @@ impl Store {
     }
 }
 
-fn new_superblock(config: &EngineConfig, dev: &Device, store_uuid: [u8; 16], role: Role, slot: u32, a: u64, b: u64) -> Superblock {
+fn new_superblock(
+    config: &EngineConfig,
+    dev: &Device,
+    store_uuid: [u8; 16],
+    role: Role,
+    slot: u32,
+    a: u64,
+    b: u64,
+) -> Superblock {
     Superblock {
         format_version: SUPERBLOCK_VERSION,
         role,
@@ -192,7 +252,13 @@ fn new_superblock(config: &EngineConfig, dev: &Device, store_uuid: [u8; 16], rol
     }
 }
 
-fn check_member(dev: &Device, sb: &Superblock, store: Option<&[u8; 16]>, role: Role, slot: u32) -> Result<()> {
+fn check_member(
+    dev: &Device,
+    sb: &Superblock,
+    store: Option<&[u8; 16]>,
+    role: Role,
+    slot: u32,
+) -> Result<()> {
     if let Some(expected) = store {
         if &sb.store_uuid != expected {
             return Err(Error::ForeignStore {
@@ -202,15 +268,30 @@ fn check_member(dev: &Device, sb: &Superblock, store: Option<&[u8; 16]>, role: R
             });
         }
     }
-    let incompatible = |detail: String| Err(Error::Incompatible { device: dev.name().to_string(), detail });
+    let incompatible = |detail: String| {
+        Err(Error::Incompatible {
+            device: dev.name().to_string(),
+            detail,
+        })
+    };
     if sb.role != role {
-        return incompatible(format!("holds a {:?} superblock where a {role:?} device is expected", sb.role));
+        return incompatible(format!(
+            "holds a {:?} superblock where a {role:?} device is expected",
+            sb.role
+        ));
     }
     if sb.slot != slot {
-        return incompatible(format!("was formatted for slot {} but sits in slot {slot}", sb.slot));
+        return incompatible(format!(
+            "was formatted for slot {} but sits in slot {slot}",
+            sb.slot
+        ));
     }
     if sb.device_size_bytes > dev.size_bytes() {
-        return incompatible(format!("was formatted with {} bytes but now has {}", sb.device_size_bytes, dev.size_bytes()));
+        return incompatible(format!(
+            "was formatted with {} bytes but now has {}",
+            sb.device_size_bytes,
+            dev.size_bytes()
+        ));
     }
     Ok(())
 }

@@ -34,7 +34,13 @@ pub fn upload_prefix(bucket: &str) -> Vec<u8> {
 /// `u/<bucket>\0<key>\0<upload id>` -> [`UploadRecord`]. The upload ID has a fixed length, so
 /// keys containing NUL still parse (from the end).
 pub fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
-    [upload_prefix(bucket).as_slice(), key.as_bytes(), b"\0", upload_id.as_bytes()].concat()
+    [
+        upload_prefix(bucket).as_slice(),
+        key.as_bytes(),
+        b"\0",
+        upload_id.as_bytes(),
+    ]
+    .concat()
 }
 
 /// `p/<upload id>` : prefix of an upload's parts.
@@ -45,7 +51,11 @@ pub fn part_prefix(upload_id: &str) -> Vec<u8> {
 /// `p/<upload id><part number, u32 big-endian>` -> [`PartRecord`] (big-endian so parts sort
 /// numerically).
 pub fn part_key(upload_id: &str, part_number: u32) -> Vec<u8> {
-    [part_prefix(upload_id).as_slice(), &part_number.to_be_bytes()].concat()
+    [
+        part_prefix(upload_id).as_slice(),
+        &part_number.to_be_bytes(),
+    ]
+    .concat()
 }
 
 /// `d/<slot, u32 big-endian>` -> first unclaimed segment (u32 LE) of data device `slot`.
@@ -163,7 +173,9 @@ pub struct PartRecord {
 }
 
 fn corrupt(what: &str, e: DecodeError) -> Error {
-    Error::MetadataUnavailable { detail: format!("undecodable {what} record: {e}") }
+    Error::MetadataUnavailable {
+        detail: format!("undecodable {what} record: {e}"),
+    }
 }
 
 fn pairs(e: &mut Encoder, v: &[(String, String)]) {
@@ -185,12 +197,16 @@ fn read_pairs(d: &mut Decoder<'_>) -> Result<Vec<(String, String)>, DecodeError>
 fn version(d: &mut Decoder<'_>) -> Result<(), DecodeError> {
     match d.u8()? {
         RECORD_VERSION => Ok(()),
-        v => Err(DecodeError(format!("record version {v}, this build reads {RECORD_VERSION}"))),
+        v => Err(DecodeError(format!(
+            "record version {v}, this build reads {RECORD_VERSION}"
+        ))),
     }
 }
 
 fn encode_run(e: &mut Encoder, run: &ChunkRun) {
-    e.u128(run.object_id).u32(run.first_index).u32(run.chunks.len() as u32);
+    e.u128(run.object_id)
+        .u32(run.first_index)
+        .u32(run.chunks.len() as u32);
     for c in &run.chunks {
         e.u32(c.len).u8(c.locations.len() as u8);
         for l in &c.locations {
@@ -212,18 +228,27 @@ fn decode_run(d: &mut Decoder<'_>) -> Result<ChunkRun, DecodeError> {
         let copies = d.u8()? as usize;
         let mut locations = Vec::with_capacity(copies);
         for _ in 0..copies {
-            locations.push(Location { slot: d.u32()?, offset: d.u64()? });
+            locations.push(Location {
+                slot: d.u32()?,
+                offset: d.u64()?,
+            });
         }
         chunks.push(Chunk { len, locations });
     }
-    Ok(ChunkRun { object_id, first_index, chunks })
+    Ok(ChunkRun {
+        object_id,
+        first_index,
+        chunks,
+    })
 }
 
 impl BucketRecord {
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();
-        e.u8(RECORD_VERSION).str(&self.owner).u64(self.created_unix_ms);
+        e.u8(RECORD_VERSION)
+            .str(&self.owner)
+            .u64(self.created_unix_ms);
         e.finish()
     }
     /// Decodes a record written by [`BucketRecord::encode`].
@@ -231,7 +256,10 @@ impl BucketRecord {
         let mut d = Decoder::new(b);
         (|| -> Result<Self, DecodeError> {
             version(&mut d)?;
-            Ok(BucketRecord { owner: d.str()?, created_unix_ms: d.u64()? })
+            Ok(BucketRecord {
+                owner: d.str()?,
+                created_unix_ms: d.u64()?,
+            })
         })()
         .map_err(|e| corrupt("bucket", e))
     }
@@ -241,7 +269,11 @@ impl ObjectRecord {
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();
-        e.u8(RECORD_VERSION).u64(self.size).str(&self.etag).str(&self.content_type).u64(self.last_modified_unix_ms);
+        e.u8(RECORD_VERSION)
+            .u64(self.size)
+            .str(&self.etag)
+            .str(&self.content_type)
+            .u64(self.last_modified_unix_ms);
         pairs(&mut e, &self.user_metadata);
         pairs(&mut e, &self.checksums);
         e.u32(self.part_sizes.len() as u32);
@@ -266,10 +298,23 @@ impl ObjectRecord {
             let user_metadata = read_pairs(&mut d)?;
             let checksums = read_pairs(&mut d)?;
             let n = d.u32()? as usize;
-            let part_sizes = (0..n.min(d.remaining())).map(|_| d.u64()).collect::<Result<_, _>>()?;
+            let part_sizes = (0..n.min(d.remaining()))
+                .map(|_| d.u64())
+                .collect::<Result<_, _>>()?;
             let n = d.u32()? as usize;
-            let runs = (0..n.min(d.remaining())).map(|_| decode_run(&mut d)).collect::<Result<_, _>>()?;
-            Ok(ObjectRecord { size, etag, content_type, last_modified_unix_ms, user_metadata, checksums, part_sizes, runs })
+            let runs = (0..n.min(d.remaining()))
+                .map(|_| decode_run(&mut d))
+                .collect::<Result<_, _>>()?;
+            Ok(ObjectRecord {
+                size,
+                etag,
+                content_type,
+                last_modified_unix_ms,
+                user_metadata,
+                checksums,
+                part_sizes,
+                runs,
+            })
         })()
         .map_err(|e| corrupt("object", e))
     }
@@ -279,7 +324,10 @@ impl UploadRecord {
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();
-        e.u8(RECORD_VERSION).u64(self.initiated_unix_ms).str(&self.owner).str(&self.content_type);
+        e.u8(RECORD_VERSION)
+            .u64(self.initiated_unix_ms)
+            .str(&self.owner)
+            .str(&self.content_type);
         pairs(&mut e, &self.user_metadata);
         e.str(&self.checksum_algorithm);
         e.finish()
@@ -305,7 +353,10 @@ impl PartRecord {
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();
-        e.u8(RECORD_VERSION).u64(self.size).str(&self.etag).u64(self.last_modified_unix_ms);
+        e.u8(RECORD_VERSION)
+            .u64(self.size)
+            .str(&self.etag)
+            .u64(self.last_modified_unix_ms);
         pairs(&mut e, &self.checksums);
         encode_run(&mut e, &self.run);
         e.finish()
@@ -336,7 +387,13 @@ mod tests {
         let run = ChunkRun {
             object_id: 99,
             first_index: 0,
-            chunks: vec![Chunk { len: 5, locations: vec![Location { slot: 2, offset: 1 << 20 }] }],
+            chunks: vec![Chunk {
+                len: 5,
+                locations: vec![Location {
+                    slot: 2,
+                    offset: 1 << 20,
+                }],
+            }],
         };
         let o = ObjectRecord {
             size: 5,
@@ -349,7 +406,13 @@ mod tests {
             runs: vec![run.clone()],
         };
         assert_eq!(ObjectRecord::decode(&o.encode()).unwrap(), o);
-        let p = PartRecord { size: 5, etag: "e".into(), last_modified_unix_ms: 1, checksums: vec![], run };
+        let p = PartRecord {
+            size: 5,
+            etag: "e".into(),
+            last_modified_unix_ms: 1,
+            checksums: vec![],
+            run,
+        };
         assert_eq!(PartRecord::decode(&p.encode()).unwrap(), p);
         assert!(ObjectRecord::decode(&o.encode()[..10]).is_err());
     }

@@ -29,22 +29,34 @@ pub struct Credentials {
 impl Credentials {
     /// One user.
     pub fn single(access_key: &str, secret_key: &str) -> Self {
-        Credentials { users: HashMap::from([(access_key.to_string(), secret_key.to_string())]) }
+        Credentials {
+            users: HashMap::from([(access_key.to_string(), secret_key.to_string())]),
+        }
     }
 
     /// The secret of `access_key`.
     ///
     /// Errors: InvalidAccessKeyId (403).
     pub fn secret(&self, access_key: &str) -> S3Result<&str> {
-        self.users.get(access_key).map(String::as_str).ok_or_else(|| {
-            s3_error!(InvalidAccessKeyId, FORBIDDEN, "the access key ID {access_key} does not exist in our records")
-        })
+        self.users
+            .get(access_key)
+            .map(String::as_str)
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidAccessKeyId,
+                    FORBIDDEN,
+                    "the access key ID {access_key} does not exist in our records"
+                )
+            })
     }
 
     /// Credentials from `HOARD_ACCESS_KEY`/`HOARD_SECRET_KEY`, else from `dir/credentials`,
     /// else newly generated and stored there (mode 0600). Returns them and where they came from.
     pub fn load_or_create(dir: &Path) -> std::io::Result<(Self, String, String, &'static str)> {
-        if let (Ok(a), Ok(s)) = (std::env::var("HOARD_ACCESS_KEY"), std::env::var("HOARD_SECRET_KEY")) {
+        if let (Ok(a), Ok(s)) = (
+            std::env::var("HOARD_ACCESS_KEY"),
+            std::env::var("HOARD_SECRET_KEY"),
+        ) {
             if !a.is_empty() && !s.is_empty() {
                 return Ok((Self::single(&a, &s), a, s, "environment"));
             }
@@ -56,13 +68,25 @@ impl Credentials {
                 return Ok((Self::single(a, s), a.to_string(), s.to_string(), "stored"));
             }
         }
-        let access = format!("HK{}", &uuid::Uuid::new_v4().simple().to_string()[..18].to_uppercase());
-        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let access = format!(
+            "HK{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..18].to_uppercase()
+        );
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         std::fs::create_dir_all(dir)?;
         {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)?;
             writeln!(f, "{access}\n{secret}")?;
             f.sync_all()?;
         }
@@ -124,12 +148,18 @@ pub struct RequestView<'a> {
 impl RequestView<'_> {
     /// A header as a string ("" if absent or not visible ASCII).
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     /// A query parameter, if present.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -148,15 +178,27 @@ pub fn authenticate(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) -
     } else if req.query("AWSAccessKeyId").is_some() && req.query("Signature").is_some() {
         sigv2::verify_presigned(req, creds, now_secs)
     } else if !authorization.is_empty() {
-        Err(s3_error!(AuthorizationHeaderMalformed, BAD_REQUEST, "unsupported Authorization scheme"))
+        Err(s3_error!(
+            AuthorizationHeaderMalformed,
+            BAD_REQUEST,
+            "unsupported Authorization scheme"
+        ))
     } else {
-        Err(s3_error!(AccessDenied, FORBIDDEN, "anonymous requests are not allowed; sign the request"))
+        Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "anonymous requests are not allowed; sign the request"
+        ))
     }
 }
 
 /// Compares two signatures in constant time.
 pub fn signatures_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 pub(crate) fn signature_mismatch() -> S3Error {
@@ -215,7 +257,11 @@ pub fn request_time(req: &RequestView<'_>) -> Option<u64> {
 }
 
 fn parse_http_date(s: &str) -> Option<u64> {
-    httpdate::parse_http_date(s).ok()?.duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs())
+    httpdate::parse_http_date(s)
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs())
 }
 
 #[cfg(test)]

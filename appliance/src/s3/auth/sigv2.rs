@@ -7,19 +7,64 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::{check_skew, request_time, signature_mismatch, signatures_equal, Auth, Credentials, Payload, RequestView};
+use super::{
+    check_skew, request_time, signature_mismatch, signatures_equal, Auth, Credentials, Payload,
+    RequestView,
+};
 use crate::s3::error::S3Result;
 use crate::s3_error;
 
 /// Sub-resources that are part of the string to sign, in sorted order.
 const SUBRESOURCES: &[&str] = &[
-    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber", "policy", "requestPayment",
-    "response-cache-control", "response-content-disposition", "response-content-encoding", "response-content-language",
-    "response-content-type", "response-expires", "restore", "tagging", "torrent", "uploadId", "uploads", "versionId",
-    "versioning", "versions", "website",
+    "acl",
+    "cors",
+    "delete",
+    "lifecycle",
+    "location",
+    "logging",
+    "notification",
+    "partNumber",
+    "policy",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "restore",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
 ];
 
-fn string_to_sign(req: &RequestView<'_>, date_or_expires: &str) -> String {
+/// The strings a client may have signed: S3 names a bucket as `/bucket/` (botocore signs that
+/// while sending `/bucket`); older clients sign the path as sent. Both are accepted.
+fn strings_to_sign(req: &RequestView<'_>, date_or_expires: &str) -> Vec<String> {
+    let as_sent = string_to_sign(req, date_or_expires, req.raw_path);
+    let path = req.raw_path.strip_prefix('/').unwrap_or(req.raw_path);
+    if req.vhost_bucket.is_none() && !path.is_empty() && !path.contains('/') {
+        vec![
+            string_to_sign(req, date_or_expires, &format!("{}/", req.raw_path)),
+            as_sent,
+        ]
+    } else {
+        vec![as_sent]
+    }
+}
+
+fn verify_any(secret: &str, candidates: &[String], signature: &str) -> bool {
+    candidates
+        .iter()
+        .any(|c| signatures_equal(&sign(secret, c), signature))
+}
+
+fn string_to_sign(req: &RequestView<'_>, date_or_expires: &str, raw_path: &str) -> String {
     let mut amz: Vec<(String, String)> = Vec::new();
     for (name, value) in req.headers.iter() {
         let name = name.as_str();
@@ -36,14 +81,22 @@ fn string_to_sign(req: &RequestView<'_>, date_or_expires: &str) -> String {
     }
     amz.sort();
     // With x-amz-date present, the Date line is empty.
-    let date = if amz.iter().any(|(n, _)| n == "x-amz-date") { "" } else { date_or_expires };
+    let date = if amz.iter().any(|(n, _)| n == "x-amz-date") {
+        ""
+    } else {
+        date_or_expires
+    };
     let mut resource = String::new();
     if let Some(bucket) = req.vhost_bucket {
         resource.push('/');
         resource.push_str(bucket);
     }
-    resource.push_str(req.raw_path);
-    let mut subs: Vec<&(String, String)> = req.query.iter().filter(|(k, _)| SUBRESOURCES.contains(&k.as_str())).collect();
+    resource.push_str(raw_path);
+    let mut subs: Vec<&(String, String)> = req
+        .query
+        .iter()
+        .filter(|(k, _)| SUBRESOURCES.contains(&k.as_str()))
+        .collect();
     subs.sort();
     for (i, (k, v)) in subs.iter().enumerate() {
         resource.push(if i == 0 { '?' } else { '&' });
@@ -53,7 +106,13 @@ fn string_to_sign(req: &RequestView<'_>, date_or_expires: &str) -> String {
             resource.push_str(v);
         }
     }
-    let mut out = format!("{}\n{}\n{}\n{}\n", req.method.as_str(), req.header("content-md5"), req.header("content-type"), date);
+    let mut out = format!(
+        "{}\n{}\n{}\n{}\n",
+        req.method.as_str(),
+        req.header("content-md5"),
+        req.header("content-type"),
+        date
+    );
     for (n, v) in amz {
         out.push_str(&format!("{n}:{v}\n"));
     }
@@ -62,43 +121,79 @@ fn string_to_sign(req: &RequestView<'_>, date_or_expires: &str) -> String {
 }
 
 fn sign(secret: &str, to_sign: &str) -> String {
-    let mut mac = Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(to_sign.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
 /// Verifies `Authorization: AWS AKID:signature` (`rest` is what follows `AWS `).
-pub fn verify_header(req: &RequestView<'_>, rest: &str, creds: &Credentials, now_secs: u64) -> S3Result<Auth> {
-    let (access_key, signature) = rest
-        .split_once(':')
-        .ok_or_else(|| s3_error!(AuthorizationHeaderMalformed, BAD_REQUEST, "SigV2 Authorization must be 'AWS AccessKeyId:Signature'"))?;
+pub fn verify_header(
+    req: &RequestView<'_>,
+    rest: &str,
+    creds: &Credentials,
+    now_secs: u64,
+) -> S3Result<Auth> {
+    let (access_key, signature) = rest.split_once(':').ok_or_else(|| {
+        s3_error!(
+            AuthorizationHeaderMalformed,
+            BAD_REQUEST,
+            "SigV2 Authorization must be 'AWS AccessKeyId:Signature'"
+        )
+    })?;
     let secret = creds.secret(access_key)?;
-    let request_secs = request_time(req).ok_or_else(|| s3_error!(AccessDenied, FORBIDDEN, "a valid Date or x-amz-date header is required"))?;
+    let request_secs = request_time(req).ok_or_else(|| {
+        s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "a valid Date or x-amz-date header is required"
+        )
+    })?;
     check_skew(request_secs, now_secs)?;
-    let expected = sign(secret, &string_to_sign(req, req.header("date")));
-    if !signatures_equal(&expected, signature.trim()) {
+    if !verify_any(
+        secret,
+        &strings_to_sign(req, req.header("date")),
+        signature.trim(),
+    ) {
         return Err(signature_mismatch());
     }
-    Ok(Auth { access_key: access_key.to_string(), payload: Payload::Unsigned })
+    Ok(Auth {
+        access_key: access_key.to_string(),
+        payload: Payload::Unsigned,
+    })
 }
 
 /// Verifies a SigV2 presigned URL.
-pub fn verify_presigned(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) -> S3Result<Auth> {
+pub fn verify_presigned(
+    req: &RequestView<'_>,
+    creds: &Credentials,
+    now_secs: u64,
+) -> S3Result<Auth> {
     let access_key = req.query("AWSAccessKeyId").unwrap_or_default();
     let signature = req.query("Signature").unwrap_or_default();
     let expires = req.query("Expires").unwrap_or_default();
-    let expires_secs: u64 = expires
-        .parse()
-        .map_err(|_| s3_error!(AuthorizationQueryParametersError, BAD_REQUEST, "Expires must be a Unix time in seconds"))?;
+    let expires_secs: u64 = expires.parse().map_err(|_| {
+        s3_error!(
+            AuthorizationQueryParametersError,
+            BAD_REQUEST,
+            "Expires must be a Unix time in seconds"
+        )
+    })?;
     if now_secs > expires_secs {
-        return Err(s3_error!(AccessDenied, FORBIDDEN, "request has expired (Expires {expires_secs})"));
+        return Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "request has expired (Expires {expires_secs})"
+        ));
     }
     let secret = creds.secret(access_key)?;
-    let expected = sign(secret, &string_to_sign(req, expires));
-    if !signatures_equal(&expected, signature) {
+    if !verify_any(secret, &strings_to_sign(req, expires), signature) {
         return Err(signature_mismatch());
     }
-    Ok(Auth { access_key: access_key.to_string(), payload: Payload::Unsigned })
+    Ok(Auth {
+        access_key: access_key.to_string(),
+        payload: Payload::Unsigned,
+    })
 }
 
 #[cfg(test)]
@@ -110,11 +205,29 @@ mod tests {
     #[test]
     fn aws_documentation_example() {
         let mut headers = HeaderMap::new();
-        headers.insert("host", HeaderValue::from_static("johnsmith.s3.amazonaws.com"));
-        headers.insert("date", HeaderValue::from_static("Tue, 27 Mar 2007 19:36:42 +0000"));
-        let req = RequestView { method: &Method::GET, raw_path: "/photos/puppy.jpg", query: &[], headers: &headers, vhost_bucket: Some("johnsmith") };
-        let to_sign = string_to_sign(&req, "Tue, 27 Mar 2007 19:36:42 +0000");
-        assert_eq!(to_sign, "GET\n\n\nTue, 27 Mar 2007 19:36:42 +0000\n/johnsmith/photos/puppy.jpg");
-        assert_eq!(sign("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", &to_sign), "bWq2s1WEIj+Ydj0vQ697zp+IXMU=");
+        headers.insert(
+            "host",
+            HeaderValue::from_static("johnsmith.s3.amazonaws.com"),
+        );
+        headers.insert(
+            "date",
+            HeaderValue::from_static("Tue, 27 Mar 2007 19:36:42 +0000"),
+        );
+        let req = RequestView {
+            method: &Method::GET,
+            raw_path: "/photos/puppy.jpg",
+            query: &[],
+            headers: &headers,
+            vhost_bucket: Some("johnsmith"),
+        };
+        let to_sign = string_to_sign(&req, "Tue, 27 Mar 2007 19:36:42 +0000", req.raw_path);
+        assert_eq!(
+            to_sign,
+            "GET\n\n\nTue, 27 Mar 2007 19:36:42 +0000\n/johnsmith/photos/puppy.jpg"
+        );
+        assert_eq!(
+            sign("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", &to_sign),
+            "bWq2s1WEIj+Ydj0vQ697zp+IXMU="
+        );
     }
 }

@@ -4,7 +4,10 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{check_skew, parse_amz_date, signature_mismatch, signatures_equal, Auth, Credentials, Payload, RequestView, StreamingAuth};
+use super::{
+    check_skew, parse_amz_date, signature_mismatch, signatures_equal, Auth, Credentials, Payload,
+    RequestView, StreamingAuth,
+};
 use crate::s3::error::S3Result;
 use crate::s3_error;
 
@@ -37,7 +40,10 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (keep_slash && b == b'/') {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (keep_slash && b == b'/')
+        {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -64,7 +70,11 @@ fn canonical_query(query: &[(String, String)], skip_signature: bool) -> String {
         .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn canonical_headers(req: &RequestView<'_>, signed: &[&str]) -> S3Result<String> {
@@ -74,10 +84,19 @@ fn canonical_headers(req: &RequestView<'_>, signed: &[&str]) -> S3Result<String>
             .headers
             .get_all(*name)
             .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).split_whitespace().collect::<Vec<_>>().join(" "))
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
             .collect();
         if values.is_empty() {
-            return Err(s3_error!(AccessDenied, FORBIDDEN, "signed header {name} is missing from the request"));
+            return Err(s3_error!(
+                AccessDenied,
+                FORBIDDEN,
+                "signed header {name} is missing from the request"
+            ));
         }
         out.push_str(name);
         out.push(':');
@@ -88,7 +107,10 @@ fn canonical_headers(req: &RequestView<'_>, signed: &[&str]) -> S3Result<String>
 }
 
 fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
-    format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", sha256_hex(canonical_request.as_bytes()))
+    format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    )
 }
 
 /// Parsed `Credential=AKID/date/region/service/aws4_request`.
@@ -103,13 +125,25 @@ impl<'a> Credential<'a> {
     fn parse(s: &'a str) -> S3Result<Self> {
         let parts: Vec<&str> = s.split('/').collect();
         if parts.len() != 5 || parts[4] != "aws4_request" || parts[1].len() != 8 {
-            return Err(s3_error!(AuthorizationHeaderMalformed, BAD_REQUEST, "malformed credential scope {s:?}"));
+            return Err(s3_error!(
+                AuthorizationHeaderMalformed,
+                BAD_REQUEST,
+                "malformed credential scope {s:?}"
+            ));
         }
-        Ok(Credential { access_key: parts[0], date: parts[1], region: parts[2], service: parts[3] })
+        Ok(Credential {
+            access_key: parts[0],
+            date: parts[1],
+            region: parts[2],
+            service: parts[3],
+        })
     }
 
     fn scope(&self) -> String {
-        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
     }
 }
 
@@ -135,12 +169,24 @@ fn verify(
     let cred = Credential::parse(credential)?;
     let secret = creds.secret(cred.access_key)?;
     if !amz_date.starts_with(cred.date) {
-        return Err(s3_error!(AuthorizationHeaderMalformed, BAD_REQUEST, "credential date {} does not match x-amz-date {amz_date}", cred.date));
+        return Err(s3_error!(
+            AuthorizationHeaderMalformed,
+            BAD_REQUEST,
+            "credential date {} does not match x-amz-date {amz_date}",
+            cred.date
+        ));
     }
-    let mut signed: Vec<&str> = signed_headers.split(';').filter(|h| !h.is_empty()).collect();
+    let mut signed: Vec<&str> = signed_headers
+        .split(';')
+        .filter(|h| !h.is_empty())
+        .collect();
     signed.sort_unstable();
     if !signed.contains(&"host") {
-        return Err(s3_error!(AccessDenied, FORBIDDEN, "the host header must be signed"));
+        return Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "the host header must be signed"
+        ));
     }
     let canonical = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
@@ -153,12 +199,21 @@ fn verify(
     );
     let scope = cred.scope();
     let key = signing_key(secret, cred.date, cred.region, cred.service);
-    let expected = hex::encode(hmac_sha256(&key, string_to_sign(amz_date, &scope, &canonical).as_bytes()));
+    let expected = hex::encode(hmac_sha256(
+        &key,
+        string_to_sign(amz_date, &scope, &canonical).as_bytes(),
+    ));
     if !signatures_equal(&expected, signature) {
         tracing::debug!(canonical_request = %canonical, "SigV4 signature mismatch");
         return Err(signature_mismatch());
     }
-    Ok(Verified { access_key: cred.access_key.to_string(), key, signature: signature.to_string(), amz_date: amz_date.to_string(), scope })
+    Ok(Verified {
+        access_key: cred.access_key.to_string(),
+        key,
+        signature: signature.to_string(),
+        amz_date: amz_date.to_string(),
+        scope,
+    })
 }
 
 /// Verifies `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
@@ -174,18 +229,42 @@ pub fn verify_header(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) 
             _ => {}
         }
     }
-    let (Some(credential), Some(signed_headers), Some(signature)) = (credential, signed_headers, signature) else {
-        return Err(s3_error!(AuthorizationHeaderMalformed, BAD_REQUEST, "the Authorization header needs Credential, SignedHeaders and Signature"));
+    let (Some(credential), Some(signed_headers), Some(signature)) =
+        (credential, signed_headers, signature)
+    else {
+        return Err(s3_error!(
+            AuthorizationHeaderMalformed,
+            BAD_REQUEST,
+            "the Authorization header needs Credential, SignedHeaders and Signature"
+        ));
     };
     let amz_date = req.header("x-amz-date");
-    let request_secs = parse_amz_date(amz_date)
-        .ok_or_else(|| s3_error!(AccessDenied, FORBIDDEN, "x-amz-date is missing or malformed: {amz_date:?}"))?;
+    let request_secs = parse_amz_date(amz_date).ok_or_else(|| {
+        s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "x-amz-date is missing or malformed: {amz_date:?}"
+        )
+    })?;
     check_skew(request_secs, now_secs)?;
     let payload_hash = req.header("x-amz-content-sha256");
     if payload_hash.is_empty() {
-        return Err(s3_error!(InvalidRequest, BAD_REQUEST, "missing required header x-amz-content-sha256"));
+        return Err(s3_error!(
+            InvalidRequest,
+            BAD_REQUEST,
+            "missing required header x-amz-content-sha256"
+        ));
     }
-    let v = verify(req, creds, credential, signed_headers, signature, amz_date, payload_hash, false)?;
+    let v = verify(
+        req,
+        creds,
+        credential,
+        signed_headers,
+        signature,
+        amz_date,
+        payload_hash,
+        false,
+    )?;
     let streaming = |signed: bool, trailer: bool| {
         Payload::Streaming(StreamingAuth {
             signed,
@@ -201,40 +280,98 @@ pub fn verify_header(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) 
         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" => streaming(true, false),
         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => streaming(true, true),
         "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => streaming(false, true),
-        h if h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()) => Payload::Sha256(h.to_ascii_lowercase()),
+        h if h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()) => {
+            Payload::Sha256(h.to_ascii_lowercase())
+        }
         other => {
-            return Err(s3_error!(InvalidArgument, BAD_REQUEST, "unsupported x-amz-content-sha256 value {other:?}"));
+            return Err(s3_error!(
+                InvalidArgument,
+                BAD_REQUEST,
+                "unsupported x-amz-content-sha256 value {other:?}"
+            ));
         }
     };
-    Ok(Auth { access_key: v.access_key, payload })
+    Ok(Auth {
+        access_key: v.access_key,
+        payload,
+    })
 }
 
 /// Verifies a presigned URL (`X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=...`).
-pub fn verify_presigned(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) -> S3Result<Auth> {
+pub fn verify_presigned(
+    req: &RequestView<'_>,
+    creds: &Credentials,
+    now_secs: u64,
+) -> S3Result<Auth> {
     let param = |name: &str| {
-        req.query(name).ok_or_else(|| s3_error!(AuthorizationQueryParametersError, BAD_REQUEST, "presigned URL lacks {name}"))
+        req.query(name).ok_or_else(|| {
+            s3_error!(
+                AuthorizationQueryParametersError,
+                BAD_REQUEST,
+                "presigned URL lacks {name}"
+            )
+        })
     };
     if param("X-Amz-Algorithm")? != "AWS4-HMAC-SHA256" {
-        return Err(s3_error!(AuthorizationQueryParametersError, BAD_REQUEST, "X-Amz-Algorithm must be AWS4-HMAC-SHA256"));
+        return Err(s3_error!(
+            AuthorizationQueryParametersError,
+            BAD_REQUEST,
+            "X-Amz-Algorithm must be AWS4-HMAC-SHA256"
+        ));
     }
     let amz_date = param("X-Amz-Date")?;
-    let request_secs = parse_amz_date(amz_date)
-        .ok_or_else(|| s3_error!(AuthorizationQueryParametersError, BAD_REQUEST, "X-Amz-Date is malformed: {amz_date:?}"))?;
-    let expires: u64 = param("X-Amz-Expires")?
-        .parse()
-        .map_err(|_| s3_error!(AuthorizationQueryParametersError, BAD_REQUEST, "X-Amz-Expires must be a number of seconds"))?;
+    let request_secs = parse_amz_date(amz_date).ok_or_else(|| {
+        s3_error!(
+            AuthorizationQueryParametersError,
+            BAD_REQUEST,
+            "X-Amz-Date is malformed: {amz_date:?}"
+        )
+    })?;
+    let expires: u64 = param("X-Amz-Expires")?.parse().map_err(|_| {
+        s3_error!(
+            AuthorizationQueryParametersError,
+            BAD_REQUEST,
+            "X-Amz-Expires must be a number of seconds"
+        )
+    })?;
     if expires > MAX_PRESIGNED_EXPIRES_SECS {
-        return Err(s3_error!(AuthorizationQueryParametersError, BAD_REQUEST, "X-Amz-Expires must be at most {MAX_PRESIGNED_EXPIRES_SECS} seconds"));
+        return Err(s3_error!(
+            AuthorizationQueryParametersError,
+            BAD_REQUEST,
+            "X-Amz-Expires must be at most {MAX_PRESIGNED_EXPIRES_SECS} seconds"
+        ));
     }
     if request_secs > now_secs + super::MAX_CLOCK_SKEW_SECS {
-        return Err(s3_error!(RequestTimeTooSkewed, FORBIDDEN, "the presigned URL's X-Amz-Date is in the future"));
+        return Err(s3_error!(
+            RequestTimeTooSkewed,
+            FORBIDDEN,
+            "the presigned URL's X-Amz-Date is in the future"
+        ));
     }
     if now_secs > request_secs + expires {
-        return Err(s3_error!(AccessDenied, FORBIDDEN, "request has expired (X-Amz-Expires {expires} s from {amz_date})"));
+        return Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "request has expired (X-Amz-Expires {expires} s from {amz_date})"
+        ));
     }
-    let payload_hash = req.query("X-Amz-Content-Sha256").unwrap_or(UNSIGNED_PAYLOAD);
-    let v = verify(req, creds, param("X-Amz-Credential")?, param("X-Amz-SignedHeaders")?, param("X-Amz-Signature")?, amz_date, payload_hash, true)?;
-    Ok(Auth { access_key: v.access_key, payload: Payload::Unsigned })
+    let payload_hash = req
+        .query("X-Amz-Content-Sha256")
+        .unwrap_or(UNSIGNED_PAYLOAD);
+    let v = verify(
+        req,
+        creds,
+        param("X-Amz-Credential")?,
+        param("X-Amz-SignedHeaders")?,
+        param("X-Amz-Signature")?,
+        amz_date,
+        payload_hash,
+        true,
+    )?;
+    Ok(Auth {
+        access_key: v.access_key,
+        payload: Payload::Unsigned,
+    })
 }
 
 /// Signature of one `aws-chunked` chunk (Amazon S3 API Reference, "Signature Calculations for
@@ -252,7 +389,12 @@ pub fn chunk_signature(auth: &StreamingAuth, previous: &str, chunk_sha256_hex: &
 /// Signature of the trailer of an `aws-chunked` body; `trailer` is its canonical form
 /// (`name:value\n` per trailing header).
 pub fn trailer_signature(auth: &StreamingAuth, previous: &str, trailer: &str) -> String {
-    let to_sign = format!("AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{previous}\n{}", auth.amz_date, auth.scope, sha256_hex(trailer.as_bytes()));
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256-TRAILER\n{}\n{}\n{previous}\n{}",
+        auth.amz_date,
+        auth.scope,
+        sha256_hex(trailer.as_bytes())
+    );
     hex::encode(hmac_sha256(&auth.signing_key, to_sign.as_bytes()))
 }
 
@@ -265,38 +407,70 @@ mod tests {
     #[test]
     fn aws_documentation_example_verifies() {
         let mut headers = HeaderMap::new();
-        headers.insert("host", HeaderValue::from_static("examplebucket.s3.amazonaws.com"));
+        headers.insert(
+            "host",
+            HeaderValue::from_static("examplebucket.s3.amazonaws.com"),
+        );
         headers.insert("range", HeaderValue::from_static("bytes=0-9"));
-        headers.insert("x-amz-content-sha256", HeaderValue::from_static("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+        headers.insert(
+            "x-amz-content-sha256",
+            HeaderValue::from_static(
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+        );
         headers.insert("x-amz-date", HeaderValue::from_static("20130524T000000Z"));
         headers.insert(
             "authorization",
             HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"),
         );
-        let creds = Credentials::single("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY");
-        let req = RequestView { method: &Method::GET, raw_path: "/test.txt", query: &[], headers: &headers, vhost_bucket: Some("examplebucket") };
+        let creds = Credentials::single(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        );
+        let req = RequestView {
+            method: &Method::GET,
+            raw_path: "/test.txt",
+            query: &[],
+            headers: &headers,
+            vhost_bucket: Some("examplebucket"),
+        };
         let now = parse_amz_date("20130524T000100Z").unwrap();
         let auth = verify_header(&req, &creds, now).unwrap();
         assert_eq!(auth.access_key, "AKIAIOSFODNN7EXAMPLE");
         let wrong = Credentials::single("AKIAIOSFODNN7EXAMPLE", "not-the-secret");
-        assert_eq!(verify_header(&req, &wrong, now).unwrap_err().code, "SignatureDoesNotMatch");
-        assert_eq!(verify_header(&req, &creds, now + 3600).unwrap_err().code, "RequestTimeTooSkewed");
+        assert_eq!(
+            verify_header(&req, &wrong, now).unwrap_err().code,
+            "SignatureDoesNotMatch"
+        );
+        assert_eq!(
+            verify_header(&req, &creds, now + 3600).unwrap_err().code,
+            "RequestTimeTooSkewed"
+        );
     }
 
     /// The seed and first chunk signature of the documentation's streaming PUT example.
     #[test]
     fn aws_documentation_chunk_signature() {
-        let key = signing_key("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "20130524", "us-east-1", "s3");
+        let key = signing_key(
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "20130524",
+            "us-east-1",
+            "s3",
+        );
         let auth = StreamingAuth {
             signed: true,
             trailer: false,
             signing_key: key,
-            seed_signature: "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9".into(),
+            seed_signature: "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
+                .into(),
             amz_date: "20130524T000000Z".into(),
             scope: "20130524/us-east-1/s3/aws4_request".into(),
         };
         let chunk = vec![b'a'; 65536];
         let sig = chunk_signature(&auth, &auth.seed_signature, &sha256_hex(&chunk));
-        assert_eq!(sig, "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648");
+        assert_eq!(
+            sig,
+            "ad80c730a21e5b8d04586a2213dd63b9a0e99e0e2307b0ade35a65485a288648"
+        );
     }
 }

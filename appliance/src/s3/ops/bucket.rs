@@ -18,12 +18,19 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     match ctx.method.clone() {
         Method::PUT => create_bucket(ctx).await,
         Method::DELETE => delete_bucket(ctx).await,
-        Method::HEAD => Ok(Response::builder().status(StatusCode::OK).body(Body::empty()).expect("static response")),
+        Method::HEAD => Ok(Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::empty())
+            .expect("static response")),
         Method::GET if ctx.has("location") => location(ctx),
         Method::GET if ctx.has("uploads") => super::multipart::list_uploads(ctx).await,
         Method::GET => list_objects(ctx).await,
         Method::POST if ctx.has("delete") => delete_objects(ctx).await,
-        m => Err(s3_error!(MethodNotAllowed, METHOD_NOT_ALLOWED, "{m} is not allowed on a bucket")),
+        m => Err(s3_error!(
+            MethodNotAllowed,
+            METHOD_NOT_ALLOWED,
+            "{m} is not allowed on a bucket"
+        )),
     }
 }
 
@@ -31,10 +38,16 @@ pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let buckets = blocking(move || store.list_buckets()).await?;
     let mut x = XmlBuilder::new("ListAllMyBucketsResult");
-    x.open("Owner").elem("ID", &ctx.auth.access_key).elem("DisplayName", &ctx.auth.access_key).close("Owner");
+    x.open("Owner")
+        .elem("ID", &ctx.auth.access_key)
+        .elem("DisplayName", &ctx.auth.access_key)
+        .close("Owner");
     x.open("Buckets");
     for b in buckets.iter().filter(|b| b.owner == ctx.auth.access_key) {
-        x.open("Bucket").elem("Name", &b.name).elem("CreationDate", iso8601(b.created_unix_ms)).close("Bucket");
+        x.open("Bucket")
+            .elem("Name", &b.name)
+            .elem("CreationDate", iso8601(b.created_unix_ms))
+            .close("Bucket");
     }
     x.close("Buckets");
     xml_response(x.finish("ListAllMyBucketsResult"))
@@ -46,14 +59,21 @@ async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (name, owner) = (ctx.bucket().to_string(), ctx.auth.access_key.clone());
     blocking(move || store.create_bucket(&name, &owner)).await?;
-    Ok(Response::builder().status(StatusCode::OK).header("location", format!("/{}", ctx.bucket())).body(Body::empty()).expect("valid header"))
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header("location", format!("/{}", ctx.bucket()))
+        .body(Body::empty())
+        .expect("valid header"))
 }
 
 async fn delete_bucket(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let name = ctx.bucket().to_string();
     blocking(move || store.delete_bucket(&name)).await?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Body::empty()).expect("static response"))
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::empty())
+        .expect("static response"))
 }
 
 fn location(ctx: Ctx) -> S3Result<Response> {
@@ -73,7 +93,13 @@ fn parse_max(ctx: &Ctx, name: &str) -> S3Result<usize> {
             .ok()
             .filter(|n| *n >= 0)
             .map(|n| n.min(1000) as usize)
-            .ok_or_else(|| s3_error!(InvalidArgument, BAD_REQUEST, "{name} must be a non-negative integer, got {v:?}")),
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidArgument,
+                    BAD_REQUEST,
+                    "{name} must be a non-negative integer, got {v:?}"
+                )
+            }),
     }
 }
 
@@ -82,7 +108,13 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
     let url_encode = match ctx.q("encoding-type") {
         None => false,
         Some("url") => true,
-        Some(other) => return Err(s3_error!(InvalidArgument, BAD_REQUEST, "invalid encoding-type {other:?}; only 'url' is supported")),
+        Some(other) => {
+            return Err(s3_error!(
+                InvalidArgument,
+                BAD_REQUEST,
+                "invalid encoding-type {other:?}; only 'url' is supported"
+            ))
+        }
     };
     let token = match ctx.q("continuation-token").filter(|_| v2) {
         Some(t) => Some(
@@ -90,14 +122,29 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
                 .decode(t)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| s3_error!(InvalidArgument, BAD_REQUEST, "the continuation token provided is incorrect"))?,
+                .ok_or_else(|| {
+                    s3_error!(
+                        InvalidArgument,
+                        BAD_REQUEST,
+                        "the continuation token provided is incorrect"
+                    )
+                })?,
         ),
         None => None,
     };
-    let start_after = if v2 { token.clone().or_else(|| ctx.q("start-after").map(str::to_string)) } else { ctx.q("marker").map(str::to_string) };
+    let start_after = if v2 {
+        token
+            .clone()
+            .or_else(|| ctx.q("start-after").map(str::to_string))
+    } else {
+        ctx.q("marker").map(str::to_string)
+    };
     let query = ListQuery {
         prefix: ctx.q("prefix").unwrap_or_default().to_string(),
-        delimiter: ctx.q("delimiter").filter(|d| !d.is_empty()).map(str::to_string),
+        delimiter: ctx
+            .q("delimiter")
+            .filter(|d| !d.is_empty())
+            .map(str::to_string),
         start_after: start_after.filter(|s| !s.is_empty()),
         max_keys: parse_max(&ctx, "max-keys")?,
     };
@@ -106,9 +153,16 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
     let q = query.clone();
     let page: ListPage = blocking(move || store.list_objects(&bucket, &q)).await?;
 
-    let enc = |s: &str| if url_encode { crate::s3::auth::sigv4::uri_encode(s, true) } else { s.to_string() };
+    let enc = |s: &str| {
+        if url_encode {
+            crate::s3::auth::sigv4::uri_encode(s, true)
+        } else {
+            s.to_string()
+        }
+    };
     let mut x = XmlBuilder::new("ListBucketResult");
-    x.elem("Name", ctx.bucket()).elem("Prefix", enc(&query.prefix));
+    x.elem("Name", ctx.bucket())
+        .elem("Prefix", enc(&query.prefix));
     if let Some(d) = &query.delimiter {
         x.elem("Delimiter", enc(d));
     }
@@ -118,10 +172,18 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
     }
     x.elem("IsTruncated", page.is_truncated.to_string());
     if v2 {
-        x.elem("KeyCount", (page.objects.len() + page.common_prefixes.len()).to_string());
+        x.elem(
+            "KeyCount",
+            (page.objects.len() + page.common_prefixes.len()).to_string(),
+        );
         x.opt("ContinuationToken", ctx.q("continuation-token"));
         x.opt("StartAfter", ctx.q("start-after").map(enc));
-        x.opt("NextContinuationToken", page.next_marker.as_ref().map(|m| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m)));
+        x.opt(
+            "NextContinuationToken",
+            page.next_marker
+                .as_ref()
+                .map(|m| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m)),
+        );
     } else {
         x.elem("Marker", enc(ctx.q("marker").unwrap_or_default()));
         x.opt("NextMarker", page.next_marker.as_deref().map(enc));
@@ -134,12 +196,17 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
             .elem("Size", o.size.to_string())
             .elem("StorageClass", "STANDARD");
         if !v2 || ctx.q("fetch-owner") == Some("true") {
-            x.open("Owner").elem("ID", &ctx.auth.access_key).elem("DisplayName", &ctx.auth.access_key).close("Owner");
+            x.open("Owner")
+                .elem("ID", &ctx.auth.access_key)
+                .elem("DisplayName", &ctx.auth.access_key)
+                .close("Owner");
         }
         x.close("Contents");
     }
     for p in &page.common_prefixes {
-        x.open("CommonPrefixes").elem("Prefix", enc(p)).close("CommonPrefixes");
+        x.open("CommonPrefixes")
+            .elem("Prefix", enc(p))
+            .close("CommonPrefixes");
     }
     xml_response(x.finish("ListBucketResult"))
 }
@@ -153,7 +220,9 @@ async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
         Ok(keys
             .into_iter()
             .map(|k| {
-                let r = store.delete_object(&bucket, &k).map_err(crate::s3::error::S3Error::from);
+                let r = store
+                    .delete_object(&bucket, &k)
+                    .map_err(crate::s3::error::S3Error::from);
                 (k, r)
             })
             .collect::<Vec<_>>())
@@ -167,7 +236,11 @@ async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
                 x.open("Deleted").elem("Key", &key).close("Deleted");
             }
             Err(e) => {
-                x.open("Error").elem("Key", &key).elem("Code", e.code).elem("Message", &e.message).close("Error");
+                x.open("Error")
+                    .elem("Key", &key)
+                    .elem("Code", e.code)
+                    .elem("Message", &e.message)
+                    .close("Error");
             }
         }
     }

@@ -19,7 +19,10 @@ use futures_util::StreamExt;
 use parking_lot::Mutex;
 
 use super::auth::{self, Auth, Payload, RequestView};
-use super::body::{AwsChunkedReader, ChannelReader, ChecksumAlgorithm, ChecksumReader, Expected, Sha256Reader, Trailers};
+use super::body::{
+    AwsChunkedReader, ChannelReader, ChecksumAlgorithm, ChecksumReader, Expected, Sha256Reader,
+    Trailers,
+};
 use super::error::{S3Error, S3Result};
 use super::AppState;
 use crate::s3_error;
@@ -51,7 +54,10 @@ pub struct Ctx {
 impl Ctx {
     /// A query parameter.
     pub fn q(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Whether a query parameter is present (with or without value).
@@ -85,7 +91,11 @@ impl Ctx {
         .await
         .and_then(|v| {
             if v.len() > max_bytes {
-                Err(s3_error!(MalformedXML, BAD_REQUEST, "request body is larger than {max_bytes} bytes"))
+                Err(s3_error!(
+                    MalformedXML,
+                    BAD_REQUEST,
+                    "request body is larger than {max_bytes} bytes"
+                ))
             } else {
                 Ok(v)
             }
@@ -94,14 +104,25 @@ impl Ctx {
 
     /// The body as a verified blocking reader (see `s3::body`), plus the cell that receives the
     /// verified flexible checksum. Fails early when the declared size exceeds `max_bytes`.
-    pub fn body_reader(&mut self, max_bytes: u64) -> S3Result<(Box<dyn Read + Send>, Arc<Mutex<Option<(String, String)>>>)> {
+    pub fn body_reader(
+        &mut self,
+        max_bytes: u64,
+    ) -> S3Result<(Box<dyn Read + Send>, Arc<Mutex<Option<(String, String)>>>)> {
         let declared = match &self.auth.payload {
-            Payload::Streaming(_) => self.header("x-amz-decoded-content-length").and_then(|v| v.parse::<u64>().ok()),
-            _ => self.header("content-length").and_then(|v| v.parse::<u64>().ok()),
+            Payload::Streaming(_) => self
+                .header("x-amz-decoded-content-length")
+                .and_then(|v| v.parse::<u64>().ok()),
+            _ => self
+                .header("content-length")
+                .and_then(|v| v.parse::<u64>().ok()),
         };
         if let Some(size) = declared {
             if size > max_bytes {
-                return Err(s3_error!(EntityTooLarge, BAD_REQUEST, "your proposed upload of {size} bytes exceeds the maximum of {max_bytes} bytes"));
+                return Err(s3_error!(
+                    EntityTooLarge,
+                    BAD_REQUEST,
+                    "your proposed upload of {size} bytes exceeds the maximum of {max_bytes} bytes"
+                ));
             }
         }
         let raw_limit = match &self.auth.payload {
@@ -115,21 +136,38 @@ impl Ctx {
         let mut reader: Box<dyn Read + Send> = match &self.auth.payload {
             Payload::Unsigned => Box::new(channel),
             Payload::Sha256(hex) => Box::new(Sha256Reader::new(channel, hex.clone())),
-            Payload::Streaming(s) => Box::new(AwsChunkedReader::new(channel, s.clone(), declared, trailers.clone())),
+            Payload::Streaming(s) => Box::new(AwsChunkedReader::new(
+                channel,
+                s.clone(),
+                declared,
+                trailers.clone(),
+            )),
         };
         let verified = Arc::new(Mutex::new(None));
         if let Some((algorithm, expected)) = self.expected_checksum(&trailers)? {
-            reader = Box::new(ChecksumReader::new(reader, algorithm, expected, verified.clone()));
+            reader = Box::new(ChecksumReader::new(
+                reader,
+                algorithm,
+                expected,
+                verified.clone(),
+            ));
         }
         Ok((reader, verified))
     }
 
-    fn expected_checksum(&self, trailers: &Trailers) -> S3Result<Option<(ChecksumAlgorithm, Expected)>> {
+    fn expected_checksum(
+        &self,
+        trailers: &Trailers,
+    ) -> S3Result<Option<(ChecksumAlgorithm, Expected)>> {
         let mut found = None;
         for algorithm in ChecksumAlgorithm::ALL {
             if let Some(v) = self.header(&algorithm.header()) {
                 if found.is_some() {
-                    return Err(s3_error!(InvalidRequest, BAD_REQUEST, "expecting a single x-amz-checksum- header"));
+                    return Err(s3_error!(
+                        InvalidRequest,
+                        BAD_REQUEST,
+                        "expecting a single x-amz-checksum- header"
+                    ));
                 }
                 found = Some((algorithm, Expected::Header(v.trim().to_string())));
             }
@@ -140,9 +178,19 @@ impl Ctx {
                 let algorithm = ChecksumAlgorithm::ALL
                     .into_iter()
                     .find(|a| a.header() == name)
-                    .ok_or_else(|| s3_error!(InvalidRequest, BAD_REQUEST, "unsupported x-amz-trailer {trailer:?}"))?;
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidRequest,
+                            BAD_REQUEST,
+                            "unsupported x-amz-trailer {trailer:?}"
+                        )
+                    })?;
                 if !matches!(&self.auth.payload, Payload::Streaming(s) if s.trailer) {
-                    return Err(s3_error!(InvalidRequest, BAD_REQUEST, "x-amz-trailer needs a STREAMING-...-TRAILER payload"));
+                    return Err(s3_error!(
+                        InvalidRequest,
+                        BAD_REQUEST,
+                        "x-amz-trailer needs a STREAMING-...-TRAILER payload"
+                    ));
                 }
                 found = Some((algorithm, Expected::Trailer(trailers.clone())));
             }
@@ -154,13 +202,21 @@ impl Ctx {
     ///
     /// Errors: InvalidDigest if it is not base64 of 16 bytes.
     pub fn content_md5(&self) -> S3Result<Option<[u8; 16]>> {
-        let Some(v) = self.header("content-md5") else { return Ok(None) };
+        let Some(v) = self.header("content-md5") else {
+            return Ok(None);
+        };
         base64::engine::general_purpose::STANDARD
             .decode(v.trim())
             .ok()
             .and_then(|b| <[u8; 16]>::try_from(b).ok())
             .map(Some)
-            .ok_or_else(|| s3_error!(InvalidDigest, BAD_REQUEST, "the Content-MD5 you specified is not valid"))
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidDigest,
+                    BAD_REQUEST,
+                    "the Content-MD5 you specified is not valid"
+                )
+            })
     }
 
     /// `x-amz-meta-*` headers as (name, value), checked against the 2 KB limit.
@@ -175,7 +231,11 @@ impl Ctx {
             }
         }
         if total > MAX_USER_METADATA_BYTES {
-            return Err(s3_error!(MetadataTooLarge, BAD_REQUEST, "user metadata is {total} bytes; the limit is {MAX_USER_METADATA_BYTES}"));
+            return Err(s3_error!(
+                MetadataTooLarge,
+                BAD_REQUEST,
+                "user metadata is {total} bytes; the limit is {MAX_USER_METADATA_BYTES}"
+            ));
         }
         Ok(out)
     }
@@ -216,20 +276,31 @@ fn pump_body(body: Body, idle: std::time::Duration, max_bytes: u64) -> ChannelRe
 }
 
 /// Runs an engine call on a blocking thread.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> hoard::Result<T> + Send + 'static) -> S3Result<T> {
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> hoard::Result<T> + Send + 'static,
+) -> S3Result<T> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(S3Error::from),
-        Err(e) => Err(s3_error!(InternalError, INTERNAL_SERVER_ERROR, "worker failed: {e}")),
+        Err(e) => Err(s3_error!(
+            InternalError,
+            INTERNAL_SERVER_ERROR,
+            "worker failed: {e}"
+        )),
     }
 }
 
-async fn blocking_io<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> S3Result<T> {
+async fn blocking_io<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> S3Result<T> {
     blocking(move || f().map_err(hoard::Error::Body)).await
 }
 
 /// Unix seconds now.
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// ISO 8601 with milliseconds, as S3 XML uses (`2026-11-22T02:41:01.000Z`).
@@ -247,7 +318,13 @@ pub fn iso8601(unix_ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, unix_ms % 1000)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        unix_ms % 1000
+    )
 }
 
 /// HTTP date (RFC 9110) for Last-Modified.
@@ -259,7 +336,13 @@ fn decode_component(s: &str, what: &str) -> S3Result<String> {
     percent_encoding::percent_decode_str(s)
         .decode_utf8()
         .map(|c| c.into_owned())
-        .map_err(|_| s3_error!(InvalidURI, BAD_REQUEST, "the {what} is not valid UTF-8 once decoded"))
+        .map_err(|_| {
+            s3_error!(
+                InvalidURI,
+                BAD_REQUEST,
+                "the {what} is not valid UTF-8 once decoded"
+            )
+        })
 }
 
 fn parse_query(raw: &str) -> S3Result<Vec<(String, String)>> {
@@ -273,11 +356,21 @@ fn parse_query(raw: &str) -> S3Result<Vec<(String, String)>> {
 }
 
 /// Splits a request into (vhost bucket, bucket, key) from Host and path.
-fn parse_target(host: &str, raw_path: &str, domains: &[String]) -> S3Result<(Option<String>, Option<String>, Option<String>)> {
-    let host = host.rsplit_once(':').filter(|(_, port)| port.bytes().all(|c| c.is_ascii_digit())).map_or(host, |(h, _)| h);
+fn parse_target(
+    host: &str,
+    raw_path: &str,
+    domains: &[String],
+) -> S3Result<(Option<String>, Option<String>, Option<String>)> {
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
     let vhost = domains
         .iter()
-        .find_map(|d| host.strip_suffix(d.as_str()).and_then(|h| h.strip_suffix('.')))
+        .find_map(|d| {
+            host.strip_suffix(d.as_str())
+                .and_then(|h| h.strip_suffix('.'))
+        })
         .filter(|b| !b.is_empty())
         .map(str::to_string);
     let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
@@ -288,8 +381,12 @@ fn parse_target(host: &str, raw_path: &str, domains: &[String]) -> S3Result<(Opt
             ((!b.is_empty()).then(|| b.to_string()), k)
         }
     };
-    let bucket = bucket.map(|b| decode_component(&b, "bucket name")).transpose()?;
-    let key = (!key.is_empty()).then(|| decode_component(key, "object key")).transpose()?;
+    let bucket = bucket
+        .map(|b| decode_component(&b, "bucket name"))
+        .transpose()?;
+    let key = (!key.is_empty())
+        .then(|| decode_component(key, "object key"))
+        .transpose()?;
     Ok((vhost, bucket, key))
 }
 
@@ -298,11 +395,31 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
     let (parts, body) = req.into_parts();
     let raw_path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query().unwrap_or(""))?;
-    let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let (vhost, bucket, key) = parse_target(&host, &raw_path, &state.config.domains)?;
-    let view = RequestView { method: &parts.method, raw_path: &raw_path, query: &query, headers: &parts.headers, vhost_bucket: vhost.as_deref() };
+    let view = RequestView {
+        method: &parts.method,
+        raw_path: &raw_path,
+        query: &query,
+        headers: &parts.headers,
+        vhost_bucket: vhost.as_deref(),
+    };
     let auth = auth::authenticate(&view, &state.credentials, now_secs())?;
-    let ctx = Ctx { state, method: parts.method, headers: parts.headers, query, bucket, key, auth, body: Some(body) };
+    let ctx = Ctx {
+        state,
+        method: parts.method,
+        headers: parts.headers,
+        query,
+        bucket,
+        key,
+        auth,
+        body: Some(body),
+    };
 
     let creating_bucket = ctx.method == Method::PUT && ctx.key.is_none();
     if let (Some(b), false) = (&ctx.bucket, creating_bucket) {
@@ -310,14 +427,23 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         let name = b.clone();
         let info = blocking(move || store.head_bucket(&name)).await?;
         if info.owner != ctx.auth.access_key {
-            return Err(s3_error!(AccessDenied, FORBIDDEN, "bucket {} belongs to another user", info.name));
+            return Err(s3_error!(
+                AccessDenied,
+                FORBIDDEN,
+                "bucket {} belongs to another user",
+                info.name
+            ));
         }
     }
 
     let m = ctx.method.clone();
     match (ctx.bucket.is_some(), ctx.key.is_some()) {
         (false, _) if m == Method::GET => bucket::list_buckets(ctx).await,
-        (false, _) => Err(s3_error!(MethodNotAllowed, METHOD_NOT_ALLOWED, "{m} is not allowed on the service")),
+        (false, _) => Err(s3_error!(
+            MethodNotAllowed,
+            METHOD_NOT_ALLOWED,
+            "{m} is not allowed on the service"
+        )),
         (true, false) => bucket::dispatch(ctx).await,
         (true, true) => {
             if ctx.has("uploads") || ctx.has("uploadId") {
@@ -331,14 +457,43 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
 
 /// The sub-resources we do not implement; asking for one gets NotImplemented, not a wrong answer.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "acl", "cors", "encryption", "inventory", "lifecycle", "logging", "metrics", "notification", "object-lock", "ownershipControls",
-    "policy", "policyStatus", "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "legal-hold", "select",
-    "tagging", "torrent", "versioning", "versions", "website", "accelerate", "analytics", "intelligent-tiering", "attributes",
+    "acl",
+    "cors",
+    "encryption",
+    "inventory",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "legal-hold",
+    "select",
+    "tagging",
+    "torrent",
+    "versioning",
+    "versions",
+    "website",
+    "accelerate",
+    "analytics",
+    "intelligent-tiering",
+    "attributes",
 ];
 
 fn refuse_unsupported(ctx: &Ctx) -> S3Result<()> {
     if let Some(sub) = UNSUPPORTED_SUBRESOURCES.iter().find(|s| ctx.has(s)) {
-        return Err(s3_error!(NotImplemented, NOT_IMPLEMENTED, "the ?{sub} sub-resource is not implemented"));
+        return Err(s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "the ?{sub} sub-resource is not implemented"
+        ));
     }
     Ok(())
 }
@@ -350,8 +505,14 @@ mod tests {
     #[test]
     fn targets_parse_both_styles() {
         let d = vec!["localhost".to_string()];
-        assert_eq!(parse_target("127.0.0.1:9000", "/b/a%20b/c", &d).unwrap(), (None, Some("b".into()), Some("a b/c".into())));
-        assert_eq!(parse_target("127.0.0.1", "/b/", &d).unwrap(), (None, Some("b".into()), None));
+        assert_eq!(
+            parse_target("127.0.0.1:9000", "/b/a%20b/c", &d).unwrap(),
+            (None, Some("b".into()), Some("a b/c".into()))
+        );
+        assert_eq!(
+            parse_target("127.0.0.1", "/b/", &d).unwrap(),
+            (None, Some("b".into()), None)
+        );
         assert_eq!(parse_target("x", "/", &d).unwrap(), (None, None, None));
         assert_eq!(
             parse_target("bk.localhost:9000", "/k", &d).unwrap(),

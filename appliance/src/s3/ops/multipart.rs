@@ -17,13 +17,19 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     match ctx.method.clone() {
         Method::POST if ctx.has("uploads") => create(ctx).await,
         Method::POST => complete(ctx).await,
-        Method::PUT if ctx.header("x-amz-copy-source").is_some() => {
-            Err(s3_error!(NotImplemented, NOT_IMPLEMENTED, "UploadPartCopy is not implemented"))
-        }
+        Method::PUT if ctx.header("x-amz-copy-source").is_some() => Err(s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "UploadPartCopy is not implemented"
+        )),
         Method::PUT => upload_part(ctx).await,
         Method::DELETE => abort(ctx).await,
         Method::GET => list_parts(ctx).await,
-        m => Err(s3_error!(MethodNotAllowed, METHOD_NOT_ALLOWED, "{m} is not allowed on a multipart upload")),
+        m => Err(s3_error!(
+            MethodNotAllowed,
+            METHOD_NOT_ALLOWED,
+            "{m} is not allowed on a multipart upload"
+        )),
     }
 }
 
@@ -38,7 +44,13 @@ async fn create(ctx: Ctx) -> S3Result<Response> {
     let algorithm = match ctx.header("x-amz-checksum-algorithm") {
         Some(a) => Some(
             ChecksumAlgorithm::parse(a)
-                .ok_or_else(|| s3_error!(InvalidRequest, BAD_REQUEST, "unsupported x-amz-checksum-algorithm {a:?}"))?
+                .ok_or_else(|| {
+                    s3_error!(
+                        InvalidRequest,
+                        BAD_REQUEST,
+                        "unsupported x-amz-checksum-algorithm {a:?}"
+                    )
+                })?
                 .name()
                 .to_string(),
         ),
@@ -47,14 +59,26 @@ async fn create(ctx: Ctx) -> S3Result<Response> {
     let content_type = ctx.header("content-type").map(str::to_string);
     let metadata = ctx.user_metadata()?;
     let store = ctx.state.store.clone();
-    let (bucket, key, owner) = (ctx.bucket().to_string(), ctx.key().to_string(), ctx.auth.access_key.clone());
+    let (bucket, key, owner) = (
+        ctx.bucket().to_string(),
+        ctx.key().to_string(),
+        ctx.auth.access_key.clone(),
+    );
     let algo = algorithm.clone();
-    let id = blocking(move || store.create_multipart_upload(&bucket, &key, &owner, content_type, metadata, algo)).await?;
+    let id = blocking(move || {
+        store.create_multipart_upload(&bucket, &key, &owner, content_type, metadata, algo)
+    })
+    .await?;
     let mut x = XmlBuilder::new("InitiateMultipartUploadResult");
-    x.elem("Bucket", ctx.bucket()).elem("Key", ctx.key()).elem("UploadId", &id);
+    x.elem("Bucket", ctx.bucket())
+        .elem("Key", ctx.key())
+        .elem("UploadId", &id);
     let mut resp = xml_response(x.finish("InitiateMultipartUploadResult"))?;
     if let Some(a) = algorithm {
-        resp.headers_mut().insert("x-amz-checksum-algorithm", a.parse().expect("algorithm names are valid headers"));
+        resp.headers_mut().insert(
+            "x-amz-checksum-algorithm",
+            a.parse().expect("algorithm names are valid headers"),
+        );
     }
     Ok(resp)
 }
@@ -64,18 +88,46 @@ async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     let part_number: u32 = ctx
         .q("partNumber")
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| s3_error!(InvalidArgument, BAD_REQUEST, "partNumber must be an integer between 1 and 10000"))?;
-    if ctx.header("content-length").is_none() && ctx.header("x-amz-decoded-content-length").is_none() {
-        return Err(s3_error!(MissingContentLength, LENGTH_REQUIRED, "you must provide the Content-Length HTTP header"));
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                BAD_REQUEST,
+                "partNumber must be an integer between 1 and 10000"
+            )
+        })?;
+    if ctx.header("content-length").is_none()
+        && ctx.header("x-amz-decoded-content-length").is_none()
+    {
+        return Err(s3_error!(
+            MissingContentLength,
+            LENGTH_REQUIRED,
+            "you must provide the Content-Length HTTP header"
+        ));
     }
     let md5 = ctx.content_md5()?;
     let (mut body, verified) = ctx.body_reader(MAX_PUT_BYTES)?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let part = blocking(move || store.upload_part(&bucket, &key, &id, part_number, &mut body, md5, Some(verified))).await?;
-    let mut resp = Response::builder().status(StatusCode::OK).header(header::ETAG, format!("\"{}\"", part.etag));
+    let part = blocking(move || {
+        store.upload_part(
+            &bucket,
+            &key,
+            &id,
+            part_number,
+            &mut body,
+            md5,
+            Some(verified),
+        )
+    })
+    .await?;
+    let mut resp = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::ETAG, format!("\"{}\"", part.etag));
     for (algorithm, value) in &part.checksums {
-        resp = resp.header(format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()), value);
+        resp = resp.header(
+            format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()),
+            value,
+        );
     }
     Ok(resp.body(Body::empty()).expect("valid headers"))
 }
@@ -85,11 +137,15 @@ async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let body = ctx.small_body(xml::MAX_XML_REQUEST_BYTES).await?;
     let parts: Vec<CompletedPart> = xml::parse_complete_multipart(&body)?
         .into_iter()
-        .map(|p| CompletedPart { part_number: p.part_number, etag: p.etag })
+        .map(|p| CompletedPart {
+            part_number: p.part_number,
+            etag: p.etag,
+        })
         .collect();
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info = blocking(move || store.complete_multipart_upload(&bucket, &key, &id, &parts)).await?;
+    let info =
+        blocking(move || store.complete_multipart_upload(&bucket, &key, &id, &parts)).await?;
     let mut x = XmlBuilder::new("CompleteMultipartUploadResult");
     x.elem("Location", format!("/{}/{}", ctx.bucket(), ctx.key()))
         .elem("Bucket", ctx.bucket())
@@ -103,13 +159,22 @@ async fn abort(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     blocking(move || store.abort_multipart_upload(&bucket, &key, &id)).await?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Body::empty()).expect("static response"))
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::empty())
+        .expect("static response"))
 }
 
 fn parse_count(ctx: &Ctx, name: &str, default: usize) -> S3Result<usize> {
     match ctx.q(name) {
         None => Ok(default),
-        Some(v) => v.parse::<usize>().map_err(|_| s3_error!(InvalidArgument, BAD_REQUEST, "{name} must be a non-negative integer")),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            s3_error!(
+                InvalidArgument,
+                BAD_REQUEST,
+                "{name} must be a non-negative integer"
+            )
+        }),
     }
 }
 
@@ -125,7 +190,10 @@ async fn list_parts(ctx: Ctx) -> S3Result<Response> {
         .elem("Key", ctx.key())
         .elem("UploadId", &id)
         .elem("PartNumberMarker", marker.to_string())
-        .opt("NextPartNumberMarker", page.next_part_number_marker.map(|n| n.to_string()))
+        .opt(
+            "NextPartNumberMarker",
+            page.next_part_number_marker.map(|n| n.to_string()),
+        )
         .elem("MaxParts", max.min(1000).to_string())
         .elem("IsTruncated", page.is_truncated.to_string())
         .elem("StorageClass", "STANDARD");
@@ -146,12 +214,21 @@ async fn list_parts(ctx: Ctx) -> S3Result<Response> {
 pub(super) async fn list_uploads(ctx: Ctx) -> S3Result<Response> {
     let max = parse_count(&ctx, "max-uploads", 1000)?;
     let prefix = ctx.q("prefix").unwrap_or_default().to_string();
-    let key_marker = ctx.q("key-marker").filter(|s| !s.is_empty()).map(str::to_string);
-    let id_marker = ctx.q("upload-id-marker").filter(|s| !s.is_empty()).map(str::to_string);
+    let key_marker = ctx
+        .q("key-marker")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let id_marker = ctx
+        .q("upload-id-marker")
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
     let store = ctx.state.store.clone();
     let bucket = ctx.bucket().to_string();
     let (p, km, im) = (prefix.clone(), key_marker.clone(), id_marker.clone());
-    let page = blocking(move || store.list_multipart_uploads(&bucket, &p, km.as_deref(), im.as_deref(), max)).await?;
+    let page = blocking(move || {
+        store.list_multipart_uploads(&bucket, &p, km.as_deref(), im.as_deref(), max)
+    })
+    .await?;
     let mut x = XmlBuilder::new("ListMultipartUploadsResult");
     x.elem("Bucket", ctx.bucket())
         .elem("KeyMarker", key_marker.unwrap_or_default())

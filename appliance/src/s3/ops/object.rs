@@ -19,20 +19,32 @@ const GET_FRAME_BYTES: usize = 256 * 1024;
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     refuse_unsupported(&ctx)?;
     match ctx.method.clone() {
-        Method::PUT if ctx.header("x-amz-copy-source").is_some() => {
-            Err(s3_error!(NotImplemented, NOT_IMPLEMENTED, "CopyObject is not implemented"))
-        }
+        Method::PUT if ctx.header("x-amz-copy-source").is_some() => Err(s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "CopyObject is not implemented"
+        )),
         Method::PUT => put_object(ctx).await,
         Method::GET => get_object(ctx, false).await,
         Method::HEAD => get_object(ctx, true).await,
         Method::DELETE => delete_object(ctx).await,
-        m => Err(s3_error!(MethodNotAllowed, METHOD_NOT_ALLOWED, "{m} is not allowed on an object")),
+        m => Err(s3_error!(
+            MethodNotAllowed,
+            METHOD_NOT_ALLOWED,
+            "{m} is not allowed on an object"
+        )),
     }
 }
 
 async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
-    if ctx.header("content-length").is_none() && ctx.header("x-amz-decoded-content-length").is_none() {
-        return Err(s3_error!(MissingContentLength, LENGTH_REQUIRED, "you must provide the Content-Length HTTP header"));
+    if ctx.header("content-length").is_none()
+        && ctx.header("x-amz-decoded-content-length").is_none()
+    {
+        return Err(s3_error!(
+            MissingContentLength,
+            LENGTH_REQUIRED,
+            "you must provide the Content-Length HTTP header"
+        ));
     }
     let opts = PutOptions {
         content_type: ctx.header("content-type").map(str::to_string),
@@ -41,13 +53,21 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
         verified_checksum: None,
     };
     let (mut body, verified) = ctx.body_reader(MAX_PUT_BYTES)?;
-    let opts = PutOptions { verified_checksum: Some(verified), ..opts };
+    let opts = PutOptions {
+        verified_checksum: Some(verified),
+        ..opts
+    };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let info = blocking(move || store.put_object(&bucket, &key, &mut body, opts)).await?;
-    let mut resp = Response::builder().status(StatusCode::OK).header(header::ETAG, format!("\"{}\"", info.etag));
+    let mut resp = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::ETAG, format!("\"{}\"", info.etag));
     for (algorithm, value) in &info.checksums {
-        resp = resp.header(format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()), value);
+        resp = resp.header(
+            format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()),
+            value,
+        );
     }
     Ok(resp.body(Body::empty()).expect("valid headers"))
 }
@@ -55,11 +75,19 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
 /// Parses `Range: bytes=...`; `None` for an absent or unsupported (multi-range) header, which
 /// RFC 9110 lets a server ignore.
 fn parse_range(v: &str) -> S3Result<Option<ByteRange>> {
-    let Some(spec) = v.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     if spec.contains(',') {
         return Ok(None);
     }
-    let invalid = || s3_error!(InvalidRange, RANGE_NOT_SATISFIABLE, "the Range header {v:?} is not valid");
+    let invalid = || {
+        s3_error!(
+            InvalidRange,
+            RANGE_NOT_SATISFIABLE,
+            "the Range header {v:?} is not valid"
+        )
+    };
     let (a, b) = spec.split_once('-').ok_or_else(invalid)?;
     let num = |s: &str| s.trim().parse::<u64>().map_err(|_| invalid());
     Ok(Some(match (a.trim().is_empty(), b.trim().is_empty()) {
@@ -77,20 +105,35 @@ fn parse_range(v: &str) -> S3Result<Option<ByteRange>> {
 }
 
 fn etag_matches(list: &str, etag: &str) -> bool {
-    list.split(',').map(|t| t.trim().trim_matches('"')).any(|t| t == "*" || t == etag)
+    list.split(',')
+        .map(|t| t.trim().trim_matches('"'))
+        .any(|t| t == "*" || t == etag)
 }
 
 /// Evaluates If-Match / If-None-Match / If-(Un)Modified-Since (RFC 9110 section 13.2.2).
 fn check_preconditions(ctx: &Ctx, info: &ObjectInfo) -> S3Result<Option<StatusCode>> {
     let modified_secs = info.last_modified_unix_ms / 1000;
-    let parse = |v: &str| httpdate::parse_http_date(v).ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs());
+    let parse = |v: &str| {
+        httpdate::parse_http_date(v)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+    };
     if let Some(m) = ctx.header("if-match") {
         if !etag_matches(m, &info.etag) {
-            return Err(s3_error!(PreconditionFailed, PRECONDITION_FAILED, "At least one of the pre-conditions you specified did not hold"));
+            return Err(s3_error!(
+                PreconditionFailed,
+                PRECONDITION_FAILED,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
         }
     } else if let Some(since) = ctx.header("if-unmodified-since").and_then(parse) {
         if modified_secs > since {
-            return Err(s3_error!(PreconditionFailed, PRECONDITION_FAILED, "At least one of the pre-conditions you specified did not hold"));
+            return Err(s3_error!(
+                PreconditionFailed,
+                PRECONDITION_FAILED,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
         }
     }
     if let Some(m) = ctx.header("if-none-match") {
@@ -115,7 +158,10 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     // A GET opens the object (reading and verifying its first chunk) before answering, so a
     // missing drive or a corrupt chunk is a clean error, and headers and body are one version.
     let (info, reader) = if head {
-        (blocking(move || store.head_object(&bucket, &key)).await?, None)
+        (
+            blocking(move || store.head_object(&bucket, &key)).await?,
+            None,
+        )
     } else {
         let reader = blocking(move || store.get_object(&bucket, &key, range)).await?;
         (reader.info().clone(), Some(reader))
@@ -125,9 +171,15 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         .header(header::LAST_MODIFIED, http_date(info.last_modified_unix_ms))
         .header(header::ACCEPT_RANGES, "bytes");
     if let Some(status) = check_preconditions(&ctx, &info)? {
-        return Ok(resp.status(status).body(Body::empty()).expect("valid headers"));
+        return Ok(resp
+            .status(status)
+            .body(Body::empty())
+            .expect("valid headers"));
     }
-    resp = resp.header(header::CONTENT_TYPE, ctx.q("response-content-type").unwrap_or(&info.content_type));
+    resp = resp.header(
+        header::CONTENT_TYPE,
+        ctx.q("response-content-type").unwrap_or(&info.content_type),
+    );
     for (name, value) in &info.user_metadata {
         resp = resp.header(format!("x-amz-meta-{name}"), value);
     }
@@ -142,19 +194,31 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
             resp = resp.header(name, v);
         }
     }
-    if ctx.header("x-amz-checksum-mode").is_some_and(|m| m.eq_ignore_ascii_case("enabled")) && range.is_none() {
+    if ctx
+        .header("x-amz-checksum-mode")
+        .is_some_and(|m| m.eq_ignore_ascii_case("enabled"))
+        && range.is_none()
+    {
         for (algorithm, value) in &info.checksums {
-            resp = resp.header(format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()), value);
+            resp = resp.header(
+                format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()),
+                value,
+            );
         }
     }
     let (start, end) = match (&reader, range) {
         (Some(r), _) => r.range(),
-        (None, Some(r)) => r.resolve(info.size).map_err(crate::s3::error::S3Error::from)?,
+        (None, Some(r)) => r
+            .resolve(info.size)
+            .map_err(crate::s3::error::S3Error::from)?,
         (None, None) => (0, info.size),
     };
     resp = resp.header(header::CONTENT_LENGTH, end - start);
     if range.is_some() {
-        resp = resp.status(StatusCode::PARTIAL_CONTENT).header(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", end - 1, info.size));
+        resp = resp.status(StatusCode::PARTIAL_CONTENT).header(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{}/{}", end - 1, info.size),
+        );
     } else {
         resp = resp.status(StatusCode::OK);
     }
@@ -162,40 +226,40 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         return Ok(resp.body(Body::empty()).expect("valid headers"));
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || {
-        loop {
-            let mut buf = vec![0u8; GET_FRAME_BYTES];
-            let mut filled = 0;
-            let result = loop {
-                match reader.read(&mut buf[filled..]) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        filled += n;
-                        if filled == buf.len() {
-                            break Ok(());
-                        }
+    tokio::task::spawn_blocking(move || loop {
+        let mut buf = vec![0u8; GET_FRAME_BYTES];
+        let mut filled = 0;
+        let result = loop {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        break Ok(());
                     }
-                    Err(e) => break Err(e),
                 }
-            };
-            if filled > 0 {
-                buf.truncate(filled);
-                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                    return;
-                }
+                Err(e) => break Err(e),
             }
-            match result {
-                Err(e) => {
-                    tracing::error!(error = %e, "object read failed mid-stream");
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-                Ok(()) if filled < GET_FRAME_BYTES => return,
-                Ok(()) => {}
+        };
+        if filled > 0 {
+            buf.truncate(filled);
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                return;
             }
         }
+        match result {
+            Err(e) => {
+                tracing::error!(error = %e, "object read failed mid-stream");
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            Ok(()) if filled < GET_FRAME_BYTES => return,
+            Ok(()) => {}
+        }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     Ok(resp.body(Body::from_stream(stream)).expect("valid headers"))
 }
 
@@ -203,7 +267,10 @@ async fn delete_object(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     blocking(move || store.delete_object(&bucket, &key)).await?;
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Body::empty()).expect("static response"))
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::empty())
+        .expect("static response"))
 }
 
 #[cfg(test)]
@@ -212,7 +279,10 @@ mod tests {
 
     #[test]
     fn ranges_parse() {
-        assert_eq!(parse_range("bytes=0-9").unwrap(), Some(ByteRange::FromTo(0, 9)));
+        assert_eq!(
+            parse_range("bytes=0-9").unwrap(),
+            Some(ByteRange::FromTo(0, 9))
+        );
         assert_eq!(parse_range("bytes=5-").unwrap(), Some(ByteRange::From(5)));
         assert_eq!(parse_range("bytes=-3").unwrap(), Some(ByteRange::Last(3)));
         assert_eq!(parse_range("bytes=0-1,4-5").unwrap(), None);
