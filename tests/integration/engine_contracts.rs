@@ -177,8 +177,10 @@ fn power_cuts_keep_acknowledged_objects_whole() {
             'writes: for version in 1..60u64 {
                 let key = version % 7;
                 let data = content(key, version);
-                let mut opts = PutOptions::default();
-                opts.user_metadata = vec![("version".into(), version.to_string())];
+                let opts = PutOptions {
+                    user_metadata: vec![("version".into(), version.to_string())],
+                    ..PutOptions::default()
+                };
                 match store.put_object("bkt", &format!("k{key}"), &mut &data[..], opts) {
                     Ok(_) => {
                         acked.insert(key, version);

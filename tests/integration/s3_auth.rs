@@ -69,7 +69,10 @@ async fn presigned_sigv4_get_and_put_over_plain_http() {
     let url = put.uri().to_string();
     let payload = data.clone();
     let status = tokio::task::spawn_blocking(move || {
-        ureq::put(&url).send_bytes(&payload).map(|r| r.status())
+        ureq::put(&url)
+            .send_bytes(&payload)
+            .map(|r| r.status())
+            .map_err(Box::new)
     })
     .await
     .unwrap()

@@ -61,7 +61,7 @@ impl FaultBackend {
 }
 
 fn eio(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::Other, format!("injected EIO on {what}"))
+    io::Error::other(format!("injected EIO on {what}"))
 }
 
 impl State {

@@ -252,7 +252,8 @@ impl Device {
                 detail,
             })
         };
-        if offset % BLOCK_SIZE as u64 != 0 || len % BLOCK_SIZE != 0 || len == 0 {
+        if !offset.is_multiple_of(BLOCK_SIZE as u64) || !len.is_multiple_of(BLOCK_SIZE) || len == 0
+        {
             return fail(format!(
                 "offset {offset} / length {len} not a positive multiple of {BLOCK_SIZE}"
             ));

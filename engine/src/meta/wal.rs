@@ -253,7 +253,7 @@ mod tests {
             format!("key{i:05}").into_bytes(),
             vec![i as u8; (i as usize * 37) % 3000],
         );
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             b.delete(format!("key{:05}", i / 2).into_bytes());
         }
         b

@@ -240,7 +240,7 @@ impl Profile {
             }
         }
         if let Some(c) = self.engine.chunk_size_bytes {
-            if c < 64 * 1024 || c > 64 * MIB || c % 4096 != 0 {
+            if !(64 * 1024..=64 * MIB).contains(&c) || !c.is_multiple_of(4096) {
                 return bad(format!(
                     "engine.chunk_size_bytes {c} must be a multiple of 4096 in 64 KiB..=64 MiB"
                 ));

@@ -178,6 +178,7 @@ impl Store {
     ///
     /// Errors: [`Error::NoSuchUpload`], [`Error::InvalidArgument`] for a part number outside
     /// 1..=10000, [`Error::EntityTooLarge`] over 5 GiB, [`Error::BadDigest`], [`Error::Body`].
+    #[allow(clippy::too_many_arguments)]
     pub fn upload_part(
         &self,
         bucket: &str,

@@ -140,17 +140,15 @@ impl Store {
         &self,
         pending: &mut VecDeque<(PooledBuf, PendingIo<'_>)>,
     ) -> Result<PooledBuf> {
-        loop {
-            if let Some(buf) = self.inner.buffers.try_get() {
-                return Ok(buf);
+        if let Some(buf) = self.inner.buffers.try_get() {
+            return Ok(buf);
+        }
+        match pending.pop_front() {
+            Some((mut pbuf, io)) => {
+                pbuf.restore(io.wait()?);
+                Ok(pbuf)
             }
-            match pending.pop_front() {
-                Some((mut pbuf, io)) => {
-                    pbuf.restore(io.wait()?);
-                    return Ok(pbuf);
-                }
-                None => return Ok(self.inner.buffers.get()),
-            }
+            None => Ok(self.inner.buffers.get()),
         }
     }
 

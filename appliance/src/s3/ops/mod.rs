@@ -107,7 +107,7 @@ impl Ctx {
     pub fn body_reader(
         &mut self,
         max_bytes: u64,
-    ) -> S3Result<(Box<dyn Read + Send>, Arc<Mutex<Option<(String, String)>>>)> {
+    ) -> S3Result<(Box<dyn Read + Send>, hoard::ChecksumCell)> {
         let declared = match &self.auth.payload {
             Payload::Streaming(_) => self
                 .header("x-amz-decoded-content-length")
@@ -143,7 +143,7 @@ impl Ctx {
                 trailers.clone(),
             )),
         };
-        let verified = Arc::new(Mutex::new(None));
+        let verified: hoard::ChecksumCell = Arc::new(Mutex::new(None));
         if let Some((algorithm, expected)) = self.expected_checksum(&trailers)? {
             reader = Box::new(ChecksumReader::new(
                 reader,
