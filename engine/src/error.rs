@@ -98,6 +98,9 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// The store was closed; it accepts no more writes.
+    #[error("the store is closed")]
+    Closed,
     /// A hardware profile or configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

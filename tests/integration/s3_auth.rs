@@ -138,3 +138,61 @@ async fn presigned_sigv4_get_and_put_over_plain_http() {
         "{text}"
     );
 }
+
+/// Raw bytes that are not a valid request (this proves robustness, not S3 behaviour): each gets
+/// a 4xx answer or a closed connection, and the server keeps serving real clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_requests_get_errors_not_crashes() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    let addr = server.endpoint.trim_start_matches("http://").to_string();
+    let answers = tokio::task::spawn_blocking(move || {
+        let huge = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(200_000)
+        );
+        let unsigned_put =
+            "PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc".to_string();
+        let bad_auth =
+            "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: AWS4-HMAC-SHA256 garbage\r\n\r\n"
+                .to_string();
+        [
+            "\x00\x01\x02 not http at all\r\n\r\n".to_string(),
+            huge,
+            unsigned_put,
+            bad_auth,
+        ]
+        .into_iter()
+        .map(|request| {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let _ = stream.write_all(request.as_bytes());
+            let mut answer = vec![0u8; 4096];
+            let n = stream.read(&mut answer).unwrap_or(0);
+            String::from_utf8_lossy(&answer[..n]).into_owned()
+        })
+        .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for answer in &answers {
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+            "{answer}"
+        );
+    }
+    assert!(answers[2].contains("AccessDenied"), "{}", answers[2]);
+    assert!(
+        answers[3].contains("AuthorizationHeaderMalformed"),
+        "{}",
+        answers[3]
+    );
+    server
+        .client()
+        .list_buckets()
+        .send()
+        .await
+        .expect("still serving");
+}

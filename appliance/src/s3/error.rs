@@ -70,7 +70,9 @@ impl From<hoard::Error> for S3Error {
             E::InvalidRange { .. } => s3_error!(InvalidRange, RANGE_NOT_SATISFIABLE, "{msg}"),
             E::InvalidArgument(_) => s3_error!(InvalidArgument, BAD_REQUEST, "{msg}"),
             E::BadDigest => s3_error!(BadDigest, BAD_REQUEST, "{msg}"),
-            E::NoSpace { .. } => s3_error!(ServiceUnavailable, SERVICE_UNAVAILABLE, "{msg}"),
+            E::NoSpace { .. } | E::Closed => {
+                s3_error!(ServiceUnavailable, SERVICE_UNAVAILABLE, "{msg}")
+            }
             E::Body(io) => match io
                 .get_ref()
                 .and_then(|inner| inner.downcast_ref::<S3Error>())

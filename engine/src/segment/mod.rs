@@ -108,6 +108,48 @@ pub trait SegmentClaims: Send + Sync {
     fn claim(&self, slot: u32, next_unclaimed: u32) -> Result<()>;
 }
 
+/// The append head of a data device as kept in metadata (`engine/FORMAT.md`, key `d/`).
+///
+/// While the store runs only `next_unclaimed` is recorded. A clean close also records the open
+/// segment and the bytes used in it, so the next open continues there instead of abandoning the
+/// segment's tail; that open clears it again before any write, so after a later crash the head
+/// restarts at the first unclaimed segment and never overwrites acknowledged data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadState {
+    /// First segment not yet claimed.
+    pub next_unclaimed: u32,
+    /// Segment being filled at a clean close, and bytes used in it.
+    pub open: Option<(u32, u64)>,
+}
+
+impl HeadState {
+    /// 4 bytes (`next_unclaimed`), or 16 with the open segment (u32) and bytes used (u64).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.next_unclaimed.to_le_bytes().to_vec();
+        if let Some((segment, used)) = self.open {
+            v.extend_from_slice(&segment.to_le_bytes());
+            v.extend_from_slice(&used.to_le_bytes());
+        }
+        v
+    }
+
+    /// Decodes [`HeadState::encode`]; `None` for any other length.
+    pub fn decode(b: &[u8]) -> Option<HeadState> {
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+        match b.len() {
+            4 => Some(HeadState {
+                next_unclaimed: u32_at(0),
+                open: None,
+            }),
+            16 => Some(HeadState {
+                next_unclaimed: u32_at(0),
+                open: Some((u32_at(4), u64::from_le_bytes(b[8..16].try_into().unwrap()))),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Segment geometry of a data device.
 #[derive(Clone, Copy, Debug)]
 pub struct DataLayout {
@@ -137,6 +179,8 @@ struct Head {
     open: Option<(u32, u64)>,
     /// First segment not yet claimed in metadata.
     next_unclaimed: u32,
+    /// Set by [`DataDevice::seal`]: no more appends.
+    sealed: bool,
 }
 
 /// One HDD of the data log.
@@ -148,17 +192,34 @@ pub struct DataDevice {
 }
 
 impl DataDevice {
-    /// A data device in `slot` whose segments below `next_unclaimed` may hold data: appends start
-    /// in a fresh segment (the partly filled one before a restart is left for garbage collection).
-    pub fn new(device: Arc<Device>, slot: u32, layout: DataLayout, next_unclaimed: u32) -> Self {
+    /// A data device in `slot` with the head recorded in metadata: appends continue in the open
+    /// segment of a clean close, else start in the first unclaimed segment (the tail of a segment
+    /// open at a crash is left for garbage collection).
+    pub fn new(device: Arc<Device>, slot: u32, layout: DataLayout, state: HeadState) -> Self {
+        let open = state.open.filter(|&(segment, used)| {
+            segment < state.next_unclaimed && used <= layout.segment_size_bytes
+        });
+        let head = Head {
+            open,
+            next_unclaimed: state.next_unclaimed,
+            sealed: false,
+        };
         DataDevice {
             device,
             slot,
             layout,
-            head: Mutex::new(Head {
-                open: None,
-                next_unclaimed,
-            }),
+            head: Mutex::new(head),
+        }
+    }
+
+    /// Stops appends and returns the head to record at a clean close. Reservations made before
+    /// lie below it.
+    pub fn seal(&self) -> HeadState {
+        let mut head = self.head.lock();
+        head.sealed = true;
+        HeadState {
+            next_unclaimed: head.next_unclaimed,
+            open: head.open,
         }
     }
 
@@ -188,6 +249,9 @@ impl DataDevice {
             "needle larger than a segment"
         );
         let mut head = self.head.lock();
+        if head.sealed {
+            return Err(Error::Closed);
+        }
         if let Some((segment, used)) = head.open {
             if used + bytes <= self.layout.segment_size_bytes {
                 head.open = Some((segment, used + bytes));
@@ -242,7 +306,7 @@ mod tests {
         let size = 8 << 20;
         let (backend, control) = FaultBackend::new(size);
         let dev = Arc::new(Device::with_backend("hdd0", size, Box::new(backend)));
-        let data = DataDevice::new(dev, 0, DataLayout::new(size, 1 << 20), 0);
+        let data = DataDevice::new(dev, 0, DataLayout::new(size, 1 << 20), HeadState::default());
         let claims = Claims(AtomicU32::new(0));
         let id = ChunkId {
             object_id: 0xabc,
@@ -280,7 +344,12 @@ mod tests {
         let size = (1 << 20) + 2 * (64 << 10);
         let (backend, _c) = FaultBackend::new(size);
         let dev = Arc::new(Device::with_backend("hdd0", size, Box::new(backend)));
-        let data = DataDevice::new(dev, 0, DataLayout::new(size, 64 << 10), 0);
+        let data = DataDevice::new(
+            dev,
+            0,
+            DataLayout::new(size, 64 << 10),
+            HeadState::default(),
+        );
         let claims = Claims(AtomicU32::new(0));
         let offsets: Vec<u64> = (0..4)
             .map(|_| data.reserve(32 << 10, &claims).unwrap())
@@ -298,5 +367,28 @@ mod tests {
             data.reserve(4096, &claims),
             Err(Error::NoSpace { .. })
         ));
+    }
+
+    #[test]
+    fn a_clean_close_resumes_in_the_open_segment() {
+        let size = 8 << 20;
+        let (backend, _c) = FaultBackend::new(size);
+        let dev = Arc::new(Device::with_backend("hdd0", size, Box::new(backend)));
+        let claims = Claims(AtomicU32::new(0));
+        let layout = DataLayout::new(size, 1 << 20);
+        let data = DataDevice::new(dev.clone(), 0, layout, HeadState::default());
+        let first = data.reserve(8192, &claims).unwrap();
+        let state = data.seal();
+        assert_eq!(
+            state,
+            HeadState {
+                next_unclaimed: 1,
+                open: Some((0, 8192))
+            }
+        );
+        assert!(matches!(data.reserve(4096, &claims), Err(Error::Closed)));
+        assert_eq!(HeadState::decode(&state.encode()), Some(state));
+        let data = DataDevice::new(dev, 0, layout, state);
+        assert_eq!(data.reserve(4096, &claims).unwrap(), first + 8192);
     }
 }

@@ -22,7 +22,7 @@ use crate::device::BufferPool;
 use crate::error::{Error, Result};
 use crate::meta::{Batch, MetaStore, Scan};
 use crate::profile::EngineConfig;
-use crate::segment::{DataDevice, SegmentClaims};
+use crate::segment::{DataDevice, HeadState, SegmentClaims};
 
 pub use list::{ListPage, ListQuery, ObjectSummary};
 pub use multipart::{
@@ -71,10 +71,11 @@ struct Inner {
 impl SegmentClaims for MetaStore {
     fn claim(&self, slot: u32, next_unclaimed: u32) -> Result<()> {
         let mut batch = Batch::new();
-        batch.put(
-            schema::segment_claim_key(slot),
-            next_unclaimed.to_le_bytes().to_vec(),
-        );
+        let head = HeadState {
+            next_unclaimed,
+            open: None,
+        };
+        batch.put(schema::segment_claim_key(slot), head.encode());
         self.commit(batch)
     }
 }
@@ -161,8 +162,18 @@ impl Store {
         self.inner.meta.stats()
     }
 
-    /// Writes a metadata checkpoint so the next open replays nothing; call on clean shutdown.
+    /// Clean shutdown: stops appends, records each data device's head (so the next open
+    /// continues in its open segment) and writes a metadata checkpoint (so it replays nothing).
+    /// Writes after this fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
+        let mut batch = Batch::new();
+        for device in self.inner.data.iter().flatten() {
+            batch.put(
+                schema::segment_claim_key(device.slot()),
+                device.seal().encode(),
+            );
+        }
+        self.inner.meta.commit(batch)?;
         self.inner.meta.checkpoint()
     }
 

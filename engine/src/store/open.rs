@@ -10,9 +10,9 @@ use super::{schema, Inner, Store};
 use crate::device::superblock::{self, uuid_string, Probe, Role, Superblock, SUPERBLOCK_VERSION};
 use crate::device::{create_device_file, BufferPool, Device, IoBackend};
 use crate::error::{Error, Result};
-use crate::meta::{MetaLayout, MetaStore};
+use crate::meta::{Batch, MetaLayout, MetaStore};
 use crate::profile::{EngineConfig, Profile};
-use crate::segment::{DataDevice, DataLayout};
+use crate::segment::{DataDevice, DataLayout, HeadState};
 
 /// How to open a file-backed store.
 #[derive(Clone, Debug)]
@@ -200,11 +200,27 @@ impl Store {
                 }
                 Probe::Blank => return Err(blank_refusal(&dev)),
             };
-            let next_unclaimed = meta
-                .get(&schema::segment_claim_key(slot))
-                .and_then(|v| v.try_into().ok().map(u32::from_le_bytes))
-                .unwrap_or(0);
-            data.push(Some(DataDevice::new(dev, slot, layout, next_unclaimed)));
+            let head = match meta.get(&schema::segment_claim_key(slot)) {
+                None => HeadState::default(),
+                Some(v) => HeadState::decode(&v).ok_or_else(|| Error::MetadataUnavailable {
+                    detail: format!(
+                        "the head record of data device {} has {} bytes",
+                        dev.name(),
+                        v.len()
+                    ),
+                })?,
+            };
+            if head.open.is_some() {
+                // Resume in the open segment, but forget it durably before any write: after a
+                // crash from here on, appends restart in a fresh segment.
+                let mut batch = Batch::new();
+                batch.put(
+                    schema::segment_claim_key(slot),
+                    HeadState { open: None, ..head }.encode(),
+                );
+                meta.commit(batch)?;
+            }
+            data.push(Some(DataDevice::new(dev, slot, layout, head)));
         }
         if data.iter().all(Option::is_none) {
             return Err(Error::Config("no data device is present".into()));

@@ -58,7 +58,7 @@ pub fn part_key(upload_id: &str, part_number: u32) -> Vec<u8> {
     .concat()
 }
 
-/// `d/<slot, u32 big-endian>` -> first unclaimed segment (u32 LE) of data device `slot`.
+/// `d/<slot, u32 big-endian>` -> the append head of data device `slot` (`segment::HeadState`).
 pub fn segment_claim_key(slot: u32) -> Vec<u8> {
     [b"d/".as_slice(), &slot.to_be_bytes()].concat()
 }
