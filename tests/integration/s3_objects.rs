@@ -319,6 +319,26 @@ async fn ranges_and_missing_keys() {
         .unwrap_err();
     assert_eq!(error_code(&err).as_deref(), Some("KeyTooLongError"));
 
+    // A response override HTTP cannot carry is refused, not a crash.
+    let err = s3
+        .get_object()
+        .bucket("ranges")
+        .key("obj")
+        .response_content_type("a\nb")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidArgument"));
+    let got = s3
+        .get_object()
+        .bucket("ranges")
+        .key("obj")
+        .response_content_type("text/x-override")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_type(), Some("text/x-override"));
+
     // Overwrite replaces atomically.
     s3.put_object()
         .bucket("ranges")

@@ -63,7 +63,7 @@ async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
         .status(StatusCode::OK)
         .header("location", format!("/{}", ctx.bucket()))
         .body(Body::empty())
-        .expect("valid header"))
+        .map_err(super::bad_header)?)
 }
 
 async fn delete_bucket(ctx: Ctx) -> S3Result<Response> {

@@ -527,3 +527,13 @@ mod tests {
         assert_eq!(iso8601(1_369_353_600_123), "2013-05-24T00:00:00.123Z");
     }
 }
+
+/// A response header built from stored or requested values (user metadata, `response-*`
+/// overrides) that HTTP cannot carry.
+pub(crate) fn bad_header(e: axum::http::Error) -> S3Error {
+    s3_error!(
+        InvalidArgument,
+        BAD_REQUEST,
+        "a response header would be invalid: {e}"
+    )
+}

@@ -129,7 +129,7 @@ async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
             value,
         );
     }
-    Ok(resp.body(Body::empty()).expect("valid headers"))
+    Ok(resp.body(Body::empty()).map_err(super::bad_header)?)
 }
 
 async fn complete(mut ctx: Ctx) -> S3Result<Response> {

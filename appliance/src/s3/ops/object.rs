@@ -69,7 +69,7 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
             value,
         );
     }
-    Ok(resp.body(Body::empty()).expect("valid headers"))
+    Ok(resp.body(Body::empty()).map_err(super::bad_header)?)
 }
 
 /// Parses `Range: bytes=...`; `None` for an absent or unsupported (multi-range) header, which
@@ -174,7 +174,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         return Ok(resp
             .status(status)
             .body(Body::empty())
-            .expect("valid headers"));
+            .map_err(super::bad_header)?);
     }
     resp = resp.header(
         header::CONTENT_TYPE,
@@ -223,7 +223,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         resp = resp.status(StatusCode::OK);
     }
     let Some(mut reader) = reader.filter(|_| start < end) else {
-        return Ok(resp.body(Body::empty()).expect("valid headers"));
+        return Ok(resp.body(Body::empty()).map_err(super::bad_header)?);
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || loop {
@@ -260,7 +260,9 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok(resp.body(Body::from_stream(stream)).expect("valid headers"))
+    Ok(resp
+        .body(Body::from_stream(stream))
+        .map_err(super::bad_header)?)
 }
 
 async fn delete_object(ctx: Ctx) -> S3Result<Response> {
