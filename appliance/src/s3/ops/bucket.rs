@@ -59,11 +59,11 @@ async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (name, owner) = (ctx.bucket().to_string(), ctx.auth.access_key.clone());
     blocking(move || store.create_bucket(&name, &owner)).await?;
-    Ok(Response::builder()
+    Response::builder()
         .status(StatusCode::OK)
         .header("location", format!("/{}", ctx.bucket()))
         .body(Body::empty())
-        .map_err(super::bad_header)?)
+        .map_err(super::bad_header)
 }
 
 async fn delete_bucket(ctx: Ctx) -> S3Result<Response> {

@@ -198,6 +198,22 @@ impl Ctx {
         Ok(found)
     }
 
+    /// PutObject and UploadPart need a declared length.
+    ///
+    /// Errors: MissingContentLength (411).
+    pub fn require_length(&self) -> S3Result<()> {
+        if self.header("content-length").is_none()
+            && self.header("x-amz-decoded-content-length").is_none()
+        {
+            return Err(s3_error!(
+                MissingContentLength,
+                LENGTH_REQUIRED,
+                "you must provide the Content-Length HTTP header"
+            ));
+        }
+        Ok(())
+    }
+
     /// `Content-MD5` decoded.
     ///
     /// Errors: InvalidDigest if it is not base64 of 16 bytes.
@@ -498,6 +514,40 @@ fn refuse_unsupported(ctx: &Ctx) -> S3Result<()> {
     Ok(())
 }
 
+/// A response header built from stored or requested values (user metadata, `response-*`
+/// overrides) that HTTP cannot carry.
+pub(crate) fn bad_header(e: axum::http::Error) -> S3Error {
+    s3_error!(
+        InvalidArgument,
+        BAD_REQUEST,
+        "a response header would be invalid: {e}"
+    )
+}
+
+/// Adds `x-amz-checksum-<algorithm>` headers for stored (algorithm, base64) checksums.
+pub(crate) fn with_checksums(
+    mut resp: axum::http::response::Builder,
+    checksums: &[(String, String)],
+) -> axum::http::response::Builder {
+    for (algorithm, value) in checksums {
+        resp = resp.header(
+            format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()),
+            value,
+        );
+    }
+    resp
+}
+
+/// The answer to a stored body (PutObject, UploadPart): its ETag and verified checksum.
+pub(crate) fn stored_response(etag: &str, checksums: &[(String, String)]) -> S3Result<Response> {
+    let resp = Response::builder()
+        .status(axum::http::StatusCode::OK)
+        .header("etag", format!("\"{etag}\""));
+    with_checksums(resp, checksums)
+        .body(Body::empty())
+        .map_err(bad_header)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,14 +576,4 @@ mod tests {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601(1_369_353_600_123), "2013-05-24T00:00:00.123Z");
     }
-}
-
-/// A response header built from stored or requested values (user metadata, `response-*`
-/// overrides) that HTTP cannot carry.
-pub(crate) fn bad_header(e: axum::http::Error) -> S3Error {
-    s3_error!(
-        InvalidArgument,
-        BAD_REQUEST,
-        "a response header would be invalid: {e}"
-    )
 }

@@ -2,7 +2,7 @@
 //! AbortMultipartUpload, ListParts, ListMultipartUploads.
 
 use axum::body::Body;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use hoard::CompletedPart;
 
@@ -95,15 +95,7 @@ async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
                 "partNumber must be an integer between 1 and 10000"
             )
         })?;
-    if ctx.header("content-length").is_none()
-        && ctx.header("x-amz-decoded-content-length").is_none()
-    {
-        return Err(s3_error!(
-            MissingContentLength,
-            LENGTH_REQUIRED,
-            "you must provide the Content-Length HTTP header"
-        ));
-    }
+    ctx.require_length()?;
     let md5 = ctx.content_md5()?;
     let (mut body, verified) = ctx.body_reader(MAX_PUT_BYTES)?;
     let store = ctx.state.store.clone();
@@ -120,16 +112,7 @@ async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
         )
     })
     .await?;
-    let mut resp = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::ETAG, format!("\"{}\"", part.etag));
-    for (algorithm, value) in &part.checksums {
-        resp = resp.header(
-            format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()),
-            value,
-        );
-    }
-    Ok(resp.body(Body::empty()).map_err(super::bad_header)?)
+    super::stored_response(&part.etag, &part.checksums)
 }
 
 async fn complete(mut ctx: Ctx) -> S3Result<Response> {

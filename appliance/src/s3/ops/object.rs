@@ -37,15 +37,7 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
 }
 
 async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
-    if ctx.header("content-length").is_none()
-        && ctx.header("x-amz-decoded-content-length").is_none()
-    {
-        return Err(s3_error!(
-            MissingContentLength,
-            LENGTH_REQUIRED,
-            "you must provide the Content-Length HTTP header"
-        ));
-    }
+    ctx.require_length()?;
     let opts = PutOptions {
         content_type: ctx.header("content-type").map(str::to_string),
         user_metadata: ctx.user_metadata()?,
@@ -60,16 +52,7 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let info = blocking(move || store.put_object(&bucket, &key, &mut body, opts)).await?;
-    let mut resp = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::ETAG, format!("\"{}\"", info.etag));
-    for (algorithm, value) in &info.checksums {
-        resp = resp.header(
-            format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()),
-            value,
-        );
-    }
-    Ok(resp.body(Body::empty()).map_err(super::bad_header)?)
+    super::stored_response(&info.etag, &info.checksums)
 }
 
 /// Parses `Range: bytes=...`; `None` for an absent or unsupported (multi-range) header, which
@@ -171,10 +154,10 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         .header(header::LAST_MODIFIED, http_date(info.last_modified_unix_ms))
         .header(header::ACCEPT_RANGES, "bytes");
     if let Some(status) = check_preconditions(&ctx, &info)? {
-        return Ok(resp
+        return resp
             .status(status)
             .body(Body::empty())
-            .map_err(super::bad_header)?);
+            .map_err(super::bad_header);
     }
     resp = resp.header(
         header::CONTENT_TYPE,
@@ -199,12 +182,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         .is_some_and(|m| m.eq_ignore_ascii_case("enabled"))
         && range.is_none()
     {
-        for (algorithm, value) in &info.checksums {
-            resp = resp.header(
-                format!("x-amz-checksum-{}", algorithm.to_ascii_lowercase()),
-                value,
-            );
-        }
+        resp = super::with_checksums(resp, &info.checksums);
     }
     let (start, end) = match (&reader, range) {
         (Some(r), _) => r.range(),
@@ -223,7 +201,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         resp = resp.status(StatusCode::OK);
     }
     let Some(mut reader) = reader.filter(|_| start < end) else {
-        return Ok(resp.body(Body::empty()).map_err(super::bad_header)?);
+        return resp.body(Body::empty()).map_err(super::bad_header);
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || loop {
@@ -260,9 +238,8 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok(resp
-        .body(Body::from_stream(stream))
-        .map_err(super::bad_header)?)
+    resp.body(Body::from_stream(stream))
+        .map_err(super::bad_header)
 }
 
 async fn delete_object(ctx: Ctx) -> S3Result<Response> {
