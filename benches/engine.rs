@@ -5,7 +5,8 @@
 //! - `raw/write` and `raw/read`: 1 MiB sequential durable writes and reads through the device
 //!   layer, round-robin over the four files, as many in flight as a put keeps — the physical
 //!   limit the engine is compared with;
-//! - `put` and `get`: engine puts and gets of 4 KiB, 1 MiB and 64 MiB objects.
+//! - `put` and `get`: engine puts and gets of 4 KiB, 1 MiB and 64 MiB objects;
+//! - `hash/md5` and `hash/crc32c`: the per-byte CPU work every put does, for reference.
 //!
 //! Throughput is in bytes (criterion's `Throughput::Bytes`); the ratios engine/raw go in the
 //! closing note of the change that measured them.
@@ -168,5 +169,18 @@ fn engine(c: &mut Criterion) {
     store.close().unwrap();
 }
 
-criterion_group!(benches, raw, engine);
+/// The per-byte CPU work of a put: MD5 (the S3 ETag) and crc32c (the needle checksum).
+fn hashing(c: &mut Criterion) {
+    use md5::Digest;
+    let data: Vec<u8> = (0..MIB).map(|i| (i * 13 % 241) as u8).collect();
+    let mut group = c.benchmark_group("hash");
+    group
+        .throughput(Throughput::Bytes(MIB as u64))
+        .sample_size(10);
+    group.bench_function("md5", |b| b.iter(|| md5::Md5::digest(&data)));
+    group.bench_function("crc32c", |b| b.iter(|| crc32c::crc32c(&data)));
+    group.finish();
+}
+
+criterion_group!(benches, hashing, raw, engine);
 criterion_main!(benches);
