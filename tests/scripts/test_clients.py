@@ -167,3 +167,25 @@ def test_presigned_urls_through_plain_http(endpoint, signature_version):
     tampered = get_url.replace("Signature=", "Signature=A").replace("X-Amz-Signature=A", "X-Amz-Signature=0")
     status, text = http("GET", tampered)
     assert status == 403 and b"SignatureDoesNotMatch" in text, text
+
+
+def test_virtual_host_style_addressing(endpoint, monkeypatch):
+    """boto3 addressing `<bucket>.localhost`; only name resolution is patched (this machine does
+    not resolve *.localhost), the requests are boto3's own."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):
+        if isinstance(host, str) and host.endswith(".localhost"):
+            host = "127.0.0.1"
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    port = endpoint.rsplit(":", 1)[1]
+    s3 = boto(f"http://localhost:{port}", s3={"addressing_style": "virtual"})
+    s3.create_bucket(Bucket="vhost-bucket")
+    s3.put_object(Bucket="vhost-bucket", Key="dir/key.txt", Body=b"virtual host")
+    assert s3.get_object(Bucket="vhost-bucket", Key="dir/key.txt")["Body"].read() == b"virtual host"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="vhost-bucket")["Contents"]]
+    assert keys == ["dir/key.txt"]
+    # The same bucket through path style.
+    assert boto(endpoint).head_object(Bucket="vhost-bucket", Key="dir/key.txt")["ContentLength"] == 12
