@@ -5,6 +5,7 @@
 
 mod crash;
 mod engine_contracts;
+mod engine_listing;
 mod s3_auth;
 mod s3_list;
 mod s3_multipart;
