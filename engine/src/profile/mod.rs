@@ -53,16 +53,23 @@ pub struct Chassis {
 }
 
 /// One class of drives with its measured figures.
+///
+/// On the appliance a discovered block device fills a slot of this class when its rotational
+/// flag is right (SSD: 0, HDD: 1) and its size is within `size_tolerance_pct` of `size_bytes`
+/// (vendors round "18 TB" differently); see [`DriveClass::accepts`].
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DriveClass {
-    /// Model, for humans and for matching (issue: appliance).
+    /// Model, for humans (matching is by class and size, not by model string).
     #[serde(default)]
     pub model: String,
     /// Number of drives of this class.
     pub count: u32,
     /// Capacity of each, in bytes.
     pub size_bytes: u64,
+    /// How far, in percent of `size_bytes`, a drive's capacity may differ and still match.
+    #[serde(default = "default_size_tolerance_pct")]
+    pub size_tolerance_pct: u32,
     /// Sustained sequential bandwidth, MB/s (10^6 bytes).
     pub seq_mb_s: u32,
     /// Random 4 KiB read IOPS at the queue depth below.
@@ -74,6 +81,97 @@ pub struct DriveClass {
 
 fn default_ncq() -> u32 {
     32
+}
+
+fn default_size_tolerance_pct() -> u32 {
+    10
+}
+
+impl DriveClass {
+    /// The capacities, in bytes, a drive of this class may have: `size_bytes` ±
+    /// `size_tolerance_pct` percent (inclusive).
+    pub fn size_range_bytes(&self) -> (u64, u64) {
+        let slack = (self.size_bytes as u128 * self.size_tolerance_pct as u128 / 100) as u64;
+        (
+            self.size_bytes.saturating_sub(slack),
+            self.size_bytes.saturating_add(slack),
+        )
+    }
+
+    /// Whether a drive of `size_bytes` capacity fits this class.
+    pub fn accepts(&self, size_bytes: u64) -> bool {
+        let (lo, hi) = self.size_range_bytes();
+        (lo..=hi).contains(&size_bytes)
+    }
+}
+
+/// How a pool protects object data (`replicas:N` or `ec:K+M`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protection {
+    /// N full copies on N distinct HDDs.
+    Replicas(u32),
+    /// Reed–Solomon: K data shards and M parity shards on K+M distinct HDDs.
+    ErasureCoded {
+        /// Data shards.
+        data: u32,
+        /// Parity shards.
+        parity: u32,
+    },
+}
+
+impl Protection {
+    /// HDDs a stripe spans (copies or shards).
+    pub fn width(&self) -> u32 {
+        match *self {
+            Protection::Replicas(n) => n,
+            Protection::ErasureCoded { data, parity } => data + parity,
+        }
+    }
+
+    /// Drive failures a stripe survives.
+    pub fn tolerates(&self) -> u32 {
+        match *self {
+            Protection::Replicas(n) => n - 1,
+            Protection::ErasureCoded { parity, .. } => parity,
+        }
+    }
+}
+
+impl std::str::FromStr for Protection {
+    type Err = String;
+
+    /// Parses `replicas:N` (1..=16) or `ec:K+M` (K 1..=32, M 1..=16).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || {
+            format!("protection {s:?} must be replicas:N (N 1..=16) or ec:K+M (K 1..=32, M 1..=16)")
+        };
+        if let Some(n) = s.strip_prefix("replicas:") {
+            let n: u32 = n.parse().map_err(|_| bad())?;
+            return (1..=16)
+                .contains(&n)
+                .then_some(Protection::Replicas(n))
+                .ok_or_else(bad);
+        }
+        let (k, m) = s
+            .strip_prefix("ec:")
+            .and_then(|km| km.split_once('+'))
+            .ok_or_else(bad)?;
+        let (data, parity): (u32, u32) =
+            (k.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if !(1..=32).contains(&data) || !(1..=16).contains(&parity) {
+            return Err(bad());
+        }
+        Ok(Protection::ErasureCoded { data, parity })
+    }
+}
+
+impl std::fmt::Display for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Protection::Replicas(n) => write!(f, "replicas:{n}"),
+            Protection::ErasureCoded { data, parity } => write!(f, "ec:{data}+{parity}"),
+        }
+    }
 }
 
 /// A data pool: a set of HDD slots and its default protection.
@@ -93,10 +191,22 @@ fn default_protection() -> String {
     "replicas:1".into()
 }
 
+impl PoolSpec {
+    /// The parsed protection.
+    ///
+    /// Errors: a message naming the text when it is neither `replicas:N` nor `ec:K+M`.
+    pub fn protection(&self) -> std::result::Result<Protection, String> {
+        self.protection.parse()
+    }
+}
+
 /// Network interfaces.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NicSpec {
+    /// Model, for humans.
+    #[serde(default)]
+    pub model: String,
     /// Number of ports.
     pub count: u32,
     /// Line rate of each, Gbit/s.
@@ -209,21 +319,58 @@ impl Profile {
                 ));
             }
         }
+        if !self
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            return bad(format!(
+                "name {:?} may hold only a-z, 0-9, '-' and '.'",
+                self.name
+            ));
+        }
+        for (class, d) in [("ssd", &self.ssd), ("hdd", &self.hdd)] {
+            if d.size_tolerance_pct > 50 {
+                return bad(format!(
+                    "{class}.size_tolerance_pct {} is over 50",
+                    d.size_tolerance_pct
+                ));
+            }
+        }
+        let mut pooled = vec![None::<&str>; self.hdd.count as usize];
         for pool in &self.pool {
             if pool.hdd_slots.is_empty() {
                 return bad(format!("pool {} has no hdd_slots", pool.name));
             }
-            if let Some(s) = pool.hdd_slots.iter().find(|&&s| s >= self.hdd.count) {
+            for &slot in &pool.hdd_slots {
+                let Some(owner) = pooled.get_mut(slot as usize) else {
+                    return bad(format!(
+                        "pool {} names hdd slot {slot}, but hdd.count is {}",
+                        pool.name, self.hdd.count
+                    ));
+                };
+                if let Some(other) = owner.replace(&pool.name) {
+                    return bad(format!(
+                        "hdd slot {slot} is in both pool {other} and pool {}",
+                        pool.name
+                    ));
+                }
+            }
+            let protection = pool
+                .protection()
+                .map_err(|e| Error::Config(format!("pool {}: {e}", pool.name)))?;
+            if protection.width() > pool.hdd_slots.len() as u32 {
                 return bad(format!(
-                    "pool {} names hdd slot {s}, but hdd.count is {}",
-                    pool.name, self.hdd.count
+                    "pool {}: {protection} spans {} HDDs but the pool has {}",
+                    pool.name,
+                    protection.width(),
+                    pool.hdd_slots.len()
                 ));
             }
-            if !pool.protection.starts_with("replicas:") && !pool.protection.starts_with("ec:") {
-                return bad(format!(
-                    "pool {}: protection {:?} must be replicas:N or ec:K+M",
-                    pool.name, pool.protection
-                ));
+        }
+        if let Some(nic) = &self.nic {
+            if nic.count == 0 || nic.speed_gbps == 0 {
+                return bad("nic.count and nic.speed_gbps must be positive".into());
             }
         }
         if let Some(files) = &self.files {
@@ -353,6 +500,55 @@ impl Profile {
             "io_uring when the kernel allows it, pread/pwrite otherwise".into(),
         );
 
+        for (class, d, rotational) in [("ssd", &self.ssd, 0), ("hdd", &self.hdd, 1)] {
+            let (lo, hi) = d.size_range_bytes();
+            explain(
+                &format!("{class}_slots"),
+                format!("{} x {}", d.count, fmt_bytes(d.size_bytes)),
+                format!(
+                    "a discovered drive fills a {class} slot when rotational={rotational} and its size is {}..{} (±{}%); drives holding this store's superblock keep their slot",
+                    fmt_bytes(lo),
+                    fmt_bytes(hi),
+                    d.size_tolerance_pct
+                ),
+            );
+        }
+        let pools: Vec<PoolSpec> = if self.pool.is_empty() {
+            vec![PoolSpec {
+                name: "default".into(),
+                hdd_slots: (0..hdd.count).collect(),
+                protection: default_protection(),
+            }]
+        } else {
+            self.pool.clone()
+        };
+        for pool in &pools {
+            let protection = pool.protection().unwrap_or(Protection::Replicas(1));
+            explain(
+                &format!("pool {}", pool.name),
+                format!("{} HDDs, {protection}", pool.hdd_slots.len()),
+                format!(
+                    "default protection of its buckets: survives {} drive failure(s) by design; this build still stores one copy per chunk (per-bucket protection is not built yet)",
+                    protection.tolerates()
+                ),
+            );
+        }
+        if let Some(nic) = &self.nic {
+            let nic_bytes_s = nic.count as f64 * nic.speed_gbps as f64 * 1e9 / 8.0 * 0.92;
+            let hdd_bytes_s = hdd.count as f64 * seq_bytes_s;
+            explain(
+                "network_bound",
+                format!("{:.2} GB/s", nic_bytes_s / 1e9),
+                format!(
+                    "{} x {} Gbit/s at ~92% TCP payload, against {:.2} GB/s of HDD streaming: {} bounds large-object throughput",
+                    nic.count,
+                    nic.speed_gbps,
+                    hdd_bytes_s / 1e9,
+                    if nic_bytes_s < hdd_bytes_s { "the network" } else { "the HDDs" }
+                ),
+            );
+        }
+
         EngineConfig {
             profile_name: self.name.clone(),
             io_backend,
@@ -418,6 +614,76 @@ mod tests {
         assert_eq!(c.chunk_size_bytes % 4096, 0);
         assert!(c.segment_size_bytes >= 4 * c.chunk_size_bytes);
         assert!(c.report().contains("chunk_size_bytes"));
+    }
+
+    #[test]
+    fn every_shipped_profile_validates_and_derives() {
+        for (name, text) in [
+            ("dev", DEV),
+            ("qemu", include_str!("../../../hwprofiles/qemu.toml")),
+            (
+                "4u-1.5pb",
+                include_str!("../../../hwprofiles/4u-1.5pb.toml"),
+            ),
+        ] {
+            let p = Profile::parse(text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(p.name, name);
+            let c = p.derive();
+            let report = c.report();
+            for field in ["chunk_size_bytes", "ssd_slots", "hdd_slots", "pool default"] {
+                assert!(
+                    report.contains(field),
+                    "{name} report lacks {field}:\n{report}"
+                );
+            }
+        }
+        let chassis = Profile::parse(include_str!("../../../hwprofiles/4u-1.5pb.toml")).unwrap();
+        assert_eq!(chassis.hdd.count, 60);
+        let raw = chassis.hdd.count as u64 * chassis.hdd.size_bytes;
+        assert!((1_400_000_000_000_000..1_600_000_000_000_000).contains(&raw));
+        let flash = chassis.ssd.count as u64 * chassis.ssd.size_bytes;
+        assert!(
+            flash * 100 < raw,
+            "metadata flash must stay under 1% of raw"
+        );
+        assert_eq!(
+            chassis.pool[0].protection(),
+            Ok(Protection::ErasureCoded { data: 8, parity: 2 })
+        );
+    }
+
+    #[test]
+    fn drive_classes_match_by_size_with_tolerance() {
+        let p = Profile::parse(include_str!("../../../hwprofiles/qemu.toml")).unwrap();
+        assert!(p.hdd.accepts(8 << 30));
+        assert!(p.hdd.accepts((8 << 30) - (100 << 20)));
+        assert!(!p.hdd.accepts(2 << 30));
+        assert!(!p.ssd.accepts(8 << 30));
+        assert!(p.ssd.accepts(2 << 30));
+    }
+
+    #[test]
+    fn protection_parses_and_is_checked_against_the_pool() {
+        assert_eq!("replicas:3".parse(), Ok(Protection::Replicas(3)));
+        assert_eq!(
+            "ec:4+2".parse(),
+            Ok(Protection::ErasureCoded { data: 4, parity: 2 })
+        );
+        for bad in ["replicas:0", "ec:4", "ec:0+2", "raid5", "ec:4+x"] {
+            assert!(bad.parse::<Protection>().is_err(), "{bad}");
+        }
+        let wide = DEV.replace("replicas:1", "ec:4+2");
+        let err = Profile::parse(&wide).unwrap_err().to_string();
+        assert!(err.contains("spans 6 HDDs but the pool has 4"), "{err}");
+        let twice = DEV.replace(
+            "[nic]",
+            "[[pool]]\nname = \"other\"\nhdd_slots = [3]\n\n[nic]",
+        );
+        let err = Profile::parse(&twice).unwrap_err().to_string();
+        assert!(
+            err.contains("hdd slot 3 is in both pool default and pool other"),
+            "{err}"
+        );
     }
 
     #[test]
