@@ -162,6 +162,28 @@ impl Store {
         self.inner.meta.stats()
     }
 
+    /// Data device slots that were missing when the store opened (a degraded store).
+    pub fn missing_data_slots(&self) -> Vec<u32> {
+        (0..self.inner.data.len() as u32)
+            .filter(|&slot| self.inner.data[slot as usize].is_none())
+            .collect()
+    }
+
+    /// A store-wide setting (`s/<name>` in metadata), if set. Settings are small values that
+    /// belong to the store rather than to a bucket, such as the appliance's S3 credentials.
+    pub fn setting(&self, name: &str) -> Option<Vec<u8>> {
+        self.inner.meta.get(&schema::setting_key(name))
+    }
+
+    /// Sets a store-wide setting durably (one metadata commit).
+    ///
+    /// Errors: metadata device errors (a poisoned or failing SSD).
+    pub fn put_setting(&self, name: &str, value: &[u8]) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.put(schema::setting_key(name), value.to_vec());
+        self.inner.meta.commit(batch)
+    }
+
     /// Clean shutdown: stops appends, records each data device's head (so the next open
     /// continues in its open segment) and writes a metadata checkpoint (so it replays nothing).
     /// Writes after this fail with [`Error::Closed`].

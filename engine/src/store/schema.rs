@@ -63,6 +63,11 @@ pub fn segment_claim_key(slot: u32) -> Vec<u8> {
     [b"d/".as_slice(), &slot.to_be_bytes()].concat()
 }
 
+/// `s/<name>` -> a store-wide setting (raw bytes; see [`crate::Store::setting`]).
+pub fn setting_key(name: &str) -> Vec<u8> {
+    [b"s/", name.as_bytes()].concat()
+}
+
 /// The smallest byte string greater than every string that starts with `prefix`, or `None`
 /// if there is none (all 0xFF).
 pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
