@@ -1,4 +1,5 @@
-//! `hoard`: the S3 server and, in the firmware image, PID 1.
+//! `hoard`: the S3 server and, in the firmware image, PID 1 (when the kernel starts it as
+//! `/init`, it boots the appliance instead of reading a command line).
 
 use clap::Parser;
 
@@ -11,5 +12,8 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if std::process::id() == 1 {
+        hoard_appliance::firmware::pid1();
+    }
     std::process::exit(hoard_appliance::cli::run(hoard_appliance::cli::Cli::parse()));
 }

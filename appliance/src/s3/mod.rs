@@ -64,6 +64,48 @@ pub struct AppState {
     pub credentials: Credentials,
     /// Limits and names.
     pub config: S3Config,
+    /// Asks the server (and, on the appliance, the machine) to stop.
+    pub shutdown: Shutdown,
+}
+
+/// A request to stop serving: from a signal, the power button or the admin request. The first
+/// reason given wins; the server stops accepting connections and drains the rest.
+#[derive(Clone, Debug)]
+pub struct Shutdown(tokio::sync::watch::Sender<Option<String>>);
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown(tokio::sync::watch::channel(None).0)
+    }
+}
+
+impl Shutdown {
+    /// Asks for shutdown, saying why (kept only if nobody asked before).
+    pub fn request(&self, reason: &str) {
+        self.0.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(reason.to_string());
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Why shutdown was asked for, if it was.
+    pub fn reason(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Resolves, with the reason, once shutdown is asked for.
+    pub async fn requested(&self) -> String {
+        let mut rx = self.0.subscribe();
+        let reason = match rx.wait_for(Option::is_some).await {
+            Ok(r) => r.clone().unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        reason
+    }
 }
 
 /// The axum router: every request goes to [`handle`], which dispatches on method, path and

@@ -50,6 +50,21 @@ impl Credentials {
             })
     }
 
+    /// A new random access key (20 characters, `HK` + upper-case hex) and secret key (40
+    /// lower-case hex characters, 160 bits from the OS random source via UUID v4).
+    pub fn generate() -> (String, String) {
+        let access = format!(
+            "HK{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..18].to_uppercase()
+        );
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        (access, secret)
+    }
+
     /// Credentials from `HOARD_ACCESS_KEY`/`HOARD_SECRET_KEY`, else from `dir/credentials`,
     /// else newly generated and stored there (mode 0600). Returns them and where they came from.
     pub fn load_or_create(dir: &Path) -> std::io::Result<(Self, String, String, &'static str)> {
@@ -68,15 +83,7 @@ impl Credentials {
                 return Ok((Self::single(a, s), a.to_string(), s.to_string(), "stored"));
             }
         }
-        let access = format!(
-            "HK{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..18].to_uppercase()
-        );
-        let secret = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let (access, secret) = Self::generate();
         std::fs::create_dir_all(dir)?;
         {
             use std::io::Write;

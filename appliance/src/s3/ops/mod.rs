@@ -1,6 +1,7 @@
 //! S3 operations: dispatch on method, bucket, key and sub-resource, and the helpers they share
 //! (request context, body readers, blocking engine calls, dates).
 
+mod admin;
 mod bucket;
 mod multipart;
 mod object;
@@ -417,6 +418,17 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
+    if raw_path.starts_with(admin::PREFIX) {
+        let view = RequestView {
+            method: &parts.method,
+            raw_path: &raw_path,
+            query: &query,
+            headers: &parts.headers,
+            vhost_bucket: None,
+        };
+        let auth = auth::authenticate(&view, &state.credentials, now_secs())?;
+        return admin::dispatch(&state, &parts.method, &raw_path, &auth).await;
+    }
     let (vhost, bucket, key) = parse_target(&host, &raw_path, &state.config.domains)?;
     let view = RequestView {
         method: &parts.method,

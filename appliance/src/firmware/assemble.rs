@@ -1,0 +1,479 @@
+//! Assembling the store from discovered drives: each drive is matched to a slot of the
+//! profile, and only blank drives are ever formatted.
+//!
+//! The rules, in order:
+//! 1. A drive fills a class (SSD or HDD) by rotational flag and size
+//!    ([`hoard::profile::DriveClass::accepts`]); removable, read-only and unmatched drives are
+//!    left alone.
+//! 2. A drive holding this store's superblock keeps the slot written in it, whatever name the
+//!    kernel gave it this boot (enumeration order changes when a drive is missing or moved).
+//! 3. A drive holding another store's superblock, an unreadable superblock, or non-zero bytes
+//!    without a superblock is refused: never formatted, never used, reported on the console.
+//! 4. Blank drives are formatted only on the first boot (no metadata SSD of any store is
+//!    present): they fill the empty slots in discovery order. After the first boot a blank drive
+//!    is a replacement, and adopting one needs rebuild, which is not built yet.
+//! 5. If data drives of a store are present but its metadata SSD is not (missing, blank or
+//!    damaged), the metadata cannot be trusted and nothing starts: formatting would orphan them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use hoard::device::superblock::{self, uuid_string, Probe, Role, Superblock};
+use hoard::device::Device;
+use hoard::profile::fmt_bytes;
+use hoard::store::StoreDevices;
+use hoard::{EngineConfig, Error, Profile};
+
+use super::discover::BlockDevice;
+
+/// The drive classes of a profile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Metadata drives (non-rotational).
+    Ssd,
+    /// Data drives (rotational).
+    Hdd,
+}
+
+/// What becomes of one discovered drive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// SSD slot 0: the metadata device. `format` on first boot.
+    Metadata {
+        /// Whether it is blank and will be formatted now.
+        format: bool,
+    },
+    /// An HDD slot.
+    Data {
+        /// The slot.
+        slot: u32,
+        /// Whether it is blank and will be formatted now.
+        format: bool,
+    },
+    /// A further SSD slot, kept for metadata mirroring (not built yet): left as it is.
+    Idle {
+        /// The SSD slot.
+        slot: u32,
+    },
+    /// Never formatted, never used (rule 3).
+    Refused(String),
+    /// Not part of the store (rules 1 and 4).
+    Unused(String),
+    /// Matched a class and probed, slot not yet decided (only while [`Assembly::plan`] runs).
+    Undecided,
+}
+
+/// One discovered drive and what becomes of it.
+pub struct Drive {
+    /// What the kernel reported.
+    pub device: BlockDevice,
+    /// The class it matched, if any.
+    pub class: Option<Class>,
+    /// The decision.
+    pub disposition: Disposition,
+    handle: Option<Arc<Device>>,
+    superblock: Option<Superblock>,
+}
+
+/// The drives matched to a profile's slots.
+pub struct Assembly {
+    /// Profile name.
+    pub profile: String,
+    /// Every discovered drive, in discovery order.
+    pub drives: Vec<Drive>,
+    /// No metadata SSD of any store was found: blank drives are formatted.
+    pub first_boot: bool,
+    /// The store these drives belong to (`None` on first boot).
+    pub store_uuid: Option<[u8; 16]>,
+    ssd_slots: u32,
+    hdd_slots: u32,
+}
+
+impl Assembly {
+    /// Matches `devices` to the profile's slots, opening and probing every drive that fits a
+    /// class. Nothing is written.
+    ///
+    /// Errors: [`Error::Incompatible`] when the metadata cannot be trusted (rule 5) or two
+    /// stores' metadata SSDs are present; [`Error::Config`] when no metadata SSD or no data HDD
+    /// can be used.
+    pub fn plan(
+        profile: &Profile,
+        config: &EngineConfig,
+        devices: Vec<BlockDevice>,
+    ) -> hoard::Result<Assembly> {
+        let mut drives: Vec<Drive> = devices
+            .into_iter()
+            .map(|device| classify(profile, config, device))
+            .collect();
+
+        // The store: the one whose metadata SSD is here.
+        let mut meta_stores: BTreeMap<[u8; 16], &str> = BTreeMap::new();
+        for d in &drives {
+            if let (Some(Class::Ssd), Some(sb)) = (d.class, &d.superblock) {
+                if sb.role == Role::Meta && sb.slot == 0 {
+                    meta_stores.insert(sb.store_uuid, d.device.path.to_str().unwrap_or("?"));
+                }
+            }
+        }
+        if meta_stores.len() > 1 {
+            let list: Vec<String> = meta_stores
+                .iter()
+                .map(|(uuid, path)| format!("{path} (store {})", uuid_string(uuid)))
+                .collect();
+            return Err(Error::Incompatible {
+                device: list.join(", "),
+                detail: "metadata SSDs of more than one store are present; remove all but one store's drives".into(),
+            });
+        }
+        let store_uuid = meta_stores.keys().next().copied();
+        let first_boot = store_uuid.is_none();
+
+        if first_boot {
+            // Rule 5: data drives of a store whose metadata is not here.
+            let mut orphans: BTreeMap<[u8; 16], Vec<&str>> = BTreeMap::new();
+            for d in &drives {
+                if let (Some(Class::Hdd), Some(sb)) = (d.class, &d.superblock) {
+                    orphans
+                        .entry(sb.store_uuid)
+                        .or_default()
+                        .push(d.device.path.to_str().unwrap_or("?"));
+                }
+            }
+            let blank_hdds = drives
+                .iter()
+                .filter(|d| d.class == Some(Class::Hdd) && d.is_blank())
+                .count();
+            if let Some((uuid, paths)) = orphans.iter().max_by_key(|(_, p)| p.len()) {
+                if paths.len() >= blank_hdds {
+                    return Err(Error::Incompatible {
+                        device: paths.join(", "),
+                        detail: format!(
+                            "these data drives belong to store {} but its metadata SSD is missing, blank or damaged: the metadata cannot be trusted, so nothing is formatted and the store is not started",
+                            uuid_string(uuid)
+                        ),
+                    });
+                }
+            }
+        }
+
+        let mut ssd_taken = vec![false; profile.ssd.count as usize];
+        let mut hdd_taken = vec![false; profile.hdd.count as usize];
+        for d in drives
+            .iter_mut()
+            .filter(|d| d.disposition == Disposition::Undecided)
+        {
+            let class = d.class.expect("pending drives have a class");
+            d.disposition = match (&d.superblock, store_uuid) {
+                (Some(sb), Some(store)) if sb.store_uuid == store => {
+                    claim_member(d.device.path.display(), class, sb, &mut ssd_taken, &mut hdd_taken)
+                }
+                (Some(sb), _) => Disposition::Refused(format!(
+                    "holds the superblock of store {} ({:?} slot {}, profile {}): not this store's, never formatted",
+                    uuid_string(&sb.store_uuid),
+                    sb.role,
+                    sb.slot,
+                    sb.profile
+                )),
+                (None, _) => continue, // blank: placed below
+            };
+        }
+        for d in drives
+            .iter_mut()
+            .filter(|d| d.disposition == Disposition::Undecided)
+        {
+            let class = d.class.expect("pending drives have a class");
+            d.disposition = if !first_boot {
+                Disposition::Unused(match class {
+                    Class::Hdd => {
+                        "blank: adopting a replacement HDD needs rebuild, which is not built yet"
+                            .into()
+                    }
+                    Class::Ssd => "blank: metadata mirroring is not built yet".into(),
+                })
+            } else {
+                let taken = match class {
+                    Class::Ssd => &mut ssd_taken,
+                    Class::Hdd => &mut hdd_taken,
+                };
+                match taken.iter().position(|t| !t) {
+                    None => Disposition::Unused(format!(
+                        "blank, but all {} {class:?} slots are filled",
+                        taken.len()
+                    )),
+                    Some(slot) => {
+                        taken[slot] = true;
+                        match (class, slot) {
+                            (Class::Ssd, 0) => Disposition::Metadata { format: true },
+                            (Class::Ssd, s) => Disposition::Idle { slot: s as u32 },
+                            (Class::Hdd, s) => Disposition::Data {
+                                slot: s as u32,
+                                format: true,
+                            },
+                        }
+                    }
+                }
+            };
+        }
+
+        let assembly = Assembly {
+            profile: profile.name.clone(),
+            drives,
+            first_boot,
+            store_uuid,
+            ssd_slots: profile.ssd.count,
+            hdd_slots: profile.hdd.count,
+        };
+        if !assembly
+            .drives
+            .iter()
+            .any(|d| matches!(d.disposition, Disposition::Metadata { .. }))
+        {
+            return Err(Error::Config(format!(
+                "no usable metadata SSD: none of the drives fits the profile's SSD class (rotational=0, {})\n{}",
+                range(&profile.ssd),
+                assembly.report()
+            )));
+        }
+        if !assembly
+            .drives
+            .iter()
+            .any(|d| matches!(d.disposition, Disposition::Data { .. }))
+        {
+            return Err(Error::Config(format!(
+                "no usable data HDD: none fits the profile's HDD class (rotational=1, {}) and belongs to this store or is blank\n{}",
+                range(&profile.hdd),
+                assembly.report()
+            )));
+        }
+        Ok(assembly)
+    }
+
+    /// HDD slots with no drive: the store opens degraded.
+    pub fn missing_hdd_slots(&self) -> Vec<u32> {
+        (0..self.hdd_slots)
+            .filter(|&s| {
+                !self
+                    .drives
+                    .iter()
+                    .any(|d| d.disposition_slot() == Some((Class::Hdd, s)))
+            })
+            .collect()
+    }
+
+    /// SSD slots with no drive.
+    pub fn missing_ssd_slots(&self) -> Vec<u32> {
+        (0..self.ssd_slots)
+            .filter(|&s| {
+                !self
+                    .drives
+                    .iter()
+                    .any(|d| d.disposition_slot() == Some((Class::Ssd, s)))
+            })
+            .collect()
+    }
+
+    /// The devices to open the store on, and whether blank ones may be formatted.
+    pub fn store_devices(&self) -> (StoreDevices, bool) {
+        let mut meta = None;
+        let mut data = vec![None; self.hdd_slots as usize];
+        for d in &self.drives {
+            match d.disposition {
+                Disposition::Metadata { .. } => meta = d.handle.clone(),
+                Disposition::Data { slot, .. } => data[slot as usize] = d.handle.clone(),
+                _ => {}
+            }
+        }
+        let meta = meta.expect("plan() guarantees a metadata device");
+        (StoreDevices { meta, data }, self.first_boot)
+    }
+
+    /// A console table: every drive, its slot and what happens to it; then missing slots.
+    pub fn report(&self) -> String {
+        let mut out = format!(
+            "profile {}: {} SSD slot(s), {} HDD slot(s); {}\n",
+            self.profile,
+            self.ssd_slots,
+            self.hdd_slots,
+            match self.store_uuid {
+                Some(u) => format!("store {}", uuid_string(&u)),
+                None => "first boot: no store yet".into(),
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  {:<14} {:>9} {:>3}  {:<18} {:<12} {:<6} state",
+            "device", "size", "rot", "model", "serial", "slot"
+        );
+        for d in &self.drives {
+            let slot = match d.disposition_slot() {
+                Some((Class::Ssd, s)) => format!("ssd{s}"),
+                Some((Class::Hdd, s)) => format!("hdd{s}"),
+                None => "-".into(),
+            };
+            let state = match &d.disposition {
+                Disposition::Metadata { format: true } => "metadata: blank, formatting".into(),
+                Disposition::Metadata { format: false } => "metadata: member".into(),
+                Disposition::Data { format: true, .. } => "data: blank, formatting".into(),
+                Disposition::Data { format: false, .. } => "data: member".into(),
+                Disposition::Idle { .. } => {
+                    "idle: metadata mirroring is not built yet; left as it is".into()
+                }
+                Disposition::Refused(why) => format!("REFUSED: {why}"),
+                Disposition::Unused(why) => format!("unused: {why}"),
+                Disposition::Undecided => "undecided".into(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<14} {:>9} {:>3}  {:<18} {:<12} {:<6} {state}",
+                d.device.path.display(),
+                fmt_bytes(d.device.size_bytes),
+                d.device.rotational as u8,
+                truncate(&d.device.model, 18),
+                truncate(&d.device.serial, 12),
+                slot,
+            );
+        }
+        let missing_hdd = self.missing_hdd_slots();
+        if !missing_hdd.is_empty() {
+            let names: Vec<String> = missing_hdd.iter().map(|s| format!("hdd{s}")).collect();
+            let _ = writeln!(
+                out,
+                "  DEGRADED: no drive for {}; objects with data there cannot be read until it returns",
+                names.join(", ")
+            );
+        }
+        let missing_ssd = self.missing_ssd_slots();
+        if !missing_ssd.is_empty() {
+            let names: Vec<String> = missing_ssd.iter().map(|s| format!("ssd{s}")).collect();
+            let _ = writeln!(out, "  no drive for {}", names.join(", "));
+        }
+        out
+    }
+}
+
+impl Drive {
+    fn is_blank(&self) -> bool {
+        self.disposition == Disposition::Undecided && self.superblock.is_none()
+    }
+
+    fn disposition_slot(&self) -> Option<(Class, u32)> {
+        match self.disposition {
+            Disposition::Metadata { .. } => Some((Class::Ssd, 0)),
+            Disposition::Idle { slot } => Some((Class::Ssd, slot)),
+            Disposition::Data { slot, .. } => Some((Class::Hdd, slot)),
+            _ => None,
+        }
+    }
+}
+
+fn classify(profile: &Profile, config: &EngineConfig, device: BlockDevice) -> Drive {
+    let mut drive = Drive {
+        class: None,
+        disposition: Disposition::Undecided,
+        handle: None,
+        superblock: None,
+        device,
+    };
+    let dev = &drive.device;
+    let class = if dev.removable || dev.read_only {
+        drive.disposition = Disposition::Unused(
+            if dev.removable {
+                "removable"
+            } else {
+                "read-only"
+            }
+            .into(),
+        );
+        return drive;
+    } else if !dev.rotational && profile.ssd.accepts(dev.size_bytes) {
+        Class::Ssd
+    } else if dev.rotational && profile.hdd.accepts(dev.size_bytes) {
+        Class::Hdd
+    } else {
+        drive.disposition = Disposition::Unused(format!(
+            "fits no class (SSD: rotational=0, {}; HDD: rotational=1, {})",
+            range(&profile.ssd),
+            range(&profile.hdd)
+        ));
+        return drive;
+    };
+    drive.class = Some(class);
+    let queue_depth = match class {
+        Class::Ssd => config.meta_queue_depth,
+        Class::Hdd => config.data_queue_depth,
+    };
+    let handle = match Device::open(&dev.path, config.io_backend, queue_depth) {
+        Ok(h) => Arc::new(h),
+        Err(e) => {
+            drive.disposition = Disposition::Refused(format!("cannot be opened: {e}"));
+            return drive;
+        }
+    };
+    match superblock::probe(&handle) {
+        Ok(Probe::Blank) => {}
+        Ok(Probe::Hoard(sb)) => drive.superblock = Some(sb),
+        Err(Error::NotBlank { .. }) => {
+            drive.disposition = Disposition::Refused(
+                "holds data but no Hoard superblock (a filesystem, a partition table, another program's data): never formatted; wipe it to adopt it".into(),
+            );
+            return drive;
+        }
+        Err(e) => {
+            drive.disposition = Disposition::Refused(format!("{e}"));
+            return drive;
+        }
+    }
+    drive.handle = Some(handle);
+    drive
+}
+
+fn claim_member(
+    path: std::path::Display<'_>,
+    class: Class,
+    sb: &Superblock,
+    ssd_taken: &mut [bool],
+    hdd_taken: &mut [bool],
+) -> Disposition {
+    let (expected_role, taken) = match class {
+        Class::Ssd => (Role::Meta, ssd_taken),
+        Class::Hdd => (Role::Data, hdd_taken),
+    };
+    if sb.role != expected_role {
+        return Disposition::Refused(format!(
+            "holds a {:?} superblock of this store but is a {class:?}",
+            sb.role
+        ));
+    }
+    match taken.get_mut(sb.slot as usize) {
+        None => Disposition::Refused(format!(
+            "formatted for {class:?} slot {}, but the profile has {} such slots",
+            sb.slot,
+            taken.len()
+        )),
+        Some(true) => Disposition::Refused(format!(
+            "claims {class:?} slot {} which another drive already holds ({path} may be a copy)",
+            sb.slot
+        )),
+        Some(t) => {
+            *t = true;
+            match class {
+                Class::Ssd if sb.slot == 0 => Disposition::Metadata { format: false },
+                Class::Ssd => Disposition::Idle { slot: sb.slot },
+                Class::Hdd => Disposition::Data {
+                    slot: sb.slot,
+                    format: false,
+                },
+            }
+        }
+    }
+}
+
+fn range(class: &hoard::profile::DriveClass) -> String {
+    let (lo, hi) = class.size_range_bytes();
+    format!("{}..{}", fmt_bytes(lo), fmt_bytes(hi))
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}

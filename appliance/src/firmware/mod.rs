@@ -1,0 +1,316 @@
+//! The firmware image's PID 1: `hoard` started by the kernel as `/init` from the initramfs.
+//!
+//! Owns the boot sequence, in order: mount proc, sys, devtmpfs and a tmpfs on /run; load the
+//! kernel modules shipped in `/lib/modules` ([`kmod`]); read the `hoard.*` kernel parameters
+//! ([`cmdline`]); discover block devices ([`discover`]); pick the hardware profile and match
+//! drives to its slots ([`assemble`]), formatting blank drives on first boot only; open the
+//! store (degraded when a data drive is missing); configure the NIC ([`net`]); serve S3 until
+//! the power button, ctrl-alt-del, SIGTERM, SIGPWR or the admin request asks to stop
+//! ([`power`]); then close the store cleanly and power off. PID 1 never exits: a fatal error is
+//! printed on the console and the machine reboots.
+
+pub mod assemble;
+pub mod cmdline;
+pub mod discover;
+pub mod kmod;
+pub mod net;
+pub mod power;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hoard::{Profile, Store};
+use nix::mount::{mount, MsFlags};
+
+use crate::s3::auth::Credentials;
+use crate::s3::S3Config;
+use assemble::Assembly;
+use cmdline::BootParams;
+
+/// Where the image keeps its kernel modules (flat `<name>.ko` files).
+pub const MODULES_DIR: &str = "/lib/modules";
+/// Where the image keeps its hardware profiles.
+pub const PROFILES_DIR: &str = "/etc/hoard/profiles";
+/// The store setting holding generated S3 credentials (`access key\nsecret key`).
+pub const CREDENTIALS_SETTING: &str = "s3-credentials";
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Runs the appliance as PID 1. Never returns: it ends in power-off or reboot.
+pub fn pid1() -> ! {
+    match std::panic::catch_unwind(boot_and_serve) {
+        Ok(Ok(reason)) => {
+            println!("hoard: stopped ({reason}); store closed cleanly");
+            power::power_off()
+        }
+        Ok(Err(e)) => power::fatal(&e.to_string(), Duration::from_secs(10)),
+        Err(_) => power::fatal("panic (message above)", Duration::from_secs(10)),
+    }
+}
+
+fn boot_and_serve() -> Result<String, BoxError> {
+    mount_pseudo_filesystems()?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let release = release.trim();
+    println!(
+        "hoard: firmware {} (git {}) on Linux {release}, uptime {:.2} s",
+        env!("CARGO_PKG_VERSION"),
+        option_env!("HOARD_GIT_REVISION").unwrap_or("unknown"),
+        uptime_s()
+    );
+    power::route_ctrl_alt_del_to_init();
+
+    let cmdline = std::fs::read_to_string("/proc/cmdline")?;
+    let params = BootParams::parse(&cmdline)?;
+
+    let start = Instant::now();
+    let (loaded, failures) = kmod::load_all(Path::new(MODULES_DIR))?;
+    println!(
+        "hoard: loaded {loaded} kernel modules in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    for (name, error) in failures {
+        println!("hoard: module {name} failed to load: {error}");
+    }
+
+    let profiles = load_profiles(Path::new(PROFILES_DIR))?;
+    let named = match &params.profile {
+        Some(name) => Some(
+            profiles
+                .iter()
+                .find(|p| &p.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+                    format!("hoard.profile={name}: the image has profiles {names:?}")
+                })?,
+        ),
+        None => None,
+    };
+    let devices = wait_for_drives(named.as_ref(), Duration::from_secs(30));
+    let profile = match named {
+        Some(p) => p,
+        None => best_profile(&profiles, &devices)?,
+    };
+    println!(
+        "hoard: {} block device(s); profile {}: {}",
+        devices.len(),
+        profile.name,
+        profile.description
+    );
+
+    let mut config = profile.derive();
+    if let Some(backend) = &params.io_backend {
+        config.io_backend = backend.parse()?;
+    }
+    let assembly = Assembly::plan(&profile, &config, devices)?;
+    print!("{}", assembly.report());
+    let (devices, format_blank) = assembly.store_devices();
+    let store = Store::open_devices(devices, config, format_blank)?;
+    let missing = store.missing_data_slots();
+    if missing.is_empty() {
+        println!("hoard: store {} open", store.store_uuid());
+    } else {
+        println!(
+            "hoard: store {} open DEGRADED: data slot(s) {missing:?} missing",
+            store.store_uuid()
+        );
+    }
+    for pool in &profile.pool {
+        if pool.protection != "replicas:1" {
+            println!(
+                "hoard: pool {} asks for {}, but this build stores one copy per chunk",
+                pool.name, pool.protection
+            );
+        }
+    }
+
+    let (credentials, source) = credentials(&store, &params)?;
+
+    net::bring_up_loopback()?;
+    let interface = net::wait_for_interface(Duration::from_secs(10))
+        .ok_or("no network interface appeared within 10 s (is its driver module shipped?)")?;
+    net::configure(&interface, &params.ip)?;
+    println!(
+        "hoard: {interface} {}/{} gateway {} link {}",
+        params.ip.address,
+        params.ip.prefix_len,
+        params
+            .ip
+            .gateway
+            .map_or("none".to_string(), |g| g.to_string()),
+        net::link_speed_mbps(&interface).map_or("unknown".to_string(), |s| format!("{s} Mb/s"))
+    );
+
+    let s3 = S3Config {
+        domains: params.domain.iter().cloned().collect(),
+        region: params.region.clone(),
+        ..S3Config::default()
+    };
+    let listen = SocketAddr::from(([0, 0, 0, 0], params.port));
+    let address = params.ip.address;
+    crate::cli::run_s3(store, credentials, s3, listen, move |_, bound| {
+        println!(
+            "hoard: S3 ready on http://{address}:{} after {:.2} s of uptime (credentials {source})",
+            bound.port(),
+            uptime_s()
+        );
+        // The power button raises SIGPWR in this process, so every power-off path is one.
+        power::watch_power_button(
+            Arc::new(|| {
+                println!("hoard: power button pressed");
+                let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::SIGPWR);
+            }),
+            Duration::from_secs(10),
+        );
+    })
+}
+
+fn mount_pseudo_filesystems() -> Result<(), BoxError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    for (source, target, fstype) in [
+        ("proc", "/proc", "proc"),
+        ("sysfs", "/sys", "sysfs"),
+        ("devtmpfs", "/dev", "devtmpfs"),
+        ("tmpfs", "/run", "tmpfs"),
+    ] {
+        std::fs::create_dir_all(target)?;
+        match mount(Some(source), target, Some(fstype), flags, None::<&str>) {
+            Ok(()) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => return Err(format!("mounting {fstype} on {target}: {e}").into()),
+        }
+    }
+    Ok(())
+}
+
+fn uptime_s() -> f64 {
+    std::fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Every `*.toml` profile in `dir` that describes discovered drives (file-backed ones are for
+/// development and are skipped).
+///
+/// Errors: the directory cannot be read, a profile is invalid, or none is left.
+pub fn load_profiles(dir: &Path) -> Result<Vec<Profile>, BoxError> {
+    let mut out = Vec::new();
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("reading profiles in {}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let profile = Profile::load(&path)?;
+        if profile.files.is_none() {
+            out.push(profile);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("no hardware profile for real drives in {}", dir.display()).into());
+    }
+    Ok(out)
+}
+
+/// Polls `/sys/block` until the profile's drive count is present, or (without a profile, or
+/// when a drive is missing) until the list has not changed for 3 s, at most `timeout`.
+fn wait_for_drives(profile: Option<&Profile>, timeout: Duration) -> Vec<discover::BlockDevice> {
+    let start = Instant::now();
+    let mut last: Vec<discover::BlockDevice> = Vec::new();
+    let mut last_change = start;
+    loop {
+        let now = discover::scan(Path::new("/sys/block"), Path::new("/dev")).unwrap_or_default();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+        let expected_found = profile.is_some_and(|p| {
+            let ssd = last
+                .iter()
+                .filter(|d| !d.rotational && p.ssd.accepts(d.size_bytes))
+                .count();
+            let hdd = last
+                .iter()
+                .filter(|d| d.rotational && p.hdd.accepts(d.size_bytes))
+                .count();
+            ssd >= p.ssd.count as usize && hdd >= p.hdd.count as usize
+        });
+        let settled = !last.is_empty() && last_change.elapsed() >= Duration::from_secs(3);
+        if expected_found || settled || start.elapsed() >= timeout {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The profile that the most drives fit (at most its slot count per class); ties go to the
+/// profile with fewer slots, the closer fit.
+///
+/// Errors: no profile has at least one SSD and one HDD present.
+pub fn best_profile(
+    profiles: &[Profile],
+    devices: &[discover::BlockDevice],
+) -> Result<Profile, BoxError> {
+    let score = |p: &Profile| {
+        let ssd = devices
+            .iter()
+            .filter(|d| !d.rotational && p.ssd.accepts(d.size_bytes))
+            .count()
+            .min(p.ssd.count as usize);
+        let hdd = devices
+            .iter()
+            .filter(|d| d.rotational && p.hdd.accepts(d.size_bytes))
+            .count()
+            .min(p.hdd.count as usize);
+        (ssd.min(1) * hdd.min(1), ssd + hdd)
+    };
+    profiles
+        .iter()
+        .filter(|p| score(p).0 == 1)
+        .max_by_key(|p| (score(p).1, std::cmp::Reverse(p.ssd.count + p.hdd.count)))
+        .cloned()
+        .ok_or_else(|| {
+            let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+            format!(
+                "no profile ({}) fits these drives: none has a matching SSD and HDD; set hoard.profile=NAME to see why",
+                names.join(", ")
+            )
+            .into()
+        })
+}
+
+/// S3 credentials: from the kernel command line, else kept in the store, else generated now,
+/// kept in the store and printed on the console once.
+fn credentials(
+    store: &Store,
+    params: &BootParams,
+) -> Result<(Credentials, &'static str), BoxError> {
+    if let Some((access, secret)) = &params.credentials {
+        return Ok((
+            Credentials::single(access, secret),
+            "from the kernel command line",
+        ));
+    }
+    if let Some(stored) = store.setting(CREDENTIALS_SETTING) {
+        let text = String::from_utf8_lossy(&stored).into_owned();
+        if let Some((access, secret)) = text.split_once('\n') {
+            return Ok((Credentials::single(access, secret), "kept in the store"));
+        }
+        println!("hoard: the stored S3 credentials are unreadable; generating new ones");
+    }
+    let (access, secret) = Credentials::generate();
+    store.put_setting(
+        CREDENTIALS_SETTING,
+        format!("{access}\n{secret}").as_bytes(),
+    )?;
+    println!("hoard: generated S3 credentials: access key {access}  secret key {secret}");
+    Ok((
+        Credentials::single(&access, &secret),
+        "generated on this first boot",
+    ))
+}

@@ -1,0 +1,87 @@
+//! Hoard's own administrative requests, under `/_hoard/` (outside the bucket namespace: bucket
+//! names cannot contain `_`). They are signed like any S3 request (SigV4 or SigV2), so any
+//! client that signs arbitrary requests can call them, e.g.
+//! `curl --aws-sigv4 aws:amz:us-east-1:s3 --user KEY:SECRET -X POST http://HOST:9000/_hoard/shutdown`.
+//!
+//! - `GET /_hoard/status`: the store's state as XML (store UUID, profile, missing drives,
+//!   whether a shutdown is under way).
+//! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
+//!   appliance, then power off. Answers 202 Accepted before it starts.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+
+use super::super::auth::Auth;
+use super::super::error::S3Result;
+use super::super::xml::XmlBuilder;
+use super::super::AppState;
+use crate::s3_error;
+
+/// Path prefix of the admin requests.
+pub const PREFIX: &str = "/_hoard/";
+
+/// Runs one admin request (already authenticated).
+///
+/// Errors: MethodNotAllowed for a known path with the wrong method; NotImplemented for an
+/// unknown path.
+pub async fn dispatch(
+    state: &Arc<AppState>,
+    method: &Method,
+    path: &str,
+    auth: &Auth,
+) -> S3Result<Response> {
+    let action = &path[PREFIX.len()..];
+    match (action, method) {
+        ("status", &Method::GET) => status(state),
+        ("shutdown", &Method::POST) => {
+            tracing::warn!(access_key = %auth.access_key, "shutdown requested over S3");
+            state
+                .shutdown
+                .request(&format!("admin request from {}", auth.access_key));
+            Response::builder()
+                .status(StatusCode::ACCEPTED)
+                .header("content-type", "text/plain")
+                .body(Body::from("shutting down\n"))
+                .map_err(|e| s3_error!(InternalError, INTERNAL_SERVER_ERROR, "{e}"))
+        }
+        ("status" | "shutdown", m) => Err(s3_error!(
+            MethodNotAllowed,
+            METHOD_NOT_ALLOWED,
+            "{m} is not allowed on {path}"
+        )),
+        _ => Err(s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "{path} is not an admin request this server knows (status, shutdown)"
+        )),
+    }
+}
+
+fn status(state: &AppState) -> S3Result<Response> {
+    let store = &state.store;
+    let config = store.config();
+    let mut x = XmlBuilder::new("HoardStatus");
+    x.elem("Version", env!("CARGO_PKG_VERSION"))
+        .elem("StoreId", &store.store_uuid())
+        .elem("Profile", &config.profile_name);
+    let missing = store.missing_data_slots();
+    x.elem(
+        "Degraded",
+        if missing.is_empty() { "false" } else { "true" },
+    );
+    for slot in missing {
+        x.elem("MissingDataSlot", &slot.to_string());
+    }
+    x.elem(
+        "ShuttingDown",
+        if state.shutdown.reason().is_some() {
+            "true"
+        } else {
+            "false"
+        },
+    );
+    super::super::xml_response(x.finish("HoardStatus"))
+}
