@@ -4,15 +4,17 @@
 use clap::Parser;
 
 fn main() {
+    let pid1 = std::process::id() == 1;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HOARD_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A serial console is a terminal, but its log is read as text.
+        .with_ansi(!pid1 && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if std::process::id() == 1 {
+    if pid1 {
         hoard_appliance::firmware::pid1();
     }
     std::process::exit(hoard_appliance::cli::run(hoard_appliance::cli::Cli::parse()));

@@ -322,8 +322,9 @@ impl Store {
     }
 
     /// Opens the object (or a range of it) for reading. The first chunk is read and verified
-    /// before this returns, so a missing drive or corrupt chunk at the start is reported here
-    /// rather than mid-stream.
+    /// before this returns, and every chunk of the range is checked to have a present drive, so
+    /// a missing drive, or a corrupt chunk at the start, is reported here rather than
+    /// mid-stream.
     ///
     /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::InvalidRange`],
     /// [`Error::ObjectUnreadable`].
@@ -351,6 +352,32 @@ impl Store {
             }
         }
         let next_fetch = chunks.partition_point(|(off, _, c)| off + c.len as u64 <= start);
+        // A chunk whose every copy is on a missing drive fails the whole read now, with the
+        // slots named, rather than cutting the stream off partway.
+        for (index, (off, _, chunk)) in chunks.iter().enumerate().skip(next_fetch) {
+            if *off >= end {
+                break;
+            }
+            let present = chunk
+                .locations
+                .iter()
+                .any(|l| matches!(self.inner.data.get(l.slot as usize), Some(Some(_))));
+            if !present {
+                let slots: Vec<String> = chunk
+                    .locations
+                    .iter()
+                    .map(|l| format!("hdd{}", l.slot))
+                    .collect();
+                return Err(Error::ObjectUnreadable {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    detail: format!(
+                        "chunk {index} is only on data drive {}, which is missing: the store is degraded",
+                        slots.join(", ")
+                    ),
+                });
+            }
+        }
         let mut reader = ObjectReader {
             store: self.clone(),
             bucket: bucket.to_string(),
