@@ -3,6 +3,7 @@
 //!
 //! One test crate with modules, so the heavy client links once.
 
+mod appliance_assembly;
 mod crash;
 mod engine_contracts;
 mod engine_listing;
