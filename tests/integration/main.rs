@@ -4,6 +4,7 @@
 //! One test crate with modules, so the heavy client links once.
 
 mod appliance_assembly;
+mod appliance_qemu;
 mod crash;
 mod engine_contracts;
 mod engine_listing;

@@ -1,0 +1,380 @@
+//! The firmware image booted in QEMU under TCG with the qemu profile (appliance/scripts/
+//! boot-qemu), driven from the host by aws-sdk-s3 through the forwarded port: first boot formats
+//! the drives; objects (one of 50 MiB, multipart) go in; the power button (`system_powerdown` on
+//! the monitor) shuts the guest down cleanly; a second boot from the same disk images reads every
+//! object back byte-identical; a third boot without one HDD opens degraded, says so on the
+//! console, and serves every object that has no chunk on the missing drive (the others fail with
+//! an error naming it).
+//!
+//! Needs the image: `appliance/scripts/build-image` (which `scripts/test` runs first) and
+//! `qemu-system-x86_64`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use parking_lot::Mutex;
+
+use crate::support::{body_bytes, md5_hex, pattern, scratch_dir};
+
+const ACCESS_KEY: &str = "HKQEMUTEST0000000001";
+const SECRET_KEY: &str = "qemu-test-secret-key-0123456789abcdefghij";
+const BUCKET: &str = "appliance";
+const MIB: usize = 1 << 20;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+fn firmware_dir() -> PathBuf {
+    std::env::var_os("HOARD_FIRMWARE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/firmware"))
+}
+
+/// A guest booted by boot-qemu, its console collected as it runs.
+struct Guest {
+    child: Option<Child>,
+    console: Arc<Mutex<String>>,
+    monitor: PathBuf,
+    endpoint: String,
+}
+
+impl Guest {
+    fn boot(disks: &Path, omit: &[&str]) -> Guest {
+        let manifest = firmware_dir().join("manifest.json");
+        assert!(
+            manifest.exists(),
+            "{} is missing: run appliance/scripts/build-image first",
+            manifest.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let monitor = disks.join("monitor.sock");
+        let mut cmd = Command::new(repo_root().join("appliance/scripts/boot-qemu"));
+        cmd.arg("--disks")
+            .arg(disks)
+            .arg("--image")
+            .arg(firmware_dir())
+            .arg("--monitor")
+            .arg(&monitor)
+            .args(["--s3-port", &port.to_string()]);
+        for name in omit {
+            cmd.args(["--omit-disk", name]);
+        }
+        let mut child = cmd
+            .env("HOARD_ACCESS_KEY", ACCESS_KEY)
+            .env("HOARD_SECRET_KEY", SECRET_KEY)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run appliance/scripts/boot-qemu");
+        let console = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let console = console.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut c = console.lock();
+                    c.push_str(&line);
+                    c.push('\n');
+                }
+            });
+        }
+        let mut guest = Guest {
+            child: Some(child),
+            console,
+            monitor,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !guest.console().contains("first S3 answer") {
+            if let Some(status) = guest.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "the guest stopped before serving S3 ({status}):\n{}",
+                    guest.console()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no S3 answer within 300 s:\n{}",
+                guest.console()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        guest
+    }
+
+    fn console(&self) -> String {
+        self.console.lock().clone()
+    }
+
+    /// The line of the console that contains `needle`.
+    fn console_line(&self, needle: &str) -> String {
+        self.console()
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Presses the power button (`system_powerdown` on QEMU's monitor) and waits for QEMU to
+    /// exit.
+    fn press_power_button(mut self) -> (ExitStatus, String) {
+        let mut monitor = UnixStream::connect(&self.monitor).expect("connect to QEMU's monitor");
+        monitor.write_all(b"system_powerdown\n").unwrap();
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                // Let the readers drain the last lines.
+                std::thread::sleep(Duration::from_millis(300));
+                return (status, self.console());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the guest did not power off within 180 s:\n{}",
+                self.console()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn client(&self, retries: bool) -> Client {
+        let retry = if retries {
+            RetryConfig::standard()
+        } else {
+            RetryConfig::disabled()
+        };
+        Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&self.endpoint)
+                .credentials_provider(Credentials::new(
+                    ACCESS_KEY,
+                    SECRET_KEY,
+                    None,
+                    None,
+                    "qemu-test",
+                ))
+                .force_path_style(true)
+                .retry_config(retry)
+                .build(),
+        )
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // boot-qemu terminates QEMU on SIGTERM.
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("--- guest console ---\n{}", self.console());
+            }
+        }
+    }
+}
+
+async fn put_multipart(s3: &Client, key: &str, data: &[u8], part_bytes: usize) {
+    let upload = s3
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let upload_id = upload.upload_id().unwrap();
+    let mut parts = Vec::new();
+    for (i, part) in data.chunks(part_bytes).enumerate() {
+        let n = i as i32 + 1;
+        let out = s3
+            .upload_part()
+            .bucket(BUCKET)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(n)
+            .body(ByteStream::from(part.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        parts.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().unwrap())
+                .build(),
+        );
+    }
+    s3.complete_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+fn mib_s(bytes: usize, elapsed: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
+    let scratch = scratch_dir();
+    let disks = scratch.path();
+
+    // Objects: 40 small ones (one chunk each, spread over the HDDs), one of 3 MiB, and one of
+    // 50 MiB uploaded in 5 parts (7 chunks of 8 MiB).
+    let mut objects: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| {
+            (
+                format!("small/{i:02}"),
+                pattern(1000 + i, 1 + (i as usize * 1637) % (64 * 1024)),
+            )
+        })
+        .collect();
+    objects.push(("medium".into(), pattern(7, 3 * MIB)));
+    let big = pattern(50, 50 * MIB);
+
+    // First boot: blank drives are formatted.
+    let guest = Guest::boot(disks, &[]);
+    let boot_line = guest.console_line("first S3 answer");
+    assert!(
+        guest.console().contains("metadata: blank, formatting"),
+        "{}",
+        guest.console()
+    );
+    let s3 = guest.client(true);
+    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    for (key, data) in &objects {
+        let out = s3
+            .put_object()
+            .bucket(BUCKET)
+            .key(key)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.e_tag().unwrap().trim_matches('"'), md5_hex(data));
+    }
+    let start = Instant::now();
+    put_multipart(&s3, "big", &big, 10 * MIB).await;
+    let put_elapsed = start.elapsed();
+    let start = Instant::now();
+    let back = body_bytes(
+        s3.get_object()
+            .bucket(BUCKET)
+            .key("big")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let get_elapsed = start.elapsed();
+    assert!(back == big, "the 50 MiB object read back differently");
+    objects.push(("big".into(), big));
+    eprintln!(
+        "qemu (TCG): {boot_line}; 50 MiB multipart PUT {:.1} MiB/s, GET {:.1} MiB/s",
+        mib_s(50 * MIB, put_elapsed),
+        mib_s(50 * MIB, get_elapsed)
+    );
+
+    let (status, console) = guest.press_power_button();
+    assert!(status.success(), "QEMU exited with {status}:\n{console}");
+    for expected in ["power button pressed", "store closed cleanly", "Power down"] {
+        assert!(
+            console.contains(expected),
+            "no {expected:?} on the console:\n{console}"
+        );
+    }
+
+    // Second boot from the same disk images: nothing is formatted, everything reads back.
+    let guest = Guest::boot(disks, &[]);
+    let console = guest.console();
+    assert!(!console.contains("formatting"), "{console}");
+    assert!(console.contains("metadata: member"), "{console}");
+    let s3 = guest.client(true);
+    for (key, data) in &objects {
+        let got = body_bytes(
+            s3.get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{key}: {e:?}")),
+        )
+        .await;
+        assert!(&got == data, "{key} read back differently after a reboot");
+    }
+    let listed = s3
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap()
+        .key_count();
+    assert_eq!(listed, Some(objects.len() as i32));
+    let (status, console) = guest.press_power_button();
+    assert!(status.success(), "QEMU exited with {status}:\n{console}");
+
+    // Third boot without hdd3: degraded, and it says so.
+    let guest = Guest::boot(disks, &["hdd3"]);
+    let console = guest.console();
+    assert!(console.contains("DEGRADED: no drive for hdd3"), "{console}");
+    assert!(console.contains("open DEGRADED"), "{console}");
+    let s3 = guest.client(false);
+    let (mut readable, mut unreadable) = (0, 0);
+    for (key, data) in &objects {
+        match s3.get_object().bucket(BUCKET).key(key).send().await {
+            Ok(out) => {
+                assert!(
+                    &body_bytes(out).await == data,
+                    "{key} read back differently"
+                );
+                readable += 1;
+            }
+            Err(e) => {
+                let service = e
+                    .as_service_error()
+                    .expect("an S3 error, not a transport one");
+                let message =
+                    aws_sdk_s3::error::ProvideErrorMetadata::message(service).unwrap_or_default();
+                assert!(
+                    message.contains("hdd3") && message.contains("missing"),
+                    "{key}: the error does not name the missing drive: {message}"
+                );
+                unreadable += 1;
+            }
+        }
+    }
+    eprintln!("qemu degraded boot: {readable} objects readable, {unreadable} with a chunk on hdd3");
+    assert!(unreadable > 0, "no object had a chunk on hdd3");
+    assert!(readable > 0, "no object was readable without hdd3");
+    let (status, console) = guest.press_power_button();
+    assert!(status.success(), "QEMU exited with {status}:\n{console}");
+}
