@@ -3,6 +3,7 @@
 //!
 //! One test crate with modules, so the heavy client links once.
 
+mod admin;
 mod appliance_assembly;
 mod appliance_qemu;
 mod crash;

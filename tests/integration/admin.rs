@@ -1,0 +1,78 @@
+//! Hoard's admin requests (`/_hoard/status`, `/_hoard/shutdown`), signed by curl's own SigV4
+//! implementation (`--aws-sigv4`), a client we did not write.
+
+use std::process::Command;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::support::{body_bytes, Server, ACCESS_KEY, SECRET_KEY};
+
+/// Runs curl; returns (HTTP status, body).
+fn curl(url: &str, method: &str, signed: bool) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-X", method, "-w", "\n%{http_code}", url]);
+    if signed {
+        cmd.args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
+            .args(["--user", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
+            // S3 requires the payload hash header; curl sends it only when told to.
+            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]);
+    }
+    let out = cmd.output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
+    (status.trim().parse().expect("an HTTP status"), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_shutdown_need_a_signature_and_shutdown_is_clean() {
+    let mut server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("kept").send().await.unwrap();
+    s3.put_object()
+        .bucket("kept")
+        .key("k")
+        .body(ByteStream::from_static(b"still here"))
+        .send()
+        .await
+        .unwrap();
+
+    let status_url = format!("{}/_hoard/status", server.endpoint);
+    let shutdown_url = format!("{}/_hoard/shutdown", server.endpoint);
+    let (code, body) = curl(&status_url, "GET", true);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("<Profile>dev</Profile>"), "{body}");
+    assert!(body.contains("<Degraded>false</Degraded>"), "{body}");
+
+    let (code, body) = curl(&status_url, "GET", false);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    let (code, _) = curl(&shutdown_url, "POST", false);
+    assert_eq!(code, 403, "an unsigned shutdown must be refused");
+    let (code, body) = curl(&shutdown_url, "GET", true);
+    assert_eq!(code, 405, "{body}");
+    let (code, body) = curl(&format!("{}/_hoard/reboot", server.endpoint), "POST", true);
+    assert_eq!(code, 501, "{body}");
+
+    // Still serving after all that.
+    s3.head_bucket().bucket("kept").send().await.unwrap();
+
+    let (code, body) = curl(&shutdown_url, "POST", true);
+    assert_eq!((code, body.as_str()), (202, "shutting down\n"));
+    assert_eq!(server.wait_exit(Duration::from_secs(60)), Some(0));
+
+    let data = server.data.clone();
+    let server = Server::start_in(&data, None);
+    let got = body_bytes(
+        server
+            .client()
+            .get_object()
+            .bucket("kept")
+            .key("k")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got, b"still here");
+}
