@@ -21,7 +21,10 @@ fn curl(url: &str, method: &str, signed: bool) -> (u16, String) {
     let out = cmd.output().expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (status.trim().parse().expect("an HTTP status"), body.to_string())
+    (
+        status.trim().parse().expect("an HTTP status"),
+        body.to_string(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

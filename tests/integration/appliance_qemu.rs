@@ -1,6 +1,7 @@
 //! The firmware image booted in QEMU under TCG with the qemu profile (appliance/scripts/
 //! boot-qemu), driven from the host by aws-sdk-s3 through the forwarded port: first boot formats
-//! the drives; objects (one of 50 MiB, multipart) go in; the power button (`system_powerdown` on
+//! the drives and generates S3 credentials, printed on the console and kept in the store;
+//! objects (one of 50 MiB, multipart) go in; the power button (`system_powerdown` on
 //! the monitor) shuts the guest down cleanly; a second boot from the same disk images reads every
 //! object back byte-identical; a third boot without one HDD opens degraded, says so on the
 //! console, and serves every object that has no chunk on the missing drive (the others fail with
@@ -25,8 +26,6 @@ use parking_lot::Mutex;
 
 use crate::support::{body_bytes, md5_hex, pattern, scratch_dir};
 
-const ACCESS_KEY: &str = "HKQEMUTEST0000000001";
-const SECRET_KEY: &str = "qemu-test-secret-key-0123456789abcdefghij";
 const BUCKET: &str = "appliance";
 const MIB: usize = 1 << 20;
 
@@ -49,10 +48,15 @@ struct Guest {
     console: Arc<Mutex<String>>,
     monitor: PathBuf,
     endpoint: String,
+    credentials: (String, String),
 }
 
 impl Guest {
-    fn boot(disks: &Path, omit: &[&str]) -> Guest {
+    /// Boots from the images in `disks`, leaving out the drives in `omit`. No credentials go on
+    /// the kernel command line: on first boot (`known_credentials` is `None`) the guest
+    /// generates them and prints them on the console; later it must use the ones it kept in
+    /// the store.
+    fn boot(disks: &Path, omit: &[&str], known_credentials: Option<&(String, String)>) -> Guest {
         let manifest = firmware_dir().join("manifest.json");
         assert!(
             manifest.exists(),
@@ -77,8 +81,8 @@ impl Guest {
             cmd.args(["--omit-disk", name]);
         }
         let mut child = cmd
-            .env("HOARD_ACCESS_KEY", ACCESS_KEY)
-            .env("HOARD_SECRET_KEY", SECRET_KEY)
+            .env_remove("HOARD_ACCESS_KEY")
+            .env_remove("HOARD_SECRET_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -103,9 +107,13 @@ impl Guest {
             console,
             monitor,
             endpoint: format!("http://127.0.0.1:{port}"),
+            credentials: Default::default(),
         };
         let deadline = Instant::now() + Duration::from_secs(300);
-        while !guest.console().contains("first S3 answer") {
+        // The console (QEMU's stdout) and boot-qemu's own lines (stderr) arrive on two pipes:
+        // wait for both the guest's "S3 ready" and boot-qemu's "first S3 answer".
+        while !(guest.console().contains("first S3 answer") && guest.console().contains("S3 ready"))
+        {
             if let Some(status) = guest.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!(
                     "the guest stopped before serving S3 ({status}):\n{}",
@@ -118,6 +126,29 @@ impl Guest {
                 guest.console()
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+        if let Some(known) = known_credentials {
+            assert!(
+                guest
+                    .console_line("S3 ready")
+                    .contains("credentials kept in the store"),
+                "{}",
+                guest.console()
+            );
+            guest.credentials = known.clone();
+        } else {
+            let line = guest.console_line("generated S3 credentials:");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let after = |w: &str| {
+                let i = words.iter().position(|x| *x == w).unwrap_or_else(|| {
+                    panic!(
+                        "no generated credentials on the console:\n{}",
+                        guest.console()
+                    )
+                });
+                words[i + 2].to_string()
+            };
+            guest.credentials = (after("access"), after("secret"));
         }
         guest
     }
@@ -169,8 +200,8 @@ impl Guest {
                 .region(Region::new("us-east-1"))
                 .endpoint_url(&self.endpoint)
                 .credentials_provider(Credentials::new(
-                    ACCESS_KEY,
-                    SECRET_KEY,
+                    &self.credentials.0,
+                    &self.credentials.1,
                     None,
                     None,
                     "qemu-test",
@@ -262,7 +293,8 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     let big = pattern(50, 50 * MIB);
 
     // First boot: blank drives are formatted.
-    let guest = Guest::boot(disks, &[]);
+    let guest = Guest::boot(disks, &[], None);
+    let credentials = guest.credentials.clone();
     let boot_line = guest.console_line("first S3 answer");
     assert!(
         guest.console().contains("metadata: blank, formatting"),
@@ -314,7 +346,7 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     }
 
     // Second boot from the same disk images: nothing is formatted, everything reads back.
-    let guest = Guest::boot(disks, &[]);
+    let guest = Guest::boot(disks, &[], Some(&credentials));
     let console = guest.console();
     assert!(!console.contains("formatting"), "{console}");
     assert!(console.contains("metadata: member"), "{console}");
@@ -343,7 +375,7 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     assert!(status.success(), "QEMU exited with {status}:\n{console}");
 
     // Third boot without hdd3: degraded, and it says so.
-    let guest = Guest::boot(disks, &["hdd3"]);
+    let guest = Guest::boot(disks, &["hdd3"], Some(&credentials));
     let console = guest.console();
     assert!(console.contains("DEGRADED: no drive for hdd3"), "{console}");
     assert!(console.contains("open DEGRADED"), "{console}");
