@@ -65,7 +65,7 @@ fn status(state: &AppState) -> S3Result<Response> {
     let config = store.config();
     let mut x = XmlBuilder::new("HoardStatus");
     x.elem("Version", env!("CARGO_PKG_VERSION"))
-        .elem("StoreId", &store.store_uuid())
+        .elem("StoreId", store.store_uuid())
         .elem("Profile", &config.profile_name);
     let missing = store.missing_data_slots();
     x.elem(
@@ -73,7 +73,7 @@ fn status(state: &AppState) -> S3Result<Response> {
         if missing.is_empty() { "false" } else { "true" },
     );
     for slot in missing {
-        x.elem("MissingDataSlot", &slot.to_string());
+        x.elem("MissingDataSlot", slot.to_string());
     }
     x.elem(
         "ShuttingDown",
