@@ -63,6 +63,7 @@ fn drive(
         serial: file.into(),
         removable: false,
         read_only: false,
+        bay: String::new(),
     }
 }
 

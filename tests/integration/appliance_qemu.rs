@@ -5,12 +5,13 @@
 //! the monitor) shuts the guest down cleanly; a second boot from the same disk images reads every
 //! object back byte-identical; a third boot without one HDD opens degraded, says so on the
 //! console, and serves every object that has no chunk on the missing drive (the others fail with
-//! an error naming it).
+//! an error naming it); a fourth boot without the metadata SSD formats nothing, says why and
+//! reboots.
 //!
 //! Needs the image: `appliance/scripts/build-image` (which `scripts/test` runs first) and
 //! `qemu-system-x86_64`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -52,11 +53,9 @@ struct Guest {
 }
 
 impl Guest {
-    /// Boots from the images in `disks`, leaving out the drives in `omit`. No credentials go on
-    /// the kernel command line: on first boot (`known_credentials` is `None`) the guest
-    /// generates them and prints them on the console; later it must use the ones it kept in
-    /// the store.
-    fn boot(disks: &Path, omit: &[&str], known_credentials: Option<&(String, String)>) -> Guest {
+    /// Starts boot-qemu on the images in `disks`, leaving out the drives in `omit`. No
+    /// credentials go on the kernel command line.
+    fn spawn(disks: &Path, omit: &[&str]) -> Guest {
         let manifest = firmware_dir().join("manifest.json");
         assert!(
             manifest.exists(),
@@ -102,13 +101,20 @@ impl Guest {
                 }
             });
         }
-        let mut guest = Guest {
+        Guest {
             child: Some(child),
             console,
             monitor,
             endpoint: format!("http://127.0.0.1:{port}"),
             credentials: Default::default(),
-        };
+        }
+    }
+
+    /// Boots (see [`Guest::spawn`]) and waits for S3. On first boot (`known_credentials` is
+    /// `None`) the guest generates credentials and prints them on the console; later it must
+    /// use the ones it kept in the store.
+    fn boot(disks: &Path, omit: &[&str], known_credentials: Option<&(String, String)>) -> Guest {
+        let mut guest = Guest::spawn(disks, omit);
         let deadline = Instant::now() + Duration::from_secs(300);
         // The console (QEMU's stdout) and boot-qemu's own lines (stderr) arrive on two pipes:
         // wait for both the guest's "S3 ready" and boot-qemu's "first S3 answer".
@@ -168,9 +174,14 @@ impl Guest {
 
     /// Presses the power button (`system_powerdown` on QEMU's monitor) and waits for QEMU to
     /// exit.
-    fn press_power_button(mut self) -> (ExitStatus, String) {
+    fn press_power_button(self) -> (ExitStatus, String) {
         let mut monitor = UnixStream::connect(&self.monitor).expect("connect to QEMU's monitor");
         monitor.write_all(b"system_powerdown\n").unwrap();
+        self.wait_exit()
+    }
+
+    /// Waits (at most 180 s) for QEMU to exit; returns its status and the whole console.
+    fn wait_exit(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().unwrap();
         let deadline = Instant::now() + Duration::from_secs(180);
         loop {
@@ -181,7 +192,7 @@ impl Guest {
             }
             assert!(
                 Instant::now() < deadline,
-                "the guest did not power off within 180 s:\n{}",
+                "the guest did not stop within 180 s:\n{}",
                 self.console()
             );
             std::thread::sleep(Duration::from_millis(200));
@@ -301,6 +312,21 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
         "{}",
         guest.console()
     );
+    // Slots follow bays, not the order the kernel probed the drives in: QEMU's drive hddN
+    // sits at SCSI target N, so it becomes slot hddN.
+    for i in 0..8 {
+        let name = format!("hdd{i}");
+        assert!(
+            guest.console().lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words
+                    .windows(2)
+                    .any(|w| w == [name.as_str(), name.as_str()])
+            }),
+            "drive {name} did not get slot {name}:\n{}",
+            guest.console()
+        );
+    }
     let s3 = guest.client(true);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     for (key, data) in &objects {
@@ -409,4 +435,22 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     assert!(readable > 0, "no object was readable without hdd3");
     let (status, console) = guest.press_power_button();
     assert!(status.success(), "QEMU exited with {status}:\n{console}");
+
+    // Fourth boot without the metadata SSD: ssd1 (blank) is the only NVMe drive. The HDDs
+    // belong to a store whose metadata is not there, so nothing may be formatted: PID 1 says
+    // why on the console and reboots (QEMU runs with -no-reboot, so it exits).
+    let (status, console) = Guest::spawn(disks, &["ssd0"]).wait_exit();
+    assert!(status.success(), "QEMU exited with {status}:\n{console}");
+    for expected in ["FATAL", "metadata cannot be trusted", "rebooting"] {
+        assert!(
+            console.contains(expected),
+            "no {expected:?} on the console:\n{console}"
+        );
+    }
+    let mut head = vec![0u8; 8 << 20];
+    std::fs::File::open(disks.join("ssd1.img"))
+        .unwrap()
+        .read_exact(&mut head)
+        .unwrap();
+    assert!(head.iter().all(|&b| b == 0), "the blank SSD was written to");
 }

@@ -10,7 +10,8 @@
 //! 3. A drive holding another store's superblock, an unreadable superblock, or non-zero bytes
 //!    without a superblock is refused: never formatted, never used, reported on the console.
 //! 4. Blank drives are formatted only on the first boot (no metadata SSD of any store is
-//!    present): they fill the empty slots in discovery order. After the first boot a blank drive
+//!    present): they fill the empty slots in discovery order, which is bay order
+//!    ([`super::discover::scan`]), so slot N is the Nth bay. After the first boot a blank drive
 //!    is a replacement, and adopting one needs rebuild, which is not built yet.
 //! 5. If data drives of a store are present but its metadata SSD is not (missing, blank or
 //!    damaged), the metadata cannot be trusted and nothing starts: formatting would orphan them.

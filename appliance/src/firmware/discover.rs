@@ -22,13 +22,18 @@ pub struct BlockDevice {
     pub removable: bool,
     /// Read-only devices: never used for the store.
     pub read_only: bool,
+    /// Where the drive sits: its sysfs device path (PCI address, then SCSI
+    /// host:channel:target:lun or NVMe controller), like `/dev/disk/by-path`. Stable across
+    /// boots for a drive in the same bay, whatever name the kernel gives it.
+    pub bay: String,
 }
 
 /// Kernel name prefixes of devices that are never storage drives.
 const IGNORED_PREFIXES: [&str; 7] = ["loop", "ram", "zram", "sr", "fd", "dm-", "md"];
 
 /// Scans `sys_block` (normally `/sys/block`) and names each node under `dev_dir` (`/dev`).
-/// Devices are sorted by kernel name in natural order (`sda`, `sdb`, ..., `sdz`, `sdaa`).
+/// Devices are sorted by bay in natural order (numbers compare as numbers), so the order is the
+/// chassis's, not the order in which the kernel happened to probe them.
 ///
 /// Errors: `sys_block` cannot be read. A device whose attributes cannot be read is skipped
 /// with a warning.
@@ -55,11 +60,44 @@ pub fn scan(sys_block: &Path, dev_dir: &Path) -> std::io::Result<Vec<BlockDevice
             serial: serial(&dir),
             removable: read_u64(&dir.join("removable")) == Some(1),
             read_only: read_u64(&dir.join("ro")) == Some(1),
+            bay: std::fs::canonicalize(dir.join("device"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| name.clone()),
             name,
         });
     }
-    out.sort_by(|a, b| (a.name.len(), &a.name).cmp(&(b.name.len(), &b.name)));
+    out.sort_by(|a, b| natural_cmp(&a.bay, &b.bay).then_with(|| natural_cmp(&a.name, &b.name)));
     Ok(out)
+}
+
+/// Compares strings with runs of digits taken as numbers (`target0:0:10` after `target0:0:9`).
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn runs(s: &str) -> Vec<(bool, &str)> {
+        let mut out = Vec::new();
+        let mut start = 0;
+        let bytes = s.as_bytes();
+        for i in 1..=bytes.len() {
+            if i == bytes.len() || bytes[i].is_ascii_digit() != bytes[start].is_ascii_digit() {
+                out.push((bytes[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        out
+    }
+    let (ra, rb) = (runs(a), runs(b));
+    for (x, y) in ra.iter().zip(&rb) {
+        let ord = match (x, y) {
+            ((true, x), (true, y)) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            ((_, x), (_, y)) => x.cmp(y),
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    ra.len().cmp(&rb.len())
 }
 
 fn read_text(path: &Path) -> Option<String> {
@@ -118,6 +156,19 @@ mod tests {
     }
 
     #[test]
+    fn bays_sort_by_number() {
+        use std::cmp::Ordering::*;
+        let t =
+            |n: u32| format!("/sys/devices/pci0000:00/0000:00:03.0/host0/target0:0:{n}/0:0:{n}:0");
+        assert_eq!(natural_cmp(&t(9), &t(10)), Less);
+        assert_eq!(natural_cmp(&t(10), &t(2)), Greater);
+        assert_eq!(natural_cmp(&t(3), &t(3)), Equal);
+        assert_eq!(natural_cmp("sdz", "sdaa"), Greater); // names compare as text
+        assert_eq!(natural_cmp("nvme2n1", "nvme10n1"), Less);
+        assert_eq!(natural_cmp("a", "a1"), Less);
+    }
+
+    #[test]
     fn reads_what_the_kernel_reports() {
         let sys = tempfile::tempdir().unwrap();
         let mut pg80 = vec![0u8, 0x80, 0, 5];
@@ -148,14 +199,15 @@ mod tests {
         fake_disk(sys.path(), "sr0", 0, 1, &[]);
         let found = scan(sys.path(), Path::new("/dev")).unwrap();
         let names: Vec<&str> = found.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(names, ["sdb", "sdaa", "nvme0n1"]);
-        let hdd = &found[0];
+        // No device links here, so the bay is the kernel name.
+        assert_eq!(names, ["nvme0n1", "sdaa", "sdb"]);
+        let hdd = &found[2];
         assert_eq!(hdd.path, Path::new("/dev/sdb"));
         assert_eq!(hdd.size_bytes, 8 << 30);
         assert!(hdd.rotational);
         assert_eq!(hdd.model, "QEMU HARDDISK");
         assert_eq!(hdd.serial, "hdd7");
-        let ssd = &found[2];
+        let ssd = &found[0];
         assert!(!ssd.rotational);
         assert_eq!(
             (ssd.model.as_str(), ssd.serial.as_str()),

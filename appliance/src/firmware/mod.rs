@@ -314,3 +314,55 @@ fn credentials(
         "generated on this first boot",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::discover::BlockDevice;
+    use super::*;
+
+    fn disk(name: &str, size_bytes: u64, rotational: bool) -> BlockDevice {
+        BlockDevice {
+            name: name.into(),
+            path: Path::new("/dev").join(name),
+            size_bytes,
+            rotational,
+            model: String::new(),
+            serial: String::new(),
+            removable: false,
+            read_only: false,
+            bay: name.into(),
+        }
+    }
+
+    #[test]
+    fn the_profile_most_drives_fit_is_chosen() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hwprofiles");
+        let profiles = load_profiles(&dir).unwrap();
+        let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        assert!(
+            names.contains(&"qemu") && names.contains(&"4u-1.5pb"),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"dev"),
+            "file-backed profiles are not for real drives"
+        );
+
+        let mut qemu = vec![disk("nvme0n1", 2 << 30, false)];
+        qemu.extend((0..7).map(|i| disk(&format!("sd{i}"), 8 << 30, true)));
+        assert_eq!(best_profile(&profiles, &qemu).unwrap().name, "qemu");
+
+        let mut chassis = vec![
+            disk("nvme0n1", 1_920_383_410_176, false),
+            disk("nvme1n1", 1_920_383_410_176, false),
+        ];
+        chassis.extend((0..58).map(|i| disk(&format!("sd{i}"), 24_000_277_250_048, true)));
+        assert_eq!(best_profile(&profiles, &chassis).unwrap().name, "4u-1.5pb");
+
+        let hdds_only: Vec<BlockDevice> = (0..8)
+            .map(|i| disk(&format!("sd{i}"), 8 << 30, true))
+            .collect();
+        let err = best_profile(&profiles, &hdds_only).unwrap_err().to_string();
+        assert!(err.contains("hoard.profile"), "{err}");
+    }
+}
