@@ -1,30 +1,14 @@
 //! Hoard's admin requests (`/_hoard/status`, `/_hoard/shutdown`), signed by curl's own SigV4
 //! implementation (`--aws-sigv4`), a client we did not write.
 
-use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 
 use crate::support::{body_bytes, Server, ACCESS_KEY, SECRET_KEY};
 
-/// Runs curl; returns (HTTP status, body).
 fn curl(url: &str, method: &str, signed: bool) -> (u16, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-s", "-X", method, "-w", "\n%{http_code}", url]);
-    if signed {
-        cmd.args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
-            .args(["--user", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
-            // S3 requires the payload hash header; curl sends it only when told to.
-            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]);
-    }
-    let out = cmd.output().expect("run curl");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (
-        status.trim().parse().expect("an HTTP status"),
-        body.to_string(),
-    )
+    crate::support::curl(url, method, signed.then_some((ACCESS_KEY, SECRET_KEY)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,6 +30,10 @@ async fn status_and_shutdown_need_a_signature_and_shutdown_is_clean() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("<Profile>dev</Profile>"), "{body}");
     assert!(body.contains("<Degraded>false</Degraded>"), "{body}");
+    assert!(
+        body.contains("<MetadataSsd><Slot>0</Slot>") && body.contains("<State>in-sync</State>"),
+        "{body}"
+    );
 
     let (code, body) = curl(&status_url, "GET", false);
     assert_eq!(code, 403, "{body}");

@@ -148,11 +148,17 @@ fn only_blank_drives_are_formatted_and_slots_follow_superblocks() {
     assert!(assembly.first_boot, "{report}");
     assert_eq!(
         disposition(&assembly, "ssd-a"),
-        &Disposition::Metadata { format: true }
+        &Disposition::Metadata {
+            slot: 0,
+            format: true
+        }
     );
     assert_eq!(
         disposition(&assembly, "ssd-b"),
-        &Disposition::Idle { slot: 1 }
+        &Disposition::Metadata {
+            slot: 1,
+            format: true
+        }
     );
     for (file, slot) in [("hdd-a", 0), ("hdd-b", 1), ("hdd-c", 2)] {
         assert_eq!(
@@ -211,7 +217,18 @@ fn only_blank_drives_are_formatted_and_slots_follow_superblocks() {
     assert!(!assembly.first_boot);
     assert_eq!(
         disposition(&assembly, "ssd-a"),
-        &Disposition::Metadata { format: false }
+        &Disposition::Metadata {
+            slot: 0,
+            format: false
+        }
+    );
+    assert_eq!(
+        disposition(&assembly, "ssd-b"),
+        &Disposition::Metadata {
+            slot: 1,
+            format: false
+        },
+        "the mirror SSD keeps its slot under another kernel name"
     );
     assert_eq!(
         disposition(&assembly, "hdd-a"),

@@ -72,7 +72,7 @@ impl Rig {
         let meta = devices.remove(0);
         Store::open_devices(
             StoreDevices {
-                meta,
+                meta: vec![Some(meta)],
                 data: devices.into_iter().map(Some).collect(),
             },
             profile().derive(),

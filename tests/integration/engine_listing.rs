@@ -21,7 +21,7 @@ fn store() -> Store {
         .collect();
     let store = Store::open_devices(
         StoreDevices {
-            meta: device("ssd", 8 << 20),
+            meta: vec![Some(device("ssd", 8 << 20))],
             data,
         },
         profile,

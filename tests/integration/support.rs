@@ -209,3 +209,23 @@ pub async fn body_bytes(out: aws_sdk_s3::operation::get_object::GetObjectOutput)
         .into_bytes()
         .to_vec()
 }
+
+/// Runs curl, signing with its own SigV4 implementation (`--aws-sigv4`) when `credentials` are
+/// given; returns (HTTP status, body).
+pub fn curl(url: &str, method: &str, credentials: Option<(&str, &str)>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-X", method, "-w", "\n%{http_code}", url]);
+    if let Some((access, secret)) = credentials {
+        cmd.args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
+            .args(["--user", &format!("{access}:{secret}")])
+            // S3 requires the payload hash header; curl sends it only when told to.
+            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]);
+    }
+    let out = cmd.output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
+    (
+        status.trim().parse().expect("an HTTP status"),
+        body.to_string(),
+    )
+}

@@ -9,10 +9,11 @@
 //!    kernel gave it this boot (enumeration order changes when a drive is missing or moved).
 //! 3. A drive holding another store's superblock, an unreadable superblock, or non-zero bytes
 //!    without a superblock is refused: never formatted, never used, reported on the console.
-//! 4. Blank drives are formatted only on the first boot (no metadata SSD of any store is
-//!    present): they fill the empty slots in discovery order, which is bay order
-//!    ([`super::discover::scan`]), so slot N is the Nth bay. After the first boot a blank drive
-//!    is a replacement, and adopting one needs rebuild, which is not built yet.
+//! 4. Blank drives are formatted on the first boot (no metadata SSD of any store is present):
+//!    they fill the empty slots in discovery order, which is bay order
+//!    ([`super::discover::scan`]), so slot N is the Nth bay. After the first boot a blank SSD in
+//!    an empty SSD slot is a replacement: it is adopted into the metadata mirror and resilvered
+//!    online. A blank HDD is not adopted: that needs rebuild, which is not built yet.
 //! 5. If data drives of a store are present but its metadata SSD is not (missing, blank or
 //!    damaged), the metadata cannot be trusted and nothing starts: formatting would orphan them.
 
@@ -40,9 +41,12 @@ pub enum Class {
 /// What becomes of one discovered drive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Disposition {
-    /// SSD slot 0: the metadata device. `format` on first boot.
+    /// A metadata SSD slot: every one holds a full copy of the metadata (a mirror).
     Metadata {
-        /// Whether it is blank and will be formatted now.
+        /// The SSD slot.
+        slot: u32,
+        /// Whether it is blank and will be formatted now (on first boot), or adopted as a
+        /// replacement and resilvered from the other copies.
         format: bool,
     },
     /// An HDD slot.
@@ -51,11 +55,6 @@ pub enum Disposition {
         slot: u32,
         /// Whether it is blank and will be formatted now.
         format: bool,
-    },
-    /// A further SSD slot, kept for metadata mirroring (not built yet): left as it is.
-    Idle {
-        /// The SSD slot.
-        slot: u32,
     },
     /// Never formatted, never used (rule 3).
     Refused(String),
@@ -112,7 +111,7 @@ impl Assembly {
         let mut meta_stores: BTreeMap<[u8; 16], &str> = BTreeMap::new();
         for d in &drives {
             if let (Some(Class::Ssd), Some(sb)) = (d.class, &d.superblock) {
-                if sb.role == Role::Meta && sb.slot == 0 {
+                if sb.role == Role::Meta {
                     meta_stores.insert(sb.store_uuid, d.device.path.to_str().unwrap_or("?"));
                 }
             }
@@ -184,34 +183,31 @@ impl Assembly {
             .filter(|d| d.disposition == Disposition::Undecided)
         {
             let class = d.class.expect("pending drives have a class");
-            d.disposition = if !first_boot {
-                Disposition::Unused(match class {
-                    Class::Hdd => {
-                        "blank: adopting a replacement HDD needs rebuild, which is not built yet"
-                            .into()
-                    }
-                    Class::Ssd => "blank: metadata mirroring is not built yet".into(),
-                })
-            } else {
-                let taken = match class {
-                    Class::Ssd => &mut ssd_taken,
-                    Class::Hdd => &mut hdd_taken,
-                };
-                match taken.iter().position(|t| !t) {
-                    None => Disposition::Unused(format!(
-                        "blank, but all {} {class:?} slots are filled",
-                        taken.len()
-                    )),
-                    Some(slot) => {
-                        taken[slot] = true;
-                        match (class, slot) {
-                            (Class::Ssd, 0) => Disposition::Metadata { format: true },
-                            (Class::Ssd, s) => Disposition::Idle { slot: s as u32 },
-                            (Class::Hdd, s) => Disposition::Data {
-                                slot: s as u32,
-                                format: true,
-                            },
-                        }
+            let taken = match class {
+                Class::Ssd => &mut ssd_taken,
+                Class::Hdd => &mut hdd_taken,
+            };
+            let free = taken.iter().position(|t| !t);
+            d.disposition = match (class, free) {
+                (Class::Hdd, _) if !first_boot => Disposition::Unused(
+                    "blank: adopting a replacement HDD needs rebuild, which is not built yet"
+                        .into(),
+                ),
+                (_, None) => Disposition::Unused(format!(
+                    "blank, but all {} {class:?} slots are filled",
+                    taken.len()
+                )),
+                (class, Some(slot)) => {
+                    taken[slot] = true;
+                    match class {
+                        Class::Ssd => Disposition::Metadata {
+                            slot: slot as u32,
+                            format: true,
+                        },
+                        Class::Hdd => Disposition::Data {
+                            slot: slot as u32,
+                            format: true,
+                        },
                     }
                 }
             };
@@ -276,16 +272,15 @@ impl Assembly {
 
     /// The devices to open the store on, and whether blank ones may be formatted.
     pub fn store_devices(&self) -> (StoreDevices, bool) {
-        let mut meta = None;
+        let mut meta = vec![None; self.ssd_slots as usize];
         let mut data = vec![None; self.hdd_slots as usize];
         for d in &self.drives {
             match d.disposition {
-                Disposition::Metadata { .. } => meta = d.handle.clone(),
+                Disposition::Metadata { slot, .. } => meta[slot as usize] = d.handle.clone(),
                 Disposition::Data { slot, .. } => data[slot as usize] = d.handle.clone(),
                 _ => {}
             }
         }
-        let meta = meta.expect("plan() guarantees a metadata device");
         (StoreDevices { meta, data }, self.first_boot)
     }
 
@@ -313,13 +308,15 @@ impl Assembly {
                 None => "-".into(),
             };
             let state = match &d.disposition {
-                Disposition::Metadata { format: true } => "metadata: blank, formatting".into(),
-                Disposition::Metadata { format: false } => "metadata: member".into(),
+                Disposition::Metadata { format: true, .. } if self.first_boot => {
+                    "metadata: blank, formatting".into()
+                }
+                Disposition::Metadata { format: true, .. } => {
+                    "metadata: blank replacement, adopting into the mirror (resilver)".into()
+                }
+                Disposition::Metadata { format: false, .. } => "metadata: member".into(),
                 Disposition::Data { format: true, .. } => "data: blank, formatting".into(),
                 Disposition::Data { format: false, .. } => "data: member".into(),
-                Disposition::Idle { .. } => {
-                    "idle: metadata mirroring is not built yet; left as it is".into()
-                }
                 Disposition::Refused(why) => format!("REFUSED: {why}"),
                 Disposition::Unused(why) => format!("unused: {why}"),
                 Disposition::Undecided => "undecided".into(),
@@ -347,7 +344,11 @@ impl Assembly {
         let missing_ssd = self.missing_ssd_slots();
         if !missing_ssd.is_empty() {
             let names: Vec<String> = missing_ssd.iter().map(|s| format!("ssd{s}")).collect();
-            let _ = writeln!(out, "  no drive for {}", names.join(", "));
+            let _ = writeln!(
+                out,
+                "  METADATA MIRROR DEGRADED: no drive for {}; the other SSDs hold full copies",
+                names.join(", ")
+            );
         }
         out
     }
@@ -360,8 +361,7 @@ impl Drive {
 
     fn disposition_slot(&self) -> Option<(Class, u32)> {
         match self.disposition {
-            Disposition::Metadata { .. } => Some((Class::Ssd, 0)),
-            Disposition::Idle { slot } => Some((Class::Ssd, slot)),
+            Disposition::Metadata { slot, .. } => Some((Class::Ssd, slot)),
             Disposition::Data { slot, .. } => Some((Class::Hdd, slot)),
             _ => None,
         }
@@ -459,8 +459,10 @@ fn claim_member(
         Some(t) => {
             *t = true;
             match class {
-                Class::Ssd if sb.slot == 0 => Disposition::Metadata { format: false },
-                Class::Ssd => Disposition::Idle { slot: sb.slot },
+                Class::Ssd => Disposition::Metadata {
+                    slot: sb.slot,
+                    format: false,
+                },
                 Class::Hdd => Disposition::Data {
                     slot: sb.slot,
                     format: false,

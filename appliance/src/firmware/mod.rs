@@ -118,6 +118,12 @@ fn boot_and_serve() -> Result<String, BoxError> {
             store.store_uuid()
         );
     }
+    for member in store.metadata_mirror() {
+        println!(
+            "hoard: metadata ssd{} {}: {:?}",
+            member.slot, member.device, member.state
+        );
+    }
     for pool in &profile.pool {
         if pool.protection != "replicas:1" {
             println!(

@@ -6,11 +6,12 @@
 //! does not name, syncing, then writing the anchor, makes the switch atomic: a crash at any point
 //! leaves the old anchor and old checkpoint intact. Layout in `engine/FORMAT.md`.
 
-use crate::device::{align_up, AlignedBuf, Device, BLOCK_SIZE};
+use crate::device::{align_up, AlignedBuf, BLOCK_SIZE};
 use crate::error::{Error, Result};
 
 use super::codec::{Decoder, Encoder};
 use super::index::{Index, MemIndex};
+use super::mirror::{MetaIo, PIECE_BYTES};
 
 /// Magic of an anchor block.
 pub const ANCHOR_MAGIC: &[u8; 8] = b"HANCHOR1";
@@ -18,8 +19,6 @@ pub const ANCHOR_MAGIC: &[u8; 8] = b"HANCHOR1";
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"HCKPT001";
 /// Byte offsets of the two anchor blocks.
 pub const ANCHOR_OFFSETS: [u64; 2] = [4096, 8192];
-/// Bytes written per device write when storing a checkpoint.
-const WRITE_PIECE_BYTES: usize = 1 << 20;
 
 /// The anchor: which checkpoint is current and where WAL replay starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,19 +66,17 @@ impl Anchor {
     }
 
     /// Writes the anchor into the block for its generation, durably.
-    pub fn write(&self, device: &Device) -> Result<()> {
-        device.write_at(
+    pub fn write(&self, device: &dyn MetaIo) -> Result<()> {
+        device.write_durable(vec![(
             self.encode(),
             ANCHOR_OFFSETS[(self.generation % 2) as usize],
-            true,
-        )?;
-        Ok(())
+        )])
     }
 
     /// Reads both anchor blocks and returns the valid one with the highest generation.
     ///
     /// Errors: [`Error::Corrupt`] if neither is valid (the metadata cannot be trusted).
-    pub fn read(device: &Device) -> Result<Anchor> {
+    pub fn read(device: &dyn MetaIo) -> Result<Anchor> {
         let mut best: Option<Anchor> = None;
         for offset in ANCHOR_OFFSETS {
             let buf = device.read_at(AlignedBuf::new(BLOCK_SIZE), offset)?;
@@ -107,14 +104,15 @@ pub struct CheckpointSlots {
 }
 
 impl CheckpointSlots {
-    fn slot_offset(&self, slot: u32) -> u64 {
+    /// Byte offset of `slot` on the device.
+    pub fn slot_offset(&self, slot: u32) -> u64 {
         self.offset + slot as u64 * self.slot_bytes
     }
 
     /// Serialises `index` into `slot`, durably; returns (bytes, crc32c).
     ///
     /// Errors: [`Error::NoSpace`] if the index no longer fits a slot.
-    pub fn write(&self, device: &Device, slot: u32, index: &MemIndex) -> Result<(u64, u32)> {
+    pub fn write(&self, device: &dyn MetaIo, slot: u32, index: &MemIndex) -> Result<(u64, u32)> {
         let mut enc = Encoder::new();
         enc.buf.extend_from_slice(CHECKPOINT_MAGIC);
         enc.u64(index.len() as u64);
@@ -134,26 +132,23 @@ impl CheckpointSlots {
         }
         let crc = crc32c::crc32c(&payload);
         let base = self.slot_offset(slot);
-        let mut pending = Vec::new();
-        for (i, piece) in payload.chunks(WRITE_PIECE_BYTES).enumerate() {
-            let mut buf = AlignedBuf::new(piece.len());
-            buf[..piece.len()].copy_from_slice(piece);
-            pending.push(device.submit_write(buf, base + (i * WRITE_PIECE_BYTES) as u64, false)?);
-            if pending.len() >= 8 {
-                pending.remove(0).wait()?;
-            }
-        }
-        for p in pending {
-            p.wait()?;
-        }
-        device.sync()?;
+        let pieces = payload
+            .chunks(PIECE_BYTES)
+            .enumerate()
+            .map(|(i, piece)| {
+                let mut buf = AlignedBuf::new(piece.len());
+                buf[..piece.len()].copy_from_slice(piece);
+                (buf, base + (i * PIECE_BYTES) as u64)
+            })
+            .collect();
+        device.write_durable(pieces)?;
         Ok((payload.len() as u64, crc))
     }
 
     /// Loads the checkpoint the anchor names into a fresh index.
     ///
     /// Errors: [`Error::Corrupt`] on a checksum mismatch or a malformed payload.
-    pub fn read(&self, device: &Device, anchor: &Anchor) -> Result<MemIndex> {
+    pub fn read(&self, device: &dyn MetaIo, anchor: &Anchor) -> Result<MemIndex> {
         let mut index = MemIndex::new();
         if anchor.checkpoint_bytes == 0 {
             return Ok(index);
@@ -174,7 +169,7 @@ impl CheckpointSlots {
         let mut payload = Vec::with_capacity(len);
         let mut done = 0usize;
         while done < len {
-            let piece = (len - done).min(WRITE_PIECE_BYTES);
+            let piece = (len - done).min(PIECE_BYTES);
             let buf = device.read_at(AlignedBuf::new(piece), base + done as u64)?;
             payload.extend_from_slice(&buf[..piece]);
             done += piece;

@@ -12,6 +12,7 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod index;
+pub mod mirror;
 pub mod wal;
 
 use std::collections::HashMap;
@@ -23,8 +24,9 @@ use crate::device::superblock::RESERVED_BYTES;
 use crate::device::{Device, BLOCK_SIZE};
 use crate::error::{Error, Result};
 
-use checkpoint::{Anchor, CheckpointSlots};
+use checkpoint::{Anchor, CheckpointSlots, ANCHOR_OFFSETS};
 pub use index::{Batch, Index, MemIndex, Op, Scan};
+pub use mirror::{MemberState, MemberStatus, MetaIo, MirrorSet};
 use wal::{WalRegion, WalWriter};
 
 /// Where everything lives on a metadata device.
@@ -91,9 +93,26 @@ pub struct MetaStats {
     pub keys: u64,
 }
 
-/// The metadata store on one SSD; see the module doc.
+/// One metadata SSD handed to [`MetaStore::open_mirrored`].
+pub struct MetaMember {
+    /// Its SSD slot.
+    pub slot: u32,
+    /// The device.
+    pub device: Arc<Device>,
+    /// Just formatted into the mirror: it holds no copy yet and is resilvered.
+    pub new: bool,
+}
+
+/// What one member's copy holds, read at open.
+struct Loaded {
+    anchor: Anchor,
+    index: MemIndex,
+    tail_lsn: u64,
+}
+
+/// The metadata store on one SSD or a mirror of several; see the module doc.
 pub struct MetaStore {
-    device: Arc<Device>,
+    io: Arc<MirrorSet>,
     layout: MetaLayout,
     index: RwLock<MemIndex>,
     writer: Mutex<Writer>,
@@ -105,6 +124,15 @@ pub struct MetaStore {
 impl MetaStore {
     /// Initialises a freshly formatted device: an empty index, replay from LSN 0.
     pub fn format(device: Arc<Device>, layout: MetaLayout) -> Result<MetaStore> {
+        Self::format_mirrored(vec![(0, device)], layout)
+    }
+
+    /// Initialises freshly formatted devices (SSD slot, device) as one mirror: an empty index,
+    /// replay from LSN 0, on every member.
+    pub fn format_mirrored(
+        members: Vec<(u32, Arc<Device>)>,
+        layout: MetaLayout,
+    ) -> Result<MetaStore> {
         let anchor = Anchor {
             generation: 1,
             slot: 0,
@@ -112,49 +140,164 @@ impl MetaStore {
             checkpoint_crc: 0,
             replay_lsn: 0,
         };
-        anchor.write(&device)?;
-        Self::open(device, layout)
+        for (_, device) in &members {
+            anchor.write(&**device)?;
+        }
+        Self::open_mirrored(
+            members
+                .into_iter()
+                .map(|(slot, device)| MetaMember {
+                    slot,
+                    device,
+                    new: false,
+                })
+                .collect(),
+            layout,
+        )
     }
 
-    /// Opens: reads the anchor and its checkpoint, replays the WAL after it.
+    /// Opens one device: reads the anchor and its checkpoint, replays the WAL after it.
     ///
     /// Errors: [`Error::Corrupt`] if the anchor or checkpoint fails verification.
     pub fn open(device: Arc<Device>, layout: MetaLayout) -> Result<MetaStore> {
-        let anchor = Anchor::read(&device)?;
-        let mut index = layout.checkpoints.read(&device, &anchor)?;
-        let mut replayed = 0u64;
-        let tail = wal::replay(&device, &layout.wal, anchor.replay_lsn, |batch| {
-            index.apply(&batch);
-            replayed += 1;
-        })?;
+        Self::open_mirrored(
+            vec![MetaMember {
+                slot: 0,
+                device,
+                new: false,
+            }],
+            layout,
+        )
+    }
+
+    /// Opens a mirror of metadata SSDs. Each member's copy is read and replayed on its own; the
+    /// one that replays furthest (highest WAL tail, then highest checkpoint generation) is the
+    /// primary and its index is served. Members whose copy is unreadable, differs from the
+    /// primary's (a crash between mirrored writes, or a member that failed earlier) or is `new`
+    /// are resilvered from the primary in the background while the store serves.
+    ///
+    /// Errors: [`Error::Corrupt`] (from the best member) when no member holds a readable copy;
+    /// [`Error::Config`] when no member is given.
+    pub fn open_mirrored(members: Vec<MetaMember>, layout: MetaLayout) -> Result<MetaStore> {
+        if members.is_empty() {
+            return Err(Error::Config("no metadata SSD is present".into()));
+        }
+        let mut loaded: Vec<Option<Result<Loaded>>> = members
+            .iter()
+            .map(|m| (!m.new).then(|| Self::load(&*m.device, &layout)))
+            .collect();
+        let primary = loaded
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l {
+                Some(Ok(l)) => Some((i, (l.tail_lsn, l.anchor.generation))),
+                _ => None,
+            })
+            .max_by_key(|(_, rank)| *rank)
+            .map(|(i, _)| i);
+        let Some(primary) = primary else {
+            let first_error = loaded.into_iter().flatten().find_map(Result::err);
+            return Err(first_error.unwrap_or_else(|| Error::MetadataUnavailable {
+                detail: "every metadata SSD is new: there is no copy to open".into(),
+            }));
+        };
+        let Some(Ok(best)) = loaded[primary].take() else {
+            unreachable!("the primary loaded")
+        };
+        let mut states = Vec::with_capacity(members.len());
+        for (m, l) in members.iter().zip(&loaded) {
+            let state = match l {
+                None if m.new => {
+                    tracing::info!(device = %m.device.name(), slot = m.slot, "new metadata SSD: resilvering");
+                    MemberState::Resilvering
+                }
+                None => MemberState::InSync, // the primary
+                Some(Ok(l)) if l.tail_lsn == best.tail_lsn && l.anchor == best.anchor => {
+                    MemberState::InSync
+                }
+                Some(Ok(l)) => {
+                    tracing::warn!(device = %m.device.name(), slot = m.slot, tail_lsn = l.tail_lsn,
+                        primary_tail_lsn = best.tail_lsn, "metadata SSD is behind its mirror: resilvering");
+                    MemberState::Resilvering
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(device = %m.device.name(), slot = m.slot, error = %e,
+                        "metadata SSD holds no readable copy: resilvering");
+                    MemberState::Resilvering
+                }
+            };
+            states.push(state);
+        }
+        let io = Arc::new(MirrorSet::new(
+            members
+                .iter()
+                .zip(states)
+                .map(|(m, state)| (m.slot, m.device.clone(), state))
+                .collect(),
+        ));
         tracing::info!(
-            device = %device.name(),
-            keys = index.len(),
-            replayed_batches = replayed,
-            replayed_bytes = tail - anchor.replay_lsn,
+            device = %io.name(),
+            keys = best.index.len(),
+            replay_from_lsn = best.anchor.replay_lsn,
+            tail_lsn = best.tail_lsn,
             "metadata opened"
         );
         let stats = MetaStats {
-            keys: index.len() as u64,
+            keys: best.index.len() as u64,
             ..MetaStats::default()
         };
+        let resilver_body = [
+            (layout.wal.offset, layout.wal.size_bytes),
+            (
+                layout.checkpoints.slot_offset(best.anchor.slot),
+                best.anchor.checkpoint_bytes,
+            ),
+        ];
+        let anchors = [(ANCHOR_OFFSETS[0], 2 * BLOCK_SIZE as u64)];
+        for member in io.members() {
+            if member.state == MemberState::Resilvering {
+                let io = io.clone();
+                std::thread::Builder::new()
+                    .name(format!("resilver-ssd{}", member.slot))
+                    .spawn(move || {
+                        if let Err(e) = io.resilver(member.slot, &resilver_body, &anchors) {
+                            tracing::error!(device = %member.device, error = %e, "metadata resilver failed");
+                        }
+                    })
+                    .map_err(|e| Error::io("resilver thread", e))?;
+            }
+        }
         Ok(MetaStore {
             writer: Mutex::new(Writer {
-                wal: WalWriter::new(layout.wal, anchor.replay_lsn, tail),
-                anchor,
+                wal: WalWriter::new(layout.wal, best.anchor.replay_lsn, best.tail_lsn),
+                anchor: best.anchor,
             }),
-            device,
+            io,
             layout,
-            index: RwLock::new(index),
+            index: RwLock::new(best.index),
             queue: Mutex::new(CommitQueue::default()),
             committed: Condvar::new(),
             stats: Mutex::new(stats),
         })
     }
 
-    /// The metadata device.
-    pub fn device(&self) -> &Device {
-        &self.device
+    /// Reads one member's copy: anchor, checkpoint, WAL replay.
+    fn load(device: &dyn MetaIo, layout: &MetaLayout) -> Result<Loaded> {
+        let anchor = Anchor::read(device)?;
+        let mut index = layout.checkpoints.read(device, &anchor)?;
+        let tail_lsn = wal::replay(device, &layout.wal, anchor.replay_lsn, |batch| {
+            index.apply(&batch);
+        })?;
+        Ok(Loaded {
+            anchor,
+            index,
+            tail_lsn,
+        })
+    }
+
+    /// The metadata SSDs and their states (in sync, resilvering, failed).
+    pub fn mirror_members(&self) -> Vec<MemberStatus> {
+        self.io.members()
     }
 
     /// The value stored under `key`.
@@ -227,7 +370,7 @@ impl MetaStore {
                 outcome = self.checkpoint_locked(&mut writer);
             }
             if outcome.is_ok() {
-                outcome = writer.wal.append(&self.device, &group);
+                outcome = writer.wal.append(&*self.io, &group);
             }
             match outcome {
                 Ok(()) => {
@@ -260,7 +403,7 @@ impl MetaStore {
         let slot = 1 - writer.anchor.slot;
         let (bytes, crc) = {
             let index = self.index.read();
-            self.layout.checkpoints.write(&self.device, slot, &index)?
+            self.layout.checkpoints.write(&*self.io, slot, &index)?
         };
         let anchor = Anchor {
             generation: writer.anchor.generation + 1,
@@ -269,7 +412,7 @@ impl MetaStore {
             checkpoint_crc: crc,
             replay_lsn: writer.wal.tail_lsn,
         };
-        anchor.write(&self.device)?;
+        anchor.write(&*self.io)?;
         writer.anchor = anchor;
         writer.wal.checkpoint_lsn = writer.wal.tail_lsn;
         self.stats.lock().checkpoints += 1;
@@ -410,6 +553,157 @@ mod tests {
                 let k = meta.get(format!("k{i:04}").as_bytes()).is_some();
                 let z = meta.get(format!("z{i:04}").as_bytes()).is_some();
                 assert_eq!(k, z, "cut {cut}: batch {i} torn");
+            }
+        }
+    }
+
+    fn member(slot: u32, device: Arc<Device>, new: bool) -> MetaMember {
+        MetaMember { slot, device, new }
+    }
+
+    fn put(meta: &MetaStore, i: u32) -> Result<()> {
+        let mut b = Batch::new();
+        b.put(format!("k{i:05}").into_bytes(), vec![i as u8; 700]);
+        meta.commit(b)
+    }
+
+    fn wait_in_sync(meta: &MetaStore) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while meta
+            .mirror_members()
+            .iter()
+            .any(|m| m.state != MemberState::InSync)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "resilver did not finish: {:?}",
+                meta.mirror_members()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    fn assert_keys(meta: &MetaStore, count: u32, context: &str) {
+        for i in 0..count {
+            assert_eq!(
+                meta.get(format!("k{i:05}").as_bytes()),
+                Some(vec![i as u8; 700]),
+                "{context}: k{i:05}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mirror_keeps_serving_when_one_ssd_fails_and_resilvers_it() {
+        let (a, ca) = device(None);
+        let (b, cb) = device(None);
+        let meta = MetaStore::format_mirrored(vec![(0, a), (1, b)], layout()).unwrap();
+        for i in 0..300 {
+            if i == 100 {
+                cb.fail_writes(true);
+            }
+            put(&meta, i).unwrap();
+        }
+        let states = meta.mirror_members();
+        assert_eq!(states[0].state, MemberState::InSync);
+        assert!(
+            matches!(states[1].state, MemberState::Failed(_)),
+            "{states:?}"
+        );
+        drop(meta);
+
+        // The survivor alone holds everything.
+        let (a, _) = device(Some(ca.durable_image()));
+        let meta = MetaStore::open(a, layout()).unwrap();
+        assert_keys(&meta, 300, "survivor alone");
+        drop(meta);
+
+        // Both again: the stale one is found behind and resilvered, then holds everything.
+        let (a, ca) = device(Some(ca.durable_image()));
+        let (b, cb) = device(Some(cb.durable_image()));
+        let meta =
+            MetaStore::open_mirrored(vec![member(0, a, false), member(1, b, false)], layout())
+                .unwrap();
+        assert_keys(&meta, 300, "mirror after a failure");
+        wait_in_sync(&meta);
+        put(&meta, 300).unwrap();
+        drop(meta);
+        drop(ca);
+        let (b, _) = device(Some(cb.durable_image()));
+        let meta = MetaStore::open(b, layout()).unwrap();
+        assert_keys(&meta, 301, "resilvered member alone");
+    }
+
+    #[test]
+    fn a_blank_replacement_is_resilvered_while_commits_go_on() {
+        let (a, ca) = device(None);
+        let meta = MetaStore::format(a, layout()).unwrap();
+        for i in 0..400 {
+            put(&meta, i).unwrap();
+        }
+        assert!(
+            meta.stats().checkpoints > 0,
+            "the copy must include a checkpoint"
+        );
+        drop(meta);
+        let (a, _ca) = device(Some(ca.durable_image()));
+        let (c, cc) = device(None);
+        let meta = Arc::new(
+            MetaStore::open_mirrored(vec![member(0, a, false), member(1, c, true)], layout())
+                .unwrap(),
+        );
+        let writer = {
+            let meta = meta.clone();
+            std::thread::spawn(move || {
+                for i in 400..800 {
+                    put(&meta, i).unwrap();
+                }
+            })
+        };
+        writer.join().unwrap();
+        wait_in_sync(&meta);
+        for i in 800..850 {
+            put(&meta, i).unwrap();
+        }
+        drop(meta);
+        let (c, _) = device(Some(cc.durable_image()));
+        let meta = MetaStore::open(c, layout()).unwrap();
+        assert_keys(&meta, 850, "replacement alone");
+    }
+
+    #[test]
+    fn a_crash_between_mirrored_writes_loses_no_acknowledged_commit() {
+        for cut in 0..40u64 {
+            let (a, ca) = device(None);
+            let (b, cb) = device(None);
+            let meta = MetaStore::format_mirrored(vec![(0, a), (1, b)], layout()).unwrap();
+            // The two SSDs lose power a few writes apart, as they would in a real cut.
+            ca.power_cut_after(cut, cut % 2 == 0);
+            cb.power_cut_after(cut + 1 + cut % 3, cut % 3 == 0);
+            let mut acked = 0;
+            for i in 0..200 {
+                if put(&meta, i).is_err() {
+                    break;
+                }
+                acked = i + 1;
+            }
+            drop(meta);
+            let (a, ca) = device(Some(ca.durable_image()));
+            let (b, cb) = device(Some(cb.durable_image()));
+            let meta =
+                MetaStore::open_mirrored(vec![member(0, a, false), member(1, b, false)], layout())
+                    .unwrap();
+            assert_keys(&meta, acked, &format!("cut {cut}, both"));
+            wait_in_sync(&meta);
+            drop(meta);
+            for (name, control) in [("a", ca), ("b", cb)] {
+                let (d, _) = device(Some(control.durable_image()));
+                let meta = MetaStore::open(d, layout()).unwrap();
+                assert_keys(
+                    &meta,
+                    acked,
+                    &format!("cut {cut}, {name} alone after resync"),
+                );
             }
         }
     }

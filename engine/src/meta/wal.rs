@@ -6,11 +6,12 @@
 //! replay stops at the first frame that is torn, stale (from an earlier lap of the ring) or from
 //! another store. Layout in `engine/FORMAT.md` ("Write-ahead log").
 
-use crate::device::{align_up, AlignedBuf, Device, BLOCK_SIZE};
+use crate::device::{align_up, AlignedBuf, BLOCK_SIZE};
 use crate::error::{Error, Result};
 
 use super::codec::{Decoder, Encoder};
 use super::index::{Batch, Op};
+use super::mirror::MetaIo;
 
 /// Magic at the start of every frame ("HWAL", little-endian).
 pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"HWAL");
@@ -35,27 +36,22 @@ impl WalRegion {
     }
 
     /// Writes `buf` at logical position `lsn`, splitting at the ring's end; durable on return.
-    fn write(&self, device: &Device, lsn: u64, buf: AlignedBuf) -> Result<()> {
+    fn write(&self, device: &dyn MetaIo, lsn: u64, buf: AlignedBuf) -> Result<()> {
         let pos = lsn % self.size_bytes;
         let len = buf.len() as u64;
         if pos + len <= self.size_bytes {
-            device.write_at(buf, self.offset + pos, true)?;
-            return Ok(());
+            return device.write_durable(vec![(buf, self.offset + pos)]);
         }
         let first = (self.size_bytes - pos) as usize;
         let mut head = AlignedBuf::new(first);
         head.copy_from_slice(&buf[..first]);
         let mut tail = AlignedBuf::new(buf.len() - first);
         tail.copy_from_slice(&buf[first..]);
-        let a = device.submit_write(head, self.offset + pos, false)?;
-        let b = device.submit_write(tail, self.offset, false)?;
-        a.wait()?;
-        b.wait()?;
-        device.sync()
+        device.write_durable(vec![(head, self.offset + pos), (tail, self.offset)])
     }
 
     /// Reads `len` bytes (4 KiB multiple) at logical position `lsn`.
-    fn read(&self, device: &Device, lsn: u64, len: usize) -> Result<AlignedBuf> {
+    fn read(&self, device: &dyn MetaIo, lsn: u64, len: usize) -> Result<AlignedBuf> {
         let pos = lsn % self.size_bytes;
         if pos + len as u64 <= self.size_bytes {
             return device.read_at(AlignedBuf::new(len), self.offset + pos);
@@ -139,7 +135,7 @@ impl WalWriter {
     ///
     /// Errors: [`Error::MetadataUnavailable`] if the frame is larger than a quarter of the ring
     /// or the ring is full (the caller checkpoints first); device errors as they come.
-    pub fn append(&mut self, device: &Device, batches: &[&Batch]) -> Result<()> {
+    pub fn append(&mut self, device: &dyn MetaIo, batches: &[&Batch]) -> Result<()> {
         let payload: usize = batches.iter().map(|b| b.encoded_len()).sum();
         let bytes = frame_bytes(payload);
         if bytes > self.region.max_frame_bytes() {
@@ -170,7 +166,7 @@ impl WalWriter {
 /// acknowledged. Errors only on device read errors or an undecodable payload whose checksum
 /// matched (a bug or a collision, reported as [`Error::Corrupt`]).
 pub fn replay(
-    device: &Device,
+    device: &dyn MetaIo,
     region: &WalRegion,
     from_lsn: u64,
     mut apply: impl FnMut(Batch),
@@ -246,6 +242,7 @@ fn decode_batch(d: &mut Decoder<'_>) -> Result<Batch, super::codec::DecodeError>
 mod tests {
     use super::*;
     use crate::device::fault::FaultBackend;
+    use crate::device::Device;
 
     fn batch(i: u32) -> Batch {
         let mut b = Batch::new();

@@ -169,6 +169,11 @@ impl Store {
             .collect()
     }
 
+    /// The metadata SSDs (a mirror: each holds a full copy) and their states.
+    pub fn metadata_mirror(&self) -> Vec<crate::meta::MemberStatus> {
+        self.inner.meta.mirror_members()
+    }
+
     /// A store-wide setting (`s/<name>` in metadata), if set. Settings are small values that
     /// belong to the store rather than to a bucket, such as the appliance's S3 credentials.
     pub fn setting(&self, name: &str) -> Option<Vec<u8>> {

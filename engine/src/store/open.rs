@@ -10,7 +10,7 @@ use super::{schema, Inner, Store};
 use crate::device::superblock::{self, uuid_string, Probe, Role, Superblock, SUPERBLOCK_VERSION};
 use crate::device::{create_device_file, BufferPool, Device, IoBackend};
 use crate::error::{Error, Result};
-use crate::meta::{Batch, MetaLayout, MetaStore};
+use crate::meta::{Batch, MetaLayout, MetaMember, MetaStore};
 use crate::profile::{EngineConfig, Profile};
 use crate::segment::{DataDevice, DataLayout, HeadState};
 
@@ -29,8 +29,9 @@ pub struct StoreOptions {
 
 /// Already-open devices to build a store from (block devices, or fault-injecting ones in tests).
 pub struct StoreDevices {
-    /// The metadata device (SSD).
-    pub meta: Arc<Device>,
+    /// The metadata devices (SSDs) by slot; `None` for a missing drive. Every present one holds
+    /// a full copy of the metadata (a mirror).
+    pub meta: Vec<Option<Arc<Device>>>,
     /// Data devices (HDDs) by slot; `None` for a missing drive.
     pub data: Vec<Option<Arc<Device>>>,
 }
@@ -56,30 +57,27 @@ impl Store {
                     opts.profile.name
                 ))
             })?;
-        if ssd_paths.len() > 1 {
-            tracing::warn!(
-                "profile lists {} SSDs; this version keeps metadata on the first only",
-                ssd_paths.len()
-            );
-        }
-        let meta_path = &ssd_paths[0];
-        if !meta_path.exists() {
-            create_device_file(
-                meta_path,
-                opts.profile.ssd.size_bytes,
-                config.meta_preallocate_bytes,
-            )?;
+        for path in &ssd_paths {
+            if !path.exists() {
+                create_device_file(
+                    path,
+                    opts.profile.ssd.size_bytes,
+                    config.meta_preallocate_bytes,
+                )?;
+            }
         }
         for path in &hdd_paths {
             if !path.exists() {
                 create_device_file(path, opts.profile.hdd.size_bytes, 0)?;
             }
         }
-        let meta = Arc::new(Device::open(
-            meta_path,
-            config.io_backend,
-            config.meta_queue_depth,
-        )?);
+        let meta = ssd_paths
+            .iter()
+            .map(|p| {
+                Device::open(p, config.io_backend, config.meta_queue_depth)
+                    .map(|d| Some(Arc::new(d)))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let data = hdd_paths
             .iter()
             .map(|p| {
@@ -99,7 +97,13 @@ impl Store {
         config: EngineConfig,
         format_blank: bool,
     ) -> Result<Store> {
-        let meta_probe = superblock::probe(&devices.meta)?;
+        let mut meta_probes = Vec::with_capacity(devices.meta.len());
+        for d in &devices.meta {
+            meta_probes.push(match d {
+                Some(dev) => Some(superblock::probe(dev)?),
+                None => None,
+            });
+        }
         let mut data_probes = Vec::with_capacity(devices.data.len());
         for d in &devices.data {
             data_probes.push(match d {
@@ -111,12 +115,29 @@ impl Store {
             device: dev.name().to_string(),
             detail: "device is blank and formatting was not requested".into(),
         };
-        let (store_uuid, meta) = match meta_probe {
-            Probe::Blank => {
+        let present: Vec<(u32, &Arc<Device>, &Probe)> = devices
+            .meta
+            .iter()
+            .zip(&meta_probes)
+            .enumerate()
+            .filter_map(|(slot, (d, p))| Some((slot as u32, d.as_ref()?, p.as_ref()?)))
+            .collect();
+        let Some(&(_, first_meta, _)) = present.first() else {
+            return Err(Error::Config("no metadata device is present".into()));
+        };
+        let existing: Vec<(u32, &Arc<Device>, &Superblock)> = present
+            .iter()
+            .filter_map(|&(slot, d, p)| match p {
+                Probe::Hoard(sb) => Some((slot, d, sb)),
+                Probe::Blank => None,
+            })
+            .collect();
+        let (store_uuid, meta) = match existing.first() {
+            None => {
                 for (d, p) in devices.data.iter().zip(&data_probes) {
                     if let (Some(dev), Some(Probe::Hoard(sb))) = (d, p) {
                         return Err(Error::Incompatible {
-                            device: devices.meta.name().to_string(),
+                            device: first_meta.name().to_string(),
                             detail: format!(
                                 "metadata device is blank but data device {} belongs to store {}; refusing to format over lost metadata",
                                 dev.name(),
@@ -126,44 +147,106 @@ impl Store {
                     }
                 }
                 if !format_blank {
-                    return Err(blank_refusal(&devices.meta));
+                    return Err(blank_refusal(first_meta));
                 }
                 let store_uuid = *uuid::Uuid::new_v4().as_bytes();
+                let smallest = present.iter().map(|(_, d, _)| d.size_bytes()).min();
                 let layout = MetaLayout::new(
-                    devices.meta.size_bytes(),
+                    smallest.unwrap_or_default(),
                     config.wal_size_bytes,
                     salt(&store_uuid),
                 )?;
-                new_superblock(
-                    &config,
-                    &devices.meta,
-                    store_uuid,
-                    Role::Meta,
-                    0,
-                    layout.wal.size_bytes,
-                    layout.checkpoints.slot_bytes,
-                )
-                .write(&devices.meta)?;
-                tracing::info!(device = %devices.meta.name(), store = %uuid_string(&store_uuid), "formatted metadata device");
-                (store_uuid, MetaStore::format(devices.meta.clone(), layout)?)
+                for &(slot, dev, _) in &present {
+                    let mut sb = new_superblock(
+                        &config,
+                        dev,
+                        store_uuid,
+                        Role::Meta,
+                        slot,
+                        layout.wal.size_bytes,
+                        layout.checkpoints.slot_bytes,
+                    );
+                    // Every member uses the layout of the smallest; it is derived from this.
+                    sb.device_size_bytes = smallest.unwrap_or_default();
+                    sb.write(dev)?;
+                    tracing::info!(device = %dev.name(), slot, store = %uuid_string(&store_uuid), "formatted metadata device");
+                }
+                let members = present
+                    .iter()
+                    .map(|&(slot, d, _)| (slot, d.clone()))
+                    .collect();
+                (store_uuid, MetaStore::format_mirrored(members, layout)?)
             }
-            Probe::Hoard(sb) => {
-                check_member(&devices.meta, &sb, None, Role::Meta, 0)?;
-                let layout =
-                    MetaLayout::new(sb.device_size_bytes, sb.layout_a, salt(&sb.store_uuid))?;
-                if layout.checkpoints.slot_bytes != sb.layout_b {
+            Some(&(_, _, first_sb)) => {
+                let store_uuid = first_sb.store_uuid;
+                let layout = MetaLayout::new(
+                    first_sb.device_size_bytes,
+                    first_sb.layout_a,
+                    salt(&store_uuid),
+                )?;
+                let mut members = Vec::with_capacity(present.len());
+                for &(slot, dev, probe) in &present {
+                    match probe {
+                        Probe::Hoard(sb) => {
+                            check_member(dev, sb, Some(&store_uuid), Role::Meta, slot)?;
+                            if sb.layout_a != first_sb.layout_a || sb.layout_b != first_sb.layout_b
+                            {
+                                return Err(Error::Incompatible {
+                                    device: dev.name().to_string(),
+                                    detail: format!(
+                                        "its metadata layout (WAL {} B, checkpoint slots {} B) differs from its mirror's ({} B, {} B)",
+                                        sb.layout_a, sb.layout_b, first_sb.layout_a, first_sb.layout_b
+                                    ),
+                                });
+                            }
+                            members.push(MetaMember {
+                                slot,
+                                device: dev.clone(),
+                                new: false,
+                            });
+                        }
+                        Probe::Blank => {
+                            // A replacement SSD for a mirror slot: it gets a copy by resilver.
+                            if dev.size_bytes() < first_sb.device_size_bytes {
+                                return Err(Error::Incompatible {
+                                    device: dev.name().to_string(),
+                                    detail: format!(
+                                        "a replacement metadata SSD needs at least {} bytes, it has {}",
+                                        first_sb.device_size_bytes,
+                                        dev.size_bytes()
+                                    ),
+                                });
+                            }
+                            let mut sb = new_superblock(
+                                &config,
+                                dev,
+                                store_uuid,
+                                Role::Meta,
+                                slot,
+                                first_sb.layout_a,
+                                first_sb.layout_b,
+                            );
+                            sb.device_size_bytes = first_sb.device_size_bytes;
+                            sb.write(dev)?;
+                            tracing::info!(device = %dev.name(), slot, "adopted a blank SSD into the metadata mirror");
+                            members.push(MetaMember {
+                                slot,
+                                device: dev.clone(),
+                                new: true,
+                            });
+                        }
+                    }
+                }
+                if layout.checkpoints.slot_bytes != first_sb.layout_b {
                     return Err(Error::Incompatible {
-                        device: devices.meta.name().to_string(),
+                        device: first_meta.name().to_string(),
                         detail: format!(
                             "checkpoint slot size {} does not match the superblock's {}",
-                            layout.checkpoints.slot_bytes, sb.layout_b
+                            layout.checkpoints.slot_bytes, first_sb.layout_b
                         ),
                     });
                 }
-                (
-                    sb.store_uuid,
-                    MetaStore::open(devices.meta.clone(), layout)?,
-                )
+                (store_uuid, MetaStore::open_mirrored(members, layout)?)
             }
         };
 

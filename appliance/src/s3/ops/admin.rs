@@ -3,8 +3,8 @@
 //! client that signs arbitrary requests can call them, e.g.
 //! `curl --aws-sigv4 aws:amz:us-east-1:s3 --user KEY:SECRET -X POST http://HOST:9000/_hoard/shutdown`.
 //!
-//! - `GET /_hoard/status`: the store's state as XML (store UUID, profile, missing drives,
-//!   whether a shutdown is under way).
+//! - `GET /_hoard/status`: the store's state as XML (store UUID, profile, missing data drives,
+//!   each metadata SSD's state: in-sync, resilvering or failed; whether a shutdown is under way).
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
 
@@ -74,6 +74,18 @@ fn status(state: &AppState) -> S3Result<Response> {
     );
     for slot in missing {
         x.elem("MissingDataSlot", slot.to_string());
+    }
+    for member in store.metadata_mirror() {
+        let state = match &member.state {
+            hoard::meta::MemberState::InSync => "in-sync".to_string(),
+            hoard::meta::MemberState::Resilvering => "resilvering".to_string(),
+            hoard::meta::MemberState::Failed(why) => format!("failed: {why}"),
+        };
+        x.open("MetadataSsd")
+            .elem("Slot", member.slot.to_string())
+            .elem("Device", &member.device)
+            .elem("State", state)
+            .close("MetadataSsd");
     }
     x.elem(
         "ShuttingDown",

@@ -1,0 +1,351 @@
+//! Mirrored metadata SSDs: every member holds a full, byte-identical copy of the metadata
+//! region, and a write is durable when it is on every healthy member.
+//!
+//! Owns: fanning each write out to the members (in parallel, through each device's own ring),
+//! marking a member failed on its first error (the store keeps serving from the others, and
+//! says so), reading from the first healthy member, and resilvering: copying the metadata onto
+//! a replacement member while writes go on. Which member is the freshest at open is decided by
+//! `MetaStore`, which can replay each one (see `meta/mod.rs`).
+//!
+//! Resilver protocol (crash-safe): the target's anchor blocks are zeroed first, so until the
+//! copy ends the target holds no valid anchor and can never be opened as a copy of the
+//! metadata; then the body (WAL ring, current checkpoint) is copied piece by piece, each piece
+//! under an exclusive lock so no write can land between its read and its copy; the target is
+//! synced; the anchor blocks are copied last. Writes made meanwhile go to the target too, so
+//! it converges to the primary's image. A checkpoint during the copy writes a whole slot and
+//! then an anchor to the target as well, which is then a complete copy on its own.
+
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::device::{AlignedBuf, Device, BLOCK_SIZE};
+use crate::error::{Error, Result};
+
+/// Bytes per resilver copy step and per checkpoint write piece.
+pub const PIECE_BYTES: usize = 1 << 20;
+/// Pieces in flight per device while writing many.
+const WINDOW: usize = 8;
+
+/// What metadata needs from the storage under it: a single device or a mirror set.
+pub trait MetaIo: Send + Sync {
+    /// For messages.
+    fn name(&self) -> &str;
+    /// Reads `buf.len()` bytes at `offset`.
+    fn read_at(&self, buf: AlignedBuf, offset: u64) -> Result<AlignedBuf>;
+    /// Writes every `(buffer, offset)` piece; durable (fdatasync) when it returns Ok.
+    fn write_durable(&self, pieces: Vec<(AlignedBuf, u64)>) -> Result<()>;
+}
+
+impl MetaIo for Device {
+    fn name(&self) -> &str {
+        Device::name(self)
+    }
+
+    fn read_at(&self, buf: AlignedBuf, offset: u64) -> Result<AlignedBuf> {
+        Device::read_at(self, buf, offset)
+    }
+
+    fn write_durable(&self, mut pieces: Vec<(AlignedBuf, u64)>) -> Result<()> {
+        if pieces.len() == 1 {
+            // One linked write + fdatasync in the ring.
+            let (buf, offset) = pieces.pop().expect("one piece");
+            self.write_at(buf, offset, true)?;
+            return Ok(());
+        }
+        let mut pending = std::collections::VecDeque::new();
+        for (buf, offset) in pieces {
+            pending.push_back(self.submit_write(buf, offset, false)?);
+            if pending.len() >= WINDOW {
+                pending.pop_front().expect("non-empty").wait()?;
+            }
+        }
+        for p in pending {
+            p.wait()?;
+        }
+        self.sync()
+    }
+}
+
+/// The state of one member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    /// Holds every acknowledged write.
+    InSync,
+    /// Being copied onto; receives new writes but does not count for durability yet.
+    Resilvering,
+    /// Failed (an I/O error, or missing from a copy): no longer written or read.
+    Failed(String),
+}
+
+/// One member as reported by [`MirrorSet::members`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// SSD slot.
+    pub slot: u32,
+    /// Device name.
+    pub device: String,
+    /// Its state.
+    pub state: MemberState,
+}
+
+struct Member {
+    slot: u32,
+    device: Arc<Device>,
+    state: Mutex<MemberState>,
+}
+
+/// A set of metadata SSDs holding identical copies; see the module doc.
+pub struct MirrorSet {
+    members: Vec<Member>,
+    name: String,
+    /// Writes hold it shared; each resilver copy step holds it exclusively.
+    copy_lock: RwLock<()>,
+}
+
+fn copy_of(buf: &AlignedBuf) -> AlignedBuf {
+    let mut out = AlignedBuf::new(buf.len());
+    out.copy_from_slice(buf);
+    out
+}
+
+impl MirrorSet {
+    /// A mirror of `(slot, device, state)` members.
+    pub fn new(members: Vec<(u32, Arc<Device>, MemberState)>) -> MirrorSet {
+        let names: Vec<String> = members
+            .iter()
+            .map(|(_, d, _)| d.name().to_string())
+            .collect();
+        MirrorSet {
+            name: if names.len() == 1 {
+                names[0].clone()
+            } else {
+                format!("metadata mirror [{}]", names.join(", "))
+            },
+            members: members
+                .into_iter()
+                .map(|(slot, device, state)| Member {
+                    slot,
+                    device,
+                    state: Mutex::new(state),
+                })
+                .collect(),
+            copy_lock: RwLock::new(()),
+        }
+    }
+
+    /// Every member and its state.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        self.members
+            .iter()
+            .map(|m| MemberStatus {
+                slot: m.slot,
+                device: m.device.name().to_string(),
+                state: m.state.lock().clone(),
+            })
+            .collect()
+    }
+
+    fn fail(&self, m: &Member, error: &Error) {
+        let mut state = m.state.lock();
+        if !matches!(*state, MemberState::Failed(_)) {
+            tracing::error!(device = %m.device.name(), slot = m.slot, error = %error,
+                "metadata SSD failed: metadata is degraded, serving from the other copies");
+            *state = MemberState::Failed(error.to_string());
+        }
+    }
+
+    fn state(&self, m: &Member) -> MemberState {
+        m.state.lock().clone()
+    }
+
+    fn write_members(&self, pieces: &[(AlignedBuf, u64)], targets: &[&Member]) -> Vec<Result<()>> {
+        let mut results: Vec<Result<()>> = targets.iter().map(|_| Ok(())).collect();
+        if pieces.len() == 1 {
+            // Each member's ring does its own linked write + fdatasync, all at once.
+            let (buf, offset) = &pieces[0];
+            let pending: Vec<_> = targets
+                .iter()
+                .map(|m| m.device.submit_write(copy_of(buf), *offset, true))
+                .collect();
+            for (r, p) in results.iter_mut().zip(pending) {
+                *r = p.and_then(|p| p.wait().map(drop));
+            }
+            return results;
+        }
+        for window in pieces.chunks(WINDOW) {
+            let mut pending = Vec::new();
+            for (i, m) in targets.iter().enumerate() {
+                if results[i].is_err() {
+                    continue;
+                }
+                for (buf, offset) in window {
+                    pending.push((i, m.device.submit_write(copy_of(buf), *offset, false)));
+                }
+            }
+            for (i, p) in pending {
+                if let Err(e) = p.and_then(|p| p.wait().map(drop)) {
+                    if results[i].is_ok() {
+                        results[i] = Err(e);
+                    }
+                }
+            }
+        }
+        for (i, m) in targets.iter().enumerate() {
+            if results[i].is_ok() {
+                results[i] = m.device.sync();
+            }
+        }
+        results
+    }
+
+    /// Resilvers member `slot` (see the module doc): zeroes the `commit` regions, copies the
+    /// `body` regions from an in-sync member, syncs, then copies the `commit` regions. Each
+    /// region is `(offset, bytes)`, 4 KiB-aligned. Writes go on meanwhile.
+    ///
+    /// Errors: the target or every source failed; the target is then marked failed.
+    pub fn resilver(&self, slot: u32, body: &[(u64, u64)], commit: &[(u64, u64)]) -> Result<()> {
+        let target = self
+            .members
+            .iter()
+            .find(|m| m.slot == slot)
+            .ok_or_else(|| {
+                Error::Config(format!("no metadata mirror member in SSD slot {slot}"))
+            })?;
+        let result = self.resilver_into(target, body, commit);
+        match &result {
+            Ok(()) => {
+                *target.state.lock() = MemberState::InSync;
+                tracing::info!(device = %target.device.name(), slot, "metadata SSD resilvered: in sync");
+            }
+            Err(e) => self.fail(target, e),
+        }
+        result
+    }
+
+    fn resilver_into(
+        &self,
+        target: &Member,
+        body: &[(u64, u64)],
+        commit: &[(u64, u64)],
+    ) -> Result<()> {
+        {
+            let _exclusive = self.copy_lock.write();
+            let zeroes: Vec<(AlignedBuf, u64)> = commit
+                .iter()
+                .flat_map(|&(offset, len)| pieces_of(offset, len))
+                .map(|(offset, len)| (AlignedBuf::new(len), offset))
+                .collect();
+            target.device.write_durable(zeroes)?;
+        }
+        let started = std::time::Instant::now();
+        let mut copied = 0u64;
+        for &(offset, len) in body {
+            for (piece_offset, piece_len) in pieces_of(offset, len) {
+                self.copy_piece(target, piece_offset, piece_len, false)?;
+                copied += piece_len as u64;
+            }
+        }
+        target.device.sync()?;
+        for &(offset, len) in commit {
+            for (piece_offset, piece_len) in pieces_of(offset, len) {
+                self.copy_piece(target, piece_offset, piece_len, true)?;
+            }
+        }
+        tracing::info!(device = %target.device.name(), bytes = copied,
+            elapsed_ms = started.elapsed().as_millis() as u64, "metadata resilver copied");
+        Ok(())
+    }
+
+    fn copy_piece(&self, target: &Member, offset: u64, len: usize, durable: bool) -> Result<()> {
+        let _exclusive = self.copy_lock.write();
+        if matches!(self.state(target), MemberState::Failed(_)) {
+            return Err(Error::MetadataUnavailable {
+                detail: format!("{} failed during its resilver", target.device.name()),
+            });
+        }
+        let buf = self.read_in_sync(AlignedBuf::new(len), offset)?;
+        target.device.write_at(buf, offset, durable)?;
+        Ok(())
+    }
+
+    fn read_in_sync(&self, buf: AlignedBuf, offset: u64) -> Result<AlignedBuf> {
+        let mut last_error = None;
+        let len = buf.len();
+        let mut buf = Some(buf);
+        for m in &self.members {
+            if self.state(m) != MemberState::InSync {
+                continue;
+            }
+            match m
+                .device
+                .read_at(buf.take().unwrap_or_else(|| AlignedBuf::new(len)), offset)
+            {
+                Ok(b) => return Ok(b),
+                Err(e) => {
+                    self.fail(m, &e);
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::MetadataUnavailable {
+            detail: format!("no metadata SSD of {} is in sync", self.name),
+        }))
+    }
+}
+
+/// Splits a region into copy pieces of at most [`PIECE_BYTES`].
+fn pieces_of(offset: u64, len: u64) -> impl Iterator<Item = (u64, usize)> {
+    let len = len.div_ceil(BLOCK_SIZE as u64) * BLOCK_SIZE as u64;
+    (0..len.div_ceil(PIECE_BYTES as u64)).map(move |i| {
+        let start = i * PIECE_BYTES as u64;
+        (
+            offset + start,
+            (len - start).min(PIECE_BYTES as u64) as usize,
+        )
+    })
+}
+
+impl MetaIo for MirrorSet {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn read_at(&self, buf: AlignedBuf, offset: u64) -> Result<AlignedBuf> {
+        self.read_in_sync(buf, offset)
+    }
+
+    /// Durable on every member that is in sync (or resilvering) when it returns Ok; a member
+    /// that fails is marked failed. Errors only when no in-sync member took the write.
+    fn write_durable(&self, pieces: Vec<(AlignedBuf, u64)>) -> Result<()> {
+        let _shared = self.copy_lock.read();
+        let targets: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|m| !matches!(self.state(m), MemberState::Failed(_)))
+            .collect();
+        let in_sync: Vec<bool> = targets
+            .iter()
+            .map(|m| self.state(m) == MemberState::InSync)
+            .collect();
+        let results = self.write_members(&pieces, &targets);
+        let mut first_error = None;
+        let mut durable = false;
+        for ((m, result), in_sync) in targets.iter().zip(results).zip(in_sync) {
+            match result {
+                Ok(()) => durable |= in_sync,
+                Err(e) => {
+                    self.fail(m, &e);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if durable {
+            Ok(())
+        } else {
+            Err(first_error.unwrap_or_else(|| Error::MetadataUnavailable {
+                detail: format!("no metadata SSD of {} is in sync", self.name),
+            }))
+        }
+    }
+}
