@@ -9,6 +9,7 @@ mod appliance_qemu;
 mod crash;
 mod engine_contracts;
 mod engine_listing;
+mod engine_mirror;
 mod s3_auth;
 mod s3_list;
 mod s3_multipart;
