@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod index;
 pub mod mirror;
+pub mod sstable;
 pub mod wal;
 
 use std::collections::HashMap;
