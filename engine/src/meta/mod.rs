@@ -12,6 +12,7 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod index;
+pub mod lsm;
 pub mod mirror;
 pub mod sstable;
 pub mod wal;

@@ -171,7 +171,7 @@ impl TableBuilder {
         if self.last_key.as_slice() != key || self.entries == 0 {
             self.hashes.push(xxhash_rust::xxh3::xxh3_64(key));
         }
-        let shared = if self.in_block % RESTART_INTERVAL == 0 {
+        let shared = if self.in_block.is_multiple_of(RESTART_INTERVAL) {
             self.restarts.push(self.block.len() as u32);
             0
         } else {
