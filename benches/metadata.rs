@@ -79,7 +79,7 @@ fn commit(c: &mut Criterion) {
     let dir = scratch();
     let device = ssd(dir.path(), "wal.img", 1 << 30);
     let layout = MetaLayout::new(1 << 30, 256 << 20, 7).unwrap();
-    let meta = Arc::new(MetaStore::format(device, layout).unwrap());
+    let meta = Arc::new(MetaStore::format(device, layout, lsm_config()).unwrap());
     let mut group = c.benchmark_group("commit");
     group
         .sample_size(10)
@@ -143,11 +143,11 @@ fn index(c: &mut Criterion) {
         b.put(key(k), value(k));
         lsm.apply(&b);
         if lsm.needs_flush() {
-            lsm.flush().unwrap();
+            lsm.flush(0).unwrap();
             while lsm.compact().unwrap() {}
         }
     }
-    lsm.flush().unwrap();
+    lsm.flush(0).unwrap();
     while lsm.compact().unwrap() {}
     let load = start.elapsed();
     let stats = lsm.stats();

@@ -7,7 +7,7 @@
 //! ```text
 //! store (buckets, objects, multipart, listing)
 //!   -> placement (which HDD holds each chunk)
-//!   -> segment (append-only data log per HDD)  +  meta (WAL, checkpoints, index on the SSD)
+//!   -> segment (append-only data log per HDD)  +  meta (WAL + LSM index, mirrored on the SSDs)
 //!   -> device (io_uring / pread, O_DIRECT, aligned buffers, superblocks)
 //! profile: hwprofiles/*.toml -> EngineConfig
 //! ```

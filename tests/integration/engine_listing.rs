@@ -1,5 +1,6 @@
 //! Model-based property test of listing: random keys, prefixes, delimiters, start-after markers
-//! and page sizes, checked page by page against a `BTreeSet` and S3's rules.
+//! and page sizes, checked page by page against a `BTreeSet` and S3's rules, with a metadata
+//! LSM small enough that the keys spread over flushed tables, compacted levels and the memtable.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,6 +17,13 @@ fn store() -> Store {
     };
     let mut profile = Profile::parse(hoard_profile()).unwrap().derive();
     profile.wal_size_bytes = 1 << 20;
+    // A tiny memtable and levels, so listing runs across flushed tables, compactions and the
+    // memtable at once.
+    profile.lsm.memtable_budget_bytes = 2 << 10;
+    profile.lsm.table_target_bytes = 4 << 10;
+    profile.lsm.block_bytes = 256;
+    profile.lsm.l0_trigger = 2;
+    profile.lsm.l1_target_bytes = 8 << 10;
     let data = (0..2)
         .map(|i| Some(device(&format!("hdd{i}"), 4 << 20)))
         .collect();
@@ -94,6 +102,9 @@ proptest! {
                 store.delete_object("model", k).unwrap();
                 keys.remove(k);
             }
+        }
+        if all.len() > 30 {
+            prop_assert!(store.meta_stats().flushes > 0, "the listing must span flushed tables");
         }
         let expected = model(&keys, prefix, delimiter);
         let mut listed = Vec::new();

@@ -302,7 +302,7 @@ fn credentials(
             "from the kernel command line",
         ));
     }
-    if let Some(stored) = store.setting(CREDENTIALS_SETTING) {
+    if let Some(stored) = store.setting(CREDENTIALS_SETTING)? {
         let text = String::from_utf8_lossy(&stored).into_owned();
         if let Some((access, secret)) = text.split_once('\n') {
             return Ok((Credentials::single(access, secret), "kept in the store"));

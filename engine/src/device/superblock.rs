@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 /// Magic bytes at offset 0 of every Hoard device.
 pub const SUPERBLOCK_MAGIC: &[u8; 8] = b"HOARDSB1";
 /// Superblock format version written by this build.
-pub const SUPERBLOCK_VERSION: u32 = 1;
+pub const SUPERBLOCK_VERSION: u32 = 2;
 /// Bytes at the start of a device that must be zero for it to count as blank.
 pub const BLANK_CHECK_BYTES: u64 = 1 << 20;
 /// Bytes reserved at the start of every device for the superblock (the rest of it stays zero).
@@ -43,7 +43,7 @@ pub struct Superblock {
     pub created_unix_ms: u64,
     /// Role-specific layout: data = segment size in bytes; meta = WAL size in bytes.
     pub layout_a: u64,
-    /// Role-specific layout: data = number of segments; meta = checkpoint slot size in bytes.
+    /// Role-specific layout: data = number of segments; meta = manifest slot size in bytes.
     pub layout_b: u64,
     /// Name of the hardware profile that formatted it (up to 32 bytes).
     pub profile: String,
@@ -110,7 +110,11 @@ impl Superblock {
         if format_version != SUPERBLOCK_VERSION {
             return Err(Error::Incompatible {
                 device: device.to_string(),
-                detail: format!("superblock format version {format_version}; this build reads version {SUPERBLOCK_VERSION}"),
+                detail: if format_version < SUPERBLOCK_VERSION {
+                    format!("superblock format version {format_version}: formatted by an older build whose metadata layout (full index checkpoints) this build (format {SUPERBLOCK_VERSION}, LSM index) cannot read; open it with that build, or wipe and re-format")
+                } else {
+                    format!("superblock format version {format_version}; this build reads version {SUPERBLOCK_VERSION}")
+                },
             });
         }
         let role = match b[12] {

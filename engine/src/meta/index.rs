@@ -1,8 +1,7 @@
 //! The ordered index of metadata keys, behind the [`Index`] trait.
 //!
-//! Slice 1 keeps it in memory ([`MemIndex`], a `BTreeMap`) and makes it durable through the
-//! write-ahead log plus checkpoints; the bounded-RAM LSM (memtable + SSTables) replaces it behind
-//! this same trait.
+//! The store's index is the LSM ([`super::lsm`]); [`MemIndex`], a `BTreeMap`, is the model the
+//! tests compare against. [`Batch`], [`Op`] and [`Scan`] are shared by both.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

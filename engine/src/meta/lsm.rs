@@ -16,9 +16,9 @@
 //! reader holds the table any more. A crash anywhere leaves the previous manifest and every
 //! table it names intact.
 //!
-//! Not yet wired in: `MetaStore` still serves from `MemIndex` with full checkpoints. Wiring
-//! this in (WAL replay into the memtable, the manifest's replay LSN, background flush and
-//! compaction with the profile's bandwidth budget) is the next step of issue 4.
+//! `MetaStore` drives it: commits apply into the memtable after their WAL frame is durable; a
+//! full memtable is frozen (at a WAL position) and flushed by the maintenance thread, whose
+//! manifest then records that position as where replay starts.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -180,6 +180,8 @@ struct Manifest {
     generation: u64,
     next_table_id: u64,
     flushed_seq: u64,
+    /// WAL position up to which every batch is in the tables: replay starts here.
+    replay_lsn: u64,
     /// (id, level, offset, length).
     tables: Vec<(u64, u32, u64, u64)>,
 }
@@ -191,6 +193,7 @@ impl Manifest {
         b.extend_from_slice(&self.generation.to_le_bytes());
         b.extend_from_slice(&self.next_table_id.to_le_bytes());
         b.extend_from_slice(&self.flushed_seq.to_le_bytes());
+        b.extend_from_slice(&self.replay_lsn.to_le_bytes());
         b.extend_from_slice(&(self.tables.len() as u32).to_le_bytes());
         for &(id, level, offset, len) in &self.tables {
             b.extend_from_slice(&id.to_le_bytes());
@@ -204,19 +207,19 @@ impl Manifest {
     }
 
     fn decode(b: &[u8]) -> Option<Manifest> {
-        if b.len() < 40 || &b[..8] != MANIFEST_MAGIC {
+        if b.len() < 48 || &b[..8] != MANIFEST_MAGIC {
             return None;
         }
         let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
         let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
-        let count = u32_at(32)? as usize;
-        let end = 36 + count.checked_mul(28)?;
+        let count = u32_at(40)? as usize;
+        let end = 44 + count.checked_mul(28)?;
         if u32_at(end)? != crc32c::crc32c(b.get(..end)?) {
             return None;
         }
         let tables = (0..count)
             .map(|i| {
-                let o = 36 + i * 28;
+                let o = 44 + i * 28;
                 Some((u64_at(o)?, u32_at(o + 8)?, u64_at(o + 12)?, u64_at(o + 20)?))
             })
             .collect::<Option<Vec<_>>>()?;
@@ -224,6 +227,7 @@ impl Manifest {
             generation: u64_at(8)?,
             next_table_id: u64_at(16)?,
             flushed_seq: u64_at(24)?,
+            replay_lsn: u64_at(32)?,
             tables,
         })
     }
@@ -279,21 +283,7 @@ impl Lsm {
     /// Errors: [`Error::Corrupt`] when neither manifest slot verifies or a table does not;
     /// device errors.
     pub fn open(io: Arc<dyn MetaIo>, layout: LsmLayout, config: LsmConfig) -> Result<Lsm> {
-        let mut best: Option<Manifest> = None;
-        for slot in 0..2u64 {
-            let at = layout.manifest_offset + slot * layout.manifest_slot_bytes;
-            let buf = io.read_at(AlignedBuf::new(layout.manifest_slot_bytes as usize), at)?;
-            if let Some(m) = Manifest::decode(&buf) {
-                if best.as_ref().is_none_or(|b| m.generation > b.generation) {
-                    best = Some(m);
-                }
-            }
-        }
-        let manifest = best.ok_or_else(|| Error::Corrupt {
-            device: io.name().to_string(),
-            offset: layout.manifest_offset,
-            detail: "no valid LSM manifest".into(),
-        })?;
+        let manifest = read_manifest(&*io, &layout)?;
         let allocator = Arc::new(Mutex::new(Allocator {
             free: BTreeMap::from([(layout.area_start, layout.area_end - layout.area_start)]),
         }));
@@ -464,23 +454,56 @@ impl Lsm {
         }
     }
 
-    /// Flushes the memtable into a new level-0 table and switches the manifest. Returns
-    /// whether there was anything to flush.
+    /// Flushes the memtable into a new level-0 table and switches the manifest, recording
+    /// `replay_lsn` (see [`Lsm::flush_frozen`]). Returns whether there was anything to flush.
     ///
-    /// Errors: [`Error::NoSpace`] when the table area is full; device errors (the memtable is
-    /// then kept and the flush can be retried).
-    pub fn flush(&self) -> Result<bool> {
+    /// Errors: as [`Lsm::flush_frozen`].
+    pub fn flush(&self, replay_lsn: u64) -> Result<bool> {
+        if !self.freeze() {
+            return Ok(false);
+        }
+        self.flush_frozen(replay_lsn).map(|()| true)
+    }
+
+    /// Freezes the memtable (new writes go to a fresh one) unless it is empty or a frozen one
+    /// is still waiting to be flushed. Returns whether it froze one. The caller captures the
+    /// WAL position at the same moment (it holds the commit lock), to pass to
+    /// [`Lsm::flush_frozen`].
+    pub fn freeze(&self) -> bool {
+        let mut state = self.state.write();
+        if state.imm.is_some() || state.mem.read().is_empty() {
+            return false;
+        }
+        let imm = std::mem::replace(&mut state.mem, Arc::new(RwLock::new(BTreeMap::new())));
+        state.mem_bytes = 0;
+        state.imm = Some(imm);
+        true
+    }
+
+    /// Whether a frozen memtable waits to be flushed.
+    pub fn has_frozen(&self) -> bool {
+        self.state.read().imm.is_some()
+    }
+
+    /// Writes the frozen memtable as a level-0 table and switches the manifest, which then
+    /// records `replay_lsn`: the WAL position at the freeze, before which every batch is in a
+    /// table. Does nothing without a frozen memtable.
+    ///
+    /// Errors: [`Error::NoSpace`] when the table area is full; device errors. The frozen
+    /// memtable's entries then go back into the memtable (still readable, still in the WAL),
+    /// and a later flush retries.
+    pub fn flush_frozen(&self, replay_lsn: u64) -> Result<()> {
         let mut manifest = self.maintenance.lock();
-        let (imm, flushed_seq) = {
-            let mut state = self.state.write();
-            if state.mem.read().is_empty() {
-                return Ok(false);
-            }
-            let imm = std::mem::replace(&mut state.mem, Arc::new(RwLock::new(BTreeMap::new())));
-            state.mem_bytes = 0;
-            state.imm = Some(imm.clone());
-            (imm, self.last_seq.load(Ordering::Acquire))
+        let Some(imm) = self.state.read().imm.clone() else {
+            return Ok(());
         };
+        let flushed_seq = imm
+            .read()
+            .keys()
+            .map(|(_, s)| s.0)
+            .max()
+            .unwrap_or(manifest.flushed_seq)
+            .max(manifest.flushed_seq);
         let result = (|| {
             let mut builder =
                 TableBuilder::new(self.config.block_bytes, self.config.bloom_bits_per_key);
@@ -491,12 +514,13 @@ impl Lsm {
             let bytes = table.table.len_bytes();
             let mut next = manifest.clone();
             next.flushed_seq = flushed_seq;
+            next.replay_lsn = replay_lsn;
             self.switch(&mut manifest, next, std::slice::from_ref(&table), &[])?;
             self.stats.lock().flushed_bytes += bytes;
             let mut state = self.state.write();
             state.levels[0].insert(0, table);
             state.imm = None;
-            Ok(true)
+            Ok(())
         })();
         if result.is_err() {
             // Keep the data readable: fold the frozen memtable back.
@@ -510,6 +534,45 @@ impl Lsm {
             state.imm = None;
         }
         result
+    }
+
+    /// Records in a new manifest that replay starts at `lsn`, without new tables. Only for a
+    /// caller that knows every batch before `lsn` is in the tables (nothing in the memtable).
+    ///
+    /// Errors: device errors writing the manifest.
+    pub fn record_replay_lsn(&self, lsn: u64) -> Result<()> {
+        let mut manifest = self.maintenance.lock();
+        if manifest.replay_lsn >= lsn {
+            return Ok(());
+        }
+        let mut next = manifest.clone();
+        next.replay_lsn = lsn;
+        self.switch(&mut manifest, next, &[], &[])
+    }
+
+    /// The WAL position the durable manifest says replay starts from.
+    pub fn replay_lsn(&self) -> u64 {
+        self.maintenance.lock().replay_lsn
+    }
+
+    /// Manifest generation and replay position, as read from `io` without opening tables
+    /// (to compare mirror members).
+    ///
+    /// Errors: [`Error::Corrupt`] when neither manifest slot verifies; device errors.
+    pub fn peek(io: &dyn MetaIo, layout: &LsmLayout) -> Result<(u64, u64)> {
+        let m = read_manifest(io, layout)?;
+        Ok((m.generation, m.replay_lsn))
+    }
+
+    /// Every extent the current manifest names (offset, bytes), for a mirror resilver.
+    pub fn live_extents(&self) -> Vec<(u64, u64)> {
+        let state = self.state.read();
+        state
+            .levels
+            .iter()
+            .flatten()
+            .map(|t| (t.offset, t.table.len_bytes()))
+            .collect()
     }
 
     /// Runs one compaction step if a level needs one; returns whether it did.
@@ -738,6 +801,24 @@ fn key_span(tables: &[Arc<LiveTable>]) -> (Vec<u8>, Vec<u8>) {
         .max()
         .unwrap_or_default();
     (lo.to_vec(), hi.to_vec())
+}
+
+fn read_manifest(io: &dyn MetaIo, layout: &LsmLayout) -> Result<Manifest> {
+    let mut best: Option<Manifest> = None;
+    for slot in 0..2u64 {
+        let at = layout.manifest_offset + slot * layout.manifest_slot_bytes;
+        let buf = io.read_at(AlignedBuf::new(layout.manifest_slot_bytes as usize), at)?;
+        if let Some(m) = Manifest::decode(&buf) {
+            if best.as_ref().is_none_or(|b| m.generation > b.generation) {
+                best = Some(m);
+            }
+        }
+    }
+    best.ok_or_else(|| Error::Corrupt {
+        device: io.name().to_string(),
+        offset: layout.manifest_offset,
+        detail: "no valid metadata manifest".into(),
+    })
 }
 
 fn write_manifest(io: &dyn MetaIo, layout: &LsmLayout, m: &Manifest) -> Result<()> {
@@ -974,12 +1055,12 @@ mod tests {
                         lsm.apply(&b);
                         model.remove(&key(k));
                     }
-                    Step::Flush => { lsm.flush().unwrap(); }
+                    Step::Flush => { lsm.flush(0).unwrap(); }
                     Step::Compact => { while lsm.compact().unwrap() {} }
                     Step::Snapshot => snapshots.push((lsm.snapshot(), model.clone())),
                     Step::Reopen => {
                         // A clean reopen: flush first (the WAL is not part of this layer).
-                        lsm.flush().unwrap();
+                        lsm.flush(0).unwrap();
                         snapshots.clear();
                         drop(lsm);
                         let (io, reopened) = device(Some(control.durable_image()));
@@ -988,7 +1069,7 @@ mod tests {
                     }
                 }
                 if lsm.needs_flush() {
-                    lsm.flush().unwrap();
+                    lsm.flush(0).unwrap();
                     while lsm.compact().unwrap() {}
                 }
             }
@@ -1035,7 +1116,7 @@ mod tests {
                     }
                     lsm.apply(&b);
                 }
-                if lsm.flush().is_err() {
+                if lsm.flush(0).is_err() {
                     in_doubt = Some(model.clone());
                     break 'outer;
                 }
@@ -1078,7 +1159,7 @@ mod tests {
                 }
                 lsm.apply(&b);
             }
-            lsm.flush().unwrap();
+            lsm.flush(0).unwrap();
             while lsm.compact().unwrap() {}
         }
         let stats = lsm.stats();

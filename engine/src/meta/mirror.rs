@@ -7,13 +7,13 @@
 //! a replacement member while writes go on. Which member is the freshest at open is decided by
 //! `MetaStore`, which can replay each one (see `meta/mod.rs`).
 //!
-//! Resilver protocol (crash-safe): the target's anchor blocks are zeroed first, so until the
-//! copy ends the target holds no valid anchor and can never be opened as a copy of the
-//! metadata; then the body (WAL ring, current checkpoint) is copied piece by piece, each piece
+//! Resilver protocol (crash-safe): the target's commit regions (manifest slots) are zeroed
+//! first, so until the copy ends the target holds no valid manifest and can never be opened as
+//! a copy of the metadata; then the body (WAL ring, live tables) is copied piece by piece, each piece
 //! under an exclusive lock so no write can land between its read and its copy; the target is
 //! synced; the anchor blocks are copied last. Writes made meanwhile go to the target too, so
-//! it converges to the primary's image. A checkpoint during the copy writes a whole slot and
-//! then an anchor to the target as well, which is then a complete copy on its own.
+//! it converges to the primary's image, except for the commit regions (the manifest slots),
+//! which it receives only by the final copy: until then it never names a table it may not hold.
 
 use std::sync::Arc;
 
@@ -99,6 +99,9 @@ struct Member {
 pub struct MirrorSet {
     members: Vec<Member>,
     name: String,
+    /// Regions (offset, bytes) a resilvering member does not receive writes to until its copy
+    /// ends (the manifest slots: a target must never name tables it does not hold yet).
+    deferred: Vec<(u64, u64)>,
     /// Writes hold it shared; each resilver copy step holds it exclusively.
     copy_lock: RwLock<()>,
 }
@@ -110,8 +113,12 @@ fn copy_of(buf: &AlignedBuf) -> AlignedBuf {
 }
 
 impl MirrorSet {
-    /// A mirror of `(slot, device, state)` members.
-    pub fn new(members: Vec<(u32, Arc<Device>, MemberState)>) -> MirrorSet {
+    /// A mirror of `(slot, device, state)` members; writes into the `deferred` regions skip
+    /// resilvering members (see [`MirrorSet::resilver`]).
+    pub fn new(
+        members: Vec<(u32, Arc<Device>, MemberState)>,
+        deferred: Vec<(u64, u64)>,
+    ) -> MirrorSet {
         let names: Vec<String> = members
             .iter()
             .map(|(_, d, _)| d.name().to_string())
@@ -130,6 +137,7 @@ impl MirrorSet {
                     state: Mutex::new(state),
                 })
                 .collect(),
+            deferred,
             copy_lock: RwLock::new(()),
         }
     }
@@ -199,7 +207,8 @@ impl MirrorSet {
         results
     }
 
-    /// Resilvers member `slot` (see the module doc): zeroes the `commit` regions, copies the
+    /// Resilvers member `slot` (see the module doc): zeroes the `commit` regions (which must be
+    /// among the `deferred` ones), copies the
     /// `body` regions from an in-sync member, syncs, then copies the `commit` regions. Each
     /// region is `(offset, bytes)`, 4 KiB-aligned. Writes go on meanwhile.
     ///
@@ -319,10 +328,19 @@ impl MetaIo for MirrorSet {
     /// that fails is marked failed. Errors only when no in-sync member took the write.
     fn write_durable(&self, pieces: Vec<(AlignedBuf, u64)>) -> Result<()> {
         let _shared = self.copy_lock.read();
+        let deferred = pieces.iter().any(|(buf, offset)| {
+            self.deferred
+                .iter()
+                .any(|&(o, l)| *offset < o + l && o < offset + buf.len() as u64)
+        });
         let targets: Vec<&Member> = self
             .members
             .iter()
-            .filter(|m| !matches!(self.state(m), MemberState::Failed(_)))
+            .filter(|m| match self.state(m) {
+                MemberState::InSync => true,
+                MemberState::Resilvering => !deferred,
+                MemberState::Failed(_) => false,
+            })
             .collect();
         let in_sync: Vec<bool> = targets
             .iter()

@@ -1,15 +1,17 @@
-//! Metadata: a checksummed write-ahead log with group commit, and the ordered index it feeds.
+//! Metadata: a checksummed write-ahead log with group commit, feeding a log-structured index
+//! (memtable, SSTables, compaction) on the metadata SSDs, mirrored on every one of them.
 //!
-//! Owns: the SSD's layout after the superblock (anchor blocks, WAL ring, two checkpoint slots),
-//! commit (durable on the SSD before it returns, then visible), replay at open, and checkpoints
-//! that bound replay to half the WAL ring. Knows nothing of buckets or objects: it stores byte
-//! keys and values (the store's schema lives in `store/schema.rs`). Must not touch HDDs.
+//! Owns: the SSD's layout after the superblock (WAL ring, then the LSM region: two manifest
+//! slots and the table area), commit (durable in the WAL on every healthy SSD before it returns,
+//! then visible), replay at open (only the WAL written since the last flush), and the
+//! maintenance thread that flushes frozen memtables and runs compaction, so commits never wait
+//! for either unless the WAL is full. Knows nothing of buckets or objects: it stores byte keys
+//! and values (the store's schema lives in `store/schema.rs`). Must not touch HDDs.
 //!
 //! Back of the envelope (dev machine, ../shared/facts/machine.md): one fdatasync of an overwrite
 //! ~40 us, so one writer commits ~10-20k batches/s; group commit puts every batch waiting while a
 //! frame is written into the next frame, so 64 writers share one fdatasync.
 
-pub mod checkpoint;
 pub mod codec;
 pub mod index;
 pub mod lsm;
@@ -18,41 +20,47 @@ pub mod sstable;
 pub mod wal;
 
 use std::collections::HashMap;
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::device::superblock::RESERVED_BYTES;
 use crate::device::{Device, BLOCK_SIZE};
 use crate::error::{Error, Result};
 
-use checkpoint::{Anchor, CheckpointSlots, ANCHOR_OFFSETS};
 pub use index::{Batch, Index, MemIndex, Op, Scan};
+pub use lsm::{Lsm, LsmConfig, LsmLayout, Snapshot};
 pub use mirror::{MemberState, MemberStatus, MetaIo, MirrorSet};
 use wal::{WalRegion, WalWriter};
+
+/// Bytes of each of the two manifest slots (a manifest names ~37,000 tables per MiB).
+pub const MANIFEST_SLOT_BYTES: u64 = 1 << 20;
 
 /// Where everything lives on a metadata device.
 #[derive(Clone, Copy, Debug)]
 pub struct MetaLayout {
     /// The WAL ring.
     pub wal: WalRegion,
-    /// The two checkpoint slots.
-    pub checkpoints: CheckpointSlots,
+    /// The LSM region: manifest slots and table area.
+    pub lsm: LsmLayout,
 }
 
 impl MetaLayout {
-    /// Lays out a device of `device_bytes`: superblock and anchors in the first MiB, then the WAL
-    /// ring of `wal_size_bytes`, then two equal checkpoint slots filling the rest.
+    /// Lays out a device of `device_bytes`: superblock in the first MiB, then the WAL ring of
+    /// `wal_size_bytes`, then the LSM region (two manifest slots, then tables) to the end.
     ///
-    /// Errors: [`Error::Config`] if the device is too small for the WAL plus two slots of at
-    /// least the WAL's size.
+    /// Errors: [`Error::Config`] if the table area would be smaller than twice the WAL.
     pub fn new(device_bytes: u64, wal_size_bytes: u64, salt: u32) -> Result<MetaLayout> {
         let wal_size_bytes = wal_size_bytes & !(BLOCK_SIZE as u64 - 1);
-        let rest = device_bytes.saturating_sub(RESERVED_BYTES + wal_size_bytes);
-        let slot_bytes = (rest / 2) & !(BLOCK_SIZE as u64 - 1);
-        if wal_size_bytes < 16 * BLOCK_SIZE as u64 || slot_bytes < wal_size_bytes {
+        let lsm_offset = RESERVED_BYTES + wal_size_bytes;
+        let lsm_bytes = device_bytes.saturating_sub(lsm_offset) & !(BLOCK_SIZE as u64 - 1);
+        if wal_size_bytes < 16 * BLOCK_SIZE as u64
+            || lsm_bytes < 2 * MANIFEST_SLOT_BYTES + 2 * wal_size_bytes
+        {
             return Err(Error::Config(format!(
-                "metadata device of {device_bytes} bytes is too small for a {wal_size_bytes}-byte WAL and two checkpoint slots"
+                "metadata device of {device_bytes} bytes is too small for a {wal_size_bytes}-byte WAL and a table area twice its size"
             )));
         }
         Ok(MetaLayout {
@@ -61,17 +69,13 @@ impl MetaLayout {
                 size_bytes: wal_size_bytes,
                 salt,
             },
-            checkpoints: CheckpointSlots {
-                offset: RESERVED_BYTES + wal_size_bytes,
-                slot_bytes,
-            },
+            lsm: LsmLayout::new(lsm_offset, lsm_bytes, MANIFEST_SLOT_BYTES),
         })
     }
 }
 
 struct Writer {
     wal: WalWriter,
-    anchor: Anchor,
 }
 
 #[derive(Default)]
@@ -89,10 +93,15 @@ pub struct MetaStats {
     pub batches: u64,
     /// WAL frames written (each one durable write).
     pub frames: u64,
-    /// Checkpoints written.
-    pub checkpoints: u64,
-    /// Keys in the index.
-    pub keys: u64,
+    /// Memtable flushes handed to the maintenance thread.
+    pub flushes: u64,
+    /// Bytes of keys and values applied, written to tables by flushes, and by compactions
+    /// (write amplification = (flushed + compacted) / applied).
+    pub applied_bytes: u64,
+    /// See `applied_bytes`.
+    pub flushed_bytes: u64,
+    /// See `applied_bytes`.
+    pub compacted_bytes: u64,
 }
 
 /// One metadata SSD handed to [`MetaStore::open_mirrored`].
@@ -106,27 +115,44 @@ pub struct MetaMember {
 }
 
 /// What one member's copy holds, read at open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Loaded {
-    anchor: Anchor,
-    index: MemIndex,
+    generation: u64,
+    replay_lsn: u64,
     tail_lsn: u64,
+}
+
+/// What the maintenance thread reports back.
+#[derive(Default)]
+struct Flushed {
+    /// WAL position before which everything is in tables (durably).
+    lsn: Option<u64>,
+    /// The last flush's error, if it failed.
+    error: Option<String>,
+}
+
+struct Maintenance {
+    jobs: mpsc::Sender<Option<u64>>,
+    flushed: Arc<(Mutex<Flushed>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The metadata store on one SSD or a mirror of several; see the module doc.
 pub struct MetaStore {
     io: Arc<MirrorSet>,
     layout: MetaLayout,
-    index: RwLock<MemIndex>,
+    lsm: Arc<Lsm>,
     writer: Mutex<Writer>,
     queue: Mutex<CommitQueue>,
     committed: Condvar,
     stats: Mutex<MetaStats>,
+    maintenance: Mutex<Maintenance>,
 }
 
 impl MetaStore {
     /// Initialises a freshly formatted device: an empty index, replay from LSN 0.
-    pub fn format(device: Arc<Device>, layout: MetaLayout) -> Result<MetaStore> {
-        Self::format_mirrored(vec![(0, device)], layout)
+    pub fn format(device: Arc<Device>, layout: MetaLayout, config: LsmConfig) -> Result<MetaStore> {
+        Self::format_mirrored(vec![(0, device)], layout, config)
     }
 
     /// Initialises freshly formatted devices (SSD slot, device) as one mirror: an empty index,
@@ -134,16 +160,11 @@ impl MetaStore {
     pub fn format_mirrored(
         members: Vec<(u32, Arc<Device>)>,
         layout: MetaLayout,
+        config: LsmConfig,
     ) -> Result<MetaStore> {
-        let anchor = Anchor {
-            generation: 1,
-            slot: 0,
-            checkpoint_bytes: 0,
-            checkpoint_crc: 0,
-            replay_lsn: 0,
-        };
         for (_, device) in &members {
-            anchor.write(&**device)?;
+            let io: Arc<dyn MetaIo> = device.clone();
+            Lsm::create(io, layout.lsm, config.clone())?;
         }
         Self::open_mirrored(
             members
@@ -155,13 +176,15 @@ impl MetaStore {
                 })
                 .collect(),
             layout,
+            config,
         )
     }
 
-    /// Opens one device: reads the anchor and its checkpoint, replays the WAL after it.
+    /// Opens one device: reads the manifest and the tables' footers, replays the WAL written
+    /// since the last flush.
     ///
-    /// Errors: [`Error::Corrupt`] if the anchor or checkpoint fails verification.
-    pub fn open(device: Arc<Device>, layout: MetaLayout) -> Result<MetaStore> {
+    /// Errors: [`Error::Corrupt`] if the manifest or a table fails verification.
+    pub fn open(device: Arc<Device>, layout: MetaLayout, config: LsmConfig) -> Result<MetaStore> {
         Self::open_mirrored(
             vec![MetaMember {
                 slot: 0,
@@ -169,18 +192,23 @@ impl MetaStore {
                 new: false,
             }],
             layout,
+            config,
         )
     }
 
-    /// Opens a mirror of metadata SSDs. Each member's copy is read and replayed on its own; the
-    /// one that replays furthest (highest WAL tail, then highest checkpoint generation) is the
-    /// primary and its index is served. Members whose copy is unreadable, differs from the
+    /// Opens a mirror of metadata SSDs. Each member's manifest is read and its WAL replayed on
+    /// its own; the one that replays furthest (highest WAL tail, then highest manifest
+    /// generation) is the primary. Members whose copy is unreadable, differs from the
     /// primary's (a crash between mirrored writes, or a member that failed earlier) or is `new`
     /// are resilvered from the primary in the background while the store serves.
     ///
     /// Errors: [`Error::Corrupt`] (from the best member) when no member holds a readable copy;
     /// [`Error::Config`] when no member is given.
-    pub fn open_mirrored(members: Vec<MetaMember>, layout: MetaLayout) -> Result<MetaStore> {
+    pub fn open_mirrored(
+        members: Vec<MetaMember>,
+        layout: MetaLayout,
+        config: LsmConfig,
+    ) -> Result<MetaStore> {
         if members.is_empty() {
             return Err(Error::Config("no metadata SSD is present".into()));
         }
@@ -192,7 +220,7 @@ impl MetaStore {
             .iter()
             .enumerate()
             .filter_map(|(i, l)| match l {
-                Some(Ok(l)) => Some((i, (l.tail_lsn, l.anchor.generation))),
+                Some(Ok(l)) => Some((i, (l.tail_lsn, l.generation))),
                 _ => None,
             })
             .max_by_key(|(_, rank)| *rank)
@@ -214,9 +242,7 @@ impl MetaStore {
                     MemberState::Resilvering
                 }
                 None => MemberState::InSync, // the primary
-                Some(Ok(l)) if l.tail_lsn == best.tail_lsn && l.anchor == best.anchor => {
-                    MemberState::InSync
-                }
+                Some(Ok(l)) if *l == best => MemberState::InSync,
                 Some(Ok(l)) => {
                     tracing::warn!(device = %m.device.name(), slot = m.slot, tail_lsn = l.tail_lsn,
                         primary_tail_lsn = best.tail_lsn, "metadata SSD is behind its mirror: resilvering");
@@ -230,70 +256,120 @@ impl MetaStore {
             };
             states.push(state);
         }
+        let manifests = (
+            layout.lsm.manifest_offset,
+            2 * layout.lsm.manifest_slot_bytes,
+        );
         let io = Arc::new(MirrorSet::new(
             members
                 .iter()
                 .zip(states)
                 .map(|(m, state)| (m.slot, m.device.clone(), state))
                 .collect(),
+            vec![manifests],
         ));
+        let dyn_io: Arc<dyn MetaIo> = io.clone();
+        let lsm = Arc::new(Lsm::open(dyn_io, layout.lsm, config)?);
+        let replay_lsn = lsm.replay_lsn();
+        let mut replayed = 0u64;
+        let tail_lsn = wal::replay(&*io, &layout.wal, replay_lsn, |batch| {
+            lsm.apply(&batch);
+            replayed += 1;
+        })?;
         tracing::info!(
             device = %io.name(),
-            keys = best.index.len(),
-            replay_from_lsn = best.anchor.replay_lsn,
-            tail_lsn = best.tail_lsn,
+            replayed_batches = replayed,
+            replayed_bytes = tail_lsn - replay_lsn,
+            tables = ?lsm.level_counts(),
             "metadata opened"
         );
-        let stats = MetaStats {
-            keys: best.index.len() as u64,
-            ..MetaStats::default()
-        };
-        let resilver_body = [
-            (layout.wal.offset, layout.wal.size_bytes),
-            (
-                layout.checkpoints.slot_offset(best.anchor.slot),
-                best.anchor.checkpoint_bytes,
-            ),
-        ];
-        let anchors = [(ANCHOR_OFFSETS[0], 2 * BLOCK_SIZE as u64)];
+        let mut body = vec![(layout.wal.offset, layout.wal.size_bytes)];
+        body.extend(lsm.live_extents());
         for member in io.members() {
             if member.state == MemberState::Resilvering {
-                let io = io.clone();
+                let (io, body) = (io.clone(), body.clone());
                 std::thread::Builder::new()
                     .name(format!("resilver-ssd{}", member.slot))
                     .spawn(move || {
-                        if let Err(e) = io.resilver(member.slot, &resilver_body, &anchors) {
+                        if let Err(e) = io.resilver(member.slot, &body, &[manifests]) {
                             tracing::error!(device = %member.device, error = %e, "metadata resilver failed");
                         }
                     })
                     .map_err(|e| Error::io("resilver thread", e))?;
             }
         }
+        let maintenance = Self::start_maintenance(lsm.clone())?;
         Ok(MetaStore {
             writer: Mutex::new(Writer {
-                wal: WalWriter::new(layout.wal, best.anchor.replay_lsn, best.tail_lsn),
-                anchor: best.anchor,
+                wal: WalWriter::new(layout.wal, replay_lsn, tail_lsn),
             }),
             io,
             layout,
-            index: RwLock::new(best.index),
+            lsm,
             queue: Mutex::new(CommitQueue::default()),
             committed: Condvar::new(),
-            stats: Mutex::new(stats),
+            stats: Mutex::new(MetaStats::default()),
+            maintenance: Mutex::new(maintenance),
         })
     }
 
-    /// Reads one member's copy: anchor, checkpoint, WAL replay.
+    /// Reads one member's copy: manifest generation and replay position, and how far its WAL
+    /// replays (without applying it).
     fn load(device: &dyn MetaIo, layout: &MetaLayout) -> Result<Loaded> {
-        let anchor = Anchor::read(device)?;
-        let mut index = layout.checkpoints.read(device, &anchor)?;
-        let tail_lsn = wal::replay(device, &layout.wal, anchor.replay_lsn, |batch| {
-            index.apply(&batch);
-        })?;
+        let (generation, replay_lsn) = Lsm::peek(device, &layout.lsm)?;
+        let tail_lsn = wal::replay(device, &layout.wal, replay_lsn, |_| {})?;
         Ok(Loaded {
-            anchor,
-            index,
+            generation,
+            replay_lsn,
             tail_lsn,
+        })
+    }
+
+    /// The maintenance thread: flushes each frozen memtable it is sent (with the WAL position
+    /// of its freeze), reports back, then compacts while a level needs it.
+    fn start_maintenance(lsm: Arc<Lsm>) -> Result<Maintenance> {
+        let (jobs, rx) = mpsc::channel::<Option<u64>>();
+        let flushed = Arc::new((Mutex::new(Flushed::default()), Condvar::new()));
+        let report = flushed.clone();
+        let thread = std::thread::Builder::new()
+            .name("meta-maintenance".into())
+            .spawn(move || {
+                while let Ok(Some(lsn)) = rx.recv() {
+                    let result = lsm.flush_frozen(lsn);
+                    {
+                        let (state, cv) = &*report;
+                        let mut f = state.lock();
+                        match &result {
+                            Ok(()) => {
+                                f.lsn = Some(f.lsn.map_or(lsn, |l| l.max(lsn)));
+                                f.error = None;
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "metadata flush failed; retried at the next one");
+                                f.error = Some(e.to_string());
+                            }
+                        }
+                        cv.notify_all();
+                    }
+                    if result.is_ok() {
+                        loop {
+                            match lsm.compact() {
+                                Ok(true) => continue,
+                                Ok(false) => break,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "metadata compaction failed");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::io("metadata maintenance thread", e))?;
+        Ok(Maintenance {
+            jobs,
+            flushed,
+            thread: Some(thread),
         })
     }
 
@@ -302,21 +378,52 @@ impl MetaStore {
         self.io.members()
     }
 
-    /// The value stored under `key`.
-    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.index.read().get(key)
+    /// A snapshot: reads through it see every commit acknowledged before it was taken, and
+    /// none after, however many flushes and compactions run meanwhile.
+    pub fn snapshot(&self) -> Snapshot {
+        self.lsm.snapshot()
     }
 
-    /// Visits keys >= `from` in byte order; see [`Scan`].
-    pub fn scan(&self, from: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Scan) {
-        self.index.read().scan(from, visit)
+    /// The value stored under `key`.
+    ///
+    /// Errors: [`Error::Corrupt`] when a table block fails verification on every mirror
+    /// member; device errors.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.lsm.get(key, &self.lsm.snapshot())
+    }
+
+    /// Visits keys >= `from` in byte order at a fresh snapshot; see [`Scan`].
+    ///
+    /// Errors: as [`MetaStore::get`].
+    pub fn scan(&self, from: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Scan) -> Result<()> {
+        self.lsm.scan(from, &self.lsm.snapshot(), visit)
+    }
+
+    /// Visits keys >= `from` in byte order at `snapshot`; see [`Scan`].
+    ///
+    /// Errors: as [`MetaStore::get`].
+    pub fn scan_at(
+        &self,
+        from: &[u8],
+        snapshot: &Snapshot,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Scan,
+    ) -> Result<()> {
+        self.lsm.scan(from, snapshot, visit)
     }
 
     /// Counters.
     pub fn stats(&self) -> MetaStats {
         let mut s = *self.stats.lock();
-        s.keys = self.index.read().len() as u64;
+        let l = self.lsm.stats();
+        s.applied_bytes = l.applied_bytes;
+        s.flushed_bytes = l.flushed_bytes;
+        s.compacted_bytes = l.compacted_bytes;
         s
+    }
+
+    /// The LSM under the store (for benchmarks: levels, RAM and SSD bytes).
+    pub fn lsm(&self) -> &Lsm {
+        &self.lsm
     }
 
     /// Commits `batch`: returns once it is durable on the SSD and visible to readers.
@@ -350,6 +457,7 @@ impl MetaStore {
 
     fn write_group(&self, work: Vec<(u64, Batch)>) -> Vec<(u64, Result<(), String>)> {
         let mut writer = self.writer.lock();
+        self.reclaim(&mut writer);
         let max_frame = self.layout.wal.max_frame_bytes();
         let mut results = Vec::with_capacity(work.len());
         let mut i = 0;
@@ -369,18 +477,16 @@ impl MetaStore {
             let bytes = wal::frame_bytes(payload);
             let mut outcome = Ok(());
             if !writer.wal.has_room(bytes) && bytes <= max_frame {
-                outcome = self.checkpoint_locked(&mut writer);
+                outcome = self.make_room(&mut writer, bytes);
             }
             if outcome.is_ok() {
                 outcome = writer.wal.append(&*self.io, &group);
             }
             match outcome {
                 Ok(()) => {
-                    let mut index = self.index.write();
                     for b in &group {
-                        index.apply(b);
+                        self.lsm.apply(b);
                     }
-                    drop(index);
                     let mut stats = self.stats.lock();
                     stats.batches += group.len() as u64;
                     stats.frames += 1;
@@ -393,41 +499,67 @@ impl MetaStore {
             }
             i = j;
         }
-        if writer.wal.live_bytes() > self.layout.wal.size_bytes / 2 {
-            if let Err(e) = self.checkpoint_locked(&mut writer) {
-                tracing::error!(error = %e, "metadata checkpoint failed");
-            }
+        if self.lsm.needs_flush() || writer.wal.live_bytes() > self.layout.wal.size_bytes / 2 {
+            self.start_flush(&writer);
         }
         results
     }
 
-    fn checkpoint_locked(&self, writer: &mut Writer) -> Result<()> {
-        let slot = 1 - writer.anchor.slot;
-        let (bytes, crc) = {
-            let index = self.index.read();
-            self.layout.checkpoints.write(&*self.io, slot, &index)?
-        };
-        let anchor = Anchor {
-            generation: writer.anchor.generation + 1,
-            slot,
-            checkpoint_bytes: bytes,
-            checkpoint_crc: crc,
-            replay_lsn: writer.wal.tail_lsn,
-        };
-        anchor.write(&*self.io)?;
-        writer.anchor = anchor;
-        writer.wal.checkpoint_lsn = writer.wal.tail_lsn;
-        self.stats.lock().checkpoints += 1;
-        tracing::debug!(
-            generation = anchor.generation,
-            bytes,
-            "metadata checkpoint written"
-        );
-        Ok(())
+    /// Lets the WAL reuse the space a finished flush made redundant.
+    fn reclaim(&self, writer: &mut Writer) {
+        let flushed = self.maintenance.lock().flushed.clone();
+        let lsn = flushed.0.lock().lsn;
+        if let Some(lsn) = lsn {
+            if lsn > writer.wal.checkpoint_lsn {
+                writer.wal.checkpoint_lsn = lsn;
+            }
+        }
     }
 
-    /// Writes a checkpoint now if anything was logged since the last one (clean shutdown: the
-    /// next open then replays nothing).
+    /// Freezes the memtable and hands it to the maintenance thread, unless a flush is already
+    /// under way. Called with the writer lock held, so the WAL tail is the freeze's position.
+    fn start_flush(&self, writer: &Writer) -> bool {
+        if !self.lsm.freeze() {
+            return false;
+        }
+        let lsn = writer.wal.tail_lsn;
+        self.stats.lock().flushes += 1;
+        let _ = self.maintenance.lock().jobs.send(Some(lsn));
+        true
+    }
+
+    /// Waits until the WAL has room for `bytes`: starts a flush if none is under way and waits
+    /// for flushes to finish.
+    fn make_room(&self, writer: &mut Writer, bytes: u64) -> Result<()> {
+        loop {
+            self.reclaim(writer);
+            if writer.wal.has_room(bytes) {
+                return Ok(());
+            }
+            if !self.lsm.has_frozen() && !self.start_flush(writer) {
+                // Nothing in the memtable: every logged batch is in the tables already (empty
+                // batches only); say so in the manifest and reuse the whole log.
+                let tail = writer.wal.tail_lsn;
+                self.lsm.record_replay_lsn(tail)?;
+                writer.wal.checkpoint_lsn = tail;
+                continue;
+            }
+            let flushed = self.maintenance.lock().flushed.clone();
+            let (state, cv) = &*flushed;
+            let mut f = state.lock();
+            if let Some(e) = f.error.take() {
+                return Err(Error::MetadataUnavailable {
+                    detail: format!("the write-ahead log is full and the flush failed: {e}"),
+                });
+            }
+            cv.wait_for(&mut f, Duration::from_millis(50));
+        }
+    }
+
+    /// Flushes everything committed so far into tables (clean shutdown: the next open then
+    /// replays nothing), waiting for any flush under way.
+    ///
+    /// Errors: the flush's error.
     pub fn checkpoint(&self) -> Result<()> {
         // Hold leadership so no frame is written meanwhile.
         let mut q = self.queue.lock();
@@ -436,18 +568,42 @@ impl MetaStore {
         }
         q.leader_active = true;
         drop(q);
-        let result = {
+        let result = (|| {
             let mut writer = self.writer.lock();
-            if writer.wal.live_bytes() > 0 {
-                self.checkpoint_locked(&mut writer)
-            } else {
-                Ok(())
+            while self.lsm.has_frozen() {
+                let flushed = self.maintenance.lock().flushed.clone();
+                let (state, cv) = &*flushed;
+                let mut f = state.lock();
+                if let Some(e) = f.error.take() {
+                    return Err(Error::MetadataUnavailable { detail: e });
+                }
+                cv.wait_for(&mut f, Duration::from_millis(50));
             }
-        };
+            self.reclaim(&mut writer);
+            if writer.wal.live_bytes() > 0 {
+                let tail = writer.wal.tail_lsn;
+                if self.lsm.freeze() {
+                    self.lsm.flush_frozen(tail)?;
+                }
+                self.lsm.record_replay_lsn(tail)?;
+                writer.wal.checkpoint_lsn = tail;
+            }
+            Ok(())
+        })();
         let mut q = self.queue.lock();
         q.leader_active = false;
         self.committed.notify_all();
         result
+    }
+}
+
+impl Drop for MetaStore {
+    fn drop(&mut self) {
+        let mut m = self.maintenance.lock();
+        let _ = m.jobs.send(None);
+        if let Some(t) = m.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -473,10 +629,32 @@ mod tests {
         MetaLayout::new(DEV_BYTES, 256 * 1024, 42).unwrap()
     }
 
+    fn config() -> LsmConfig {
+        LsmConfig {
+            memtable_budget_bytes: 64 << 10,
+            table_target_bytes: 64 << 10,
+            block_bytes: 1024,
+            bloom_bits_per_key: 10,
+            l0_trigger: 3,
+            l1_target_bytes: 256 << 10,
+            level_multiplier: 4,
+        }
+    }
+
+    fn keys_of(meta: &MetaStore) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        meta.scan(b"", &mut |k, _| {
+            out.push(k.to_vec());
+            Scan::Continue
+        })
+        .unwrap();
+        out
+    }
+
     #[test]
-    fn commits_survive_reopen_through_checkpoints() {
+    fn commits_survive_reopen_through_flushes_and_compactions() {
         let (dev, control) = device(None);
-        let meta = MetaStore::format(dev, layout()).unwrap();
+        let meta = MetaStore::format(dev, layout(), config()).unwrap();
         for i in 0..2000u32 {
             let mut b = Batch::new();
             b.put(format!("k{i:06}").into_bytes(), vec![1; 100]);
@@ -486,22 +664,27 @@ mod tests {
             meta.commit(b).unwrap();
         }
         assert!(
-            meta.stats().checkpoints > 0,
-            "a 256 KiB WAL must have checkpointed"
+            meta.stats().flushes > 0,
+            "a 64 KiB memtable must have flushed"
         );
-        let expect = meta.stats().keys;
+        let expect = keys_of(&meta);
+        assert_eq!(expect.len(), 2000 - 200);
         drop(meta);
         let (dev, _c) = device(Some(control.durable_image()));
-        let meta = MetaStore::open(dev, layout()).unwrap();
-        assert_eq!(meta.stats().keys, expect);
-        assert!(meta.get(b"k001999").is_some());
-        assert!(meta.get(b"k000500").is_none(), "deleted by batch 1000");
+        let meta = MetaStore::open(dev, layout(), config()).unwrap();
+        assert_eq!(keys_of(&meta), expect);
+        assert!(meta.get(b"k001999").unwrap().is_some());
+        assert!(
+            meta.get(b"k000500").unwrap().is_none(),
+            "deleted by batch 1000"
+        );
+        assert!(meta.lsm().level_counts().iter().sum::<usize>() > 0);
     }
 
     #[test]
     fn group_commit_from_many_threads() {
         let (dev, control) = device(None);
-        let meta = Arc::new(MetaStore::format(dev, layout()).unwrap());
+        let meta = Arc::new(MetaStore::format(dev, layout(), config()).unwrap());
         let threads: Vec<_> = (0..16)
             .map(|t| {
                 let meta = meta.clone();
@@ -519,17 +702,18 @@ mod tests {
         }
         let stats = meta.stats();
         assert_eq!(stats.batches, 1600);
-        assert_eq!(stats.keys, 1600);
+        assert_eq!(keys_of(&meta).len(), 1600);
         drop(meta);
         let (dev, _c) = device(Some(control.durable_image()));
-        assert_eq!(MetaStore::open(dev, layout()).unwrap().stats().keys, 1600);
+        let meta = MetaStore::open(dev, layout(), config()).unwrap();
+        assert_eq!(keys_of(&meta).len(), 1600);
     }
 
     #[test]
     fn acknowledged_commits_survive_power_cuts_at_every_point() {
         for cut in 0..60u64 {
             let (dev, control) = device(None);
-            let meta = MetaStore::format(dev, layout()).unwrap();
+            let meta = MetaStore::format(dev, layout(), config()).unwrap();
             control.power_cut_after(cut, cut % 2 == 0);
             let mut acked = 0u32;
             for i in 0..200u32 {
@@ -543,17 +727,17 @@ mod tests {
             }
             drop(meta);
             let (dev, _c) = device(Some(control.durable_image()));
-            let meta = MetaStore::open(dev, layout()).unwrap();
+            let meta = MetaStore::open(dev, layout(), config()).unwrap();
             for i in 0..acked {
                 assert!(
-                    meta.get(format!("k{i:04}").as_bytes()).is_some(),
+                    meta.get(format!("k{i:04}").as_bytes()).unwrap().is_some(),
                     "cut {cut}: k{i} lost"
                 );
             }
             // Each batch is all-or-nothing.
             for i in 0..200u32 {
-                let k = meta.get(format!("k{i:04}").as_bytes()).is_some();
-                let z = meta.get(format!("z{i:04}").as_bytes()).is_some();
+                let k = meta.get(format!("k{i:04}").as_bytes()).unwrap().is_some();
+                let z = meta.get(format!("z{i:04}").as_bytes()).unwrap().is_some();
                 assert_eq!(k, z, "cut {cut}: batch {i} torn");
             }
         }
@@ -588,7 +772,7 @@ mod tests {
     fn assert_keys(meta: &MetaStore, count: u32, context: &str) {
         for i in 0..count {
             assert_eq!(
-                meta.get(format!("k{i:05}").as_bytes()),
+                meta.get(format!("k{i:05}").as_bytes()).unwrap(),
                 Some(vec![i as u8; 700]),
                 "{context}: k{i:05}"
             );
@@ -599,7 +783,7 @@ mod tests {
     fn a_mirror_keeps_serving_when_one_ssd_fails_and_resilvers_it() {
         let (a, ca) = device(None);
         let (b, cb) = device(None);
-        let meta = MetaStore::format_mirrored(vec![(0, a), (1, b)], layout()).unwrap();
+        let meta = MetaStore::format_mirrored(vec![(0, a), (1, b)], layout(), config()).unwrap();
         for i in 0..300 {
             if i == 100 {
                 cb.fail_writes(true);
@@ -616,43 +800,47 @@ mod tests {
 
         // The survivor alone holds everything.
         let (a, _) = device(Some(ca.durable_image()));
-        let meta = MetaStore::open(a, layout()).unwrap();
+        let meta = MetaStore::open(a, layout(), config()).unwrap();
         assert_keys(&meta, 300, "survivor alone");
         drop(meta);
 
         // Both again: the stale one is found behind and resilvered, then holds everything.
         let (a, ca) = device(Some(ca.durable_image()));
         let (b, cb) = device(Some(cb.durable_image()));
-        let meta =
-            MetaStore::open_mirrored(vec![member(0, a, false), member(1, b, false)], layout())
-                .unwrap();
+        let meta = MetaStore::open_mirrored(
+            vec![member(0, a, false), member(1, b, false)],
+            layout(),
+            config(),
+        )
+        .unwrap();
         assert_keys(&meta, 300, "mirror after a failure");
         wait_in_sync(&meta);
         put(&meta, 300).unwrap();
         drop(meta);
         drop(ca);
         let (b, _) = device(Some(cb.durable_image()));
-        let meta = MetaStore::open(b, layout()).unwrap();
+        let meta = MetaStore::open(b, layout(), config()).unwrap();
         assert_keys(&meta, 301, "resilvered member alone");
     }
 
     #[test]
     fn a_blank_replacement_is_resilvered_while_commits_go_on() {
         let (a, ca) = device(None);
-        let meta = MetaStore::format(a, layout()).unwrap();
+        let meta = MetaStore::format(a, layout(), config()).unwrap();
         for i in 0..400 {
             put(&meta, i).unwrap();
         }
-        assert!(
-            meta.stats().checkpoints > 0,
-            "the copy must include a checkpoint"
-        );
+        assert!(meta.stats().flushes > 0, "the copy must include tables");
         drop(meta);
         let (a, _ca) = device(Some(ca.durable_image()));
         let (c, cc) = device(None);
         let meta = Arc::new(
-            MetaStore::open_mirrored(vec![member(0, a, false), member(1, c, true)], layout())
-                .unwrap(),
+            MetaStore::open_mirrored(
+                vec![member(0, a, false), member(1, c, true)],
+                layout(),
+                config(),
+            )
+            .unwrap(),
         );
         let writer = {
             let meta = meta.clone();
@@ -669,7 +857,7 @@ mod tests {
         }
         drop(meta);
         let (c, _) = device(Some(cc.durable_image()));
-        let meta = MetaStore::open(c, layout()).unwrap();
+        let meta = MetaStore::open(c, layout(), config()).unwrap();
         assert_keys(&meta, 850, "replacement alone");
     }
 
@@ -678,7 +866,8 @@ mod tests {
         for cut in 0..40u64 {
             let (a, ca) = device(None);
             let (b, cb) = device(None);
-            let meta = MetaStore::format_mirrored(vec![(0, a), (1, b)], layout()).unwrap();
+            let meta =
+                MetaStore::format_mirrored(vec![(0, a), (1, b)], layout(), config()).unwrap();
             // The two SSDs lose power a few writes apart, as they would in a real cut.
             ca.power_cut_after(cut, cut % 2 == 0);
             cb.power_cut_after(cut + 1 + cut % 3, cut % 3 == 0);
@@ -692,15 +881,18 @@ mod tests {
             drop(meta);
             let (a, ca) = device(Some(ca.durable_image()));
             let (b, cb) = device(Some(cb.durable_image()));
-            let meta =
-                MetaStore::open_mirrored(vec![member(0, a, false), member(1, b, false)], layout())
-                    .unwrap();
+            let meta = MetaStore::open_mirrored(
+                vec![member(0, a, false), member(1, b, false)],
+                layout(),
+                config(),
+            )
+            .unwrap();
             assert_keys(&meta, acked, &format!("cut {cut}, both"));
             wait_in_sync(&meta);
             drop(meta);
             for (name, control) in [("a", ca), ("b", cb)] {
                 let (d, _) = device(Some(control.durable_image()));
-                let meta = MetaStore::open(d, layout()).unwrap();
+                let meta = MetaStore::open(d, layout(), config()).unwrap();
                 assert_keys(
                     &meta,
                     acked,

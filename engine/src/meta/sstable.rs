@@ -12,8 +12,6 @@
 //! read with O_DIRECT, every block is verified on every read, and a read error can then fail
 //! over to a mirror copy. A table keeps its block index and bloom filter in memory; data
 //! blocks are read on demand (the block cache is the caller's).
-//!
-//! Not yet wired in: the memtable, flush, compaction and the manifest build on this.
 
 use std::sync::Arc;
 

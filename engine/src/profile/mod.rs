@@ -262,6 +262,8 @@ pub struct EngineConfig {
     pub writer_threads: u32,
     /// Bytes of the SSD file to preallocate (WAL region) so durable appends do not grow it.
     pub meta_preallocate_bytes: u64,
+    /// The metadata LSM's memtable, table and level sizes.
+    pub lsm: crate::meta::LsmConfig,
     /// Why each value is what it is, for `hoard profile show`.
     pub explanations: Vec<(String, String, String)>,
 }
@@ -549,7 +551,36 @@ impl Profile {
             );
         }
 
+        let memtable = prev_pow2(self.chassis.memory_bytes / 32).clamp(8 * MIB, 256 * MIB);
+        let memtable = memtable.min(wal / 2);
+        explain(
+            "memtable_budget_bytes",
+            fmt_bytes(memtable),
+            "1/32 of memory (8..256 MiB, at most half the WAL): RAM for the newest metadata; a full memtable is flushed to one SSTable while writes go on".into(),
+        );
+        let l1 = memtable * 4;
+        explain(
+            "lsm_levels",
+            format!("L0 x4, L1 {}, x10", fmt_bytes(l1)),
+            "leveled compaction: level 0 (overlapping flushes) merges into level 1 at 4 tables; each deeper level is 10x larger, so space amplification stays near 1.1 at a write amplification of about 10 per level".into(),
+        );
+        explain(
+            "bloom_bits_per_key",
+            "10".into(),
+            "~1% false positives: a lookup of an absent key reads a table block 1 time in 100"
+                .into(),
+        );
+
         EngineConfig {
+            lsm: crate::meta::LsmConfig {
+                memtable_budget_bytes: memtable as usize,
+                table_target_bytes: memtable as usize,
+                block_bytes: 4096,
+                bloom_bits_per_key: 10,
+                l0_trigger: 4,
+                l1_target_bytes: l1,
+                level_multiplier: 10,
+            },
             profile_name: self.name.clone(),
             io_backend,
             chunk_size_bytes: chunk,

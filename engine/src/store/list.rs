@@ -127,7 +127,7 @@ impl Store {
             }
             count += 1;
             Scan::Continue
-        });
+        })?;
         if let Some(e) = error {
             return Err(e);
         }

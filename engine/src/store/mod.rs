@@ -176,7 +176,9 @@ impl Store {
 
     /// A store-wide setting (`s/<name>` in metadata), if set. Settings are small values that
     /// belong to the store rather than to a bucket, such as the appliance's S3 credentials.
-    pub fn setting(&self, name: &str) -> Option<Vec<u8>> {
+    ///
+    /// Errors: metadata read errors.
+    pub fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.inner.meta.get(&schema::setting_key(name))
     }
 
@@ -211,7 +213,7 @@ impl Store {
     pub fn create_bucket(&self, name: &str, owner: &str) -> Result<()> {
         validate_bucket_name(name)?;
         let _ns = self.inner.namespace.write();
-        if let Some(existing) = self.inner.meta.get(&schema::bucket_key(name)) {
+        if let Some(existing) = self.inner.meta.get(&schema::bucket_key(name))? {
             let rec = BucketRecord::decode(&existing)?;
             return Err(Error::BucketAlreadyExists {
                 name: name.to_string(),
@@ -234,15 +236,15 @@ impl Store {
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
         let _ns = self.inner.namespace.write();
         self.bucket(name)?;
-        let has_any = |prefix: Vec<u8>| {
+        let has_any = |prefix: Vec<u8>| -> Result<bool> {
             let mut found = false;
             self.inner.meta.scan(&prefix, &mut |k, _| {
                 found = k.starts_with(&prefix);
                 Scan::Stop
-            });
-            found
+            })?;
+            Ok(found)
         };
-        if has_any(schema::object_prefix(name)) || has_any(schema::upload_prefix(name)) {
+        if has_any(schema::object_prefix(name))? || has_any(schema::upload_prefix(name))? {
             return Err(Error::BucketNotEmpty(name.to_string()));
         }
         let mut batch = Batch::new();
@@ -282,7 +284,7 @@ impl Store {
                 }
             }
             Scan::Continue
-        });
+        })?;
         match err {
             Some(e) => Err(e),
             None => Ok(out),
@@ -290,7 +292,7 @@ impl Store {
     }
 
     fn bucket(&self, name: &str) -> Result<BucketRecord> {
-        match self.inner.meta.get(&schema::bucket_key(name)) {
+        match self.inner.meta.get(&schema::bucket_key(name))? {
             Some(v) => BucketRecord::decode(&v),
             None => Err(Error::NoSuchBucket(name.to_string())),
         }

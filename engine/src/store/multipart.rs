@@ -106,7 +106,7 @@ impl Store {
         match self
             .inner
             .meta
-            .get(&schema::upload_key(bucket, key, upload_id))
+            .get(&schema::upload_key(bucket, key, upload_id))?
         {
             Some(v) => UploadRecord::decode(&v),
             None => {
@@ -138,7 +138,7 @@ impl Store {
                 }
                 Scan::Continue
             },
-        );
+        )?;
         match error {
             Some(e) => Err(e),
             None => Ok(out),
@@ -421,7 +421,7 @@ impl Store {
                 }
             }
             Scan::Continue
-        });
+        })?;
         if let Some(e) = error {
             return Err(e);
         }

@@ -302,7 +302,7 @@ impl Store {
     }
 
     fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        match self.inner.meta.get(&schema::object_key(bucket, key)) {
+        match self.inner.meta.get(&schema::object_key(bucket, key))? {
             Some(v) => ObjectRecord::decode(&v),
             None => {
                 self.bucket(bucket)?;
@@ -413,7 +413,7 @@ impl Store {
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
         let k = schema::object_key(bucket, key);
-        if self.inner.meta.get(&k).is_none() {
+        if self.inner.meta.get(&k)?.is_none() {
             return Ok(());
         }
         let mut batch = Batch::new();

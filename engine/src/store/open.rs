@@ -164,7 +164,7 @@ impl Store {
                         Role::Meta,
                         slot,
                         layout.wal.size_bytes,
-                        layout.checkpoints.slot_bytes,
+                        layout.lsm.manifest_slot_bytes,
                     );
                     // Every member uses the layout of the smallest; it is derived from this.
                     sb.device_size_bytes = smallest.unwrap_or_default();
@@ -175,7 +175,10 @@ impl Store {
                     .iter()
                     .map(|&(slot, d, _)| (slot, d.clone()))
                     .collect();
-                (store_uuid, MetaStore::format_mirrored(members, layout)?)
+                (
+                    store_uuid,
+                    MetaStore::format_mirrored(members, layout, config.lsm.clone())?,
+                )
             }
             Some(&(_, _, first_sb)) => {
                 let store_uuid = first_sb.store_uuid;
@@ -237,16 +240,19 @@ impl Store {
                         }
                     }
                 }
-                if layout.checkpoints.slot_bytes != first_sb.layout_b {
+                if layout.lsm.manifest_slot_bytes != first_sb.layout_b {
                     return Err(Error::Incompatible {
                         device: first_meta.name().to_string(),
                         detail: format!(
-                            "checkpoint slot size {} does not match the superblock's {}",
-                            layout.checkpoints.slot_bytes, first_sb.layout_b
+                            "manifest slot size {} does not match the superblock's {}",
+                            layout.lsm.manifest_slot_bytes, first_sb.layout_b
                         ),
                     });
                 }
-                (store_uuid, MetaStore::open_mirrored(members, layout)?)
+                (
+                    store_uuid,
+                    MetaStore::open_mirrored(members, layout, config.lsm.clone())?,
+                )
             }
         };
 
@@ -283,7 +289,7 @@ impl Store {
                 }
                 Probe::Blank => return Err(blank_refusal(&dev)),
             };
-            let head = match meta.get(&schema::segment_claim_key(slot)) {
+            let head = match meta.get(&schema::segment_claim_key(slot))? {
                 None => HeadState::default(),
                 Some(v) => HeadState::decode(&v).ok_or_else(|| Error::MetadataUnavailable {
                     detail: format!(
