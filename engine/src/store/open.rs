@@ -57,34 +57,30 @@ impl Store {
                     opts.profile.name
                 ))
             })?;
-        for path in &ssd_paths {
-            if !path.exists() {
-                create_device_file(
-                    path,
-                    opts.profile.ssd.size_bytes,
-                    config.meta_preallocate_bytes,
-                )?;
-            }
-        }
-        for path in &hdd_paths {
-            if !path.exists() {
-                create_device_file(path, opts.profile.hdd.size_bytes, 0)?;
-            }
-        }
-        let meta = ssd_paths
-            .iter()
-            .map(|p| {
-                Device::open(p, config.io_backend, config.meta_queue_depth)
-                    .map(|d| Some(Arc::new(d)))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let data = hdd_paths
-            .iter()
-            .map(|p| {
-                Device::open(p, config.io_backend, config.data_queue_depth)
-                    .map(|d| Some(Arc::new(d)))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // Create missing files (first start, or a replaced drive), then open them all.
+        let open_all = |paths: &[PathBuf], size: u64, preallocate: u64, queue_depth: u32| {
+            paths
+                .iter()
+                .map(|path| {
+                    if !path.exists() {
+                        create_device_file(path, size, preallocate)?;
+                    }
+                    Device::open(path, config.io_backend, queue_depth).map(|d| Some(Arc::new(d)))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let meta = open_all(
+            &ssd_paths,
+            opts.profile.ssd.size_bytes,
+            config.meta_preallocate_bytes,
+            config.meta_queue_depth,
+        )?;
+        let data = open_all(
+            &hdd_paths,
+            opts.profile.hdd.size_bytes,
+            0,
+            config.data_queue_depth,
+        )?;
         Self::open_devices(StoreDevices { meta, data }, config, opts.format_blank)
     }
 
@@ -97,20 +93,14 @@ impl Store {
         config: EngineConfig,
         format_blank: bool,
     ) -> Result<Store> {
-        let mut meta_probes = Vec::with_capacity(devices.meta.len());
-        for d in &devices.meta {
-            meta_probes.push(match d {
-                Some(dev) => Some(superblock::probe(dev)?),
-                None => None,
-            });
-        }
-        let mut data_probes = Vec::with_capacity(devices.data.len());
-        for d in &devices.data {
-            data_probes.push(match d {
-                Some(dev) => Some(superblock::probe(dev)?),
-                None => None,
-            });
-        }
+        let probe_all = |devices: &[Option<Arc<Device>>]| {
+            devices
+                .iter()
+                .map(|d| d.as_deref().map(superblock::probe).transpose())
+                .collect::<Result<Vec<_>>>()
+        };
+        let meta_probes = probe_all(&devices.meta)?;
+        let data_probes = probe_all(&devices.data)?;
         let blank_refusal = |dev: &Device| Error::Incompatible {
             device: dev.name().to_string(),
             detail: "device is blank and formatting was not requested".into(),
