@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 
 use super::index::{Batch, Op, Scan};
 use super::mirror::{MetaIo, PIECE_BYTES};
-use super::sstable::{Entry, Table, TableBuilder};
+use super::sstable::{BlockCache, Entry, Table, TableBuilder};
 
 /// Magic at the start of a manifest.
 pub const MANIFEST_MAGIC: &[u8; 8] = b"HMANIFE1";
@@ -54,6 +54,8 @@ pub struct LsmConfig {
     pub l1_target_bytes: u64,
     /// Size ratio between adjacent levels.
     pub level_multiplier: u64,
+    /// RAM for decoded data blocks (the block cache).
+    pub block_cache_bytes: usize,
 }
 
 /// Where the LSM lives on the metadata device: two manifest slots, then the table area.
@@ -172,6 +174,7 @@ pub struct Lsm {
     snapshots: Arc<Mutex<BTreeMap<u64, usize>>>,
     /// Serialises flush and compaction (the writers of tables and manifests).
     maintenance: Mutex<Manifest>,
+    cache: Arc<BlockCache>,
     stats: Mutex<LsmStats>,
 }
 
@@ -287,9 +290,10 @@ impl Lsm {
         let allocator = Arc::new(Mutex::new(Allocator {
             free: BTreeMap::from([(layout.area_start, layout.area_end - layout.area_start)]),
         }));
+        let cache = Arc::new(BlockCache::new(config.block_cache_bytes));
         let mut levels: Vec<Vec<Arc<LiveTable>>> = vec![Vec::new()];
         for &(id, level, offset, len) in &manifest.tables {
-            let table = Table::open(io.clone(), offset, len)?;
+            let table = Table::open(io.clone(), offset, len)?.with_cache(id, cache.clone());
             {
                 // Carve the table's extent out of the free space.
                 let mut a = allocator.lock();
@@ -337,6 +341,7 @@ impl Lsm {
                 levels,
             }),
             maintenance: Mutex::new(manifest),
+            cache,
             io,
             layout,
             config,
@@ -716,7 +721,7 @@ impl Lsm {
                 })
                 .collect();
             self.io.write_durable(pieces)?;
-            Table::open(self.io.clone(), offset, len)
+            Table::open(self.io.clone(), offset, len).map(|t| t.with_cache(id, self.cache.clone()))
         })();
         match written {
             Ok(table) => Ok(Arc::new(LiveTable {
@@ -765,7 +770,8 @@ impl Lsm {
         self.state.read().levels.iter().map(Vec::len).collect()
     }
 
-    /// RAM held by open tables (block indexes and bloom filters) and the memtable, in bytes.
+    /// RAM held by open tables (block indexes and bloom filters) and the memtable, in bytes;
+    /// the block cache is [`Lsm::cache_bytes`].
     pub fn resident_bytes(&self) -> usize {
         let state = self.state.read();
         state.mem_bytes
@@ -775,6 +781,11 @@ impl Lsm {
                 .flatten()
                 .map(|t| t.table.resident_bytes())
                 .sum::<usize>()
+    }
+
+    /// Bytes the block cache holds now (at most its budget).
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.used_bytes()
     }
 
     /// Bytes of tables on the device.
@@ -974,6 +985,7 @@ mod tests {
             l0_trigger: 3,
             l1_target_bytes: 96 << 10,
             level_multiplier: 4,
+            block_cache_bytes: 64 << 10,
         }
     }
 

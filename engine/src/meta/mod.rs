@@ -638,6 +638,7 @@ mod tests {
             l0_trigger: 3,
             l1_target_bytes: 256 << 10,
             level_multiplier: 4,
+            block_cache_bytes: 64 << 10,
         }
     }
 

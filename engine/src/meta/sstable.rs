@@ -9,11 +9,14 @@
 //! read at a snapshot takes the first version at or below the snapshot's sequence number.
 //!
 //! Reads go through the device layer ([`MetaIo`]), not memmap2: the SSDs are raw block devices
-//! read with O_DIRECT, every block is verified on every read, and a read error can then fail
-//! over to a mirror copy. A table keeps its block index and bloom filter in memory; data
-//! blocks are read on demand (the block cache is the caller's).
+//! read with O_DIRECT, every block is verified when read from the device, and a read error can
+//! then fail over to a mirror copy. A table keeps its block index and bloom filter in memory;
+//! data blocks are read on demand into a shared [`BlockCache`] with a RAM budget, and scans read
+//! ahead [`READ_AHEAD_BYTES`] per device read.
 
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::device::{align_up, AlignedBuf, BLOCK_SIZE};
 use crate::error::{Error, Result};
@@ -284,6 +287,8 @@ struct IndexEntry {
 /// An open table: its block index and bloom filter in memory, data blocks read on demand.
 pub struct Table {
     io: Arc<dyn MetaIo>,
+    /// Unique table ID (never reused), the block cache's key; with `cache`.
+    cached: Option<(u64, Arc<BlockCache>)>,
     /// Byte offset of the table's extent on the metadata device.
     offset: u64,
     first_key: Vec<u8>,
@@ -398,6 +403,7 @@ impl Table {
             });
         }
         Ok(Table {
+            cached: None,
             offset,
             first_key,
             index,
@@ -410,6 +416,13 @@ impl Table {
             len_bytes,
             io,
         })
+    }
+
+    /// Keeps this table's decoded blocks in `cache` under `id` (unique: table IDs are never
+    /// reused, so a cached block never goes stale).
+    pub fn with_cache(mut self, id: u64, cache: Arc<BlockCache>) -> Table {
+        self.cached = Some((id, cache));
+        self
     }
 
     /// Entries (versions and tombstones) in the table.
@@ -454,13 +467,15 @@ impl Table {
         }
         let mut block = self.index.partition_point(|e| e.last_key.as_slice() < key);
         while block < self.index.len() {
-            let entries = self.read_block(block)?;
-            for e in entries {
+            let entries = self.read_blocks(block, 1)?.remove(0);
+            // The first entry of the key at or below the snapshot (entries sort by key, then
+            // newest first).
+            let start = entries.partition_point(|e| e.key.as_slice() < key);
+            for e in &entries[start..] {
                 match e.key.as_slice().cmp(key) {
-                    std::cmp::Ordering::Less => continue,
                     std::cmp::Ordering::Greater => return Ok(None),
-                    std::cmp::Ordering::Equal if e.seq <= snapshot => return Ok(Some(e)),
-                    std::cmp::Ordering::Equal => continue,
+                    _ if e.seq <= snapshot => return Ok(Some(e.clone())),
+                    _ => continue,
                 }
             }
             // Versions of one key may continue in the next block.
@@ -476,30 +491,150 @@ impl Table {
             block: self
                 .index
                 .partition_point(|e| e.last_key.as_slice() < start),
-            pending: Vec::new().into_iter(),
+            pending: Vec::new(),
+            next: 0,
             start: start.to_vec(),
         }
     }
 
-    fn read_block(&self, i: usize) -> Result<Vec<Entry>> {
-        let e = &self.index[i];
-        let at = self.offset + e.offset;
-        let raw = read_span(&*self.io, at, e.len as usize)?;
-        let corrupt = |detail: &str| Error::Corrupt {
-            device: self.io.name().to_string(),
-            offset: at,
-            detail: format!("SSTable data block {i}: {detail}"),
-        };
-        let body = verified(&raw).ok_or_else(|| corrupt("checksum mismatch"))?;
-        decode_block(body).ok_or_else(|| corrupt("malformed entries"))
+    /// Blocks `first..` (at most `count`, and at most [`READ_AHEAD_BYTES`] of them beyond
+    /// the first), decoded and verified: from the cache where it has them, the rest in one
+    /// device read of the span that covers them.
+    fn read_blocks(&self, first: usize, count: usize) -> Result<Vec<Arc<Vec<Entry>>>> {
+        let mut out = Vec::new();
+        if let Some((id, cache)) = &self.cached {
+            if let Some(b) = cache.get(*id, first) {
+                out.push(b);
+                return Ok(out);
+            }
+        }
+        let mut last = first;
+        while last + 1 < self.index.len()
+            && last + 1 - first < count
+            && self.index[last + 1].offset + self.index[last + 1].len as u64
+                - self.index[first].offset
+                <= READ_AHEAD_BYTES
+        {
+            last += 1;
+        }
+        let base = self.index[first].offset;
+        let span = (self.index[last].offset + self.index[last].len as u64 - base) as usize;
+        let raw = read_span(&*self.io, self.offset + base, span)?;
+        for i in first..=last {
+            let e = &self.index[i];
+            let at = self.offset + e.offset;
+            let corrupt = |detail: &str| Error::Corrupt {
+                device: self.io.name().to_string(),
+                offset: at,
+                detail: format!("SSTable data block {i}: {detail}"),
+            };
+            let rel = (e.offset - base) as usize;
+            let body = verified(&raw[rel..rel + e.len as usize])
+                .ok_or_else(|| corrupt("checksum mismatch"))?;
+            let block = Arc::new(decode_block(body).ok_or_else(|| corrupt("malformed entries"))?);
+            if let Some((id, cache)) = &self.cached {
+                cache.insert(*id, i, block.clone(), e.len as usize);
+            }
+            out.push(block);
+        }
+        Ok(out)
     }
 }
 
-/// Iterator over a table's entries from a start key; see [`Table::iter_from`].
+/// Bytes a scan reads ahead in one device read.
+pub const READ_AHEAD_BYTES: u64 = 256 << 10;
+
+/// A cache of decoded data blocks, least recently used evicted first, with a budget in bytes
+/// (charged twice a block's stored size: decoded entries take more room). Sharded so
+/// concurrent readers rarely meet on a lock.
+pub struct BlockCache {
+    shards: Vec<Mutex<CacheShard>>,
+    shard_budget_bytes: usize,
+}
+
+/// A cached block: its entries, its charge in bytes, its last use (tick).
+type Cached = (Arc<Vec<Entry>>, usize, u64);
+
+#[derive(Default)]
+struct CacheShard {
+    /// (table ID, block index) -> the block.
+    blocks: std::collections::HashMap<(u64, usize), Cached>,
+    by_age: std::collections::BTreeMap<u64, (u64, usize)>,
+    tick: u64,
+    bytes: usize,
+}
+
+impl BlockCache {
+    /// A cache of about `budget_bytes`.
+    pub fn new(budget_bytes: usize) -> BlockCache {
+        // Up to 16 shards, each of at least 1 MiB, so a small cache still holds whole blocks.
+        let shards = (budget_bytes >> 20).clamp(1, 16);
+        BlockCache {
+            shards: (0..shards)
+                .map(|_| Mutex::new(CacheShard::default()))
+                .collect(),
+            shard_budget_bytes: budget_bytes / shards,
+        }
+    }
+
+    fn shard(&self, table: u64, block: usize) -> &Mutex<CacheShard> {
+        let h = xxhash_rust::xxh3::xxh3_64(
+            &[table.to_le_bytes(), (block as u64).to_le_bytes()].concat(),
+        );
+        &self.shards[h as usize % self.shards.len()]
+    }
+
+    fn get(&self, table: u64, block: usize) -> Option<Arc<Vec<Entry>>> {
+        let mut s = self.shard(table, block).lock();
+        let tick = s.tick + 1;
+        s.tick = tick;
+        let (entries, _, age) = s.blocks.get_mut(&(table, block))?;
+        let (entries, old) = (entries.clone(), std::mem::replace(age, tick));
+        s.by_age.remove(&old);
+        s.by_age.insert(tick, (table, block));
+        Some(entries)
+    }
+
+    fn insert(&self, table: u64, block: usize, entries: Arc<Vec<Entry>>, stored_bytes: usize) {
+        let charge = stored_bytes * 2;
+        if charge > self.shard_budget_bytes {
+            return;
+        }
+        let mut s = self.shard(table, block).lock();
+        let tick = s.tick + 1;
+        s.tick = tick;
+        if let Some((_, old_charge, old_age)) =
+            s.blocks.insert((table, block), (entries, charge, tick))
+        {
+            s.by_age.remove(&old_age);
+            s.bytes -= old_charge;
+        }
+        s.by_age.insert(tick, (table, block));
+        s.bytes += charge;
+        while s.bytes > self.shard_budget_bytes {
+            let Some((_, victim)) = s.by_age.pop_first() else {
+                break;
+            };
+            if let Some((_, c, _)) = s.blocks.remove(&victim) {
+                s.bytes -= c;
+            }
+        }
+    }
+
+    /// Bytes charged now.
+    pub fn used_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().bytes).sum()
+    }
+}
+
+/// Iterator over a table's entries from a start key; see [`Table::iter_from`]. Reads ahead
+/// up to [`READ_AHEAD_BYTES`] of blocks per device read.
 pub struct TableIter<'a> {
     table: &'a Table,
     block: usize,
-    pending: std::vec::IntoIter<Entry>,
+    /// Decoded blocks not yet consumed, and the position in the first.
+    pending: Vec<Arc<Vec<Entry>>>,
+    next: usize,
     start: Vec<u8>,
 }
 
@@ -508,19 +643,25 @@ impl Iterator for TableIter<'_> {
 
     fn next(&mut self) -> Option<Result<Entry>> {
         loop {
-            if let Some(e) = self.pending.next() {
-                if e.key < self.start {
-                    continue;
+            if let Some(first) = self.pending.first() {
+                if let Some(e) = first.get(self.next) {
+                    self.next += 1;
+                    if e.key < self.start {
+                        continue;
+                    }
+                    return Some(Ok(e.clone()));
                 }
-                return Some(Ok(e));
+                self.pending.remove(0);
+                self.next = 0;
+                continue;
             }
             if self.block >= self.table.index.len() {
                 return None;
             }
-            match self.table.read_block(self.block) {
-                Ok(entries) => {
-                    self.block += 1;
-                    self.pending = entries.into_iter();
+            match self.table.read_blocks(self.block, usize::MAX) {
+                Ok(blocks) => {
+                    self.block += blocks.len();
+                    self.pending = blocks;
                 }
                 Err(e) => {
                     self.block = self.table.index.len();
@@ -669,6 +810,32 @@ mod tests {
             false_positives < 600,
             "{false_positives} false positives in 20,000"
         );
+    }
+
+    #[test]
+    fn the_block_cache_serves_hot_blocks_within_its_budget() {
+        let mut model = Model::new();
+        for i in 0..2000u32 {
+            model.insert((key(i), std::cmp::Reverse(3)), Some(vec![i as u8; 50]));
+        }
+        let bytes = build(&model, 4096);
+        let (io, control) = store(&bytes);
+        let cache = Arc::new(BlockCache::new(128 << 10));
+        let t = Table::open(io, BASE, bytes.len() as u64)
+            .unwrap()
+            .with_cache(7, cache.clone());
+        assert!(t.get(&key(5), 9).unwrap().is_some());
+        control.fail_reads(true);
+        assert_eq!(
+            t.get(&key(5), 9).unwrap().unwrap().value,
+            Some(vec![5; 50]),
+            "a hot block comes from the cache, not the device"
+        );
+        control.fail_reads(false);
+        let all: Vec<Entry> = t.iter_from(b"").map(Result::unwrap).collect();
+        assert_eq!(all.len(), 2000);
+        assert!(cache.used_bytes() <= 128 << 10, "{}", cache.used_bytes());
+        assert!(cache.used_bytes() > 0);
     }
 
     #[test]

@@ -564,6 +564,12 @@ impl Profile {
             format!("L0 x4, L1 {}, x10", fmt_bytes(l1)),
             "leveled compaction: level 0 (overlapping flushes) merges into level 1 at 4 tables; each deeper level is 10x larger, so space amplification stays near 1.1 at a write amplification of about 10 per level".into(),
         );
+        let block_cache = prev_pow2(self.chassis.memory_bytes / 8).clamp(16 * MIB, 32 * GIB);
+        explain(
+            "block_cache_bytes",
+            fmt_bytes(block_cache),
+            "1/8 of memory (16 MiB..32 GiB): decoded metadata blocks, so hot lookups and listings do not read the SSD; block indexes and bloom filters (~3.5 B per key measured) come on top".into(),
+        );
         explain(
             "bloom_bits_per_key",
             "10".into(),
@@ -580,6 +586,7 @@ impl Profile {
                 l0_trigger: 4,
                 l1_target_bytes: l1,
                 level_multiplier: 10,
+                block_cache_bytes: block_cache as usize,
             },
             profile_name: self.name.clone(),
             io_backend,
