@@ -147,17 +147,14 @@ impl Store {
                     salt(&store_uuid),
                 )?;
                 for &(slot, dev, _) in &present {
-                    let mut sb = new_superblock(
+                    let sb = meta_superblock(
                         &config,
                         dev,
                         store_uuid,
-                        Role::Meta,
                         slot,
-                        layout.wal.size_bytes,
-                        layout.lsm.manifest_slot_bytes,
+                        (layout.wal.size_bytes, layout.lsm.manifest_slot_bytes),
+                        smallest.unwrap_or_default(),
                     );
-                    // Every member uses the layout of the smallest; it is derived from this.
-                    sb.device_size_bytes = smallest.unwrap_or_default();
                     sb.write(dev)?;
                     tracing::info!(device = %dev.name(), slot, store = %uuid_string(&store_uuid), "formatted metadata device");
                 }
@@ -210,16 +207,14 @@ impl Store {
                                     ),
                                 });
                             }
-                            let mut sb = new_superblock(
+                            let sb = meta_superblock(
                                 &config,
                                 dev,
                                 store_uuid,
-                                Role::Meta,
                                 slot,
-                                first_sb.layout_a,
-                                first_sb.layout_b,
+                                (first_sb.layout_a, first_sb.layout_b),
+                                first_sb.device_size_bytes,
                             );
-                            sb.device_size_bytes = first_sb.device_size_bytes;
                             sb.write(dev)?;
                             tracing::info!(device = %dev.name(), slot, "adopted a blank SSD into the metadata mirror");
                             members.push(MetaMember {
@@ -345,6 +340,29 @@ fn new_superblock(
         layout_b: b,
         profile: config.profile_name.clone(),
     }
+}
+
+/// A metadata superblock whose device size field is `basis_bytes`: every mirror member derives
+/// the same layout from it (the smallest member's size at format time).
+fn meta_superblock(
+    config: &EngineConfig,
+    dev: &Device,
+    store_uuid: [u8; 16],
+    slot: u32,
+    (wal_bytes, manifest_slot_bytes): (u64, u64),
+    basis_bytes: u64,
+) -> Superblock {
+    let mut sb = new_superblock(
+        config,
+        dev,
+        store_uuid,
+        Role::Meta,
+        slot,
+        wal_bytes,
+        manifest_slot_bytes,
+    );
+    sb.device_size_bytes = basis_bytes;
+    sb
 }
 
 fn check_member(
