@@ -30,6 +30,8 @@ use crate::support::{body_bytes, curl, md5_hex, pattern, scratch_dir};
 
 const BUCKET: &str = "appliance";
 const MIB: usize = 1 << 20;
+/// PID 1's first console line.
+const FIRMWARE_BANNER: &str = "hoard: firmware ";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -116,6 +118,27 @@ impl Guest {
     /// use the ones it kept in the store.
     fn boot(disks: &Path, omit: &[&str], known_credentials: Option<&(String, String)>) -> Guest {
         let mut guest = Guest::spawn(disks, omit);
+        // The emulated kernel reaches PID 1 in 2-10 s. If it has not within 120 s, TCG wedged
+        // the guest kernel before any of our code ran (nothing was read or written), so one
+        // more boot is a fair test; a hang inside hoard is never retried.
+        let init_deadline = Instant::now() + Duration::from_secs(120);
+        let mut exited = false;
+        while !guest.console().contains(FIRMWARE_BANNER) && Instant::now() < init_deadline {
+            exited = guest.child.as_mut().unwrap().try_wait().unwrap().is_some();
+            if exited {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if !exited && !guest.console().contains(FIRMWARE_BANNER) {
+            eprintln!(
+                "appliance_qemu: the guest kernel did not start PID 1 within 120 s; \
+                 booting once more. Its console:\n{}",
+                guest.console()
+            );
+            drop(guest);
+            guest = Guest::spawn(disks, omit);
+        }
         let deadline = Instant::now() + Duration::from_secs(300);
         // The console (QEMU's stdout) and boot-qemu's own lines (stderr) arrive on two pipes:
         // wait for both the guest's "S3 ready" and boot-qemu's "first S3 answer".
