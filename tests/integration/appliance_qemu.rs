@@ -30,6 +30,8 @@ use crate::support::{body_bytes, curl, md5_hex, pattern, scratch_dir};
 
 const BUCKET: &str = "appliance";
 const MIB: usize = 1 << 20;
+/// The qemu profile's inline threshold (`hoard profile show hwprofiles/qemu.toml`).
+const INLINE_THRESHOLD_BYTES: usize = 16 << 10;
 /// PID 1's first console line.
 const FIRMWARE_BANNER: &str = "hoard: firmware ";
 
@@ -314,8 +316,9 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     let scratch = scratch_dir();
     let disks = scratch.path();
 
-    // Objects: 40 small ones (one chunk each, spread over the HDDs), one of 3 MiB, and one of
-    // 50 MiB uploaded in 5 parts (7 chunks of 8 MiB).
+    // Objects: 40 small ones (up to 64 KiB: those at most the qemu profile's 16 KiB inline
+    // threshold live in the metadata index, the others are one chunk each, spread over the
+    // HDDs), one of 3 MiB, and one of 50 MiB uploaded in 5 parts (7 chunks of 8 MiB).
     let mut objects: Vec<(String, Vec<u8>)> = (0..40)
         .map(|i| {
             (
@@ -446,6 +449,11 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
                 readable += 1;
             }
             Err(e) => {
+                assert!(
+                    data.len() > INLINE_THRESHOLD_BYTES,
+                    "{key} ({} bytes) is stored inline, so it needs no HDD: {e:?}",
+                    data.len()
+                );
                 let service = e
                     .as_service_error()
                     .expect("an S3 error, not a transport one");

@@ -788,6 +788,11 @@ impl Lsm {
         self.cache.used_bytes()
     }
 
+    /// Bytes of the table area on the device (what tables can fill at most).
+    pub fn table_area_bytes(&self) -> u64 {
+        self.layout.area_end - self.layout.area_start
+    }
+
     /// Bytes of tables on the device.
     pub fn table_bytes(&self) -> u64 {
         let state = self.state.read();

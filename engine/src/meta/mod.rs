@@ -84,6 +84,8 @@ struct CommitQueue {
     next_ticket: u64,
     leader_active: bool,
     done: HashMap<u64, Result<(), String>>,
+    /// Set by [`MetaStore::close`]: later commits fail with [`Error::Closed`].
+    closed: bool,
 }
 
 /// Counters for benchmarks and `hoard` logs.
@@ -392,6 +394,13 @@ impl MetaStore {
         self.lsm.get(key, &self.lsm.snapshot())
     }
 
+    /// The value stored under `key` at `snapshot`, so that several reads see one state.
+    ///
+    /// Errors: as [`MetaStore::get`].
+    pub fn get_at(&self, key: &[u8], snapshot: &Snapshot) -> Result<Option<Vec<u8>>> {
+        self.lsm.get(key, snapshot)
+    }
+
     /// Visits keys >= `from` in byte order at a fresh snapshot; see [`Scan`].
     ///
     /// Errors: as [`MetaStore::get`].
@@ -432,9 +441,13 @@ impl MetaStore {
     /// frame (one durable write); batches become visible in commit order.
     ///
     /// Errors: [`Error::MetadataUnavailable`] if the WAL write failed (the device is then
-    /// poisoned and every later commit fails too) or the batch is too large for a frame.
+    /// poisoned and every later commit fails too) or the batch is too large for a frame;
+    /// [`Error::Closed`] after [`MetaStore::close`].
     pub fn commit(&self, batch: Batch) -> Result<()> {
         let mut q = self.queue.lock();
+        if q.closed {
+            return Err(Error::Closed);
+        }
         let ticket = q.next_ticket;
         q.next_ticket += 1;
         q.pending.push((ticket, batch));
@@ -554,6 +567,19 @@ impl MetaStore {
             }
             cv.wait_for(&mut f, Duration::from_millis(50));
         }
+    }
+
+    /// Clean shutdown: refuses later commits ([`Error::Closed`]), then checkpoints (see
+    /// [`MetaStore::checkpoint`]) so the next open replays nothing. Calling it again only
+    /// checkpoints again.
+    pub fn close(&self) -> Result<()> {
+        self.queue.lock().closed = true;
+        self.checkpoint()
+    }
+
+    /// Whether [`MetaStore::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.queue.lock().closed
     }
 
     /// Flushes everything committed so far into tables (clean shutdown: the next open then

@@ -235,6 +235,8 @@ pub struct EngineOverrides {
     pub segment_size_bytes: Option<u64>,
     /// WAL size in bytes.
     pub wal_size_bytes: Option<u64>,
+    /// Objects of at most this many bytes are stored in the metadata index (0: never).
+    pub inline_threshold_bytes: Option<u64>,
 }
 
 /// Every tunable of the engine, derived from a [`Profile`].
@@ -264,12 +266,19 @@ pub struct EngineConfig {
     pub meta_preallocate_bytes: u64,
     /// The metadata LSM's memtable, table and level sizes.
     pub lsm: crate::meta::LsmConfig,
+    /// Objects of at most this many bytes (and more than 0) are stored in the metadata index on
+    /// the SSDs and never touch an HDD, while the index's tables fill less than half of the
+    /// SSD's table area (0: never).
+    pub inline_threshold_bytes: u64,
     /// Why each value is what it is, for `hoard profile show`.
     pub explanations: Vec<(String, String, String)>,
 }
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
+/// Largest inline threshold a profile may set: a put buffers this much before it knows where
+/// the object goes.
+pub const MAX_INLINE_BYTES: u64 = MIB;
 
 impl Profile {
     /// Reads and validates a profile file.
@@ -330,6 +339,13 @@ impl Profile {
                 "name {:?} may hold only a-z, 0-9, '-' and '.'",
                 self.name
             ));
+        }
+        if let Some(inline) = self.engine.inline_threshold_bytes {
+            if inline > MAX_INLINE_BYTES {
+                return bad(format!(
+                    "engine.inline_threshold_bytes {inline} is over the {MAX_INLINE_BYTES}-byte maximum (larger objects belong on the HDDs)"
+                ));
+            }
         }
         for (class, d) in [("ssd", &self.ssd), ("hdd", &self.hdd)] {
             if d.size_tolerance_pct > 50 {
@@ -577,7 +593,31 @@ impl Profile {
                 .into(),
         );
 
+        // An HDD read of a small object is one access (~1/IOPS) plus a short transfer; below
+        // 1/64 of an access's worth of transfer, more than 98% of the read is the access.
+        let inline_ideal = (seq_bytes_s * access_time_s / 64.0) as u64;
+        let inline = self.engine.inline_threshold_bytes.unwrap_or_else(|| {
+            prev_pow2(inline_ideal)
+                .clamp(4 << 10, 64 << 10)
+                .min(chunk)
+                .min(memtable / 64)
+        });
+        explain(
+            "inline_threshold_bytes",
+            fmt_bytes(inline),
+            match self.engine.inline_threshold_bytes {
+                Some(_) => "set in [engine]".into(),
+                None => format!(
+                    "objects up to this size live in the metadata index on the SSDs (mirrored like it) and never touch an HDD: HDD access {:.2} ms x {} MB/s / 64 = {} -> power of two in 4..64 KiB (at most 1/64 of the memtable), where an HDD read would be over 98% access time; only while the index's tables fill under half of the SSD's table area, so small objects can never crowd out the index",
+                    access_time_s * 1e3,
+                    hdd.seq_mb_s,
+                    fmt_bytes(inline_ideal)
+                ),
+            },
+        );
+
         EngineConfig {
+            inline_threshold_bytes: inline,
             lsm: crate::meta::LsmConfig {
                 memtable_budget_bytes: memtable as usize,
                 table_target_bytes: memtable as usize,
@@ -668,7 +708,15 @@ mod tests {
             assert_eq!(p.name, name);
             let c = p.derive();
             let report = c.report();
-            for field in ["chunk_size_bytes", "ssd_slots", "hdd_slots", "pool default"] {
+            let inline = if name == "dev" { 4 << 10 } else { 16 << 10 };
+            assert_eq!(c.inline_threshold_bytes, inline, "{name}");
+            for field in [
+                "chunk_size_bytes",
+                "ssd_slots",
+                "hdd_slots",
+                "pool default",
+                "inline_threshold_bytes",
+            ] {
                 assert!(
                     report.contains(field),
                     "{name} report lacks {field}:\n{report}"
@@ -710,6 +758,12 @@ mod tests {
         for bad in ["replicas:0", "ec:4", "ec:0+2", "raid5", "ec:4+x"] {
             assert!(bad.parse::<Protection>().is_err(), "{bad}");
         }
+        let huge_inline = DEV.replace(
+            "[nic]",
+            "[engine]\ninline_threshold_bytes = 2000000\n\n[nic]",
+        );
+        let err = Profile::parse(&huge_inline).unwrap_err().to_string();
+        assert!(err.contains("engine.inline_threshold_bytes"), "{err}");
         let wide = DEV.replace("replicas:1", "ec:4+2");
         let err = Profile::parse(&wide).unwrap_err().to_string();
         assert!(err.contains("spans 6 HDDs but the pool has 4"), "{err}");

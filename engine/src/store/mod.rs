@@ -195,6 +195,9 @@ impl Store {
     /// continues in its open segment) and writes a metadata checkpoint (so it replays nothing).
     /// Writes after this fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
+        if self.inner.meta.is_closed() {
+            return Ok(());
+        }
         let mut batch = Batch::new();
         for device in self.inner.data.iter().flatten() {
             batch.put(
@@ -203,7 +206,7 @@ impl Store {
             );
         }
         self.inner.meta.commit(batch)?;
-        self.inner.meta.checkpoint()
+        self.inner.meta.close()
     }
 
     /// Creates a bucket owned by `owner`.

@@ -257,6 +257,7 @@ impl Store {
             checksums: Vec::new(),
             part_sizes: Vec::with_capacity(parts.len()),
             runs: Vec::with_capacity(parts.len()),
+            inline: false,
         };
         // Every named part must exist with its ETag before sizes are judged (S3 reports
         // InvalidPart before EntityTooSmall).
@@ -310,7 +311,7 @@ impl Store {
         for (n, _) in &stored {
             cleanup.delete(schema::part_key(upload_id, *n));
         }
-        self.commit_object(bucket, key, &record, cleanup)?;
+        self.commit_object(bucket, key, &record, None, cleanup)?;
         Ok(ObjectInfo::from_record(key, &record))
     }
 

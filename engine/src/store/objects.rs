@@ -1,6 +1,9 @@
 //! Objects: streaming put (chunks written durably across the pool, then one metadata commit),
 //! verified streaming get with read-ahead and byte ranges, head and delete.
 //!
+//! Small objects (at most `inline_threshold_bytes`) are stored inline: their bytes go into the
+//! metadata index with the record, in the same commit, and never touch an HDD.
+//!
 //! Memory: a put or get holds at most `chunks_in_flight_per_stream` chunk buffers, so memory is
 //! bounded by chunk size x in-flight chunks, whatever the object size.
 
@@ -9,11 +12,11 @@ use std::io::{self, Read};
 
 use md5::{Digest, Md5};
 
-use super::schema::{self, Chunk, ChunkRun, Location, ObjectRecord};
+use super::schema::{self, Chunk, ChunkRun, InlineData, Location, ObjectRecord};
 use super::{validate_key, Store, MAX_OBJECT_BYTES};
 use crate::device::{PendingIo, PendingRead, PooledBuf};
 use crate::error::{Error, Result};
-use crate::meta::Batch;
+use crate::meta::{Batch, Snapshot};
 use crate::placement::place_chunk;
 use crate::segment::{needle_bytes, seal_needle, verify_needle, ChunkId, NEEDLE_HEADER_BYTES};
 
@@ -260,14 +263,36 @@ impl Store {
     ) -> Result<ObjectInfo> {
         validate_key(key)?;
         self.bucket(bucket)?;
-        let object_id = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
-        let written = self.write_stream(body, object_id, MAX_OBJECT_BYTES)?;
-        if opts.content_md5.is_some_and(|m| m != written.md5) {
+        // Read up to one byte past the inline threshold: a body that ends within it is stored
+        // in the index; a longer one streams to the HDDs, starting with the bytes read here.
+        let threshold = self.inline_threshold_bytes();
+        let mut head = vec![0u8; threshold.min(crate::profile::MAX_INLINE_BYTES) as usize + 1];
+        let head_len = if threshold > 0 {
+            fill(body, &mut head)?
+        } else {
+            0
+        };
+        head.truncate(head_len);
+        let inline = head_len > 0 && head_len as u64 <= threshold;
+        let (size, md5, runs) = if inline {
+            (head_len as u64, Md5::digest(&head).into(), Vec::new())
+        } else {
+            let object_id = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
+            let mut body = (&head[..]).chain(body);
+            let written = self.write_stream(&mut body, object_id, MAX_OBJECT_BYTES)?;
+            let runs = if written.run.chunks.is_empty() {
+                Vec::new()
+            } else {
+                vec![written.run]
+            };
+            (written.size, written.md5, runs)
+        };
+        if opts.content_md5.is_some_and(|m| m != md5) {
             return Err(Error::BadDigest);
         }
         let record = ObjectRecord {
-            size: written.size,
-            etag: hex::encode(written.md5),
+            size,
+            etag: hex::encode(md5),
             content_type: opts
                 .content_type
                 .unwrap_or_else(|| "binary/octet-stream".into()),
@@ -275,34 +300,60 @@ impl Store {
             user_metadata: opts.user_metadata,
             checksums: take_checksums(&opts.verified_checksum),
             part_sizes: Vec::new(),
-            runs: if written.run.chunks.is_empty() {
-                Vec::new()
-            } else {
-                vec![written.run]
-            },
+            runs,
+            inline,
         };
-        self.commit_object(bucket, key, &record, Batch::new())?;
+        let inline_data = inline.then_some(&head[..]);
+        self.commit_object(bucket, key, &record, inline_data, Batch::new())?;
         Ok(ObjectInfo::from_record(key, &record))
     }
 
-    /// Commits an object record (plus `extra` changes) while the bucket is known to exist.
+    /// The size up to which a put is stored inline now: the profile's threshold while the
+    /// index's tables fill under half of the SSD's table area, else 0 (small objects go to
+    /// HDDs rather than crowd out the index).
+    fn inline_threshold_bytes(&self) -> u64 {
+        let lsm = self.inner.meta.lsm();
+        if lsm.table_bytes() < lsm.table_area_bytes() / 2 {
+            self.inner.config.inline_threshold_bytes
+        } else {
+            0
+        }
+    }
+
+    /// Commits an object record, its inline data (`Some` exactly when `record.inline`) and
+    /// `extra` changes in one batch while the bucket is known to exist. A record without inline
+    /// data also deletes the key's inline data, which an object it replaces may have had.
     pub(super) fn commit_object(
         &self,
         bucket: &str,
         key: &str,
         record: &ObjectRecord,
+        inline_data: Option<&[u8]>,
         mut extra: Batch,
     ) -> Result<()> {
+        debug_assert_eq!(record.inline, inline_data.is_some());
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
         let mut batch = Batch::new();
         batch.put(schema::object_key(bucket, key), record.encode());
+        match inline_data {
+            Some(data) => batch.put(schema::inline_key(bucket, key), InlineData::encode(data)),
+            None => batch.delete(schema::inline_key(bucket, key)),
+        };
         batch.ops.append(&mut extra.ops);
         self.inner.meta.commit(batch)
     }
 
     fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        match self.inner.meta.get(&schema::object_key(bucket, key))? {
+        self.object_at(bucket, key, &self.inner.meta.snapshot())
+    }
+
+    fn object_at(&self, bucket: &str, key: &str, snapshot: &Snapshot) -> Result<ObjectRecord> {
+        match self
+            .inner
+            .meta
+            .get_at(&schema::object_key(bucket, key), snapshot)?
+        {
             Some(v) => ObjectRecord::decode(&v),
             None => {
                 self.bucket(bucket)?;
@@ -334,11 +385,48 @@ impl Store {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectReader> {
-        let record = self.object(bucket, key)?;
+        // The record and its inline data are read at one snapshot: a concurrent overwrite
+        // can never pair one version's record with another's bytes.
+        let snapshot = self.inner.meta.snapshot();
+        let record = self.object_at(bucket, key, &snapshot)?;
         let (start, end) = match range {
             Some(r) => r.resolve(record.size)?,
             None => (0, record.size),
         };
+        if record.inline {
+            let data = match self
+                .inner
+                .meta
+                .get_at(&schema::inline_key(bucket, key), &snapshot)?
+            {
+                Some(v) => InlineData::decode(&v)?.data,
+                None => Vec::new(),
+            };
+            if data.len() as u64 != record.size {
+                return Err(Error::ObjectUnreadable {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    detail: format!(
+                        "its inline data holds {} bytes, its record says {}",
+                        data.len(),
+                        record.size
+                    ),
+                });
+            }
+            return Ok(ObjectReader {
+                store: self.clone(),
+                bucket: bucket.to_string(),
+                info: ObjectInfo::from_record(key, &record),
+                chunks: Vec::new(),
+                pos: start,
+                start,
+                end,
+                next_fetch: 0,
+                pending: VecDeque::new(),
+                current: None,
+                inline: Some(data),
+            });
+        }
         let mut chunks = Vec::new();
         let mut logical = 0u64;
         for run in &record.runs {
@@ -389,6 +477,7 @@ impl Store {
             next_fetch,
             pending: VecDeque::new(),
             current: None,
+            inline: None,
         };
         if start < end {
             reader.advance().map_err(|e| match e.into_inner() {
@@ -413,11 +502,14 @@ impl Store {
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
         let k = schema::object_key(bucket, key);
-        if self.inner.meta.get(&k)?.is_none() {
+        let Some(record) = self.inner.meta.get(&k)? else {
             return Ok(());
-        }
+        };
         let mut batch = Batch::new();
         batch.delete(k);
+        if ObjectRecord::decode(&record)?.inline {
+            batch.delete(schema::inline_key(bucket, key));
+        }
         self.inner.meta.commit(batch)
     }
 }
@@ -438,6 +530,8 @@ pub struct ObjectReader {
     next_fetch: usize,
     pending: VecDeque<Fetch>,
     current: Option<(PooledBuf, usize, usize)>,
+    /// The whole object, when it is stored inline.
+    inline: Option<Vec<u8>>,
 }
 
 impl ObjectReader {
@@ -534,6 +628,13 @@ impl Read for ObjectReader {
         if out.is_empty() || self.pos >= self.end {
             return Ok(0);
         }
+        if let Some(data) = &self.inline {
+            let n = out.len().min((self.end - self.pos) as usize);
+            let at = self.pos as usize;
+            out[..n].copy_from_slice(&data[at..at + n]);
+            self.pos += n as u64;
+            return Ok(n);
+        }
         loop {
             if let Some((buf, at, to)) = self.current.as_mut() {
                 if *at < *to {
@@ -546,5 +647,86 @@ impl Read for ObjectReader {
             }
             self.advance()?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::Scan;
+    use crate::{Profile, StoreOptions};
+
+    /// Every inline key belongs to an object whose record says inline, and the other way round,
+    /// through puts, overwrites of either kind and deletes.
+    #[test]
+    fn inline_data_exists_exactly_for_inline_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = Profile::parse(
+            r#"
+name = "inline"
+description = "inline test"
+[chassis]
+cpu_cores = 2
+memory_bytes = 1_073_741_824
+[ssd]
+count = 1
+size_bytes = 67_108_864
+seq_mb_s = 250
+random_read_iops = 170
+[hdd]
+count = 2
+size_bytes = 134_217_728
+seq_mb_s = 250
+random_read_iops = 170
+[files]
+ssd = ["ssd0.img"]
+hdd = ["hdd0.img", "hdd1.img"]
+[engine]
+chunk_size_bytes = 1048576
+segment_size_bytes = 8388608
+"#,
+        )
+        .unwrap();
+        let store = Store::open(&StoreOptions {
+            profile,
+            data_dir: dir.path().to_path_buf(),
+            format_blank: true,
+            io_backend: None,
+        })
+        .unwrap();
+        let threshold = store.config().inline_threshold_bytes as usize;
+        assert_eq!(threshold, 16 << 10, "250 MB/s x 5.9 ms / 64 -> 16 KiB");
+        store.create_bucket("bkt", "o").unwrap();
+        let put = |key: &str, len: usize| {
+            store
+                .put_object("bkt", key, &mut &vec![7u8; len][..], PutOptions::default())
+                .unwrap();
+        };
+        put("a", 10);
+        put("a", threshold + 1);
+        put("b", threshold + 1);
+        put("b", threshold);
+        put("c", 0);
+        put("d", 5);
+        put("e", 5);
+        store.delete_object("bkt", "e").unwrap();
+        let mut inline_records = Vec::new();
+        let mut inline_keys = Vec::new();
+        store
+            .inner
+            .meta
+            .scan(b"", &mut |k, v| {
+                if let Some(rest) = k.strip_prefix(b"o/bkt\0") {
+                    if ObjectRecord::decode(v).unwrap().inline {
+                        inline_records.push(rest.to_vec());
+                    }
+                } else if let Some(rest) = k.strip_prefix(b"i/bkt\0") {
+                    inline_keys.push(rest.to_vec());
+                }
+                Scan::Continue
+            })
+            .unwrap();
+        assert_eq!(inline_records, [b"b".to_vec(), b"d".to_vec()]);
+        assert_eq!(inline_keys, inline_records);
     }
 }

@@ -5,8 +5,12 @@
 use crate::error::{Error, Result};
 use crate::meta::codec::{DecodeError, Decoder, Encoder};
 
-/// Record format version written by this build (first byte of every value).
-pub const RECORD_VERSION: u8 = 1;
+/// Record format version written by this build (first byte of every value). Version 2 added
+/// the flags byte at the end of [`ObjectRecord`]; version 1 records are still read.
+pub const RECORD_VERSION: u8 = 2;
+
+/// [`ObjectRecord`] flag: the data is the value of the object's inline key.
+const FLAG_INLINE: u8 = 1;
 
 /// `b/<bucket>` -> [`BucketRecord`].
 pub fn bucket_key(bucket: &str) -> Vec<u8> {
@@ -24,6 +28,13 @@ pub fn object_prefix(bucket: &str) -> Vec<u8> {
 /// `o/<bucket>\0<key>` -> [`ObjectRecord`].
 pub fn object_key(bucket: &str, key: &str) -> Vec<u8> {
     [object_prefix(bucket).as_slice(), key.as_bytes()].concat()
+}
+
+/// `i/<bucket>\0<key>` -> [`InlineData`] of an object whose record says
+/// [`ObjectRecord::inline`]. Kept apart from the record so listings and HEAD never read the
+/// data; the two are always written and deleted in one batch.
+pub fn inline_key(bucket: &str, key: &str) -> Vec<u8> {
+    [b"i/", bucket.as_bytes(), b"\0", key.as_bytes()].concat()
 }
 
 /// `u/<bucket>\0` : prefix of the bucket's multipart uploads.
@@ -143,8 +154,17 @@ pub struct ObjectRecord {
     pub checksums: Vec<(String, String)>,
     /// Part sizes for multipart objects (empty for single PUT).
     pub part_sizes: Vec<u64>,
-    /// The data.
+    /// The data on HDDs (empty when `inline`, or for an empty object).
     pub runs: Vec<ChunkRun>,
+    /// The data is in the metadata index under [`inline_key`], not on HDDs.
+    pub inline: bool,
+}
+
+/// The bytes of a small object stored in the metadata index (see [`inline_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InlineData {
+    /// The object's data.
+    pub data: Vec<u8>,
 }
 
 /// A multipart upload in progress.
@@ -199,11 +219,12 @@ fn read_pairs(d: &mut Decoder<'_>) -> Result<Vec<(String, String)>, DecodeError>
     Ok(out)
 }
 
-fn version(d: &mut Decoder<'_>) -> Result<(), DecodeError> {
+/// Reads the version byte; returns it if this build reads it (1 ..= [`RECORD_VERSION`]).
+fn version(d: &mut Decoder<'_>) -> Result<u8, DecodeError> {
     match d.u8()? {
-        RECORD_VERSION => Ok(()),
+        v @ 1..=RECORD_VERSION => Ok(v),
         v => Err(DecodeError(format!(
-            "record version {v}, this build reads {RECORD_VERSION}"
+            "record version {v}, this build reads 1 to {RECORD_VERSION}"
         ))),
     }
 }
@@ -289,13 +310,14 @@ impl ObjectRecord {
         for run in &self.runs {
             encode_run(&mut e, run);
         }
+        e.u8(if self.inline { FLAG_INLINE } else { 0 });
         e.finish()
     }
     /// Decodes a record written by [`ObjectRecord::encode`].
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut d = Decoder::new(b);
         (|| -> Result<Self, DecodeError> {
-            version(&mut d)?;
+            let v = version(&mut d)?;
             let size = d.u64()?;
             let etag = d.str()?;
             let content_type = d.str()?;
@@ -310,6 +332,10 @@ impl ObjectRecord {
             let runs = (0..n.min(d.remaining()))
                 .map(|_| decode_run(&mut d))
                 .collect::<Result<_, _>>()?;
+            let flags = if v >= 2 { d.u8()? } else { 0 };
+            if flags & !FLAG_INLINE != 0 {
+                return Err(DecodeError(format!("unknown object flags {flags:#04x}")));
+            }
             Ok(ObjectRecord {
                 size,
                 etag,
@@ -319,9 +345,25 @@ impl ObjectRecord {
                 checksums,
                 part_sizes,
                 runs,
+                inline: flags & FLAG_INLINE != 0,
             })
         })()
         .map_err(|e| corrupt("object", e))
+    }
+}
+
+impl InlineData {
+    /// Encodes the record: the version byte, then the data.
+    pub fn encode(data: &[u8]) -> Vec<u8> {
+        [&[RECORD_VERSION][..], data].concat()
+    }
+    /// Decodes a record written by [`InlineData::encode`].
+    pub fn decode(b: &[u8]) -> Result<Self> {
+        let mut d = Decoder::new(b);
+        version(&mut d).map_err(|e| corrupt("inline data", e))?;
+        Ok(InlineData {
+            data: b[1..].to_vec(),
+        })
     }
 }
 
@@ -409,6 +451,7 @@ mod tests {
             checksums: vec![("CRC32".into(), "AAAAAA==".into())],
             part_sizes: vec![5],
             runs: vec![run.clone()],
+            inline: false,
         };
         assert_eq!(ObjectRecord::decode(&o.encode()).unwrap(), o);
         let p = PartRecord {
@@ -420,6 +463,19 @@ mod tests {
         };
         assert_eq!(PartRecord::decode(&p.encode()).unwrap(), p);
         assert!(ObjectRecord::decode(&o.encode()[..10]).is_err());
+        let small = ObjectRecord {
+            inline: true,
+            runs: vec![],
+            ..o.clone()
+        };
+        assert_eq!(ObjectRecord::decode(&small.encode()).unwrap(), small);
+        // A version 1 record (no flags byte) still reads.
+        let mut v1 = o.encode();
+        v1[0] = 1;
+        v1.pop();
+        assert_eq!(ObjectRecord::decode(&v1).unwrap(), o);
+        let inline = InlineData::encode(b"tiny");
+        assert_eq!(InlineData::decode(&inline).unwrap().data, b"tiny");
     }
 
     #[test]
