@@ -35,6 +35,28 @@ async fn status_and_shutdown_need_a_signature_and_shutdown_is_clean() {
         "{body}"
     );
 
+    // Memory: the process's resident size, under the profile's budget.
+    let number = |tag: &str| -> u64 {
+        let open = format!("<{tag}>");
+        let start = body
+            .find(&open)
+            .unwrap_or_else(|| panic!("no {tag}: {body}"))
+            + open.len();
+        body[start..start + body[start..].find('<').unwrap()]
+            .parse()
+            .unwrap()
+    };
+    let (budget, resident, peak) = (
+        number("BudgetBytes"),
+        number("ResidentBytes"),
+        number("PeakResidentBytes"),
+    );
+    assert!(
+        0 < resident && resident <= peak && peak < budget,
+        "resident {resident}, peak {peak}, budget {budget}"
+    );
+    assert!(number("IndexBytes") > 0, "{body}");
+
     let (code, body) = curl(&status_url, "GET", false);
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");

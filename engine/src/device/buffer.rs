@@ -165,6 +165,12 @@ impl BufferPool {
         self.inner.max_buffers
     }
 
+    /// Bytes of buffers allocated so far (lent out or kept free for reuse).
+    pub fn allocated_bytes(&self) -> usize {
+        let state = self.inner.state.lock();
+        (state.outstanding + state.free.len()) * self.inner.buffer_bytes
+    }
+
     /// Takes a buffer if one is free or may still be allocated, without waiting.
     ///
     /// A stream that holds buffers of its own must use this and, on `None`, wait for one of its

@@ -270,6 +270,11 @@ pub struct EngineConfig {
     /// the SSDs and never touch an HDD, while the index's tables fill less than half of the
     /// SSD's table area (0: never).
     pub inline_threshold_bytes: u64,
+    /// RAM allowed for the block indexes and bloom filters of the metadata tables.
+    pub index_memory_bytes: u64,
+    /// Resident memory the process stays within: memtables, block cache, chunk buffers,
+    /// indexes and filters, and a fixed allowance for code, stacks and connections.
+    pub memory_budget_bytes: u64,
     /// Why each value is what it is, for `hoard profile show`.
     pub explanations: Vec<(String, String, String)>,
 }
@@ -616,7 +621,33 @@ impl Profile {
             },
         );
 
+        let index_memory = prev_pow2(self.chassis.memory_bytes / 16);
+        explain(
+            "index_memory_bytes",
+            fmt_bytes(index_memory),
+            format!(
+                "1/16 of memory: the block indexes and bloom filters of every table stay in RAM (~3.5 B per key measured), enough for ~{:.1e} objects",
+                index_memory as f64 / 3.5
+            ),
+        );
+        let overhead = 64 * MIB + writers as u64 * 2 * MIB;
+        let memory_budget =
+            2 * memtable + block_cache + buffers as u64 * (chunk + 4096) + index_memory + overhead;
+        explain(
+            "memory_budget_bytes",
+            fmt_bytes(memory_budget),
+            format!(
+                "what the process may hold resident: 2 memtables (one filling, one flushing) {} + block cache {} + chunk buffers {} + indexes and filters {} + 64 MiB and 2 MiB per writer thread for code, stacks and connections; reported with the resident size by GET /_hoard/status",
+                fmt_bytes(2 * memtable),
+                fmt_bytes(block_cache),
+                fmt_bytes(buffers as u64 * (chunk + 4096)),
+                fmt_bytes(index_memory)
+            ),
+        );
+
         EngineConfig {
+            memory_budget_bytes: memory_budget,
+            index_memory_bytes: index_memory,
             inline_threshold_bytes: inline,
             lsm: crate::meta::LsmConfig {
                 memtable_budget_bytes: memtable as usize,

@@ -37,6 +37,19 @@ pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
 /// Longest key, in bytes of UTF-8 (S3: 1024).
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// RAM the store holds, by use (see [`Store::memory`]); all in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Memtables plus the block indexes and bloom filters of every open table.
+    pub index_bytes: u64,
+    /// Decoded table blocks in the block cache (at most its budget).
+    pub block_cache_bytes: u64,
+    /// Chunk buffers allocated (they are kept for reuse once allocated).
+    pub chunk_buffer_bytes: u64,
+    /// The profile's `memory_budget_bytes` for the whole process.
+    pub budget_bytes: u64,
+}
+
 /// A bucket as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketInfo {
@@ -167,6 +180,17 @@ impl Store {
         (0..self.inner.data.len() as u32)
             .filter(|&slot| self.inner.data[slot as usize].is_none())
             .collect()
+    }
+
+    /// What the store holds in RAM now, beside its budget.
+    pub fn memory(&self) -> MemoryUse {
+        let lsm = self.inner.meta.lsm();
+        MemoryUse {
+            index_bytes: lsm.resident_bytes() as u64,
+            block_cache_bytes: lsm.cache_bytes() as u64,
+            chunk_buffer_bytes: self.inner.buffers.allocated_bytes() as u64,
+            budget_bytes: self.inner.config.memory_budget_bytes,
+        }
     }
 
     /// The metadata SSDs (a mirror: each holds a full copy) and their states.

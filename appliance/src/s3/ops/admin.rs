@@ -4,7 +4,9 @@
 //! `curl --aws-sigv4 aws:amz:us-east-1:s3 --user KEY:SECRET -X POST http://HOST:9000/_hoard/shutdown`.
 //!
 //! - `GET /_hoard/status`: the store's state as XML (store UUID, profile, missing data drives,
-//!   each metadata SSD's state: in-sync, resilvering or failed; whether a shutdown is under way).
+//!   each metadata SSD's state: in-sync, resilvering or failed; memory: the budget, the
+//!   process's resident and peak resident size, and the store's own uses; whether a shutdown
+//!   is under way).
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
 
@@ -87,6 +89,16 @@ fn status(state: &AppState) -> S3Result<Response> {
             .elem("State", state)
             .close("MetadataSsd");
     }
+    let memory = store.memory();
+    let (resident, peak) = process_resident_bytes();
+    x.open("Memory")
+        .elem("BudgetBytes", memory.budget_bytes.to_string())
+        .elem("ResidentBytes", resident.to_string())
+        .elem("PeakResidentBytes", peak.to_string())
+        .elem("IndexBytes", memory.index_bytes.to_string())
+        .elem("BlockCacheBytes", memory.block_cache_bytes.to_string())
+        .elem("ChunkBufferBytes", memory.chunk_buffer_bytes.to_string())
+        .close("Memory");
     x.elem(
         "ShuttingDown",
         if state.shutdown.reason().is_some() {
@@ -96,4 +108,19 @@ fn status(state: &AppState) -> S3Result<Response> {
         },
     );
     super::super::xml_response(x.finish("HoardStatus"))
+}
+
+/// The process's resident set size now and at its peak, in bytes (`VmRSS` and `VmHWM` of
+/// /proc/self/status, proc(5)); zeros where /proc is not mounted.
+fn process_resident_bytes() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
