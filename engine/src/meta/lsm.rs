@@ -17,13 +17,16 @@
 //! table it names intact.
 //!
 //! `MetaStore` drives it: commits apply into the memtable after their WAL frame is durable; a
-//! full memtable is frozen (at a WAL position) and flushed by the maintenance thread, whose
-//! manifest then records that position as where replay starts.
+//! full memtable is frozen (at a WAL position) and flushed by its flush thread, whose manifest
+//! then records that position as where replay starts; its compaction thread merges without
+//! holding the manifest, so a flush never waits for a compaction, only for another manifest
+//! write.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -56,6 +59,10 @@ pub struct LsmConfig {
     pub level_multiplier: u64,
     /// RAM for decoded data blocks (the block cache).
     pub block_cache_bytes: usize,
+    /// Compaction writes at most this many bytes per second on average (0: unlimited), so
+    /// commits, flushes and reads keep most of the SSDs' bandwidth. It runs unlimited while
+    /// level 0 holds more than twice `l0_trigger` tables (writes outrunning compaction).
+    pub compaction_bytes_per_s: u64,
 }
 
 /// Where the LSM lives on the metadata device: two manifest slots, then the table area.
@@ -172,8 +179,14 @@ pub struct Lsm {
     allocator: Arc<Mutex<Allocator>>,
     last_seq: AtomicU64,
     snapshots: Arc<Mutex<BTreeMap<u64, usize>>>,
-    /// Serialises flush and compaction (the writers of tables and manifests).
+    /// The durable manifest; held to write the next one (a flush, or a compaction's install).
     maintenance: Mutex<Manifest>,
+    /// One compaction at a time; it merges without holding `maintenance`, so flushes go on.
+    compaction: Mutex<()>,
+    /// Next table ID (IDs are never reused; the manifest records it).
+    next_table_id: AtomicU64,
+    /// Set when the store shuts down: a paced compaction stops sleeping.
+    unpaced: AtomicBool,
     cache: Arc<BlockCache>,
     stats: Mutex<LsmStats>,
 }
@@ -340,7 +353,10 @@ impl Lsm {
                 imm: None,
                 levels,
             }),
+            next_table_id: AtomicU64::new(manifest.next_table_id),
             maintenance: Mutex::new(manifest),
+            compaction: Mutex::new(()),
+            unpaced: AtomicBool::new(false),
             cache,
             io,
             layout,
@@ -515,7 +531,7 @@ impl Lsm {
             for ((k, seq), v) in imm.read().iter() {
                 builder.add(k, seq.0, v.as_deref())?;
             }
-            let table = self.write_table(&mut manifest, 0, builder.finish())?;
+            let table = self.write_table(0, builder.finish())?;
             let bytes = table.table.len_bytes();
             let mut next = manifest.clone();
             next.flushed_seq = flushed_seq;
@@ -580,11 +596,35 @@ impl Lsm {
             .collect()
     }
 
-    /// Runs one compaction step if a level needs one; returns whether it did.
+    /// Makes a running or later compaction stop pacing itself (shutdown).
+    pub fn stop_pacing(&self) {
+        self.unpaced.store(true, Ordering::Release);
+    }
+
+    /// Sleeps so that `written` bytes since `start` stay within the compaction budget, unless
+    /// level 0 is backed up or pacing was stopped.
+    fn pace(&self, start: Instant, written: u64) {
+        let rate = self.config.compaction_bytes_per_s;
+        if rate == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(written as f64 / rate as f64);
+        while start.elapsed() < due
+            && !self.unpaced.load(Ordering::Acquire)
+            && self.state.read().levels[0].len() <= 2 * self.config.l0_trigger
+        {
+            std::thread::sleep((due - start.elapsed()).min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Runs one compaction step if a level needs one; returns whether it did. The merge and
+    /// the output tables are written without blocking flushes, at most at
+    /// `compaction_bytes_per_s`; only the manifest switch that installs them waits for one.
     ///
     /// Errors: [`Error::NoSpace`]; device errors (nothing changes then).
     pub fn compact(&self) -> Result<bool> {
-        let mut manifest = self.maintenance.lock();
+        let _one = self.compaction.lock();
+        let started = Instant::now();
         let state = self.state.read().clone();
         let (level, inputs) = match self.pick(&state) {
             Some(p) => p,
@@ -622,6 +662,7 @@ impl Lsm {
         let mut builder =
             TableBuilder::new(self.config.block_bytes, self.config.bloom_bits_per_key);
         let mut built = 0usize;
+        let mut written = 0u64;
         let mut current: Option<Vec<u8>> = None;
         let mut kept_visible = false;
         while let Some(e) = merge.next_entry()? {
@@ -631,8 +672,11 @@ impl Lsm {
                         &mut builder,
                         TableBuilder::new(self.config.block_bytes, self.config.bloom_bits_per_key),
                     );
-                    outputs.push(self.write_table(&mut manifest, target as u32, b.finish())?);
+                    let table = self.write_table(target as u32, b.finish())?;
+                    written += table.table.len_bytes();
+                    outputs.push(table);
                     built = 0;
+                    self.pace(started, written);
                 }
                 current = Some(e.key.clone());
                 kept_visible = false;
@@ -652,11 +696,15 @@ impl Lsm {
             builder.add(&e.key, e.seq, e.value.as_deref())?;
         }
         if builder.entries() > 0 {
-            outputs.push(self.write_table(&mut manifest, target as u32, builder.finish())?);
+            let table = self.write_table(target as u32, builder.finish())?;
+            written += table.table.len_bytes();
+            outputs.push(table);
         }
-        let written: u64 = outputs.iter().map(|t| t.table.len_bytes()).sum();
         let mut removed = inputs.clone();
         removed.extend(overlapping);
+        // Install. Flushes that ran meanwhile only added level-0 tables, newer than every
+        // input, and no other compaction ran, so the inputs are all still live.
+        let mut manifest = self.maintenance.lock();
         let next = manifest.clone();
         self.switch(&mut manifest, next, &outputs, &removed)?;
         self.stats.lock().compacted_bytes += written;
@@ -691,12 +739,7 @@ impl Lsm {
         None
     }
 
-    fn write_table(
-        &self,
-        manifest: &mut Manifest,
-        level: u32,
-        bytes: Vec<u8>,
-    ) -> Result<Arc<LiveTable>> {
+    fn write_table(&self, level: u32, bytes: Vec<u8>) -> Result<Arc<LiveTable>> {
         let len = bytes.len() as u64;
         let offset = self
             .allocator
@@ -708,8 +751,7 @@ impl Lsm {
                     self.allocator.lock().free_bytes()
                 ),
             })?;
-        let id = manifest.next_table_id;
-        manifest.next_table_id += 1;
+        let id = self.next_table_id.fetch_add(1, Ordering::AcqRel);
         let written = (|| {
             let pieces = bytes
                 .chunks(PIECE_BYTES)
@@ -747,6 +789,7 @@ impl Lsm {
         removed: &[Arc<LiveTable>],
     ) -> Result<()> {
         next.generation = current.generation + 1;
+        next.next_table_id = self.next_table_id.load(Ordering::Acquire);
         next.tables
             .retain(|(id, ..)| !removed.iter().any(|r| r.id == *id));
         next.tables.extend(
@@ -991,6 +1034,7 @@ mod tests {
             l1_target_bytes: 96 << 10,
             level_multiplier: 4,
             block_cache_bytes: 64 << 10,
+            compaction_bytes_per_s: 0,
         }
     }
 
@@ -1160,6 +1204,56 @@ mod tests {
                 want.len()
             );
         }
+    }
+
+    #[test]
+    fn a_paced_compaction_never_delays_a_flush() {
+        // Compaction paced at 1 KiB/s: after its first 32 KiB output table it would sleep for
+        // half a minute. A flush meanwhile completes at once, and once pacing stops the
+        // compaction installs and every key reads back.
+        let (io, _) = device(None);
+        let lsm = Arc::new(
+            Lsm::create(
+                io,
+                layout(),
+                LsmConfig {
+                    compaction_bytes_per_s: 1024,
+                    ..config()
+                },
+            )
+            .unwrap(),
+        );
+        let mut model = BTreeMap::new();
+        for round in 0..3u16 {
+            for k in 0..200u16 {
+                let mut b = Batch::new();
+                b.put(key(round * 200 + k), vec![round as u8; 100]);
+                model.insert(key(round * 200 + k), vec![round as u8; 100]);
+                lsm.apply(&b);
+            }
+            assert!(lsm.flush(0).unwrap());
+        }
+        let free = lsm.allocator.lock().free_bytes();
+        let compactor = lsm.clone();
+        let compaction = std::thread::spawn(move || compactor.compact());
+        // Wait until the compaction has allocated its first output table.
+        while lsm.allocator.lock().free_bytes() == free {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut b = Batch::new();
+        b.put(key(9999), b"after".to_vec());
+        model.insert(key(9999), b"after".to_vec());
+        lsm.apply(&b);
+        assert!(lsm.flush(0).unwrap());
+        assert!(
+            !compaction.is_finished(),
+            "the paced compaction should still be sleeping"
+        );
+        lsm.stop_pacing();
+        assert!(compaction.join().unwrap().unwrap());
+        assert_eq!(lsm.level_counts()[0], 1, "the new flush stays in level 0");
+        let want: Vec<(Vec<u8>, Vec<u8>)> = model.into_iter().collect();
+        assert_eq!(live(&lsm, b""), want);
     }
 
     #[test]

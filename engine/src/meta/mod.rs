@@ -3,9 +3,10 @@
 //!
 //! Owns: the SSD's layout after the superblock (WAL ring, then the LSM region: two manifest
 //! slots and the table area), commit (durable in the WAL on every healthy SSD before it returns,
-//! then visible), replay at open (only the WAL written since the last flush), and the
-//! maintenance thread that flushes frozen memtables and runs compaction, so commits never wait
-//! for either unless the WAL is full. Knows nothing of buckets or objects: it stores byte keys
+//! then visible), replay at open (only the WAL written since the last flush), and the two
+//! maintenance threads, one flushing frozen memtables and one compacting (paced by the profile's
+//! bandwidth budget, never delaying a flush), so commits never wait for either unless the WAL
+//! is full. Knows nothing of buckets or objects: it stores byte keys
 //! and values (the store's schema lives in `store/schema.rs`). Must not touch HDDs.
 //!
 //! Back of the envelope (dev machine, ../shared/facts/machine.md): one fdatasync of an overwrite
@@ -95,7 +96,7 @@ pub struct MetaStats {
     pub batches: u64,
     /// WAL frames written (each one durable write).
     pub frames: u64,
-    /// Memtable flushes handed to the maintenance thread.
+    /// Memtable flushes handed to the flush thread.
     pub flushes: u64,
     /// Bytes of keys and values applied, written to tables by flushes, and by compactions
     /// (write amplification = (flushed + compacted) / applied).
@@ -124,7 +125,7 @@ struct Loaded {
     tail_lsn: u64,
 }
 
-/// What the maintenance thread reports back.
+/// What the flush thread reports back.
 #[derive(Default)]
 struct Flushed {
     /// WAL position before which everything is in tables (durably).
@@ -136,7 +137,7 @@ struct Flushed {
 struct Maintenance {
     jobs: mpsc::Sender<Option<u64>>,
     flushed: Arc<(Mutex<Flushed>, Condvar)>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// The metadata store on one SSD or a mirror of several; see the module doc.
@@ -327,14 +328,37 @@ impl MetaStore {
         })
     }
 
-    /// The maintenance thread: flushes each frozen memtable it is sent (with the WAL position
-    /// of its freeze), reports back, then compacts while a level needs it.
+    /// The maintenance threads. `meta-flush` flushes each frozen memtable it is sent (with
+    /// the WAL position of its freeze), reports back, and wakes `meta-compaction`, which
+    /// compacts (paced, see [`LsmConfig::compaction_bytes_per_s`]) while a level needs it. A
+    /// compaction never delays a flush.
     fn start_maintenance(lsm: Arc<Lsm>) -> Result<Maintenance> {
         let (jobs, rx) = mpsc::channel::<Option<u64>>();
         let flushed = Arc::new((Mutex::new(Flushed::default()), Condvar::new()));
         let report = flushed.clone();
-        let thread = std::thread::Builder::new()
-            .name("meta-maintenance".into())
+        let (wake, woken) = mpsc::channel::<()>();
+        let compactor = lsm.clone();
+        let compaction = std::thread::Builder::new()
+            .name("meta-compaction".into())
+            .spawn(move || {
+                // Ends when the flush thread ends (its sender is dropped).
+                while woken.recv().is_ok() {
+                    while woken.try_recv().is_ok() {}
+                    loop {
+                        match compactor.compact() {
+                            Ok(true) => continue,
+                            Ok(false) => break,
+                            Err(e) => {
+                                tracing::error!(error = %e, "metadata compaction failed; retried after the next flush");
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|e| Error::io("metadata compaction thread", e))?;
+        let flush = std::thread::Builder::new()
+            .name("meta-flush".into())
             .spawn(move || {
                 while let Ok(Some(lsn)) = rx.recv() {
                     let result = lsm.flush_frozen(lsn);
@@ -354,24 +378,15 @@ impl MetaStore {
                         cv.notify_all();
                     }
                     if result.is_ok() {
-                        loop {
-                            match lsm.compact() {
-                                Ok(true) => continue,
-                                Ok(false) => break,
-                                Err(e) => {
-                                    tracing::error!(error = %e, "metadata compaction failed");
-                                    break;
-                                }
-                            }
-                        }
+                        let _ = wake.send(());
                     }
                 }
             })
-            .map_err(|e| Error::io("metadata maintenance thread", e))?;
+            .map_err(|e| Error::io("metadata flush thread", e))?;
         Ok(Maintenance {
             jobs,
             flushed,
-            thread: Some(thread),
+            threads: vec![flush, compaction],
         })
     }
 
@@ -529,7 +544,7 @@ impl MetaStore {
         }
     }
 
-    /// Freezes the memtable and hands it to the maintenance thread, unless a flush is already
+    /// Freezes the memtable and hands it to the flush thread, unless a flush is already
     /// under way. Called with the writer lock held, so the WAL tail is the freeze's position.
     fn start_flush(&self, writer: &Writer) -> bool {
         if !self.lsm.freeze() {
@@ -626,8 +641,9 @@ impl MetaStore {
 impl Drop for MetaStore {
     fn drop(&mut self) {
         let mut m = self.maintenance.lock();
+        self.lsm.stop_pacing();
         let _ = m.jobs.send(None);
-        if let Some(t) = m.thread.take() {
+        for t in m.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -666,6 +682,7 @@ mod tests {
             l1_target_bytes: 256 << 10,
             level_multiplier: 4,
             block_cache_bytes: 64 << 10,
+            compaction_bytes_per_s: 0,
         }
     }
 

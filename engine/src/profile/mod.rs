@@ -591,6 +591,15 @@ impl Profile {
             fmt_bytes(block_cache),
             "1/8 of memory (16 MiB..32 GiB): decoded metadata blocks, so hot lookups and listings do not read the SSD; block indexes and bloom filters (~3.5 B per key measured) come on top".into(),
         );
+        let compaction_rate = self.ssd.seq_mb_s as u64 * 1_000_000 / 4;
+        explain(
+            "compaction_bytes_per_s",
+            format!("{} MB/s", compaction_rate / 1_000_000),
+            format!(
+                "a quarter of one SSD's {} MB/s: commits, flushes and reads keep the rest; compaction merges without blocking flushes, and runs unthrottled while level 0 holds over twice its trigger (writes outrunning it)",
+                self.ssd.seq_mb_s
+            ),
+        );
         explain(
             "bloom_bits_per_key",
             "10".into(),
@@ -658,6 +667,7 @@ impl Profile {
                 l1_target_bytes: l1,
                 level_multiplier: 10,
                 block_cache_bytes: block_cache as usize,
+                compaction_bytes_per_s: compaction_rate,
             },
             profile_name: self.name.clone(),
             io_backend,
