@@ -154,7 +154,9 @@ struct State {
     mem_bytes: usize,
     imm: Option<Arc<Memtable>>,
     /// `levels[0]` newest first (tables may overlap); deeper levels sorted by key, disjoint.
-    levels: Vec<Vec<Arc<LiveTable>>>,
+    /// Shared, so a reader's copy of the state costs a few reference counts however many
+    /// tables there are; a flush or compaction copies it on write.
+    levels: Arc<Vec<Vec<Arc<LiveTable>>>>,
 }
 
 /// Counters for benchmarks and logs.
@@ -351,7 +353,7 @@ impl Lsm {
                 mem: Arc::new(RwLock::new(BTreeMap::new())),
                 mem_bytes: 0,
                 imm: None,
-                levels,
+                levels: Arc::new(levels),
             }),
             next_table_id: AtomicU64::new(manifest.next_table_id),
             maintenance: Mutex::new(manifest),
@@ -539,7 +541,7 @@ impl Lsm {
             self.switch(&mut manifest, next, std::slice::from_ref(&table), &[])?;
             self.stats.lock().flushed_bytes += bytes;
             let mut state = self.state.write();
-            state.levels[0].insert(0, table);
+            Arc::make_mut(&mut state.levels)[0].insert(0, table);
             state.imm = None;
             Ok(())
         })();
@@ -709,15 +711,16 @@ impl Lsm {
         self.switch(&mut manifest, next, &outputs, &removed)?;
         self.stats.lock().compacted_bytes += written;
         let mut state = self.state.write();
+        let levels = Arc::make_mut(&mut state.levels);
         let gone = |t: &Arc<LiveTable>| removed.iter().any(|r| r.id == t.id);
-        for level in state.levels.iter_mut() {
+        for level in levels.iter_mut() {
             level.retain(|t| !gone(t));
         }
-        while state.levels.len() <= target {
-            state.levels.push(Vec::new());
+        while levels.len() <= target {
+            levels.push(Vec::new());
         }
-        state.levels[target].extend(outputs);
-        state.levels[target].sort_by(|a, b| a.table.key_range().0.cmp(b.table.key_range().0));
+        levels[target].extend(outputs);
+        levels[target].sort_by(|a, b| a.table.key_range().0.cmp(b.table.key_range().0));
         Ok(true)
     }
 
