@@ -130,6 +130,8 @@ fn lsm_config() -> LsmConfig {
         l1_target_bytes: 128 << 20,
         level_multiplier: 10,
         block_cache_bytes: 256 << 20,
+        // Unpaced: the load measures how fast the LSM can absorb writes.
+        compaction_bytes_per_s: 0,
     }
 }
 
@@ -217,6 +219,44 @@ fn index(c: &mut Criterion) {
         fjall_seen as f64 / fjall_scan.as_secs_f64()
     );
 
+    // Latency percentiles (criterion reports means): 5,000 gets and 500 pages of 1,000 each.
+    let mut rng = 7u64;
+    let hoard_list = |from: &[u8]| {
+        let snap = lsm.snapshot();
+        let mut seen = 0;
+        lsm.scan(from, &snap, &mut |_, _| {
+            seen += 1;
+            if seen == 1000 {
+                Scan::Stop
+            } else {
+                Scan::Continue
+            }
+        })
+        .unwrap();
+    };
+    let p_get_hoard = percentiles(5000, || {
+        let snap = lsm.snapshot();
+        assert!(lsm.get(&key(lcg(&mut rng) % n), &snap).unwrap().is_some());
+    });
+    let p_get_fjall = percentiles(5000, || {
+        assert!(items.get(key(lcg(&mut rng) % n)).unwrap().is_some());
+    });
+    let p_list_hoard = percentiles(500, || hoard_list(&key(lcg(&mut rng) % n)));
+    let p_list_fjall = percentiles(500, || {
+        assert!(items.range(key(lcg(&mut rng) % n)..).take(1000).count() > 0);
+    });
+    println!(
+        "get p50/p99: hoard lsm {:.1}/{:.1} us, fjall {:.1}/{:.1} us; list1000 p50/p99: hoard lsm {:.2}/{:.2} ms, fjall {:.2}/{:.2} ms",
+        p_get_hoard.0 * 1e6,
+        p_get_hoard.1 * 1e6,
+        p_get_fjall.0 * 1e6,
+        p_get_fjall.1 * 1e6,
+        p_list_hoard.0 * 1e3,
+        p_list_hoard.1 * 1e3,
+        p_list_fjall.0 * 1e3,
+        p_list_fjall.1 * 1e3
+    );
+
     let mut group = c.benchmark_group("get");
     group
         .sample_size(20)
@@ -265,6 +305,19 @@ fn index(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// Runs `op` `samples` times; returns its (p50, p99) in seconds.
+fn percentiles(samples: usize, mut op: impl FnMut()) -> (f64, f64) {
+    let mut secs: Vec<f64> = (0..samples)
+        .map(|_| {
+            let t = Instant::now();
+            op();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    secs.sort_by(f64::total_cmp);
+    (secs[samples / 2], secs[samples * 99 / 100])
 }
 
 fn walk_bytes(dir: &Path) -> u64 {
