@@ -145,6 +145,45 @@ impl Superblock {
     }
 }
 
+/// Magic of a metadata epoch slot (`engine/FORMAT.md`, "Metadata epoch").
+pub const EPOCH_MAGIC: &[u8; 8] = b"HEPOCH01";
+/// Offsets of a data device's two metadata epoch slots, inside the reserved first MiB.
+pub const EPOCH_SLOT_OFFSETS: [u64; 2] = [4096, 8192];
+
+/// The metadata epoch a data device last recorded for `store_uuid`: the highest of its two
+/// epoch slots that verifies (0 when neither does, as on a device formatted before epochs).
+///
+/// Errors: device errors.
+pub fn read_meta_epoch(device: &Device, store_uuid: &[u8; 16]) -> Result<u64> {
+    let mut best = 0;
+    for offset in EPOCH_SLOT_OFFSETS {
+        let b = device.read_at(AlignedBuf::new(BLOCK_SIZE), offset)?;
+        let valid = &b[0..8] == EPOCH_MAGIC
+            && &b[16..32] == store_uuid
+            && u32::from_le_bytes(b[BLOCK_SIZE - 4..].try_into().expect("4 bytes"))
+                == crc32c::crc32c(&b[..BLOCK_SIZE - 4]);
+        if valid {
+            best = best.max(u64::from_le_bytes(b[8..16].try_into().expect("8 bytes")));
+        }
+    }
+    Ok(best)
+}
+
+/// Records metadata epoch `epoch` durably in slot `epoch % 2`, so a torn write leaves the
+/// other slot (the previous epoch) intact.
+///
+/// Errors: device errors.
+pub fn write_meta_epoch(device: &Device, store_uuid: &[u8; 16], epoch: u64) -> Result<()> {
+    let mut buf = AlignedBuf::new(BLOCK_SIZE);
+    buf[0..8].copy_from_slice(EPOCH_MAGIC);
+    buf[8..16].copy_from_slice(&epoch.to_le_bytes());
+    buf[16..32].copy_from_slice(store_uuid);
+    let crc = crc32c::crc32c(&buf[..BLOCK_SIZE - 4]);
+    buf[BLOCK_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
+    device.write_at(buf, EPOCH_SLOT_OFFSETS[(epoch % 2) as usize], true)?;
+    Ok(())
+}
+
 /// Reads the start of `device` and says whether it is blank or Hoard's.
 ///
 /// Errors: [`Error::NotBlank`] if the first MiB holds anything but zeros and no Hoard

@@ -104,6 +104,8 @@ pub struct MirrorSet {
     deferred: Vec<(u64, u64)>,
     /// Writes hold it shared; each resilver copy step holds it exclusively.
     copy_lock: RwLock<()>,
+    /// Members that failed since the set was built.
+    failures: std::sync::atomic::AtomicU64,
 }
 
 fn copy_of(buf: &AlignedBuf) -> AlignedBuf {
@@ -139,6 +141,7 @@ impl MirrorSet {
                 .collect(),
             deferred,
             copy_lock: RwLock::new(()),
+            failures: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -160,7 +163,14 @@ impl MirrorSet {
             tracing::error!(device = %m.device.name(), slot = m.slot, error = %error,
                 "metadata SSD failed: metadata is degraded, serving from the other copies");
             *state = MemberState::Failed(error.to_string());
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
+    }
+
+    /// How many members have failed since the set was built (it only grows).
+    pub fn failure_count(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn state(&self, m: &Member) -> MemberState {

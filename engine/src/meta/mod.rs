@@ -395,6 +395,11 @@ impl MetaStore {
         self.io.members()
     }
 
+    /// How many mirror members have failed since open (it only grows).
+    pub fn mirror_failures(&self) -> u64 {
+        self.io.failure_count()
+    }
+
     /// A snapshot: reads through it see every commit acknowledged before it was taken, and
     /// none after, however many flushes and compactions run meanwhile.
     pub fn snapshot(&self) -> Snapshot {

@@ -79,6 +79,9 @@ struct Inner {
     namespace: RwLock<()>,
     /// Striped by upload ID: serialises part commits, complete and abort of one upload.
     upload_locks: Vec<Mutex<()>>,
+    /// Metadata mirror failures the metadata epoch has been advanced for (see
+    /// [`Store::commit`]).
+    epoch_failures: Mutex<u64>,
 }
 
 impl SegmentClaims for MetaStore {
@@ -182,6 +185,37 @@ impl Store {
             .collect()
     }
 
+    /// Commits a metadata batch. If a metadata SSD has failed since the last commit, first
+    /// advances the metadata epoch (`engine/FORMAT.md`, "Mirrored metadata SSDs"), so the
+    /// failed SSD, now behind, is never opened alone later.
+    ///
+    /// Errors: as [`MetaStore::commit`](crate::meta::MetaStore::commit).
+    fn commit(&self, batch: Batch) -> Result<()> {
+        let result = self.inner.meta.commit(batch);
+        let failures = self.inner.meta.mirror_failures();
+        if failures != *self.inner.epoch_failures.lock() {
+            let mut seen = self.inner.epoch_failures.lock();
+            if failures != *seen {
+                let data: Vec<&crate::device::Device> = self
+                    .inner
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|d| d.device())
+                    .collect();
+                match open::advance_meta_epoch_now(&self.inner.meta, &data, &self.inner.store_uuid)
+                {
+                    Ok(epoch) => {
+                        tracing::warn!(epoch, "a metadata SSD failed: metadata epoch advanced");
+                        *seen = failures;
+                    }
+                    Err(e) => tracing::error!(error = %e, "advancing the metadata epoch failed"),
+                }
+            }
+        }
+        result
+    }
+
     /// What the store holds in RAM now, beside its budget.
     pub fn memory(&self) -> MemoryUse {
         let lsm = self.inner.meta.lsm();
@@ -212,7 +246,7 @@ impl Store {
     pub fn put_setting(&self, name: &str, value: &[u8]) -> Result<()> {
         let mut batch = Batch::new();
         batch.put(schema::setting_key(name), value.to_vec());
-        self.inner.meta.commit(batch)
+        self.commit(batch)
     }
 
     /// Clean shutdown: stops appends, records each data device's head (so the next open
@@ -229,7 +263,7 @@ impl Store {
                 device.seal().encode(),
             );
         }
-        self.inner.meta.commit(batch)?;
+        self.commit(batch)?;
         self.inner.meta.close()
     }
 
@@ -253,7 +287,7 @@ impl Store {
         };
         let mut batch = Batch::new();
         batch.put(schema::bucket_key(name), rec.encode());
-        self.inner.meta.commit(batch)
+        self.commit(batch)
     }
 
     /// Deletes an empty bucket.
@@ -276,7 +310,7 @@ impl Store {
         }
         let mut batch = Batch::new();
         batch.delete(schema::bucket_key(name));
-        self.inner.meta.commit(batch)
+        self.commit(batch)
     }
 
     /// The bucket's record.

@@ -170,7 +170,7 @@ impl Store {
         self.bucket(bucket)?;
         let mut batch = Batch::new();
         batch.put(schema::upload_key(bucket, key, &upload_id), record.encode());
-        self.inner.meta.commit(batch)?;
+        self.commit(batch)?;
         Ok(upload_id)
     }
 
@@ -212,7 +212,7 @@ impl Store {
         self.upload(bucket, key, upload_id)?;
         let mut batch = Batch::new();
         batch.put(schema::part_key(upload_id, part_number), record.encode());
-        self.inner.meta.commit(batch)?;
+        self.commit(batch)?;
         Ok(PartInfo {
             part_number,
             size: record.size,
@@ -326,7 +326,7 @@ impl Store {
         for (n, _) in self.parts(upload_id, 0)? {
             batch.delete(schema::part_key(upload_id, n));
         }
-        self.inner.meta.commit(batch)
+        self.commit(batch)
     }
 
     /// Lists parts after `part_number_marker`, at most `max_parts` (capped at 1000).

@@ -341,7 +341,7 @@ impl Store {
             None => batch.delete(schema::inline_key(bucket, key)),
         };
         batch.ops.append(&mut extra.ops);
-        self.inner.meta.commit(batch)
+        self.commit(batch)
     }
 
     fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
@@ -510,7 +510,7 @@ impl Store {
         if ObjectRecord::decode(&record)?.inline {
             batch.delete(schema::inline_key(bucket, key));
         }
-        self.inner.meta.commit(batch)
+        self.commit(batch)
     }
 }
 

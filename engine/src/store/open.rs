@@ -100,6 +100,7 @@ impl Store {
                 .collect::<Result<Vec<_>>>()
         };
         let meta_probes = probe_all(&devices.meta)?;
+        let meta_slot_missing = devices.meta.iter().any(Option::is_none);
         let data_probes = probe_all(&devices.data)?;
         let blank_refusal = |dev: &Device| Error::Incompatible {
             device: dev.name().to_string(),
@@ -241,6 +242,8 @@ impl Store {
             }
         };
 
+        // Before anything is written: refuse metadata SSDs that an absent mirror member outran.
+        let epochs = check_meta_epoch(&meta, &devices.data, &store_uuid)?;
         let mut data = Vec::with_capacity(devices.data.len());
         for (slot, (dev, probe)) in devices.data.into_iter().zip(data_probes).enumerate() {
             let slot = slot as u32;
@@ -299,6 +302,8 @@ impl Store {
         if data.iter().all(Option::is_none) {
             return Err(Error::Config("no data device is present".into()));
         }
+        advance_meta_epoch(&meta, &data, &store_uuid, epochs, meta_slot_missing)?;
+        let meta_failures = meta.mirror_failures();
 
         let buffers = BufferPool::new(
             crate::segment::needle_bytes(config.chunk_size_bytes as usize),
@@ -313,9 +318,124 @@ impl Store {
                 buffers,
                 namespace: RwLock::new(()),
                 upload_locks: (0..64).map(|_| Mutex::new(())).collect(),
+                epoch_failures: Mutex::new(meta_failures),
             }),
         })
     }
+}
+
+/// The store setting holding the metadata epoch (u64 little-endian).
+pub const META_EPOCH_SETTING: &str = "metadata-epoch";
+
+/// Guards against serving stale metadata from an SSD that was absent while its mirror went on
+/// without it (`engine/FORMAT.md`, "Metadata epoch"): the metadata and every data device
+/// record an epoch. A data device recording a later epoch than the metadata present means
+/// these SSDs miss commits the data drives saw: refused. Returns (metadata epoch, highest data
+/// device epoch) for [`advance_meta_epoch`].
+///
+/// Errors: [`Error::Incompatible`] naming the metadata SSDs when they are stale; metadata and
+/// device errors.
+fn check_meta_epoch(
+    meta: &MetaStore,
+    data: &[Option<Arc<Device>>],
+    store_uuid: &[u8; 16],
+) -> Result<(u64, u64)> {
+    let meta_epoch = meta_epoch(meta)?;
+    let mut data_epoch = (0, String::new());
+    for device in data.iter().flatten() {
+        let epoch = superblock::read_meta_epoch(device, store_uuid)?;
+        if epoch > data_epoch.0 {
+            data_epoch = (epoch, device.name().to_string());
+        }
+    }
+    if data_epoch.0 > meta_epoch {
+        let members = meta.mirror_members();
+        let names: Vec<&str> = members.iter().map(|m| m.device.as_str()).collect();
+        return Err(Error::Incompatible {
+            device: names.join(", "),
+            detail: format!(
+                "these metadata SSDs are stale: they reach metadata epoch {meta_epoch}, but data drive {} was written at epoch {}, while the mirror ran without them; the SSD holding the newer metadata is missing, and serving these would lose acknowledged writes",
+                data_epoch.1, data_epoch.0
+            ),
+        });
+    }
+    Ok((meta_epoch, data_epoch.0))
+}
+
+/// When the mirror opens degraded (an SSD slot empty, or a member stale or new), advances the
+/// metadata epoch past `epochs` (from [`check_meta_epoch`]): first in the metadata, then on
+/// every present data device, so an SSD left behind can never be served alone later.
+///
+/// Errors: metadata and device errors.
+fn advance_meta_epoch(
+    meta: &MetaStore,
+    data: &[Option<DataDevice>],
+    store_uuid: &[u8; 16],
+    (meta_epoch, data_epoch): (u64, u64),
+    meta_slot_missing: bool,
+) -> Result<()> {
+    let members = meta.mirror_members();
+    let degraded = meta_slot_missing
+        || members
+            .iter()
+            .any(|m| m.state != crate::meta::MemberState::InSync);
+    if degraded {
+        let next = meta_epoch.max(data_epoch) + 1;
+        let devices: Vec<&Device> = data.iter().flatten().map(DataDevice::device).collect();
+        set_meta_epoch(meta, &devices, store_uuid, next)?;
+        tracing::warn!(
+            epoch = next,
+            "metadata mirror opened degraded: metadata epoch advanced, so an SSD left behind is never served alone"
+        );
+    }
+    Ok(())
+}
+
+/// The metadata epoch the metadata holds (0 before the first advance).
+///
+/// Errors: metadata errors; a record of the wrong size.
+fn meta_epoch(meta: &MetaStore) -> Result<u64> {
+    match meta.get(&schema::setting_key(META_EPOCH_SETTING))? {
+        None => Ok(0),
+        Some(v) => Ok(u64::from_le_bytes(v.as_slice().try_into().map_err(
+            |_| Error::MetadataUnavailable {
+                detail: format!("the metadata epoch record has {} bytes, not 8", v.len()),
+            },
+        )?)),
+    }
+}
+
+/// Records `epoch` first in the metadata, then on every device of `data`.
+fn set_meta_epoch(
+    meta: &MetaStore,
+    data: &[&Device],
+    store_uuid: &[u8; 16],
+    epoch: u64,
+) -> Result<()> {
+    let mut batch = Batch::new();
+    batch.put(
+        schema::setting_key(META_EPOCH_SETTING),
+        epoch.to_le_bytes().to_vec(),
+    );
+    meta.commit(batch)?;
+    for device in data {
+        superblock::write_meta_epoch(device, store_uuid, epoch)?;
+    }
+    Ok(())
+}
+
+/// Advances the metadata epoch by one while the store runs (a mirror member failed); returns
+/// the new epoch. Data devices never hold a later epoch than the metadata of a running store.
+///
+/// Errors: metadata and device errors.
+pub(super) fn advance_meta_epoch_now(
+    meta: &MetaStore,
+    data: &[&Device],
+    store_uuid: &[u8; 16],
+) -> Result<u64> {
+    let next = meta_epoch(meta)? + 1;
+    set_meta_epoch(meta, data, store_uuid, next)?;
+    Ok(next)
 }
 
 fn new_superblock(
