@@ -66,6 +66,40 @@ impl WalRegion {
     }
 }
 
+/// Bytes of the ring replay reads per device read: frames are mostly one 4 KiB block each, and
+/// one read per frame would make replaying a large log take minutes.
+const REPLAY_READ_AHEAD_BYTES: usize = 4 << 20;
+
+/// The part of the ring replay last read: `buf` holds the bytes from logical position `lsn`
+/// (nothing before the first read).
+struct ReadWindow {
+    lsn: u64,
+    buf: Option<AlignedBuf>,
+}
+
+impl ReadWindow {
+    /// `len` bytes (4 KiB multiple) at `lsn`, read ahead [`REPLAY_READ_AHEAD_BYTES`] at a time.
+    fn get(
+        &mut self,
+        device: &dyn MetaIo,
+        region: &WalRegion,
+        lsn: u64,
+        len: usize,
+    ) -> Result<&[u8]> {
+        let end = self.lsn + self.buf.as_ref().map_or(0, |b| b.len() as u64);
+        if self.buf.is_none() || lsn < self.lsn || lsn + len as u64 > end {
+            let n = len
+                .max(REPLAY_READ_AHEAD_BYTES)
+                .min(region.size_bytes as usize);
+            self.buf = Some(region.read(device, lsn, n)?);
+            self.lsn = lsn;
+        }
+        let at = (lsn - self.lsn) as usize;
+        let buf = self.buf.as_ref().expect("read above");
+        Ok(&buf[at..at + len])
+    }
+}
+
 /// Encodes batches into one frame at `lsn`; returns the 4 KiB-padded buffer.
 pub fn encode_frame(region: &WalRegion, lsn: u64, batches: &[&Batch]) -> AlignedBuf {
     let mut payload = Encoder::new();
@@ -171,12 +205,16 @@ pub fn replay(
     from_lsn: u64,
     mut apply: impl FnMut(Batch),
 ) -> Result<u64> {
+    let mut window = ReadWindow {
+        lsn: from_lsn,
+        buf: None,
+    };
     let mut lsn = from_lsn;
     loop {
         if lsn - from_lsn + BLOCK_SIZE as u64 > region.size_bytes {
             return Ok(lsn);
         }
-        let first = region.read(device, lsn, BLOCK_SIZE)?;
+        let first = window.get(device, region, lsn, BLOCK_SIZE)?;
         let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
         if u32_at(&first, 0) != FRAME_MAGIC
             || u32_at(&first, 60) != crc32c::crc32c_append(region.salt, &first[..60])
@@ -189,11 +227,7 @@ pub fn replay(
         if bytes > region.max_frame_bytes() || lsn - from_lsn + bytes > region.size_bytes {
             return Ok(lsn);
         }
-        let frame = if bytes as usize == BLOCK_SIZE {
-            first
-        } else {
-            region.read(device, lsn, bytes as usize)?
-        };
+        let frame = window.get(device, region, lsn, bytes as usize)?;
         let payload = &frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload_len];
         if crc32c::crc32c_append(region.salt, payload) != u32_at(&frame, 20) {
             return Ok(lsn);

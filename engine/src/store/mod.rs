@@ -185,9 +185,9 @@ impl Store {
             .collect()
     }
 
-    /// Commits a metadata batch. If a metadata SSD has failed since the last commit, first
-    /// advances the metadata epoch (`engine/FORMAT.md`, "Mirrored metadata SSDs"), so the
-    /// failed SSD, now behind, is never opened alone later.
+    /// Commits a metadata batch. If a metadata SSD has failed since the metadata epoch was last
+    /// advanced, advances it (`engine/FORMAT.md`, "Mirrored metadata SSDs") before returning, so
+    /// the failed SSD, now behind, is never opened alone later.
     ///
     /// Errors: as [`MetaStore::commit`](crate::meta::MetaStore::commit).
     fn commit(&self, batch: Batch) -> Result<()> {
