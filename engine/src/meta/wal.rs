@@ -216,20 +216,20 @@ pub fn replay(
         }
         let first = window.get(device, region, lsn, BLOCK_SIZE)?;
         let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
-        if u32_at(&first, 0) != FRAME_MAGIC
-            || u32_at(&first, 60) != crc32c::crc32c_append(region.salt, &first[..60])
+        if u32_at(first, 0) != FRAME_MAGIC
+            || u32_at(first, 60) != crc32c::crc32c_append(region.salt, &first[..60])
             || u64::from_le_bytes(first[8..16].try_into().unwrap()) != lsn
         {
             return Ok(lsn);
         }
-        let payload_len = u32_at(&first, 4) as usize;
+        let payload_len = u32_at(first, 4) as usize;
         let bytes = frame_bytes(payload_len);
         if bytes > region.max_frame_bytes() || lsn - from_lsn + bytes > region.size_bytes {
             return Ok(lsn);
         }
         let frame = window.get(device, region, lsn, bytes as usize)?;
         let payload = &frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload_len];
-        if crc32c::crc32c_append(region.salt, payload) != u32_at(&frame, 20) {
+        if crc32c::crc32c_append(region.salt, payload) != u32_at(frame, 20) {
             return Ok(lsn);
         }
         let corrupt = |detail: String| Error::Corrupt {
@@ -237,7 +237,7 @@ pub fn replay(
             offset: region.offset + lsn % region.size_bytes,
             detail,
         };
-        let batch_count = u32_at(&frame, 16);
+        let batch_count = u32_at(frame, 16);
         let mut d = Decoder::new(payload);
         for _ in 0..batch_count {
             let batch = decode_batch(&mut d)
