@@ -2,15 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hoard::device::IoBackend;
 use hoard::{Profile, Store, StoreOptions};
 
-use crate::s3::auth::Credentials;
-use crate::s3::{AppState, S3Config, Shutdown};
+use hoard_s3::{Credentials, S3Config};
 
 /// The dev profile, built in so `hoard serve` works with no arguments.
 pub const DEV_PROFILE: &str = include_str!("../../hwprofiles/dev.toml");
@@ -159,7 +156,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         region: args.region,
         ..S3Config::default()
     };
-    run_s3(store, credentials, s3, args.listen, move |store, addr| {
+    hoard_s3::run(store, credentials, s3, args.listen, move |store, addr| {
         println!(
             "Hoard {} serving S3 on http://{addr}",
             env!("CARGO_PKG_VERSION")
@@ -173,77 +170,4 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         println!("  credentials ({source}): access key {access_key}  secret key {secret_key}");
     })?;
     Ok(())
-}
-
-/// Serves S3 for `store` on `listen` until a shutdown is asked for (SIGINT, SIGTERM, SIGPWR
-/// or `POST /_hoard/shutdown`), then stops accepting connections, lets in-flight requests
-/// finish (at most 30 s) and closes the store cleanly. `on_ready` runs once the port is bound.
-/// Returns why it stopped.
-///
-/// Errors: binding the port; closing the store (the data heads or the checkpoint could not be
-/// written).
-pub fn run_s3(
-    store: Store,
-    credentials: Credentials,
-    s3: S3Config,
-    listen: SocketAddr,
-    on_ready: impl FnOnce(&Store, SocketAddr),
-) -> Result<String, Box<dyn std::error::Error>> {
-    let config = store.config().clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .max_blocking_threads((config.writer_threads as usize * 16).max(64))
-        .thread_name("hoard-s3")
-        .build()?;
-    let shutdown = Shutdown::default();
-    let state = Arc::new(AppState {
-        store: store.clone(),
-        credentials,
-        config: s3,
-        shutdown: shutdown.clone(),
-    });
-    let reason = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        on_ready(&store, listener.local_addr()?);
-        use std::io::Write;
-        std::io::stdout().flush()?;
-        tokio::spawn(forward_signals(shutdown.clone()));
-        let stopped = shutdown.clone();
-        crate::s3::serve(
-            listener,
-            state,
-            async move {
-                let reason = stopped.requested().await;
-                tracing::info!("shutting down: {reason}");
-            },
-            Duration::from_secs(30),
-        )
-        .await?;
-        Ok::<_, std::io::Error>(shutdown.reason().unwrap_or_default())
-    })?;
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    store.close()?;
-    tracing::info!("store closed cleanly");
-    Ok(reason)
-}
-
-/// Turns SIGINT (also ctrl-alt-del for PID 1), SIGTERM and SIGPWR into a shutdown request.
-async fn forward_signals(shutdown: Shutdown) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut pwr)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::from_raw(libc::SIGPWR)),
-    ) else {
-        tracing::error!(
-            "cannot install signal handlers: only the admin request can stop the server"
-        );
-        return;
-    };
-    let name = tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-        _ = pwr.recv() => "SIGPWR",
-    };
-    shutdown.request(name);
 }

@@ -1,6 +1,5 @@
-//! The Hoard appliance: the engine behind an S3 API ([`s3`]), the `hoard` command line
-//! ([`cli`]), and PID 1 of the firmware image ([`firmware`]).
+//! The Hoard appliance: the `hoard` command line ([`cli`]) and PID 1 of the firmware image
+//! ([`firmware`]); both serve the engine through the S3 crate (`hoard-s3`, `appliance/s3/`).
 
 pub mod cli;
 pub mod firmware;
-pub mod s3;

@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use hoard::{Profile, Store};
 use nix::mount::{mount, MsFlags};
 
-use crate::s3::auth::Credentials;
-use crate::s3::S3Config;
 use assemble::Assembly;
 use cmdline::BootParams;
+use hoard_s3::{Credentials, S3Config};
 
 /// Where the image keeps its kernel modules (flat `<name>.ko` files).
 pub const MODULES_DIR: &str = "/lib/modules";
@@ -157,7 +156,7 @@ fn boot_and_serve() -> Result<String, BoxError> {
     };
     let listen = SocketAddr::from(([0, 0, 0, 0], params.port));
     let address = params.ip.address;
-    crate::cli::run_s3(store, credentials, s3, listen, move |_, bound| {
+    hoard_s3::run(store, credentials, s3, listen, move |_, bound| {
         println!(
             "hoard: S3 ready on http://{address}:{} after {:.2} s of uptime (credentials {source})",
             bound.port(),

@@ -6,12 +6,13 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use hoard::CompletedPart;
 
-use super::{blocking, iso8601, Ctx, MAX_PUT_BYTES};
-use crate::s3::body::ChecksumAlgorithm;
-use crate::s3::error::S3Result;
-use crate::s3::xml::{self, XmlBuilder};
-use crate::s3::xml_response;
+use crate::body::checksum::ChecksumAlgorithm;
+use crate::engine::blocking;
+use crate::error::S3Result;
+use crate::request::{Ctx, MAX_PUT_BYTES};
+use crate::response::{iso8601, stored_response, xml_response};
 use crate::s3_error;
+use crate::xml::{self, XmlBuilder};
 
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     match ctx.method.clone() {
@@ -112,7 +113,7 @@ async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
         )
     })
     .await?;
-    super::stored_response(&part.etag, &part.checksums)
+    stored_response(&part.etag, &part.checksums)
 }
 
 async fn complete(mut ctx: Ctx) -> S3Result<Response> {

@@ -1,33 +1,23 @@
-//! The S3 HTTP API: a minimal but real subset of Amazon S3 on top of [`hoard::Store`].
-//!
-//! Owns: the HTTP server (axum router served by hyper with header-size and header-read-time
-//! limits), request parsing (path-style and virtual-host-style addressing), authentication
-//! ([`auth`]), body decoding and verification ([`body`]), XML ([`xml`]), the operations
-//! ([`ops`]) and the mapping of engine errors to S3 errors ([`error`]). Engine calls run on
-//! blocking threads; bodies stream through bounded channels.
-
-pub mod auth;
-pub mod body;
-pub mod error;
-pub mod ops;
-pub mod xml;
+//! The server: the runtime, the listening socket and its limits (header size and read time),
+//! the entry of every request, and shutdown (signals, the admin request, the power button)
+//! with a bounded drain. [`run`] is the one way to serve S3, for `hoard serve` and the appliance.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method};
 use axum::response::Response;
 use hoard::Store;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use auth::Credentials;
-use error::{S3Error, S3Result};
+use crate::auth::Credentials;
+use crate::ops;
+use crate::response::error_response;
 
 /// Limits and names of the S3 endpoint.
 #[derive(Clone, Debug)]
@@ -176,41 +166,75 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     response
 }
 
-/// An S3 error document (Amazon S3 API Reference, "Error responses").
-pub fn error_response(e: &S3Error, resource: &str, request_id: &str, head: bool) -> Response {
-    if e.status.is_server_error() {
-        tracing::error!(code = e.code, message = %e.message, resource, "request failed");
-    } else {
-        tracing::debug!(code = e.code, message = %e.message, resource, "request refused");
-    }
-    let body = if head {
-        Body::empty()
-    } else {
-        let mut x = xml::XmlBuilder::bare("Error");
-        x.elem("Code", e.code)
-            .elem("Message", &e.message)
-            .elem("Resource", resource)
-            .elem("RequestId", request_id);
-        Body::from(x.finish("Error"))
-    };
-    Response::builder()
-        .status(e.status)
-        .header("content-type", "application/xml")
-        .body(body)
-        .unwrap_or_else(|_| Response::new(Body::empty()))
+/// Serves S3 for `store` on `listen` until a shutdown is asked for (SIGINT, SIGTERM, SIGPWR
+/// or `POST /_hoard/shutdown`), then stops accepting connections, lets in-flight requests
+/// finish (at most 30 s) and closes the store cleanly. `on_ready` runs once the port is bound.
+/// Returns why it stopped.
+///
+/// Errors: binding the port; closing the store (the data heads or the checkpoint could not be
+/// written).
+pub fn run(
+    store: Store,
+    credentials: Credentials,
+    s3: S3Config,
+    listen: SocketAddr,
+    on_ready: impl FnOnce(&Store, SocketAddr),
+) -> Result<String, Box<dyn std::error::Error>> {
+    let config = store.config().clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads((config.writer_threads as usize * 16).max(64))
+        .thread_name("hoard-s3")
+        .build()?;
+    let shutdown = Shutdown::default();
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        credentials,
+        config: s3,
+        shutdown: shutdown.clone(),
+    });
+    let reason = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        on_ready(&store, listener.local_addr()?);
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        tokio::spawn(forward_signals(shutdown.clone()));
+        let stopped = shutdown.clone();
+        serve(
+            listener,
+            state,
+            async move {
+                let reason = stopped.requested().await;
+                tracing::info!("shutting down: {reason}");
+            },
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok::<_, std::io::Error>(shutdown.reason().unwrap_or_default())
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    store.close()?;
+    tracing::info!("store closed cleanly");
+    Ok(reason)
 }
 
-/// A 200 response with an XML document.
-pub fn xml_response(doc: Vec<u8>) -> S3Result<Response> {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/xml")
-        .body(Body::from(doc))
-        .map_err(|e| {
-            crate::s3_error!(
-                InternalError,
-                INTERNAL_SERVER_ERROR,
-                "building response: {e}"
-            )
-        })
+/// Turns SIGINT (also ctrl-alt-del for PID 1), SIGTERM and SIGPWR into a shutdown request.
+async fn forward_signals(shutdown: Shutdown) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut pwr)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::from_raw(libc::SIGPWR)),
+    ) else {
+        tracing::error!(
+            "cannot install signal handlers: only the admin request can stop the server"
+        );
+        return;
+    };
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+        _ = pwr.recv() => "SIGPWR",
+    };
+    shutdown.request(name);
 }

@@ -26,7 +26,7 @@ impl std::error::Error for S3Error {}
 #[macro_export]
 macro_rules! s3_error {
     ($code:ident, $status:ident, $($msg:tt)+) => {
-        $crate::s3::error::S3Error {
+        $crate::error::S3Error {
             code: stringify!($code),
             status: ::axum::http::StatusCode::$status,
             message: format!($($msg)+),

@@ -9,8 +9,11 @@ use axum::response::Response;
 use bytes::Bytes;
 use hoard::{ByteRange, ObjectInfo, PutOptions};
 
-use super::{blocking, http_date, refuse_unsupported, Ctx, MAX_PUT_BYTES};
-use crate::s3::error::S3Result;
+use super::refuse_unsupported;
+use crate::engine::blocking;
+use crate::error::S3Result;
+use crate::request::{Ctx, MAX_PUT_BYTES};
+use crate::response::{bad_header, http_date, stored_response, with_checksums};
 use crate::s3_error;
 
 /// Bytes per body frame of a GET response.
@@ -52,7 +55,7 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let info = blocking(move || store.put_object(&bucket, &key, &mut body, opts)).await?;
-    super::stored_response(&info.etag, &info.checksums)
+    stored_response(&info.etag, &info.checksums)
 }
 
 /// Parses `Range: bytes=...`; `None` for an absent or unsupported (multi-range) header, which
@@ -154,10 +157,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         .header(header::LAST_MODIFIED, http_date(info.last_modified_unix_ms))
         .header(header::ACCEPT_RANGES, "bytes");
     if let Some(status) = check_preconditions(&ctx, &info)? {
-        return resp
-            .status(status)
-            .body(Body::empty())
-            .map_err(super::bad_header);
+        return resp.status(status).body(Body::empty()).map_err(bad_header);
     }
     resp = resp.header(
         header::CONTENT_TYPE,
@@ -182,13 +182,11 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         .is_some_and(|m| m.eq_ignore_ascii_case("enabled"))
         && range.is_none()
     {
-        resp = super::with_checksums(resp, &info.checksums);
+        resp = with_checksums(resp, &info.checksums);
     }
     let (start, end) = match (&reader, range) {
         (Some(r), _) => r.range(),
-        (None, Some(r)) => r
-            .resolve(info.size)
-            .map_err(crate::s3::error::S3Error::from)?,
+        (None, Some(r)) => r.resolve(info.size).map_err(crate::error::S3Error::from)?,
         (None, None) => (0, info.size),
     };
     resp = resp.header(header::CONTENT_LENGTH, end - start);
@@ -201,7 +199,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         resp = resp.status(StatusCode::OK);
     }
     let Some(mut reader) = reader.filter(|_| start < end) else {
-        return resp.body(Body::empty()).map_err(super::bad_header);
+        return resp.body(Body::empty()).map_err(bad_header);
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::task::spawn_blocking(move || loop {
@@ -238,8 +236,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    resp.body(Body::from_stream(stream))
-        .map_err(super::bad_header)
+    resp.body(Body::from_stream(stream)).map_err(bad_header)
 }
 
 async fn delete_object(ctx: Ctx) -> S3Result<Response> {

@@ -4,7 +4,7 @@
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::{Reader, Writer};
 
-use super::error::S3Result;
+use crate::error::S3Result;
 use crate::s3_error;
 
 /// The S3 XML namespace.
@@ -101,7 +101,7 @@ pub struct RequestPart {
     pub etag: String,
 }
 
-fn malformed(detail: impl std::fmt::Display) -> super::error::S3Error {
+fn malformed(detail: impl std::fmt::Display) -> crate::error::S3Error {
     s3_error!(
         MalformedXML,
         BAD_REQUEST,

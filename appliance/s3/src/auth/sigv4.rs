@@ -8,7 +8,7 @@ use super::{
     check_skew, parse_amz_date, signature_mismatch, signatures_equal, Auth, Credentials, Payload,
     RequestView, StreamingAuth,
 };
-use crate::s3::error::S3Result;
+use crate::error::S3Result;
 use crate::s3_error;
 
 /// `x-amz-content-sha256` of a body sent without a signature.

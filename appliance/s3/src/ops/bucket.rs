@@ -7,11 +7,13 @@ use axum::response::Response;
 use base64::Engine;
 use hoard::{ListPage, ListQuery};
 
-use super::{blocking, iso8601, refuse_unsupported, Ctx};
-use crate::s3::error::S3Result;
-use crate::s3::xml::{self, XmlBuilder};
-use crate::s3::xml_response;
+use super::refuse_unsupported;
+use crate::engine::blocking;
+use crate::error::S3Result;
+use crate::request::Ctx;
+use crate::response::{bad_header, iso8601, xml_response};
 use crate::s3_error;
+use crate::xml::{self, XmlBuilder};
 
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     refuse_unsupported(&ctx)?;
@@ -63,7 +65,7 @@ async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
         .status(StatusCode::OK)
         .header("location", format!("/{}", ctx.bucket()))
         .body(Body::empty())
-        .map_err(super::bad_header)
+        .map_err(bad_header)
 }
 
 async fn delete_bucket(ctx: Ctx) -> S3Result<Response> {
@@ -155,7 +157,7 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
 
     let enc = |s: &str| {
         if url_encode {
-            crate::s3::auth::sigv4::uri_encode(s, true)
+            crate::auth::sigv4::uri_encode(s, true)
         } else {
             s.to_string()
         }
@@ -222,7 +224,7 @@ async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
             .map(|k| {
                 let r = store
                     .delete_object(&bucket, &k)
-                    .map_err(crate::s3::error::S3Error::from);
+                    .map_err(crate::error::S3Error::from);
                 (k, r)
             })
             .collect::<Vec<_>>())

@@ -1,23 +1,16 @@
-//! Request bodies: from the async HTTP body to a verified blocking [`Read`] the engine consumes.
-//!
-//! Layers, outermost last: [`ChannelReader`] (bytes pumped from the connection, with an idle
-//! timeout), [`AwsChunkedReader`] (decodes `aws-chunked`, verifying each chunk signature and the
-//! trailer), [`Sha256Reader`] (a signed payload's SHA-256), [`ChecksumReader`]
-//! (`x-amz-checksum-*`, from a header or the trailer). Each verifier fails the read that would
-//! have returned end-of-file, so the engine never commits an object whose body did not verify.
+//! `aws-chunked` bodies (Amazon S3 API Reference, "Signature Calculations for the Authorization
+//! Header: Transferring Payload in Multiple Chunks" and "... Including Trailing Headers"):
+//! framing, chunk signatures and the trailer.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
 
-use base64::Engine;
-use bytes::Bytes;
 use parking_lot::Mutex;
-use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use super::auth::sigv4::{chunk_signature, trailer_signature};
-use super::auth::StreamingAuth;
-use super::error::S3Error;
+use super::fail;
+use crate::auth::sigv4::{chunk_signature, trailer_signature};
+use crate::auth::StreamingAuth;
 use crate::s3_error;
 
 /// Largest `aws-chunked` chunk accepted (SDKs send 64 KiB to 1 MiB).
@@ -26,42 +19,6 @@ pub const MAX_AWS_CHUNK_BYTES: usize = 16 << 20;
 const MAX_LINE_BYTES: usize = 4096;
 /// Most trailer lines.
 const MAX_TRAILER_LINES: usize = 16;
-
-fn fail(e: S3Error) -> io::Error {
-    e.into_io()
-}
-
-/// Reads body bytes pumped from the connection over a bounded channel.
-pub struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl ChannelReader {
-    /// Reads what arrives on `rx`; a closed channel is end-of-body.
-    pub fn new(rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> Self {
-        ChannelReader {
-            rx,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(b)) => self.current = b,
-            }
-        }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current[..n]);
-        bytes::Buf::advance(&mut self.current, n);
-        Ok(n)
-    }
-}
 
 /// Trailing headers of an `aws-chunked` body, filled when the body ends.
 pub type Trailers = Arc<Mutex<Vec<(String, String)>>>;
@@ -169,8 +126,8 @@ impl<R: Read> AwsChunkedReader<R> {
                 &self.previous_signature,
                 &hex::encode(Sha256::digest(&self.chunk)),
             );
-            if !super::auth::signatures_equal(&expected, signature) {
-                return Err(fail(super::auth::signature_mismatch()));
+            if !crate::auth::signatures_equal(&expected, signature) {
+                return Err(fail(crate::auth::signature_mismatch()));
             }
             self.previous_signature = expected;
         }
@@ -215,8 +172,8 @@ impl<R: Read> AwsChunkedReader<R> {
                     .map(|(n, v)| format!("{n}:{v}\n"))
                     .collect();
                 let expected = trailer_signature(&self.auth, &self.previous_signature, &canonical);
-                if !super::auth::signatures_equal(&expected, &signature) {
-                    return Err(fail(super::auth::signature_mismatch()));
+                if !crate::auth::signatures_equal(&expected, &signature) {
+                    return Err(fail(crate::auth::signature_mismatch()));
                 }
             }
             *self.trailers.lock() = lines;
@@ -254,209 +211,11 @@ impl<R: Read> Read for AwsChunkedReader<R> {
     }
 }
 
-/// Verifies a signed payload's SHA-256 (`x-amz-content-sha256: <hex>`) at end of body.
-pub struct Sha256Reader<R: Read> {
-    inner: R,
-    hasher: Sha256,
-    expected_hex: String,
-}
-
-impl<R: Read> Sha256Reader<R> {
-    /// Checks that `inner` hashes to `expected_hex`.
-    pub fn new(inner: R, expected_hex: String) -> Self {
-        Sha256Reader {
-            inner,
-            hasher: Sha256::new(),
-            expected_hex,
-        }
-    }
-}
-
-impl<R: Read> Read for Sha256Reader<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(out)?;
-        if n == 0 && !out.is_empty() {
-            let actual = hex::encode(self.hasher.clone().finalize());
-            if actual != self.expected_hex {
-                return Err(fail(s3_error!(
-                    XAmzContentSHA256Mismatch,
-                    BAD_REQUEST,
-                    "the provided x-amz-content-sha256 {} does not match the body's {actual}",
-                    self.expected_hex
-                )));
-            }
-        }
-        self.hasher.update(&out[..n]);
-        Ok(n)
-    }
-}
-
-/// A flexible checksum algorithm (`x-amz-checksum-*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ChecksumAlgorithm {
-    /// CRC-32 (ISO-HDLC), big-endian, base64.
-    Crc32,
-    /// CRC-32C (Castagnoli).
-    Crc32c,
-    /// CRC-64/NVME.
-    Crc64Nvme,
-    /// SHA-1.
-    Sha1,
-    /// SHA-256.
-    Sha256,
-}
-
-impl ChecksumAlgorithm {
-    /// Every algorithm.
-    pub const ALL: [ChecksumAlgorithm; 5] = [
-        Self::Crc32,
-        Self::Crc32c,
-        Self::Crc64Nvme,
-        Self::Sha1,
-        Self::Sha256,
-    ];
-
-    /// S3's name (`CRC32`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Crc32 => "CRC32",
-            Self::Crc32c => "CRC32C",
-            Self::Crc64Nvme => "CRC64NVME",
-            Self::Sha1 => "SHA1",
-            Self::Sha256 => "SHA256",
-        }
-    }
-
-    /// The header carrying it (`x-amz-checksum-crc32`, ...).
-    pub fn header(self) -> String {
-        format!("x-amz-checksum-{}", self.name().to_ascii_lowercase())
-    }
-
-    /// Parses S3's name, case-insensitively.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name().eq_ignore_ascii_case(s))
-    }
-}
-
-enum Hasher {
-    Crc32(crc32fast::Hasher),
-    Crc32c(u32),
-    Crc64(crc64fast_nvme::Digest),
-    Sha1(Sha1),
-    Sha256(Sha256),
-}
-
-impl Hasher {
-    fn new(a: ChecksumAlgorithm) -> Self {
-        match a {
-            ChecksumAlgorithm::Crc32 => Hasher::Crc32(crc32fast::Hasher::new()),
-            ChecksumAlgorithm::Crc32c => Hasher::Crc32c(0),
-            ChecksumAlgorithm::Crc64Nvme => Hasher::Crc64(crc64fast_nvme::Digest::new()),
-            ChecksumAlgorithm::Sha1 => Hasher::Sha1(Sha1::new()),
-            ChecksumAlgorithm::Sha256 => Hasher::Sha256(Sha256::new()),
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Crc32(h) => h.update(data),
-            Hasher::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
-            Hasher::Crc64(h) => h.write(data),
-            Hasher::Sha1(h) => h.update(data),
-            Hasher::Sha256(h) => h.update(data),
-        }
-    }
-
-    fn base64(&self) -> String {
-        let bytes: Vec<u8> = match self {
-            Hasher::Crc32(h) => h.clone().finalize().to_be_bytes().to_vec(),
-            Hasher::Crc32c(c) => c.to_be_bytes().to_vec(),
-            Hasher::Crc64(h) => h.sum64().to_be_bytes().to_vec(),
-            Hasher::Sha1(h) => h.clone().finalize().to_vec(),
-            Hasher::Sha256(h) => h.clone().finalize().to_vec(),
-        };
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    }
-}
-
-/// Where a checksum's expected value comes from.
-pub enum Expected {
-    /// A request header.
-    Header(String),
-    /// The `aws-chunked` trailer (filled when the body ends).
-    Trailer(Trailers),
-}
-
-/// Verifies an `x-amz-checksum-*` value at end of body; the verified value is left in `verified`.
-pub struct ChecksumReader<R: Read> {
-    inner: R,
-    algorithm: ChecksumAlgorithm,
-    hasher: Hasher,
-    expected: Expected,
-    verified: Arc<Mutex<Option<(String, String)>>>,
-}
-
-impl<R: Read> ChecksumReader<R> {
-    /// Checks `inner` against `expected` with `algorithm`; on success stores (name, base64) in
-    /// `verified`.
-    pub fn new(
-        inner: R,
-        algorithm: ChecksumAlgorithm,
-        expected: Expected,
-        verified: Arc<Mutex<Option<(String, String)>>>,
-    ) -> Self {
-        ChecksumReader {
-            inner,
-            algorithm,
-            hasher: Hasher::new(algorithm),
-            expected,
-            verified,
-        }
-    }
-}
-
-impl<R: Read> Read for ChecksumReader<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(out)?;
-        if n == 0 && !out.is_empty() {
-            let header = self.algorithm.header();
-            let expected = match &self.expected {
-                Expected::Header(v) => Some(v.clone()),
-                Expected::Trailer(t) => t
-                    .lock()
-                    .iter()
-                    .find(|(n, _)| *n == header)
-                    .map(|(_, v)| v.clone()),
-            };
-            let Some(expected) = expected else {
-                return Err(fail(s3_error!(
-                    InvalidRequest,
-                    BAD_REQUEST,
-                    "the trailer promised {header} but did not carry it"
-                )));
-            };
-            let actual = self.hasher.base64();
-            if actual != expected {
-                return Err(fail(s3_error!(
-                    BadDigest,
-                    BAD_REQUEST,
-                    "the {} you specified ({expected}) did not match the calculated checksum ({actual})",
-                    self.algorithm.name()
-                )));
-            }
-            *self.verified.lock() = Some((self.algorithm.name().to_string(), actual));
-        }
-        self.hasher.update(&out[..n]);
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::s3::auth::sigv4::signing_key;
+    use crate::auth::sigv4::signing_key;
+    use crate::body::checksum::{ChecksumAlgorithm, ChecksumReader, Expected};
 
     fn unsigned_auth() -> StreamingAuth {
         StreamingAuth {

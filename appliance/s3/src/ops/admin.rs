@@ -16,11 +16,12 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
-use super::super::auth::Auth;
-use super::super::error::S3Result;
-use super::super::xml::XmlBuilder;
-use super::super::AppState;
+use crate::auth::Auth;
+use crate::error::S3Result;
+use crate::response::xml_response;
 use crate::s3_error;
+use crate::server::AppState;
+use crate::xml::XmlBuilder;
 
 /// Path prefix of the admin requests.
 pub const PREFIX: &str = "/_hoard/";
@@ -107,7 +108,7 @@ fn status(state: &AppState) -> S3Result<Response> {
             "false"
         },
     );
-    super::super::xml_response(x.finish("HoardStatus"))
+    xml_response(x.finish("HoardStatus"))
 }
 
 /// The process's resident set size now and at its peak, in bytes (`VmRSS` and `VmHWM` of

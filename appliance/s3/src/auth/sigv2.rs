@@ -11,7 +11,7 @@ use super::{
     check_skew, request_time, signature_mismatch, signatures_equal, Auth, Credentials, Payload,
     RequestView,
 };
-use crate::s3::error::S3Result;
+use crate::error::S3Result;
 use crate::s3_error;
 
 /// Sub-resources that are part of the string to sign, in sorted order.

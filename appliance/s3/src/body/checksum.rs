@@ -1,0 +1,213 @@
+//! Body digests verified at end of body: a signed payload's SHA-256 and the flexible checksums
+//! (`x-amz-checksum-*`, Amazon S3 User Guide, "Checking object integrity").
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use base64::Engine;
+use parking_lot::Mutex;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+use super::chunked::Trailers;
+use super::fail;
+use crate::s3_error;
+
+/// Verifies a signed payload's SHA-256 (`x-amz-content-sha256: <hex>`) at end of body.
+pub struct Sha256Reader<R: Read> {
+    inner: R,
+    hasher: Sha256,
+    expected_hex: String,
+}
+
+impl<R: Read> Sha256Reader<R> {
+    /// Checks that `inner` hashes to `expected_hex`.
+    pub fn new(inner: R, expected_hex: String) -> Self {
+        Sha256Reader {
+            inner,
+            hasher: Sha256::new(),
+            expected_hex,
+        }
+    }
+}
+
+impl<R: Read> Read for Sha256Reader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(out)?;
+        if n == 0 && !out.is_empty() {
+            let actual = hex::encode(self.hasher.clone().finalize());
+            if actual != self.expected_hex {
+                return Err(fail(s3_error!(
+                    XAmzContentSHA256Mismatch,
+                    BAD_REQUEST,
+                    "the provided x-amz-content-sha256 {} does not match the body's {actual}",
+                    self.expected_hex
+                )));
+            }
+        }
+        self.hasher.update(&out[..n]);
+        Ok(n)
+    }
+}
+
+/// A flexible checksum algorithm (`x-amz-checksum-*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    /// CRC-32 (ISO-HDLC), big-endian, base64.
+    Crc32,
+    /// CRC-32C (Castagnoli).
+    Crc32c,
+    /// CRC-64/NVME.
+    Crc64Nvme,
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    /// Every algorithm.
+    pub const ALL: [ChecksumAlgorithm; 5] = [
+        Self::Crc32,
+        Self::Crc32c,
+        Self::Crc64Nvme,
+        Self::Sha1,
+        Self::Sha256,
+    ];
+
+    /// S3's name (`CRC32`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Crc32 => "CRC32",
+            Self::Crc32c => "CRC32C",
+            Self::Crc64Nvme => "CRC64NVME",
+            Self::Sha1 => "SHA1",
+            Self::Sha256 => "SHA256",
+        }
+    }
+
+    /// The header carrying it (`x-amz-checksum-crc32`, ...).
+    pub fn header(self) -> String {
+        format!("x-amz-checksum-{}", self.name().to_ascii_lowercase())
+    }
+
+    /// Parses S3's name, case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(s))
+    }
+}
+
+enum Hasher {
+    Crc32(crc32fast::Hasher),
+    Crc32c(u32),
+    Crc64(crc64fast_nvme::Digest),
+    Sha1(Sha1),
+    Sha256(Sha256),
+}
+
+impl Hasher {
+    fn new(a: ChecksumAlgorithm) -> Self {
+        match a {
+            ChecksumAlgorithm::Crc32 => Hasher::Crc32(crc32fast::Hasher::new()),
+            ChecksumAlgorithm::Crc32c => Hasher::Crc32c(0),
+            ChecksumAlgorithm::Crc64Nvme => Hasher::Crc64(crc64fast_nvme::Digest::new()),
+            ChecksumAlgorithm::Sha1 => Hasher::Sha1(Sha1::new()),
+            ChecksumAlgorithm::Sha256 => Hasher::Sha256(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Crc32(h) => h.update(data),
+            Hasher::Crc32c(c) => *c = crc32c::crc32c_append(*c, data),
+            Hasher::Crc64(h) => h.write(data),
+            Hasher::Sha1(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+        }
+    }
+
+    fn base64(&self) -> String {
+        let bytes: Vec<u8> = match self {
+            Hasher::Crc32(h) => h.clone().finalize().to_be_bytes().to_vec(),
+            Hasher::Crc32c(c) => c.to_be_bytes().to_vec(),
+            Hasher::Crc64(h) => h.sum64().to_be_bytes().to_vec(),
+            Hasher::Sha1(h) => h.clone().finalize().to_vec(),
+            Hasher::Sha256(h) => h.clone().finalize().to_vec(),
+        };
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
+
+/// Where a checksum's expected value comes from.
+pub enum Expected {
+    /// A request header.
+    Header(String),
+    /// The `aws-chunked` trailer (filled when the body ends).
+    Trailer(Trailers),
+}
+
+/// Verifies an `x-amz-checksum-*` value at end of body; the verified value is left in `verified`.
+pub struct ChecksumReader<R: Read> {
+    inner: R,
+    algorithm: ChecksumAlgorithm,
+    hasher: Hasher,
+    expected: Expected,
+    verified: Arc<Mutex<Option<(String, String)>>>,
+}
+
+impl<R: Read> ChecksumReader<R> {
+    /// Checks `inner` against `expected` with `algorithm`; on success stores (name, base64) in
+    /// `verified`.
+    pub fn new(
+        inner: R,
+        algorithm: ChecksumAlgorithm,
+        expected: Expected,
+        verified: Arc<Mutex<Option<(String, String)>>>,
+    ) -> Self {
+        ChecksumReader {
+            inner,
+            algorithm,
+            hasher: Hasher::new(algorithm),
+            expected,
+            verified,
+        }
+    }
+}
+
+impl<R: Read> Read for ChecksumReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(out)?;
+        if n == 0 && !out.is_empty() {
+            let header = self.algorithm.header();
+            let expected = match &self.expected {
+                Expected::Header(v) => Some(v.clone()),
+                Expected::Trailer(t) => t
+                    .lock()
+                    .iter()
+                    .find(|(n, _)| *n == header)
+                    .map(|(_, v)| v.clone()),
+            };
+            let Some(expected) = expected else {
+                return Err(fail(s3_error!(
+                    InvalidRequest,
+                    BAD_REQUEST,
+                    "the trailer promised {header} but did not carry it"
+                )));
+            };
+            let actual = self.hasher.base64();
+            if actual != expected {
+                return Err(fail(s3_error!(
+                    BadDigest,
+                    BAD_REQUEST,
+                    "the {} you specified ({expected}) did not match the calculated checksum ({actual})",
+                    self.algorithm.name()
+                )));
+            }
+            *self.verified.lock() = Some((self.algorithm.name().to_string(), actual));
+        }
+        self.hasher.update(&out[..n]);
+        Ok(n)
+    }
+}

@@ -1,0 +1,25 @@
+//! Calls into the engine: each runs on a blocking thread (engine calls wait on devices), its
+//! error mapped to an S3 error.
+
+use crate::error::{S3Error, S3Result};
+use crate::s3_error;
+
+/// Runs an engine call on a blocking thread.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> hoard::Result<T> + Send + 'static,
+) -> S3Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(S3Error::from),
+        Err(e) => Err(s3_error!(
+            InternalError,
+            INTERNAL_SERVER_ERROR,
+            "worker failed: {e}"
+        )),
+    }
+}
+
+pub(crate) async fn blocking_io<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> S3Result<T> {
+    blocking(move || f().map_err(hoard::Error::Body)).await
+}

@@ -1,0 +1,24 @@
+//! `hoard-s3`: the S3 API of Hoard, a minimal but real subset of Amazon S3 on top of
+//! [`hoard::Store`].
+//!
+//! Files follow a request's path: [`server`] (listen, limits, shutdown) → [`request`] (target,
+//! query, headers, context) → [`auth`] (SigV4, SigV2, principals) → [`body`] (readers:
+//! connection pump, aws-chunked, checksums, assembled in one place) → [`ops`] (routing, then
+//! bucket, object, multipart and admin operations, which call the engine through [`engine`]) →
+//! [`response`], [`xml`] and [`error`]. [`run`] serves S3 for a store; `hoard serve` and the
+//! appliance both start it there.
+
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod body;
+pub mod engine;
+pub mod error;
+pub mod ops;
+pub mod request;
+pub mod response;
+pub mod server;
+pub mod xml;
+
+pub use auth::Credentials;
+pub use server::{run, AppState, S3Config, Shutdown};

@@ -1,0 +1,140 @@
+//! S3 operations, routed on method, bucket, key and sub-resource: [`bucket`], [`object`],
+//! [`multipart`] and Hoard's own [`admin`] requests. Routing lives here; each operation lives in
+//! the file of what it acts on.
+
+mod admin;
+mod bucket;
+mod multipart;
+mod object;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::Method;
+use axum::response::Response;
+
+use crate::auth::{self, RequestView};
+use crate::engine::blocking;
+use crate::error::S3Result;
+use crate::request::{now_secs, parse_query, parse_target, Ctx};
+use crate::s3_error;
+use crate::server::AppState;
+
+/// Parses, authenticates and runs one request.
+pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> {
+    let (parts, body) = req.into_parts();
+    let raw_path = parts.uri.path().to_string();
+    let query = parse_query(parts.uri.query().unwrap_or(""))?;
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if raw_path.starts_with(admin::PREFIX) {
+        let view = RequestView {
+            method: &parts.method,
+            raw_path: &raw_path,
+            query: &query,
+            headers: &parts.headers,
+            vhost_bucket: None,
+        };
+        let auth = auth::authenticate(&view, &state.credentials, now_secs())?;
+        return admin::dispatch(&state, &parts.method, &raw_path, &auth).await;
+    }
+    let (vhost, bucket, key) = parse_target(&host, &raw_path, &state.config.domains)?;
+    let view = RequestView {
+        method: &parts.method,
+        raw_path: &raw_path,
+        query: &query,
+        headers: &parts.headers,
+        vhost_bucket: vhost.as_deref(),
+    };
+    let auth = auth::authenticate(&view, &state.credentials, now_secs())?;
+    let ctx = Ctx {
+        state,
+        method: parts.method,
+        headers: parts.headers,
+        query,
+        bucket,
+        key,
+        auth,
+        body: Some(body),
+    };
+
+    let creating_bucket = ctx.method == Method::PUT && ctx.key.is_none();
+    if let (Some(b), false) = (&ctx.bucket, creating_bucket) {
+        let store = ctx.state.store.clone();
+        let name = b.clone();
+        let info = blocking(move || store.head_bucket(&name)).await?;
+        if info.owner != ctx.auth.access_key {
+            return Err(s3_error!(
+                AccessDenied,
+                FORBIDDEN,
+                "bucket {} belongs to another user",
+                info.name
+            ));
+        }
+    }
+
+    let m = ctx.method.clone();
+    match (ctx.bucket.is_some(), ctx.key.is_some()) {
+        (false, _) if m == Method::GET => bucket::list_buckets(ctx).await,
+        (false, _) => Err(s3_error!(
+            MethodNotAllowed,
+            METHOD_NOT_ALLOWED,
+            "{m} is not allowed on the service"
+        )),
+        (true, false) => bucket::dispatch(ctx).await,
+        (true, true) => {
+            if ctx.has("uploads") || ctx.has("uploadId") {
+                multipart::dispatch(ctx).await
+            } else {
+                object::dispatch(ctx).await
+            }
+        }
+    }
+}
+
+/// The sub-resources we do not implement; asking for one gets NotImplemented, not a wrong answer.
+const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
+    "acl",
+    "cors",
+    "encryption",
+    "inventory",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "legal-hold",
+    "select",
+    "tagging",
+    "torrent",
+    "versioning",
+    "versions",
+    "website",
+    "accelerate",
+    "analytics",
+    "intelligent-tiering",
+    "attributes",
+];
+
+fn refuse_unsupported(ctx: &Ctx) -> S3Result<()> {
+    if let Some(sub) = UNSUPPORTED_SUBRESOURCES.iter().find(|s| ctx.has(s)) {
+        return Err(s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "the ?{sub} sub-resource is not implemented"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! A request as the operations see it: its target (bucket and key, path-style or
+//! virtual-host-style), decoded query, headers, the authenticated caller, and the limits on what
+//! it may carry (user metadata, declared length, Content-MD5).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method};
+use base64::Engine;
+
+use crate::auth::Auth;
+use crate::error::S3Result;
+use crate::s3_error;
+use crate::server::AppState;
+
+/// Largest single PutObject / UploadPart body (S3: 5 GiB).
+pub const MAX_PUT_BYTES: u64 = 5 << 30;
+/// Largest total size of `x-amz-meta-*` names and values (S3: 2 KB).
+pub const MAX_USER_METADATA_BYTES: usize = 2048;
+
+/// One request, parsed and authenticated.
+pub struct Ctx {
+    /// Shared state.
+    pub state: Arc<AppState>,
+    /// Method.
+    pub method: Method,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Query pairs, decoded.
+    pub query: Vec<(String, String)>,
+    /// Bucket, if the request names one.
+    pub bucket: Option<String>,
+    /// Key, if the request names one.
+    pub key: Option<String>,
+    /// The caller.
+    pub auth: Auth,
+    pub(crate) body: Option<Body>,
+}
+
+impl Ctx {
+    /// A query parameter.
+    pub fn q(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether a query parameter is present (with or without value).
+    pub fn has(&self, name: &str) -> bool {
+        self.query.iter().any(|(k, _)| k == name)
+    }
+
+    /// A header value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The bucket (present by dispatch).
+    pub fn bucket(&self) -> &str {
+        self.bucket.as_deref().unwrap_or_default()
+    }
+
+    /// The key (present by dispatch).
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or_default()
+    }
+}
+
+impl Ctx {
+    /// PutObject and UploadPart need a declared length.
+    ///
+    /// Errors: MissingContentLength (411).
+    pub fn require_length(&self) -> S3Result<()> {
+        if self.header("content-length").is_none()
+            && self.header("x-amz-decoded-content-length").is_none()
+        {
+            return Err(s3_error!(
+                MissingContentLength,
+                LENGTH_REQUIRED,
+                "you must provide the Content-Length HTTP header"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `Content-MD5` decoded.
+    ///
+    /// Errors: InvalidDigest if it is not base64 of 16 bytes.
+    pub fn content_md5(&self) -> S3Result<Option<[u8; 16]>> {
+        let Some(v) = self.header("content-md5") else {
+            return Ok(None);
+        };
+        base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .ok()
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidDigest,
+                    BAD_REQUEST,
+                    "the Content-MD5 you specified is not valid"
+                )
+            })
+    }
+
+    /// `x-amz-meta-*` headers as (name, value), checked against the 2 KB limit.
+    pub fn user_metadata(&self) -> S3Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut total = 0;
+        for (name, value) in self.headers.iter() {
+            if let Some(n) = name.as_str().strip_prefix("x-amz-meta-") {
+                let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                total += n.len() + v.len();
+                out.push((n.to_string(), v));
+            }
+        }
+        if total > MAX_USER_METADATA_BYTES {
+            return Err(s3_error!(
+                MetadataTooLarge,
+                BAD_REQUEST,
+                "user metadata is {total} bytes; the limit is {MAX_USER_METADATA_BYTES}"
+            ));
+        }
+        Ok(out)
+    }
+}
+
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn decode_component(s: &str, what: &str) -> S3Result<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| {
+            s3_error!(
+                InvalidURI,
+                BAD_REQUEST,
+                "the {what} is not valid UTF-8 once decoded"
+            )
+        })
+}
+
+pub(crate) fn parse_query(raw: &str) -> S3Result<Vec<(String, String)>> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((decode_component(k, "query")?, decode_component(v, "query")?))
+        })
+        .collect()
+}
+
+/// Splits a request into (vhost bucket, bucket, key) from Host and path.
+pub(crate) fn parse_target(
+    host: &str,
+    raw_path: &str,
+    domains: &[String],
+) -> S3Result<(Option<String>, Option<String>, Option<String>)> {
+    let host = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(h, _)| h);
+    let vhost = domains
+        .iter()
+        .find_map(|d| {
+            host.strip_suffix(d.as_str())
+                .and_then(|h| h.strip_suffix('.'))
+        })
+        .filter(|b| !b.is_empty())
+        .map(str::to_string);
+    let path = raw_path.strip_prefix('/').unwrap_or(raw_path);
+    let (bucket, key) = match &vhost {
+        Some(b) => (Some(b.clone()), path),
+        None => {
+            let (b, k) = path.split_once('/').unwrap_or((path, ""));
+            ((!b.is_empty()).then(|| b.to_string()), k)
+        }
+    };
+    let bucket = bucket
+        .map(|b| decode_component(&b, "bucket name"))
+        .transpose()?;
+    let key = (!key.is_empty())
+        .then(|| decode_component(key, "object key"))
+        .transpose()?;
+    Ok((vhost, bucket, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_both_styles() {
+        let d = vec!["localhost".to_string()];
+        assert_eq!(
+            parse_target("127.0.0.1:9000", "/b/a%20b/c", &d).unwrap(),
+            (None, Some("b".into()), Some("a b/c".into()))
+        );
+        assert_eq!(
+            parse_target("127.0.0.1", "/b/", &d).unwrap(),
+            (None, Some("b".into()), None)
+        );
+        assert_eq!(parse_target("x", "/", &d).unwrap(), (None, None, None));
+        assert_eq!(
+            parse_target("bk.localhost:9000", "/k", &d).unwrap(),
+            (Some("bk".into()), Some("bk".into()), Some("k".into()))
+        );
+        assert!(parse_target("x", "/b/%FF", &d).is_err());
+    }
+}
