@@ -149,7 +149,16 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         format_blank: true,
         io_backend,
     })?;
-    let (credentials, access_key, secret_key, source) = Credentials::load_or_create(&args.data)?;
+    let (access_key, secret_key, source) = Credentials::load_or_create(&args.data)?;
+    let account_id = Credentials::root_account_id(&store)?;
+    let credentials = Credentials::single(&access_key, &secret_key, &account_id);
+    // The secret is shown in full once, when it is generated; later it is in the credentials
+    // file (or the environment) and only its ends are shown.
+    let secret_shown = match source {
+        "generated" => secret_key,
+        _ => hoard_s3::auth::principals::masked(&secret_key),
+    };
+    let credentials_file = args.data.join("credentials");
     let data_dir = args.data.clone();
     let s3 = S3Config {
         domains: args.domains,
@@ -167,7 +176,12 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             store.config().profile_name,
             data_dir.display()
         );
-        println!("  credentials ({source}): access key {access_key}  secret key {secret_key}");
+        println!(
+            "  credentials ({source}): access key {access_key}  secret key {secret_shown}  account {account_id}"
+        );
+        if source == "generated" {
+            println!("  (kept in {}, mode 0600)", credentials_file.display());
+        }
     })?;
     Ok(())
 }

@@ -295,16 +295,20 @@ fn credentials(
     store: &Store,
     params: &BootParams,
 ) -> Result<(Credentials, &'static str), BoxError> {
+    let account_id = Credentials::root_account_id(store)?;
     if let Some((access, secret)) = &params.credentials {
         return Ok((
-            Credentials::single(access, secret),
+            Credentials::single(access, secret, &account_id),
             "from the kernel command line",
         ));
     }
     if let Some(stored) = store.setting(CREDENTIALS_SETTING)? {
         let text = String::from_utf8_lossy(&stored).into_owned();
         if let Some((access, secret)) = text.split_once('\n') {
-            return Ok((Credentials::single(access, secret), "kept in the store"));
+            return Ok((
+                Credentials::single(access, secret, &account_id),
+                "kept in the store",
+            ));
         }
         println!("hoard: the stored S3 credentials are unreadable; generating new ones");
     }
@@ -313,9 +317,10 @@ fn credentials(
         CREDENTIALS_SETTING,
         format!("{access}\n{secret}").as_bytes(),
     )?;
+    // Shown in full this once; later boots print only where they came from.
     println!("hoard: generated S3 credentials: access key {access}  secret key {secret}");
     Ok((
-        Credentials::single(&access, &secret),
+        Credentials::single(&access, &secret, &account_id),
         "generated on this first boot",
     ))
 }

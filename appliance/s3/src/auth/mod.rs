@@ -48,13 +48,49 @@ pub struct StreamingAuth {
     pub scope: String,
 }
 
+/// Where a request carried its signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignedIn {
+    /// The `Authorization` header (SigV4 or SigV2).
+    Header,
+    /// The query string (a presigned URL, SigV4 or SigV2).
+    Query,
+}
+
 /// The authenticated caller and how to verify the body.
 #[derive(Clone, Debug)]
 pub struct Auth {
     /// Access key ID.
     pub access_key: String,
+    /// The account the key belongs to (owner of what it creates).
+    pub account_id: String,
+    /// The key may call admin requests.
+    pub admin: bool,
+    /// Where the signature was.
+    pub signed_in: SignedIn,
     /// Body protection.
     pub payload: Payload,
+}
+
+impl Auth {
+    /// The caller `access_key` of `creds`, signed in `signed_in`, its body protected by `payload`.
+    ///
+    /// Errors: InvalidAccessKeyId.
+    pub(crate) fn of(
+        creds: &Credentials,
+        access_key: &str,
+        signed_in: SignedIn,
+        payload: Payload,
+    ) -> S3Result<Auth> {
+        let p = creds.principal(access_key)?;
+        Ok(Auth {
+            access_key: access_key.to_string(),
+            account_id: p.account_id.clone(),
+            admin: p.admin,
+            signed_in,
+            payload,
+        })
+    }
 }
 
 /// What the authenticators read from a request.
@@ -89,20 +125,45 @@ impl RequestView<'_> {
     }
 }
 
-/// Authenticates a request with whichever scheme it uses.
+/// Authenticates a request with whichever scheme it uses. `region` is the server's: a SigV4
+/// credential scope must name it and the service `s3`.
 ///
-/// Errors: AccessDenied (anonymous or expired), InvalidAccessKeyId, SignatureDoesNotMatch,
-/// RequestTimeTooSkewed, AuthorizationHeaderMalformed, AuthorizationQueryParametersError.
-pub fn authenticate(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) -> S3Result<Auth> {
+/// Errors: AccessDenied (anonymous, expired, no date, unsigned `x-amz-*` headers),
+/// InvalidAccessKeyId, SignatureDoesNotMatch, RequestTimeTooSkewed,
+/// AuthorizationHeaderMalformed (also a wrong region or service in the scope),
+/// AuthorizationQueryParametersError, InvalidArgument (both header and query auth).
+pub fn authenticate(
+    req: &RequestView<'_>,
+    creds: &Credentials,
+    region: &str,
+    now_secs: u64,
+) -> S3Result<Auth> {
     let authorization = req.header("authorization");
+    let query_auth = req.query("X-Amz-Algorithm").is_some()
+        || req.query("X-Amz-Signature").is_some()
+        || req.query("AWSAccessKeyId").is_some()
+        || req.query("Signature").is_some();
+    if !authorization.is_empty() && query_auth {
+        return Err(s3_error!(
+            InvalidArgument,
+            BAD_REQUEST,
+            "only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified"
+        ));
+    }
     if authorization.starts_with("AWS4-HMAC-SHA256") {
-        sigv4::verify_header(req, creds, now_secs)
+        sigv4::verify_header(req, creds, region, now_secs)
     } else if let Some(rest) = authorization.strip_prefix("AWS ") {
         sigv2::verify_header(req, rest, creds, now_secs)
     } else if req.query("X-Amz-Algorithm").is_some() {
-        sigv4::verify_presigned(req, creds, now_secs)
+        sigv4::verify_presigned(req, creds, region, now_secs)
     } else if req.query("AWSAccessKeyId").is_some() && req.query("Signature").is_some() {
         sigv2::verify_presigned(req, creds, now_secs)
+    } else if query_auth {
+        Err(s3_error!(
+            AuthorizationQueryParametersError,
+            BAD_REQUEST,
+            "query authentication needs X-Amz-Algorithm (SigV4) or AWSAccessKeyId, Expires and Signature (SigV2)"
+        ))
     } else if !authorization.is_empty() {
         Err(s3_error!(
             AuthorizationHeaderMalformed,
@@ -173,7 +234,8 @@ pub fn parse_amz_date(s: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + (h * 3600 + mi * 60 + se) as i64).ok()
 }
 
-/// Request time from `x-amz-date` or `Date` (RFC 1123), in Unix seconds.
+/// Request time from `x-amz-date` or `Date`, in Unix seconds: ISO 8601 basic
+/// (`20261125T215635Z`) or any HTTP date form S3 accepts (see [`parse_http_date`]).
 pub fn request_time(req: &RequestView<'_>) -> Option<u64> {
     let amz = req.header("x-amz-date");
     if !amz.is_empty() {
@@ -182,12 +244,48 @@ pub fn request_time(req: &RequestView<'_>) -> Option<u64> {
     parse_http_date(req.header("date"))
 }
 
-fn parse_http_date(s: &str) -> Option<u64> {
-    httpdate::parse_http_date(s)
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs())
+/// Parses an HTTP date as clients send them (RFC 9110 section 5.6.7): RFC 1123 with `GMT`
+/// (`Wed, 25 Nov 2026 21:56:35 GMT`) or with a numeric zone (`... +0000`, RFC 2822, as s3cmd and
+/// Python's `email.utils` send), RFC 850 (`Wednesday, 25-Nov-26 21:56:35 GMT`) and asctime
+/// (`Wed Nov 25 21:56:35 2026`). Returns Unix seconds.
+pub fn parse_http_date(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let parse = |t: &str| {
+        httpdate::parse_http_date(t)
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_secs())
+    };
+    if let Some(t) = parse(s) {
+        return Some(t);
+    }
+    // A numeric zone `+HHMM` / `-HHMM` (or `UT`/`Z`): parse as GMT, then apply the offset.
+    let (base, zone) = s.rsplit_once(' ')?;
+    let offset_secs: i64 = match zone {
+        "UT" | "UTC" | "Z" => 0,
+        z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
+            let hh: i64 = z.get(1..3)?.parse().ok()?;
+            let mm: i64 = z.get(3..5)?.parse().ok()?;
+            if hh > 23 || mm > 59 {
+                return None;
+            }
+            let secs = hh * 3600 + mm * 60;
+            if z.starts_with('-') {
+                -secs
+            } else {
+                secs
+            }
+        }
+        _ => return None,
+    };
+    let local = parse(&format!("{base} GMT")).or_else(|| {
+        // RFC 2822 allows a single-digit day ("Wed, 5 Nov 2026 ..."); IMF-fixdate does not.
+        let (wday, rest) = base.split_once(", ")?;
+        let (day, rest) = rest.split_once(' ')?;
+        (day.len() == 1).then(|| parse(&format!("{wday}, 0{day} {rest} GMT")))?
+    })?;
+    u64::try_from(local as i64 - offset_secs).ok()
 }
 
 #[cfg(test)]
@@ -200,5 +298,33 @@ mod tests {
         assert_eq!(parse_amz_date("20130524T000000Z"), Some(1_369_353_600));
         assert_eq!(parse_amz_date("2013052T000000Z"), None);
         assert_eq!(parse_amz_date("20131324T000000Z"), None);
+    }
+
+    /// The date forms S3 accepts in `Date` and SigV2's `x-amz-date`.
+    #[test]
+    fn http_dates_parse_in_every_form_clients_send() {
+        let t = 1_795_643_795; // 2026-11-25T21:56:35Z
+        for s in [
+            "Wed, 25 Nov 2026 21:56:35 GMT",
+            "Wed, 25 Nov 2026 21:56:35 +0000",
+            "Wed, 25 Nov 2026 22:56:35 +0100",
+            "Wed, 25 Nov 2026 16:56:35 -0500",
+            "Wednesday, 25-Nov-26 21:56:35 GMT",
+            "Wed Nov 25 21:56:35 2026",
+        ] {
+            assert_eq!(parse_http_date(s), Some(t), "{s}");
+        }
+        assert_eq!(
+            parse_http_date("Thu, 5 Nov 2026 21:56:35 +0000"),
+            Some(t - 20 * 86_400)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "Wed, 25 Nov 2026 21:56:35 +2400",
+            "Wed, 25 Nov 2026 21:56:35 EST",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
+        }
     }
 }

@@ -7,9 +7,10 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
+use super::sigv4::MAX_PRESIGNED_EXPIRES_SECS;
 use super::{
     check_skew, request_time, signature_mismatch, signatures_equal, Auth, Credentials, Payload,
-    RequestView,
+    RequestView, SignedIn,
 };
 use crate::error::S3Result;
 use crate::s3_error;
@@ -43,14 +44,28 @@ const SUBRESOURCES: &[&str] = &[
     "website",
 ];
 
+/// The date line of the string to sign. A header signature signs `Date`, or an empty line when
+/// `x-amz-date` is present (it is then signed among the `x-amz-*` headers). A presigned URL
+/// always signs `Expires`: were its line empty too, a header signature seen once could be
+/// replayed as a presigned URL with any `Expires`.
+enum DateLine<'a> {
+    Header,
+    Expires(&'a str),
+}
+
 /// The strings a client may have signed: S3 names a bucket as `/bucket/` (botocore signs that
 /// while sending `/bucket`); older clients sign the path as sent. Both are accepted.
-fn strings_to_sign(req: &RequestView<'_>, date_or_expires: &str) -> Vec<String> {
-    let as_sent = string_to_sign(req, date_or_expires, req.raw_path);
+fn strings_to_sign(req: &RequestView<'_>, date: DateLine<'_>) -> Vec<String> {
+    let date_line = match date {
+        DateLine::Expires(expires) => expires,
+        DateLine::Header if req.headers.contains_key("x-amz-date") => "",
+        DateLine::Header => req.header("date"),
+    };
+    let as_sent = string_to_sign(req, date_line, req.raw_path);
     let path = req.raw_path.strip_prefix('/').unwrap_or(req.raw_path);
     if req.vhost_bucket.is_none() && !path.is_empty() && !path.contains('/') {
         vec![
-            string_to_sign(req, date_or_expires, &format!("{}/", req.raw_path)),
+            string_to_sign(req, date_line, &format!("{}/", req.raw_path)),
             as_sent,
         ]
     } else {
@@ -64,7 +79,7 @@ fn verify_any(secret: &str, candidates: &[String], signature: &str) -> bool {
         .any(|c| signatures_equal(&sign(secret, c), signature))
 }
 
-fn string_to_sign(req: &RequestView<'_>, date_or_expires: &str, raw_path: &str) -> String {
+fn string_to_sign(req: &RequestView<'_>, date_line: &str, raw_path: &str) -> String {
     let mut amz: Vec<(String, String)> = Vec::new();
     for (name, value) in req.headers.iter() {
         let name = name.as_str();
@@ -80,12 +95,6 @@ fn string_to_sign(req: &RequestView<'_>, date_or_expires: &str, raw_path: &str) 
         }
     }
     amz.sort();
-    // With x-amz-date present, the Date line is empty.
-    let date = if amz.iter().any(|(n, _)| n == "x-amz-date") {
-        ""
-    } else {
-        date_or_expires
-    };
     let mut resource = String::new();
     if let Some(bucket) = req.vhost_bucket {
         resource.push('/');
@@ -111,7 +120,7 @@ fn string_to_sign(req: &RequestView<'_>, date_or_expires: &str, raw_path: &str) 
         req.method.as_str(),
         req.header("content-md5"),
         req.header("content-type"),
-        date
+        date_line
     );
     for (n, v) in amz {
         out.push_str(&format!("{n}:{v}\n"));
@@ -146,24 +155,22 @@ pub fn verify_header(
         s3_error!(
             AccessDenied,
             FORBIDDEN,
-            "a valid Date or x-amz-date header is required"
+            "AWS authentication requires a valid Date or x-amz-date header"
         )
     })?;
     check_skew(request_secs, now_secs)?;
     if !verify_any(
         secret,
-        &strings_to_sign(req, req.header("date")),
+        &strings_to_sign(req, DateLine::Header),
         signature.trim(),
     ) {
         return Err(signature_mismatch());
     }
-    Ok(Auth {
-        access_key: access_key.to_string(),
-        payload: Payload::Unsigned,
-    })
+    Auth::of(creds, access_key, SignedIn::Header, Payload::Unsigned)
 }
 
-/// Verifies a SigV2 presigned URL.
+/// Verifies a SigV2 presigned URL. `Expires` is always signed and may lie at most
+/// [`MAX_PRESIGNED_EXPIRES_SECS`] ahead (7 days, as SigV4's `X-Amz-Expires`).
 pub fn verify_presigned(
     req: &RequestView<'_>,
     creds: &Credentials,
@@ -186,14 +193,22 @@ pub fn verify_presigned(
             "request has expired (Expires {expires_secs})"
         ));
     }
+    if expires_secs > now_secs + MAX_PRESIGNED_EXPIRES_SECS {
+        return Err(s3_error!(
+            AuthorizationQueryParametersError,
+            BAD_REQUEST,
+            "Expires {expires_secs} is more than {MAX_PRESIGNED_EXPIRES_SECS} seconds (7 days) from now"
+        ));
+    }
     let secret = creds.secret(access_key)?;
-    if !verify_any(secret, &strings_to_sign(req, expires), signature) {
+    if !verify_any(
+        secret,
+        &strings_to_sign(req, DateLine::Expires(expires)),
+        signature,
+    ) {
         return Err(signature_mismatch());
     }
-    Ok(Auth {
-        access_key: access_key.to_string(),
-        payload: Payload::Unsigned,
-    })
+    Auth::of(creds, access_key, SignedIn::Query, Payload::Unsigned)
 }
 
 #[cfg(test)]
@@ -228,6 +243,92 @@ mod tests {
         assert_eq!(
             sign("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", &to_sign),
             "bWq2s1WEIj+Ydj0vQ697zp+IXMU="
+        );
+    }
+
+    fn view<'a>(
+        headers: &'a HeaderMap,
+        query: &'a [(String, String)],
+        method: &'a Method,
+    ) -> RequestView<'a> {
+        RequestView {
+            method,
+            raw_path: "/bucket/key",
+            query,
+            headers,
+            vhost_bucket: None,
+        }
+    }
+
+    /// A header signature over `x-amz-date` (s3cmd's form) cannot be replayed as a presigned URL
+    /// with a far `Expires`: the presigned string to sign always carries `Expires`.
+    #[test]
+    fn a_header_signature_cannot_be_replayed_as_a_presigned_url() {
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let creds = Credentials::single("AKID", secret, "000000000001");
+        let now = 1_795_643_795;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-amz-date",
+            HeaderValue::from_static("Wed, 25 Nov 2026 21:56:35 +0000"),
+        );
+        let method = Method::DELETE;
+        let to_sign = strings_to_sign(&view(&headers, &[], &method), DateLine::Header);
+        let signature = sign(secret, &to_sign[0]);
+        headers.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("AWS AKID:{signature}")).unwrap(),
+        );
+        let v = view(&headers, &[], &method);
+        assert!(verify_header(&v, &format!("AKID:{signature}"), &creds, now).is_ok());
+        // Replayed two days later as a presigned URL, with and without the x-amz-date header.
+        let later = now + 2 * 86_400;
+        for with_date in [true, false] {
+            let mut h = HeaderMap::new();
+            if with_date {
+                h.insert("x-amz-date", headers["x-amz-date"].clone());
+            }
+            for expires in [later + 60, 9_999_999_999] {
+                let q = vec![
+                    ("AWSAccessKeyId".to_string(), "AKID".to_string()),
+                    ("Expires".to_string(), expires.to_string()),
+                    ("Signature".to_string(), signature.clone()),
+                ];
+                let err = verify_presigned(&view(&h, &q, &method), &creds, later).unwrap_err();
+                assert!(
+                    ["SignatureDoesNotMatch", "AuthorizationQueryParametersError"]
+                        .contains(&err.code),
+                    "{err}"
+                );
+            }
+        }
+        // A presigned URL made properly verifies, and one beyond 7 days is refused.
+        let expires = (later + 600).to_string();
+        let q = |sig: &str, exp: &str| {
+            vec![
+                ("AWSAccessKeyId".to_string(), "AKID".to_string()),
+                ("Expires".to_string(), exp.to_string()),
+                ("Signature".to_string(), sig.to_string()),
+            ]
+        };
+        let empty = HeaderMap::new();
+        let good = sign(
+            secret,
+            &strings_to_sign(&view(&empty, &[], &method), DateLine::Expires(&expires))[0],
+        );
+        let auth =
+            verify_presigned(&view(&empty, &q(&good, &expires), &method), &creds, later).unwrap();
+        assert_eq!(auth.signed_in, SignedIn::Query);
+        let far = (later + 8 * 86_400).to_string();
+        let far_sig = sign(
+            secret,
+            &strings_to_sign(&view(&empty, &[], &method), DateLine::Expires(&far))[0],
+        );
+        assert_eq!(
+            verify_presigned(&view(&empty, &q(&far_sig, &far), &method), &creds, later)
+                .unwrap_err()
+                .code,
+            "AuthorizationQueryParametersError"
         );
     }
 }

@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     check_skew, parse_amz_date, signature_mismatch, signatures_equal, Auth, Credentials, Payload,
-    RequestView, StreamingAuth,
+    RequestView, SignedIn, StreamingAuth,
 };
 use crate::error::S3Result;
 use crate::s3_error;
@@ -106,6 +106,30 @@ fn canonical_headers(req: &RequestView<'_>, signed: &[&str]) -> S3Result<String>
     Ok(out)
 }
 
+/// S3 refuses `x-amz-*` headers that the signature does not cover: otherwise whoever holds a
+/// presigned URL (or replays a request) could add metadata, ACLs or checksums of their own.
+///
+/// Errors: AccessDenied naming the headers.
+fn refuse_unsigned_amz_headers(req: &RequestView<'_>, signed: &[&str]) -> S3Result<()> {
+    let mut unsigned: Vec<&str> = req
+        .headers
+        .keys()
+        .map(|n| n.as_str())
+        .filter(|n| n.starts_with("x-amz-") && !signed.contains(n))
+        .collect();
+    if unsigned.is_empty() {
+        return Ok(());
+    }
+    unsigned.sort_unstable();
+    unsigned.dedup();
+    Err(s3_error!(
+        AccessDenied,
+        FORBIDDEN,
+        "there were headers present in the request which were not signed: {}",
+        unsigned.join(", ")
+    ))
+}
+
 fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
     format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
@@ -165,8 +189,28 @@ fn verify(
     amz_date: &str,
     payload_hash: &str,
     presigned: bool,
+    region: &str,
 ) -> S3Result<Verified> {
     let cred = Credential::parse(credential)?;
+    let malformed = |message: String| {
+        if presigned {
+            s3_error!(AuthorizationQueryParametersError, BAD_REQUEST, "{message}")
+        } else {
+            s3_error!(AuthorizationHeaderMalformed, BAD_REQUEST, "{message}")
+        }
+    };
+    if cred.region != region {
+        return Err(malformed(format!(
+            "the authorization is malformed; the region '{}' is wrong; expecting '{region}'",
+            cred.region
+        )));
+    }
+    if cred.service != "s3" {
+        return Err(malformed(format!(
+            "the authorization is malformed; the service '{}' is wrong; expecting 's3'",
+            cred.service
+        )));
+    }
     let secret = creds.secret(cred.access_key)?;
     if !amz_date.starts_with(cred.date) {
         return Err(s3_error!(
@@ -188,6 +232,7 @@ fn verify(
             "the host header must be signed"
         ));
     }
+    refuse_unsigned_amz_headers(req, &signed)?;
     let canonical = format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         req.method.as_str(),
@@ -216,8 +261,14 @@ fn verify(
     })
 }
 
-/// Verifies `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
-pub fn verify_header(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) -> S3Result<Auth> {
+/// Verifies `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`
+/// for the server's `region`.
+pub fn verify_header(
+    req: &RequestView<'_>,
+    creds: &Credentials,
+    region: &str,
+    now_secs: u64,
+) -> S3Result<Auth> {
     let header = req.header("authorization");
     let fields = header.trim_start_matches("AWS4-HMAC-SHA256").trim();
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
@@ -243,7 +294,7 @@ pub fn verify_header(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) 
         s3_error!(
             AccessDenied,
             FORBIDDEN,
-            "x-amz-date is missing or malformed: {amz_date:?}"
+            "AWS authentication requires a valid Date or x-amz-date header (x-amz-date: {amz_date:?})"
         )
     })?;
     check_skew(request_secs, now_secs)?;
@@ -264,6 +315,7 @@ pub fn verify_header(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) 
         amz_date,
         payload_hash,
         false,
+        region,
     )?;
     let streaming = |signed: bool, trailer: bool| {
         Payload::Streaming(StreamingAuth {
@@ -291,16 +343,15 @@ pub fn verify_header(req: &RequestView<'_>, creds: &Credentials, now_secs: u64) 
             ));
         }
     };
-    Ok(Auth {
-        access_key: v.access_key,
-        payload,
-    })
+    Auth::of(creds, &v.access_key, SignedIn::Header, payload)
 }
 
-/// Verifies a presigned URL (`X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=...`).
+/// Verifies a presigned URL (`X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=...`) for the
+/// server's `region`.
 pub fn verify_presigned(
     req: &RequestView<'_>,
     creds: &Credentials,
+    region: &str,
     now_secs: u64,
 ) -> S3Result<Auth> {
     let param = |name: &str| {
@@ -367,11 +418,9 @@ pub fn verify_presigned(
         amz_date,
         payload_hash,
         true,
+        region,
     )?;
-    Ok(Auth {
-        access_key: v.access_key,
-        payload: Payload::Unsigned,
-    })
+    Auth::of(creds, &v.access_key, SignedIn::Query, Payload::Unsigned)
 }
 
 /// Signature of one `aws-chunked` chunk (Amazon S3 API Reference, "Signature Calculations for
@@ -426,6 +475,7 @@ mod tests {
         let creds = Credentials::single(
             "AKIAIOSFODNN7EXAMPLE",
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "000000000001",
         );
         let req = RequestView {
             method: &Method::GET,
@@ -435,17 +485,36 @@ mod tests {
             vhost_bucket: Some("examplebucket"),
         };
         let now = parse_amz_date("20130524T000100Z").unwrap();
-        let auth = verify_header(&req, &creds, now).unwrap();
+        let auth = verify_header(&req, &creds, "us-east-1", now).unwrap();
         assert_eq!(auth.access_key, "AKIAIOSFODNN7EXAMPLE");
-        let wrong = Credentials::single("AKIAIOSFODNN7EXAMPLE", "not-the-secret");
+        assert_eq!(auth.account_id, "000000000001");
+        let wrong = Credentials::single("AKIAIOSFODNN7EXAMPLE", "not-the-secret", "000000000001");
         assert_eq!(
-            verify_header(&req, &wrong, now).unwrap_err().code,
+            verify_header(&req, &wrong, "us-east-1", now)
+                .unwrap_err()
+                .code,
             "SignatureDoesNotMatch"
         );
         assert_eq!(
-            verify_header(&req, &creds, now + 3600).unwrap_err().code,
+            verify_header(&req, &creds, "us-east-1", now + 3600)
+                .unwrap_err()
+                .code,
             "RequestTimeTooSkewed"
         );
+        // The scope names us-east-1: a server in another region refuses it, naming its own.
+        let err = verify_header(&req, &creds, "eu-west-1", now).unwrap_err();
+        assert_eq!(err.code, "AuthorizationHeaderMalformed");
+        assert!(err.message.contains("expecting 'eu-west-1'"), "{err}");
+        // An x-amz-* header outside SignedHeaders is refused, even with a valid signature.
+        let mut added = headers.clone();
+        added.insert("x-amz-meta-evil", HeaderValue::from_static("1"));
+        let req2 = RequestView {
+            headers: &added,
+            ..req
+        };
+        let err = verify_header(&req2, &creds, "us-east-1", now).unwrap_err();
+        assert_eq!(err.code, "AccessDenied");
+        assert!(err.message.contains("x-amz-meta-evil"), "{err}");
     }
 
     /// The seed and first chunk signature of the documentation's streaming PUT example.

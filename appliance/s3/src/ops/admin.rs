@@ -1,6 +1,8 @@
 //! Hoard's own administrative requests, under `/_hoard/` (outside the bucket namespace: bucket
-//! names cannot contain `_`). They are signed like any S3 request (SigV4 or SigV2), so any
-//! client that signs arbitrary requests can call them, e.g.
+//! names cannot contain `_`), recognised on path-style requests only (in virtual-host style the
+//! path is a key). They need an admin credential and a signature in the `Authorization` header
+//! (SigV4 or SigV2; never a presigned URL, which leaks through logs and browser history), so
+//! any client that signs arbitrary requests can call them, e.g.
 //! `curl --aws-sigv4 aws:amz:us-east-1:s3 --user KEY:SECRET -X POST http://HOST:9000/_hoard/shutdown`.
 //!
 //! - `GET /_hoard/status`: the store's state as XML (store UUID, profile, missing data drives,
@@ -16,7 +18,7 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, SignedIn};
 use crate::error::S3Result;
 use crate::response::xml_response;
 use crate::s3_error;
@@ -36,6 +38,21 @@ pub async fn dispatch(
     path: &str,
     auth: &Auth,
 ) -> S3Result<Response> {
+    if !auth.admin {
+        return Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "{path} needs an admin credential; access key {} is not one",
+            auth.access_key
+        ));
+    }
+    if auth.signed_in != SignedIn::Header {
+        return Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "{path} must be signed in the Authorization header, not by a presigned URL"
+        ));
+    }
     let action = &path[PREFIX.len()..];
     match (action, method) {
         ("status", &Method::GET) => status(state),

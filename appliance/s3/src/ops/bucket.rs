@@ -41,11 +41,15 @@ pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
     let buckets = blocking(move || store.list_buckets()).await?;
     let mut x = XmlBuilder::new("ListAllMyBucketsResult");
     x.open("Owner")
-        .elem("ID", &ctx.auth.access_key)
-        .elem("DisplayName", &ctx.auth.access_key)
+        .elem("ID", &ctx.auth.account_id)
+        .elem("DisplayName", &ctx.auth.account_id)
         .close("Owner");
     x.open("Buckets");
-    for b in buckets.iter().filter(|b| b.owner == ctx.auth.access_key) {
+    let credentials = &ctx.state.credentials;
+    for b in buckets
+        .iter()
+        .filter(|b| credentials.owning_account(&b.owner) == ctx.auth.account_id)
+    {
         x.open("Bucket")
             .elem("Name", &b.name)
             .elem("CreationDate", iso8601(b.created_unix_ms))
@@ -59,7 +63,7 @@ async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     // The body may carry CreateBucketConfiguration (a location constraint); one region here.
     let _config = ctx.small_body(64 * 1024).await?;
     let store = ctx.state.store.clone();
-    let (name, owner) = (ctx.bucket().to_string(), ctx.auth.access_key.clone());
+    let (name, owner) = (ctx.bucket().to_string(), ctx.auth.account_id.clone());
     blocking(move || store.create_bucket(&name, &owner)).await?;
     Response::builder()
         .status(StatusCode::OK)
@@ -199,8 +203,8 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
             .elem("StorageClass", "STANDARD");
         if !v2 || ctx.q("fetch-owner") == Some("true") {
             x.open("Owner")
-                .elem("ID", &ctx.auth.access_key)
-                .elem("DisplayName", &ctx.auth.access_key)
+                .elem("ID", &ctx.auth.account_id)
+                .elem("DisplayName", &ctx.auth.account_id)
                 .close("Owner");
         }
         x.close("Contents");

@@ -31,17 +31,6 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
-    if raw_path.starts_with(admin::PREFIX) {
-        let view = RequestView {
-            method: &parts.method,
-            raw_path: &raw_path,
-            query: &query,
-            headers: &parts.headers,
-            vhost_bucket: None,
-        };
-        let auth = auth::authenticate(&view, &state.credentials, now_secs())?;
-        return admin::dispatch(&state, &parts.method, &raw_path, &auth).await;
-    }
     let (vhost, bucket, key) = parse_target(&host, &raw_path, &state.config.domains)?;
     let view = RequestView {
         method: &parts.method,
@@ -50,7 +39,12 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         headers: &parts.headers,
         vhost_bucket: vhost.as_deref(),
     };
-    let auth = auth::authenticate(&view, &state.credentials, now_secs())?;
+    let auth = auth::authenticate(&view, &state.credentials, &state.config.region, now_secs())?;
+    // Admin requests live outside the bucket namespace, on path-style requests only: in
+    // virtual-host style, `/_hoard/status` is a key of the Host's bucket.
+    if vhost.is_none() && raw_path.starts_with(admin::PREFIX) {
+        return admin::dispatch(&state, &parts.method, &raw_path, &auth).await;
+    }
     let ctx = Ctx {
         state,
         method: parts.method,
@@ -67,11 +61,11 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         let store = ctx.state.store.clone();
         let name = b.clone();
         let info = blocking(move || store.head_bucket(&name)).await?;
-        if info.owner != ctx.auth.access_key {
+        if ctx.state.credentials.owning_account(&info.owner) != ctx.auth.account_id {
             return Err(s3_error!(
                 AccessDenied,
                 FORBIDDEN,
-                "bucket {} belongs to another user",
+                "bucket {} belongs to another account",
                 info.name
             ));
         }

@@ -63,7 +63,7 @@ async fn create(ctx: Ctx) -> S3Result<Response> {
     let (bucket, key, owner) = (
         ctx.bucket().to_string(),
         ctx.key().to_string(),
-        ctx.auth.access_key.clone(),
+        ctx.auth.account_id.clone(),
     );
     let algo = algorithm.clone();
     let id = blocking(move || {
