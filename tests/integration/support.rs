@@ -70,13 +70,18 @@ impl Server {
 
     /// Starts a server on `data` (reusing its devices), on `port` if given.
     pub fn start_in(data: &Path, port: Option<u16>) -> Server {
+        Server::start_with_key(data, port, ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// Starts a server on `data` whose configured key pair is `access`/`secret`.
+    pub fn start_with_key(data: &Path, port: Option<u16>, access: &str, secret: &str) -> Server {
         let port = port.unwrap_or_else(free_port);
         let mut child = Command::new(hoard_binary())
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("HOARD_ACCESS_KEY", ACCESS_KEY)
-            .env("HOARD_SECRET_KEY", SECRET_KEY)
+            .env("HOARD_ACCESS_KEY", access)
+            .env("HOARD_SECRET_KEY", secret)
             .env("HOARD_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -208,6 +213,17 @@ pub async fn body_bytes(out: aws_sdk_s3::operation::get_object::GetObjectOutput)
         .expect("read body")
         .into_bytes()
         .to_vec()
+}
+
+/// A number in an XML document: the text of the first `<tag>`.
+pub fn xml_number(doc: &str, tag: &str) -> u64 {
+    let open = format!("<{tag}>");
+    let start = doc
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{tag}> in {doc}"))
+        + open.len();
+    let end = doc[start..].find('<').expect("closing tag") + start;
+    doc[start..end].parse().expect("a number")
 }
 
 /// Runs curl, signing with its own SigV4 implementation (`--aws-sigv4`) when `credentials` are

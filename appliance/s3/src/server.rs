@@ -16,8 +16,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::auth::Credentials;
+use crate::body::pump::BufferGauge;
+use crate::error::S3Result;
 use crate::ops;
 use crate::response::error_response;
+use crate::s3_error;
 
 /// Limits and names of the S3 endpoint.
 #[derive(Clone, Debug)]
@@ -26,12 +29,31 @@ pub struct S3Config {
     pub domains: Vec<String>,
     /// Region reported by GetBucketLocation (`us-east-1` reports an empty constraint).
     pub region: String,
-    /// A request body that sends nothing for this long fails with RequestTimeout.
-    pub body_idle_timeout: Duration,
+    /// A client that sends nothing of its body, or reads nothing of a response, for this long
+    /// is cut (RequestTimeout for a body).
+    pub idle_timeout: Duration,
+    /// Requests handled at once; beyond, `503 SlowDown`.
+    pub max_requests: usize,
+    /// Data streams at once (request bodies written to the HDDs, GETs read from them), each
+    /// holding up to `chunks_in_flight_per_stream` chunk buffers; beyond, `503 SlowDown`.
+    pub max_streams: usize,
     /// Time allowed to send the request line and headers.
     pub header_read_timeout: Duration,
     /// Largest request head (request line + headers), in bytes.
     pub max_header_bytes: usize,
+}
+
+impl S3Config {
+    /// Sets the admission limits from the engine's configuration (derived from the profile):
+    /// data streams use at most half of the chunk-buffer pool (`max_chunk_buffers /
+    /// chunks_in_flight_per_stream / 2`), so reads and writes of other clients always find
+    /// buffers; requests at once: 64 per writer thread.
+    pub fn with_limits_of(mut self, engine: &hoard::EngineConfig) -> Self {
+        let per_stream = engine.chunks_in_flight_per_stream.max(1) as usize;
+        self.max_streams = (engine.max_chunk_buffers as usize / per_stream / 2).max(1);
+        self.max_requests = (engine.writer_threads as usize * 64).max(self.max_streams * 2);
+        self
+    }
 }
 
 impl Default for S3Config {
@@ -39,7 +61,9 @@ impl Default for S3Config {
         S3Config {
             domains: vec!["localhost".into()],
             region: "us-east-1".into(),
-            body_idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(20),
+            max_requests: 256,
+            max_streams: 16,
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
         }
@@ -56,6 +80,99 @@ pub struct AppState {
     pub config: S3Config,
     /// Asks the server (and, on the appliance, the machine) to stop.
     pub shutdown: Shutdown,
+    /// Request and stream permits.
+    pub admission: Admission,
+    /// Body bytes the S3 layer holds (request bodies in flight, GET frames not yet sent).
+    pub buffers: BufferGauge,
+}
+
+impl AppState {
+    /// State for serving `store`.
+    pub fn new(
+        store: Store,
+        credentials: Credentials,
+        config: S3Config,
+        shutdown: Shutdown,
+    ) -> Self {
+        let admission = Admission::new(&config);
+        AppState {
+            store,
+            credentials,
+            config,
+            shutdown,
+            admission,
+            buffers: BufferGauge::default(),
+        }
+    }
+}
+
+/// Admission control: a request or a data stream beyond the limits of [`S3Config`] is answered
+/// at once with `503 SlowDown` (clients back off and retry), rather than queued behind
+/// clients that may never finish.
+#[derive(Debug)]
+pub struct Admission {
+    requests: Arc<tokio::sync::Semaphore>,
+    streams: Arc<tokio::sync::Semaphore>,
+    max_requests: usize,
+    max_streams: usize,
+}
+
+/// Longest a request waits for a data-stream permit before `503 SlowDown`.
+pub const STREAM_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// Held while a request or stream runs.
+pub type Permit = tokio::sync::OwnedSemaphorePermit;
+
+impl Admission {
+    fn new(config: &S3Config) -> Self {
+        Admission {
+            requests: Arc::new(tokio::sync::Semaphore::new(config.max_requests)),
+            streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
+            max_requests: config.max_requests,
+            max_streams: config.max_streams,
+        }
+    }
+
+    /// A request permit.
+    ///
+    /// Errors: SlowDown (503) when `max_requests` are running.
+    pub fn request(&self) -> S3Result<Permit> {
+        self.requests.clone().try_acquire_owned().map_err(|_| {
+            s3_error!(
+                SlowDown,
+                SERVICE_UNAVAILABLE,
+                "please reduce your request rate: {} requests are in progress",
+                self.requests_in_flight()
+            )
+        })
+    }
+
+    /// A data-stream permit (a body written to or an object read from the HDDs), waiting up to
+    /// [`STREAM_QUEUE_WAIT`] for one to free.
+    ///
+    /// Errors: SlowDown (503) when `max_streams` stay busy that long.
+    pub async fn stream(&self) -> S3Result<Permit> {
+        let acquire = self.streams.clone().acquire_owned();
+        match tokio::time::timeout(STREAM_QUEUE_WAIT, acquire).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(s3_error!(
+                SlowDown,
+                SERVICE_UNAVAILABLE,
+                "please reduce your request rate: all {} data streams stayed busy for {STREAM_QUEUE_WAIT:?}",
+                self.max_streams
+            )),
+        }
+    }
+
+    /// Requests running now.
+    pub fn requests_in_flight(&self) -> usize {
+        self.max_requests - self.requests.available_permits()
+    }
+
+    /// Data streams running now.
+    pub fn streams_in_flight(&self) -> usize {
+        self.max_streams - self.streams.available_permits()
+    }
 }
 
 /// A request to stop serving: from a signal, the power button or the admin request. The first
@@ -154,7 +271,12 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase();
     let method = req.method().clone();
     let resource = req.uri().path().to_string();
-    let mut response = match ops::dispatch(state, req).await {
+    let admitted = state.admission.request();
+    let result = match admitted {
+        Ok(_permit) => ops::dispatch(state, req).await,
+        Err(e) => Err(e),
+    };
+    let mut response = match result {
         Ok(r) => r,
         Err(e) => error_response(&e, &resource, &request_id, method == Method::HEAD),
     };
@@ -187,12 +309,19 @@ pub fn run(
         .thread_name("hoard-s3")
         .build()?;
     let shutdown = Shutdown::default();
-    let state = Arc::new(AppState {
-        store: store.clone(),
+    let s3 = s3.with_limits_of(&config);
+    tracing::info!(
+        max_requests = s3.max_requests,
+        max_streams = s3.max_streams,
+        idle_timeout_s = s3.idle_timeout.as_secs(),
+        "S3 admission limits"
+    );
+    let state = Arc::new(AppState::new(
+        store.clone(),
         credentials,
-        config: s3,
-        shutdown: shutdown.clone(),
-    });
+        s3,
+        shutdown.clone(),
+    ));
     let reason = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         on_ready(&store, listener.local_addr()?);

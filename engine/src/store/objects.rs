@@ -545,6 +545,12 @@ impl ObjectReader {
         (self.start, self.end)
     }
 
+    /// Whether the object is stored inline in the metadata index (its reads touch no HDD and
+    /// hold no chunk buffer).
+    pub fn is_inline(&self) -> bool {
+        self.inline.is_some()
+    }
+
     fn unreadable(&self, detail: String) -> io::Error {
         io::Error::other(Error::ObjectUnreadable {
             bucket: self.bucket.clone(),

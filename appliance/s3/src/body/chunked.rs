@@ -25,24 +25,35 @@ pub type Trailers = Arc<Mutex<Vec<(String, String)>>>;
 
 /// Decodes an `aws-chunked` body (`<hex size>[;chunk-signature=<sig>]\r\n<data>\r\n` ... `0...`,
 /// then optional trailers), verifying signatures when `auth.signed`.
+///
+/// Memory follows the bytes that arrive, never the sizes a client declares: chunk data streams
+/// through (hashed on the way for its signature, which is checked at the chunk's end, before
+/// the body can end), so a request holds one 64 KiB read buffer whatever its chunk size.
 pub struct AwsChunkedReader<R: Read> {
     inner: BufReader<R>,
     auth: StreamingAuth,
     previous_signature: String,
-    chunk: Vec<u8>,
-    pos: usize,
+    /// Data bytes of the current chunk not yet returned.
+    remaining: usize,
+    /// The current chunk's signature and the hash of its data so far (signed bodies).
+    chunk_signature: Option<(String, Sha256)>,
+    /// A chunk's data was read: its CRLF (and signature check) come next.
+    after_data: bool,
     done: bool,
+    declared_trailers: Vec<String>,
     trailers: Trailers,
     decoded_bytes: u64,
     expected_bytes: Option<u64>,
 }
 
 impl<R: Read> AwsChunkedReader<R> {
-    /// Decodes `inner`; `expected_bytes` is `x-amz-decoded-content-length`.
+    /// Decodes `inner`; `expected_bytes` is `x-amz-decoded-content-length`; `declared_trailers`
+    /// are the names `x-amz-trailer` promised (lower case): a trailer may carry only those.
     pub fn new(
         inner: R,
         auth: StreamingAuth,
         expected_bytes: Option<u64>,
+        declared_trailers: Vec<String>,
         trailers: Trailers,
     ) -> Self {
         let previous_signature = auth.seed_signature.clone();
@@ -50,9 +61,11 @@ impl<R: Read> AwsChunkedReader<R> {
             inner: BufReader::with_capacity(64 * 1024, inner),
             auth,
             previous_signature,
-            chunk: Vec::new(),
-            pos: 0,
+            remaining: 0,
+            chunk_signature: None,
+            after_data: false,
             done: false,
+            declared_trailers,
             trailers,
             decoded_bytes: 0,
             expected_bytes,
@@ -99,7 +112,18 @@ impl<R: Read> AwsChunkedReader<R> {
         ))
     }
 
+    /// Ends the current chunk (its signature, its CRLF), then reads the next chunk's header;
+    /// the final (empty) chunk ends the body.
     fn next_chunk(&mut self) -> io::Result<()> {
+        if self.after_data {
+            self.after_data = false;
+            if let Some((signature, hasher)) = self.chunk_signature.take() {
+                self.verify_chunk(&signature, hasher)?;
+            }
+            if !self.line()?.is_empty() {
+                return Err(Self::malformed("chunk data not followed by CRLF"));
+            }
+        }
         let header = self.line()?;
         let (size_hex, ext) = header.split_once(';').unwrap_or((header.as_str(), ""));
         let size = usize::from_str_radix(size_hex.trim(), 16)
@@ -107,38 +131,48 @@ impl<R: Read> AwsChunkedReader<R> {
         if size > MAX_AWS_CHUNK_BYTES {
             return Err(Self::malformed("chunk larger than 16 MiB"));
         }
-        self.chunk.resize(size, 0);
-        self.inner.read_exact(&mut self.chunk).map_err(|_| {
-            fail(s3_error!(
-                IncompleteBody,
-                BAD_REQUEST,
-                "the aws-chunked body ended inside a chunk"
-            ))
-        })?;
-        self.pos = 0;
-        if self.auth.signed {
-            let signature = ext
-                .split(';')
-                .find_map(|e| e.trim().strip_prefix("chunk-signature="))
-                .ok_or_else(|| Self::malformed("chunk without chunk-signature"))?;
-            let expected = chunk_signature(
-                &self.auth,
-                &self.previous_signature,
-                &hex::encode(Sha256::digest(&self.chunk)),
-            );
-            if !crate::auth::signatures_equal(&expected, signature) {
-                return Err(fail(crate::auth::signature_mismatch()));
-            }
-            self.previous_signature = expected;
-        }
+        let signature = if self.auth.signed {
+            Some(
+                ext.split(';')
+                    .find_map(|e| e.trim().strip_prefix("chunk-signature="))
+                    .ok_or_else(|| Self::malformed("chunk without chunk-signature"))?
+                    .to_string(),
+            )
+        } else {
+            None
+        };
         if size > 0 {
-            if !self.line()?.is_empty() {
-                return Err(Self::malformed("chunk data not followed by CRLF"));
-            }
-            self.decoded_bytes += size as u64;
+            self.remaining = size;
+            self.after_data = true;
+            self.chunk_signature = signature.map(|s| (s, Sha256::new()));
             return Ok(());
         }
+        if let Some(signature) = signature {
+            self.verify_chunk(&signature, Sha256::new())?;
+        }
         self.finish()
+    }
+
+    fn verify_chunk(&mut self, signature: &str, hasher: Sha256) -> io::Result<()> {
+        let expected = chunk_signature(
+            &self.auth,
+            &self.previous_signature,
+            &hex::encode(hasher.finalize()),
+        );
+        if !crate::auth::signatures_equal(&expected, signature) {
+            return Err(fail(crate::auth::signature_mismatch()));
+        }
+        self.previous_signature = expected;
+        Ok(())
+    }
+
+    /// Fails if anything follows the end of the body.
+    fn expect_end(&mut self) -> io::Result<()> {
+        let mut extra = [0u8; 1];
+        if self.inner.read(&mut extra)? != 0 {
+            return Err(Self::malformed("bytes follow the final chunk"));
+        }
+        Ok(())
     }
 
     fn finish(&mut self) -> io::Result<()> {
@@ -156,7 +190,16 @@ impl<R: Read> AwsChunkedReader<R> {
                 let (name, value) = line
                     .split_once(':')
                     .ok_or_else(|| Self::malformed("trailer line without ':'"))?;
-                lines.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+                let name = name.trim().to_ascii_lowercase();
+                // A checksum (or anything) x-amz-trailer did not promise would go unverified.
+                if name != "x-amz-trailer-signature" && !self.declared_trailers.contains(&name) {
+                    return Err(fail(s3_error!(
+                        InvalidRequest,
+                        BAD_REQUEST,
+                        "the trailer carries {name}, which x-amz-trailer did not declare"
+                    )));
+                }
+                lines.push((name, value.trim().to_string()));
             }
             if self.auth.signed {
                 let signature = lines
@@ -179,9 +222,13 @@ impl<R: Read> AwsChunkedReader<R> {
             *self.trailers.lock() = lines;
         } else {
             // The final CRLF; some clients omit it at the very end.
-            let mut rest = [0u8; 2];
-            let _ = self.inner.read(&mut rest)?;
+            let mut crlf = Vec::new();
+            (&mut self.inner).take(2).read_to_end(&mut crlf)?;
+            if !(crlf.is_empty() || crlf == b"\r\n") {
+                return Err(Self::malformed("bytes follow the final chunk"));
+            }
         }
+        self.expect_end()?;
         if let Some(expected) = self.expected_bytes {
             if expected != self.decoded_bytes {
                 return Err(fail(s3_error!(
@@ -198,15 +245,29 @@ impl<R: Read> AwsChunkedReader<R> {
 
 impl<R: Read> Read for AwsChunkedReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        while self.remaining == 0 {
             if self.done {
                 return Ok(0);
             }
             self.next_chunk()?;
         }
-        let n = out.len().min(self.chunk.len() - self.pos);
-        out[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
+        let want = out.len().min(self.remaining);
+        let n = self.inner.read(&mut out[..want])?;
+        if n == 0 {
+            return Err(fail(s3_error!(
+                IncompleteBody,
+                BAD_REQUEST,
+                "the aws-chunked body ended inside a chunk"
+            )));
+        }
+        if let Some((_, hasher)) = self.chunk_signature.as_mut() {
+            hasher.update(&out[..n]);
+        }
+        self.remaining -= n;
+        self.decoded_bytes += n as u64;
         Ok(n)
     }
 }
@@ -239,7 +300,13 @@ mod tests {
         let body =
             b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n".to_vec();
         let trailers = Trailers::default();
-        let chunked = AwsChunkedReader::new(&body[..], unsigned_auth(), Some(11), trailers.clone());
+        let chunked = AwsChunkedReader::new(
+            &body[..],
+            unsigned_auth(),
+            Some(11),
+            vec!["x-amz-checksum-crc32".into()],
+            trailers.clone(),
+        );
         let verified = Arc::new(Mutex::new(None));
         let mut r = ChecksumReader::new(
             chunked,
@@ -255,7 +322,13 @@ mod tests {
     fn wrong_checksum_and_truncation_fail() {
         let body = b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n".to_vec();
         let trailers = Trailers::default();
-        let chunked = AwsChunkedReader::new(&body[..], unsigned_auth(), None, trailers.clone());
+        let chunked = AwsChunkedReader::new(
+            &body[..],
+            unsigned_auth(),
+            None,
+            vec!["x-amz-checksum-crc32".into()],
+            trailers.clone(),
+        );
         let mut r = ChecksumReader::new(
             chunked,
             ChecksumAlgorithm::Crc32,
@@ -265,8 +338,13 @@ mod tests {
         let err = read_all(&mut r).unwrap_err();
         assert!(err.to_string().contains("BadDigest"), "{err}");
         let truncated = b"5\r\nhel".to_vec();
-        let mut r =
-            AwsChunkedReader::new(&truncated[..], unsigned_auth(), None, Trailers::default());
+        let mut r = AwsChunkedReader::new(
+            &truncated[..],
+            unsigned_auth(),
+            None,
+            vec![],
+            Trailers::default(),
+        );
         assert!(read_all(&mut r)
             .unwrap_err()
             .to_string()
@@ -296,14 +374,76 @@ mod tests {
         body.extend_from_slice(b"\r\n400;chunk-signature=0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497\r\n");
         body.extend(std::iter::repeat_n(b'a', 1024));
         body.extend_from_slice(b"\r\n0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n");
-        let mut r =
-            AwsChunkedReader::new(&body[..], auth.clone(), Some(66560), Trailers::default());
+        let mut r = AwsChunkedReader::new(
+            &body[..],
+            auth.clone(),
+            Some(66560),
+            vec![],
+            Trailers::default(),
+        );
         assert_eq!(read_all(&mut r).unwrap().len(), 66560);
         body[200] = b'b';
-        let mut r = AwsChunkedReader::new(&body[..], auth, Some(66560), Trailers::default());
+        let mut r = AwsChunkedReader::new(
+            &body[..],
+            auth.clone(),
+            Some(66560),
+            vec![],
+            Trailers::default(),
+        );
         assert!(read_all(&mut r)
             .unwrap_err()
             .to_string()
             .contains("SignatureDoesNotMatch"));
+    }
+    /// A declared chunk size is not allocated: the first byte of a 16 MiB chunk comes out as
+    /// soon as it arrives, and a body cut there fails.
+
+    #[test]
+    fn a_declared_chunk_size_is_not_allocated_before_its_bytes_arrive() {
+        let body = b"1000000\r\nx".to_vec();
+        let mut r = AwsChunkedReader::new(
+            &body[..],
+            unsigned_auth(),
+            None,
+            vec![],
+            Trailers::default(),
+        );
+        let mut out = vec![0u8; 1 << 20];
+        assert_eq!(r.read(&mut out).unwrap(), 1);
+        assert_eq!(r.remaining, (16 << 20) - 1);
+        let err = r.read(&mut out).unwrap_err();
+        assert!(err.to_string().contains("IncompleteBody"), "{err}");
+    }
+
+    #[test]
+    fn bytes_after_the_final_chunk_and_undeclared_trailers_are_refused() {
+        let mut no_trailer = unsigned_auth();
+        no_trailer.trailer = false;
+        let body = b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n".to_vec();
+        let mut r = AwsChunkedReader::new(
+            &body[..],
+            no_trailer.clone(),
+            Some(5),
+            vec![],
+            Trailers::default(),
+        );
+        let err = read_all(&mut r).unwrap_err();
+        assert!(err.to_string().contains("follow the final chunk"), "{err}");
+        let body = b"5\r\nhello\r\n0\r\n\r\n".to_vec();
+        let mut r =
+            AwsChunkedReader::new(&body[..], no_trailer, Some(5), vec![], Trailers::default());
+        assert_eq!(read_all(&mut r).unwrap(), b"hello");
+
+        let body =
+            b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\nx-amz-checksum-sha256:AAAA\r\n\r\n".to_vec();
+        let mut r = AwsChunkedReader::new(
+            &body[..],
+            unsigned_auth(),
+            Some(5),
+            vec!["x-amz-checksum-crc32".into()],
+            Trailers::default(),
+        );
+        let err = read_all(&mut r).unwrap_err();
+        assert!(err.to_string().contains("x-amz-checksum-sha256"), "{err}");
     }
 }

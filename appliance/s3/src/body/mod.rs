@@ -1,8 +1,8 @@
 //! Request bodies: from the async HTTP body to a verified blocking [`Read`] the engine consumes,
 //! assembled in one place ([`Ctx::body_reader`]).
 //!
-//! Layers, outermost last: [`pump::ChannelReader`] (bytes pumped from the connection, with an
-//! idle timeout and a size limit), [`chunked::AwsChunkedReader`] (decodes `aws-chunked`,
+//! Layers, outermost last: [`pump::ChannelReader`] (bytes pumped from the connection in async
+//! code, handed over in whole frames, with an idle timeout and a size limit), [`chunked::AwsChunkedReader`] (decodes `aws-chunked`,
 //! verifying each chunk signature and the trailer), [`checksum::Sha256Reader`] (a signed
 //! payload's SHA-256), [`checksum::ChecksumReader`] (`x-amz-checksum-*`, from a header or the
 //! trailer). Each verifier fails the read that would have returned end-of-file, so the engine
@@ -16,61 +16,84 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use axum::body::Body;
-use bytes::Bytes;
-use futures_util::StreamExt;
+use md5::Digest;
 use parking_lot::Mutex;
 
 use crate::auth::Payload;
-use crate::engine::blocking_io;
 use crate::error::{S3Error, S3Result};
 use crate::request::Ctx;
 use crate::s3_error;
 use checksum::{ChecksumAlgorithm, ChecksumReader, Expected, Sha256Reader};
 use chunked::{AwsChunkedReader, Trailers};
-use pump::ChannelReader;
 
 pub(crate) fn fail(e: S3Error) -> io::Error {
     e.into_io()
 }
 
 impl Ctx {
-    /// Reads a small body (XML requests) whole, with a size limit.
+    /// Reads a small body (XML requests) whole, in async code, with a size limit; verifies it
+    /// like any body (signature, `x-amz-checksum-*`) and against `Content-MD5` when sent.
+    ///
+    /// Errors: MalformedXML past `max_bytes`, BadDigest, InvalidDigest, and the body errors.
     pub async fn small_body(&mut self, max_bytes: usize) -> S3Result<Vec<u8>> {
-        let reader = self.body_reader(max_bytes as u64)?;
-        blocking_io(move || {
-            let mut out = Vec::new();
-            reader.0.take(max_bytes as u64 + 1).read_to_end(&mut out)?;
-            Ok(out)
-        })
-        .await
-        .and_then(|v| {
-            if v.len() > max_bytes {
-                Err(s3_error!(
-                    MalformedXML,
+        let md5 = self.content_md5()?;
+        let raw_limit = raw_limit(&self.auth.payload, max_bytes as u64);
+        let body = self.body.take().unwrap_or_else(Body::empty);
+        let state = &self.state;
+        let pump = pump::pump_body(
+            body,
+            state.config.idle_timeout,
+            raw_limit,
+            state.buffers.clone(),
+        );
+        let raw = pump
+            .collect(raw_limit as usize)
+            .await
+            .map_err(|e| S3Error::from(hoard::Error::Body(e)))?;
+        let (mut reader, _) = self.decoded(Box::new(io::Cursor::new(raw)))?;
+        let mut out = Vec::new();
+        reader
+            .by_ref()
+            .take(max_bytes as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| S3Error::from(hoard::Error::Body(e)))?;
+        if out.len() > max_bytes {
+            return Err(s3_error!(
+                MalformedXML,
+                BAD_REQUEST,
+                "the request body is larger than {max_bytes} bytes"
+            ));
+        }
+        if let Some(expected) = md5 {
+            let actual: [u8; 16] = md5::Md5::digest(&out).into();
+            if actual != expected {
+                return Err(s3_error!(
+                    BadDigest,
                     BAD_REQUEST,
-                    "request body is larger than {max_bytes} bytes"
-                ))
-            } else {
-                Ok(v)
+                    "the Content-MD5 you specified did not match what we received"
+                ));
             }
-        })
+        }
+        Ok(out)
     }
 
-    /// The body as a verified blocking reader (see `s3::body`), plus the cell that receives the
-    /// verified flexible checksum. Fails early when the declared size exceeds `max_bytes`.
+    /// Whether the request carries an integrity check of its body: `Content-MD5` or a flexible
+    /// checksum (header or declared trailer). S3 demands one on DeleteObjects.
+    pub fn has_body_digest(&self) -> bool {
+        self.header("content-md5").is_some()
+            || self.header("x-amz-trailer").is_some()
+            || ChecksumAlgorithm::ALL
+                .iter()
+                .any(|a| self.header(&a.header()).is_some())
+    }
+
+    /// The body as a verified blocking reader, plus the cell that receives the verified
+    /// flexible checksum. Fails early when the declared size exceeds `max_bytes`.
     pub fn body_reader(
         &mut self,
         max_bytes: u64,
     ) -> S3Result<(Box<dyn Read + Send>, hoard::ChecksumCell)> {
-        let declared = match &self.auth.payload {
-            Payload::Streaming(_) => self
-                .header("x-amz-decoded-content-length")
-                .and_then(|v| v.parse::<u64>().ok()),
-            _ => self
-                .header("content-length")
-                .and_then(|v| v.parse::<u64>().ok()),
-        };
-        if let Some(size) = declared {
+        if let Some(size) = self.declared_length() {
             if size > max_bytes {
                 return Err(s3_error!(
                     EntityTooLarge,
@@ -79,23 +102,81 @@ impl Ctx {
                 ));
             }
         }
-        let raw_limit = match &self.auth.payload {
-            // aws-chunked framing adds ~90 bytes per chunk of at least 8 KiB.
-            Payload::Streaming(_) => max_bytes + max_bytes / 64 + 64 * 1024,
-            _ => max_bytes,
-        };
         let body = self.body.take().unwrap_or_else(Body::empty);
-        let channel = pump_body(body, self.state.config.body_idle_timeout, raw_limit);
+        let channel = pump::pump_body(
+            body,
+            self.state.config.idle_timeout,
+            raw_limit(&self.auth.payload, max_bytes),
+            self.state.buffers.clone(),
+        );
+        self.decoded(Box::new(channel))
+    }
+
+    /// A data-stream permit for a body bound for the HDDs; none for a body that declares a
+    /// length the engine stores inline in the index (it holds no chunk buffer).
+    pub fn stream_permit_for_body(
+        &self,
+    ) -> impl std::future::Future<Output = S3Result<Option<crate::server::Permit>>> + Send + 'static
+    {
+        let inline_bytes = self.state.store.config().inline_threshold_bytes;
+        let to_hdds = !matches!(self.declared_length(), Some(n) if n <= inline_bytes);
+        let state = self.state.clone();
+        async move {
+            if to_hdds {
+                state.admission.stream().await.map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+    }
+
+    /// The decoded length the client declared: `x-amz-decoded-content-length` for aws-chunked
+    /// bodies, else `Content-Length`.
+    fn declared_length(&self) -> Option<u64> {
+        let name = match &self.auth.payload {
+            Payload::Streaming(_) => "x-amz-decoded-content-length",
+            _ => "content-length",
+        };
+        self.header(name).and_then(|v| v.parse::<u64>().ok())
+    }
+
+    /// Stacks the verifiers the request asks for on `raw` (see the module doc).
+    ///
+    /// Errors: InvalidRequest for a `*-TRAILER` payload without `x-amz-trailer`, or a trailer
+    /// that names no supported checksum.
+    fn decoded(
+        &self,
+        raw: Box<dyn Read + Send>,
+    ) -> S3Result<(Box<dyn Read + Send>, hoard::ChecksumCell)> {
         let trailers = Trailers::default();
         let mut reader: Box<dyn Read + Send> = match &self.auth.payload {
-            Payload::Unsigned => Box::new(channel),
-            Payload::Sha256(hex) => Box::new(Sha256Reader::new(channel, hex.clone())),
-            Payload::Streaming(s) => Box::new(AwsChunkedReader::new(
-                channel,
-                s.clone(),
-                declared,
-                trailers.clone(),
-            )),
+            Payload::Unsigned => raw,
+            Payload::Sha256(hex) => Box::new(Sha256Reader::new(raw, hex.clone())),
+            Payload::Streaming(s) => {
+                let declared: Vec<String> = self
+                    .header("x-amz-trailer")
+                    .map(|t| {
+                        t.split(',')
+                            .map(|n| n.trim().to_ascii_lowercase())
+                            .filter(|n| !n.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if s.trailer && declared.is_empty() {
+                    return Err(s3_error!(
+                        InvalidRequest,
+                        BAD_REQUEST,
+                        "a STREAMING-...-TRAILER payload needs an x-amz-trailer header naming what the trailer carries"
+                    ));
+                }
+                Box::new(AwsChunkedReader::new(
+                    raw,
+                    s.clone(),
+                    self.declared_length(),
+                    declared,
+                    trailers.clone(),
+                ))
+            }
         };
         let verified: hoard::ChecksumCell = Arc::new(Mutex::new(None));
         if let Some((algorithm, expected)) = self.expected_checksum(&trailers)? {
@@ -153,36 +234,11 @@ impl Ctx {
     }
 }
 
-/// Pumps the HTTP body into a bounded channel read by a blocking [`ChannelReader`].
-fn pump_body(body: Body, idle: std::time::Duration, max_bytes: u64) -> ChannelReader {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
-    tokio::spawn(async move {
-        let mut stream = body.into_data_stream();
-        let mut total = 0u64;
-        loop {
-            let item = match tokio::time::timeout(idle, stream.next()).await {
-                Err(_) => Err(s3_error!(
-                    RequestTimeout,
-                    BAD_REQUEST,
-                    "your socket connection to the server was not read from or written to within the timeout period ({idle:?})"
-                )
-                .into_io()),
-                Ok(None) => break,
-                Ok(Some(Err(e))) => Err(s3_error!(IncompleteBody, BAD_REQUEST, "reading the request body failed: {e}").into_io()),
-                Ok(Some(Ok(bytes))) => {
-                    total += bytes.len() as u64;
-                    if total > max_bytes {
-                        Err(s3_error!(EntityTooLarge, BAD_REQUEST, "the request body exceeds {max_bytes} bytes").into_io())
-                    } else {
-                        Ok(bytes)
-                    }
-                }
-            };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
-            }
-        }
-    });
-    ChannelReader::new(rx)
+/// The most raw bytes a body of at most `max_bytes` decoded bytes may take on the wire:
+/// aws-chunked framing adds ~90 bytes per chunk of at least 8 KiB.
+fn raw_limit(payload: &Payload, max_bytes: u64) -> u64 {
+    match payload {
+        Payload::Streaming(_) => max_bytes + max_bytes / 64 + 64 * 1024,
+        _ => max_bytes,
+    }
 }

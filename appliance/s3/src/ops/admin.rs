@@ -7,8 +7,9 @@
 //!
 //! - `GET /_hoard/status`: the store's state as XML (store UUID, profile, missing data drives,
 //!   each metadata SSD's state: in-sync, resilvering or failed; memory: the budget, the
-//!   process's resident and peak resident size, and the store's own uses; whether a shutdown
-//!   is under way).
+//!   process's resident and peak resident size, the store's own uses and the body bytes the
+//!   S3 layer holds; requests and data streams in flight against their limits; whether a
+//!   shutdown is under way).
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
 
@@ -116,7 +117,19 @@ fn status(state: &AppState) -> S3Result<Response> {
         .elem("IndexBytes", memory.index_bytes.to_string())
         .elem("BlockCacheBytes", memory.block_cache_bytes.to_string())
         .elem("ChunkBufferBytes", memory.chunk_buffer_bytes.to_string())
+        .elem("RequestBufferBytes", state.buffers.bytes().to_string())
         .close("Memory");
+    let admission = &state.admission;
+    x.open("Requests")
+        .elem("InFlight", admission.requests_in_flight().to_string())
+        .elem("Max", state.config.max_requests.to_string())
+        .elem("StreamsInFlight", admission.streams_in_flight().to_string())
+        .elem("MaxStreams", state.config.max_streams.to_string())
+        .elem(
+            "IdleTimeoutSeconds",
+            state.config.idle_timeout.as_secs().to_string(),
+        )
+        .close("Requests");
     x.elem(
         "ShuttingDown",
         if state.shutdown.reason().is_some() {

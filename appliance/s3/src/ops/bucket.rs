@@ -218,6 +218,13 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
 }
 
 async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
+    if !ctx.has_body_digest() {
+        return Err(s3_error!(
+            InvalidRequest,
+            BAD_REQUEST,
+            "missing required header for this request: Content-MD5 (or an x-amz-checksum-* header)"
+        ));
+    }
     let body = ctx.small_body(xml::MAX_XML_REQUEST_BYTES).await?;
     let (keys, quiet) = xml::parse_delete(&body)?;
     let store = ctx.state.store.clone();

@@ -7,7 +7,7 @@ use axum::response::Response;
 use hoard::CompletedPart;
 
 use crate::body::checksum::ChecksumAlgorithm;
-use crate::engine::blocking;
+use crate::engine::{blocking, body_fed};
 use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES};
 use crate::response::{iso8601, stored_response, xml_response};
@@ -98,10 +98,12 @@ async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
         })?;
     ctx.require_length()?;
     let md5 = ctx.content_md5()?;
+    let permit = ctx.stream_permit_for_body().await?;
     let (mut body, verified) = ctx.body_reader(MAX_PUT_BYTES)?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let part = blocking(move || {
+    let part = body_fed(move || {
+        let _permit = permit;
         store.upload_part(
             &bucket,
             &key,

@@ -10,11 +10,13 @@ use bytes::Bytes;
 use hoard::{ByteRange, ObjectInfo, PutOptions};
 
 use super::refuse_unsupported;
-use crate::engine::blocking;
+use crate::body::pump::BufferGauge;
+use crate::engine::{blocking, body_fed};
 use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES};
 use crate::response::{bad_header, http_date, stored_response, with_checksums};
 use crate::s3_error;
+use crate::server::Permit;
 
 /// Bytes per body frame of a GET response.
 const GET_FRAME_BYTES: usize = 256 * 1024;
@@ -47,6 +49,7 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
         content_md5: ctx.content_md5()?,
         verified_checksum: None,
     };
+    let permit = ctx.stream_permit_for_body().await?;
     let (mut body, verified) = ctx.body_reader(MAX_PUT_BYTES)?;
     let opts = PutOptions {
         verified_checksum: Some(verified),
@@ -54,7 +57,11 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info = blocking(move || store.put_object(&bucket, &key, &mut body, opts)).await?;
+    let info = body_fed(move || {
+        let _permit = permit;
+        store.put_object(&bucket, &key, &mut body, opts)
+    })
+    .await?;
     stored_response(&info.etag, &info.checksums)
 }
 
@@ -143,14 +150,18 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     // A GET opens the object (reading and verifying its first chunk) before answering, so a
     // missing drive or a corrupt chunk is a clean error, and headers and body are one version.
-    let (info, reader) = if head {
+    let (info, reader, permit) = if head {
         (
             blocking(move || store.head_object(&bucket, &key)).await?,
             None,
+            None,
         )
     } else {
+        // Reading from the HDDs takes a stream permit (objects inline in the index do not).
+        let permit = ctx.state.admission.stream().await?;
         let reader = blocking(move || store.get_object(&bucket, &key, range)).await?;
-        (reader.info().clone(), Some(reader))
+        let permit = (!reader.is_inline()).then_some(permit);
+        (reader.info().clone(), Some(reader), permit)
     };
     let mut resp = Response::builder()
         .header(header::ETAG, format!("\"{}\"", info.etag))
@@ -198,45 +209,123 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     } else {
         resp = resp.status(StatusCode::OK);
     }
-    let Some(mut reader) = reader.filter(|_| start < end) else {
+    let Some(reader) = reader.filter(|_| start < end) else {
         return resp.body(Body::empty()).map_err(bad_header);
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::task::spawn_blocking(move || loop {
-        let mut buf = vec![0u8; GET_FRAME_BYTES];
-        let mut filled = 0;
-        let result = loop {
-            match reader.read(&mut buf[filled..]) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        break Ok(());
+    let idle = ctx.state.config.idle_timeout;
+    resp.body(Body::from_stream(stream_object(
+        reader,
+        idle,
+        permit,
+        ctx.state.buffers.clone(),
+    )))
+    .map_err(bad_header)
+}
+
+/// Streams an object to the connection. Device reads run on blocking threads one frame at a
+/// time; waiting for the client happens here, in async code, so a client that stops reading
+/// holds no engine thread. One that reads nothing for `idle` is cut: the stream ends early (the
+/// connection closes short of Content-Length) and the reader, with its read-ahead buffers, is
+/// dropped.
+fn stream_object(
+    reader: hoard::ObjectReader,
+    idle: std::time::Duration,
+    permit: Option<Permit>,
+    gauge: BufferGauge,
+) -> FrameStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<CountedFrame>>(1);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut reader = Some(reader);
+        loop {
+            let Some(mut r) = reader.take() else { return };
+            let frame = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; GET_FRAME_BYTES];
+                let mut filled = 0;
+                let result = loop {
+                    match r.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == buf.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                buf.truncate(filled);
+                (r, buf, result)
+            })
+            .await;
+            let Ok((r, buf, result)) = frame else { return };
+            let last = buf.len() < GET_FRAME_BYTES || result.is_err();
+            if !buf.is_empty() {
+                let frame = CountedFrame::new(Bytes::from(buf), &gauge);
+                match tokio::time::timeout(idle, tx.send(Ok(frame))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return, // the connection is gone
+                    Err(_) => {
+                        tracing::info!("GET cut: the client read nothing for {idle:?}");
+                        return;
                     }
                 }
-                Err(e) => break Err(e),
             }
-        };
-        if filled > 0 {
-            buf.truncate(filled);
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                return;
-            }
-        }
-        match result {
-            Err(e) => {
+            if let Err(e) = result {
                 tracing::error!(error = %e, "object read failed mid-stream");
-                let _ = tx.blocking_send(Err(e));
+                let _ = tx.send(Err(e)).await;
                 return;
             }
-            Ok(()) if filled < GET_FRAME_BYTES => return,
-            Ok(()) => {}
+            if last {
+                return;
+            }
+            reader = Some(r);
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    resp.body(Body::from_stream(stream)).map_err(bad_header)
+    FrameStream(rx)
+}
+
+/// A GET frame waiting to be sent, counted in the S3 layer's [`BufferGauge`] until hyper takes
+/// it (or it is dropped with the connection).
+struct CountedFrame {
+    bytes: Bytes,
+    gauge: BufferGauge,
+}
+
+impl CountedFrame {
+    fn new(bytes: Bytes, gauge: &BufferGauge) -> Self {
+        gauge.add(bytes.len());
+        CountedFrame {
+            bytes,
+            gauge: gauge.clone(),
+        }
+    }
+
+    fn into_bytes(mut self) -> Bytes {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+impl Drop for CountedFrame {
+    fn drop(&mut self) {
+        self.gauge.sub(self.bytes.len());
+    }
+}
+
+/// The receiving end of a frame channel as a `Stream` of body frames.
+struct FrameStream(tokio::sync::mpsc::Receiver<std::io::Result<CountedFrame>>);
+
+impl futures_util::Stream for FrameStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0
+            .poll_recv(cx)
+            .map(|item| item.map(|r| r.map(CountedFrame::into_bytes)))
+    }
 }
 
 async fn delete_object(ctx: Ctx) -> S3Result<Response> {

@@ -1,0 +1,300 @@
+//! The front door under hostile or careless clients: stalled readers and trickled aws-chunked
+//! uploads neither stall other clients nor grow memory; unsigned headers, mixed auth
+//! mechanisms and presigned admin requests are refused; buckets survive a key rotation.
+//! Hostile requests are raw (TcpStream, curl); the well-behaved client is aws-sdk-s3.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+
+use crate::support::{
+    body_bytes, client_with, curl, error_code, pattern, xml_number, Server, ACCESS_KEY, SECRET_KEY,
+};
+
+fn host_and_path(url: &str) -> (String, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    (host.to_string(), format!("/{path}"))
+}
+
+fn status(server: &Server) -> String {
+    let (code, body) = curl(
+        &format!("{}/_hoard/status", server.endpoint),
+        "GET",
+        Some((ACCESS_KEY, SECRET_KEY)),
+    );
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_and_trickled_uploads_neither_stall_others_nor_grow_memory() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("slow").send().await.unwrap();
+    let big = pattern(7, 8 << 20);
+    s3.put_object()
+        .bucket("slow")
+        .key("big")
+        .body(ByteStream::from(big.clone()))
+        .send()
+        .await
+        .unwrap();
+    let url = s3
+        .get_object()
+        .bucket("slow")
+        .key("big")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(600)).unwrap())
+        .await
+        .unwrap()
+        .uri()
+        .to_string();
+    let (host, path) = host_and_path(&url);
+    let before = status(&server);
+    let rss_before = xml_number(&before, "ResidentBytes");
+    let budget = xml_number(&before, "BudgetBytes");
+
+    // 64 presigned GETs of an 8 MiB object whose clients never read a byte.
+    let mut stalled = Vec::new();
+    for _ in 0..64 {
+        let mut c = TcpStream::connect(&host).unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").unwrap();
+        stalled.push(c);
+    }
+    // 60 signed aws-chunked uploads that declare 16 MiB chunks and send one byte of each.
+    let mut trickles = Vec::new();
+    for i in 0..60 {
+        let mut child = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-T", "-"])
+            .args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
+            .args(["--user", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
+            .args([
+                "-H",
+                "x-amz-content-sha256: STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+            ])
+            .args(["-H", "x-amz-decoded-content-length: 16777216"])
+            .args(["-H", "x-amz-trailer: x-amz-checksum-crc32"])
+            .args(["-H", "content-encoding: aws-chunked"])
+            .arg(format!("{}/slow/trickle-{i}", server.endpoint))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run curl");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"1000000\r\nx").unwrap();
+        stdin.flush().unwrap();
+        trickles.push((child, stdin));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Another client keeps getting answers: list, head, small put and get, a big get.
+    let mut slowest = Duration::ZERO;
+    for round in 0..5 {
+        let t = Instant::now();
+        s3.list_objects_v2().bucket("slow").send().await.unwrap();
+        s3.head_object()
+            .bucket("slow")
+            .key("big")
+            .send()
+            .await
+            .unwrap();
+        let key = format!("small-{round}");
+        s3.put_object()
+            .bucket("slow")
+            .key(&key)
+            .body(ByteStream::from_static(b"answered"))
+            .send()
+            .await
+            .unwrap();
+        let got = s3
+            .get_object()
+            .bucket("slow")
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(body_bytes(got).await, b"answered");
+        slowest = slowest.max(t.elapsed());
+    }
+    let t = Instant::now();
+    let got = s3.get_object().bucket("slow").key("big").send().await;
+    let big_get = t.elapsed();
+    match got {
+        Ok(out) => assert_eq!(body_bytes(out).await, big),
+        // Every data stream may be held by the stalled readers: the answer is SlowDown.
+        Err(e) => assert_eq!(error_code(&e).as_deref(), Some("SlowDown"), "{e:?}"),
+    }
+    let during = status(&server);
+    let rss_during = xml_number(&during, "ResidentBytes");
+    let peak = xml_number(&during, "PeakResidentBytes");
+    println!(
+        "with 64 stalled readers and 60 trickled uploads: slowest round of 4 requests {slowest:?}, \
+         big GET {big_get:?}; resident {} MiB -> {} MiB (peak {} MiB, budget {} MiB), \
+         S3 body buffers {} KiB, streams {}",
+        rss_before >> 20,
+        rss_during >> 20,
+        peak >> 20,
+        budget >> 20,
+        xml_number(&during, "RequestBufferBytes") >> 10,
+        xml_number(&during, "StreamsInFlight"),
+    );
+    assert!(slowest < Duration::from_secs(5), "{slowest:?}");
+    assert!(
+        peak < budget,
+        "peak resident {peak} over the budget {budget}"
+    );
+    // Declared chunk sizes were not allocated: 60 x 16 MiB would be 960 MiB.
+    assert!(
+        rss_during < rss_before + (200 << 20),
+        "{rss_before} -> {rss_during}"
+    );
+    drop(stalled);
+    for (mut child, stdin) in trickles {
+        drop(stdin);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // No trickled upload became an object.
+    let listed = s3
+        .list_objects_v2()
+        .bucket("slow")
+        .prefix("trickle")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_headers_mixed_auth_and_presigned_admin_are_refused() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("door").send().await.unwrap();
+    let put_url = s3
+        .put_object()
+        .bucket("door")
+        .key("page.html")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap()
+        .uri()
+        .to_string();
+    // The holder of a presigned PUT adds metadata of its own: refused.
+    let added = ureq::put(&put_url)
+        .set("x-amz-meta-injected", "yes")
+        .send_bytes(b"<script>")
+        .unwrap_err();
+    let ureq::Error::Status(code, resp) = added else {
+        panic!("{added:?}")
+    };
+    let body = resp.into_string().unwrap();
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("<Code>AccessDenied</Code>") && body.contains("x-amz-meta-injected"),
+        "{body}"
+    );
+    assert!(ureq::put(&put_url).send_bytes(b"plain").is_ok());
+
+    // A signed Authorization header together with query auth.
+    let get_url = s3
+        .get_object()
+        .bucket("door")
+        .key("page.html")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap()
+        .uri()
+        .to_string();
+    let (code, body) = curl(&get_url, "GET", Some((ACCESS_KEY, SECRET_KEY)));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("<Code>InvalidArgument</Code>"), "{body}");
+
+    // Admin requests: never by a presigned URL; in virtual-host style `_hoard/status` is a key.
+    let admin = client_with(&server.endpoint, ACCESS_KEY, SECRET_KEY);
+    let presigned_status = admin
+        .get_object()
+        .bucket("_hoard")
+        .key("status")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
+        .await
+        .unwrap()
+        .uri()
+        .to_string();
+    let refused = ureq::get(&presigned_status).call().unwrap_err();
+    let ureq::Error::Status(code, resp) = refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(code, 403, "{}", resp.into_string().unwrap());
+    s3.put_object()
+        .bucket("door")
+        .key("_hoard/status")
+        .body(ByteStream::from_static(b"a key, not a request"))
+        .send()
+        .await
+        .unwrap();
+    let port = server.endpoint.rsplit(':').next().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "--aws-sigv4", "aws:amz:us-east-1:s3"])
+        .args(["--user", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
+        .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+        .args(["--resolve", &format!("door.localhost:{port}:127.0.0.1")])
+        .arg(format!("http://door.localhost:{port}/_hoard/status"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a key, not a request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buckets_belong_to_the_account_and_survive_a_key_rotation() {
+    let scratch = crate::support::scratch_dir();
+    let mut first = Server::start_with_key(
+        scratch.path(),
+        None,
+        "OLDKEY0000000000000A",
+        "old-secret-0123456789",
+    );
+    let s3 = client_with(
+        &first.endpoint,
+        "OLDKEY0000000000000A",
+        "old-secret-0123456789",
+    );
+    s3.create_bucket().bucket("kept").send().await.unwrap();
+    s3.put_object()
+        .bucket("kept")
+        .key("k")
+        .body(ByteStream::from_static(b"mine"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.stop(), Some(0));
+    let second = Server::start_with_key(
+        scratch.path(),
+        None,
+        "NEWKEY0000000000000B",
+        "new-secret-0123456789",
+    );
+    let s3 = client_with(
+        &second.endpoint,
+        "NEWKEY0000000000000B",
+        "new-secret-0123456789",
+    );
+    let got = s3
+        .get_object()
+        .bucket("kept")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body_bytes(got).await, b"mine");
+    let buckets = s3.list_buckets().send().await.unwrap();
+    assert_eq!(buckets.buckets().len(), 1);
+    let owner = buckets.owner().and_then(|o| o.id()).unwrap().to_string();
+    assert!(
+        owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit()),
+        "{owner}"
+    );
+}
