@@ -199,6 +199,17 @@ async fn unsigned_headers_mixed_auth_and_presigned_admin_are_refused() {
     );
     assert!(ureq::put(&put_url).send_bytes(b"plain").is_ok());
 
+    // Keys that XML 1.0 listings could not carry are refused where objects are created.
+    let err = s3
+        .put_object()
+        .bucket("door")
+        .key("bell\u{7}")
+        .body(ByteStream::from_static(b"ding"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err).as_deref(), Some("InvalidArgument"));
+
     // A signed Authorization header together with query auth.
     let get_url = s3
         .get_object()

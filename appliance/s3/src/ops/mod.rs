@@ -56,6 +56,7 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         body: Some(body),
     };
 
+    refuse_control_characters(&ctx)?;
     let creating_bucket = ctx.method == Method::PUT && ctx.key.is_none();
     if let (Some(b), false) = (&ctx.bucket, creating_bucket) {
         let store = ctx.state.store.clone();
@@ -121,6 +122,28 @@ const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
     "intelligent-tiering",
     "attributes",
 ];
+
+/// Keys with control characters (U+0000..U+001F, U+007F) are refused where objects are created
+/// (PutObject, CreateMultipartUpload): XML 1.0 cannot carry them, so listings that named them
+/// would be ill-formed for every client's parser. Existing keys are never affected; S3 itself
+/// stores such keys, and this is a deliberate, documented difference.
+///
+/// Errors: InvalidArgument naming the character.
+fn refuse_control_characters(ctx: &Ctx) -> S3Result<()> {
+    let creates = ctx.method == Method::PUT || (ctx.method == Method::POST && ctx.has("uploads"));
+    let Some(key) = ctx.key.as_deref().filter(|_| creates) else {
+        return Ok(());
+    };
+    if let Some(c) = key.chars().find(|c| c.is_ascii_control()) {
+        return Err(s3_error!(
+            InvalidArgument,
+            BAD_REQUEST,
+            "object key contains the control character U+{:04X}, which S3 listings (XML 1.0) cannot carry",
+            c as u32
+        ));
+    }
+    Ok(())
+}
 
 fn refuse_unsupported(ctx: &Ctx) -> S3Result<()> {
     if let Some(sub) = UNSUPPORTED_SUBRESOURCES.iter().find(|s| ctx.has(s)) {

@@ -157,10 +157,17 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
             None,
         )
     } else {
-        // Reading from the HDDs takes a stream permit (objects inline in the index do not).
-        let permit = ctx.state.admission.stream().await?;
+        // Reading from the HDDs takes a stream permit; objects small enough to be inline in
+        // the index do not (their size is known from the record, a block-cache hit).
+        let inline_bytes = store.config().inline_threshold_bytes;
+        let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
+        let size = blocking(move || s.head_object(&b, &k)).await?.size;
+        let permit = if size > inline_bytes {
+            Some(ctx.state.admission.stream().await?)
+        } else {
+            None
+        };
         let reader = blocking(move || store.get_object(&bucket, &key, range)).await?;
-        let permit = (!reader.is_inline()).then_some(permit);
         (reader.info().clone(), Some(reader), permit)
     };
     let mut resp = Response::builder()
@@ -301,7 +308,9 @@ impl CountedFrame {
         }
     }
 
+    /// Hands the bytes to hyper, which owns them from here (they leave the gauge).
     fn into_bytes(mut self) -> Bytes {
+        self.gauge.sub(self.bytes.len());
         std::mem::take(&mut self.bytes)
     }
 }
