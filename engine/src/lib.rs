@@ -27,7 +27,7 @@ pub mod store;
 pub use error::{Error, Result};
 pub use profile::{EngineConfig, Profile};
 pub use store::{
-    BucketInfo, ByteRange, ChecksumCell, CompletedPart, ListPage, ListQuery, MemoryUse, ObjectInfo,
-    ObjectReader, ObjectSummary, PartInfo, PartsPage, PutOptions, Store, StoreDevices,
-    StoreOptions, UploadInfo, UploadsPage,
+    BucketInfo, ByteRange, ChecksumCell, ChecksumCombiner, CompletedPart, ListPage, ListQuery,
+    MemoryUse, ObjectInfo, ObjectReader, ObjectSummary, PartInfo, PartsPage, PutOptions, Store,
+    StoreDevices, StoreOptions, UploadInfo, UploadOptions, UploadsPage,
 };

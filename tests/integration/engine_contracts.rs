@@ -129,7 +129,7 @@ fn both_io_backends_store_and_reopen_on_real_files() {
             .unwrap();
         assert_eq!(info.etag, md5_hex(&big));
         let id = store
-            .create_multipart_upload("bkt", "mp", "owner", None, vec![], None)
+            .create_multipart_upload("bkt", "mp", "owner", Default::default())
             .unwrap();
         let p1 = pattern(2, 5 << 20);
         let p2 = pattern(3, 1234);
@@ -145,15 +145,22 @@ fn both_io_backends_store_and_reopen_on_real_files() {
             CompletedPart {
                 part_number: 1,
                 etag: e1,
+                checksums: vec![],
             },
             CompletedPart {
                 part_number: 2,
                 etag: e2,
+                checksums: vec![],
             },
         ];
         store
-            .complete_multipart_upload("bkt", "mp", &id, &parts)
+            .complete_multipart_upload("bkt", "mp", &id, &parts, None)
             .unwrap();
+        // Repeated (an SDK retry after a timeout): the same version, not NoSuchUpload.
+        let again = store
+            .complete_multipart_upload("bkt", "mp", &id, &parts, None)
+            .unwrap();
+        assert_eq!(again.size, (5 << 20) + 1234);
         store.close().unwrap();
         drop(store);
         let store = Store::open(&StoreOptions {

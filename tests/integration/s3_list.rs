@@ -179,3 +179,53 @@ async fn listing_2600_keys_matches_the_model() {
     assert!(key == "sp%20ace%2Bplus", "{key}");
     assert_eq!(resp.encoding_type(), Some(&EncodingType::Url));
 }
+
+/// `max-keys=0` is an empty page that is not truncated (as S3 answers); a huge `max-keys`, even
+/// past 64 bits, is clamped to 1000.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_keys_zero_and_huge_as_s3_answers() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("maxkeys").send().await.unwrap();
+    for i in 0..3 {
+        s3.put_object()
+            .bucket("maxkeys")
+            .key(format!("k{i}"))
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let page = s3
+        .list_objects_v2()
+        .bucket("maxkeys")
+        .max_keys(0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.key_count(), Some(0));
+    assert_eq!(page.is_truncated(), Some(false));
+    assert!(page.next_continuation_token().is_none());
+    let v1 = s3
+        .list_objects()
+        .bucket("maxkeys")
+        .max_keys(0)
+        .send()
+        .await
+        .unwrap();
+    assert!(v1.contents().is_empty());
+    assert_eq!(v1.is_truncated(), Some(false));
+    let (code, body) = crate::support::curl(
+        &format!(
+            "{}/maxkeys?list-type=2&max-keys=99999999999999999999999",
+            server.endpoint
+        ),
+        "GET",
+        Some((crate::support::ACCESS_KEY, crate::support::SECRET_KEY)),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("<MaxKeys>1000</MaxKeys>") && body.contains("<KeyCount>3</KeyCount>"),
+        "{body}"
+    );
+}

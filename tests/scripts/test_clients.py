@@ -189,3 +189,119 @@ def test_virtual_host_style_addressing(endpoint, monkeypatch):
     assert keys == ["dir/key.txt"]
     # The same bucket through path style.
     assert boto(endpoint).head_object(Bucket="vhost-bucket", Key="dir/key.txt")["ContentLength"] == 12
+
+
+def test_boto3_standard_headers_round_trip_on_put_and_multipart(endpoint):
+    s3 = boto(endpoint)
+    s3.create_bucket(Bucket="std-headers")
+    headers = dict(
+        CacheControl="max-age=3600, public",
+        ContentDisposition='attachment; filename="report.pdf"',
+        ContentEncoding="gzip",
+        ContentLanguage="fr-CA",
+        Expires="Thu, 01 Dec 2033 16:00:00 GMT",
+    )
+    s3.put_object(Bucket="std-headers", Key="single", Body=b"x" * 10, **headers)
+    upload = s3.create_multipart_upload(Bucket="std-headers", Key="multi", **headers)
+    part = s3.upload_part(Bucket="std-headers", Key="multi", UploadId=upload["UploadId"], PartNumber=1, Body=b"y" * 10)
+    s3.complete_multipart_upload(
+        Bucket="std-headers",
+        Key="multi",
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+    )
+    for key in ("single", "multi"):
+        for got in (s3.head_object(Bucket="std-headers", Key=key), s3.get_object(Bucket="std-headers", Key=key)):
+            raw = got["ResponseMetadata"]["HTTPHeaders"]
+            assert got["CacheControl"] == headers["CacheControl"], raw
+            assert got["ContentDisposition"] == headers["ContentDisposition"], raw
+            assert got["ContentEncoding"] == "gzip", raw
+            assert got["ContentLanguage"] == "fr-CA", raw
+            assert raw["expires"] == headers["Expires"], raw
+    # response-* overrides still win over what is stored.
+    got = s3.get_object(Bucket="std-headers", Key="single", ResponseCacheControl="no-store")
+    assert got["CacheControl"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "algorithm,checksum_type",
+    [("CRC32", "COMPOSITE"), ("CRC32", "FULL_OBJECT"), ("SHA1", "COMPOSITE"), ("SHA256", "COMPOSITE")],
+)
+def test_boto3_multipart_with_flexible_checksums(endpoint, algorithm, checksum_type):
+    """boto3 sends each part's checksum in CompleteMultipartUpload; the object gets the composite
+    (or full-object) checksum, returned by Complete and by HEAD with checksum mode."""
+    import base64
+    import zlib
+
+    s3 = boto(endpoint)
+    bucket = f"mpu-{algorithm.lower()}-{checksum_type.lower().replace('_', '-')}"
+    s3.create_bucket(Bucket=bucket)
+    upload = s3.create_multipart_upload(
+        Bucket=bucket, Key="k", ChecksumAlgorithm=algorithm, ChecksumType=checksum_type
+    )
+    bodies = [os.urandom(5 * 1024 * 1024), os.urandom(1000)]
+    parts = []
+    for i, body in enumerate(bodies, start=1):
+        r = s3.upload_part(
+            Bucket=bucket, Key="k", UploadId=upload["UploadId"], PartNumber=i, Body=body, ChecksumAlgorithm=algorithm
+        )
+        parts.append({"PartNumber": i, "ETag": r["ETag"], f"Checksum{algorithm}": r[f"Checksum{algorithm}"]})
+    done = s3.complete_multipart_upload(
+        Bucket=bucket, Key="k", UploadId=upload["UploadId"], MultipartUpload={"Parts": parts}
+    )
+    raw = [base64.b64decode(p[f"Checksum{algorithm}"]) for p in parts]
+    if checksum_type == "FULL_OBJECT":
+        whole = zlib.crc32(b"".join(bodies)).to_bytes(4, "big")
+        expected = base64.b64encode(whole).decode()
+    else:
+        h = {"CRC32": None, "SHA1": hashlib.sha1, "SHA256": hashlib.sha256}[algorithm]
+        digest = zlib.crc32(b"".join(raw)).to_bytes(4, "big") if h is None else h(b"".join(raw)).digest()
+        expected = f"{base64.b64encode(digest).decode()}-2"
+    assert done[f"Checksum{algorithm}"] == expected, done
+    assert done["ChecksumType"] == checksum_type
+    head = s3.head_object(Bucket=bucket, Key="k", ChecksumMode="ENABLED")
+    assert head[f"Checksum{algorithm}"] == expected
+    assert head["ChecksumType"] == checksum_type
+    # A part checksum that does not match what was uploaded is refused.
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="k2", ChecksumAlgorithm=algorithm)
+    r = s3.upload_part(Bucket=bucket, Key="k2", UploadId=upload["UploadId"], PartNumber=1, Body=b"z", ChecksumAlgorithm=algorithm)
+    wrong = parts[0][f"Checksum{algorithm}"]
+    with pytest.raises(s3.exceptions.ClientError, match="InvalidPart"):
+        s3.complete_multipart_upload(
+            Bucket=bucket,
+            Key="k2",
+            UploadId=upload["UploadId"],
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r["ETag"], f"Checksum{algorithm}": wrong}]},
+        )
+
+
+def test_s3cmd_signature_v2(endpoint, tmp_path):
+    """s3cmd --signature-v2 sends `x-amz-date` in RFC 2822 form with a numeric zone."""
+    host = endpoint.removeprefix("http://")
+    cfg = tmp_path / "s3cfg"
+    cfg.write_text(
+        "[default]\n"
+        f"access_key = {ACCESS_KEY}\nsecret_key = {SECRET_KEY}\n"
+        f"host_base = {host}\nhost_bucket = {host}\n"
+        "use_https = False\nsignature_v2 = True\n"
+    )
+
+    def s3cmd(*args):
+        out = subprocess.run(
+            ["s3cmd", "-c", str(cfg), *args],
+            capture_output=True,
+            text=True,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    src = tmp_path / "v2.txt"
+    src.write_bytes(b"signed the old way\n" * 100)
+    s3cmd("mb", "s3://sigv2")
+    s3cmd("put", str(src), "s3://sigv2/dir/v2.txt")
+    assert "s3://sigv2/dir/v2.txt" in s3cmd("ls", "-r", "s3://sigv2")
+    back = tmp_path / "back.txt"
+    s3cmd("get", "s3://sigv2/dir/v2.txt", str(back))
+    assert back.read_bytes() == src.read_bytes()
+    s3cmd("del", "s3://sigv2/dir/v2.txt")
+    assert s3cmd("ls", "-r", "s3://sigv2").strip() == ""

@@ -16,6 +16,14 @@ use crate::server::AppState;
 
 /// Largest single PutObject / UploadPart body (S3: 5 GiB).
 pub const MAX_PUT_BYTES: u64 = 5 << 30;
+/// Headers stored with an object and returned on GET/HEAD (see [`Ctx::stored_headers`]).
+pub const STORED_HEADERS: &[&str] = &[
+    "cache-control",
+    "content-disposition",
+    "content-encoding",
+    "content-language",
+    "expires",
+];
 /// Largest total size of `x-amz-meta-*` names and values (S3: 2 KB).
 pub const MAX_USER_METADATA_BYTES: usize = 2048;
 
@@ -104,6 +112,33 @@ impl Ctx {
                     "the Content-MD5 you specified is not valid"
                 )
             })
+    }
+
+    /// The standard headers S3 stores with an object and returns on GET/HEAD (Cache-Control,
+    /// Content-Disposition, Content-Encoding, Content-Language, Expires), as (lower-case
+    /// name, value). The `aws-chunked` token of Content-Encoding is framing, not the object's
+    /// encoding, and is dropped.
+    pub fn stored_headers(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for name in STORED_HEADERS {
+            let Some(value) = self.header(name) else {
+                continue;
+            };
+            let value = if *name == "content-encoding" {
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            } else {
+                value.to_string()
+            };
+            if !value.is_empty() {
+                out.push((name.to_string(), value));
+            }
+        }
+        out
     }
 
     /// `x-amz-meta-*` headers as (name, value), checked against the 2 KB limit.

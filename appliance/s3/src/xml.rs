@@ -99,6 +99,8 @@ pub struct RequestPart {
     pub part_number: u32,
     /// ETag.
     pub etag: String,
+    /// `Checksum<ALGORITHM>` elements: (algorithm as S3 names it, base64 value).
+    pub checksums: Vec<(String, String)>,
 }
 
 fn malformed(detail: impl std::fmt::Display) -> crate::error::S3Error {
@@ -165,8 +167,16 @@ pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
     let mut parts = Vec::new();
     let mut number: Option<u32> = None;
     let mut etag: Option<String> = None;
+    let mut checksums = Vec::new();
     walk(body, |node| {
         match node {
+            Node::Text(path, text) if path.starts_with("CompleteMultipartUpload/Part/Checksum") => {
+                let algorithm = &path["CompleteMultipartUpload/Part/Checksum".len()..];
+                // ChecksumType is not a checksum.
+                if algorithm != "Type" {
+                    checksums.push((algorithm.to_string(), text));
+                }
+            }
             Node::Text("CompleteMultipartUpload/Part/PartNumber", text) => {
                 number = Some(
                     text.parse()
@@ -175,7 +185,11 @@ pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
             }
             Node::Text("CompleteMultipartUpload/Part/ETag", text) => etag = Some(text),
             Node::End("CompleteMultipartUpload/Part") => match (number.take(), etag.take()) {
-                (Some(part_number), Some(etag)) => parts.push(RequestPart { part_number, etag }),
+                (Some(part_number), Some(etag)) => parts.push(RequestPart {
+                    part_number,
+                    etag,
+                    checksums: std::mem::take(&mut checksums),
+                }),
                 _ => return Err(malformed("each Part needs PartNumber and ETag")),
             },
             _ => {}
@@ -216,11 +230,13 @@ mod tests {
             vec![
                 RequestPart {
                     part_number: 1,
-                    etag: "\"a&b\"".into()
+                    etag: "\"a&b\"".into(),
+                    checksums: vec![("CRC32".into(), "x".into())],
                 },
                 RequestPart {
                     part_number: 2,
-                    etag: "c".into()
+                    etag: "c".into(),
+                    checksums: vec![],
                 }
             ]
         );

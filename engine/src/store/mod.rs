@@ -26,7 +26,8 @@ use crate::segment::{DataDevice, HeadState, SegmentClaims};
 
 pub use list::{ListPage, ListQuery, ObjectSummary};
 pub use multipart::{
-    CompletedPart, PartInfo, PartsPage, UploadInfo, UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES,
+    ChecksumCombiner, CompletedPart, PartInfo, PartsPage, UploadInfo, UploadOptions, UploadsPage,
+    MAX_PART_NUMBER, MIN_PART_BYTES,
 };
 pub use objects::{ByteRange, ChecksumCell, ObjectInfo, ObjectReader, PutOptions};
 pub use open::{StoreDevices, StoreOptions};

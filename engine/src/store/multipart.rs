@@ -30,7 +30,32 @@ pub struct CompletedPart {
     pub part_number: u32,
     /// ETag the client got for it (quotes optional).
     pub etag: String,
+    /// Flexible checksums the client names for it, (algorithm, base64 value): each must match
+    /// the part's stored checksum.
+    pub checksums: Vec<(String, String)>,
 }
+
+/// What a multipart upload fixes at creation (CreateMultipartUpload) for the final object.
+#[derive(Clone, Debug, Default)]
+pub struct UploadOptions {
+    /// Content-Type (default `binary/octet-stream`).
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*` pairs (name without the prefix).
+    pub user_metadata: Vec<(String, String)>,
+    /// Standard response headers (see [`PutOptions::headers`](super::PutOptions::headers)).
+    pub headers: Vec<(String, String)>,
+    /// Checksum algorithm every part carries (`CRC32`, `CRC32C`, `CRC64NVME`, `SHA1`,
+    /// `SHA256`), if any.
+    pub checksum_algorithm: Option<String>,
+    /// `COMPOSITE` or `FULL_OBJECT`, with `checksum_algorithm`.
+    pub checksum_type: Option<String>,
+}
+
+/// Computes a multipart object's checksum from its parts' (Amazon S3 User Guide, "Checking
+/// object integrity": composite and full-object checksums): called with the upload's algorithm,
+/// its checksum type and each part's (size in bytes, base64 checksum) in order; returns the
+/// object's base64 value. The maths belongs to the caller (the S3 layer owns the algorithms).
+pub type ChecksumCombiner = dyn Fn(&str, &str, &[(u64, String)]) -> Result<String> + Sync;
 
 /// An uploaded part.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,7 +170,7 @@ impl Store {
         }
     }
 
-    /// Starts a multipart upload; returns its upload ID.
+    /// Starts a multipart upload owned by `owner`; returns its upload ID.
     ///
     /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`].
     pub fn create_multipart_upload(
@@ -153,18 +178,20 @@ impl Store {
         bucket: &str,
         key: &str,
         owner: &str,
-        content_type: Option<String>,
-        user_metadata: Vec<(String, String)>,
-        checksum_algorithm: Option<String>,
+        opts: UploadOptions,
     ) -> Result<String> {
         validate_key(key)?;
         let upload_id = uuid::Uuid::new_v4().simple().to_string();
         let record = UploadRecord {
             initiated_unix_ms: super::now_unix_ms(),
             owner: owner.to_string(),
-            content_type: content_type.unwrap_or_else(|| "binary/octet-stream".into()),
-            user_metadata,
-            checksum_algorithm: checksum_algorithm.unwrap_or_default(),
+            content_type: opts
+                .content_type
+                .unwrap_or_else(|| "binary/octet-stream".into()),
+            user_metadata: opts.user_metadata,
+            checksum_algorithm: opts.checksum_algorithm.unwrap_or_default(),
+            headers: opts.headers,
+            checksum_type: opts.checksum_type.unwrap_or_default(),
         };
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
@@ -222,20 +249,37 @@ impl Store {
         })
     }
 
-    /// Completes an upload from the named parts.
+    /// Completes an upload from the named parts. Idempotent: repeating it for an upload that
+    /// completed into the key's current version (an SDK retry after a timeout) returns that
+    /// version. When the upload named a checksum algorithm, every part must carry that
+    /// checksum, and `combine` (if given) computes the object's from them.
     ///
     /// Errors: [`Error::NoSuchUpload`]; [`Error::InvalidPartOrder`] unless part numbers strictly
-    /// ascend; [`Error::InvalidPart`] for a missing part or ETag mismatch; [`Error::EntityTooSmall`]
-    /// for a part under 5 MiB that is not the last; [`Error::InvalidArgument`] for an empty list.
+    /// ascend; [`Error::InvalidPart`] for a missing part, an ETag or checksum mismatch, or a
+    /// part without the upload's checksum; [`Error::EntityTooSmall`] for a part under 5 MiB
+    /// that is not the last; [`Error::InvalidArgument`] for an empty list; what `combine`
+    /// returns.
     pub fn complete_multipart_upload(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        combine: Option<&ChecksumCombiner>,
     ) -> Result<ObjectInfo> {
         let _guard = self.upload_lock(upload_id);
-        let upload = self.upload(bucket, key, upload_id)?;
+        let upload = match self.upload(bucket, key, upload_id) {
+            Ok(upload) => upload,
+            Err(e @ Error::NoSuchUpload { .. }) => {
+                return match self.object(bucket, key) {
+                    Ok(current) if current.upload_id == upload_id => {
+                        Ok(ObjectInfo::from_record(key, &current))
+                    }
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         if parts.is_empty() {
             return Err(Error::InvalidArgument(
                 "CompleteMultipartUpload must name at least one part".into(),
@@ -258,6 +302,8 @@ impl Store {
             part_sizes: Vec::with_capacity(parts.len()),
             runs: Vec::with_capacity(parts.len()),
             inline: false,
+            headers: upload.headers,
+            upload_id: upload_id.to_string(),
         };
         // Every named part must exist with its ETag before sizes are judged (S3 reports
         // InvalidPart before EntityTooSmall).
@@ -278,7 +324,41 @@ impl Store {
                     ),
                 });
             }
+            for (algorithm, value) in &want.checksums {
+                let stored = part
+                    .checksums
+                    .iter()
+                    .find(|(a, _)| a.eq_ignore_ascii_case(algorithm));
+                if stored.map(|(_, v)| v.as_str()) != Some(value.as_str()) {
+                    return Err(Error::InvalidPart {
+                        part_number: want.part_number,
+                        reason: format!(
+                            "Checksum{algorithm} {value} does not match the uploaded part's {}",
+                            stored.map_or("(none)", |(_, v)| v.as_str())
+                        ),
+                    });
+                }
+            }
             chosen.push((want.part_number, part));
+        }
+        let algorithm = upload.checksum_algorithm;
+        let mut part_checksums = Vec::new();
+        if !algorithm.is_empty() {
+            for (part_number, part) in &chosen {
+                let Some((_, value)) = part
+                    .checksums
+                    .iter()
+                    .find(|(a, _)| a.eq_ignore_ascii_case(&algorithm))
+                else {
+                    return Err(Error::InvalidPart {
+                        part_number: *part_number,
+                        reason: format!(
+                            "the upload asks for {algorithm} checksums; this part was uploaded without one"
+                        ),
+                    });
+                };
+                part_checksums.push((part.size, value.clone()));
+            }
         }
         let mut md5_of_md5s = Md5::new();
         for (i, (part_number, part)) in chosen.iter().enumerate() {
@@ -306,6 +386,17 @@ impl Store {
             });
         }
         record.etag = format!("{}-{}", hex::encode(md5_of_md5s.finalize()), parts.len());
+        if let (Some(combine), false) = (combine, algorithm.is_empty()) {
+            let checksum_type = match upload.checksum_type.as_str() {
+                "" => "COMPOSITE",
+                t => t,
+            };
+            let value = combine(&algorithm, checksum_type, &part_checksums)?;
+            record.checksums = vec![(algorithm.clone(), value)];
+            record
+                .headers
+                .push(("x-amz-checksum-type".into(), checksum_type.into()));
+        }
         let mut cleanup = Batch::new();
         cleanup.delete(schema::upload_key(bucket, key, upload_id));
         for (n, _) in &stored {

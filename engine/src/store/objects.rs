@@ -32,6 +32,9 @@ pub struct PutOptions {
     pub verified_checksum: Option<ChecksumCell>,
     /// The Content-MD5 the client sent: the put fails with [`Error::BadDigest`] on mismatch.
     pub content_md5: Option<[u8; 16]>,
+    /// Standard response headers to store and return with the object: (lower-case name,
+    /// value), e.g. `cache-control` (see [`ObjectRecord::headers`]).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Filled by a body reader with a verified (algorithm, base64 value) when the body ends.
@@ -63,6 +66,10 @@ pub struct ObjectInfo {
     pub checksums: Vec<(String, String)>,
     /// Number of parts for a multipart object.
     pub parts_count: Option<u32>,
+    /// Sizes of the parts, in order, for a multipart object (empty otherwise).
+    pub part_sizes: Vec<u64>,
+    /// Stored standard response headers: (lower-case name, value).
+    pub headers: Vec<(String, String)>,
 }
 
 impl ObjectInfo {
@@ -76,6 +83,8 @@ impl ObjectInfo {
             user_metadata: r.user_metadata.clone(),
             checksums: r.checksums.clone(),
             parts_count: (!r.part_sizes.is_empty()).then_some(r.part_sizes.len() as u32),
+            part_sizes: r.part_sizes.clone(),
+            headers: r.headers.clone(),
         }
     }
 }
@@ -302,6 +311,8 @@ impl Store {
             part_sizes: Vec::new(),
             runs,
             inline,
+            headers: opts.headers,
+            upload_id: String::new(),
         };
         let inline_data = inline.then_some(&head[..]);
         self.commit_object(bucket, key, &record, inline_data, Batch::new())?;
@@ -344,7 +355,7 @@ impl Store {
         self.commit(batch)
     }
 
-    fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+    pub(super) fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
         self.object_at(bucket, key, &self.inner.meta.snapshot())
     }
 

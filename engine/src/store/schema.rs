@@ -7,7 +7,7 @@ use crate::meta::codec::{DecodeError, Decoder, Encoder};
 
 /// Record format version written by this build (first byte of every value). Version 2 added
 /// the flags byte at the end of [`ObjectRecord`]; version 1 records are still read.
-pub const RECORD_VERSION: u8 = 2;
+pub const RECORD_VERSION: u8 = 3;
 
 /// [`ObjectRecord`] flag: the data is the value of the object's inline key.
 const FLAG_INLINE: u8 = 1;
@@ -158,6 +158,13 @@ pub struct ObjectRecord {
     pub runs: Vec<ChunkRun>,
     /// The data is in the metadata index under [`inline_key`], not on HDDs.
     pub inline: bool,
+    /// Standard response headers stored with the object, as (lower-case name, value):
+    /// Cache-Control, Content-Disposition, Content-Encoding, Content-Language, Expires, and
+    /// `x-amz-checksum-type` of a multipart object (record version 3; empty before).
+    pub headers: Vec<(String, String)>,
+    /// The multipart upload that completed into this version, or empty (record version 3):
+    /// a repeated CompleteMultipartUpload of it answers with this version.
+    pub upload_id: String,
 }
 
 /// The bytes of a small object stored in the metadata index (see [`inline_key`]).
@@ -180,6 +187,12 @@ pub struct UploadRecord {
     pub user_metadata: Vec<(String, String)>,
     /// Checksum algorithm named at creation (`CRC32`, ...), or empty.
     pub checksum_algorithm: String,
+    /// Standard response headers for the final object (as [`ObjectRecord::headers`]; record
+    /// version 3, empty before).
+    pub headers: Vec<(String, String)>,
+    /// `COMPOSITE` or `FULL_OBJECT` (`x-amz-checksum-type` at creation), or empty (record
+    /// version 3).
+    pub checksum_type: String,
 }
 
 /// One uploaded part.
@@ -311,6 +324,8 @@ impl ObjectRecord {
             encode_run(&mut e, run);
         }
         e.u8(if self.inline { FLAG_INLINE } else { 0 });
+        pairs(&mut e, &self.headers);
+        e.str(&self.upload_id);
         e.finish()
     }
     /// Decodes a record written by [`ObjectRecord::encode`].
@@ -336,6 +351,11 @@ impl ObjectRecord {
             if flags & !FLAG_INLINE != 0 {
                 return Err(DecodeError(format!("unknown object flags {flags:#04x}")));
             }
+            let (headers, upload_id) = if v >= 3 {
+                (read_pairs(&mut d)?, d.str()?)
+            } else {
+                (Vec::new(), String::new())
+            };
             Ok(ObjectRecord {
                 size,
                 etag,
@@ -346,6 +366,8 @@ impl ObjectRecord {
                 part_sizes,
                 runs,
                 inline: flags & FLAG_INLINE != 0,
+                headers,
+                upload_id,
             })
         })()
         .map_err(|e| corrupt("object", e))
@@ -377,20 +399,29 @@ impl UploadRecord {
             .str(&self.content_type);
         pairs(&mut e, &self.user_metadata);
         e.str(&self.checksum_algorithm);
+        pairs(&mut e, &self.headers);
+        e.str(&self.checksum_type);
         e.finish()
     }
     /// Decodes a record written by [`UploadRecord::encode`].
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut d = Decoder::new(b);
         (|| -> Result<Self, DecodeError> {
-            version(&mut d)?;
-            Ok(UploadRecord {
+            let v = version(&mut d)?;
+            let mut record = UploadRecord {
                 initiated_unix_ms: d.u64()?,
                 owner: d.str()?,
                 content_type: d.str()?,
                 user_metadata: read_pairs(&mut d)?,
                 checksum_algorithm: d.str()?,
-            })
+                headers: Vec::new(),
+                checksum_type: String::new(),
+            };
+            if v >= 3 {
+                record.headers = read_pairs(&mut d)?;
+                record.checksum_type = d.str()?;
+            }
+            Ok(record)
         })()
         .map_err(|e| corrupt("upload", e))
     }
@@ -429,6 +460,9 @@ impl PartRecord {
 mod tests {
     use super::*;
 
+    /// Length prefix of an encoded string.
+    const STR_LEN_BYTES: usize = 4;
+
     #[test]
     fn records_roundtrip() {
         let run = ChunkRun {
@@ -452,6 +486,8 @@ mod tests {
             part_sizes: vec![5],
             runs: vec![run.clone()],
             inline: false,
+            headers: vec![("cache-control".into(), "no-cache".into())],
+            upload_id: "u1".into(),
         };
         assert_eq!(ObjectRecord::decode(&o.encode()).unwrap(), o);
         let p = PartRecord {
@@ -469,11 +505,40 @@ mod tests {
             ..o.clone()
         };
         assert_eq!(ObjectRecord::decode(&small.encode()).unwrap(), small);
-        // A version 1 record (no flags byte) still reads.
-        let mut v1 = o.encode();
+        // Version 2 records (no headers, no upload ID) and version 1 records (no flags byte
+        // either) still read.
+        let legacy = ObjectRecord {
+            headers: vec![],
+            upload_id: String::new(),
+            ..o.clone()
+        };
+        let mut v2 = legacy.encode();
+        v2.truncate(v2.len() - 4 - STR_LEN_BYTES);
+        v2[0] = 2;
+        assert_eq!(ObjectRecord::decode(&v2).unwrap(), legacy);
+        let mut v1 = v2.clone();
         v1[0] = 1;
         v1.pop();
-        assert_eq!(ObjectRecord::decode(&v1).unwrap(), o);
+        assert_eq!(ObjectRecord::decode(&v1).unwrap(), legacy);
+        let u = UploadRecord {
+            initiated_unix_ms: 3,
+            owner: "000000000001".into(),
+            content_type: "text/plain".into(),
+            user_metadata: vec![],
+            checksum_algorithm: "CRC32".into(),
+            headers: vec![("content-language".into(), "fr".into())],
+            checksum_type: "FULL_OBJECT".into(),
+        };
+        assert_eq!(UploadRecord::decode(&u.encode()).unwrap(), u);
+        let legacy = UploadRecord {
+            headers: vec![],
+            checksum_type: String::new(),
+            ..u
+        };
+        let mut v2 = legacy.encode();
+        v2.truncate(v2.len() - 4 - STR_LEN_BYTES);
+        v2[0] = 2;
+        assert_eq!(UploadRecord::decode(&v2).unwrap(), legacy);
         let inline = InlineData::encode(b"tiny");
         assert_eq!(InlineData::decode(&inline).unwrap().data, b"tiny");
     }

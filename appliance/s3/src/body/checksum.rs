@@ -140,6 +140,108 @@ impl Hasher {
     }
 }
 
+impl ChecksumAlgorithm {
+    /// Whether the algorithm is a CRC (full-object checksums of multipart uploads combine
+    /// CRCs; the SHA families only compose).
+    pub fn is_crc(self) -> bool {
+        matches!(self, Self::Crc32 | Self::Crc32c | Self::Crc64Nvme)
+    }
+
+    /// The checksum type a multipart upload gets when it names none: CRC-64/NVME supports
+    /// only full-object checksums, the others default to composite (Amazon S3 User Guide,
+    /// "Checking object integrity").
+    pub fn default_multipart_type(self) -> &'static str {
+        match self {
+            Self::Crc64Nvme => FULL_OBJECT,
+            _ => COMPOSITE,
+        }
+    }
+
+    /// Whether a multipart upload may use `checksum_type` with this algorithm.
+    pub fn supports_multipart_type(self, checksum_type: &str) -> bool {
+        match checksum_type {
+            COMPOSITE => self != Self::Crc64Nvme,
+            FULL_OBJECT => self.is_crc(),
+            _ => false,
+        }
+    }
+}
+
+/// A multipart checksum over the parts' checksums.
+pub const COMPOSITE: &str = "COMPOSITE";
+/// A multipart checksum of the whole object's bytes (CRCs only).
+pub const FULL_OBJECT: &str = "FULL_OBJECT";
+
+/// A multipart object's checksum from its parts' (size in bytes, base64 checksum), as S3
+/// computes it (Amazon S3 User Guide, "Checking object integrity"):
+/// - `COMPOSITE`: `base64(hash(raw part checksums concatenated))-N`;
+/// - `FULL_OBJECT` (CRCs): the CRC of the whole object, combined from the parts' CRCs and
+///   sizes (`crc(a || b)` from `crc(a)`, `crc(b)` and `len(b)`, by `crc-fast`).
+///
+/// Errors: InvalidArgument for an unknown algorithm or type, or a part checksum that is not
+/// base64 of the algorithm's width.
+pub fn combine_parts(
+    algorithm: &str,
+    checksum_type: &str,
+    parts: &[(u64, String)],
+) -> hoard::Result<String> {
+    let invalid = |what: String| hoard::Error::InvalidArgument(what);
+    let algo = ChecksumAlgorithm::parse(algorithm)
+        .ok_or_else(|| invalid(format!("unknown checksum algorithm {algorithm:?}")))?;
+    let width = match algo {
+        ChecksumAlgorithm::Crc32 | ChecksumAlgorithm::Crc32c => 4,
+        ChecksumAlgorithm::Crc64Nvme => 8,
+        ChecksumAlgorithm::Sha1 => 20,
+        ChecksumAlgorithm::Sha256 => 32,
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut raw = Vec::with_capacity(parts.len() * width);
+    for (i, (_, value)) in parts.iter().enumerate() {
+        let bytes = b64
+            .decode(value)
+            .ok()
+            .filter(|b| b.len() == width)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "part {} has a malformed {algorithm} checksum {value:?}",
+                    i + 1
+                ))
+            })?;
+        raw.extend_from_slice(&bytes);
+    }
+    match checksum_type {
+        COMPOSITE => {
+            let mut h = Hasher::new(algo);
+            h.update(&raw);
+            Ok(format!("{}-{}", h.base64(), parts.len()))
+        }
+        FULL_OBJECT if algo.is_crc() => {
+            let crc_algorithm = match algo {
+                ChecksumAlgorithm::Crc32 => crc_fast::CrcAlgorithm::Crc32IsoHdlc,
+                ChecksumAlgorithm::Crc32c => crc_fast::CrcAlgorithm::Crc32Iscsi,
+                _ => crc_fast::CrcAlgorithm::Crc64Nvme,
+            };
+            let value = |i: usize| {
+                let b = &raw[i * width..(i + 1) * width];
+                b.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64)
+            };
+            let mut crc = 0u64;
+            for (i, (size, _)) in parts.iter().enumerate() {
+                crc = if i == 0 {
+                    value(0)
+                } else {
+                    crc_fast::checksum_combine(crc_algorithm, crc, value(i), *size)
+                };
+            }
+            let bytes = crc.to_be_bytes();
+            Ok(b64.encode(&bytes[8 - width..]))
+        }
+        other => Err(invalid(format!(
+            "checksum type {other:?} is not available for {algorithm}"
+        ))),
+    }
+}
+
 /// Where a checksum's expected value comes from.
 pub enum Expected {
     /// A request header.
@@ -209,5 +311,60 @@ impl<R: Read> Read for ChecksumReader<R> {
         }
         self.hasher.update(&out[..n]);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checksum(algo: ChecksumAlgorithm, data: &[u8]) -> String {
+        let mut h = Hasher::new(algo);
+        h.update(data);
+        h.base64()
+    }
+
+    /// Full-object CRCs combined from parts equal the CRC of the whole; composite checksums
+    /// hash the raw part checksums.
+    #[test]
+    fn multipart_checksums_combine_as_s3_defines_them() {
+        let a = vec![7u8; 5 << 20];
+        let b: Vec<u8> = (0..1234u32).map(|i| i as u8).collect();
+        let whole = [a.clone(), b.clone()].concat();
+        for algo in [
+            ChecksumAlgorithm::Crc32,
+            ChecksumAlgorithm::Crc32c,
+            ChecksumAlgorithm::Crc64Nvme,
+        ] {
+            let parts = [
+                (a.len() as u64, checksum(algo, &a)),
+                (b.len() as u64, checksum(algo, &b)),
+            ];
+            assert_eq!(
+                combine_parts(algo.name(), FULL_OBJECT, &parts).unwrap(),
+                checksum(algo, &whole),
+                "{algo:?}"
+            );
+        }
+        for algo in ChecksumAlgorithm::ALL
+            .into_iter()
+            .filter(|a| *a != ChecksumAlgorithm::Crc64Nvme)
+        {
+            let (ca, cb) = (checksum(algo, &a), checksum(algo, &b));
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let raw = [b64.decode(&ca).unwrap(), b64.decode(&cb).unwrap()].concat();
+            let parts = [(a.len() as u64, ca), (b.len() as u64, cb)];
+            assert_eq!(
+                combine_parts(algo.name(), COMPOSITE, &parts).unwrap(),
+                format!("{}-2", checksum(algo, &raw))
+            );
+        }
+        assert!(combine_parts(
+            "SHA256",
+            FULL_OBJECT,
+            &[(1, checksum(ChecksumAlgorithm::Sha256, b"x"))]
+        )
+        .is_err());
+        assert!(combine_parts("CRC32", COMPOSITE, &[(1, "not base64!".into())]).is_err());
     }
 }

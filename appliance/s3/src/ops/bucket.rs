@@ -91,14 +91,14 @@ fn location(ctx: Ctx) -> S3Result<Response> {
     xml_response(x.finish("LocationConstraint"))
 }
 
+/// `max-keys` as S3 reads it: a non-negative integer, clamped to 1000 however large (even past
+/// 64 bits); absent means 1000.
 fn parse_max(ctx: &Ctx, name: &str) -> S3Result<usize> {
     match ctx.q(name) {
         None => Ok(1000),
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .map(|n| n.min(1000) as usize)
+        Some(v) => Some(v.trim())
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+            .map(|t| t.parse::<u64>().map_or(1000, |n| n.min(1000)) as usize)
             .ok_or_else(|| {
                 s3_error!(
                     InvalidArgument,
@@ -157,7 +157,12 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let bucket = ctx.bucket().to_string();
     let q = query.clone();
-    let page: ListPage = blocking(move || store.list_objects(&bucket, &q)).await?;
+    // `max-keys=0` asks for nothing: an empty page that is not truncated, as S3 answers.
+    let page: ListPage = if query.max_keys == 0 {
+        ListPage::default()
+    } else {
+        blocking(move || store.list_objects(&bucket, &q)).await?
+    };
 
     let enc = |s: &str| {
         if url_encode {

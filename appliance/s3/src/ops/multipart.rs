@@ -4,9 +4,9 @@
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use hoard::CompletedPart;
+use hoard::{CompletedPart, UploadOptions};
 
-use crate::body::checksum::ChecksumAlgorithm;
+use crate::body::checksum::{combine_parts, ChecksumAlgorithm};
 use crate::engine::{blocking, body_fed};
 use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES};
@@ -43,42 +43,67 @@ fn upload_id(ctx: &Ctx) -> S3Result<String> {
 
 async fn create(ctx: Ctx) -> S3Result<Response> {
     let algorithm = match ctx.header("x-amz-checksum-algorithm") {
-        Some(a) => Some(
-            ChecksumAlgorithm::parse(a)
-                .ok_or_else(|| {
-                    s3_error!(
-                        InvalidRequest,
-                        BAD_REQUEST,
-                        "unsupported x-amz-checksum-algorithm {a:?}"
-                    )
-                })?
-                .name()
-                .to_string(),
-        ),
+        Some(a) => Some(ChecksumAlgorithm::parse(a).ok_or_else(|| {
+            s3_error!(
+                InvalidRequest,
+                BAD_REQUEST,
+                "unsupported x-amz-checksum-algorithm {a:?}"
+            )
+        })?),
         None => None,
     };
-    let content_type = ctx.header("content-type").map(str::to_string);
-    let metadata = ctx.user_metadata()?;
+    let checksum_type = match (algorithm, ctx.header("x-amz-checksum-type")) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(s3_error!(
+                InvalidRequest,
+                BAD_REQUEST,
+                "x-amz-checksum-type needs x-amz-checksum-algorithm"
+            ))
+        }
+        (Some(a), None) => Some(a.default_multipart_type().to_string()),
+        (Some(a), Some(t)) => {
+            let t = t.trim().to_ascii_uppercase();
+            if !a.supports_multipart_type(&t) {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    BAD_REQUEST,
+                    "the {} checksum type is not supported with {} for multipart uploads",
+                    t,
+                    a.name()
+                ));
+            }
+            Some(t)
+        }
+    };
+    let opts = UploadOptions {
+        content_type: ctx.header("content-type").map(str::to_string),
+        user_metadata: ctx.user_metadata()?,
+        headers: ctx.stored_headers(),
+        checksum_algorithm: algorithm.map(|a| a.name().to_string()),
+        checksum_type: checksum_type.clone(),
+    };
     let store = ctx.state.store.clone();
     let (bucket, key, owner) = (
         ctx.bucket().to_string(),
         ctx.key().to_string(),
         ctx.auth.account_id.clone(),
     );
-    let algo = algorithm.clone();
-    let id = blocking(move || {
-        store.create_multipart_upload(&bucket, &key, &owner, content_type, metadata, algo)
-    })
-    .await?;
+    let id = blocking(move || store.create_multipart_upload(&bucket, &key, &owner, opts)).await?;
     let mut x = XmlBuilder::new("InitiateMultipartUploadResult");
     x.elem("Bucket", ctx.bucket())
         .elem("Key", ctx.key())
         .elem("UploadId", &id);
     let mut resp = xml_response(x.finish("InitiateMultipartUploadResult"))?;
-    if let Some(a) = algorithm {
-        resp.headers_mut().insert(
+    if let (Some(a), Some(t)) = (algorithm, checksum_type) {
+        let headers = resp.headers_mut();
+        headers.insert(
             "x-amz-checksum-algorithm",
-            a.parse().expect("algorithm names are valid headers"),
+            a.name().parse().expect("algorithm names are valid headers"),
+        );
+        headers.insert(
+            "x-amz-checksum-type",
+            t.parse().expect("checksum types are valid headers"),
         );
     }
     Ok(resp)
@@ -126,17 +151,47 @@ async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         .map(|p| CompletedPart {
             part_number: p.part_number,
             etag: p.etag,
+            checksums: p.checksums,
+        })
+        .collect();
+    // A full-object checksum the client sends with Complete must match the combined one.
+    let expected: Vec<(String, String)> = ChecksumAlgorithm::ALL
+        .into_iter()
+        .filter_map(|a| {
+            Some((
+                a.name().to_string(),
+                ctx.header(&a.header())?.trim().to_string(),
+            ))
         })
         .collect();
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info =
-        blocking(move || store.complete_multipart_upload(&bucket, &key, &id, &parts)).await?;
+    let info = blocking(move || {
+        let combine = move |algorithm: &str, checksum_type: &str, parts: &[(u64, String)]| {
+            let value = combine_parts(algorithm, checksum_type, parts)?;
+            match expected.iter().find(|(a, _)| a == algorithm) {
+                Some((_, sent)) if *sent != value => Err(hoard::Error::BadDigest),
+                _ => Ok(value),
+            }
+        };
+        store.complete_multipart_upload(&bucket, &key, &id, &parts, Some(&combine))
+    })
+    .await?;
     let mut x = XmlBuilder::new("CompleteMultipartUploadResult");
     x.elem("Location", format!("/{}/{}", ctx.bucket(), ctx.key()))
         .elem("Bucket", ctx.bucket())
         .elem("Key", ctx.key())
         .elem("ETag", format!("\"{}\"", info.etag));
+    for (algorithm, value) in &info.checksums {
+        x.elem(&format!("Checksum{algorithm}"), value);
+    }
+    if let Some((_, t)) = info
+        .headers
+        .iter()
+        .find(|(n, _)| n == "x-amz-checksum-type")
+    {
+        x.elem("ChecksumType", t);
+    }
     xml_response(x.finish("CompleteMultipartUploadResult"))
 }
 

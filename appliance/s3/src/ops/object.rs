@@ -13,7 +13,7 @@ use super::refuse_unsupported;
 use crate::body::pump::BufferGauge;
 use crate::engine::{blocking, body_fed};
 use crate::error::S3Result;
-use crate::request::{Ctx, MAX_PUT_BYTES};
+use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
 use crate::response::{bad_header, http_date, stored_response, with_checksums};
 use crate::s3_error;
 use crate::server::Permit;
@@ -48,6 +48,7 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
         user_metadata: ctx.user_metadata()?,
         content_md5: ctx.content_md5()?,
         verified_checksum: None,
+        headers: ctx.stored_headers(),
     };
     let permit = ctx.stream_permit_for_body().await?;
     let (mut body, verified) = ctx.body_reader(MAX_PUT_BYTES)?;
@@ -141,6 +142,61 @@ fn check_preconditions(ctx: &Ctx, info: &ObjectInfo) -> S3Result<Option<StatusCo
     Ok(None)
 }
 
+/// `partNumber=N` of GetObject/HeadObject as the byte range of part N (Amazon S3 API Reference,
+/// GetObject "partNumber"): `None` for part 1 of an object that was not uploaded in parts (the
+/// whole object).
+///
+/// Errors: InvalidArgument for a number outside 1..=10000 or with a Range header;
+/// InvalidPartNumber (416) past the object's parts.
+fn part_range(
+    ctx: &Ctx,
+    info: &ObjectInfo,
+    range: Option<ByteRange>,
+) -> S3Result<Option<ByteRange>> {
+    let Some(text) = ctx.q("partNumber") else {
+        return Ok(range);
+    };
+    let n: usize = text
+        .parse()
+        .ok()
+        .filter(|n| (1..=10_000).contains(n))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                BAD_REQUEST,
+                "partNumber must be an integer between 1 and 10000, got {text:?}"
+            )
+        })?;
+    if range.is_some() {
+        return Err(s3_error!(
+            InvalidRequest,
+            BAD_REQUEST,
+            "cannot specify both Range header and partNumber query parameter"
+        ));
+    }
+    let unsatisfiable = || {
+        s3_error!(
+            InvalidPartNumber,
+            RANGE_NOT_SATISFIABLE,
+            "the requested partnumber {n} is not satisfiable: the object has {} part(s)",
+            info.part_sizes.len().max(1)
+        )
+    };
+    if info.part_sizes.is_empty() {
+        return if n == 1 {
+            Ok(None)
+        } else {
+            Err(unsatisfiable())
+        };
+    }
+    let size = *info.part_sizes.get(n - 1).ok_or_else(unsatisfiable)?;
+    let start: u64 = info.part_sizes[..n - 1].iter().sum();
+    if size == 0 {
+        return Err(unsatisfiable());
+    }
+    Ok(Some(ByteRange::FromTo(start, start + size - 1)))
+}
+
 async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let range = match ctx.header("range") {
         Some(v) => parse_range(v)?,
@@ -148,32 +204,40 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
+    // The record first: it sizes the request (a part's range, whether a stream permit is
+    // needed) and answers HEAD.
+    let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
+    let recorded = blocking(move || s.head_object(&b, &k)).await?;
+    let range = part_range(&ctx, &recorded, range)?;
     // A GET opens the object (reading and verifying its first chunk) before answering, so a
     // missing drive or a corrupt chunk is a clean error, and headers and body are one version.
     let (info, reader, permit) = if head {
-        (
-            blocking(move || store.head_object(&bucket, &key)).await?,
-            None,
-            None,
-        )
+        (recorded, None, None)
     } else {
         // Reading from the HDDs takes a stream permit; objects small enough to be inline in
-        // the index do not (their size is known from the record, a block-cache hit).
-        let inline_bytes = store.config().inline_threshold_bytes;
-        let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
-        let size = blocking(move || s.head_object(&b, &k)).await?.size;
-        let permit = if size > inline_bytes {
+        // the index do not.
+        let permit = if recorded.size > store.config().inline_threshold_bytes {
             Some(ctx.state.admission.stream().await?)
         } else {
             None
         };
         let reader = blocking(move || store.get_object(&bucket, &key, range)).await?;
+        if ctx.has("partNumber") && reader.info().etag != recorded.etag {
+            return Err(s3_error!(
+                ServiceUnavailable,
+                SERVICE_UNAVAILABLE,
+                "the object was replaced while its part was looked up; retry"
+            ));
+        }
         (reader.info().clone(), Some(reader), permit)
     };
     let mut resp = Response::builder()
         .header(header::ETAG, format!("\"{}\"", info.etag))
         .header(header::LAST_MODIFIED, http_date(info.last_modified_unix_ms))
         .header(header::ACCEPT_RANGES, "bytes");
+    if ctx.has("partNumber") && !info.part_sizes.is_empty() {
+        resp = resp.header("x-amz-mp-parts-count", info.part_sizes.len());
+    }
     if let Some(status) = check_preconditions(&ctx, &info)? {
         return resp.status(status).body(Body::empty()).map_err(bad_header);
     }
@@ -183,6 +247,16 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     );
     for (name, value) in &info.user_metadata {
         resp = resp.header(format!("x-amz-meta-{name}"), value);
+    }
+    // Stored standard headers, unless a `response-*` override replaces them below.
+    for (name, value) in info
+        .headers
+        .iter()
+        .filter(|(n, _)| STORED_HEADERS.contains(&n.as_str()))
+    {
+        if !ctx.has(&format!("response-{name}")) {
+            resp = resp.header(name.as_str(), value.as_str());
+        }
     }
     for (param, name) in [
         ("response-content-disposition", header::CONTENT_DISPOSITION),
@@ -201,6 +275,13 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         && range.is_none()
     {
         resp = with_checksums(resp, &info.checksums);
+        if let Some((_, t)) = info
+            .headers
+            .iter()
+            .find(|(n, _)| n == "x-amz-checksum-type")
+        {
+            resp = resp.header("x-amz-checksum-type", t.as_str());
+        }
     }
     let (start, end) = match (&reader, range) {
         (Some(r), _) => r.range(),
