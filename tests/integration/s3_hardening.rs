@@ -309,3 +309,116 @@ async fn buckets_belong_to_the_account_and_survive_a_key_rotation() {
         "{owner}"
     );
 }
+
+/// The secret is printed in full once, when generated; later starts show only its ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_secret_is_printed_once() {
+    let scratch = crate::support::scratch_dir();
+    let mut first = Server::start_with_key(scratch.path(), None, "", "");
+    let stored = std::fs::read_to_string(scratch.path().join("credentials")).unwrap();
+    let mut lines = stored.lines();
+    let (access, secret) = (
+        lines.next().unwrap().to_string(),
+        lines.next().unwrap().to_string(),
+    );
+    let printed = |server: &Server| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !server.stdout().contains("credentials") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.stdout()
+    };
+    assert!(printed(&first).contains(&secret), "{}", first.stdout());
+    assert_eq!(first.stop(), Some(0));
+    let second = Server::start_with_key(scratch.path(), None, "", "");
+    let out = printed(&second);
+    assert!(out.contains(&access) && out.contains("(stored)"), "{out}");
+    assert!(
+        !out.contains(&secret),
+        "the secret was printed again: {out}"
+    );
+    // The kept key still works.
+    client_with(&second.endpoint, &access, &secret)
+        .list_buckets()
+        .send()
+        .await
+        .unwrap();
+}
+
+/// XML request bodies are checked against Content-MD5; DeleteObjects needs a digest; a SigV4
+/// scope naming another region is refused naming ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xml_bodies_are_verified_and_scopes_checked() {
+    use base64::Engine;
+    use md5::Digest;
+
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("digests").send().await.unwrap();
+    s3.put_object()
+        .bucket("digests")
+        .key("k")
+        .body(ByteStream::from_static(b"kept"))
+        .send()
+        .await
+        .unwrap();
+    let delete = "<Delete><Object><Key>k</Key></Object></Delete>";
+    let post = |md5: Option<&str>| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-X", "POST", "-w", "\n%{http_code}"])
+            .args(["--aws-sigv4", "aws:amz:us-east-1:s3"])
+            .args(["--user", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
+            .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+            .args(["--data-binary", delete]);
+        if let Some(m) = md5 {
+            cmd.args(["-H", &format!("Content-MD5: {m}")]);
+        }
+        let out = cmd
+            .arg(format!("{}/digests?delete=", server.endpoint))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.trim().parse::<u16>().unwrap(), body.to_string())
+    };
+    let (code, body) = post(None);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("<Code>InvalidRequest</Code>"), "{body}");
+    let (code, body) = post(Some("1B2M2Y8AsgTpgAmY7PhCfg=="));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("<Code>BadDigest</Code>"), "{body}");
+    // Nothing was deleted by the refused requests; the right digest deletes.
+    s3.head_object()
+        .bucket("digests")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    let right = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(delete));
+    let (code, body) = post(Some(&right));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("<Deleted><Key>k</Key></Deleted>"), "{body}");
+
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+        .endpoint_url(&server.endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            ACCESS_KEY, SECRET_KEY, None, None, "test",
+        ))
+        .force_path_style(true)
+        .build();
+    let err = aws_sdk_s3::Client::from_conf(conf)
+        .list_buckets()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&err).as_deref(),
+        Some("AuthorizationHeaderMalformed")
+    );
+    assert!(
+        format!("{err:?}").contains("expecting 'us-east-1'"),
+        "{err:?}"
+    );
+}

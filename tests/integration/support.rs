@@ -46,6 +46,7 @@ pub fn scratch_dir() -> tempfile::TempDir {
 /// A running `hoard serve`.
 pub struct Server {
     child: Option<Child>,
+    stdout: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
     pub endpoint: String,
     pub data: PathBuf,
     _scratch: Option<tempfile::TempDir>,
@@ -73,25 +74,33 @@ impl Server {
         Server::start_with_key(data, port, ACCESS_KEY, SECRET_KEY)
     }
 
-    /// Starts a server on `data` whose configured key pair is `access`/`secret`.
+    /// Starts a server on `data` whose configured key pair is `access`/`secret` (an empty
+    /// `access` leaves the key pair to the server: kept in `data`, or generated).
     pub fn start_with_key(data: &Path, port: Option<u16>, access: &str, secret: &str) -> Server {
         let port = port.unwrap_or_else(free_port);
-        let mut child = Command::new(hoard_binary())
-            .args(["serve", "--data"])
+        let mut cmd = Command::new(hoard_binary());
+        cmd.args(["serve", "--data"])
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("HOARD_ACCESS_KEY", access)
-            .env("HOARD_SECRET_KEY", secret)
+            .env_remove("HOARD_ACCESS_KEY")
+            .env_remove("HOARD_SECRET_KEY")
             .env("HOARD_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn hoard");
+            .stderr(Stdio::inherit());
+        if !access.is_empty() {
+            cmd.env("HOARD_ACCESS_KEY", access)
+                .env("HOARD_SECRET_KEY", secret);
+        }
+        let mut child = cmd.spawn().expect("spawn hoard");
         let stdout = child.stdout.take().expect("piped stdout");
+        let lines = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let kept = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("serving S3") {
+                let ready = line.contains("serving S3");
+                kept.lock().push(line);
+                if ready {
                     let _ = tx.send(());
                 }
             }
@@ -111,10 +120,16 @@ impl Server {
         }
         Server {
             child: Some(child),
+            stdout: lines,
             endpoint: format!("http://127.0.0.1:{port}"),
             data: data.to_path_buf(),
             _scratch: None,
         }
+    }
+
+    /// What the server printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().join("\n")
     }
 
     /// A client with aws-sdk-s3's defaults (checksums on), path-style addressing.
