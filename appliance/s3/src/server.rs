@@ -16,7 +16,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::auth::Credentials;
-use crate::body::pump::BufferGauge;
+use crate::body::pump::BufferBudget;
 use crate::error::S3Result;
 use crate::ops;
 use crate::response::error_response;
@@ -37,6 +37,8 @@ pub struct S3Config {
     /// Data streams at once (request bodies written to the HDDs, GETs read from them), each
     /// holding up to `chunks_in_flight_per_stream` chunk buffers; beyond, `503 SlowDown`.
     pub max_streams: usize,
+    /// Memory for the body frames the server holds (see `body::pump::BufferBudget`).
+    pub request_buffer_bytes: u64,
     /// Time allowed to send the request line and headers.
     pub header_read_timeout: Duration,
     /// Largest request head (request line + headers), in bytes.
@@ -44,14 +46,13 @@ pub struct S3Config {
 }
 
 impl S3Config {
-    /// Sets the admission limits from the engine's configuration (derived from the profile):
-    /// data streams use at most half of the chunk-buffer pool (`max_chunk_buffers /
-    /// chunks_in_flight_per_stream / 2`), so reads and writes of other clients always find
-    /// buffers; requests at once: 64 per writer thread.
+    /// Takes the limits the profile derives (`hoard profile show` explains each): requests
+    /// and data streams at once, body memory, the idle timeout.
     pub fn with_limits_of(mut self, engine: &hoard::EngineConfig) -> Self {
-        let per_stream = engine.chunks_in_flight_per_stream.max(1) as usize;
-        self.max_streams = (engine.max_chunk_buffers as usize / per_stream / 2).max(1);
-        self.max_requests = (engine.writer_threads as usize * 64).max(self.max_streams * 2);
+        self.max_streams = engine.max_data_streams as usize;
+        self.max_requests = engine.max_requests as usize;
+        self.request_buffer_bytes = engine.request_buffer_bytes;
+        self.idle_timeout = Duration::from_millis(engine.request_idle_timeout_ms);
         self
     }
 }
@@ -64,6 +65,7 @@ impl Default for S3Config {
             idle_timeout: Duration::from_secs(20),
             max_requests: 256,
             max_streams: 16,
+            request_buffer_bytes: 32 << 20,
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
         }
@@ -82,8 +84,9 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// Request and stream permits.
     pub admission: Admission,
-    /// Body bytes the S3 layer holds (request bodies in flight, GET frames not yet sent).
-    pub buffers: BufferGauge,
+    /// Memory for the body frames the S3 layer holds (request bodies in flight, GET frames
+    /// not yet sent).
+    pub buffers: BufferBudget,
 }
 
 impl AppState {
@@ -95,13 +98,14 @@ impl AppState {
         shutdown: Shutdown,
     ) -> Self {
         let admission = Admission::new(&config);
+        let buffers = BufferBudget::new(config.request_buffer_bytes);
         AppState {
             store,
             credentials,
             config,
             shutdown,
             admission,
-            buffers: BufferGauge::default(),
+            buffers,
         }
     }
 }
@@ -313,6 +317,7 @@ pub fn run(
     tracing::info!(
         max_requests = s3.max_requests,
         max_streams = s3.max_streams,
+        request_buffer_bytes = s3.request_buffer_bytes,
         idle_timeout_s = s3.idle_timeout.as_secs(),
         "S3 admission limits"
     );

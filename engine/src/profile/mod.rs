@@ -237,6 +237,8 @@ pub struct EngineOverrides {
     pub wal_size_bytes: Option<u64>,
     /// Objects of at most this many bytes are stored in the metadata index (0: never).
     pub inline_threshold_bytes: Option<u64>,
+    /// Seconds a client may move no byte of a request or response body before it is cut.
+    pub request_idle_timeout_s: Option<u64>,
 }
 
 /// Every tunable of the engine, derived from a [`Profile`].
@@ -272,8 +274,19 @@ pub struct EngineConfig {
     pub inline_threshold_bytes: u64,
     /// RAM allowed for the block indexes and bloom filters of the metadata tables.
     pub index_memory_bytes: u64,
+    /// Requests the S3 server handles at once; beyond, it answers `503 SlowDown`.
+    pub max_requests: u32,
+    /// Data streams at once (request bodies written to the HDDs, objects read from them), each
+    /// holding up to `chunks_in_flight_per_stream` chunk buffers.
+    pub max_data_streams: u32,
+    /// Memory for request and response body frames held by the S3 server (bodies in flight,
+    /// GET frames not yet sent); a body waits for room, so this bounds them all.
+    pub request_buffer_bytes: u64,
+    /// A client that moves no byte of a body for this long is cut (ms).
+    pub request_idle_timeout_ms: u64,
     /// Resident memory the process stays within: memtables, block cache, chunk buffers,
-    /// indexes and filters, and a fixed allowance for code, stacks and connections.
+    /// indexes and filters, request buffers, and a fixed allowance for code, stacks and
+    /// connections.
     pub memory_budget_bytes: u64,
     /// Why each value is what it is, for `hoard profile show`.
     pub explanations: Vec<(String, String, String)>,
@@ -516,6 +529,42 @@ impl Profile {
             "2 per core (at least 4): hashing is CPU-bound, device waits are not, so a little oversubscription keeps cores busy".into(),
         );
 
+        // The front door: admission and body memory, so slow or hostile clients cannot take
+        // the threads, buffers or memory that others need.
+        let streams = (buffers / per_stream / 2).max(1);
+        explain(
+            "max_data_streams",
+            streams.to_string(),
+            format!(
+                "chunk buffers / chunks in flight per stream / 2 = {buffers} / {per_stream} / 2: concurrent bodies to and objects from the HDDs use at most half the chunk buffers, so other clients always find some; beyond, a request waits up to 2 s, then gets 503 SlowDown"
+            ),
+        );
+        let requests = (writers * 64).max(streams * 2);
+        explain(
+            "max_requests",
+            requests.to_string(),
+            "64 per writer thread: requests handled at once (most are metadata-only and short); beyond, 503 SlowDown at once".into(),
+        );
+        let request_buffers = prev_pow2(self.chassis.memory_bytes / 64).clamp(16 * MIB, GIB);
+        explain(
+            "request_buffer_bytes",
+            fmt_bytes(request_buffers),
+            format!(
+                "1/64 of memory (16 MiB..1 GiB): every body frame the S3 server holds (requests in flight, GET frames not yet sent) draws from it, so memory follows bytes received and never what clients declare; {} data streams x 3 frames of 256 KiB need {}",
+                streams,
+                fmt_bytes(streams as u64 * 3 * 256 * 1024)
+            ),
+        );
+        let idle_timeout_s = self.engine.request_idle_timeout_s.unwrap_or(20);
+        explain(
+            "request_idle_timeout_ms",
+            format!("{} s", idle_timeout_s),
+            match self.engine.request_idle_timeout_s {
+                Some(_) => "set in [engine]".into(),
+                None => "a client that moves no byte of a body for 20 s is stalled (a 256 KiB frame takes 2 s even at 1 Mbit/s): it is cut with RequestTimeout and its buffers freed".into(),
+            },
+        );
+
         let io_backend = self.engine.io_backend.unwrap_or(IoBackend::Auto);
         explain(
             "io_backend",
@@ -640,17 +689,22 @@ impl Profile {
             ),
         );
         let overhead = 64 * MIB + writers as u64 * 2 * MIB;
-        let memory_budget =
-            2 * memtable + block_cache + buffers as u64 * (chunk + 4096) + index_memory + overhead;
+        let memory_budget = 2 * memtable
+            + block_cache
+            + buffers as u64 * (chunk + 4096)
+            + index_memory
+            + request_buffers
+            + overhead;
         explain(
             "memory_budget_bytes",
             fmt_bytes(memory_budget),
             format!(
-                "what the process may hold resident: 2 memtables (one filling, one flushing) {} + block cache {} + chunk buffers {} + indexes and filters {} + 64 MiB and 2 MiB per writer thread for code, stacks and connections; reported with the resident size by GET /_hoard/status",
+                "what the process may hold resident: 2 memtables (one filling, one flushing) {} + block cache {} + chunk buffers {} + indexes and filters {} + request buffers {} + 64 MiB and 2 MiB per writer thread for code, stacks and connections; reported with the resident size by GET /_hoard/status",
                 fmt_bytes(2 * memtable),
                 fmt_bytes(block_cache),
                 fmt_bytes(buffers as u64 * (chunk + 4096)),
-                fmt_bytes(index_memory)
+                fmt_bytes(index_memory),
+                fmt_bytes(request_buffers)
             ),
         );
 
@@ -679,6 +733,10 @@ impl Profile {
             max_chunk_buffers: buffers,
             chunks_in_flight_per_stream: per_stream,
             writer_threads: writers,
+            max_requests: requests,
+            max_data_streams: streams,
+            request_buffer_bytes: request_buffers,
+            request_idle_timeout_ms: idle_timeout_s * 1000,
             meta_preallocate_bytes: wal + 2 * MIB,
             explanations: why,
         }

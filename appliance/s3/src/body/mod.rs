@@ -44,6 +44,7 @@ impl Ctx {
             body,
             state.config.idle_timeout,
             raw_limit,
+            self.raw_length(),
             state.buffers.clone(),
         );
         let raw = pump
@@ -107,6 +108,7 @@ impl Ctx {
             body,
             self.state.config.idle_timeout,
             raw_limit(&self.auth.payload, max_bytes),
+            self.raw_length(),
             self.state.buffers.clone(),
         );
         self.decoded(Box::new(channel))
@@ -128,6 +130,11 @@ impl Ctx {
                 Ok(None)
             }
         }
+    }
+
+    /// The body's length on the wire, when `Content-Length` declares it.
+    fn raw_length(&self) -> Option<u64> {
+        self.header("content-length").and_then(|v| v.parse().ok())
     }
 
     /// The decoded length the client declared: `x-amz-decoded-content-length` for aws-chunked

@@ -1,139 +1,201 @@
 //! The connection side of a request body: bytes pumped from the async HTTP body, in async code,
-//! into a bounded channel of whole buffers, read by the blocking side through
+//! into a bounded channel of whole frames, read by the blocking side through
 //! [`ChannelReader`].
 //!
-//! Bounds: a request holds at most [`PUMP_FRAMES`] frames of at most [`FRAME_BYTES`] in the
-//! channel plus the one being assembled; every buffered byte is counted in a shared
-//! [`BufferGauge`] (shown by `GET /_hoard/status`). A body that sends nothing for `idle` fails
-//! with `RequestTimeout`; one larger than its limit fails with `EntityTooLarge`.
+//! Memory: every frame the S3 layer holds (request bodies here, GET frames in `ops::object`)
+//! draws its room from one [`BufferBudget`] (the profile's `request_buffer_bytes`) before a
+//! byte of it is read, and returns it when the frame is consumed or dropped. A request holds at
+//! most [`PUMP_FRAMES`] frames in its channel plus the one being assembled, each of at most
+//! [`FRAME_BYTES`] (less when the declared length says the body is smaller). When the budget
+//! is spent, bodies wait (their clients' TCP windows fill) rather than grow memory.
+//!
+//! Deadlines: a body that sends nothing for `idle` fails with `RequestTimeout`; one that
+//! cannot get room for `idle` fails with `SlowDown`; one larger than its limit fails with
+//! `EntityTooLarge`.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::error::S3Result;
 use crate::s3_error;
 
 /// Bytes per frame handed to the blocking side (frames are whole unless the body ends).
 pub const FRAME_BYTES: usize = 256 * 1024;
 /// Frames a request may have waiting in its channel.
 pub const PUMP_FRAMES: usize = 2;
+/// Budget accounting unit.
+const UNIT_BYTES: usize = 1024;
 
-/// Bytes of request and response bodies held in memory by the S3 layer.
-#[derive(Clone, Debug, Default)]
-pub struct BufferGauge(Arc<AtomicU64>);
+/// The memory all body frames of the S3 layer share.
+#[derive(Clone, Debug)]
+pub struct BufferBudget {
+    room: Arc<Semaphore>,
+    capacity_units: usize,
+}
 
-impl BufferGauge {
-    /// Bytes held now.
-    pub fn bytes(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+impl BufferBudget {
+    /// A budget of `bytes` (at least one frame).
+    pub fn new(bytes: u64) -> Self {
+        let units = (bytes as usize / UNIT_BYTES).max(FRAME_BYTES / UNIT_BYTES);
+        BufferBudget {
+            room: Arc::new(Semaphore::new(units)),
+            capacity_units: units,
+        }
     }
 
-    pub(crate) fn add(&self, n: usize) {
-        self.0.fetch_add(n as u64, Ordering::Relaxed);
+    /// Bytes held by frames now.
+    pub fn held_bytes(&self) -> u64 {
+        ((self.capacity_units - self.room.available_permits()) * UNIT_BYTES) as u64
     }
 
-    pub(crate) fn sub(&self, n: usize) {
-        let before = self.0.fetch_sub(n as u64, Ordering::Relaxed);
-        debug_assert!(before >= n as u64, "buffer gauge underflow");
+    /// The budget, in bytes.
+    pub fn capacity_bytes(&self) -> u64 {
+        (self.capacity_units * UNIT_BYTES) as u64
+    }
+
+    /// Room for a frame of up to `bytes`, waiting up to `wait` for it.
+    ///
+    /// Errors: SlowDown (503) when the budget stays spent that long.
+    pub async fn reserve(&self, bytes: usize, wait: Duration) -> S3Result<Room> {
+        let units = bytes
+            .div_ceil(UNIT_BYTES)
+            .clamp(1, FRAME_BYTES / UNIT_BYTES) as u32;
+        match tokio::time::timeout(wait, self.room.clone().acquire_many_owned(units)).await {
+            Ok(Ok(permit)) => Ok(Room(permit)),
+            _ => Err(s3_error!(
+                SlowDown,
+                SERVICE_UNAVAILABLE,
+                "please reduce your request rate: the server's {} of body buffers stayed full for {wait:?}",
+                self.capacity_bytes()
+            )),
+        }
+    }
+}
+
+/// Room held in a [`BufferBudget`]; returned when dropped.
+#[derive(Debug)]
+pub struct Room(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// Body bytes with the room they hold.
+#[derive(Debug)]
+pub struct Frame {
+    /// The bytes.
+    pub bytes: Bytes,
+    _room: Room,
+}
+
+impl Frame {
+    /// `bytes` holding `room` (which must cover them).
+    pub fn new(bytes: Bytes, room: Room) -> Self {
+        debug_assert!(bytes.len() <= room.0.num_permits() * UNIT_BYTES);
+        Frame { bytes, _room: room }
     }
 }
 
 /// Pumps `body` into a channel of whole frames, read by the returned [`ChannelReader`]. At most
-/// `max_bytes` may arrive; `idle` is the longest silence allowed.
-pub fn pump_body(body: Body, idle: Duration, max_bytes: u64, gauge: BufferGauge) -> ChannelReader {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(PUMP_FRAMES);
-    let pump_gauge = gauge.clone();
+/// `max_bytes` may arrive; `declared` is the body's Content-Length if known (it sizes the
+/// frames of small bodies); `idle` is the longest silence allowed.
+pub fn pump_body(
+    body: Body,
+    idle: Duration,
+    max_bytes: u64,
+    declared: Option<u64>,
+    budget: BufferBudget,
+) -> ChannelReader {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Frame>>(PUMP_FRAMES);
     tokio::spawn(async move {
-        let gauge = pump_gauge;
         let mut stream = body.into_data_stream();
         let mut total = 0u64;
         let mut frame = BytesMut::new();
+        let mut room: Option<(Room, usize)> = None;
+        let mut pending = Bytes::new();
         loop {
-            let item = match tokio::time::timeout(idle, stream.next()).await {
-                Err(_) => Some(Err(s3_error!(
-                    RequestTimeout,
-                    BAD_REQUEST,
-                    "your socket connection to the server was not read from or written to within the timeout period ({idle:?})"
-                )
-                .into_io())),
-                Ok(None) => None,
-                Ok(Some(Err(e))) => Some(Err(s3_error!(IncompleteBody, BAD_REQUEST, "reading the request body failed: {e}").into_io())),
-                Ok(Some(Ok(bytes))) => {
-                    total += bytes.len() as u64;
-                    if total > max_bytes {
-                        Some(Err(s3_error!(EntityTooLarge, BAD_REQUEST, "the request body exceeds {max_bytes} bytes").into_io()))
-                    } else {
-                        Some(Ok(bytes))
-                    }
-                }
-            };
-            let (ended, error) = match item {
-                None => (true, None),
-                Some(Err(e)) => (true, Some(e)),
-                Some(Ok(mut bytes)) => {
-                    // Assemble whole frames; hyper hands over whatever one read returned.
-                    while !bytes.is_empty() {
-                        let take = bytes.len().min(FRAME_BYTES - frame.len());
-                        if frame.is_empty() {
-                            frame.reserve(FRAME_BYTES.min(bytes.len().max(FRAME_BYTES / 16)));
+            if pending.is_empty() {
+                let next = match tokio::time::timeout(idle, stream.next()).await {
+                    Err(_) => Some(Err(s3_error!(
+                        RequestTimeout,
+                        BAD_REQUEST,
+                        "your socket connection to the server was not read from or written to within the timeout period ({idle:?})"
+                    ))),
+                    Ok(None) => None,
+                    Ok(Some(Err(e))) => Some(Err(s3_error!(IncompleteBody, BAD_REQUEST, "reading the request body failed: {e}"))),
+                    Ok(Some(Ok(bytes))) => {
+                        total += bytes.len() as u64;
+                        if total > max_bytes {
+                            Some(Err(s3_error!(EntityTooLarge, BAD_REQUEST, "the request body exceeds {max_bytes} bytes")))
+                        } else {
+                            Some(Ok(bytes))
                         }
-                        frame.extend_from_slice(&bytes.split_to(take));
-                        gauge.add(take);
-                        if frame.len() == FRAME_BYTES {
-                            let full = std::mem::take(&mut frame).freeze();
-                            if !send(&tx, full, &gauge).await {
-                                return;
+                    }
+                };
+                match next {
+                    Some(Ok(bytes)) => pending = bytes,
+                    end => {
+                        // The body ended (or failed): send what was assembled, then the error.
+                        if let Some((r, _)) = room.take() {
+                            if !frame.is_empty() {
+                                let last = Frame::new(std::mem::take(&mut frame).freeze(), r);
+                                if tx.send(Ok(last)).await.is_err() {
+                                    return;
+                                }
                             }
                         }
-                    }
-                    (false, None)
-                }
-            };
-            if ended {
-                if !frame.is_empty() {
-                    let rest = std::mem::take(&mut frame).freeze();
-                    if !send(&tx, rest, &gauge).await {
+                        if let Some(Err(e)) = end {
+                            let _ = tx.send(Err(e.into_io())).await;
+                        }
                         return;
                     }
                 }
-                if let Some(e) = error {
-                    let _ = tx.send(Err(e)).await;
+                continue;
+            }
+            // Room for the frame being assembled: a whole frame, or what is left of a body
+            // whose length was declared.
+            if room.is_none() {
+                let left = declared.map_or(FRAME_BYTES as u64, |d| {
+                    d.saturating_sub(total - pending.len() as u64)
+                });
+                let want = (left.max(pending.len() as u64) as usize).clamp(1, FRAME_BYTES);
+                match budget.reserve(want, idle).await {
+                    Ok(r) => {
+                        frame.reserve(want);
+                        room = Some((r, want));
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into_io())).await;
+                        return;
+                    }
                 }
-                return;
+            }
+            let (_, capacity) = room.as_ref().expect("room was reserved");
+            let take = pending.len().min(capacity - frame.len());
+            frame.extend_from_slice(&pending.split_to(take));
+            if frame.len() == *capacity {
+                let (r, _) = room.take().expect("room was reserved");
+                let full = Frame::new(std::mem::take(&mut frame).freeze(), r);
+                if tx.send(Ok(full)).await.is_err() {
+                    return;
+                }
             }
         }
     });
     ChannelReader {
         rx,
-        current: Bytes::new(),
-        gauge,
+        current: None,
+        offset: 0,
     }
-}
-
-/// Sends a frame; on a closed channel (the reader is gone) un-counts it and returns false.
-async fn send(
-    tx: &tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-    frame: Bytes,
-    gauge: &BufferGauge,
-) -> bool {
-    let n = frame.len();
-    if tx.send(Ok(frame)).await.is_err() {
-        gauge.sub(n);
-        return false;
-    }
-    true
 }
 
 /// Reads body bytes pumped from the connection over a bounded channel.
 pub struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-    gauge: BufferGauge,
+    rx: tokio::sync::mpsc::Receiver<io::Result<Frame>>,
+    current: Option<Frame>,
+    offset: usize,
 }
 
 impl Read for ChannelReader {
@@ -141,32 +203,43 @@ impl Read for ChannelReader {
         if out.is_empty() {
             return Ok(0);
         }
-        while self.current.is_empty() {
+        loop {
+            if let Some(frame) = &self.current {
+                if self.offset < frame.bytes.len() {
+                    let n = out.len().min(frame.bytes.len() - self.offset);
+                    out[..n].copy_from_slice(&frame.bytes[self.offset..self.offset + n]);
+                    self.offset += n;
+                    return Ok(n);
+                }
+            }
+            // The frame is consumed: its room goes back before waiting for the next.
+            self.current = None;
+            self.offset = 0;
             match self.rx.blocking_recv() {
                 None => return Ok(0),
                 Some(Err(e)) => return Err(e),
-                Some(Ok(b)) => self.current = b,
+                Some(Ok(frame)) => self.current = Some(frame),
             }
         }
-        let n = out.len().min(self.current.len());
-        out[..n].copy_from_slice(&self.current[..n]);
-        bytes::Buf::advance(&mut self.current, n);
-        self.gauge.sub(n);
-        Ok(n)
     }
 }
 
 impl ChannelReader {
     /// Reads the whole body in async code (small XML bodies), failing past `max_bytes`.
+    /// The frames stay counted in the budget until the body is whole.
     pub async fn collect(mut self, max_bytes: usize) -> io::Result<Vec<u8>> {
-        let mut out = Vec::new();
+        let mut frames = Vec::new();
+        let mut len = 0;
         loop {
-            if !self.current.is_empty() {
-                let chunk = std::mem::take(&mut self.current);
-                self.gauge.sub(chunk.len());
-                out.extend_from_slice(&chunk);
+            match self.rx.recv().await {
+                None => break,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(frame)) => {
+                    len += frame.bytes.len();
+                    frames.push(frame);
+                }
             }
-            if out.len() > max_bytes {
+            if len > max_bytes {
                 return Err(s3_error!(
                     MalformedXML,
                     BAD_REQUEST,
@@ -174,23 +247,11 @@ impl ChannelReader {
                 )
                 .into_io());
             }
-            match self.rx.recv().await {
-                None => return Ok(out),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(b)) => self.current = b,
-            }
         }
-    }
-}
-
-impl Drop for ChannelReader {
-    fn drop(&mut self) {
-        self.gauge.sub(self.current.len());
-        self.rx.close();
-        while let Ok(item) = self.rx.try_recv() {
-            if let Ok(b) = item {
-                self.gauge.sub(b.len());
-            }
+        let mut out = Vec::with_capacity(len);
+        for frame in &frames {
+            out.extend_from_slice(&frame.bytes);
         }
+        Ok(out)
     }
 }

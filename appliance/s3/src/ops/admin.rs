@@ -117,7 +117,11 @@ fn status(state: &AppState) -> S3Result<Response> {
         .elem("IndexBytes", memory.index_bytes.to_string())
         .elem("BlockCacheBytes", memory.block_cache_bytes.to_string())
         .elem("ChunkBufferBytes", memory.chunk_buffer_bytes.to_string())
-        .elem("RequestBufferBytes", state.buffers.bytes().to_string())
+        .elem("RequestBufferBytes", state.buffers.held_bytes().to_string())
+        .elem(
+            "RequestBufferBudgetBytes",
+            state.buffers.capacity_bytes().to_string(),
+        )
         .close("Memory");
     let admission = &state.admission;
     x.open("Requests")

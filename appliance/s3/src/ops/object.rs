@@ -10,16 +10,13 @@ use bytes::Bytes;
 use hoard::{ByteRange, ObjectInfo, PutOptions};
 
 use super::refuse_unsupported;
-use crate::body::pump::BufferGauge;
+use crate::body::pump::{BufferBudget, Frame, FRAME_BYTES};
 use crate::engine::{blocking, body_fed};
 use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
 use crate::response::{bad_header, http_date, stored_response, with_checksums};
 use crate::s3_error;
 use crate::server::Permit;
-
-/// Bytes per body frame of a GET response.
-const GET_FRAME_BYTES: usize = 256 * 1024;
 
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     refuse_unsupported(&ctx)?;
@@ -319,16 +316,27 @@ fn stream_object(
     reader: hoard::ObjectReader,
     idle: std::time::Duration,
     permit: Option<Permit>,
-    gauge: BufferGauge,
+    budget: BufferBudget,
 ) -> FrameStream {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<CountedFrame>>(1);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Frame>>(1);
     tokio::spawn(async move {
         let _permit = permit;
+        let (start, end) = reader.range();
+        let mut remaining = end - start;
         let mut reader = Some(reader);
-        loop {
+        while remaining > 0 {
             let Some(mut r) = reader.take() else { return };
-            let frame = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; GET_FRAME_BYTES];
+            let want = remaining.min(FRAME_BYTES as u64) as usize;
+            // Room first: a frame's bytes are counted before they are read.
+            let room = match budget.reserve(want, idle).await {
+                Ok(room) => room,
+                Err(e) => {
+                    tracing::warn!("GET cut: {e}");
+                    return;
+                }
+            };
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; want];
                 let mut filled = 0;
                 let result = loop {
                     match r.read(&mut buf[filled..]) {
@@ -346,10 +354,11 @@ fn stream_object(
                 (r, buf, result)
             })
             .await;
-            let Ok((r, buf, result)) = frame else { return };
-            let last = buf.len() < GET_FRAME_BYTES || result.is_err();
+            let Ok((r, buf, result)) = read else { return };
+            let short = buf.len() < want;
+            remaining -= buf.len() as u64;
             if !buf.is_empty() {
-                let frame = CountedFrame::new(Bytes::from(buf), &gauge);
+                let frame = Frame::new(Bytes::from(buf), room);
                 match tokio::time::timeout(idle, tx.send(Ok(frame))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return, // the connection is gone
@@ -364,7 +373,7 @@ fn stream_object(
                 let _ = tx.send(Err(e)).await;
                 return;
             }
-            if last {
+            if short {
                 return;
             }
             reader = Some(r);
@@ -373,37 +382,8 @@ fn stream_object(
     FrameStream(rx)
 }
 
-/// A GET frame waiting to be sent, counted in the S3 layer's [`BufferGauge`] until hyper takes
-/// it (or it is dropped with the connection).
-struct CountedFrame {
-    bytes: Bytes,
-    gauge: BufferGauge,
-}
-
-impl CountedFrame {
-    fn new(bytes: Bytes, gauge: &BufferGauge) -> Self {
-        gauge.add(bytes.len());
-        CountedFrame {
-            bytes,
-            gauge: gauge.clone(),
-        }
-    }
-
-    /// Hands the bytes to hyper, which owns them from here (they leave the gauge).
-    fn into_bytes(mut self) -> Bytes {
-        self.gauge.sub(self.bytes.len());
-        std::mem::take(&mut self.bytes)
-    }
-}
-
-impl Drop for CountedFrame {
-    fn drop(&mut self) {
-        self.gauge.sub(self.bytes.len());
-    }
-}
-
 /// The receiving end of a frame channel as a `Stream` of body frames.
-struct FrameStream(tokio::sync::mpsc::Receiver<std::io::Result<CountedFrame>>);
+struct FrameStream(tokio::sync::mpsc::Receiver<std::io::Result<Frame>>);
 
 impl futures_util::Stream for FrameStream {
     type Item = std::io::Result<Bytes>;
@@ -414,7 +394,7 @@ impl futures_util::Stream for FrameStream {
     ) -> std::task::Poll<Option<Self::Item>> {
         self.0
             .poll_recv(cx)
-            .map(|item| item.map(|r| r.map(CountedFrame::into_bytes)))
+            .map(|item| item.map(|r| r.map(|frame| frame.bytes)))
     }
 }
 
