@@ -28,6 +28,7 @@ pub use error::{Error, Result};
 pub use profile::{EngineConfig, Profile};
 pub use store::{
     BucketInfo, ByteRange, ChecksumCell, ChecksumCombiner, CompletedPart, ListPage, ListQuery,
-    MemoryUse, ObjectInfo, ObjectReader, ObjectSummary, PartInfo, PartsPage, PutOptions, Store,
-    StoreDevices, StoreOptions, UploadInfo, UploadOptions, UploadsPage,
+    MemoryUse, ObjectInfo, ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter,
+    PartsPage, PutOptions, Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions,
+    UploadsPage,
 };

@@ -142,14 +142,13 @@ pub struct PendingIo<'a> {
 impl PendingIo<'_> {
     /// Waits for completion; returns the buffer. A failed write poisons the device.
     pub fn wait(self) -> Result<AlignedBuf> {
-        let done = self.ticket.wait();
-        match done.result {
-            Ok(()) => Ok(done.buf.expect("write completion carries its buffer")),
-            Err(e) => {
-                self.device.poison(&e);
-                Err(Error::io(&self.device.name, e))
-            }
-        }
+        self.device.complete_write(self.ticket)
+    }
+
+    /// The ticket alone, for a writer that outlives this borrow of its device; complete it
+    /// with [`Device::complete_write`] on the same device.
+    pub fn into_ticket(self) -> IoTicket {
+        self.ticket
     }
 }
 
@@ -304,6 +303,19 @@ impl Device {
             device: self,
             ticket,
         })
+    }
+
+    /// Waits for a write submitted on this device ([`PendingIo::into_ticket`]); returns the
+    /// buffer. A failed write poisons the device.
+    pub fn complete_write(&self, ticket: IoTicket) -> Result<AlignedBuf> {
+        let done = ticket.wait();
+        match done.result {
+            Ok(()) => Ok(done.buf.expect("write completion carries its buffer")),
+            Err(e) => {
+                self.poison(&e);
+                Err(Error::io(&self.name, e))
+            }
+        }
     }
 
     /// Reads `buf.len()` bytes at `offset` and waits.

@@ -26,10 +26,10 @@ use crate::segment::{DataDevice, HeadState, SegmentClaims};
 
 pub use list::{ListPage, ListQuery, ObjectSummary};
 pub use multipart::{
-    ChecksumCombiner, CompletedPart, PartInfo, PartsPage, UploadInfo, UploadOptions, UploadsPage,
-    MAX_PART_NUMBER, MIN_PART_BYTES,
+    ChecksumCombiner, CompletedPart, PartInfo, PartWriter, PartsPage, UploadInfo, UploadOptions,
+    UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES,
 };
-pub use objects::{ByteRange, ChecksumCell, ObjectInfo, ObjectReader, PutOptions};
+pub use objects::{ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions};
 pub use open::{StoreDevices, StoreOptions};
 use schema::BucketRecord;
 

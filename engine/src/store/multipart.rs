@@ -10,7 +10,7 @@ use std::io::Read;
 
 use md5::{Digest, Md5};
 
-use super::objects::{ChecksumCell, ObjectInfo};
+use super::objects::{new_object_id, ChecksumCell, ChunkWriter, ObjectInfo};
 use super::schema::{self, ObjectRecord, PartRecord, UploadRecord};
 use super::{validate_key, Store, MAX_OBJECT_BYTES};
 use crate::error::{Error, Result};
@@ -33,6 +33,76 @@ pub struct CompletedPart {
     /// Flexible checksums the client names for it, (algorithm, base64 value): each must match
     /// the part's stored checksum.
     pub checksums: Vec<(String, String)>,
+}
+
+/// One part fed one buffer at a time ([`Store::begin_part`]); see
+/// [`ObjectWriter`](super::ObjectWriter). Dropping it before [`PartWriter::finish`] commits
+/// nothing.
+pub struct PartWriter {
+    store: Store,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    part_number: u32,
+    content_md5: Option<[u8; 16]>,
+    checksum: Option<ChecksumCell>,
+    chunks: ChunkWriter,
+}
+
+impl PartWriter {
+    /// Appends `data` to the part. Blocks only on devices, never on the caller.
+    ///
+    /// Errors: [`Error::EntityTooLarge`] past 5 GiB; device errors.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.chunks.write(&self.store, data)
+    }
+
+    /// Sets the flexible checksum the caller verified (stored with the part).
+    pub fn set_verified_checksum(&mut self, algorithm: &str, base64: &str) {
+        let cell = self.checksum.get_or_insert_with(Default::default);
+        *cell.lock() = Some((algorithm.to_string(), base64.to_string()));
+    }
+
+    /// Commits the part (replacing one of the same number) once its chunks are durable.
+    ///
+    /// Errors: [`Error::BadDigest`] on a Content-MD5 mismatch; [`Error::NoSuchUpload`] if the
+    /// upload completed or was aborted meanwhile; device and metadata errors.
+    pub fn finish(self) -> Result<PartInfo> {
+        let PartWriter {
+            store,
+            bucket,
+            key,
+            upload_id,
+            part_number,
+            content_md5,
+            checksum,
+            chunks,
+        } = self;
+        let written = chunks.finish(&store)?;
+        if content_md5.is_some_and(|m| m != written.md5) {
+            return Err(Error::BadDigest);
+        }
+        let record = PartRecord {
+            size: written.size,
+            etag: hex::encode(written.md5),
+            last_modified_unix_ms: super::now_unix_ms(),
+            checksums: super::objects::checksums_of(&checksum),
+            run: written.run,
+        };
+        let _guard = store.upload_lock(&upload_id);
+        // The upload may have been completed or aborted while the data was written.
+        store.upload(&bucket, &key, &upload_id)?;
+        let mut batch = Batch::new();
+        batch.put(schema::part_key(&upload_id, part_number), record.encode());
+        store.commit(batch)?;
+        Ok(PartInfo {
+            part_number,
+            size: record.size,
+            etag: record.etag,
+            last_modified_unix_ms: record.last_modified_unix_ms,
+            checksums: record.checksums,
+        })
+    }
 }
 
 /// What a multipart upload fixes at creation (CreateMultipartUpload) for the final object.
@@ -216,36 +286,39 @@ impl Store {
         content_md5: Option<[u8; 16]>,
         checksum: Option<ChecksumCell>,
     ) -> Result<PartInfo> {
+        let mut writer = self.begin_part(bucket, key, upload_id, part_number, content_md5)?;
+        writer.checksum = checksum;
+        writer.chunks.fill_from(self, body)?;
+        writer.finish()
+    }
+
+    /// Starts a part fed one buffer at a time (see [`PartWriter`]).
+    ///
+    /// Errors: [`Error::NoSuchUpload`], [`Error::InvalidArgument`] for a part number outside
+    /// 1..=10000.
+    pub fn begin_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        content_md5: Option<[u8; 16]>,
+    ) -> Result<PartWriter> {
         if !(1..=MAX_PART_NUMBER).contains(&part_number) {
             return Err(Error::InvalidArgument(format!(
                 "part number {part_number} must be between 1 and {MAX_PART_NUMBER}"
             )));
         }
         self.upload(bucket, key, upload_id)?;
-        let object_id = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
-        let written = self.write_stream(body, object_id, MAX_PART_BYTES)?;
-        if content_md5.is_some_and(|m| m != written.md5) {
-            return Err(Error::BadDigest);
-        }
-        let record = PartRecord {
-            size: written.size,
-            etag: hex::encode(written.md5),
-            last_modified_unix_ms: super::now_unix_ms(),
-            checksums: super::objects::checksums_of(&checksum),
-            run: written.run,
-        };
-        let _guard = self.upload_lock(upload_id);
-        // The upload may have been completed or aborted while the data was written.
-        self.upload(bucket, key, upload_id)?;
-        let mut batch = Batch::new();
-        batch.put(schema::part_key(upload_id, part_number), record.encode());
-        self.commit(batch)?;
-        Ok(PartInfo {
+        Ok(PartWriter {
+            store: self.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
             part_number,
-            size: record.size,
-            etag: record.etag,
-            last_modified_unix_ms: record.last_modified_unix_ms,
-            checksums: record.checksums,
+            content_md5,
+            checksum: None,
+            chunks: ChunkWriter::new(new_object_id(), MAX_PART_BYTES),
         })
     }
 

@@ -14,7 +14,7 @@ use md5::{Digest, Md5};
 
 use super::schema::{self, Chunk, ChunkRun, InlineData, Location, ObjectRecord};
 use super::{validate_key, Store, MAX_OBJECT_BYTES};
-use crate::device::{PendingIo, PendingRead, PooledBuf};
+use crate::device::{IoTicket, PendingRead, PooledBuf};
 use crate::error::{Error, Result};
 use crate::meta::{Batch, Snapshot};
 use crate::placement::place_chunk;
@@ -145,90 +145,272 @@ fn fill(body: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
     Ok(n)
 }
 
-impl Store {
-    /// Takes a chunk buffer; while the pool is exhausted, completes this stream's own oldest
-    /// write instead of waiting on other streams (see `BufferPool::try_get`).
-    fn write_buffer(
-        &self,
-        pending: &mut VecDeque<(PooledBuf, PendingIo<'_>)>,
-    ) -> Result<PooledBuf> {
-        if let Some(buf) = self.inner.buffers.try_get() {
-            return Ok(buf);
-        }
-        match pending.pop_front() {
-            Some((mut pbuf, io)) => {
-                pbuf.restore(io.wait()?);
-                Ok(pbuf)
-            }
-            None => Ok(self.inner.buffers.get()),
+/// The chunks of one object version (or part) being written. The caller fills them (pushing
+/// buffers with [`ChunkWriter::write`], or letting it read a body with
+/// [`ChunkWriter::fill_from`]); each full chunk is sealed as a needle and written durably to
+/// its HDD, with up to `chunks_in_flight_per_stream` writes in flight. Every chunk is full but
+/// the last. Nothing is committed to metadata here.
+pub(super) struct ChunkWriter {
+    object_id: u128,
+    max_bytes: u64,
+    md5: Md5,
+    chunks: Vec<Chunk>,
+    size: u64,
+    /// The chunk being filled: its buffer and the data bytes in it.
+    current: Option<(PooledBuf, usize)>,
+    /// Writes in flight: buffer, data device slot, ticket.
+    pending: VecDeque<(PooledBuf, u32, IoTicket)>,
+}
+
+impl ChunkWriter {
+    pub(super) fn new(object_id: u128, max_bytes: u64) -> Self {
+        ChunkWriter {
+            object_id,
+            max_bytes,
+            md5: Md5::new(),
+            chunks: Vec::new(),
+            size: 0,
+            current: None,
+            pending: VecDeque::new(),
         }
     }
 
-    /// Writes `body` as chunks of a new object version `object_id`, each durable on its HDD
-    /// before this returns. Nothing is committed to metadata here.
-    pub(super) fn write_stream(
-        &self,
-        body: &mut dyn Read,
-        object_id: u128,
-        max_bytes: u64,
-    ) -> Result<Written> {
-        let chunk_bytes = self.inner.config.chunk_size_bytes as usize;
-        let in_flight = self.inner.config.chunks_in_flight_per_stream as usize;
-        let mut md5 = Md5::new();
-        let mut chunks = Vec::new();
-        let mut pending: VecDeque<(PooledBuf, PendingIo<'_>)> = VecDeque::new();
-        let mut size = 0u64;
-        for index in 0u32.. {
-            let mut pbuf = self.write_buffer(&mut pending)?;
-            pbuf.set_len(needle_bytes(chunk_bytes));
-            let n = fill(
-                body,
-                &mut pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + chunk_bytes],
-            )?;
-            if n == 0 {
-                break;
-            }
-            size += n as u64;
-            if size > max_bytes {
-                return Err(Error::EntityTooLarge {
-                    size_bytes: size,
-                    max_bytes,
-                });
-            }
-            md5.update(&pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n]);
-            seal_needle(&mut pbuf, ChunkId { object_id, index }, n);
-            let (slot, offset) = self.reserve_chunk(object_id, index, pbuf.len() as u64)?;
-            let device = self.inner.data[slot as usize]
-                .as_ref()
-                .expect("placement picks present devices");
-            let io = device.submit_write(pbuf.take(), offset)?;
-            pending.push_back((pbuf, io));
-            chunks.push(Chunk {
-                len: n as u32,
-                locations: vec![Location { slot, offset }],
+    /// The chunk being filled, taking a buffer for a new one. While the pool is exhausted it
+    /// completes this stream's own oldest write instead of waiting on other streams (see
+    /// `BufferPool::try_get`).
+    fn current(&mut self, store: &Store) -> Result<&mut (PooledBuf, usize)> {
+        if self.current.is_none() {
+            let mut pbuf = match store.inner.buffers.try_get() {
+                Some(buf) => buf,
+                None if !self.pending.is_empty() => self.complete_oldest(store)?,
+                None => store.inner.buffers.get(),
+            };
+            pbuf.set_len(needle_bytes(store.inner.config.chunk_size_bytes as usize));
+            self.current = Some((pbuf, 0));
+        }
+        Ok(self.current.as_mut().expect("just set"))
+    }
+
+    /// Counts `n` more data bytes.
+    ///
+    /// Errors: [`Error::EntityTooLarge`] past `max_bytes`.
+    fn grow(&mut self, n: usize) -> Result<()> {
+        self.size += n as u64;
+        if self.size > self.max_bytes {
+            return Err(Error::EntityTooLarge {
+                size_bytes: self.size,
+                max_bytes: self.max_bytes,
             });
-            if pending.len() >= in_flight {
-                let (mut pbuf, io) = pending.pop_front().expect("non-empty");
-                pbuf.restore(io.wait()?);
-            }
-            if n < chunk_bytes {
-                break;
+        }
+        Ok(())
+    }
+
+    /// Appends `data` to the object, writing each chunk it fills.
+    pub(super) fn write(&mut self, store: &Store, mut data: &[u8]) -> Result<()> {
+        let chunk_bytes = store.inner.config.chunk_size_bytes as usize;
+        while !data.is_empty() {
+            let (pbuf, filled) = self.current(store)?;
+            let n = data.len().min(chunk_bytes - *filled);
+            let at = NEEDLE_HEADER_BYTES + *filled;
+            pbuf[at..at + n].copy_from_slice(&data[..n]);
+            *filled += n;
+            let full = *filled == chunk_bytes;
+            data = &data[n..];
+            self.grow(n)?;
+            if full {
+                self.submit(store)?;
             }
         }
-        for (mut pbuf, io) in pending {
-            pbuf.restore(io.wait()?);
+        Ok(())
+    }
+
+    /// Reads `body` to its end straight into chunk buffers, writing each chunk it fills.
+    pub(super) fn fill_from(&mut self, store: &Store, body: &mut dyn Read) -> Result<()> {
+        let chunk_bytes = store.inner.config.chunk_size_bytes as usize;
+        loop {
+            let (pbuf, filled) = self.current(store)?;
+            let start = NEEDLE_HEADER_BYTES + *filled;
+            let n = fill(body, &mut pbuf[start..NEEDLE_HEADER_BYTES + chunk_bytes])?;
+            *filled += n;
+            let full = *filled == chunk_bytes;
+            self.grow(n)?;
+            if !full {
+                return Ok(());
+            }
+            self.submit(store)?;
         }
+    }
+
+    /// Seals the chunk being filled (if it holds data) and starts its durable write.
+    fn submit(&mut self, store: &Store) -> Result<()> {
+        let Some((mut pbuf, n)) = self.current.take() else {
+            return Ok(());
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let index = self.chunks.len() as u32;
+        self.md5
+            .update(&pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n]);
+        seal_needle(
+            &mut pbuf,
+            ChunkId {
+                object_id: self.object_id,
+                index,
+            },
+            n,
+        );
+        let (slot, offset) = store.reserve_chunk(self.object_id, index, pbuf.len() as u64)?;
+        let device = store.inner.data[slot as usize]
+            .as_ref()
+            .expect("placement picks present devices");
+        let ticket = device.submit_write(pbuf.take(), offset)?.into_ticket();
+        self.pending.push_back((pbuf, slot, ticket));
+        self.chunks.push(Chunk {
+            len: n as u32,
+            locations: vec![Location { slot, offset }],
+        });
+        if self.pending.len() >= store.inner.config.chunks_in_flight_per_stream as usize {
+            drop(self.complete_oldest(store)?);
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest write in flight; returns its buffer.
+    fn complete_oldest(&mut self, store: &Store) -> Result<PooledBuf> {
+        let (mut pbuf, slot, ticket) = self.pending.pop_front().expect("a write in flight");
+        let device = store.inner.data[slot as usize]
+            .as_ref()
+            .expect("written devices stay present")
+            .device();
+        pbuf.restore(device.complete_write(ticket)?);
+        Ok(pbuf)
+    }
+
+    /// Writes the last chunk and waits until every chunk is durable.
+    pub(super) fn finish(mut self, store: &Store) -> Result<Written> {
+        self.submit(store)?;
+        while !self.pending.is_empty() {
+            drop(self.complete_oldest(store)?);
+        }
+        debug_assert_eq!(
+            self.chunks.iter().map(|c| c.len as u64).sum::<u64>(),
+            self.size
+        );
         Ok(Written {
             run: ChunkRun {
-                object_id,
+                object_id: self.object_id,
                 first_index: 0,
-                chunks,
+                chunks: self.chunks,
             },
-            size,
-            md5: md5.finalize().into(),
+            size: self.size,
+            md5: self.md5.finalize().into(),
         })
     }
+}
 
+/// A random object ID for a new object version or part (needles carry it).
+pub(super) fn new_object_id() -> u128 {
+    u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes())
+}
+
+/// A put fed one buffer at a time ([`Store::begin_put`]), for callers that read the body
+/// elsewhere (the S3 server reads the network in async code and hands over whole frames, so no
+/// engine thread waits on a client). A body that ends within the inline threshold is kept in
+/// memory and committed into the index; a longer one is written as chunks as it arrives.
+/// Dropping the writer before [`ObjectWriter::finish`] commits nothing: the previous object,
+/// if any, is untouched.
+pub struct ObjectWriter {
+    store: Store,
+    bucket: String,
+    key: String,
+    opts: PutOptions,
+    threshold: u64,
+    head: Vec<u8>,
+    chunks: Option<ChunkWriter>,
+}
+
+impl ObjectWriter {
+    /// Appends `data` to the object. Blocks only on devices (chunk writes), never on the caller.
+    ///
+    /// Errors: [`Error::EntityTooLarge`] past 5 TiB; device errors.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        if let Some(chunks) = &mut self.chunks {
+            return chunks.write(&self.store, data);
+        }
+        if (self.head.len() + data.len()) as u64 <= self.threshold {
+            self.head.extend_from_slice(data);
+            return Ok(());
+        }
+        let mut chunks = ChunkWriter::new(new_object_id(), MAX_OBJECT_BYTES);
+        chunks.write(&self.store, &std::mem::take(&mut self.head))?;
+        chunks.write(&self.store, data)?;
+        self.chunks = Some(chunks);
+        Ok(())
+    }
+
+    /// Sets the flexible checksum the caller verified (stored with the object).
+    pub fn set_verified_checksum(&mut self, algorithm: &str, base64: &str) {
+        let cell = self
+            .opts
+            .verified_checksum
+            .get_or_insert_with(Default::default);
+        *cell.lock() = Some((algorithm.to_string(), base64.to_string()));
+    }
+
+    /// Commits the object, replacing any under its key atomically, once every chunk is
+    /// durable; returns what HeadObject will.
+    ///
+    /// Errors: [`Error::BadDigest`] on a Content-MD5 mismatch; [`Error::NoSuchBucket`] if the
+    /// bucket went away; device and metadata errors.
+    pub fn finish(self) -> Result<ObjectInfo> {
+        let ObjectWriter {
+            store,
+            bucket,
+            key,
+            opts,
+            head,
+            chunks,
+            ..
+        } = self;
+        let inline = chunks.is_none() && !head.is_empty();
+        let (size, md5, runs) = match chunks {
+            None => (head.len() as u64, Md5::digest(&head).into(), Vec::new()),
+            Some(chunks) => {
+                let written = chunks.finish(&store)?;
+                let runs = if written.run.chunks.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![written.run]
+                };
+                (written.size, written.md5, runs)
+            }
+        };
+        if opts.content_md5.is_some_and(|m| m != md5) {
+            return Err(Error::BadDigest);
+        }
+        let record = ObjectRecord {
+            size,
+            etag: hex::encode(md5),
+            content_type: opts
+                .content_type
+                .unwrap_or_else(|| "binary/octet-stream".into()),
+            last_modified_unix_ms: super::now_unix_ms(),
+            user_metadata: opts.user_metadata,
+            checksums: take_checksums(&opts.verified_checksum),
+            part_sizes: Vec::new(),
+            runs,
+            inline,
+            headers: opts.headers,
+            upload_id: String::new(),
+        };
+        let inline_data = inline.then_some(&head[..]);
+        store.commit_object(&bucket, &key, &record, inline_data, Batch::new())?;
+        Ok(ObjectInfo::from_record(&key, &record))
+    }
+}
+
+impl Store {
     /// Picks a device for a chunk and reserves room there, skipping full or failed devices.
     fn reserve_chunk(&self, object_id: u128, index: u32, bytes: u64) -> Result<(u32, u64)> {
         let mut usable: Vec<bool> = self
@@ -270,53 +452,34 @@ impl Store {
         body: &mut dyn Read,
         opts: PutOptions,
     ) -> Result<ObjectInfo> {
-        validate_key(key)?;
-        self.bucket(bucket)?;
+        let mut writer = self.begin_put(bucket, key, opts)?;
         // Read up to one byte past the inline threshold: a body that ends within it is stored
         // in the index; a longer one streams to the HDDs, starting with the bytes read here.
-        let threshold = self.inline_threshold_bytes();
+        let threshold = writer.threshold;
         let mut head = vec![0u8; threshold.min(crate::profile::MAX_INLINE_BYTES) as usize + 1];
-        let head_len = if threshold > 0 {
-            fill(body, &mut head)?
-        } else {
-            0
-        };
-        head.truncate(head_len);
-        let inline = head_len > 0 && head_len as u64 <= threshold;
-        let (size, md5, runs) = if inline {
-            (head_len as u64, Md5::digest(&head).into(), Vec::new())
-        } else {
-            let object_id = u128::from_le_bytes(*uuid::Uuid::new_v4().as_bytes());
-            let mut body = (&head[..]).chain(body);
-            let written = self.write_stream(&mut body, object_id, MAX_OBJECT_BYTES)?;
-            let runs = if written.run.chunks.is_empty() {
-                Vec::new()
-            } else {
-                vec![written.run]
-            };
-            (written.size, written.md5, runs)
-        };
-        if opts.content_md5.is_some_and(|m| m != md5) {
-            return Err(Error::BadDigest);
+        let head_len = fill(body, &mut head)?;
+        writer.write(&head[..head_len])?;
+        if let Some(chunks) = writer.chunks.as_mut() {
+            chunks.fill_from(self, body)?;
         }
-        let record = ObjectRecord {
-            size,
-            etag: hex::encode(md5),
-            content_type: opts
-                .content_type
-                .unwrap_or_else(|| "binary/octet-stream".into()),
-            last_modified_unix_ms: super::now_unix_ms(),
-            user_metadata: opts.user_metadata,
-            checksums: take_checksums(&opts.verified_checksum),
-            part_sizes: Vec::new(),
-            runs,
-            inline,
-            headers: opts.headers,
-            upload_id: String::new(),
-        };
-        let inline_data = inline.then_some(&head[..]);
-        self.commit_object(bucket, key, &record, inline_data, Batch::new())?;
-        Ok(ObjectInfo::from_record(key, &record))
+        writer.finish()
+    }
+
+    /// Starts a put fed one buffer at a time (see [`ObjectWriter`]).
+    ///
+    /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`].
+    pub fn begin_put(&self, bucket: &str, key: &str, opts: PutOptions) -> Result<ObjectWriter> {
+        validate_key(key)?;
+        self.bucket(bucket)?;
+        Ok(ObjectWriter {
+            store: self.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            opts,
+            threshold: self.inline_threshold_bytes(),
+            head: Vec::new(),
+            chunks: None,
+        })
     }
 
     /// The size up to which a put is stored inline now: the profile's threshold while the
