@@ -1,52 +1,46 @@
 //! Body digests verified at end of body: a signed payload's SHA-256 and the flexible checksums
-//! (`x-amz-checksum-*`, Amazon S3 User Guide, "Checking object integrity").
-
-use std::io::{self, Read};
-use std::sync::Arc;
+//! (`x-amz-checksum-*`, Amazon S3 User Guide, "Checking object integrity"), and the checksums
+//! of multipart objects combined from their parts'.
 
 use base64::Engine;
-use parking_lot::Mutex;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
-use super::chunked::Trailers;
-use super::fail;
+use crate::error::S3Result;
 use crate::s3_error;
 
-/// Verifies a signed payload's SHA-256 (`x-amz-content-sha256: <hex>`) at end of body.
-pub struct Sha256Reader<R: Read> {
-    inner: R,
+/// A signed payload's SHA-256 (`x-amz-content-sha256: <hex>`), checked when the body ends.
+pub struct PayloadSha256 {
     hasher: Sha256,
     expected_hex: String,
 }
 
-impl<R: Read> Sha256Reader<R> {
-    /// Checks that `inner` hashes to `expected_hex`.
-    pub fn new(inner: R, expected_hex: String) -> Self {
-        Sha256Reader {
-            inner,
+impl PayloadSha256 {
+    /// Expects the body to hash to `expected_hex` (lower case).
+    pub fn new(expected_hex: String) -> Self {
+        PayloadSha256 {
             hasher: Sha256::new(),
             expected_hex,
         }
     }
-}
 
-impl<R: Read> Read for Sha256Reader<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(out)?;
-        if n == 0 && !out.is_empty() {
-            let actual = hex::encode(self.hasher.clone().finalize());
-            if actual != self.expected_hex {
-                return Err(fail(s3_error!(
-                    XAmzContentSHA256Mismatch,
-                    BAD_REQUEST,
-                    "the provided x-amz-content-sha256 {} does not match the body's {actual}",
-                    self.expected_hex
-                )));
-            }
+    /// Hashes more of the body.
+    pub fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+    }
+
+    /// Errors: XAmzContentSHA256Mismatch.
+    pub fn finish(self) -> S3Result<()> {
+        let actual = hex::encode(self.hasher.finalize());
+        if actual != self.expected_hex {
+            return Err(s3_error!(
+                XAmzContentSHA256Mismatch,
+                BAD_REQUEST,
+                "the provided x-amz-content-sha256 {} does not match the body's {actual}",
+                self.expected_hex
+            ));
         }
-        self.hasher.update(&out[..n]);
-        Ok(n)
+        Ok(())
     }
 }
 
@@ -244,73 +238,64 @@ pub fn combine_parts(
 
 /// Where a checksum's expected value comes from.
 pub enum Expected {
-    /// A request header.
+    /// A request header's value.
     Header(String),
-    /// The `aws-chunked` trailer (filled when the body ends).
-    Trailer(Trailers),
+    /// The `aws-chunked` trailer (known when the body ends).
+    Trailer,
 }
 
-/// Verifies an `x-amz-checksum-*` value at end of body; the verified value is left in `verified`.
-pub struct ChecksumReader<R: Read> {
-    inner: R,
+/// A flexible checksum (`x-amz-checksum-*`) of the decoded body, checked when the body ends.
+pub struct ChecksumCheck {
     algorithm: ChecksumAlgorithm,
     hasher: Hasher,
     expected: Expected,
-    verified: Arc<Mutex<Option<(String, String)>>>,
 }
 
-impl<R: Read> ChecksumReader<R> {
-    /// Checks `inner` against `expected` with `algorithm`; on success stores (name, base64) in
-    /// `verified`.
-    pub fn new(
-        inner: R,
-        algorithm: ChecksumAlgorithm,
-        expected: Expected,
-        verified: Arc<Mutex<Option<(String, String)>>>,
-    ) -> Self {
-        ChecksumReader {
-            inner,
+impl ChecksumCheck {
+    /// Checks the body against `expected` with `algorithm`.
+    pub fn new(algorithm: ChecksumAlgorithm, expected: Expected) -> Self {
+        ChecksumCheck {
             algorithm,
             hasher: Hasher::new(algorithm),
             expected,
-            verified,
         }
     }
-}
 
-impl<R: Read> Read for ChecksumReader<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(out)?;
-        if n == 0 && !out.is_empty() {
-            let header = self.algorithm.header();
-            let expected = match &self.expected {
-                Expected::Header(v) => Some(v.clone()),
-                Expected::Trailer(t) => t
-                    .lock()
-                    .iter()
-                    .find(|(n, _)| *n == header)
-                    .map(|(_, v)| v.clone()),
-            };
-            let Some(expected) = expected else {
-                return Err(fail(s3_error!(
-                    InvalidRequest,
-                    BAD_REQUEST,
-                    "the trailer promised {header} but did not carry it"
-                )));
-            };
-            let actual = self.hasher.base64();
-            if actual != expected {
-                return Err(fail(s3_error!(
-                    BadDigest,
-                    BAD_REQUEST,
-                    "the {} you specified ({expected}) did not match the calculated checksum ({actual})",
-                    self.algorithm.name()
-                )));
-            }
-            *self.verified.lock() = Some((self.algorithm.name().to_string(), actual));
+    /// Hashes more of the body.
+    pub fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+    }
+
+    /// Checks the body, given the trailer's lines; returns the verified (algorithm, base64).
+    ///
+    /// Errors: BadDigest on a mismatch; InvalidRequest when the trailer lacks the checksum it
+    /// promised.
+    pub fn finish(self, trailers: &[(String, String)]) -> S3Result<(String, String)> {
+        let header = self.algorithm.header();
+        let expected = match self.expected {
+            Expected::Header(v) => Some(v),
+            Expected::Trailer => trailers
+                .iter()
+                .find(|(n, _)| *n == header)
+                .map(|(_, v)| v.clone()),
+        };
+        let Some(expected) = expected else {
+            return Err(s3_error!(
+                InvalidRequest,
+                BAD_REQUEST,
+                "the trailer promised {header} but did not carry it"
+            ));
+        };
+        let actual = self.hasher.base64();
+        if actual != expected {
+            return Err(s3_error!(
+                BadDigest,
+                BAD_REQUEST,
+                "the {} you specified ({expected}) did not match the calculated checksum ({actual})",
+                self.algorithm.name()
+            ));
         }
-        self.hasher.update(&out[..n]);
-        Ok(n)
+        Ok((self.algorithm.name().to_string(), actual))
     }
 }
 

@@ -1,274 +1,297 @@
 //! `aws-chunked` bodies (Amazon S3 API Reference, "Signature Calculations for the Authorization
 //! Header: Transferring Payload in Multiple Chunks" and "... Including Trailing Headers"):
-//! framing, chunk signatures and the trailer.
+//! framing, chunk signatures and the trailer, decoded in push mode.
+//!
+//! [`ChunkedDecoder::feed`] takes raw bytes as they arrive, in pieces of any size, and appends
+//! the chunk data they carry; [`ChunkedDecoder::finish`] checks that the body ended where it
+//! should. Memory follows the bytes that arrive, never the sizes a client declares: chunk data
+//! passes straight through (hashed on the way for its signature, which is checked at the
+//! chunk's end, before the body can end), and a header or trailer line is held only up to
+//! [`MAX_LINE_BYTES`].
 
-use std::io::{self, BufRead, BufReader, Read};
-use std::sync::Arc;
-
-use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use super::fail;
 use crate::auth::sigv4::{chunk_signature, trailer_signature};
-use crate::auth::StreamingAuth;
+use crate::auth::{signature_mismatch, signatures_equal, StreamingAuth};
+use crate::error::{S3Error, S3Result};
 use crate::s3_error;
 
 /// Largest `aws-chunked` chunk accepted (SDKs send 64 KiB to 1 MiB).
 pub const MAX_AWS_CHUNK_BYTES: usize = 16 << 20;
 /// Longest chunk header or trailer line.
-const MAX_LINE_BYTES: usize = 4096;
+pub const MAX_LINE_BYTES: usize = 4096;
 /// Most trailer lines.
 const MAX_TRAILER_LINES: usize = 16;
 
-/// Trailing headers of an `aws-chunked` body, filled when the body ends.
-pub type Trailers = Arc<Mutex<Vec<(String, String)>>>;
+/// Where the decoder is in the body.
+#[derive(Debug)]
+enum State {
+    /// Reading a chunk header line (`<hex size>[;chunk-signature=<sig>]`).
+    Header,
+    /// Passing chunk data through.
+    Data {
+        remaining: usize,
+    },
+    /// Expecting the CRLF after a chunk's data.
+    DataEnd,
+    /// Reading trailer lines, up to an empty one.
+    Trailer,
+    /// After the final chunk of a body without trailer: an optional CRLF.
+    FinalCrlf,
+    /// The body is complete: nothing may follow.
+    Done,
+}
 
 /// Decodes an `aws-chunked` body (`<hex size>[;chunk-signature=<sig>]\r\n<data>\r\n` ... `0...`,
 /// then optional trailers), verifying signatures when `auth.signed`.
-///
-/// Memory follows the bytes that arrive, never the sizes a client declares: chunk data streams
-/// through (hashed on the way for its signature, which is checked at the chunk's end, before
-/// the body can end), so a request holds one 64 KiB read buffer whatever its chunk size.
-pub struct AwsChunkedReader<R: Read> {
-    inner: BufReader<R>,
+pub struct ChunkedDecoder {
     auth: StreamingAuth,
     previous_signature: String,
-    /// Data bytes of the current chunk not yet returned.
-    remaining: usize,
+    state: State,
+    /// The line being read (header, CRLF, trailer).
+    line: Vec<u8>,
     /// The current chunk's signature and the hash of its data so far (signed bodies).
-    chunk_signature: Option<(String, Sha256)>,
-    /// A chunk's data was read: its CRLF (and signature check) come next.
-    after_data: bool,
-    done: bool,
+    chunk: Option<(String, Sha256)>,
     declared_trailers: Vec<String>,
-    trailers: Trailers,
+    trailers: Vec<(String, String)>,
     decoded_bytes: u64,
     expected_bytes: Option<u64>,
 }
 
-impl<R: Read> AwsChunkedReader<R> {
-    /// Decodes `inner`; `expected_bytes` is `x-amz-decoded-content-length`; `declared_trailers`
-    /// are the names `x-amz-trailer` promised (lower case): a trailer may carry only those.
+fn malformed(what: &str) -> S3Error {
+    s3_error!(
+        InvalidRequest,
+        BAD_REQUEST,
+        "malformed aws-chunked body: {what}"
+    )
+}
+
+impl ChunkedDecoder {
+    /// A decoder; `expected_bytes` is `x-amz-decoded-content-length`; `declared_trailers` are
+    /// the names `x-amz-trailer` promised (lower case): a trailer may carry only those.
     pub fn new(
-        inner: R,
         auth: StreamingAuth,
         expected_bytes: Option<u64>,
         declared_trailers: Vec<String>,
-        trailers: Trailers,
     ) -> Self {
         let previous_signature = auth.seed_signature.clone();
-        AwsChunkedReader {
-            inner: BufReader::with_capacity(64 * 1024, inner),
+        ChunkedDecoder {
             auth,
             previous_signature,
-            remaining: 0,
-            chunk_signature: None,
-            after_data: false,
-            done: false,
+            state: State::Header,
+            line: Vec::new(),
+            chunk: None,
             declared_trailers,
-            trailers,
+            trailers: Vec::new(),
             decoded_bytes: 0,
             expected_bytes,
         }
     }
 
-    fn line(&mut self) -> io::Result<String> {
-        let mut buf = Vec::new();
-        let n = (&mut self.inner)
-            .take(MAX_LINE_BYTES as u64 + 2)
-            .read_until(b'\n', &mut buf)?;
-        if n == 0 {
-            return Err(fail(s3_error!(
-                IncompleteBody,
-                BAD_REQUEST,
-                "the aws-chunked body ended before its final chunk"
-            )));
+    /// Decodes `input`, appending chunk data to `out`.
+    ///
+    /// Errors: InvalidRequest for bad framing, an undeclared trailer or bytes after the end;
+    /// SignatureDoesNotMatch for a chunk or trailer signature.
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> S3Result<()> {
+        while !input.is_empty() {
+            match self.state {
+                State::Data { remaining } => {
+                    let n = remaining.min(input.len());
+                    out.extend_from_slice(&input[..n]);
+                    if let Some((_, hasher)) = self.chunk.as_mut() {
+                        hasher.update(&input[..n]);
+                    }
+                    self.decoded_bytes += n as u64;
+                    input = &input[n..];
+                    self.state = if n == remaining {
+                        State::DataEnd
+                    } else {
+                        State::Data {
+                            remaining: remaining - n,
+                        }
+                    };
+                }
+                State::Done => return Err(malformed("bytes follow the final chunk")),
+                State::FinalCrlf | State::DataEnd => {
+                    // Exactly CRLF, byte by byte.
+                    let want = b"\r\n"[self.line.len()];
+                    if input[0] != want {
+                        return Err(match self.state {
+                            State::DataEnd => malformed("chunk data not followed by CRLF"),
+                            _ => malformed("bytes follow the final chunk"),
+                        });
+                    }
+                    self.line.push(input[0]);
+                    input = &input[1..];
+                    if self.line.len() == 2 {
+                        self.line.clear();
+                        self.state = match self.state {
+                            State::DataEnd => {
+                                self.end_chunk()?;
+                                State::Header
+                            }
+                            _ => State::Done,
+                        };
+                    }
+                }
+                State::Header | State::Trailer => {
+                    let (taken, complete) = match input.iter().position(|&b| b == b'\n') {
+                        Some(i) => (i + 1, true),
+                        None => (input.len(), false),
+                    };
+                    if self.line.len() + taken > MAX_LINE_BYTES + 2 {
+                        return Err(malformed("a header or trailer line is too long"));
+                    }
+                    self.line.extend_from_slice(&input[..taken]);
+                    input = &input[taken..];
+                    if complete {
+                        let mut line = std::mem::take(&mut self.line);
+                        line.pop();
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                        let line = String::from_utf8(line)
+                            .map_err(|_| malformed("a line is not UTF-8"))?;
+                        match self.state {
+                            State::Header => self.header(&line)?,
+                            _ => self.trailer_line(&line)?,
+                        }
+                    }
+                }
+            }
         }
-        if buf.last() != Some(&b'\n') {
-            return Err(fail(s3_error!(
-                InvalidRequest,
-                BAD_REQUEST,
-                "aws-chunked line is longer than {MAX_LINE_BYTES} bytes"
-            )));
-        }
-        buf.pop();
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
-        }
-        String::from_utf8(buf).map_err(|_| {
-            fail(s3_error!(
-                InvalidRequest,
-                BAD_REQUEST,
-                "aws-chunked line is not UTF-8"
-            ))
-        })
+        Ok(())
     }
 
-    fn malformed(what: &str) -> io::Error {
-        fail(s3_error!(
-            InvalidRequest,
-            BAD_REQUEST,
-            "malformed aws-chunked body: {what}"
-        ))
-    }
-
-    /// Ends the current chunk (its signature, its CRLF), then reads the next chunk's header;
-    /// the final (empty) chunk ends the body.
-    fn next_chunk(&mut self) -> io::Result<()> {
-        if self.after_data {
-            self.after_data = false;
-            if let Some((signature, hasher)) = self.chunk_signature.take() {
-                self.verify_chunk(&signature, hasher)?;
-            }
-            if !self.line()?.is_empty() {
-                return Err(Self::malformed("chunk data not followed by CRLF"));
-            }
-        }
-        let header = self.line()?;
-        let (size_hex, ext) = header.split_once(';').unwrap_or((header.as_str(), ""));
+    /// A chunk header: the next chunk's size and signature.
+    fn header(&mut self, line: &str) -> S3Result<()> {
+        let (size_hex, ext) = line.split_once(';').unwrap_or((line, ""));
         let size = usize::from_str_radix(size_hex.trim(), 16)
-            .map_err(|_| Self::malformed("chunk size is not hex"))?;
+            .map_err(|_| malformed("chunk size is not hex"))?;
         if size > MAX_AWS_CHUNK_BYTES {
-            return Err(Self::malformed("chunk larger than 16 MiB"));
+            return Err(malformed("chunk larger than 16 MiB"));
         }
         let signature = if self.auth.signed {
             Some(
                 ext.split(';')
                     .find_map(|e| e.trim().strip_prefix("chunk-signature="))
-                    .ok_or_else(|| Self::malformed("chunk without chunk-signature"))?
+                    .ok_or_else(|| malformed("chunk without chunk-signature"))?
                     .to_string(),
             )
         } else {
             None
         };
+        self.chunk = signature.map(|s| (s, Sha256::new()));
         if size > 0 {
-            self.remaining = size;
-            self.after_data = true;
-            self.chunk_signature = signature.map(|s| (s, Sha256::new()));
+            self.state = State::Data { remaining: size };
             return Ok(());
         }
-        if let Some(signature) = signature {
-            self.verify_chunk(&signature, Sha256::new())?;
-        }
-        self.finish()
+        // The final chunk.
+        self.end_chunk()?;
+        self.state = if self.auth.trailer {
+            State::Trailer
+        } else {
+            State::FinalCrlf
+        };
+        Ok(())
     }
 
-    fn verify_chunk(&mut self, signature: &str, hasher: Sha256) -> io::Result<()> {
+    /// Verifies the chunk that just ended (signed bodies).
+    fn end_chunk(&mut self) -> S3Result<()> {
+        let Some((signature, hasher)) = self.chunk.take() else {
+            return Ok(());
+        };
         let expected = chunk_signature(
             &self.auth,
             &self.previous_signature,
             &hex::encode(hasher.finalize()),
         );
-        if !crate::auth::signatures_equal(&expected, signature) {
-            return Err(fail(crate::auth::signature_mismatch()));
+        if !signatures_equal(&expected, &signature) {
+            return Err(signature_mismatch());
         }
         self.previous_signature = expected;
         Ok(())
     }
 
-    /// Fails if anything follows the end of the body.
-    fn expect_end(&mut self) -> io::Result<()> {
-        let mut extra = [0u8; 1];
-        if self.inner.read(&mut extra)? != 0 {
-            return Err(Self::malformed("bytes follow the final chunk"));
+    /// A trailer line; the empty line ends the trailer (and its signature is checked).
+    fn trailer_line(&mut self, line: &str) -> S3Result<()> {
+        if line.is_empty() {
+            self.state = State::Done;
+            return self.verify_trailer();
+        }
+        if self.trailers.len() == MAX_TRAILER_LINES {
+            return Err(malformed("too many trailer lines"));
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| malformed("trailer line without ':'"))?;
+        let name = name.trim().to_ascii_lowercase();
+        // A checksum (or anything) x-amz-trailer did not promise would go unverified.
+        if name != "x-amz-trailer-signature" && !self.declared_trailers.contains(&name) {
+            return Err(s3_error!(
+                InvalidRequest,
+                BAD_REQUEST,
+                "the trailer carries {name}, which x-amz-trailer did not declare"
+            ));
+        }
+        self.trailers.push((name, value.trim().to_string()));
+        Ok(())
+    }
+
+    fn verify_trailer(&mut self) -> S3Result<()> {
+        if !self.auth.signed {
+            return Ok(());
+        }
+        let signature = self
+            .trailers
+            .iter()
+            .find(|(n, _)| n == "x-amz-trailer-signature")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| malformed("signed trailer without x-amz-trailer-signature"))?;
+        let canonical: String = self
+            .trailers
+            .iter()
+            .filter(|(n, _)| n != "x-amz-trailer-signature")
+            .map(|(n, v)| format!("{n}:{v}\n"))
+            .collect();
+        let expected = trailer_signature(&self.auth, &self.previous_signature, &canonical);
+        if !signatures_equal(&expected, &signature) {
+            return Err(signature_mismatch());
         }
         Ok(())
     }
 
-    fn finish(&mut self) -> io::Result<()> {
-        self.done = true;
-        if self.auth.trailer {
-            let mut lines = Vec::new();
-            loop {
-                let line = self.line()?;
-                if line.is_empty() {
-                    break;
-                }
-                if lines.len() == MAX_TRAILER_LINES {
-                    return Err(Self::malformed("too many trailer lines"));
-                }
-                let (name, value) = line
-                    .split_once(':')
-                    .ok_or_else(|| Self::malformed("trailer line without ':'"))?;
-                let name = name.trim().to_ascii_lowercase();
-                // A checksum (or anything) x-amz-trailer did not promise would go unverified.
-                if name != "x-amz-trailer-signature" && !self.declared_trailers.contains(&name) {
-                    return Err(fail(s3_error!(
-                        InvalidRequest,
-                        BAD_REQUEST,
-                        "the trailer carries {name}, which x-amz-trailer did not declare"
-                    )));
-                }
-                lines.push((name, value.trim().to_string()));
-            }
-            if self.auth.signed {
-                let signature = lines
-                    .iter()
-                    .find(|(n, _)| n == "x-amz-trailer-signature")
-                    .map(|(_, v)| v.clone())
-                    .ok_or_else(|| {
-                        Self::malformed("signed trailer without x-amz-trailer-signature")
-                    })?;
-                let canonical: String = lines
-                    .iter()
-                    .filter(|(n, _)| n != "x-amz-trailer-signature")
-                    .map(|(n, v)| format!("{n}:{v}\n"))
-                    .collect();
-                let expected = trailer_signature(&self.auth, &self.previous_signature, &canonical);
-                if !crate::auth::signatures_equal(&expected, &signature) {
-                    return Err(fail(crate::auth::signature_mismatch()));
-                }
-            }
-            *self.trailers.lock() = lines;
-        } else {
-            // The final CRLF; some clients omit it at the very end.
-            let mut crlf = Vec::new();
-            (&mut self.inner).take(2).read_to_end(&mut crlf)?;
-            if !(crlf.is_empty() || crlf == b"\r\n") {
-                return Err(Self::malformed("bytes follow the final chunk"));
-            }
+    /// The body ended: it must have ended after its final chunk (and trailer), with as many
+    /// bytes as `x-amz-decoded-content-length` declared. Returns the trailer's lines.
+    ///
+    /// Errors: IncompleteBody.
+    pub fn finish(self) -> S3Result<Vec<(String, String)>> {
+        // Some clients omit the CRLF after the final chunk at the very end.
+        let complete = matches!(self.state, State::Done)
+            || matches!(self.state, State::FinalCrlf if self.line.is_empty());
+        if !complete {
+            let at = match self.state {
+                State::Data { .. } | State::DataEnd => "inside a chunk",
+                State::Trailer => "inside the trailer",
+                _ => "before its final chunk",
+            };
+            return Err(s3_error!(
+                IncompleteBody,
+                BAD_REQUEST,
+                "the aws-chunked body ended {at}"
+            ));
         }
-        self.expect_end()?;
         if let Some(expected) = self.expected_bytes {
             if expected != self.decoded_bytes {
-                return Err(fail(s3_error!(
+                return Err(s3_error!(
                     IncompleteBody,
                     BAD_REQUEST,
                     "x-amz-decoded-content-length is {expected} but the body decoded to {} bytes",
                     self.decoded_bytes
-                )));
+                ));
             }
         }
-        Ok(())
-    }
-}
-
-impl<R: Read> Read for AwsChunkedReader<R> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        while self.remaining == 0 {
-            if self.done {
-                return Ok(0);
-            }
-            self.next_chunk()?;
-        }
-        let want = out.len().min(self.remaining);
-        let n = self.inner.read(&mut out[..want])?;
-        if n == 0 {
-            return Err(fail(s3_error!(
-                IncompleteBody,
-                BAD_REQUEST,
-                "the aws-chunked body ended inside a chunk"
-            )));
-        }
-        if let Some((_, hasher)) = self.chunk_signature.as_mut() {
-            hasher.update(&out[..n]);
-        }
-        self.remaining -= n;
-        self.decoded_bytes += n as u64;
-        Ok(n)
+        Ok(self.trailers)
     }
 }
 
@@ -276,7 +299,6 @@ impl<R: Read> Read for AwsChunkedReader<R> {
 mod tests {
     use super::*;
     use crate::auth::sigv4::signing_key;
-    use crate::body::checksum::{ChecksumAlgorithm, ChecksumReader, Expected};
 
     fn unsigned_auth() -> StreamingAuth {
         StreamingAuth {
@@ -289,66 +311,49 @@ mod tests {
         }
     }
 
-    fn read_all(r: &mut dyn Read) -> io::Result<Vec<u8>> {
-        let mut v = Vec::new();
-        r.read_to_end(&mut v)?;
-        Ok(v)
+    /// Feeds `body` in pieces of `step` bytes; returns the data and the trailer.
+    fn decode(
+        mut d: ChunkedDecoder,
+        body: &[u8],
+        step: usize,
+    ) -> S3Result<(Vec<u8>, Vec<(String, String)>)> {
+        let mut out = Vec::new();
+        for piece in body.chunks(step) {
+            d.feed(piece, &mut out)?;
+        }
+        Ok((out, d.finish()?))
     }
 
     #[test]
-    fn unsigned_trailer_body_decodes_and_verifies_crc32() {
-        let body =
-            b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n".to_vec();
-        let trailers = Trailers::default();
-        let chunked = AwsChunkedReader::new(
-            &body[..],
-            unsigned_auth(),
-            Some(11),
-            vec!["x-amz-checksum-crc32".into()],
-            trailers.clone(),
-        );
-        let verified = Arc::new(Mutex::new(None));
-        let mut r = ChecksumReader::new(
-            chunked,
-            ChecksumAlgorithm::Crc32,
-            Expected::Trailer(trailers),
-            verified.clone(),
-        );
-        assert_eq!(read_all(&mut r).unwrap(), b"hello world");
-        assert_eq!(verified.lock().clone().unwrap().0, "CRC32");
+    fn unsigned_trailer_body_decodes_in_pieces_of_any_size() {
+        let body = b"5\r\nhello\r\n6\r\n world\r\n0\r\nx-amz-checksum-crc32:DUoRhQ==\r\n\r\n";
+        for step in [1, 2, 3, 7, 1000] {
+            let d = ChunkedDecoder::new(
+                unsigned_auth(),
+                Some(11),
+                vec!["x-amz-checksum-crc32".into()],
+            );
+            let (data, trailer) = decode(d, body, step).unwrap();
+            assert_eq!(data, b"hello world");
+            assert_eq!(
+                trailer,
+                vec![("x-amz-checksum-crc32".into(), "DUoRhQ==".into())]
+            );
+        }
     }
 
     #[test]
-    fn wrong_checksum_and_truncation_fail() {
-        let body = b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\n\r\n".to_vec();
-        let trailers = Trailers::default();
-        let chunked = AwsChunkedReader::new(
-            &body[..],
-            unsigned_auth(),
-            None,
-            vec!["x-amz-checksum-crc32".into()],
-            trailers.clone(),
-        );
-        let mut r = ChecksumReader::new(
-            chunked,
-            ChecksumAlgorithm::Crc32,
-            Expected::Trailer(trailers),
-            Arc::new(Mutex::new(None)),
-        );
-        let err = read_all(&mut r).unwrap_err();
-        assert!(err.to_string().contains("BadDigest"), "{err}");
-        let truncated = b"5\r\nhel".to_vec();
-        let mut r = AwsChunkedReader::new(
-            &truncated[..],
-            unsigned_auth(),
-            None,
-            vec![],
-            Trailers::default(),
-        );
-        assert!(read_all(&mut r)
-            .unwrap_err()
-            .to_string()
-            .contains("IncompleteBody"));
+    fn truncation_and_wrong_lengths_fail() {
+        for cut in [b"5\r\nhel".as_slice(), b"5\r\nhello\r\n", b"5\r\nhello\r\n0\r\nx-amz"] {
+            let d = ChunkedDecoder::new(unsigned_auth(), None, vec!["x-amz".into()]);
+            let err = decode(d, cut, 4).unwrap_err();
+            assert_eq!(err.code, "IncompleteBody", "{err}");
+        }
+        let mut no_trailer = unsigned_auth();
+        no_trailer.trailer = false;
+        let d = ChunkedDecoder::new(no_trailer, Some(6), vec![]);
+        let err = decode(d, b"5\r\nhello\r\n0\r\n\r\n", 3).unwrap_err();
+        assert!(err.message.contains("decoded to 5 bytes"), "{err}");
     }
 
     /// The streaming PUT example of the SigV4 documentation (65 KiB + 1 KiB of 'a').
@@ -374,76 +379,50 @@ mod tests {
         body.extend_from_slice(b"\r\n400;chunk-signature=0055627c9e194cb4542bae2aa5492e3c1575bbb81b612b7d234b86a503ef5497\r\n");
         body.extend(std::iter::repeat_n(b'a', 1024));
         body.extend_from_slice(b"\r\n0;chunk-signature=b6c6ea8a5354eaf15b3cb7646744f4275b71ea724fed81ceb9323e279d449df9\r\n\r\n");
-        let mut r = AwsChunkedReader::new(
-            &body[..],
-            auth.clone(),
-            Some(66560),
-            vec![],
-            Trailers::default(),
-        );
-        assert_eq!(read_all(&mut r).unwrap().len(), 66560);
+        for step in [1000, 65536 + 200] {
+            let d = ChunkedDecoder::new(auth.clone(), Some(66560), vec![]);
+            assert_eq!(decode(d, &body, step).unwrap().0.len(), 66560);
+        }
         body[200] = b'b';
-        let mut r = AwsChunkedReader::new(
-            &body[..],
-            auth.clone(),
-            Some(66560),
-            vec![],
-            Trailers::default(),
+        let d = ChunkedDecoder::new(auth, Some(66560), vec![]);
+        assert_eq!(
+            decode(d, &body, 4096).unwrap_err().code,
+            "SignatureDoesNotMatch"
         );
-        assert!(read_all(&mut r)
-            .unwrap_err()
-            .to_string()
-            .contains("SignatureDoesNotMatch"));
     }
+
     /// A declared chunk size is not allocated: the first byte of a 16 MiB chunk comes out as
     /// soon as it arrives, and a body cut there fails.
-
     #[test]
     fn a_declared_chunk_size_is_not_allocated_before_its_bytes_arrive() {
-        let body = b"1000000\r\nx".to_vec();
-        let mut r = AwsChunkedReader::new(
-            &body[..],
-            unsigned_auth(),
-            None,
-            vec![],
-            Trailers::default(),
-        );
-        let mut out = vec![0u8; 1 << 20];
-        assert_eq!(r.read(&mut out).unwrap(), 1);
-        assert_eq!(r.remaining, (16 << 20) - 1);
-        let err = r.read(&mut out).unwrap_err();
-        assert!(err.to_string().contains("IncompleteBody"), "{err}");
+        let mut d = ChunkedDecoder::new(unsigned_auth(), None, vec![]);
+        let mut out = Vec::new();
+        d.feed(b"1000000\r\nx", &mut out).unwrap();
+        assert_eq!(out, b"x");
+        assert!(out.capacity() < 1024, "{}", out.capacity());
+        assert!(matches!(d.state, State::Data { remaining } if remaining == (16 << 20) - 1));
+        assert_eq!(d.finish().unwrap_err().code, "IncompleteBody");
     }
 
     #[test]
     fn bytes_after_the_final_chunk_and_undeclared_trailers_are_refused() {
         let mut no_trailer = unsigned_auth();
         no_trailer.trailer = false;
-        let body = b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n".to_vec();
-        let mut r = AwsChunkedReader::new(
-            &body[..],
-            no_trailer.clone(),
-            Some(5),
-            vec![],
-            Trailers::default(),
-        );
-        let err = read_all(&mut r).unwrap_err();
-        assert!(err.to_string().contains("follow the final chunk"), "{err}");
-        let body = b"5\r\nhello\r\n0\r\n\r\n".to_vec();
-        let mut r =
-            AwsChunkedReader::new(&body[..], no_trailer, Some(5), vec![], Trailers::default());
-        assert_eq!(read_all(&mut r).unwrap(), b"hello");
-
-        let body =
-            b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\nx-amz-checksum-sha256:AAAA\r\n\r\n".to_vec();
-        let mut r = AwsChunkedReader::new(
-            &body[..],
+        let d = ChunkedDecoder::new(no_trailer.clone(), Some(5), vec![]);
+        let err = decode(d, b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n", 5).unwrap_err();
+        assert!(err.message.contains("follow the final chunk"), "{err}");
+        // The final CRLF may be omitted at the very end.
+        for body in [b"5\r\nhello\r\n0\r\n\r\n".as_slice(), b"5\r\nhello\r\n0\r\n"] {
+            let d = ChunkedDecoder::new(no_trailer.clone(), Some(5), vec![]);
+            assert_eq!(decode(d, body, 2).unwrap().0, b"hello");
+        }
+        let body = b"5\r\nhello\r\n0\r\nx-amz-checksum-crc32:AAAAAA==\r\nx-amz-checksum-sha256:AAAA\r\n\r\n";
+        let d = ChunkedDecoder::new(
             unsigned_auth(),
             Some(5),
             vec!["x-amz-checksum-crc32".into()],
-            Trailers::default(),
         );
-        let err = read_all(&mut r).unwrap_err();
-        assert!(err.to_string().contains("x-amz-checksum-sha256"), "{err}");
+        let err = decode(d, body, 9).unwrap_err();
+        assert!(err.message.contains("x-amz-checksum-sha256"), "{err}");
     }
 }

@@ -1,33 +1,104 @@
-//! Request bodies: from the async HTTP body to a verified blocking [`Read`] the engine consumes,
-//! assembled in one place ([`Ctx::body_reader`]).
+//! Request bodies, in push mode: from the connection to the engine without an engine thread
+//! ever waiting on a client. Assembled in one place ([`Ctx::stream_body_into`],
+//! [`Ctx::small_body`]).
 //!
-//! Layers, outermost last: [`pump::ChannelReader`] (bytes pumped from the connection in async
-//! code, handed over in whole frames, with an idle timeout and a size limit), [`chunked::AwsChunkedReader`] (decodes `aws-chunked`,
-//! verifying each chunk signature and the trailer), [`checksum::Sha256Reader`] (a signed
-//! payload's SHA-256), [`checksum::ChecksumReader`] (`x-amz-checksum-*`, from a header or the
-//! trailer). Each verifier fails the read that would have returned end-of-file, so the engine
-//! never commits an object whose body did not verify.
+//! The path of a body: [`pump`] reads the connection in async code into whole frames (room for
+//! each drawn first from the server's body budget; idle timeout; size limit) → a
+//! [`BodyDecoder`] decodes and verifies them as they arrive, in async code ([`chunked`]:
+//! aws-chunked framing, chunk and trailer signatures; [`checksum`]: a signed payload's
+//! SHA-256, `x-amz-checksum-*` from a header or the trailer) → decoded bytes go to the engine
+//! in batches on the blocking pool ([`BodySink`]: `ObjectWriter`, `PartWriter`), one batch
+//! written while the next arrives. Verification ends before the engine's `finish` commits, so
+//! a body that does not verify is never stored.
 
 pub mod checksum;
 pub mod chunked;
 pub mod pump;
 
-use std::io::{self, Read};
-use std::sync::Arc;
-
 use axum::body::Body;
 use md5::Digest;
-use parking_lot::Mutex;
 
 use crate::auth::Payload;
 use crate::error::{S3Error, S3Result};
 use crate::request::Ctx;
 use crate::s3_error;
-use checksum::{ChecksumAlgorithm, ChecksumReader, Expected, Sha256Reader};
-use chunked::{AwsChunkedReader, Trailers};
+use checksum::{ChecksumAlgorithm, ChecksumCheck, Expected, PayloadSha256};
+use chunked::ChunkedDecoder;
+use pump::{FrameReceiver, FRAME_BYTES};
 
-pub(crate) fn fail(e: S3Error) -> io::Error {
-    e.into_io()
+/// Decoded bytes handed to the engine in one blocking call (two frames).
+pub const WRITE_BATCH_BYTES: usize = 2 * FRAME_BYTES;
+
+/// Where a verified body goes: the engine's push-mode writers.
+pub trait BodySink: Send + 'static {
+    /// Appends decoded bytes (runs on the blocking pool; waits only on devices).
+    fn write(&mut self, data: &[u8]) -> hoard::Result<()>;
+    /// Records the flexible checksum the body verified.
+    fn set_verified_checksum(&mut self, algorithm: &str, base64: &str);
+}
+
+impl BodySink for hoard::ObjectWriter {
+    fn write(&mut self, data: &[u8]) -> hoard::Result<()> {
+        hoard::ObjectWriter::write(self, data)
+    }
+    fn set_verified_checksum(&mut self, algorithm: &str, base64: &str) {
+        hoard::ObjectWriter::set_verified_checksum(self, algorithm, base64)
+    }
+}
+
+impl BodySink for hoard::PartWriter {
+    fn write(&mut self, data: &[u8]) -> hoard::Result<()> {
+        hoard::PartWriter::write(self, data)
+    }
+    fn set_verified_checksum(&mut self, algorithm: &str, base64: &str) {
+        hoard::PartWriter::set_verified_checksum(self, algorithm, base64)
+    }
+}
+
+/// The verifiers one body passes through, fed raw bytes as they arrive.
+pub struct BodyDecoder {
+    chunked: Option<ChunkedDecoder>,
+    sha256: Option<PayloadSha256>,
+    checksum: Option<ChecksumCheck>,
+}
+
+impl BodyDecoder {
+    /// Decodes `raw`, appending the body's bytes to `out`.
+    ///
+    /// Errors: the framing and signature errors of [`ChunkedDecoder::feed`].
+    pub fn feed(&mut self, raw: &[u8], out: &mut Vec<u8>) -> S3Result<()> {
+        let start = out.len();
+        match &mut self.chunked {
+            Some(c) => c.feed(raw, out)?,
+            None => out.extend_from_slice(raw),
+        }
+        if let Some(s) = &mut self.sha256 {
+            s.update(raw);
+        }
+        if let Some(c) = &mut self.checksum {
+            c.update(&out[start..]);
+        }
+        Ok(())
+    }
+
+    /// The body ended: checks framing, payload hash and checksum; returns the verified
+    /// (algorithm, base64) checksum, if the request carried one.
+    ///
+    /// Errors: IncompleteBody, XAmzContentSHA256Mismatch, BadDigest, InvalidRequest.
+    pub fn finish(self) -> S3Result<Option<(String, String)>> {
+        let trailers = match self.chunked {
+            Some(c) => c.finish()?,
+            None => Vec::new(),
+        };
+        if let Some(s) = self.sha256 {
+            s.finish()?;
+        }
+        self.checksum.map(|c| c.finish(&trailers)).transpose()
+    }
+}
+
+fn body_error(e: std::io::Error) -> S3Error {
+    S3Error::from(hoard::Error::Body(e))
 }
 
 impl Ctx {
@@ -37,27 +108,16 @@ impl Ctx {
     /// Errors: MalformedXML past `max_bytes`, BadDigest, InvalidDigest, and the body errors.
     pub async fn small_body(&mut self, max_bytes: usize) -> S3Result<Vec<u8>> {
         let md5 = self.content_md5()?;
+        let mut decoder = self.body_decoder()?;
         let raw_limit = raw_limit(&self.auth.payload, max_bytes as u64);
-        let body = self.body.take().unwrap_or_else(Body::empty);
-        let state = &self.state;
-        let pump = pump::pump_body(
-            body,
-            state.config.idle_timeout,
-            raw_limit,
-            self.raw_length(),
-            state.buffers.clone(),
-        );
-        let raw = pump
+        let raw = self
+            .body_frames(raw_limit)?
             .collect(raw_limit as usize)
             .await
-            .map_err(|e| S3Error::from(hoard::Error::Body(e)))?;
-        let (mut reader, _) = self.decoded(Box::new(io::Cursor::new(raw)))?;
-        let mut out = Vec::new();
-        reader
-            .by_ref()
-            .take(max_bytes as u64 + 1)
-            .read_to_end(&mut out)
-            .map_err(|e| S3Error::from(hoard::Error::Body(e)))?;
+            .map_err(body_error)?;
+        let mut out = Vec::with_capacity(raw.len());
+        decoder.feed(&raw, &mut out)?;
+        decoder.finish()?;
         if out.len() > max_bytes {
             return Err(s3_error!(
                 MalformedXML,
@@ -78,22 +138,66 @@ impl Ctx {
         Ok(out)
     }
 
-    /// Whether the request carries an integrity check of its body: `Content-MD5` or a flexible
-    /// checksum (header or declared trailer). S3 demands one on DeleteObjects.
-    pub fn has_body_digest(&self) -> bool {
-        self.header("content-md5").is_some()
-            || self.header("x-amz-trailer").is_some()
-            || ChecksumAlgorithm::ALL
-                .iter()
-                .any(|a| self.header(&a.header()).is_some())
+    /// Streams the body, verified, into `sink` (an engine writer); returns the sink with the
+    /// verified checksum recorded, for the caller to `finish` (commit). Network waits happen
+    /// here, in async code; each blocking call writes one batch that is already in memory,
+    /// while the next batch arrives.
+    ///
+    /// Errors: EntityTooLarge past `max_bytes` (declared or received), the body's framing,
+    /// signature, digest, timeout and budget errors, and the engine's write errors.
+    pub async fn stream_body_into<S: BodySink>(
+        &mut self,
+        sink: S,
+        max_bytes: u64,
+    ) -> S3Result<S> {
+        let mut decoder = self.body_decoder()?;
+        let mut frames = self.body_frames(max_bytes)?;
+        let mut sink = Some(sink);
+        let mut job: Option<tokio::task::JoinHandle<(S, hoard::Result<()>)>> = None;
+        let mut batch = Vec::new();
+        // Raw frames behind `batch`, kept (and counted in the budget) until it is written.
+        let mut held = Vec::new();
+        loop {
+            let end = match frames.next().await {
+                None => true,
+                Some(Err(e)) => return Err(body_error(e)),
+                Some(Ok(frame)) => {
+                    decoder.feed(&frame.bytes, &mut batch)?;
+                    held.push(frame);
+                    false
+                }
+            };
+            if batch.len() >= WRITE_BATCH_BYTES || (end && !batch.is_empty()) {
+                if let Some(previous) = job.take() {
+                    sink = Some(join_write(previous).await?);
+                }
+                let mut s = sink.take().expect("the sink is back from its last write");
+                let data = std::mem::take(&mut batch);
+                let frames_written = std::mem::take(&mut held);
+                job = Some(tokio::task::spawn_blocking(move || {
+                    let result = s.write(&data);
+                    drop(frames_written);
+                    (s, result)
+                }));
+            }
+            if end {
+                break;
+            }
+        }
+        if let Some(last) = job.take() {
+            sink = Some(join_write(last).await?);
+        }
+        let mut sink = sink.expect("the sink is back from its last write");
+        if let Some((algorithm, value)) = decoder.finish()? {
+            sink.set_verified_checksum(&algorithm, &value);
+        }
+        Ok(sink)
     }
 
-    /// The body as a verified blocking reader, plus the cell that receives the verified
-    /// flexible checksum. Fails early when the declared size exceeds `max_bytes`.
-    pub fn body_reader(
-        &mut self,
-        max_bytes: u64,
-    ) -> S3Result<(Box<dyn Read + Send>, hoard::ChecksumCell)> {
+    /// The request's body as frames, after checking its declared size against `max_bytes`.
+    ///
+    /// Errors: EntityTooLarge.
+    fn body_frames(&mut self, max_bytes: u64) -> S3Result<FrameReceiver> {
         if let Some(size) = self.declared_length() {
             if size > max_bytes {
                 return Err(s3_error!(
@@ -104,14 +208,23 @@ impl Ctx {
             }
         }
         let body = self.body.take().unwrap_or_else(Body::empty);
-        let channel = pump::pump_body(
+        Ok(pump::pump_body(
             body,
             self.state.config.idle_timeout,
             raw_limit(&self.auth.payload, max_bytes),
             self.raw_length(),
             self.state.buffers.clone(),
-        );
-        self.decoded(Box::new(channel))
+        ))
+    }
+
+    /// Whether the request carries an integrity check of its body: `Content-MD5` or a flexible
+    /// checksum (header or declared trailer). S3 demands one on DeleteObjects.
+    pub fn has_body_digest(&self) -> bool {
+        self.header("content-md5").is_some()
+            || self.header("x-amz-trailer").is_some()
+            || ChecksumAlgorithm::ALL
+                .iter()
+                .any(|a| self.header(&a.header()).is_some())
     }
 
     /// A data-stream permit for a body bound for the HDDs; none for a body that declares a
@@ -147,28 +260,24 @@ impl Ctx {
         self.header(name).and_then(|v| v.parse::<u64>().ok())
     }
 
-    /// Stacks the verifiers the request asks for on `raw` (see the module doc).
+    /// The verifiers the request asks for (see the module doc).
     ///
-    /// Errors: InvalidRequest for a `*-TRAILER` payload without `x-amz-trailer`, or a trailer
-    /// that names no supported checksum.
-    fn decoded(
-        &self,
-        raw: Box<dyn Read + Send>,
-    ) -> S3Result<(Box<dyn Read + Send>, hoard::ChecksumCell)> {
-        let trailers = Trailers::default();
-        let mut reader: Box<dyn Read + Send> = match &self.auth.payload {
-            Payload::Unsigned => raw,
-            Payload::Sha256(hex) => Box::new(Sha256Reader::new(raw, hex.clone())),
+    /// Errors: InvalidRequest for a `*-TRAILER` payload without `x-amz-trailer`, more than one
+    /// `x-amz-checksum-*` header, or a trailer that names no supported checksum.
+    fn body_decoder(&self) -> S3Result<BodyDecoder> {
+        let declared: Vec<String> = self
+            .header("x-amz-trailer")
+            .map(|t| {
+                t.split(',')
+                    .map(|n| n.trim().to_ascii_lowercase())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (chunked, sha256) = match &self.auth.payload {
+            Payload::Unsigned => (None, None),
+            Payload::Sha256(hex) => (None, Some(PayloadSha256::new(hex.clone()))),
             Payload::Streaming(s) => {
-                let declared: Vec<String> = self
-                    .header("x-amz-trailer")
-                    .map(|t| {
-                        t.split(',')
-                            .map(|n| n.trim().to_ascii_lowercase())
-                            .filter(|n| !n.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 if s.trailer && declared.is_empty() {
                     return Err(s3_error!(
                         InvalidRequest,
@@ -176,30 +285,24 @@ impl Ctx {
                         "a STREAMING-...-TRAILER payload needs an x-amz-trailer header naming what the trailer carries"
                     ));
                 }
-                Box::new(AwsChunkedReader::new(
-                    raw,
-                    s.clone(),
-                    self.declared_length(),
-                    declared,
-                    trailers.clone(),
-                ))
+                let decoder =
+                    ChunkedDecoder::new(s.clone(), self.declared_length(), declared.clone());
+                (Some(decoder), None)
             }
         };
-        let verified: hoard::ChecksumCell = Arc::new(Mutex::new(None));
-        if let Some((algorithm, expected)) = self.expected_checksum(&trailers)? {
-            reader = Box::new(ChecksumReader::new(
-                reader,
-                algorithm,
-                expected,
-                verified.clone(),
-            ));
-        }
-        Ok((reader, verified))
+        let checksum = self
+            .expected_checksum(&declared)?
+            .map(|(algorithm, expected)| ChecksumCheck::new(algorithm, expected));
+        Ok(BodyDecoder {
+            chunked,
+            sha256,
+            checksum,
+        })
     }
 
     fn expected_checksum(
         &self,
-        trailers: &Trailers,
+        declared_trailers: &[String],
     ) -> S3Result<Option<(ChecksumAlgorithm, Expected)>> {
         let mut found = None;
         for algorithm in ChecksumAlgorithm::ALL {
@@ -214,30 +317,40 @@ impl Ctx {
                 found = Some((algorithm, Expected::Header(v.trim().to_string())));
             }
         }
-        if found.is_none() {
-            if let Some(trailer) = self.header("x-amz-trailer") {
-                let name = trailer.trim().to_ascii_lowercase();
-                let algorithm = ChecksumAlgorithm::ALL
-                    .into_iter()
-                    .find(|a| a.header() == name)
-                    .ok_or_else(|| {
-                        s3_error!(
-                            InvalidRequest,
-                            BAD_REQUEST,
-                            "unsupported x-amz-trailer {trailer:?}"
-                        )
-                    })?;
-                if !matches!(&self.auth.payload, Payload::Streaming(s) if s.trailer) {
-                    return Err(s3_error!(
-                        InvalidRequest,
-                        BAD_REQUEST,
-                        "x-amz-trailer needs a STREAMING-...-TRAILER payload"
-                    ));
-                }
-                found = Some((algorithm, Expected::Trailer(trailers.clone())));
-            }
+        if found.is_some() || declared_trailers.is_empty() {
+            return Ok(found);
         }
-        Ok(found)
+        if !matches!(&self.auth.payload, Payload::Streaming(s) if s.trailer) {
+            return Err(s3_error!(
+                InvalidRequest,
+                BAD_REQUEST,
+                "x-amz-trailer needs a STREAMING-...-TRAILER payload"
+            ));
+        }
+        let algorithm = declared_trailers
+            .iter()
+            .find_map(|name| ChecksumAlgorithm::ALL.into_iter().find(|a| a.header() == *name))
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidRequest,
+                    BAD_REQUEST,
+                    "unsupported x-amz-trailer {declared_trailers:?}"
+                )
+            })?;
+        Ok(Some((algorithm, Expected::Trailer)))
+    }
+}
+
+/// Waits for a batch written on the blocking pool; returns the sink.
+async fn join_write<S>(job: tokio::task::JoinHandle<(S, hoard::Result<()>)>) -> S3Result<S> {
+    match job.await {
+        Ok((sink, Ok(()))) => Ok(sink),
+        Ok((_, Err(e))) => Err(S3Error::from(e)),
+        Err(e) => Err(s3_error!(
+            InternalError,
+            INTERNAL_SERVER_ERROR,
+            "body writer failed: {e}"
+        )),
     }
 }
 

@@ -1,6 +1,5 @@
 //! The connection side of a request body: bytes pumped from the async HTTP body, in async code,
-//! into a bounded channel of whole frames, read by the blocking side through
-//! [`ChannelReader`].
+//! into a bounded channel of whole frames ([`FrameReceiver`]).
 //!
 //! Memory: every frame the S3 layer holds (request bodies here, GET frames in `ops::object`)
 //! draws its room from one [`BufferBudget`] (the profile's `request_buffer_bytes`) before a
@@ -13,7 +12,7 @@
 //! cannot get room for `idle` fails with `SlowDown`; one larger than its limit fails with
 //! `EntityTooLarge`.
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,7 +97,7 @@ impl Frame {
     }
 }
 
-/// Pumps `body` into a channel of whole frames, read by the returned [`ChannelReader`]. At most
+/// Pumps `body` into a channel of whole frames, read by the returned [`FrameReceiver`]. At most
 /// `max_bytes` may arrive; `declared` is the body's Content-Length if known (it sizes the
 /// frames of small bodies); `idle` is the longest silence allowed.
 pub fn pump_body(
@@ -107,7 +106,7 @@ pub fn pump_body(
     max_bytes: u64,
     declared: Option<u64>,
     budget: BufferBudget,
-) -> ChannelReader {
+) -> FrameReceiver {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Frame>>(PUMP_FRAMES);
     tokio::spawn(async move {
         let mut stream = body.into_data_stream();
@@ -184,61 +183,29 @@ pub fn pump_body(
             }
         }
     });
-    ChannelReader {
-        rx,
-        current: None,
-        offset: 0,
-    }
+    FrameReceiver { rx }
 }
 
-/// Reads body bytes pumped from the connection over a bounded channel.
-pub struct ChannelReader {
+/// The frames of one request body, received in async code.
+pub struct FrameReceiver {
     rx: tokio::sync::mpsc::Receiver<io::Result<Frame>>,
-    current: Option<Frame>,
-    offset: usize,
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if out.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            if let Some(frame) = &self.current {
-                if self.offset < frame.bytes.len() {
-                    let n = out.len().min(frame.bytes.len() - self.offset);
-                    out[..n].copy_from_slice(&frame.bytes[self.offset..self.offset + n]);
-                    self.offset += n;
-                    return Ok(n);
-                }
-            }
-            // The frame is consumed: its room goes back before waiting for the next.
-            self.current = None;
-            self.offset = 0;
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(Err(e)) => return Err(e),
-                Some(Ok(frame)) => self.current = Some(frame),
-            }
-        }
+impl FrameReceiver {
+    /// The next frame; `None` at the end of the body.
+    pub async fn next(&mut self) -> Option<io::Result<Frame>> {
+        self.rx.recv().await
     }
-}
 
-impl ChannelReader {
-    /// Reads the whole body in async code (small XML bodies), failing past `max_bytes`.
-    /// The frames stay counted in the budget until the body is whole.
+    /// Reads the whole body (small XML bodies), failing past `max_bytes`. The frames stay
+    /// counted in the budget until the body is whole.
     pub async fn collect(mut self, max_bytes: usize) -> io::Result<Vec<u8>> {
         let mut frames = Vec::new();
         let mut len = 0;
-        loop {
-            match self.rx.recv().await {
-                None => break,
-                Some(Err(e)) => return Err(e),
-                Some(Ok(frame)) => {
-                    len += frame.bytes.len();
-                    frames.push(frame);
-                }
-            }
+        while let Some(frame) = self.next().await {
+            let frame = frame?;
+            len += frame.bytes.len();
+            frames.push(frame);
             if len > max_bytes {
                 return Err(s3_error!(
                     MalformedXML,

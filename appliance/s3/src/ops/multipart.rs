@@ -7,7 +7,7 @@ use axum::response::Response;
 use hoard::{CompletedPart, UploadOptions};
 
 use crate::body::checksum::{combine_parts, ChecksumAlgorithm};
-use crate::engine::{blocking, body_fed};
+use crate::engine::blocking;
 use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES};
 use crate::response::{iso8601, stored_response, xml_response};
@@ -123,23 +123,13 @@ async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
         })?;
     ctx.require_length()?;
     let md5 = ctx.content_md5()?;
-    let permit = ctx.stream_permit_for_body().await?;
-    let (mut body, verified) = ctx.body_reader(MAX_PUT_BYTES)?;
+    let _permit = ctx.stream_permit_for_body().await?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let part = body_fed(move || {
-        let _permit = permit;
-        store.upload_part(
-            &bucket,
-            &key,
-            &id,
-            part_number,
-            &mut body,
-            md5,
-            Some(verified),
-        )
-    })
-    .await?;
+    let writer =
+        blocking(move || store.begin_part(&bucket, &key, &id, part_number, md5)).await?;
+    let writer = ctx.stream_body_into(writer, MAX_PUT_BYTES).await?;
+    let part = blocking(move || writer.finish()).await?;
     stored_response(&part.etag, &part.checksums)
 }
 

@@ -11,7 +11,7 @@ use hoard::{ByteRange, ObjectInfo, PutOptions};
 
 use super::refuse_unsupported;
 use crate::body::pump::{BufferBudget, Frame, FRAME_BYTES};
-use crate::engine::{blocking, body_fed};
+use crate::engine::blocking;
 use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
 use crate::response::{bad_header, http_date, stored_response, with_checksums};
@@ -47,19 +47,12 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
         verified_checksum: None,
         headers: ctx.stored_headers(),
     };
-    let permit = ctx.stream_permit_for_body().await?;
-    let (mut body, verified) = ctx.body_reader(MAX_PUT_BYTES)?;
-    let opts = PutOptions {
-        verified_checksum: Some(verified),
-        ..opts
-    };
+    let _permit = ctx.stream_permit_for_body().await?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info = body_fed(move || {
-        let _permit = permit;
-        store.put_object(&bucket, &key, &mut body, opts)
-    })
-    .await?;
+    let writer = blocking(move || store.begin_put(&bucket, &key, opts)).await?;
+    let writer = ctx.stream_body_into(writer, MAX_PUT_BYTES).await?;
+    let info = blocking(move || writer.finish()).await?;
     stored_response(&info.etag, &info.checksums)
 }
 
