@@ -21,6 +21,20 @@ fn host_and_path(url: &str) -> (String, String) {
     (host.to_string(), format!("/{path}"))
 }
 
+/// A presigned URL (SigV4 query auth, valid 10 minutes) for GetObject.
+async fn presign_get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    let config = PresigningConfig::expires_in(Duration::from_secs(600)).unwrap();
+    let request = s3.get_object().bucket(bucket).key(key).presigned(config);
+    request.await.unwrap().uri().to_string()
+}
+
+/// A presigned URL (SigV4 query auth, valid 10 minutes) for PutObject.
+async fn presign_put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String {
+    let config = PresigningConfig::expires_in(Duration::from_secs(600)).unwrap();
+    let request = s3.put_object().bucket(bucket).key(key).presigned(config);
+    request.await.unwrap().uri().to_string()
+}
+
 fn status(server: &Server) -> String {
     let (code, body) = curl(
         &format!("{}/_hoard/status", server.endpoint),
@@ -44,15 +58,7 @@ async fn stalled_readers_and_trickled_uploads_neither_stall_others_nor_grow_memo
         .send()
         .await
         .unwrap();
-    let url = s3
-        .get_object()
-        .bucket("slow")
-        .key("big")
-        .presigned(PresigningConfig::expires_in(Duration::from_secs(600)).unwrap())
-        .await
-        .unwrap()
-        .uri()
-        .to_string();
+    let url = presign_get(&s3, "slow", "big").await;
     let (host, path) = host_and_path(&url);
     let before = status(&server);
     let rss_before = xml_number(&before, "ResidentBytes");
@@ -174,15 +180,7 @@ async fn unsigned_headers_mixed_auth_and_presigned_admin_are_refused() {
     let server = Server::start();
     let s3 = server.client();
     s3.create_bucket().bucket("door").send().await.unwrap();
-    let put_url = s3
-        .put_object()
-        .bucket("door")
-        .key("page.html")
-        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
-        .await
-        .unwrap()
-        .uri()
-        .to_string();
+    let put_url = presign_put(&s3, "door", "page.html").await;
     // The holder of a presigned PUT adds metadata of its own: refused.
     let added = ureq::put(&put_url)
         .set("x-amz-meta-injected", "yes")
@@ -211,30 +209,14 @@ async fn unsigned_headers_mixed_auth_and_presigned_admin_are_refused() {
     assert_eq!(error_code(&err).as_deref(), Some("InvalidArgument"));
 
     // A signed Authorization header together with query auth.
-    let get_url = s3
-        .get_object()
-        .bucket("door")
-        .key("page.html")
-        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
-        .await
-        .unwrap()
-        .uri()
-        .to_string();
+    let get_url = presign_get(&s3, "door", "page.html").await;
     let (code, body) = curl(&get_url, "GET", Some((ACCESS_KEY, SECRET_KEY)));
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("<Code>InvalidArgument</Code>"), "{body}");
 
     // Admin requests: never by a presigned URL; in virtual-host style `_hoard/status` is a key.
     let admin = client_with(&server.endpoint, ACCESS_KEY, SECRET_KEY);
-    let presigned_status = admin
-        .get_object()
-        .bucket("_hoard")
-        .key("status")
-        .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
-        .await
-        .unwrap()
-        .uri()
-        .to_string();
+    let presigned_status = presign_get(&admin, "_hoard", "status").await;
     let refused = ureq::get(&presigned_status).call().unwrap_err();
     let ureq::Error::Status(code, resp) = refused else {
         panic!("{refused:?}")

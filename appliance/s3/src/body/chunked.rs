@@ -29,9 +29,7 @@ enum State {
     /// Reading a chunk header line (`<hex size>[;chunk-signature=<sig>]`).
     Header,
     /// Passing chunk data through.
-    Data {
-        remaining: usize,
-    },
+    Data { remaining: usize },
     /// Expecting the CRLF after a chunk's data.
     DataEnd,
     /// Reading trailer lines, up to an empty one.
@@ -344,7 +342,11 @@ mod tests {
 
     #[test]
     fn truncation_and_wrong_lengths_fail() {
-        for cut in [b"5\r\nhel".as_slice(), b"5\r\nhello\r\n", b"5\r\nhello\r\n0\r\nx-amz"] {
+        for cut in [
+            b"5\r\nhel".as_slice(),
+            b"5\r\nhello\r\n",
+            b"5\r\nhello\r\n0\r\nx-amz",
+        ] {
             let d = ChunkedDecoder::new(unsigned_auth(), None, vec!["x-amz".into()]);
             let err = decode(d, cut, 4).unwrap_err();
             assert_eq!(err.code, "IncompleteBody", "{err}");
@@ -412,7 +414,10 @@ mod tests {
         let err = decode(d, b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n", 5).unwrap_err();
         assert!(err.message.contains("follow the final chunk"), "{err}");
         // The final CRLF may be omitted at the very end.
-        for body in [b"5\r\nhello\r\n0\r\n\r\n".as_slice(), b"5\r\nhello\r\n0\r\n"] {
+        for body in [
+            b"5\r\nhello\r\n0\r\n\r\n".as_slice(),
+            b"5\r\nhello\r\n0\r\n",
+        ] {
             let d = ChunkedDecoder::new(no_trailer.clone(), Some(5), vec![]);
             assert_eq!(decode(d, body, 2).unwrap().0, b"hello");
         }

@@ -145,11 +145,7 @@ impl Ctx {
     ///
     /// Errors: EntityTooLarge past `max_bytes` (declared or received), the body's framing,
     /// signature, digest, timeout and budget errors, and the engine's write errors.
-    pub async fn stream_body_into<S: BodySink>(
-        &mut self,
-        sink: S,
-        max_bytes: u64,
-    ) -> S3Result<S> {
+    pub async fn stream_body_into<S: BodySink>(&mut self, sink: S, max_bytes: u64) -> S3Result<S> {
         let mut decoder = self.body_decoder()?;
         let mut frames = self.body_frames(max_bytes)?;
         let mut sink = Some(sink);
@@ -329,7 +325,11 @@ impl Ctx {
         }
         let algorithm = declared_trailers
             .iter()
-            .find_map(|name| ChecksumAlgorithm::ALL.into_iter().find(|a| a.header() == *name))
+            .find_map(|name| {
+                ChecksumAlgorithm::ALL
+                    .into_iter()
+                    .find(|a| a.header() == *name)
+            })
             .ok_or_else(|| {
                 s3_error!(
                     InvalidRequest,

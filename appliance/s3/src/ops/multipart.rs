@@ -126,8 +126,7 @@ async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     let _permit = ctx.stream_permit_for_body().await?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let writer =
-        blocking(move || store.begin_part(&bucket, &key, &id, part_number, md5)).await?;
+    let writer = blocking(move || store.begin_part(&bucket, &key, &id, part_number, md5)).await?;
     let writer = ctx.stream_body_into(writer, MAX_PUT_BYTES).await?;
     let part = blocking(move || writer.finish()).await?;
     stored_response(&part.etag, &part.checksums)
