@@ -1,8 +1,8 @@
 //! `hoard-s3`: the S3 API of Hoard, a minimal but real subset of Amazon S3 on top of
 //! [`hoard::Store`].
 //!
-//! Files follow a request's path: [`server`] (listen, limits, shutdown) → [`request`] (target,
-//! query, headers, context) → [`auth`] (SigV4, SigV2, principals) → [`body`] (readers:
+//! Files follow a request's path: [`server`] (listen, admission, shutdown) → [`request`]
+//! (target, query, headers, context; what every request shares is in [`state`]) → [`auth`] (SigV4, SigV2, principals) → [`body`] (readers:
 //! connection pump, aws-chunked, checksums, assembled in one place) → [`ops`] (routing, then
 //! bucket, object, multipart and admin operations, which call the engine through [`engine`]) →
 //! [`response`], [`xml`] and [`error`]. [`run`] serves S3 for a store; `hoard serve` and the
@@ -18,7 +18,9 @@ pub mod ops;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod state;
 pub mod xml;
 
 pub use auth::Credentials;
-pub use server::{run, AppState, S3Config, Shutdown};
+pub use server::run;
+pub use state::{AppState, S3Config, Shutdown};

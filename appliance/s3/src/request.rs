@@ -12,7 +12,7 @@ use base64::Engine;
 use crate::auth::Auth;
 use crate::error::S3Result;
 use crate::s3_error;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Largest single PutObject / UploadPart body (S3: 5 GiB).
 pub const MAX_PUT_BYTES: u64 = 5 << 30;

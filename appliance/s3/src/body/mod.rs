@@ -227,7 +227,7 @@ impl Ctx {
     /// length the engine stores inline in the index (it holds no chunk buffer).
     pub fn stream_permit_for_body(
         &self,
-    ) -> impl std::future::Future<Output = S3Result<Option<crate::server::Permit>>> + Send + 'static
+    ) -> impl std::future::Future<Output = S3Result<Option<crate::state::Permit>>> + Send + 'static
     {
         let inline_bytes = self.state.store.config().inline_threshold_bytes;
         let to_hdds = !matches!(self.declared_length(), Some(n) if n <= inline_bytes);

@@ -23,7 +23,7 @@ use crate::auth::{Auth, SignedIn};
 use crate::error::S3Result;
 use crate::response::xml_response;
 use crate::s3_error;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::xml::XmlBuilder;
 
 /// Path prefix of the admin requests.

@@ -18,7 +18,7 @@ use crate::engine::blocking;
 use crate::error::S3Result;
 use crate::request::{now_secs, parse_query, parse_target, Ctx};
 use crate::s3_error;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Parses, authenticates and runs one request.
 pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> {

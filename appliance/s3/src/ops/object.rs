@@ -16,7 +16,7 @@ use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
 use crate::response::{bad_header, http_date, stored_response, with_checksums};
 use crate::s3_error;
-use crate::server::Permit;
+use crate::state::Permit;
 
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     refuse_unsupported(&ctx)?;
