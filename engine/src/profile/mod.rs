@@ -545,14 +545,19 @@ impl Profile {
             requests.to_string(),
             "64 per writer thread: requests handled at once (most are metadata-only and short); beyond, 503 SlowDown at once".into(),
         );
-        let request_buffers = prev_pow2(self.chassis.memory_bytes / 64).clamp(16 * MIB, GIB);
+        // A data stream holds up to 3 MiB of frames: an upload 3 frames of 256 KiB in its
+        // channel plus a 1 MiB batch being decoded and one being written; a GET 2 frames of
+        // 1 MiB.
+        let per_stream_bytes = 3 * MIB;
+        let request_buffers = prev_pow2(self.chassis.memory_bytes / 64)
+            .max(streams as u64 * per_stream_bytes)
+            .clamp(16 * MIB, 4 * GIB);
         explain(
             "request_buffer_bytes",
             fmt_bytes(request_buffers),
             format!(
-                "1/64 of memory (16 MiB..1 GiB): every body frame the S3 server holds (requests in flight, GET frames not yet sent) draws from it, so memory follows bytes received and never what clients declare; {} data streams x 3 frames of 256 KiB need {}",
-                streams,
-                fmt_bytes(streams as u64 * 3 * 256 * 1024)
+                "max(1/64 of memory, data streams x 3 MiB = {}): every body frame the S3 server holds (uploads in flight, GET frames not yet sent) draws from it, so memory follows bytes received and never what clients declare; a body that finds no room waits (up to the idle timeout, then 503 SlowDown)",
+                fmt_bytes(streams as u64 * per_stream_bytes)
             ),
         );
         let idle_timeout_s = self.engine.request_idle_timeout_s.unwrap_or(20);

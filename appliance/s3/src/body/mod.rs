@@ -26,8 +26,8 @@ use checksum::{ChecksumAlgorithm, ChecksumCheck, Expected, PayloadSha256};
 use chunked::ChunkedDecoder;
 use pump::{FrameReceiver, FRAME_BYTES};
 
-/// Decoded bytes handed to the engine in one blocking call (two frames).
-pub const WRITE_BATCH_BYTES: usize = 2 * FRAME_BYTES;
+/// Decoded bytes handed to the engine in one blocking call (four frames).
+pub const WRITE_BATCH_BYTES: usize = 4 * FRAME_BYTES;
 
 /// Where a verified body goes: the engine's push-mode writers.
 pub trait BodySink: Send + 'static {

@@ -24,8 +24,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::error::S3Result;
 use crate::s3_error;
 
-/// Bytes per frame handed to the blocking side (frames are whole unless the body ends).
+/// Bytes per request-body frame (frames are whole unless the body ends).
 pub const FRAME_BYTES: usize = 256 * 1024;
+/// Largest frame any body may hold room for (GET frames are this large: one blocking read of
+/// a whole chunk per frame).
+pub const MAX_FRAME_BYTES: usize = 1 << 20;
 /// Frames a request may have waiting in its channel.
 pub const PUMP_FRAMES: usize = 2;
 /// Budget accounting unit.
@@ -41,7 +44,7 @@ pub struct BufferBudget {
 impl BufferBudget {
     /// A budget of `bytes` (at least one frame).
     pub fn new(bytes: u64) -> Self {
-        let units = (bytes as usize / UNIT_BYTES).max(FRAME_BYTES / UNIT_BYTES);
+        let units = (bytes as usize / UNIT_BYTES).max(MAX_FRAME_BYTES / UNIT_BYTES);
         BufferBudget {
             room: Arc::new(Semaphore::new(units)),
             capacity_units: units,
@@ -58,7 +61,8 @@ impl BufferBudget {
         (self.capacity_units * UNIT_BYTES) as u64
     }
 
-    /// Room for a frame of up to `bytes`, waiting up to `wait` for it.
+    /// Room for a frame of up to `bytes` (at most [`MAX_FRAME_BYTES`]), waiting up to `wait`
+    /// for it.
     ///
     /// Errors: SlowDown (503) when the budget stays spent that long.
     pub async fn reserve(&self, bytes: usize, wait: Duration) -> S3Result<Room> {

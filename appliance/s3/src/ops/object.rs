@@ -10,7 +10,7 @@ use bytes::Bytes;
 use hoard::{ByteRange, ObjectInfo, PutOptions};
 
 use super::refuse_unsupported;
-use crate::body::pump::{BufferBudget, Frame, FRAME_BYTES};
+use crate::body::pump::{BufferBudget, Frame, MAX_FRAME_BYTES};
 use crate::engine::blocking;
 use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
@@ -319,7 +319,7 @@ fn stream_object(
         let mut reader = Some(reader);
         while remaining > 0 {
             let Some(mut r) = reader.take() else { return };
-            let want = remaining.min(FRAME_BYTES as u64) as usize;
+            let want = remaining.min(MAX_FRAME_BYTES as u64) as usize;
             // Room first: a frame's bytes are counted before they are read.
             let room = match budget.reserve(want, idle).await {
                 Ok(room) => room,

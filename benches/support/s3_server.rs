@@ -1,0 +1,108 @@
+//! The release `hoard serve` under test, for the S3 benchmarks (`#[path]`-included by each):
+//! started on a data directory with fixed bench credentials, its resident memory read from
+//! /proc, stopped cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::Client;
+
+pub const ACCESS_KEY: &str = "HOARDBENCHACCESSKEY1";
+pub const SECRET_KEY: &str = "hoard-bench-secret-key-0123456789abcdef";
+
+pub fn hoard_binary() -> PathBuf {
+    let path = std::env::var_os("HOARD_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/hoard"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --release -p hoard-appliance` (or set HOARD_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// `hoard serve` on `data`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Server {
+    pub fn start(data: &Path) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(hoard_binary())
+            .args(["serve", "--data"])
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("HOARD_ACCESS_KEY", ACCESS_KEY)
+            .env("HOARD_SECRET_KEY", SECRET_KEY)
+            .env("HOARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn hoard serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("serving S3") => break,
+                Some(_) => {}
+                None => panic!("hoard serve exited before serving"),
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// (VmRSS, VmHWM) of the server in bytes.
+    pub fn resident_bytes(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|r| r.trim().strip_suffix("kB"))
+                .and_then(|k| k.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// SIGTERM: a clean close, so the next start replays nothing.
+    pub fn stop(mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client(endpoint: &str) -> Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new(
+            ACCESS_KEY, SECRET_KEY, None, None, "bench",
+        ))
+        .force_path_style(true)
+        .build();
+    Client::from_conf(conf)
+}
+
