@@ -68,7 +68,7 @@ impl BufferBudget {
     pub async fn reserve(&self, bytes: usize, wait: Duration) -> S3Result<Room> {
         let units = bytes
             .div_ceil(UNIT_BYTES)
-            .clamp(1, FRAME_BYTES / UNIT_BYTES) as u32;
+            .clamp(1, MAX_FRAME_BYTES / UNIT_BYTES) as u32;
         match tokio::time::timeout(wait, self.room.clone().acquire_many_owned(units)).await {
             Ok(Ok(permit)) => Ok(Room(permit)),
             _ => Err(s3_error!(
