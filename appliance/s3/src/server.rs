@@ -131,10 +131,11 @@ pub fn run(
     ));
     let reason = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await?;
+        // Handlers first: once ready is announced, a SIGTERM must mean a clean shutdown.
+        tokio::spawn(forward_signals(signal_streams(), shutdown.clone()));
         on_ready(&store, listener.local_addr()?);
         use std::io::Write;
         std::io::stdout().flush()?;
-        tokio::spawn(forward_signals(shutdown.clone()));
         let stopped = shutdown.clone();
         serve(
             listener,
@@ -154,14 +155,26 @@ pub fn run(
     Ok(reason)
 }
 
-/// Turns SIGINT (also ctrl-alt-del for PID 1), SIGTERM and SIGPWR into a shutdown request.
-async fn forward_signals(shutdown: Shutdown) {
+/// The installed signal handlers, if the OS allowed them.
+type SignalStreams = Option<[tokio::signal::unix::Signal; 3]>;
+
+/// Installs the handlers of SIGINT, SIGTERM and SIGPWR (`None` if the OS refuses).
+fn signal_streams() -> SignalStreams {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut pwr)) = (
+    let installed = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::from_raw(libc::SIGPWR)),
-    ) else {
+    );
+    match installed {
+        (Ok(int), Ok(term), Ok(pwr)) => Some([int, term, pwr]),
+        _ => None,
+    }
+}
+
+/// Turns SIGINT (also ctrl-alt-del for PID 1), SIGTERM and SIGPWR into a shutdown request.
+async fn forward_signals(streams: SignalStreams, shutdown: Shutdown) {
+    let Some([mut int, mut term, mut pwr]) = streams else {
         tracing::error!(
             "cannot install signal handlers: only the admin request can stop the server"
         );
