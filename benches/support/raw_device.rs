@@ -90,4 +90,3 @@ pub fn raw(c: &mut Criterion) {
     });
     group.finish();
 }
-

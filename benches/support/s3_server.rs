@@ -105,4 +105,3 @@ pub fn client(endpoint: &str) -> Client {
         .build();
     Client::from_conf(conf)
 }
-

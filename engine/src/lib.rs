@@ -25,7 +25,7 @@ pub mod segment;
 pub mod store;
 
 pub use error::{Error, Result};
-pub use profile::{EngineConfig, Profile};
+pub use profile::{EngineConfig, Profile, Protection};
 pub use store::{
     BucketInfo, ByteRange, ChecksumCell, ChecksumCombiner, CompletedPart, ListPage, ListQuery,
     MemoryUse, ObjectInfo, ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter,

@@ -10,6 +10,7 @@ mod crash;
 mod engine_contracts;
 mod engine_listing;
 mod engine_mirror;
+mod engine_protection;
 mod s3_auth;
 mod s3_hardening;
 mod s3_list;

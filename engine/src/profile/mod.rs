@@ -274,6 +274,8 @@ pub struct EngineConfig {
     pub inline_threshold_bytes: u64,
     /// RAM allowed for the block indexes and bloom filters of the metadata tables.
     pub index_memory_bytes: u64,
+    /// Protection of a bucket created without choosing one (the first pool's, as built).
+    pub default_protection: Protection,
     /// Requests the S3 server handles at once; beyond, it answers `503 SlowDown`.
     pub max_requests: u32,
     /// Data streams at once (request bodies written to the HDDs, objects read from them), each
@@ -599,15 +601,32 @@ impl Profile {
         } else {
             self.pool.clone()
         };
-        for pool in &pools {
-            let protection = pool.protection().unwrap_or(Protection::Replicas(1));
+        let mut default_protection = Protection::Replicas(1);
+        for (i, pool) in pools.iter().enumerate() {
+            let asked = pool.protection().unwrap_or(Protection::Replicas(1));
+            // Erasure coding is not built yet: such a pool stores one copy until it is.
+            let built = match asked {
+                Protection::Replicas(_) => asked,
+                Protection::ErasureCoded { .. } => Protection::Replicas(1),
+            };
+            if i == 0 {
+                default_protection = built;
+            }
             explain(
                 &format!("pool {}", pool.name),
-                format!("{} HDDs, {protection}", pool.hdd_slots.len()),
-                format!(
-                    "default protection of its buckets: survives {} drive failure(s) by design; this build still stores one copy per chunk (per-bucket protection is not built yet)",
-                    protection.tolerates()
-                ),
+                format!("{} HDDs, {built}", pool.hdd_slots.len()),
+                if built == asked {
+                    format!(
+                        "default protection of its buckets: every chunk on {} distinct HDDs, so it survives {} drive failure(s); a bucket may choose its own at creation (x-hoard-protection)",
+                        built.width(),
+                        built.tolerates()
+                    )
+                } else {
+                    format!(
+                        "the profile asks for {asked}, which survives {} drive failure(s), but erasure coding is not built yet: its buckets store {built} until it is; a bucket may choose replicas:N at creation (x-hoard-protection)",
+                        asked.tolerates()
+                    )
+                },
             );
         }
         if let Some(nic) = &self.nic {
@@ -738,6 +757,7 @@ impl Profile {
             max_chunk_buffers: buffers,
             chunks_in_flight_per_stream: per_stream,
             writer_threads: writers,
+            default_protection,
             max_requests: requests,
             max_data_streams: streams,
             request_buffer_bytes: request_buffers,

@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::device::BufferPool;
 use crate::error::{Error, Result};
 use crate::meta::{Batch, MetaStore, Scan};
-use crate::profile::EngineConfig;
+use crate::profile::{EngineConfig, Protection};
 use crate::segment::{DataDevice, HeadState, SegmentClaims};
 
 pub use list::{ListPage, ListQuery, ObjectSummary};
@@ -60,6 +60,8 @@ pub struct BucketInfo {
     pub owner: String,
     /// Creation time, Unix milliseconds.
     pub created_unix_ms: u64,
+    /// How its objects' chunks are protected.
+    pub protection: Protection,
 }
 
 /// An open store. Cheap to clone; all methods are thread-safe and blocking (call them from
@@ -268,12 +270,28 @@ impl Store {
         self.inner.meta.close()
     }
 
-    /// Creates a bucket owned by `owner`.
+    /// Creates a bucket owned by `owner`, with the pool's default protection.
     ///
     /// Errors: [`Error::InvalidBucketName`]; [`Error::BucketAlreadyExists`] (with whether the
     /// caller owns it: S3's BucketAlreadyOwnedByYou vs BucketAlreadyExists).
     pub fn create_bucket(&self, name: &str, owner: &str) -> Result<()> {
+        self.create_bucket_with(name, owner, None)
+    }
+
+    /// Creates a bucket owned by `owner` whose objects are stored with `protection` (the
+    /// pool's default when `None`).
+    ///
+    /// Errors: as [`Store::create_bucket`]; [`Error::InvalidArgument`] naming the limit for a
+    /// protection wider than the pool's HDDs, or erasure coding (not built yet).
+    pub fn create_bucket_with(
+        &self,
+        name: &str,
+        owner: &str,
+        protection: Option<Protection>,
+    ) -> Result<()> {
         validate_bucket_name(name)?;
+        let protection = protection.unwrap_or(self.inner.config.default_protection);
+        self.check_protection(protection)?;
         let _ns = self.inner.namespace.write();
         if let Some(existing) = self.inner.meta.get(&schema::bucket_key(name))? {
             let rec = BucketRecord::decode(&existing)?;
@@ -285,10 +303,25 @@ impl Store {
         let rec = BucketRecord {
             owner: owner.to_string(),
             created_unix_ms: now_unix_ms(),
+            protection,
         };
         let mut batch = Batch::new();
         batch.put(schema::bucket_key(name), rec.encode());
         self.commit(batch)
+    }
+
+    /// Whether this pool can store chunks with `protection`.
+    fn check_protection(&self, protection: Protection) -> Result<()> {
+        let hdds = self.inner.data.len() as u32;
+        match protection {
+            Protection::ErasureCoded { .. } => Err(Error::InvalidArgument(format!(
+                "{protection}: erasure coding is not built yet; use replicas:N (N at most {hdds}, the pool's HDDs)"
+            ))),
+            Protection::Replicas(n) if n > hdds => Err(Error::InvalidArgument(format!(
+                "{protection} needs {n} distinct HDDs but the pool has {hdds}"
+            ))),
+            Protection::Replicas(_) => Ok(()),
+        }
     }
 
     /// Deletes an empty bucket.
@@ -323,6 +356,7 @@ impl Store {
             name: name.to_string(),
             owner: rec.owner,
             created_unix_ms: rec.created_unix_ms,
+            protection: rec.protection,
         })
     }
 
@@ -339,6 +373,7 @@ impl Store {
                     name: String::from_utf8_lossy(name).into_owned(),
                     owner: rec.owner,
                     created_unix_ms: rec.created_unix_ms,
+                    protection: rec.protection,
                 }),
                 Err(e) => {
                     err = Some(e);

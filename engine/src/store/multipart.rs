@@ -310,6 +310,7 @@ impl Store {
             )));
         }
         self.upload(bucket, key, upload_id)?;
+        let protection = self.bucket(bucket)?.protection;
         Ok(PartWriter {
             store: self.clone(),
             bucket: bucket.to_string(),
@@ -318,7 +319,7 @@ impl Store {
             part_number,
             content_md5,
             checksum: None,
-            chunks: ChunkWriter::new(new_object_id(), MAX_PART_BYTES),
+            chunks: ChunkWriter::new(new_object_id(), MAX_PART_BYTES, protection),
         })
     }
 

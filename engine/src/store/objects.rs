@@ -14,10 +14,11 @@ use md5::{Digest, Md5};
 
 use super::schema::{self, Chunk, ChunkRun, InlineData, Location, ObjectRecord};
 use super::{validate_key, Store, MAX_OBJECT_BYTES};
-use crate::device::{IoTicket, PendingRead, PooledBuf};
+use crate::device::{AlignedBuf, IoTicket, PendingRead, PooledBuf};
 use crate::error::{Error, Result};
 use crate::meta::{Batch, Snapshot};
 use crate::placement::place_chunk;
+use crate::profile::Protection;
 use crate::segment::{needle_bytes, seal_needle, verify_needle, ChunkId, NEEDLE_HEADER_BYTES};
 
 /// Options of a put.
@@ -148,25 +149,36 @@ fn fill(body: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
 /// The chunks of one object version (or part) being written. The caller fills them (pushing
 /// buffers with [`ChunkWriter::write`], or letting it read a body with
 /// [`ChunkWriter::fill_from`]); each full chunk is sealed as a needle and written durably to
-/// its HDD, with up to `chunks_in_flight_per_stream` writes in flight. Every chunk is full but
-/// the last. Nothing is committed to metadata here.
+/// `copies` distinct HDDs (the bucket's `replicas:N`), with up to
+/// `chunks_in_flight_per_stream` writes in flight. Every chunk is full but the last. Nothing is
+/// committed to metadata here.
 pub(super) struct ChunkWriter {
     object_id: u128,
     max_bytes: u64,
+    copies: u32,
     md5: Md5,
     chunks: Vec<Chunk>,
     size: u64,
     /// The chunk being filled: its buffer and the data bytes in it.
     current: Option<(PooledBuf, usize)>,
-    /// Writes in flight: buffer, data device slot, ticket.
-    pending: VecDeque<(PooledBuf, u32, IoTicket)>,
+    /// Writes in flight: the pool buffer (the first copy's; extra copies own theirs), data
+    /// device slot, ticket.
+    pending: VecDeque<(Option<PooledBuf>, u32, IoTicket)>,
 }
 
 impl ChunkWriter {
-    pub(super) fn new(object_id: u128, max_bytes: u64) -> Self {
+    pub(super) fn new(object_id: u128, max_bytes: u64, protection: Protection) -> Self {
+        let copies = match protection {
+            Protection::Replicas(n) => n,
+            Protection::ErasureCoded { .. } => {
+                unreachable!("buckets with erasure coding are refused at creation")
+            }
+        };
+        assert!(copies >= 1, "a chunk has at least one copy");
         ChunkWriter {
             object_id,
             max_bytes,
+            copies,
             md5: Md5::new(),
             chunks: Vec::new(),
             size: 0,
@@ -180,11 +192,11 @@ impl ChunkWriter {
     /// `BufferPool::try_get`).
     fn current(&mut self, store: &Store) -> Result<&mut (PooledBuf, usize)> {
         if self.current.is_none() {
-            let mut pbuf = match store.inner.buffers.try_get() {
-                Some(buf) => buf,
-                None if !self.pending.is_empty() => self.complete_oldest(store)?,
-                None => store.inner.buffers.get(),
-            };
+            let mut pbuf = store.inner.buffers.try_get();
+            while pbuf.is_none() && !self.pending.is_empty() {
+                pbuf = self.complete_oldest(store)?;
+            }
+            let mut pbuf = pbuf.unwrap_or_else(|| store.inner.buffers.get());
             pbuf.set_len(needle_bytes(store.inner.config.chunk_size_bytes as usize));
             self.current = Some((pbuf, 0));
         }
@@ -260,31 +272,54 @@ impl ChunkWriter {
             },
             n,
         );
-        let (slot, offset) = store.reserve_chunk(self.object_id, index, pbuf.len() as u64)?;
-        let device = store.inner.data[slot as usize]
-            .as_ref()
-            .expect("placement picks present devices");
-        let ticket = device.submit_write(pbuf.take(), offset)?.into_ticket();
-        self.pending.push_back((pbuf, slot, ticket));
+        let places = store.reserve_copies(self.object_id, index, pbuf.len() as u64, self.copies)?;
+        debug_assert_eq!(places.len(), self.copies as usize);
+        // Extra copies are written from buffers of their own; the first from the pool's.
+        let mut locations = Vec::with_capacity(places.len());
+        for (i, &(slot, offset)) in places.iter().enumerate().rev() {
+            let device = store.inner.data[slot as usize]
+                .as_ref()
+                .expect("placement picks present devices");
+            let (buf, owner) = if i == 0 {
+                (pbuf.take(), None)
+            } else {
+                let mut copy = AlignedBuf::new(pbuf.len());
+                copy.copy_from_slice(&pbuf);
+                (copy, None)
+            };
+            let ticket = device.submit_write(buf, offset)?.into_ticket();
+            self.pending.push_back((owner, slot, ticket));
+            locations.push(Location { slot, offset });
+        }
+        locations.reverse();
+        self.pending
+            .back_mut()
+            .expect("the first copy was just submitted")
+            .0 = Some(pbuf);
         self.chunks.push(Chunk {
             len: n as u32,
-            locations: vec![Location { slot, offset }],
+            locations,
         });
-        if self.pending.len() >= store.inner.config.chunks_in_flight_per_stream as usize {
+        while self.pending.len()
+            >= (store.inner.config.chunks_in_flight_per_stream * self.copies) as usize
+        {
             drop(self.complete_oldest(store)?);
         }
         Ok(())
     }
 
-    /// Waits for the oldest write in flight; returns its buffer.
-    fn complete_oldest(&mut self, store: &Store) -> Result<PooledBuf> {
-        let (mut pbuf, slot, ticket) = self.pending.pop_front().expect("a write in flight");
+    /// Waits for the oldest write in flight; returns its pool buffer, if it has one.
+    fn complete_oldest(&mut self, store: &Store) -> Result<Option<PooledBuf>> {
+        let (pbuf, slot, ticket) = self.pending.pop_front().expect("a write in flight");
         let device = store.inner.data[slot as usize]
             .as_ref()
             .expect("written devices stay present")
             .device();
-        pbuf.restore(device.complete_write(ticket)?);
-        Ok(pbuf)
+        let buf = device.complete_write(ticket)?;
+        Ok(pbuf.map(|mut p| {
+            p.restore(buf);
+            p
+        }))
     }
 
     /// Writes the last chunk and waits until every chunk is durable.
@@ -326,6 +361,7 @@ pub struct ObjectWriter {
     key: String,
     opts: PutOptions,
     threshold: u64,
+    protection: Protection,
     head: Vec<u8>,
     chunks: Option<ChunkWriter>,
 }
@@ -342,7 +378,7 @@ impl ObjectWriter {
             self.head.extend_from_slice(data);
             return Ok(());
         }
-        let mut chunks = ChunkWriter::new(new_object_id(), MAX_OBJECT_BYTES);
+        let mut chunks = ChunkWriter::new(new_object_id(), MAX_OBJECT_BYTES, self.protection);
         chunks.write(&self.store, &std::mem::take(&mut self.head))?;
         chunks.write(&self.store, data)?;
         self.chunks = Some(chunks);
@@ -411,29 +447,45 @@ impl ObjectWriter {
 }
 
 impl Store {
-    /// Picks a device for a chunk and reserves room there, skipping full or failed devices.
-    fn reserve_chunk(&self, object_id: u128, index: u32, bytes: u64) -> Result<(u32, u64)> {
+    /// Picks `copies` distinct devices for a chunk and reserves room on each, skipping
+    /// missing, failed and full devices; returns (slot, offset) per copy.
+    ///
+    /// Errors: [`Error::NoSpace`] when fewer than `copies` devices can take it.
+    fn reserve_copies(
+        &self,
+        object_id: u128,
+        index: u32,
+        bytes: u64,
+        copies: u32,
+    ) -> Result<Vec<(u32, u64)>> {
         let mut usable: Vec<bool> = self
             .inner
             .data
             .iter()
             .map(|d| d.as_ref().is_some_and(|d| !d.device().is_poisoned()))
             .collect();
-        loop {
-            let Some(slot) = place_chunk(object_id, index, &usable) else {
+        let mut places = Vec::with_capacity(copies as usize);
+        while places.len() < copies as usize {
+            let Some(slot) = place_chunk(object_id, index + places.len() as u32, &usable) else {
                 return Err(Error::NoSpace {
-                    detail: "no data device of the pool can take more data".into(),
+                    detail: format!(
+                        "{copies} distinct data devices must take a chunk, and only {} of the pool's {} can",
+                        places.len(),
+                        self.inner.data.len()
+                    ),
                 });
             };
+            usable[slot as usize] = false;
             let device = self.inner.data[slot as usize]
                 .as_ref()
                 .expect("usable devices are present");
             match device.reserve(bytes, &self.inner.meta) {
-                Ok(offset) => return Ok((slot, offset)),
-                Err(Error::NoSpace { .. }) => usable[slot as usize] = false,
+                Ok(offset) => places.push((slot, offset)),
+                Err(Error::NoSpace { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(places)
     }
 
     /// Stores an object from a stream, replacing any object under the same key atomically.
@@ -470,13 +522,14 @@ impl Store {
     /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`].
     pub fn begin_put(&self, bucket: &str, key: &str, opts: PutOptions) -> Result<ObjectWriter> {
         validate_key(key)?;
-        self.bucket(bucket)?;
+        let protection = self.bucket(bucket)?.protection;
         Ok(ObjectWriter {
             store: self.clone(),
             bucket: bucket.to_string(),
             key: key.to_string(),
             opts,
             threshold: self.inline_threshold_bytes(),
+            protection,
             head: Vec::new(),
             chunks: None,
         })
@@ -750,6 +803,7 @@ impl ObjectReader {
             let index = self.next_fetch;
             self.next_fetch += 1;
             let (_, _, chunk) = &self.chunks[index];
+            // The first copy on a present drive; the others are read only if it fails.
             let fetch = chunk
                 .locations
                 .iter()
@@ -773,6 +827,82 @@ impl ObjectReader {
         }
     }
 
+    /// Checks a copy of chunk `index` read from `loc` (crc32c, identity, length).
+    fn verify_copy(
+        &self,
+        index: usize,
+        loc: Location,
+        buf: &[u8],
+    ) -> std::result::Result<(), String> {
+        let (_, id, chunk) = &self.chunks[index];
+        let device = self.store.inner.data[loc.slot as usize]
+            .as_ref()
+            .expect("read from a present device")
+            .device()
+            .name();
+        verify_needle(device, loc.offset, buf, *id, chunk.len as usize).map_err(|e| e.to_string())
+    }
+
+    /// Chunk `index` from its other copies, after the copy at `failed` could not be read or
+    /// verified (`why`); `spare` is a buffer to read into, if one survived. The first good
+    /// copy is returned; the reader never sees the bad one.
+    ///
+    /// Errors: [`Error::ObjectUnreadable`] naming every copy and why it failed.
+    fn read_other_copies(
+        &self,
+        index: usize,
+        failed: Location,
+        why: String,
+        spare: Option<AlignedBuf>,
+    ) -> io::Result<AlignedBuf> {
+        let chunk = &self.chunks[index].2;
+        let buffer_bytes = needle_bytes(self.store.inner.config.chunk_size_bytes as usize);
+        let mut spare = spare.unwrap_or_else(|| AlignedBuf::new(buffer_bytes));
+        let mut failures = vec![format!("slot {}: {why}", failed.slot)];
+        for &other in chunk.locations.iter().filter(|l| **l != failed) {
+            let Some(dev) = self
+                .store
+                .inner
+                .data
+                .get(other.slot as usize)
+                .and_then(Option::as_ref)
+            else {
+                failures.push(format!("slot {}: drive absent", other.slot));
+                continue;
+            };
+            match dev
+                .submit_read(spare, other.offset, chunk.len as usize)
+                .and_then(|io| io.wait())
+            {
+                Ok(buf) => match self.verify_copy(index, other, &buf) {
+                    Ok(()) => {
+                        tracing::warn!(
+                            bucket = %self.bucket,
+                            key = %self.info.key,
+                            chunk = index,
+                            failed_slot = failed.slot,
+                            served_slot = other.slot,
+                            "read a chunk from another copy: {why}"
+                        );
+                        return Ok(buf);
+                    }
+                    Err(e) => {
+                        failures.push(format!("slot {}: {e}", other.slot));
+                        spare = buf;
+                    }
+                },
+                Err(e) => {
+                    failures.push(format!("slot {}: {e}", other.slot));
+                    spare = AlignedBuf::new(buffer_bytes);
+                }
+            }
+        }
+        Err(self.unreadable(format!(
+            "chunk {index}: no copy could be read ({})",
+            failures.join("; ")
+        )))
+    }
+
     /// Makes `current` hold the next chunk's bytes within the range.
     fn advance(&mut self) -> io::Result<()> {
         self.current = None;
@@ -781,16 +911,19 @@ impl ObjectReader {
             return Err(self.unreadable("no chunk covers the requested bytes".into()));
         };
         let (index, mut pbuf, io, loc) = fetch.map_err(io::Error::other)?;
-        let buf = io.wait().map_err(|e| self.unreadable(e.to_string()))?;
-        let (logical, id, chunk) = &self.chunks[index];
-        let device = self.store.inner.data[loc.slot as usize]
-            .as_ref()
-            .expect("read from a present device")
-            .device()
-            .name();
-        verify_needle(device, loc.offset, &buf, *id, chunk.len as usize)
-            .map_err(|e| self.unreadable(e.to_string()))?;
+        let first = match io.wait() {
+            Ok(buf) => match self.verify_copy(index, loc, &buf) {
+                Ok(()) => Ok(buf),
+                Err(why) => Err((why, Some(buf))),
+            },
+            Err(e) => Err((e.to_string(), None)),
+        };
+        let buf = match first {
+            Ok(buf) => buf,
+            Err((why, spare)) => self.read_other_copies(index, loc, why, spare)?,
+        };
         pbuf.restore(buf);
+        let (logical, _, chunk) = &self.chunks[index];
         let from = self.pos.max(*logical) - logical;
         let to = self.end.min(logical + chunk.len as u64) - logical;
         self.current = Some((

@@ -4,10 +4,11 @@
 
 use crate::error::{Error, Result};
 use crate::meta::codec::{DecodeError, Decoder, Encoder};
+use crate::profile::Protection;
 
 /// Record format version written by this build (first byte of every value). Version 2 added
 /// the flags byte at the end of [`ObjectRecord`]; version 1 records are still read.
-pub const RECORD_VERSION: u8 = 3;
+pub const RECORD_VERSION: u8 = 4;
 
 /// [`ObjectRecord`] flag: the data is the value of the object's inline key.
 const FLAG_INLINE: u8 = 1;
@@ -95,10 +96,13 @@ pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
 /// A bucket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketRecord {
-    /// Access key ID of the owner.
+    /// The owning account (or, in stores written before accounts, the creating access key).
     pub owner: String,
     /// Creation time, Unix milliseconds.
     pub created_unix_ms: u64,
+    /// How its objects' chunks are protected (record version 4; before, `replicas:1`: one
+    /// copy is what was written).
+    pub protection: Protection,
 }
 
 /// Where one copy of a chunk lives.
@@ -287,17 +291,28 @@ impl BucketRecord {
         let mut e = Encoder::new();
         e.u8(RECORD_VERSION)
             .str(&self.owner)
-            .u64(self.created_unix_ms);
+            .u64(self.created_unix_ms)
+            .str(&self.protection.to_string());
         e.finish()
     }
     /// Decodes a record written by [`BucketRecord::encode`].
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut d = Decoder::new(b);
         (|| -> Result<Self, DecodeError> {
-            version(&mut d)?;
+            let v = version(&mut d)?;
+            let owner = d.str()?;
+            let created_unix_ms = d.u64()?;
+            let protection = if v >= 4 {
+                let text = d.str()?;
+                text.parse()
+                    .map_err(|e: String| DecodeError(format!("bucket protection: {e}")))?
+            } else {
+                Protection::Replicas(1)
+            };
             Ok(BucketRecord {
-                owner: d.str()?,
-                created_unix_ms: d.u64()?,
+                owner,
+                created_unix_ms,
+                protection,
             })
         })()
         .map_err(|e| corrupt("bucket", e))
