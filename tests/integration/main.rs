@@ -16,4 +16,5 @@ mod s3_hardening;
 mod s3_list;
 mod s3_multipart;
 mod s3_objects;
+mod s3_protection;
 mod support;

@@ -25,6 +25,7 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
             .body(Body::empty())
             .expect("static response")),
         Method::GET if ctx.has("location") => location(ctx),
+        Method::GET if ctx.has(PROTECTION) => protection(ctx).await,
         Method::GET if ctx.has("uploads") => super::multipart::list_uploads(ctx).await,
         Method::GET => list_objects(ctx).await,
         Method::POST if ctx.has("delete") => delete_objects(ctx).await,
@@ -59,12 +60,24 @@ pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
     xml_response(x.finish("ListAllMyBucketsResult"))
 }
 
+/// Hoard's header (at CreateBucket) and sub-resource (GET) for a bucket's protection:
+/// `replicas:N` (or, once built, `ec:K+M`); the pool's default when absent.
+const PROTECTION: &str = "x-hoard-protection";
+
 async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
+    let protection = match ctx.header(PROTECTION) {
+        Some(text) => Some(
+            text.trim()
+                .parse::<hoard::Protection>()
+                .map_err(|e| s3_error!(InvalidArgument, BAD_REQUEST, "{PROTECTION}: {e}"))?,
+        ),
+        None => None,
+    };
     // The body may carry CreateBucketConfiguration (a location constraint); one region here.
     let _config = ctx.small_body(64 * 1024).await?;
     let store = ctx.state.store.clone();
     let (name, owner) = (ctx.bucket().to_string(), ctx.auth.account_id.clone());
-    blocking(move || store.create_bucket(&name, &owner)).await?;
+    blocking(move || store.create_bucket_with(&name, &owner, protection)).await?;
     Response::builder()
         .status(StatusCode::OK)
         .header("location", format!("/{}", ctx.bucket()))
@@ -80,6 +93,16 @@ async fn delete_bucket(ctx: Ctx) -> S3Result<Response> {
         .status(StatusCode::NO_CONTENT)
         .body(Body::empty())
         .expect("static response"))
+}
+
+/// `GET /<bucket>?x-hoard-protection`: `<Protection>replicas:2</Protection>`.
+async fn protection(ctx: Ctx) -> S3Result<Response> {
+    let store = ctx.state.store.clone();
+    let name = ctx.bucket().to_string();
+    let info = blocking(move || store.head_bucket(&name)).await?;
+    let mut x = XmlBuilder::new("Protection");
+    x.elem_text(&info.protection.to_string());
+    xml_response(x.finish("Protection"))
 }
 
 fn location(ctx: Ctx) -> S3Result<Response> {
