@@ -11,7 +11,11 @@ use hoard::{Error, Profile, Protection, PutOptions, Store, StoreDevices};
 
 use crate::support::pattern;
 
-const PROFILE: &str = r#"
+/// A profile of tiny devices with `hdds` data devices (64 KiB chunks, 1 MiB segments).
+fn profile(hdds: usize) -> Profile {
+    let files: Vec<String> = (0..hdds).map(|i| format!("\"hdd{i}.img\"")).collect();
+    Profile::parse(&format!(
+        r#"
 name = "protection"
 description = "tiny devices for protection tests"
 [chassis]
@@ -23,20 +27,24 @@ size_bytes = 67_108_864
 seq_mb_s = 1000
 random_read_iops = 10000
 [hdd]
-count = 4
+count = {hdds}
 size_bytes = 268_435_456
 seq_mb_s = 1000
 random_read_iops = 10000
 [files]
 ssd = ["ssd0.img"]
-hdd = ["hdd0.img", "hdd1.img", "hdd2.img", "hdd3.img"]
+hdd = [{}]
 [engine]
 chunk_size_bytes = 65536
 segment_size_bytes = 1048576
 wal_size_bytes = 262144
-"#;
+"#,
+        files.join(", ")
+    ))
+    .unwrap()
+}
 
-/// Media images (metadata, then four data devices) and the controls of the open devices.
+/// Media images (metadata, then the data devices) and the controls of the open devices.
 struct Media {
     images: Vec<Vec<u8>>,
     controls: Vec<FaultControl>,
@@ -44,8 +52,12 @@ struct Media {
 
 impl Media {
     fn blank() -> Media {
+        Media::with_hdds(4)
+    }
+
+    fn with_hdds(hdds: usize) -> Media {
         let mut images = vec![vec![0u8; 8 << 20]];
-        images.extend((0..4).map(|_| vec![0u8; 24 << 20]));
+        images.extend((0..hdds).map(|_| vec![0u8; 24 << 20]));
         Media {
             images,
             controls: Vec::new(),
@@ -75,7 +87,7 @@ impl Media {
                     .map(|(slot, d)| (!missing.contains(&slot)).then_some(d))
                     .collect(),
             },
-            Profile::parse(PROFILE).unwrap().derive(),
+            profile(self.images.len() - 1).derive(),
             format,
         )
         .unwrap()
@@ -222,11 +234,11 @@ fn writes_go_on_with_a_drive_missing_and_protection_is_validated() {
         .create_bucket_with(
             "coded",
             "o",
-            Some(Protection::ErasureCoded { data: 2, parity: 1 }),
+            Some(Protection::ErasureCoded { data: 4, parity: 2 }),
         )
         .unwrap_err();
     assert!(
-        matches!(&err, Error::InvalidArgument(m) if m.contains("ec:2+1")),
+        matches!(&err, Error::InvalidArgument(m) if m.contains("ec:4+2") && m.contains("has 4")),
         "{err}"
     );
     media.close(store);
@@ -247,5 +259,90 @@ fn writes_go_on_with_a_drive_missing_and_protection_is_validated() {
     for lost in [[0, 1], [0, 3], [1, 3]] {
         let store = media.open(false, &lost);
         assert_eq!(read(&store, "three", "written-degraded").unwrap(), data);
+    }
+}
+
+/// Every set of `n` slots out of `of`.
+fn subsets(of: usize, n: usize) -> Vec<Vec<usize>> {
+    (0u32..1 << of)
+        .filter(|bits| bits.count_ones() as usize == n)
+        .map(|bits| (0..of).filter(|i| bits & (1 << i) != 0).collect())
+        .collect()
+}
+
+#[test]
+fn erasure_coded_buckets_survive_m_lost_or_corrupt_drives() {
+    for (data, parity, hdds) in [(2u32, 1u32, 4usize), (4, 2, 6)] {
+        let protection = Protection::ErasureCoded { data, parity };
+        let mut media = Media::with_hdds(hdds);
+        let store = media.open(true, &[]);
+        store
+            .create_bucket_with("coded", "o", Some(protection))
+            .unwrap();
+        assert_eq!(store.head_bucket("coded").unwrap().protection, protection);
+        let objects: Vec<(String, Vec<u8>)> = (0..21)
+            .map(|i| {
+                let size = SIZES[i % SIZES.len()] + i;
+                (format!("k{i}"), pattern(7000 + i as u64, size))
+            })
+            .collect();
+        for (key, data) in &objects {
+            store
+                .put_object("coded", key, &mut &data[..], PutOptions::default())
+                .unwrap();
+        }
+        media.close(store);
+
+        // Any M drives missing (reconstruction from parity) and none (the healthy path).
+        let mut sets = subsets(hdds, parity as usize);
+        sets.push(Vec::new());
+        for lost in sets {
+            let store = media.open(false, &lost);
+            for (key, data) in &objects {
+                assert_eq!(
+                    &read(&store, "coded", key).unwrap(),
+                    data,
+                    "{protection}: {key} without slots {lost:?}"
+                );
+            }
+        }
+
+        // One drive's shards corrupt: reconstructed, never returned.
+        let store = media.open(false, &[]);
+        let flips = [(1 << 20) + 100, (1 << 20) + 20_000, (2 << 20) + 9_000];
+        for device in 1..=hdds {
+            for offset in flips {
+                media.controls[device].flip_bit(offset, 5);
+            }
+            for (key, data) in &objects {
+                assert_eq!(
+                    &read(&store, "coded", key).unwrap(),
+                    data,
+                    "{protection}: {key} with device {device} corrupt"
+                );
+            }
+            for offset in flips {
+                media.controls[device].flip_bit(offset, 5);
+            }
+        }
+        drop(store);
+
+        // M+1 drives lost: exact or an error naming the object, and some object is lost.
+        let lost: Vec<usize> = (0..=parity as usize).collect();
+        let store = media.open(false, &lost);
+        let mut failed = 0;
+        for (key, data) in &objects {
+            match read(&store, "coded", key) {
+                Ok(got) => assert_eq!(&got, data, "{key}"),
+                Err(e) => {
+                    assert!(e.to_string().contains(key), "{e}");
+                    failed += 1;
+                }
+            }
+        }
+        assert!(
+            failed > 0,
+            "{protection}: some object had M+1 shards on {lost:?}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Per-bucket protection through S3: `x-hoard-protection` at CreateBucket (validated against
-//! the pool), `GET ?x-hoard-protection`, and a `replicas:2` bucket on real files that loses an
-//! HDD file: every object still reads back byte-exact through aws-sdk-s3.
+//! the pool), `GET ?x-hoard-protection`, and a `replicas:2` and an `ec:2+1` bucket on real
+//! files that lose an HDD file: every object still reads back byte-exact through aws-sdk-s3.
 
 use std::process::Command;
 
@@ -25,10 +25,11 @@ fn create_bucket(server: &Server, bucket: &str, protection: &str) -> (u16, Strin
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replicas_2_bucket_reads_back_after_losing_an_hdd_file() {
+async fn replicated_and_erasure_coded_buckets_read_back_after_losing_an_hdd_file() {
     let scratch = crate::support::scratch_dir();
     let mut server = Server::start_in(scratch.path(), None);
     assert_eq!(create_bucket(&server, "twocopies", "replicas:2").0, 200);
+    assert_eq!(create_bucket(&server, "striped", "ec:2+1").0, 200);
     let (code, body) = create_bucket(&server, "toowide", "replicas:9");
     assert_eq!(code, 400, "{body}");
     assert!(
@@ -55,28 +56,32 @@ async fn a_replicas_2_bucket_reads_back_after_losing_an_hdd_file() {
             )
         })
         .collect();
-    for (key, data) in &objects {
-        s3.put_object()
-            .bucket("twocopies")
-            .key(key)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await
-            .unwrap();
+    for bucket in ["twocopies", "striped"] {
+        for (key, data) in &objects {
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from(data.clone()))
+                .send()
+                .await
+                .unwrap();
+        }
     }
     assert_eq!(server.stop(), Some(0));
     // The drive is gone; `hoard serve` starts with a blank file in its place.
     std::fs::remove_file(scratch.path().join("hdd1.img")).unwrap();
     let server = Server::start_in(scratch.path(), None);
     let s3 = server.client();
-    for (key, data) in &objects {
-        let got = s3
-            .get_object()
-            .bucket("twocopies")
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(&body_bytes(got).await, data, "{key}");
+    for bucket in ["twocopies", "striped"] {
+        for (key, data) in &objects {
+            let got = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(&body_bytes(got).await, data, "{bucket}/{key}");
+        }
     }
 }

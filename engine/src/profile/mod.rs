@@ -603,30 +603,27 @@ impl Profile {
         };
         let mut default_protection = Protection::Replicas(1);
         for (i, pool) in pools.iter().enumerate() {
-            let asked = pool.protection().unwrap_or(Protection::Replicas(1));
-            // Erasure coding is not built yet: such a pool stores one copy until it is.
-            let built = match asked {
-                Protection::Replicas(_) => asked,
-                Protection::ErasureCoded { .. } => Protection::Replicas(1),
-            };
+            let protection = pool.protection().unwrap_or(Protection::Replicas(1));
             if i == 0 {
-                default_protection = built;
+                default_protection = protection;
             }
             explain(
                 &format!("pool {}", pool.name),
-                format!("{} HDDs, {built}", pool.hdd_slots.len()),
-                if built == asked {
-                    format!(
-                        "default protection of its buckets: every chunk on {} distinct HDDs, so it survives {} drive failure(s); a bucket may choose its own at creation (x-hoard-protection)",
-                        built.width(),
-                        built.tolerates()
-                    )
-                } else {
-                    format!(
-                        "the profile asks for {asked}, which survives {} drive failure(s), but erasure coding is not built yet: its buckets store {built} until it is; a bucket may choose replicas:N at creation (x-hoard-protection)",
-                        asked.tolerates()
-                    )
-                },
+                format!("{} HDDs, {protection}", pool.hdd_slots.len()),
+                format!(
+                    "default protection of its buckets: every chunk {} on {} distinct HDDs, so it survives {} drive failure(s) and costs {:.2}x its size; a bucket may choose its own at creation (x-hoard-protection)",
+                    match protection {
+                        Protection::Replicas(_) => "copied",
+                        Protection::ErasureCoded { .. } => "striped (Reed–Solomon)",
+                    },
+                    protection.width(),
+                    protection.tolerates(),
+                    match protection {
+                        Protection::Replicas(n) => n as f64,
+                        Protection::ErasureCoded { data, parity } =>
+                            (data + parity) as f64 / data as f64,
+                    }
+                ),
             );
         }
         if let Some(nic) = &self.nic {

@@ -313,15 +313,13 @@ impl Store {
     /// Whether this pool can store chunks with `protection`.
     fn check_protection(&self, protection: Protection) -> Result<()> {
         let hdds = self.inner.data.len() as u32;
-        match protection {
-            Protection::ErasureCoded { .. } => Err(Error::InvalidArgument(format!(
-                "{protection}: erasure coding is not built yet; use replicas:N (N at most {hdds}, the pool's HDDs)"
-            ))),
-            Protection::Replicas(n) if n > hdds => Err(Error::InvalidArgument(format!(
-                "{protection} needs {n} distinct HDDs but the pool has {hdds}"
-            ))),
-            Protection::Replicas(_) => Ok(()),
+        let width = protection.width();
+        if width > hdds {
+            return Err(Error::InvalidArgument(format!(
+                "{protection} needs {width} distinct HDDs but the pool has {hdds}"
+            )));
         }
+        Ok(())
     }
 
     /// Deletes an empty bucket.

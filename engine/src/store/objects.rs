@@ -155,7 +155,7 @@ fn fill(body: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
 pub(super) struct ChunkWriter {
     object_id: u128,
     max_bytes: u64,
-    copies: u32,
+    protection: Protection,
     md5: Md5,
     chunks: Vec<Chunk>,
     size: u64,
@@ -168,17 +168,11 @@ pub(super) struct ChunkWriter {
 
 impl ChunkWriter {
     pub(super) fn new(object_id: u128, max_bytes: u64, protection: Protection) -> Self {
-        let copies = match protection {
-            Protection::Replicas(n) => n,
-            Protection::ErasureCoded { .. } => {
-                unreachable!("buckets with erasure coding are refused at creation")
-            }
-        };
-        assert!(copies >= 1, "a chunk has at least one copy");
+        assert!(protection.width() >= 1, "a chunk is stored at least once");
         ChunkWriter {
             object_id,
             max_bytes,
-            copies,
+            protection,
             md5: Md5::new(),
             chunks: Vec::new(),
             size: 0,
@@ -264,6 +258,10 @@ impl ChunkWriter {
         let index = self.chunks.len() as u32;
         self.md5
             .update(&pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n]);
+        if let Protection::ErasureCoded { data, parity } = self.protection {
+            return self.submit_stripe(store, pbuf, index, n, data as usize, parity as usize);
+        }
+        let copies = self.protection.width();
         seal_needle(
             &mut pbuf,
             ChunkId {
@@ -272,8 +270,8 @@ impl ChunkWriter {
             },
             n,
         );
-        let places = store.reserve_copies(self.object_id, index, pbuf.len() as u64, self.copies)?;
-        debug_assert_eq!(places.len(), self.copies as usize);
+        let places = store.reserve_copies(self.object_id, index, pbuf.len() as u64, copies)?;
+        debug_assert_eq!(places.len(), copies as usize);
         // Extra copies are written from buffers of their own; the first from the pool's.
         let mut locations = Vec::with_capacity(places.len());
         for (i, &(slot, offset)) in places.iter().enumerate().rev() {
@@ -300,12 +298,77 @@ impl ChunkWriter {
             len: n as u32,
             locations,
         });
+        self.limit_in_flight(store)
+    }
+
+    /// Waits for the oldest writes while more than `chunks_in_flight_per_stream` chunks' worth
+    /// are in flight.
+    fn limit_in_flight(&mut self, store: &Store) -> Result<()> {
+        let per_chunk = self.protection.width() as usize;
         while self.pending.len()
-            >= (store.inner.config.chunks_in_flight_per_stream * self.copies) as usize
+            >= store.inner.config.chunks_in_flight_per_stream as usize * per_chunk
         {
             drop(self.complete_oldest(store)?);
         }
         Ok(())
+    }
+
+    /// Writes chunk `index` (`n` bytes in `pbuf`) as a Reed–Solomon stripe: `k` data shards
+    /// (the chunk cut in `k`, the last zero-padded) and `m` parity shards computed from them,
+    /// each sealed as its own needle and written to its own HDD, all at once. The chunk's
+    /// buffer goes back to the pool; the shards own theirs until written.
+    fn submit_stripe(
+        &mut self,
+        store: &Store,
+        pbuf: PooledBuf,
+        index: u32,
+        n: usize,
+        k: usize,
+        m: usize,
+    ) -> Result<()> {
+        let shard_len = schema::shard_bytes(n as u32, k as u8);
+        let data = &pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n];
+        let mut shards: Vec<Vec<u8>> = (0..k)
+            .map(|s| {
+                let mut shard = vec![0u8; shard_len];
+                let from = (s * shard_len).min(n);
+                let to = (from + shard_len).min(n);
+                shard[..to - from].copy_from_slice(&data[from..to]);
+                shard
+            })
+            .collect();
+        drop(pbuf);
+        // Shard counts are checked at bucket creation and shard sizes are even and non-zero,
+        // the coder's only conditions.
+        let parity = reed_solomon_simd::encode(k, m, &shards)
+            .expect("a supported shard count and an even, non-zero shard size");
+        shards.extend(parity);
+        debug_assert_eq!(shards.len(), k + m);
+        let needle_len = needle_bytes(shard_len);
+        let places =
+            store.reserve_copies(self.object_id, index, needle_len as u64, (k + m) as u32)?;
+        let mut locations = Vec::with_capacity(k + m);
+        for (s, (&(slot, offset), shard)) in places.iter().zip(&shards).enumerate() {
+            let mut needle = AlignedBuf::new(needle_len);
+            needle.set_len(needle_len);
+            needle[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + shard_len].copy_from_slice(shard);
+            let id = ChunkId {
+                object_id: self.object_id,
+                index: schema::shard_index(index, s),
+            };
+            seal_needle(&mut needle, id, shard_len);
+            let device = store.inner.data[slot as usize]
+                .as_ref()
+                .expect("placement picks present devices");
+            let ticket = device.submit_write(needle, offset)?.into_ticket();
+            self.pending.push_back((None, slot, ticket));
+            locations.push(Location { slot, offset });
+        }
+        self.chunks.push(Chunk {
+            len: n as u32,
+            locations,
+        });
+        self.limit_in_flight(store)
     }
 
     /// Waits for the oldest write in flight; returns its pool buffer, if it has one.
@@ -336,6 +399,10 @@ impl ChunkWriter {
             run: ChunkRun {
                 object_id: self.object_id,
                 first_index: 0,
+                data_shards: match self.protection {
+                    Protection::ErasureCoded { data, .. } => data as u8,
+                    Protection::Replicas(_) => 0,
+                },
                 chunks: self.chunks,
             },
             size: self.size,
@@ -662,22 +729,23 @@ impl Store {
                     object_id: run.object_id,
                     index: run.first_index + i as u32,
                 };
-                chunks.push((logical, id, c.clone()));
+                chunks.push((logical, id, c.clone(), run.data_shards));
                 logical += c.len as u64;
             }
         }
-        let next_fetch = chunks.partition_point(|(off, _, c)| off + c.len as u64 <= start);
-        // A chunk whose every copy is on a missing drive fails the whole read now, with the
-        // slots named, rather than cutting the stream off partway.
-        for (index, (off, _, chunk)) in chunks.iter().enumerate().skip(next_fetch) {
+        let next_fetch = chunks.partition_point(|(off, _, c, _)| off + c.len as u64 <= start);
+        // A chunk with no copy (or fewer than K shards) on present drives fails the whole read
+        // now, with the slots named, rather than cutting the stream off partway.
+        for (index, (off, _, chunk, data_shards)) in chunks.iter().enumerate().skip(next_fetch) {
             if *off >= end {
                 break;
             }
             let present = chunk
                 .locations
                 .iter()
-                .any(|l| matches!(self.inner.data.get(l.slot as usize), Some(Some(_))));
-            if !present {
+                .filter(|l| matches!(self.inner.data.get(l.slot as usize), Some(Some(_))))
+                .count();
+            if present < (*data_shards).max(1) as usize {
                 let slots: Vec<String> = chunk
                     .locations
                     .iter()
@@ -741,7 +809,9 @@ impl Store {
     }
 }
 
-type Fetch = std::result::Result<(usize, PooledBuf, PendingRead, Location), Error>;
+/// A chunk being fetched: its index, its buffer, the read of its first copy in flight (none
+/// for an erasure-coded chunk, read as a stripe when its turn comes) and where that copy is.
+type Fetch = std::result::Result<(usize, PooledBuf, Option<PendingRead>, Location), Error>;
 
 /// A streaming reader of an object or range ([`std::io::Read`]). Each chunk is one device read,
 /// verified (crc32c, identity, length) before any byte of it is returned; up to
@@ -750,7 +820,8 @@ pub struct ObjectReader {
     store: Store,
     bucket: String,
     info: ObjectInfo,
-    chunks: Vec<(u64, ChunkId, Chunk)>,
+    /// (logical offset, identity, chunk, data shards: 0 for copies, K for a stripe).
+    chunks: Vec<(u64, ChunkId, Chunk, u8)>,
     pos: u64,
     start: u64,
     end: u64,
@@ -802,7 +873,12 @@ impl ObjectReader {
             };
             let index = self.next_fetch;
             self.next_fetch += 1;
-            let (_, _, chunk) = &self.chunks[index];
+            let (_, _, chunk, data_shards) = &self.chunks[index];
+            if *data_shards > 0 {
+                self.pending
+                    .push_back(Ok((index, pbuf, None, chunk.locations[0])));
+                continue;
+            }
             // The first copy on a present drive; the others are read only if it fails.
             let fetch = chunk
                 .locations
@@ -823,8 +899,116 @@ impl ObjectReader {
                     })
                 });
             self.pending
-                .push_back(fetch.map(|(index, loc, io)| (index, pbuf, io, *loc)));
+                .push_back(fetch.map(|(index, loc, io)| (index, pbuf, Some(io), *loc)));
         }
+    }
+
+    /// Reads erasure-coded chunk `index` into `out` (its bytes after a needle header's room):
+    /// the K data shards at once, verified, with no decoding when all are good (the healthy
+    /// path); for each data shard absent, failed or corrupt, a parity shard is read instead and
+    /// the missing data is reconstructed (Reed–Solomon, `reed-solomon-simd`). Bad shards are
+    /// logged by drive (repair comes with rebuild).
+    ///
+    /// Errors: [`Error::ObjectUnreadable`] when fewer than K shards are good, naming each.
+    fn read_stripe(&self, index: usize, mut out: AlignedBuf) -> io::Result<AlignedBuf> {
+        let (_, id, chunk, data_shards) = &self.chunks[index];
+        let k = *data_shards as usize;
+        let m = chunk.locations.len() - k;
+        let len = chunk.len as usize;
+        let shard_len = schema::shard_bytes(chunk.len, *data_shards);
+        let needle_len = needle_bytes(shard_len);
+        let mut good: Vec<Option<Vec<u8>>> = vec![None; k + m];
+        let mut failures = Vec::new();
+        // Reads shards `which` together; keeps the good ones.
+        let mut read = |which: &mut dyn Iterator<Item = usize>, good: &mut Vec<Option<Vec<u8>>>| {
+            let mut in_flight = Vec::new();
+            for s in which {
+                let loc = chunk.locations[s];
+                let Some(dev) = self
+                    .store
+                    .inner
+                    .data
+                    .get(loc.slot as usize)
+                    .and_then(Option::as_ref)
+                else {
+                    failures.push(format!("shard {s} on slot {}: drive absent", loc.slot));
+                    continue;
+                };
+                match dev.submit_read(AlignedBuf::new(needle_len), loc.offset, shard_len) {
+                    Ok(io) => in_flight.push((s, loc, dev, io)),
+                    Err(e) => failures.push(format!("shard {s} on slot {}: {e}", loc.slot)),
+                }
+            }
+            for (s, loc, dev, io) in in_flight {
+                let shard_id = ChunkId {
+                    object_id: id.object_id,
+                    index: schema::shard_index(id.index, s),
+                };
+                let checked = io.wait().and_then(|buf| {
+                    verify_needle(dev.device().name(), loc.offset, &buf, shard_id, shard_len)
+                        .map(|()| buf)
+                });
+                match checked {
+                    Ok(buf) => {
+                        good[s] =
+                            Some(buf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + shard_len].to_vec())
+                    }
+                    Err(e) => failures.push(format!("shard {s} on slot {}: {e}", loc.slot)),
+                }
+            }
+        };
+        read(&mut (0..k), &mut good);
+        let mut have = good.iter().filter(|g| g.is_some()).count();
+        let mut next_parity = k;
+        while have < k && next_parity < k + m {
+            let take = (k - have).min(k + m - next_parity);
+            read(&mut (next_parity..next_parity + take), &mut good);
+            next_parity += take;
+            have = good.iter().filter(|g| g.is_some()).count();
+        }
+        if have < k {
+            return Err(self.unreadable(format!(
+                "chunk {index}: {have} of its {} shards are good and it needs {k} ({})",
+                k + m,
+                failures.join("; ")
+            )));
+        }
+        if good[..k].iter().any(Option::is_none) {
+            let restored = reed_solomon_simd::decode(
+                k,
+                m,
+                good[..k]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(s, g)| g.as_ref().map(|g| (s, g))),
+                good[k..]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(s, g)| g.as_ref().map(|g| (s, g))),
+            )
+            .map_err(|e| self.unreadable(format!("chunk {index}: reconstruction failed: {e}")))?;
+            for (s, shard) in restored {
+                good[s] = Some(shard);
+            }
+            tracing::warn!(
+                bucket = %self.bucket,
+                key = %self.info.key,
+                chunk = index,
+                "reconstructed a chunk from parity: {}",
+                failures.join("; ")
+            );
+        }
+        out.set_len(NEEDLE_HEADER_BYTES + len);
+        for (s, shard) in good[..k].iter().enumerate() {
+            let shard = shard
+                .as_ref()
+                .expect("every data shard is good or restored");
+            let from = (s * shard_len).min(len);
+            let to = (from + shard_len).min(len);
+            out[NEEDLE_HEADER_BYTES + from..NEEDLE_HEADER_BYTES + to]
+                .copy_from_slice(&shard[..to - from]);
+        }
+        Ok(out)
     }
 
     /// Checks a copy of chunk `index` read from `loc` (crc32c, identity, length).
@@ -834,7 +1018,7 @@ impl ObjectReader {
         loc: Location,
         buf: &[u8],
     ) -> std::result::Result<(), String> {
-        let (_, id, chunk) = &self.chunks[index];
+        let (_, id, chunk, _) = &self.chunks[index];
         let device = self.store.inner.data[loc.slot as usize]
             .as_ref()
             .expect("read from a present device")
@@ -911,6 +1095,10 @@ impl ObjectReader {
             return Err(self.unreadable("no chunk covers the requested bytes".into()));
         };
         let (index, mut pbuf, io, loc) = fetch.map_err(io::Error::other)?;
+        let Some(io) = io else {
+            let buf = self.read_stripe(index, pbuf.take())?;
+            return self.hold(index, pbuf, buf);
+        };
         let first = match io.wait() {
             Ok(buf) => match self.verify_copy(index, loc, &buf) {
                 Ok(()) => Ok(buf),
@@ -922,8 +1110,14 @@ impl ObjectReader {
             Ok(buf) => buf,
             Err((why, spare)) => self.read_other_copies(index, loc, why, spare)?,
         };
+        self.hold(index, pbuf, buf)
+    }
+
+    /// Makes chunk `index`, whose bytes `buf` holds after a needle header's room, the current
+    /// one, and reads ahead.
+    fn hold(&mut self, index: usize, mut pbuf: PooledBuf, buf: AlignedBuf) -> io::Result<()> {
         pbuf.restore(buf);
-        let (logical, _, chunk) = &self.chunks[index];
+        let (logical, _, chunk, _) = &self.chunks[index];
         let from = self.pos.max(*logical) - logical;
         let to = self.end.min(logical + chunk.len as u64) - logical;
         self.current = Some((

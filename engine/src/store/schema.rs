@@ -8,7 +8,7 @@ use crate::profile::Protection;
 
 /// Record format version written by this build (first byte of every value). Version 2 added
 /// the flags byte at the end of [`ObjectRecord`]; version 1 records are still read.
-pub const RECORD_VERSION: u8 = 4;
+pub const RECORD_VERSION: u8 = 5;
 
 /// [`ObjectRecord`] flag: the data is the value of the object's inline key.
 const FLAG_INLINE: u8 = 1;
@@ -130,6 +130,10 @@ pub struct ChunkRun {
     pub object_id: u128,
     /// Needle chunk index of the first chunk.
     pub first_index: u32,
+    /// 0: each location of a chunk holds a whole copy (`replicas:N`). K > 0: the chunk is a
+    /// Reed–Solomon stripe (`ec:K+M`): its locations are K data shards then M parity shards,
+    /// each a needle of [`shard_bytes`] (record version 5; before, 0).
+    pub data_shards: u8,
     /// The chunks in order.
     pub chunks: Vec<Chunk>,
 }
@@ -246,9 +250,25 @@ fn version(d: &mut Decoder<'_>) -> Result<u8, DecodeError> {
     }
 }
 
+/// Bytes of each shard of a chunk of `len` bytes split into `data_shards` (even, at least 2,
+/// as Reed–Solomon over GF(2^16) words needs; the last data shard is zero-padded).
+pub fn shard_bytes(len: u32, data_shards: u8) -> usize {
+    assert!(data_shards > 0, "only erasure-coded chunks have shards");
+    ((len as usize).div_ceil(data_shards as usize).max(1) + 1) & !1
+}
+
+/// The needle chunk index of shard `shard` of chunk `index` in an erasure-coded run: the shard
+/// in the top 8 bits, so every shard's needle has an identity of its own (chunk indexes stay
+/// below 2^24: 16 Mi chunks, beyond the 5 TiB object limit).
+pub fn shard_index(index: u32, shard: usize) -> u32 {
+    assert!(index < 1 << 24 && shard < 256, "shard index out of range");
+    index | (shard as u32) << 24
+}
+
 fn encode_run(e: &mut Encoder, run: &ChunkRun) {
     e.u128(run.object_id)
         .u32(run.first_index)
+        .u8(run.data_shards)
         .u32(run.chunks.len() as u32);
     for c in &run.chunks {
         e.u32(c.len).u8(c.locations.len() as u8);
@@ -258,9 +278,10 @@ fn encode_run(e: &mut Encoder, run: &ChunkRun) {
     }
 }
 
-fn decode_run(d: &mut Decoder<'_>) -> Result<ChunkRun, DecodeError> {
+fn decode_run(d: &mut Decoder<'_>, version: u8) -> Result<ChunkRun, DecodeError> {
     let object_id = d.u128()?;
     let first_index = d.u32()?;
+    let data_shards = if version >= 5 { d.u8()? } else { 0 };
     let n = d.u32()? as usize;
     if n > d.remaining() {
         return Err(DecodeError(format!("chunk count {n} exceeds record size")));
@@ -278,9 +299,21 @@ fn decode_run(d: &mut Decoder<'_>) -> Result<ChunkRun, DecodeError> {
         }
         chunks.push(Chunk { len, locations });
     }
+    if data_shards > 0 {
+        if let Some(c) = chunks
+            .iter()
+            .find(|c| c.locations.len() <= data_shards as usize)
+        {
+            return Err(DecodeError(format!(
+                "an erasure-coded chunk of {data_shards} data shards has {} locations",
+                c.locations.len()
+            )));
+        }
+    }
     Ok(ChunkRun {
         object_id,
         first_index,
+        data_shards,
         chunks,
     })
 }
@@ -360,7 +393,7 @@ impl ObjectRecord {
                 .collect::<Result<_, _>>()?;
             let n = d.u32()? as usize;
             let runs = (0..n.min(d.remaining()))
-                .map(|_| decode_run(&mut d))
+                .map(|_| decode_run(&mut d, v))
                 .collect::<Result<_, _>>()?;
             let flags = if v >= 2 { d.u8()? } else { 0 };
             if flags & !FLAG_INLINE != 0 {
@@ -458,13 +491,13 @@ impl PartRecord {
     pub fn decode(b: &[u8]) -> Result<Self> {
         let mut d = Decoder::new(b);
         (|| -> Result<Self, DecodeError> {
-            version(&mut d)?;
+            let v = version(&mut d)?;
             Ok(PartRecord {
                 size: d.u64()?,
                 etag: d.str()?,
                 last_modified_unix_ms: d.u64()?,
                 checksums: read_pairs(&mut d)?,
-                run: decode_run(&mut d)?,
+                run: decode_run(&mut d, v)?,
             })
         })()
         .map_err(|e| corrupt("part", e))
@@ -483,6 +516,7 @@ mod tests {
         let run = ChunkRun {
             object_id: 99,
             first_index: 0,
+            data_shards: 0,
             chunks: vec![Chunk {
                 len: 5,
                 locations: vec![Location {
@@ -522,9 +556,11 @@ mod tests {
         assert_eq!(ObjectRecord::decode(&small.encode()).unwrap(), small);
         // Version 2 records (no headers, no upload ID) and version 1 records (no flags byte
         // either) still read.
+        // (No chunk runs: version 5 added a byte to each.)
         let legacy = ObjectRecord {
             headers: vec![],
             upload_id: String::new(),
+            runs: vec![],
             ..o.clone()
         };
         let mut v2 = legacy.encode();
