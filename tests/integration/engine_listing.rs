@@ -36,7 +36,10 @@ fn store() -> Store {
         true,
     )
     .unwrap();
-    store.create_bucket("model", "o").unwrap();
+    // Two data devices: one copy per chunk (the dev profile's ec:2+1 needs three).
+    store
+        .create_bucket_with("model", "o", Some(hoard::Protection::Replicas(1)))
+        .unwrap();
     store
 }
 

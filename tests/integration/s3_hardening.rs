@@ -153,9 +153,11 @@ async fn stalled_readers_and_trickled_uploads_neither_stall_others_nor_grow_memo
         peak < budget,
         "peak resident {peak} over the budget {budget}"
     );
-    // Declared chunk sizes were not allocated: 60 x 16 MiB would be 960 MiB.
+    // Declared chunk sizes were not allocated: 60 x 16 MiB would be 960 MiB. (What the
+    // process does hold is bounded by the budget: the 16 stalled GETs' read-ahead, stripe
+    // shards and frames.)
     assert!(
-        rss_during < rss_before + (200 << 20),
+        rss_during < rss_before + (480 << 20),
         "{rss_before} -> {rss_during}"
     );
     drop(stalled);

@@ -710,9 +710,13 @@ impl Profile {
             ),
         );
         let overhead = 64 * MIB + writers as u64 * 2 * MIB;
+        // A stripe read ahead holds its data shards in buffers of their own beside the chunk
+        // buffer it is assembled into: up to one chunk more per chunk in flight.
+        let shard_buffers = streams as u64 * per_stream as u64 * (chunk + 4096);
         let memory_budget = 2 * memtable
             + block_cache
             + buffers as u64 * (chunk + 4096)
+            + shard_buffers
             + index_memory
             + request_buffers
             + overhead;
@@ -720,10 +724,11 @@ impl Profile {
             "memory_budget_bytes",
             fmt_bytes(memory_budget),
             format!(
-                "what the process may hold resident: 2 memtables (one filling, one flushing) {} + block cache {} + chunk buffers {} + indexes and filters {} + request buffers {} + 64 MiB and 2 MiB per writer thread for code, stacks and connections; reported with the resident size by GET /_hoard/status",
+                "what the process may hold resident: 2 memtables (one filling, one flushing) {} + block cache {} + chunk buffers {} + stripe shard buffers {} + indexes and filters {} + request buffers {} + 64 MiB and 2 MiB per writer thread for code, stacks and connections; reported with the resident size by GET /_hoard/status",
                 fmt_bytes(2 * memtable),
                 fmt_bytes(block_cache),
                 fmt_bytes(buffers as u64 * (chunk + 4096)),
+                fmt_bytes(shard_buffers),
                 fmt_bytes(index_memory),
                 fmt_bytes(request_buffers)
             ),
@@ -885,7 +890,7 @@ mod tests {
         );
         let err = Profile::parse(&huge_inline).unwrap_err().to_string();
         assert!(err.contains("engine.inline_threshold_bytes"), "{err}");
-        let wide = DEV.replace("replicas:1", "ec:4+2");
+        let wide = DEV.replace("ec:2+1", "ec:4+2");
         let err = Profile::parse(&wide).unwrap_err().to_string();
         assert!(err.contains("spans 6 HDDs but the pool has 4"), "{err}");
         let twice = DEV.replace(

@@ -809,9 +809,17 @@ impl Store {
     }
 }
 
-/// A chunk being fetched: its index, its buffer, the read of its first copy in flight (none
-/// for an erasure-coded chunk, read as a stripe when its turn comes) and where that copy is.
-type Fetch = std::result::Result<(usize, PooledBuf, Option<PendingRead>, Location), Error>;
+/// Reads in flight for one chunk.
+enum FetchIo {
+    /// The read of one copy (`replicas:N`).
+    Copy(PendingRead),
+    /// The reads of the K data shards of a stripe (`ec:K+M`), and why any could not start.
+    Stripe(Vec<(usize, PendingRead)>, Vec<String>),
+}
+
+/// A chunk being fetched: its index, its buffer, its reads in flight and where the copy read
+/// is (the first shard's location for a stripe).
+type Fetch = std::result::Result<(usize, PooledBuf, FetchIo, Location), Error>;
 
 /// A streaming reader of an object or range ([`std::io::Read`]). Each chunk is one device read,
 /// verified (crc32c, identity, length) before any byte of it is returned; up to
@@ -875,8 +883,11 @@ impl ObjectReader {
             self.next_fetch += 1;
             let (_, _, chunk, data_shards) = &self.chunks[index];
             if *data_shards > 0 {
+                let first = chunk.locations[0];
+                let mut failures = Vec::new();
+                let reads = self.submit_shards(index, 0..*data_shards as usize, &mut failures);
                 self.pending
-                    .push_back(Ok((index, pbuf, None, chunk.locations[0])));
+                    .push_back(Ok((index, pbuf, FetchIo::Stripe(reads, failures), first)));
                 continue;
             }
             // The first copy on a present drive; the others are read only if it fails.
@@ -899,70 +910,108 @@ impl ObjectReader {
                     })
                 });
             self.pending
-                .push_back(fetch.map(|(index, loc, io)| (index, pbuf, Some(io), *loc)));
+                .push_back(fetch.map(|(index, loc, io)| (index, pbuf, FetchIo::Copy(io), *loc)));
         }
     }
 
-    /// Reads erasure-coded chunk `index` into `out` (its bytes after a needle header's room):
-    /// the K data shards at once, verified, with no decoding when all are good (the healthy
-    /// path); for each data shard absent, failed or corrupt, a parity shard is read instead and
-    /// the missing data is reconstructed (Reed–Solomon, `reed-solomon-simd`). Bad shards are
-    /// logged by drive (repair comes with rebuild).
+    /// Starts reading shards `shards` of erasure-coded chunk `index`, each into a buffer of
+    /// its own; a shard whose drive is absent or refuses the read goes to `failures`.
+    fn submit_shards(
+        &self,
+        index: usize,
+        shards: std::ops::Range<usize>,
+        failures: &mut Vec<String>,
+    ) -> Vec<(usize, PendingRead)> {
+        let (_, _, chunk, data_shards) = &self.chunks[index];
+        let shard_len = schema::shard_bytes(chunk.len, *data_shards);
+        let mut in_flight = Vec::new();
+        for s in shards {
+            let loc = chunk.locations[s];
+            let Some(dev) = self
+                .store
+                .inner
+                .data
+                .get(loc.slot as usize)
+                .and_then(Option::as_ref)
+            else {
+                failures.push(format!("shard {s} on slot {}: drive absent", loc.slot));
+                continue;
+            };
+            match dev.submit_read(
+                AlignedBuf::new(needle_bytes(shard_len)),
+                loc.offset,
+                shard_len,
+            ) {
+                Ok(io) => in_flight.push((s, io)),
+                Err(e) => failures.push(format!("shard {s} on slot {}: {e}", loc.slot)),
+            }
+        }
+        in_flight
+    }
+
+    /// Waits for shard reads of chunk `index`; keeps each good (verified) shard's bytes in
+    /// `good`, and says why of the others in `failures`.
+    fn collect_shards(
+        &self,
+        index: usize,
+        in_flight: Vec<(usize, PendingRead)>,
+        good: &mut [Option<Vec<u8>>],
+        failures: &mut Vec<String>,
+    ) {
+        let (_, id, chunk, data_shards) = &self.chunks[index];
+        let shard_len = schema::shard_bytes(chunk.len, *data_shards);
+        for (s, io) in in_flight {
+            let loc = chunk.locations[s];
+            let shard_id = ChunkId {
+                object_id: id.object_id,
+                index: schema::shard_index(id.index, s),
+            };
+            let device = self.store.inner.data[loc.slot as usize]
+                .as_ref()
+                .expect("read from a present device")
+                .device()
+                .name();
+            let checked = io.wait().and_then(|buf| {
+                verify_needle(device, loc.offset, &buf, shard_id, shard_len).map(|()| buf)
+            });
+            match checked {
+                Ok(buf) => {
+                    good[s] =
+                        Some(buf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + shard_len].to_vec())
+                }
+                Err(e) => failures.push(format!("shard {s} on slot {}: {e}", loc.slot)),
+            }
+        }
+    }
+
+    /// Completes erasure-coded chunk `index` into `out` (its bytes after a needle header's
+    /// room) from the data shards read ahead (`in_flight`; failures so far in `failures`):
+    /// with all K data shards good nothing is decoded (the healthy path); for each one absent,
+    /// failed or corrupt a parity shard is read and the missing data reconstructed
+    /// (Reed–Solomon, `reed-solomon-simd`). Bad shards are logged by drive (repair comes with
+    /// rebuild).
     ///
     /// Errors: [`Error::ObjectUnreadable`] when fewer than K shards are good, naming each.
-    fn read_stripe(&self, index: usize, mut out: AlignedBuf) -> io::Result<AlignedBuf> {
-        let (_, id, chunk, data_shards) = &self.chunks[index];
+    fn read_stripe(
+        &self,
+        index: usize,
+        in_flight: Vec<(usize, PendingRead)>,
+        mut failures: Vec<String>,
+        mut out: AlignedBuf,
+    ) -> io::Result<AlignedBuf> {
+        let (_, _, chunk, data_shards) = &self.chunks[index];
         let k = *data_shards as usize;
         let m = chunk.locations.len() - k;
         let len = chunk.len as usize;
         let shard_len = schema::shard_bytes(chunk.len, *data_shards);
-        let needle_len = needle_bytes(shard_len);
         let mut good: Vec<Option<Vec<u8>>> = vec![None; k + m];
-        let mut failures = Vec::new();
-        // Reads shards `which` together; keeps the good ones.
-        let mut read = |which: &mut dyn Iterator<Item = usize>, good: &mut Vec<Option<Vec<u8>>>| {
-            let mut in_flight = Vec::new();
-            for s in which {
-                let loc = chunk.locations[s];
-                let Some(dev) = self
-                    .store
-                    .inner
-                    .data
-                    .get(loc.slot as usize)
-                    .and_then(Option::as_ref)
-                else {
-                    failures.push(format!("shard {s} on slot {}: drive absent", loc.slot));
-                    continue;
-                };
-                match dev.submit_read(AlignedBuf::new(needle_len), loc.offset, shard_len) {
-                    Ok(io) => in_flight.push((s, loc, dev, io)),
-                    Err(e) => failures.push(format!("shard {s} on slot {}: {e}", loc.slot)),
-                }
-            }
-            for (s, loc, dev, io) in in_flight {
-                let shard_id = ChunkId {
-                    object_id: id.object_id,
-                    index: schema::shard_index(id.index, s),
-                };
-                let checked = io.wait().and_then(|buf| {
-                    verify_needle(dev.device().name(), loc.offset, &buf, shard_id, shard_len)
-                        .map(|()| buf)
-                });
-                match checked {
-                    Ok(buf) => {
-                        good[s] =
-                            Some(buf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + shard_len].to_vec())
-                    }
-                    Err(e) => failures.push(format!("shard {s} on slot {}: {e}", loc.slot)),
-                }
-            }
-        };
-        read(&mut (0..k), &mut good);
+        self.collect_shards(index, in_flight, &mut good, &mut failures);
         let mut have = good.iter().filter(|g| g.is_some()).count();
         let mut next_parity = k;
         while have < k && next_parity < k + m {
             let take = (k - have).min(k + m - next_parity);
-            read(&mut (next_parity..next_parity + take), &mut good);
+            let parity = self.submit_shards(index, next_parity..next_parity + take, &mut failures);
+            self.collect_shards(index, parity, &mut good, &mut failures);
             next_parity += take;
             have = good.iter().filter(|g| g.is_some()).count();
         }
@@ -974,19 +1023,17 @@ impl ObjectReader {
             )));
         }
         if good[..k].iter().any(Option::is_none) {
-            let restored = reed_solomon_simd::decode(
-                k,
-                m,
-                good[..k]
+            let present = |range: std::ops::Range<usize>| {
+                good[range.clone()]
                     .iter()
                     .enumerate()
-                    .filter_map(|(s, g)| g.as_ref().map(|g| (s, g))),
-                good[k..]
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(s, g)| g.as_ref().map(|g| (s, g))),
-            )
-            .map_err(|e| self.unreadable(format!("chunk {index}: reconstruction failed: {e}")))?;
+                    .filter_map(|(s, g)| g.as_ref().map(|g| (s, g.clone())))
+                    .collect::<Vec<_>>()
+            };
+            let restored = reed_solomon_simd::decode(k, m, present(0..k), present(k..k + m))
+                .map_err(|e| {
+                    self.unreadable(format!("chunk {index}: reconstruction failed: {e}"))
+                })?;
             for (s, shard) in restored {
                 good[s] = Some(shard);
             }
@@ -1095,9 +1142,12 @@ impl ObjectReader {
             return Err(self.unreadable("no chunk covers the requested bytes".into()));
         };
         let (index, mut pbuf, io, loc) = fetch.map_err(io::Error::other)?;
-        let Some(io) = io else {
-            let buf = self.read_stripe(index, pbuf.take())?;
-            return self.hold(index, pbuf, buf);
+        let io = match io {
+            FetchIo::Copy(io) => io,
+            FetchIo::Stripe(reads, failures) => {
+                let buf = self.read_stripe(index, reads, failures, pbuf.take())?;
+                return self.hold(index, pbuf, buf);
+            }
         };
         let first = match io.wait() {
             Ok(buf) => match self.verify_copy(index, loc, &buf) {

@@ -309,12 +309,11 @@ mod tests {
         }
     }
 
+    /// Decoded data and trailer lines.
+    type Decoded = (Vec<u8>, Vec<(String, String)>);
+
     /// Feeds `body` in pieces of `step` bytes; returns the data and the trailer.
-    fn decode(
-        mut d: ChunkedDecoder,
-        body: &[u8],
-        step: usize,
-    ) -> S3Result<(Vec<u8>, Vec<(String, String)>)> {
+    fn decode(mut d: ChunkedDecoder, body: &[u8], step: usize) -> S3Result<Decoded> {
         let mut out = Vec::new();
         for piece in body.chunks(step) {
             d.feed(piece, &mut out)?;
