@@ -5,7 +5,9 @@
 //! - `raw/write` and `raw/read`: 1 MiB sequential durable writes and reads through the device
 //!   layer, round-robin over the four files, as many in flight as a put keeps — the physical
 //!   limit the engine is compared with;
-//! - `put` and `get`: engine puts and gets of 4 KiB, 1 MiB and 64 MiB objects;
+//! - `put` and `get`: engine puts and gets of 4 KiB, 1 MiB and 64 MiB objects, in a bucket of
+//!   the profile's default protection (ec:2+1) and in one of `replicas:1`;
+//! - `erasure`: Reed–Solomon encode and decode (M shards lost) per core for the profiles' codes;
 //! - `hash/md5` and `hash/crc32c`: the per-byte CPU work every put does, for reference.
 //!
 //! Throughput is in bytes (criterion's `Throughput::Bytes`); the ratios engine/raw go in the
@@ -15,7 +17,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hoard::{Profile, PutOptions, Store, StoreOptions};
+use hoard::{Profile, Protection, PutOptions, Store, StoreOptions};
 
 #[path = "support/raw_device.rs"]
 mod raw_device;
@@ -34,63 +36,76 @@ fn engine(c: &mut Criterion) {
         io_backend: Some(backend()),
     })
     .unwrap();
-    store.create_bucket("bench", "bench").unwrap();
+    // The dev profile's default (ec:2+1) beside one copy, on the same files in the same run.
+    let buckets = [
+        ("ec-2-1", None),
+        ("replicas-1", Some(Protection::Replicas(1))),
+    ];
+    for (bucket, protection) in buckets {
+        store
+            .create_bucket_with(bucket, "bench", protection)
+            .unwrap();
+    }
     let sizes = [("4KiB", 4096usize), ("1MiB", MIB), ("64MiB", 64 * MIB)];
     let mut group = c.benchmark_group("put");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(8));
-    for (name, size) in sizes {
-        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-        group.throughput(Throughput::Bytes(size as u64));
-        let mut n = 0u64;
-        group.bench_with_input(BenchmarkId::from_parameter(name), &data, |b, data| {
-            b.iter(|| {
-                n += 1;
-                store
-                    .put_object(
-                        "bench",
-                        &format!("{name}/{}", n % 64),
-                        &mut &data[..],
-                        PutOptions::default(),
-                    )
-                    .unwrap();
-            })
-        });
+    for (bucket, _) in buckets {
+        for (name, size) in sizes {
+            let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+            group.throughput(Throughput::Bytes(size as u64));
+            let mut n = 0u64;
+            group.bench_with_input(BenchmarkId::new(bucket, name), &data, |b, data| {
+                b.iter(|| {
+                    n += 1;
+                    store
+                        .put_object(
+                            bucket,
+                            &format!("{name}/{}", n % 64),
+                            &mut &data[..],
+                            PutOptions::default(),
+                        )
+                        .unwrap();
+                })
+            });
+        }
     }
     group.finish();
     let mut group = c.benchmark_group("get");
     group
         .sample_size(10)
         .measurement_time(Duration::from_secs(8));
-    for (name, size) in sizes {
-        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
-        store
-            .put_object(
-                "bench",
-                &format!("get/{name}"),
-                &mut &data[..],
-                PutOptions::default(),
-            )
-            .unwrap();
-        group.throughput(Throughput::Bytes(size as u64));
-        let mut sink = vec![0u8; 256 * 1024];
-        group.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter(|| {
-                let mut r = store
-                    .get_object("bench", &format!("get/{name}"), None)
-                    .unwrap();
-                let mut got = 0;
-                loop {
-                    let n = r.read(&mut sink).unwrap();
-                    if n == 0 {
-                        break;
+    for (bucket, _) in buckets {
+        for (name, size) in sizes {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 253) as u8).collect();
+            store
+                .put_object(
+                    bucket,
+                    &format!("get/{name}"),
+                    &mut &data[..],
+                    PutOptions::default(),
+                )
+                .unwrap();
+            group.throughput(Throughput::Bytes(size as u64));
+            let mut sink = vec![0u8; 256 * 1024];
+            group.bench_function(BenchmarkId::new(bucket, name), |b| {
+                b.iter(|| {
+                    let mut r = store
+                        .get_object(bucket, &format!("get/{name}"), None)
+                        .unwrap();
+                    let mut got = 0;
+                    loop {
+                        let n = r.read(&mut sink).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        got += n;
                     }
-                    got += n;
-                }
-                assert_eq!(got, size);
-            })
-        });
+                    assert_eq!(got, size);
+                })
+            });
+        }
     }
     group.finish();
     store.close().unwrap();
@@ -109,5 +124,40 @@ fn hashing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, hashing, raw, engine);
+/// Reed–Solomon as the engine uses it (`reed-solomon-simd`, one core): encoding the parity of
+/// one chunk, and decoding it with M data shards lost, for the profiles' codes and chunk sizes
+/// (dev 1 MiB, 4U 8 MiB). Throughput is the chunk's bytes.
+fn erasure(c: &mut Criterion) {
+    let mut group = c.benchmark_group("erasure");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
+    for (k, m, chunk) in [(2usize, 1usize, MIB), (4, 2, MIB), (8, 2, 8 * MIB)] {
+        let shard = chunk / k;
+        let data: Vec<Vec<u8>> = (0..k)
+            .map(|s| (0..shard).map(|i| (i * 7 + s * 13) as u8).collect())
+            .collect();
+        let parity = reed_solomon_simd::encode(k, m, &data).unwrap();
+        let name = format!("{k}+{m} {}MiB", chunk / MIB);
+        group.throughput(Throughput::Bytes(chunk as u64));
+        group.bench_function(BenchmarkId::new("encode", &name), |b| {
+            b.iter(|| reed_solomon_simd::encode(k, m, &data).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("decode_m_lost", &name), |b| {
+            b.iter(|| {
+                let restored = reed_solomon_simd::decode(
+                    k,
+                    m,
+                    data.iter().enumerate().skip(m),
+                    parity.iter().enumerate(),
+                )
+                .unwrap();
+                assert_eq!(restored.len(), m);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, hashing, raw, engine, erasure);
 criterion_main!(benches);
