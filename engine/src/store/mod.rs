@@ -386,6 +386,11 @@ impl Store {
         }
     }
 
+    /// The data device in `slot`, if it is present.
+    pub(crate) fn data_device(&self, slot: u32) -> Option<&DataDevice> {
+        self.inner.data.get(slot as usize).and_then(Option::as_ref)
+    }
+
     fn bucket(&self, name: &str) -> Result<BucketRecord> {
         match self.inner.meta.get(&schema::bucket_key(name))? {
             Some(v) => BucketRecord::decode(&v),

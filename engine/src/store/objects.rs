@@ -895,7 +895,7 @@ impl ObjectReader {
                 .locations
                 .iter()
                 .find_map(|loc| {
-                    let dev = self.store.inner.data.get(loc.slot as usize)?.as_ref()?;
+                    let dev = self.store.data_device(loc.slot)?;
                     let io = dev.submit_read(pbuf.take(), loc.offset, chunk.len as usize);
                     Some(io.map(|io| (index, loc, io)))
                 })
@@ -927,13 +927,7 @@ impl ObjectReader {
         let mut in_flight = Vec::new();
         for s in shards {
             let loc = chunk.locations[s];
-            let Some(dev) = self
-                .store
-                .inner
-                .data
-                .get(loc.slot as usize)
-                .and_then(Option::as_ref)
-            else {
+            let Some(dev) = self.store.data_device(loc.slot) else {
                 failures.push(format!("shard {s} on slot {}: drive absent", loc.slot));
                 continue;
             };
@@ -1091,13 +1085,7 @@ impl ObjectReader {
         let mut spare = spare.unwrap_or_else(|| AlignedBuf::new(buffer_bytes));
         let mut failures = vec![format!("slot {}: {why}", failed.slot)];
         for &other in chunk.locations.iter().filter(|l| **l != failed) {
-            let Some(dev) = self
-                .store
-                .inner
-                .data
-                .get(other.slot as usize)
-                .and_then(Option::as_ref)
-            else {
+            let Some(dev) = self.store.data_device(other.slot) else {
                 failures.push(format!("slot {}: drive absent", other.slot));
                 continue;
             };
