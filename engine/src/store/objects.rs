@@ -326,6 +326,15 @@ impl ChunkWriter {
         k: usize,
         m: usize,
     ) -> Result<()> {
+        // A shard's needle index keeps the chunk index in 24 bits: an erasure-coded object
+        // has at most 2^24 chunks (16 TiB at the smallest derived chunk of 1 MiB).
+        if index >= schema::MAX_STRIPED_CHUNKS {
+            let chunk_bytes = store.inner.config.chunk_size_bytes;
+            return Err(Error::EntityTooLarge {
+                size_bytes: self.size,
+                max_bytes: schema::MAX_STRIPED_CHUNKS as u64 * chunk_bytes,
+            });
+        }
         let shard_len = schema::shard_bytes(n as u32, k as u8);
         let data = &pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n];
         let mut shards: Vec<Vec<u8>> = (0..k)

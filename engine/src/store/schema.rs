@@ -257,11 +257,17 @@ pub fn shard_bytes(len: u32, data_shards: u8) -> usize {
     ((len as usize).div_ceil(data_shards as usize).max(1) + 1) & !1
 }
 
+/// Chunks an erasure-coded run may have: [`shard_index`] keeps the chunk index in 24 bits.
+pub const MAX_STRIPED_CHUNKS: u32 = 1 << 24;
+
 /// The needle chunk index of shard `shard` of chunk `index` in an erasure-coded run: the shard
-/// in the top 8 bits, so every shard's needle has an identity of its own (chunk indexes stay
-/// below 2^24: 16 Mi chunks, beyond the 5 TiB object limit).
+/// in the top 8 bits, so every shard's needle has an identity of its own (writers refuse a
+/// chunk index of [`MAX_STRIPED_CHUNKS`] or more).
 pub fn shard_index(index: u32, shard: usize) -> u32 {
-    assert!(index < 1 << 24 && shard < 256, "shard index out of range");
+    assert!(
+        index < MAX_STRIPED_CHUNKS && shard < 256,
+        "shard index out of range"
+    );
     index | (shard as u32) << 24
 }
 
