@@ -17,7 +17,7 @@ use super::{validate_key, Store, MAX_OBJECT_BYTES};
 use crate::device::{AlignedBuf, IoTicket, PendingRead, PooledBuf};
 use crate::error::{Error, Result};
 use crate::meta::{Batch, Snapshot};
-use crate::placement::place_chunk;
+use crate::placement::StripePlacer;
 use crate::profile::Protection;
 use crate::segment::{needle_bytes, seal_needle, verify_needle, ChunkId, NEEDLE_HEADER_BYTES};
 
@@ -534,15 +534,16 @@ impl Store {
         bytes: u64,
         copies: u32,
     ) -> Result<Vec<(u32, u64)>> {
-        let mut usable: Vec<bool> = self
+        let usable: Vec<bool> = self
             .inner
             .data
             .iter()
             .map(|d| d.as_ref().is_some_and(|d| !d.device().is_poisoned()))
             .collect();
         let mut places = Vec::with_capacity(copies as usize);
+        let mut placer = StripePlacer::new(object_id, index, usable);
         while places.len() < copies as usize {
-            let Some(slot) = place_chunk(object_id, index + places.len() as u32, &usable) else {
+            let Some(slot) = placer.next_slot() else {
                 return Err(Error::NoSpace {
                     detail: format!(
                         "{copies} distinct data devices must take a chunk, and only {} of the pool's {} can",
@@ -551,7 +552,6 @@ impl Store {
                     ),
                 });
             };
-            usable[slot as usize] = false;
             let device = self.inner.data[slot as usize]
                 .as_ref()
                 .expect("usable devices are present");
