@@ -346,3 +346,55 @@ fn erasure_coded_buckets_survive_m_lost_or_corrupt_drives() {
         );
     }
 }
+
+/// A drive whose reads fail at run time is failed after the profile's threshold: every object
+/// keeps reading (from parity), the drive takes no new chunks, and the store names it.
+#[test]
+fn a_drive_failing_reads_at_run_time_is_failed_and_left_out() {
+    let mut media = Media::blank();
+    let store = media.open(true, &[]);
+    store
+        .create_bucket_with(
+            "coded",
+            "o",
+            Some(Protection::ErasureCoded { data: 2, parity: 1 }),
+        )
+        .unwrap();
+    let objects: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            (
+                format!("k{i}"),
+                pattern(500 + i as u64, 200_000 + i * 10_000),
+            )
+        })
+        .collect();
+    for (key, data) in &objects {
+        store
+            .put_object("coded", key, &mut &data[..], PutOptions::default())
+            .unwrap();
+    }
+    assert!(store.failed_data_slots().is_empty());
+    // Data slot 1 (device 2 of the media) starts failing every read.
+    media.controls[2].fail_reads(true);
+    for (key, data) in &objects {
+        assert_eq!(&read(&store, "coded", key).unwrap(), data, "{key}");
+    }
+    let failed = store.failed_data_slots();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, 1);
+    // New objects go to the three other drives only.
+    let writes_before = media.controls[2].writes();
+    for i in 0..6 {
+        let data = pattern(900 + i, 150_000);
+        store
+            .put_object(
+                "coded",
+                &format!("new{i}"),
+                &mut &data[..],
+                PutOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(read(&store, "coded", &format!("new{i}")).unwrap(), data);
+    }
+    assert_eq!(media.controls[2].writes(), writes_before);
+}

@@ -17,7 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -131,6 +131,9 @@ pub struct Device {
     size_bytes: u64,
     backend: Box<dyn Backend>,
     poisoned: AtomicBool,
+    /// Reads that failed with an I/O error (not checksum mismatches: those are the media's
+    /// latent errors, found and counted by whoever verifies).
+    read_errors: AtomicU32,
 }
 
 /// A write in flight on a [`Device`]; [`PendingIo::wait`] completes it.
@@ -205,6 +208,7 @@ impl Device {
             size_bytes,
             backend,
             poisoned: AtomicBool::new(false),
+            read_errors: AtomicU32::new(0),
         })
     }
 
@@ -215,6 +219,7 @@ impl Device {
             size_bytes,
             backend,
             poisoned: AtomicBool::new(false),
+            read_errors: AtomicU32::new(0),
         }
     }
 
@@ -236,6 +241,21 @@ impl Device {
     /// Whether an earlier write or sync failed.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Counts a failed read; returns how many have failed so far.
+    pub fn note_read_error(&self) -> u32 {
+        self.read_errors.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Reads that failed with an I/O error so far.
+    pub fn read_errors(&self) -> u32 {
+        self.read_errors.load(Ordering::Acquire)
+    }
+
+    /// Takes the device out of service for writes (a failed drive): as after a failed write.
+    pub fn fail(&self, why: &str) {
+        self.poison(&io::Error::other(why.to_string()));
     }
 
     fn poison(&self, cause: &io::Error) {

@@ -274,6 +274,8 @@ pub struct EngineConfig {
     pub inline_threshold_bytes: u64,
     /// RAM allowed for the block indexes and bloom filters of the metadata tables.
     pub index_memory_bytes: u64,
+    /// Failed reads after which a data drive is failed at run time (it leaves placement).
+    pub drive_read_errors_to_fail: u32,
     /// Protection of a bucket created without choosing one (the first pool's, as built).
     pub default_protection: Protection,
     /// Requests the S3 server handles at once; beyond, it answers `503 SlowDown`.
@@ -601,6 +603,12 @@ impl Profile {
         } else {
             self.pool.clone()
         };
+        let read_errors_to_fail = 3;
+        explain(
+            "drive_read_errors_to_fail",
+            read_errors_to_fail.to_string(),
+            "reads failing with an I/O error (after the drive's own retries) before a data drive is failed at run time: it takes no new chunks at once and its chunks are served from other copies or parity; one error may be a bad sector, three in a row of a drive's life mean it is going".into(),
+        );
         let mut default_protection = Protection::Replicas(1);
         for (i, pool) in pools.iter().enumerate() {
             let protection = pool.protection().unwrap_or(Protection::Replicas(1));
@@ -760,6 +768,7 @@ impl Profile {
             chunks_in_flight_per_stream: per_stream,
             writer_threads: writers,
             default_protection,
+            drive_read_errors_to_fail: read_errors_to_fail,
             max_requests: requests,
             max_data_streams: streams,
             request_buffer_bytes: request_buffers,

@@ -386,9 +386,47 @@ impl Store {
         }
     }
 
+    /// Data slots whose drive failed while serving (a failed write or sync, or
+    /// `drive_read_errors_to_fail` failed reads): (slot, device). Such a drive takes no new
+    /// chunks; its chunks are read from other copies or reconstructed from parity.
+    pub fn failed_data_slots(&self) -> Vec<(u32, String)> {
+        (0..self.inner.data.len() as u32)
+            .filter_map(|slot| {
+                let dev = self.data_device(slot)?.device();
+                dev.is_poisoned().then(|| (slot, dev.name().to_string()))
+            })
+            .collect()
+    }
+
+    /// Counts a failed read on data slot `slot`; at the profile's threshold the drive is
+    /// failed: it leaves placement at once, and the log names it.
+    pub(crate) fn note_read_error(&self, slot: u32) {
+        let Some(dev) = self.data_device(slot) else {
+            return;
+        };
+        let device = dev.device();
+        let errors = device.note_read_error();
+        if errors == self.inner.config.drive_read_errors_to_fail {
+            tracing::error!(
+                slot,
+                device = %device.name(),
+                errors,
+                "data drive hdd{slot} failed: {errors} reads failed; it takes no new chunks, and its chunks are read from other copies or reconstructed from parity"
+            );
+            device.fail(&format!("{errors} reads failed"));
+        }
+    }
+
     /// The data device in `slot`, if it is present.
     pub(crate) fn data_device(&self, slot: u32) -> Option<&DataDevice> {
         self.inner.data.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    /// The data device in `slot` to read from: present, and not failed by read errors (reads
+    /// go straight to the other copies or to parity rather than wait on a dying drive).
+    pub(crate) fn readable_data_device(&self, slot: u32) -> Option<&DataDevice> {
+        self.data_device(slot)
+            .filter(|d| d.device().read_errors() < self.inner.config.drive_read_errors_to_fail)
     }
 
     fn bucket(&self, name: &str) -> Result<BucketRecord> {

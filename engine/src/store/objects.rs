@@ -904,7 +904,7 @@ impl ObjectReader {
                 .locations
                 .iter()
                 .find_map(|loc| {
-                    let dev = self.store.data_device(loc.slot)?;
+                    let dev = self.store.readable_data_device(loc.slot)?;
                     let io = dev.submit_read(pbuf.take(), loc.offset, chunk.len as usize);
                     Some(io.map(|io| (index, loc, io)))
                 })
@@ -936,8 +936,11 @@ impl ObjectReader {
         let mut in_flight = Vec::new();
         for s in shards {
             let loc = chunk.locations[s];
-            let Some(dev) = self.store.data_device(loc.slot) else {
-                failures.push(format!("shard {s} on slot {}: drive absent", loc.slot));
+            let Some(dev) = self.store.readable_data_device(loc.slot) else {
+                failures.push(format!(
+                    "shard {s} on slot {}: drive absent or failed",
+                    loc.slot
+                ));
                 continue;
             };
             match dev.submit_read(
@@ -974,7 +977,11 @@ impl ObjectReader {
                 .expect("read from a present device")
                 .device()
                 .name();
-            let checked = io.wait().and_then(|buf| {
+            let read = io.wait();
+            if read.is_err() {
+                self.store.note_read_error(loc.slot);
+            }
+            let checked = read.and_then(|buf| {
                 verify_needle(device, loc.offset, &buf, shard_id, shard_len).map(|()| buf)
             });
             match checked {
@@ -1094,14 +1101,17 @@ impl ObjectReader {
         let mut spare = spare.unwrap_or_else(|| AlignedBuf::new(buffer_bytes));
         let mut failures = vec![format!("slot {}: {why}", failed.slot)];
         for &other in chunk.locations.iter().filter(|l| **l != failed) {
-            let Some(dev) = self.store.data_device(other.slot) else {
-                failures.push(format!("slot {}: drive absent", other.slot));
+            let Some(dev) = self.store.readable_data_device(other.slot) else {
+                failures.push(format!("slot {}: drive absent or failed", other.slot));
                 continue;
             };
-            match dev
+            let read = dev
                 .submit_read(spare, other.offset, chunk.len as usize)
-                .and_then(|io| io.wait())
-            {
+                .and_then(|io| io.wait());
+            if read.is_err() {
+                self.store.note_read_error(other.slot);
+            }
+            match read {
                 Ok(buf) => match self.verify_copy(index, other, &buf) {
                     Ok(()) => {
                         tracing::warn!(
@@ -1151,7 +1161,10 @@ impl ObjectReader {
                 Ok(()) => Ok(buf),
                 Err(why) => Err((why, Some(buf))),
             },
-            Err(e) => Err((e.to_string(), None)),
+            Err(e) => {
+                self.store.note_read_error(loc.slot);
+                Err((e.to_string(), None))
+            }
         };
         let buf = match first {
             Ok(buf) => buf,

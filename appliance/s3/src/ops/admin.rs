@@ -5,7 +5,8 @@
 //! any client that signs arbitrary requests can call them, e.g.
 //! `curl --aws-sigv4 aws:amz:us-east-1:s3 --user KEY:SECRET -X POST http://HOST:9000/_hoard/shutdown`.
 //!
-//! - `GET /_hoard/status`: the store's state as XML (store UUID, profile, missing data drives,
+//! - `GET /_hoard/status`: the store's state as XML (store UUID, profile, missing data drives
+//!   and drives failed while serving,
 //!   each metadata SSD's state: in-sync, resilvering or failed; memory: the budget, the
 //!   process's resident and peak resident size, the store's own uses and the body bytes the
 //!   S3 layer holds; requests and data streams in flight against their limits; whether a
@@ -89,12 +90,23 @@ fn status(state: &AppState) -> S3Result<Response> {
         .elem("StoreId", store.store_uuid())
         .elem("Profile", &config.profile_name);
     let missing = store.missing_data_slots();
+    let failed = store.failed_data_slots();
     x.elem(
         "Degraded",
-        if missing.is_empty() { "false" } else { "true" },
+        if missing.is_empty() && failed.is_empty() {
+            "false"
+        } else {
+            "true"
+        },
     );
     for slot in missing {
         x.elem("MissingDataSlot", slot.to_string());
+    }
+    for (slot, device) in failed {
+        x.open("FailedDataDrive")
+            .elem("Slot", slot.to_string())
+            .elem("Device", &device)
+            .close("FailedDataDrive");
     }
     for member in store.metadata_mirror() {
         let state = match &member.state {
