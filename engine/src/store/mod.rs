@@ -282,7 +282,7 @@ impl Store {
     /// pool's default when `None`).
     ///
     /// Errors: as [`Store::create_bucket`]; [`Error::InvalidArgument`] naming the limit for a
-    /// protection wider than the pool's HDDs, or erasure coding (not built yet).
+    /// protection wider than the pool's HDDs.
     pub fn create_bucket_with(
         &self,
         name: &str,
