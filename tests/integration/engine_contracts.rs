@@ -3,13 +3,12 @@
 //! full devices.
 
 use std::io::Read;
-use std::sync::Arc;
 
-use hoard::device::fault::{FaultBackend, FaultControl};
-use hoard::device::{Device, IoBackend};
-use hoard::{CompletedPart, Error, Profile, PutOptions, Store, StoreDevices, StoreOptions};
+use hoard::device::fault::FaultControl;
+use hoard::device::IoBackend;
+use hoard::{CompletedPart, Error, Profile, PutOptions, Store, StoreOptions};
 
-use crate::support::{md5_hex, pattern, scratch_dir};
+use crate::support::{md5_hex, pattern, scratch_dir, Rig};
 
 const SMALL_PROFILE: &str = r#"
 name = "contracts"
@@ -41,62 +40,8 @@ fn profile() -> Profile {
 }
 
 /// Fault devices: metadata of `meta_bytes`, 4 data devices of `data_bytes`.
-struct Rig {
-    images: Vec<Vec<u8>>,
-    controls: Vec<FaultControl>,
-}
-
-impl Rig {
-    fn blank(meta_bytes: usize, data_bytes: usize) -> Rig {
-        let mut images = vec![vec![0u8; meta_bytes]];
-        images.extend((0..4).map(|_| vec![0u8; data_bytes]));
-        Rig {
-            images,
-            controls: Vec::new(),
-        }
-    }
-
-    fn open(&mut self, format: bool) -> hoard::Result<Store> {
-        self.open_without(format, &[])
-    }
-
-    /// Opens with the data devices of `missing_data` (0-based data slots) left out.
-    fn open_without(&mut self, format: bool, missing_data: &[usize]) -> hoard::Result<Store> {
-        self.controls.clear();
-        let mut devices = Vec::new();
-        for (i, image) in self.images.iter().enumerate() {
-            let size = image.len() as u64;
-            let (backend, control) = FaultBackend::from_image(image.clone());
-            self.controls.push(control);
-            devices.push(Arc::new(Device::with_backend(
-                &format!("fault{i}"),
-                size,
-                Box::new(backend),
-            )));
-        }
-        let meta = devices.remove(0);
-        Store::open_devices(
-            StoreDevices {
-                meta: vec![Some(meta)],
-                data: devices
-                    .into_iter()
-                    .enumerate()
-                    .map(|(slot, d)| (!missing_data.contains(&slot)).then_some(d))
-                    .collect(),
-            },
-            profile().derive(),
-            format,
-        )
-    }
-
-    /// What the media hold after a power cut now.
-    fn crash(&mut self) {
-        self.images = self
-            .controls
-            .iter()
-            .map(FaultControl::durable_image)
-            .collect();
-    }
+fn blank_rig(meta_bytes: usize, data_bytes: usize) -> Rig {
+    Rig::blank(profile().derive(), meta_bytes, data_bytes, 4)
 }
 
 fn read_all(store: &Store, bucket: &str, key: &str) -> hoard::Result<Vec<u8>> {
@@ -185,7 +130,7 @@ fn power_cuts_keep_acknowledged_objects_whole() {
     // Cut the metadata device (0) or a data device (1..4) after n of its writes.
     for device in [0usize, 1, 3] {
         for cut in (0..90u64).step_by(3) {
-            let mut rig = Rig::blank(8 << 20, 16 << 20);
+            let mut rig = blank_rig(8 << 20, 16 << 20);
             let store = rig.open(true).unwrap();
             store.create_bucket("bkt", "o").unwrap();
             rig.controls[device].power_cut_after(cut, true);
@@ -238,7 +183,7 @@ fn power_cuts_keep_acknowledged_objects_whole() {
 
 #[test]
 fn corrupt_chunks_are_reported_never_returned() {
-    let mut rig = Rig::blank(8 << 20, 16 << 20);
+    let mut rig = blank_rig(8 << 20, 16 << 20);
     let store = rig.open(true).unwrap();
     store.create_bucket("bkt", "o").unwrap();
     let data = pattern(11, 300_000);
@@ -274,7 +219,7 @@ impl Read for FailingBody {
 
 #[test]
 fn bad_input_changes_nothing() {
-    let mut rig = Rig::blank(8 << 20, 4 << 20);
+    let mut rig = blank_rig(8 << 20, 4 << 20);
     let store = rig.open(true).unwrap();
     store.create_bucket("bkt", "o").unwrap();
     let old = pattern(5, 100_000);
@@ -363,32 +308,26 @@ fn bad_input_changes_nothing() {
 
 #[test]
 fn foreign_and_non_blank_devices_are_never_formatted() {
-    let mut rig = Rig::blank(8 << 20, 4 << 20);
+    let mut rig = blank_rig(8 << 20, 4 << 20);
     rig.open(true).unwrap();
     rig.crash();
     // Another store's data device in slot 2.
-    let mut other = Rig::blank(8 << 20, 4 << 20);
+    let mut other = blank_rig(8 << 20, 4 << 20);
     other.open(true).unwrap();
     other.crash();
-    let mut mixed = Rig {
-        images: rig.images.clone(),
-        controls: vec![],
-    };
+    let mut mixed = rig.copy();
     mixed.images[3] = other.images[3].clone();
     let err = mixed.open(true).err().expect("foreign device refused");
     assert!(matches!(err, Error::ForeignStore { .. }), "{err}");
     assert!(err.to_string().contains("fault3"));
     // Non-zero bytes with no superblock (say, a filesystem) in a data slot.
-    let mut dirty = Rig::blank(8 << 20, 4 << 20);
+    let mut dirty = blank_rig(8 << 20, 4 << 20);
     dirty.images[2][1080] = 0x53;
     let err = dirty.open(true).err().expect("non-blank device refused");
     assert!(matches!(err, Error::NotBlank { .. }), "{err}");
     assert!(dirty.images[2][..4096].iter().any(|&b| b != 0));
     // A blank metadata device beside data devices of a store: refused, not reformatted.
-    let mut lost = Rig {
-        images: rig.images.clone(),
-        controls: vec![],
-    };
+    let mut lost = rig.copy();
     lost.images[0] = vec![0; 8 << 20];
     let err = lost.open(true).err().expect("lost metadata refused");
     assert!(err.to_string().contains("refusing to format"), "{err}");
@@ -396,7 +335,7 @@ fn foreign_and_non_blank_devices_are_never_formatted() {
 
 #[test]
 fn clean_restarts_reuse_the_open_segment_and_crashes_after_them_lose_nothing() {
-    let mut rig = Rig::blank(8 << 20, 8 << 20);
+    let mut rig = blank_rig(8 << 20, 8 << 20);
     let store = rig.open(true).unwrap();
     store.create_bucket("bkt", "o").unwrap();
     store.close().unwrap();
@@ -449,7 +388,7 @@ fn clean_restarts_reuse_the_open_segment_and_crashes_after_them_lose_nothing() {
 
 #[test]
 fn small_objects_live_in_the_index_and_never_touch_an_hdd() {
-    let mut rig = Rig::blank(8 << 20, 8 << 20);
+    let mut rig = blank_rig(8 << 20, 8 << 20);
     let store = rig.open(true).unwrap();
     let threshold = store.config().inline_threshold_bytes as usize;
     assert!(threshold >= 1024, "threshold {threshold}");

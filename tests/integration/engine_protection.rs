@@ -3,13 +3,9 @@
 //! copy corrupt; with two drives lost, an object that had both copies there fails naming itself
 //! and no object ever returns wrong bytes; writes go on with a drive missing.
 
-use std::sync::Arc;
+use hoard::{Error, Profile, Protection, PutOptions, Store};
 
-use hoard::device::fault::{FaultBackend, FaultControl};
-use hoard::device::Device;
-use hoard::{Error, Profile, Protection, PutOptions, Store, StoreDevices};
-
-use crate::support::pattern;
+use crate::support::{pattern, Rig};
 
 /// A profile of tiny devices with `hdds` data devices (64 KiB chunks, 1 MiB segments).
 fn profile(hdds: usize) -> Profile {
@@ -44,65 +40,9 @@ wal_size_bytes = 262144
     .unwrap()
 }
 
-/// Media images (metadata, then the data devices) and the controls of the open devices.
-struct Media {
-    images: Vec<Vec<u8>>,
-    controls: Vec<FaultControl>,
-}
-
-impl Media {
-    fn blank() -> Media {
-        Media::with_hdds(4)
-    }
-
-    fn with_hdds(hdds: usize) -> Media {
-        let mut images = vec![vec![0u8; 8 << 20]];
-        images.extend((0..hdds).map(|_| vec![0u8; 24 << 20]));
-        Media {
-            images,
-            controls: Vec::new(),
-        }
-    }
-
-    /// Opens the store with the data devices of `missing` (data slots) absent.
-    fn open(&mut self, format: bool, missing: &[usize]) -> Store {
-        self.controls.clear();
-        let mut devices = Vec::new();
-        for (i, image) in self.images.iter().enumerate() {
-            let (backend, control) = FaultBackend::from_image(image.clone());
-            self.controls.push(control);
-            devices.push(Arc::new(Device::with_backend(
-                &format!("fault{i}"),
-                image.len() as u64,
-                Box::new(backend),
-            )));
-        }
-        let meta = devices.remove(0);
-        Store::open_devices(
-            StoreDevices {
-                meta: vec![Some(meta)],
-                data: devices
-                    .into_iter()
-                    .enumerate()
-                    .map(|(slot, d)| (!missing.contains(&slot)).then_some(d))
-                    .collect(),
-            },
-            profile(self.images.len() - 1).derive(),
-            format,
-        )
-        .unwrap()
-    }
-
-    /// Closes cleanly and keeps what the media hold.
-    fn close(&mut self, store: Store) {
-        store.close().unwrap();
-        drop(store);
-        self.images = self
-            .controls
-            .iter()
-            .map(FaultControl::durable_image)
-            .collect();
-    }
+/// Blank fault devices: 8 MiB of metadata and `hdds` data devices of 24 MiB.
+fn media(hdds: usize) -> Rig {
+    Rig::blank(profile(hdds).derive(), 8 << 20, 24 << 20, hdds)
 }
 
 fn read(store: &Store, bucket: &str, key: &str) -> hoard::Result<Vec<u8>> {
@@ -117,8 +57,8 @@ const SIZES: [usize; 7] = [0, 3_000, 5_000, 65_536, 65_537, 300_000, 1_000_003];
 
 #[test]
 fn replicas_2_survive_any_one_lost_or_corrupt_drive() {
-    let mut media = Media::blank();
-    let store = media.open(true, &[]);
+    let mut media = media(4);
+    let store = media.open_without(true, &[]).unwrap();
     store
         .create_bucket_with("two", "o", Some(Protection::Replicas(2)))
         .unwrap();
@@ -149,7 +89,7 @@ fn replicas_2_survive_any_one_lost_or_corrupt_drive() {
     // Any one data drive missing: every replicas:2 object reads back exactly; the one-copy
     // bucket loses exactly the objects that had a chunk there (and says so).
     for lost in 0..4 {
-        let store = media.open(false, &[lost]);
+        let store = media.open_without(false, &[lost]).unwrap();
         let mut one_copy_lost = 0;
         for (key, data) in &objects {
             assert_eq!(
@@ -174,7 +114,7 @@ fn replicas_2_survive_any_one_lost_or_corrupt_drive() {
 
     // Any one drive's copy corrupt: the reader falls back to the other copy. (The same flips
     // do hit data: one-copy objects fail on them.)
-    let store = media.open(false, &[]);
+    let store = media.open_without(false, &[]).unwrap();
     let mut one_copy_corrupt = 0;
     for device in 1..=4 {
         for offset in [(1 << 20) + 100, (1 << 20) + 70_000, (2 << 20) + 9_000] {
@@ -202,7 +142,7 @@ fn replicas_2_survive_any_one_lost_or_corrupt_drive() {
     drop(store);
 
     // Two drives lost: an object is either exact or an error naming it, never wrong bytes.
-    let store = media.open(false, &[0, 1]);
+    let store = media.open_without(false, &[0, 1]).unwrap();
     let mut failed = 0;
     for (key, data) in &objects {
         match read(&store, "two", key) {
@@ -218,8 +158,8 @@ fn replicas_2_survive_any_one_lost_or_corrupt_drive() {
 
 #[test]
 fn writes_go_on_with_a_drive_missing_and_protection_is_validated() {
-    let mut media = Media::blank();
-    let store = media.open(true, &[]);
+    let mut media = media(4);
+    let store = media.open_without(true, &[]).unwrap();
     store
         .create_bucket_with("three", "o", Some(Protection::Replicas(3)))
         .unwrap();
@@ -244,7 +184,7 @@ fn writes_go_on_with_a_drive_missing_and_protection_is_validated() {
     media.close(store);
 
     // Slot 2 is gone: three copies still find three distinct drives.
-    let store = media.open(false, &[2]);
+    let store = media.open_without(false, &[2]).unwrap();
     let data = pattern(7, 400_000);
     store
         .put_object(
@@ -257,7 +197,7 @@ fn writes_go_on_with_a_drive_missing_and_protection_is_validated() {
     media.close(store);
     // Any two of the other three drives lost: it still reads.
     for lost in [[0, 1], [0, 3], [1, 3]] {
-        let store = media.open(false, &lost);
+        let store = media.open_without(false, &lost).unwrap();
         assert_eq!(read(&store, "three", "written-degraded").unwrap(), data);
     }
 }
@@ -274,8 +214,8 @@ fn subsets(of: usize, n: usize) -> Vec<Vec<usize>> {
 fn erasure_coded_buckets_survive_m_lost_or_corrupt_drives() {
     for (data, parity, hdds) in [(2u32, 1u32, 4usize), (4, 2, 6)] {
         let protection = Protection::ErasureCoded { data, parity };
-        let mut media = Media::with_hdds(hdds);
-        let store = media.open(true, &[]);
+        let mut media = media(hdds);
+        let store = media.open_without(true, &[]).unwrap();
         store
             .create_bucket_with("coded", "o", Some(protection))
             .unwrap();
@@ -297,7 +237,7 @@ fn erasure_coded_buckets_survive_m_lost_or_corrupt_drives() {
         let mut sets = subsets(hdds, parity as usize);
         sets.push(Vec::new());
         for lost in sets {
-            let store = media.open(false, &lost);
+            let store = media.open_without(false, &lost).unwrap();
             for (key, data) in &objects {
                 assert_eq!(
                     &read(&store, "coded", key).unwrap(),
@@ -308,7 +248,7 @@ fn erasure_coded_buckets_survive_m_lost_or_corrupt_drives() {
         }
 
         // One drive's shards corrupt: reconstructed, never returned.
-        let store = media.open(false, &[]);
+        let store = media.open_without(false, &[]).unwrap();
         let flips = [(1 << 20) + 100, (1 << 20) + 20_000, (2 << 20) + 9_000];
         for device in 1..=hdds {
             for offset in flips {
@@ -329,7 +269,7 @@ fn erasure_coded_buckets_survive_m_lost_or_corrupt_drives() {
 
         // M+1 drives lost: exact or an error naming the object, and some object is lost.
         let lost: Vec<usize> = (0..=parity as usize).collect();
-        let store = media.open(false, &lost);
+        let store = media.open_without(false, &lost).unwrap();
         let mut failed = 0;
         for (key, data) in &objects {
             match read(&store, "coded", key) {
@@ -351,8 +291,8 @@ fn erasure_coded_buckets_survive_m_lost_or_corrupt_drives() {
 /// keeps reading (from parity), the drive takes no new chunks, and the store names it.
 #[test]
 fn a_drive_failing_reads_at_run_time_is_failed_and_left_out() {
-    let mut media = Media::blank();
-    let store = media.open(true, &[]);
+    let mut media = media(4);
+    let store = media.open_without(true, &[]).unwrap();
     store
         .create_bucket_with(
             "coded",

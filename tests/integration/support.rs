@@ -260,3 +260,97 @@ pub fn curl(url: &str, method: &str, credentials: Option<(&str, &str)>) -> (u16,
         body.to_string(),
     )
 }
+
+/// Fault-injecting devices for engine tests, kept as media images across opens: a metadata
+/// image, then one image per data slot. Each open builds fresh devices from the images; a
+/// crash (or a clean close) keeps what the devices hold durably.
+pub struct Rig {
+    /// Metadata image, then the data images.
+    pub images: Vec<Vec<u8>>,
+    /// Controls of the devices of the last open (same order as `images`).
+    pub controls: Vec<hoard::device::fault::FaultControl>,
+    /// The engine configuration stores open with.
+    pub config: hoard::EngineConfig,
+}
+
+impl Rig {
+    /// Blank media: `meta_bytes` of metadata and `hdds` data devices of `data_bytes`.
+    pub fn blank(
+        config: hoard::EngineConfig,
+        meta_bytes: usize,
+        data_bytes: usize,
+        hdds: usize,
+    ) -> Rig {
+        let mut images = vec![vec![0u8; meta_bytes]];
+        images.extend((0..hdds).map(|_| vec![0u8; data_bytes]));
+        Rig {
+            images,
+            controls: Vec::new(),
+            config,
+        }
+    }
+
+    /// The same images under new controls (to mix images of several rigs).
+    pub fn copy(&self) -> Rig {
+        Rig {
+            images: self.images.clone(),
+            controls: Vec::new(),
+            config: self.config.clone(),
+        }
+    }
+
+    /// Opens a store on every device.
+    pub fn open(&mut self, format: bool) -> hoard::Result<hoard::Store> {
+        self.open_without(format, &[])
+    }
+
+    /// Opens with the data devices of `missing_data` (0-based data slots) left out.
+    pub fn open_without(
+        &mut self,
+        format: bool,
+        missing_data: &[usize],
+    ) -> hoard::Result<hoard::Store> {
+        use hoard::device::{fault::FaultBackend, Device};
+        self.controls.clear();
+        let mut devices = Vec::new();
+        for (i, image) in self.images.iter().enumerate() {
+            let size = image.len() as u64;
+            let (backend, control) = FaultBackend::from_image(image.clone());
+            self.controls.push(control);
+            devices.push(std::sync::Arc::new(Device::with_backend(
+                &format!("fault{i}"),
+                size,
+                Box::new(backend),
+            )));
+        }
+        let meta = devices.remove(0);
+        hoard::Store::open_devices(
+            hoard::StoreDevices {
+                meta: vec![Some(meta)],
+                data: devices
+                    .into_iter()
+                    .enumerate()
+                    .map(|(slot, d)| (!missing_data.contains(&slot)).then_some(d))
+                    .collect(),
+            },
+            self.config.clone(),
+            format,
+        )
+    }
+
+    /// What the media hold after a power cut now.
+    pub fn crash(&mut self) {
+        self.images = self
+            .controls
+            .iter()
+            .map(hoard::device::fault::FaultControl::durable_image)
+            .collect();
+    }
+
+    /// Closes `store` cleanly and keeps what the media hold.
+    pub fn close(&mut self, store: hoard::Store) {
+        store.close().unwrap();
+        drop(store);
+        self.crash();
+    }
+}
