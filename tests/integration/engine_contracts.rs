@@ -8,35 +8,11 @@ use hoard::device::fault::FaultControl;
 use hoard::device::IoBackend;
 use hoard::{CompletedPart, Error, Profile, PutOptions, Store, StoreOptions};
 
-use crate::support::{md5_hex, pattern, scratch_dir, Rig};
+use crate::support::{md5_hex, pattern, scratch_dir, tiny_profile, Rig};
 
-const SMALL_PROFILE: &str = r#"
-name = "contracts"
-description = "tiny devices for contract tests"
-[chassis]
-cpu_cores = 2
-memory_bytes = 1_073_741_824
-[ssd]
-count = 1
-size_bytes = 67_108_864
-seq_mb_s = 1000
-random_read_iops = 10000
-[hdd]
-count = 4
-size_bytes = 268_435_456
-seq_mb_s = 1000
-random_read_iops = 10000
-[files]
-ssd = ["ssd0.img"]
-hdd = ["hdd0.img", "hdd1.img", "hdd2.img", "hdd3.img"]
-[engine]
-chunk_size_bytes = 65536
-segment_size_bytes = 1048576
-wal_size_bytes = 262144
-"#;
-
+/// Tiny devices: 4 data devices, 64 KiB chunks, 1 MiB segments.
 fn profile() -> Profile {
-    Profile::parse(SMALL_PROFILE).unwrap()
+    tiny_profile(4)
 }
 
 /// Fault devices: metadata of `meta_bytes`, 4 data devices of `data_bytes`.

@@ -3,46 +3,13 @@
 //! copy corrupt; with two drives lost, an object that had both copies there fails naming itself
 //! and no object ever returns wrong bytes; writes go on with a drive missing.
 
-use hoard::{Error, Profile, Protection, PutOptions, Store};
+use hoard::{Error, Protection, PutOptions, Store};
 
-use crate::support::{pattern, Rig};
-
-/// A profile of tiny devices with `hdds` data devices (64 KiB chunks, 1 MiB segments).
-fn profile(hdds: usize) -> Profile {
-    let files: Vec<String> = (0..hdds).map(|i| format!("\"hdd{i}.img\"")).collect();
-    Profile::parse(&format!(
-        r#"
-name = "protection"
-description = "tiny devices for protection tests"
-[chassis]
-cpu_cores = 2
-memory_bytes = 1_073_741_824
-[ssd]
-count = 1
-size_bytes = 67_108_864
-seq_mb_s = 1000
-random_read_iops = 10000
-[hdd]
-count = {hdds}
-size_bytes = 268_435_456
-seq_mb_s = 1000
-random_read_iops = 10000
-[files]
-ssd = ["ssd0.img"]
-hdd = [{}]
-[engine]
-chunk_size_bytes = 65536
-segment_size_bytes = 1048576
-wal_size_bytes = 262144
-"#,
-        files.join(", ")
-    ))
-    .unwrap()
-}
+use crate::support::{pattern, tiny_profile, Rig};
 
 /// Blank fault devices: 8 MiB of metadata and `hdds` data devices of 24 MiB.
 fn media(hdds: usize) -> Rig {
-    Rig::blank(profile(hdds).derive(), 8 << 20, 24 << 20, hdds)
+    Rig::blank(tiny_profile(hdds).derive(), 8 << 20, 24 << 20, hdds)
 }
 
 fn read(store: &Store, bucket: &str, key: &str) -> hoard::Result<Vec<u8>> {

@@ -354,3 +354,36 @@ impl Rig {
         self.crash();
     }
 }
+
+/// A profile of tiny devices with `hdds` data devices (64 KiB chunks, 1 MiB segments).
+pub fn tiny_profile(hdds: usize) -> hoard::Profile {
+    let files: Vec<String> = (0..hdds).map(|i| format!("\"hdd{i}.img\"")).collect();
+    hoard::Profile::parse(&format!(
+        r#"
+name = "tiny"
+description = "tiny devices for engine tests"
+[chassis]
+cpu_cores = 2
+memory_bytes = 1_073_741_824
+[ssd]
+count = 1
+size_bytes = 67_108_864
+seq_mb_s = 1000
+random_read_iops = 10000
+[hdd]
+count = {hdds}
+size_bytes = 268_435_456
+seq_mb_s = 1000
+random_read_iops = 10000
+[files]
+ssd = ["ssd0.img"]
+hdd = [{}]
+[engine]
+chunk_size_bytes = 65536
+segment_size_bytes = 1048576
+wal_size_bytes = 262144
+"#,
+        files.join(", ")
+    ))
+    .unwrap()
+}
