@@ -29,6 +29,6 @@ pub use profile::{EngineConfig, Profile, Protection};
 pub use store::{
     BucketInfo, ByteRange, ChecksumCell, ChecksumCombiner, CompletedPart, ListPage, ListQuery,
     MemoryUse, ObjectInfo, ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter,
-    PartsPage, PutOptions, Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions,
-    UploadsPage,
+    PartsPage, PassKind, PassStatus, PutOptions, RepairCounters, RepairStatus, Store, StoreDevices,
+    StoreOptions, UploadInfo, UploadOptions, UploadsPage,
 };

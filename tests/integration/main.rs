@@ -11,6 +11,7 @@ mod engine_contracts;
 mod engine_listing;
 mod engine_mirror;
 mod engine_protection;
+mod engine_repair;
 mod s3_auth;
 mod s3_hardening;
 mod s3_list;

@@ -239,6 +239,8 @@ pub struct EngineOverrides {
     pub inline_threshold_bytes: Option<u64>,
     /// Seconds a client may move no byte of a request or response body before it is cut.
     pub request_idle_timeout_s: Option<u64>,
+    /// Days a scheduled scrub takes to read every stored byte once (0: no scheduled scrub).
+    pub scrub_period_days: Option<u64>,
 }
 
 /// Every tunable of the engine, derived from a [`Profile`].
@@ -278,6 +280,15 @@ pub struct EngineConfig {
     pub drive_read_errors_to_fail: u32,
     /// Protection of a bucket created without choosing one (the first pool's, as built).
     pub default_protection: Protection,
+    /// Bytes of shard and copy reads a repair batch (rebuild or scrub) keeps in flight at
+    /// once, issued per drive in on-disk order; also its buffer memory.
+    pub repair_batch_bytes: u64,
+    /// Rate (bytes read + written per second) a rebuild keeps to while clients are active;
+    /// with no client request for a moment it runs unpaced.
+    pub rebuild_paced_bytes_per_s: u64,
+    /// Rate (bytes read per second) of a scheduled scrub; 0: no scheduled scrub (an admin
+    /// request still starts one, which runs at the rebuild's pace).
+    pub scrub_bytes_per_s: u64,
     /// Requests the S3 server handles at once; beyond, it answers `503 SlowDown`.
     pub max_requests: u32,
     /// Data streams at once (request bodies written to the HDDs, objects read from them), each
@@ -708,6 +719,50 @@ impl Profile {
             },
         );
 
+        // Repair: rebuild and scrub. One chunk's worth of reads per HDD per batch keeps every
+        // source drive streaming; bounded by 1/16 of memory.
+        let repair_batch = (chunk * hdd.count as u64)
+            .min(self.chassis.memory_bytes / 16)
+            .max(4 * chunk);
+        explain(
+            "repair_batch_bytes",
+            fmt_bytes(repair_batch),
+            "a chunk per HDD (at least 4 chunks, at most 1/16 of memory): a rebuild or scrub batch reads this much at once, sorted per source drive by offset, so every drive streams in on-disk order rather than seeking object by object".into(),
+        );
+        let pool_bytes_s = hdd.count as f64 * seq_bytes_s;
+        let paced = (pool_bytes_s / 4.0) as u64;
+        let drive_rebuild_h = |rate: f64| {
+            // A lost drive's bytes are rewritten once and read K times over (8+2 worst case
+            // of the profiles): (1 + K) x its size at `rate`.
+            hdd.size_bytes as f64 * 9.0 / rate / 3600.0
+        };
+        explain(
+            "rebuild_paced_bytes_per_s",
+            format!("{} MB/s", paced / 1_000_000),
+            format!(
+                "a quarter of the pool's streaming bandwidth ({} HDDs x {} MB/s) while clients are active, so their requests keep three quarters; unpaced when no request came for 200 ms. Every survivor reads and writes its share, so one full {} drive is re-protected in ~{:.1} h paced, ~{:.1} h idle (read 8 shards + write 1 per lost shard)",
+                hdd.count,
+                hdd.seq_mb_s,
+                fmt_bytes(hdd.size_bytes),
+                drive_rebuild_h(paced as f64),
+                drive_rebuild_h(pool_bytes_s * 0.8)
+            ),
+        );
+        let scrub_days = self.engine.scrub_period_days.unwrap_or(30);
+        let scrub_rate = match scrub_days {
+            0 => 0,
+            days => (hdd.count as u64 * hdd.size_bytes / (days * 86_400)).max(1),
+        };
+        explain(
+            "scrub_bytes_per_s",
+            format!("{:.1} MB/s", scrub_rate as f64 / 1e6),
+            format!(
+                "every HDD byte read and verified once per {scrub_days} days ({} HDDs x {}): a latent sector error is found and repaired from redundancy long before a second failure could make it fatal; an admin request starts a pass at once",
+                hdd.count,
+                fmt_bytes(hdd.size_bytes)
+            ),
+        );
+
         let index_memory = prev_pow2(self.chassis.memory_bytes / 16);
         explain(
             "index_memory_bytes",
@@ -727,18 +782,20 @@ impl Profile {
             + shard_buffers
             + index_memory
             + request_buffers
+            + 2 * repair_batch
             + overhead;
         explain(
             "memory_budget_bytes",
             fmt_bytes(memory_budget),
             format!(
-                "what the process may hold resident: 2 memtables (one filling, one flushing) {} + block cache {} + chunk buffers {} + stripe shard buffers {} + indexes and filters {} + request buffers {} + 64 MiB and 2 MiB per writer thread for code, stacks and connections; reported with the resident size by GET /_hoard/status",
+                "what the process may hold resident: 2 memtables (one filling, one flushing) {} + block cache {} + chunk buffers {} + stripe shard buffers {} + indexes and filters {} + request buffers {} + repair batch (read and rebuilt) {} + 64 MiB and 2 MiB per writer thread for code, stacks and connections; reported with the resident size by GET /_hoard/status",
                 fmt_bytes(2 * memtable),
                 fmt_bytes(block_cache),
                 fmt_bytes(buffers as u64 * (chunk + 4096)),
                 fmt_bytes(shard_buffers),
                 fmt_bytes(index_memory),
-                fmt_bytes(request_buffers)
+                fmt_bytes(request_buffers),
+                fmt_bytes(2 * repair_batch)
             ),
         );
 
@@ -769,6 +826,9 @@ impl Profile {
             writer_threads: writers,
             default_protection,
             drive_read_errors_to_fail: read_errors_to_fail,
+            repair_batch_bytes: repair_batch,
+            rebuild_paced_bytes_per_s: paced,
+            scrub_bytes_per_s: scrub_rate,
             max_requests: requests,
             max_data_streams: streams,
             request_buffer_bytes: request_buffers,

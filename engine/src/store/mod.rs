@@ -11,6 +11,7 @@ mod list;
 mod multipart;
 mod objects;
 mod open;
+mod repair;
 pub mod schema;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use multipart::{
 };
 pub use objects::{ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions};
 pub use open::{StoreDevices, StoreOptions};
+pub use repair::{PassKind, PassStatus, RepairCounters, RepairStatus};
 use schema::BucketRecord;
 
 /// Largest object, in bytes (S3: 5 TiB).
@@ -85,6 +87,8 @@ struct Inner {
     /// Metadata mirror failures the metadata epoch has been advanced for (see
     /// [`Store::commit`]).
     epoch_failures: Mutex<u64>,
+    /// Rebuild and scrub ([`repair`]).
+    repair: repair::RepairState,
 }
 
 impl SegmentClaims for MetaStore {
@@ -256,6 +260,7 @@ impl Store {
     /// continues in its open segment) and writes a metadata checkpoint (so it replays nothing).
     /// Writes after this fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
+        self.stop_repair_worker();
         if self.inner.meta.is_closed() {
             return Ok(());
         }

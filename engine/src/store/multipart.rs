@@ -185,9 +185,14 @@ fn strip_quotes(etag: &str) -> &str {
 }
 
 impl Store {
-    fn upload_lock(&self, upload_id: &str) -> parking_lot::MutexGuard<'_, ()> {
+    pub(super) fn upload_lock(&self, upload_id: &str) -> parking_lot::MutexGuard<'_, ()> {
+        self.inner.upload_locks[self.upload_lock_stripe(upload_id)].lock()
+    }
+
+    /// Which of `upload_locks` guards `upload_id`.
+    pub(super) fn upload_lock_stripe(&self, upload_id: &str) -> usize {
         let h = xxhash_rust::xxh3::xxh3_64(upload_id.as_bytes()) as usize;
-        self.inner.upload_locks[h % self.inner.upload_locks.len()].lock()
+        h % self.inner.upload_locks.len()
     }
 
     fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
@@ -309,6 +314,7 @@ impl Store {
                 "part number {part_number} must be between 1 and {MAX_PART_NUMBER}"
             )));
         }
+        self.note_client_request();
         self.upload(bucket, key, upload_id)?;
         let protection = self.bucket(bucket)?.protection;
         Ok(PartWriter {

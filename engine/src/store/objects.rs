@@ -598,6 +598,7 @@ impl Store {
     /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`].
     pub fn begin_put(&self, bucket: &str, key: &str, opts: PutOptions) -> Result<ObjectWriter> {
         validate_key(key)?;
+        self.note_client_request();
         let protection = self.bucket(bucket)?.protection;
         Ok(ObjectWriter {
             store: self.clone(),
@@ -688,6 +689,7 @@ impl Store {
         key: &str,
         range: Option<ByteRange>,
     ) -> Result<ObjectReader> {
+        self.note_client_request();
         // The record and its inline data are read at one snapshot: a concurrent overwrite
         // can never pair one version's record with another's bytes.
         let snapshot = self.inner.meta.snapshot();
@@ -1055,6 +1057,9 @@ impl ObjectReader {
                 failures.join("; ")
             );
         }
+        if !failures.is_empty() {
+            self.store.queue_repair(&self.bucket, &self.info.key);
+        }
         out.set_len(NEEDLE_HEADER_BYTES + len);
         for (s, shard) in good[..k].iter().enumerate() {
             let shard = shard
@@ -1122,6 +1127,7 @@ impl ObjectReader {
                             served_slot = other.slot,
                             "read a chunk from another copy: {why}"
                         );
+                        self.store.queue_repair(&self.bucket, &self.info.key);
                         return Ok(buf);
                     }
                     Err(e) => {

@@ -262,6 +262,29 @@ impl Store {
                 }
                 Probe::Blank if format_blank => {
                     let layout = DataLayout::new(dev.size_bytes(), config.segment_size_bytes);
+                    // A blank drive in a slot whose old drive held segments: a replacement.
+                    // Before its superblock is written, the slot's rebuild boundary is
+                    // committed: everything the old drive held lies below it and is rebuilt;
+                    // the new drive's appends start above it.
+                    let old = meta
+                        .get(&schema::segment_claim_key(slot))?
+                        .and_then(|v| HeadState::decode(&v))
+                        .unwrap_or_default();
+                    if old.next_unclaimed > 0 {
+                        let boundary = superblock::RESERVED_BYTES
+                            + old.next_unclaimed as u64 * layout.segment_size_bytes;
+                        let mut batch = Batch::new();
+                        batch.put(
+                            schema::rebuild_boundary_key(slot),
+                            boundary.to_le_bytes().to_vec(),
+                        );
+                        batch.put(
+                            schema::segment_claim_key(slot),
+                            HeadState { open: None, ..old }.encode(),
+                        );
+                        meta.commit(batch)?;
+                        tracing::warn!(device = %dev.name(), slot, boundary, "adopted a blank drive into data slot {slot}: what its predecessor held is rebuilt from redundancy");
+                    }
                     new_superblock(
                         &config,
                         &dev,
@@ -305,6 +328,8 @@ impl Store {
         advance_meta_epoch(&meta, &data, &store_uuid, epochs, meta_slot_missing)?;
         let meta_failures = meta.mirror_failures();
 
+        let repair = super::repair::RepairState::default();
+        *repair.lost_below.lock() = rebuild_boundaries(&meta, data.len())?;
         let buffers = BufferPool::new(
             crate::segment::needle_bytes(config.chunk_size_bytes as usize),
             config.max_chunk_buffers as usize,
@@ -319,8 +344,37 @@ impl Store {
                 namespace: RwLock::new(()),
                 upload_locks: (0..64).map(|_| Mutex::new(())).collect(),
                 epoch_failures: Mutex::new(meta_failures),
+                repair,
             }),
         })
+    }
+}
+
+/// Every data slot's rebuild boundary (`r/<slot>`; 0 for none), by slot.
+///
+/// Errors: metadata errors; a record of the wrong size.
+fn rebuild_boundaries(meta: &MetaStore, slots: usize) -> Result<Vec<u64>> {
+    let mut out = vec![0u64; slots];
+    let mut bad = None;
+    meta.scan(schema::REBUILD_BOUNDARY_PREFIX, &mut |k, v| {
+        let Some(slot) = k.strip_prefix(schema::REBUILD_BOUNDARY_PREFIX) else {
+            return crate::meta::Scan::Stop;
+        };
+        match (<[u8; 4]>::try_from(slot), <[u8; 8]>::try_from(v)) {
+            (Ok(slot), Ok(boundary)) => {
+                if let Some(b) = out.get_mut(u32::from_be_bytes(slot) as usize) {
+                    *b = u64::from_le_bytes(boundary);
+                }
+            }
+            _ => bad = Some(k.len()),
+        }
+        crate::meta::Scan::Continue
+    })?;
+    match bad {
+        Some(len) => Err(Error::MetadataUnavailable {
+            detail: format!("a rebuild boundary record is malformed (key of {len} bytes)"),
+        }),
+        None => Ok(out),
     }
 }
 

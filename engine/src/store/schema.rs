@@ -75,6 +75,17 @@ pub fn segment_claim_key(slot: u32) -> Vec<u8> {
     [b"d/".as_slice(), &slot.to_be_bytes()].concat()
 }
 
+/// `r/<slot, u32 big-endian>` -> u64 little-endian: the rebuild boundary of data slot `slot`,
+/// whose drive was replaced by a blank one: locations on it at offsets below the boundary were
+/// on the old drive and are lost until a rebuild rewrites them elsewhere; the key is deleted
+/// when a rebuild pass completes.
+pub fn rebuild_boundary_key(slot: u32) -> Vec<u8> {
+    [b"r/".as_slice(), &slot.to_be_bytes()].concat()
+}
+
+/// Prefix of every rebuild boundary key.
+pub const REBUILD_BOUNDARY_PREFIX: &[u8] = b"r/";
+
 /// `s/<name>` -> a store-wide setting (raw bytes; see [`crate::Store::setting`]).
 pub fn setting_key(name: &str) -> Vec<u8> {
     [b"s/", name.as_bytes()].concat()

@@ -1,0 +1,1259 @@
+//! Repair: rebuild and scrub.
+//!
+//! Owns: deciding which chunk locations are lost or damaged, reconstructing them from the
+//! chunk's other copies or shards, appending them to other drives, committing the new
+//! locations, the pass's persistent cursor and counters (`s/repair-pass`), pacing, and the
+//! background worker that runs passes.
+//!
+//! - A location is **lost** when its drive is missing, failed (poisoned), or was replaced by a
+//!   blank drive that lies below the slot's rebuild boundary (`r/<slot>`, `engine/FORMAT.md`).
+//!   A **rebuild** pass repairs lost locations without reading them. A **scrub** pass also
+//!   reads every other location and repairs any whose needle fails verification (crc32c,
+//!   identity, length) or whose read fails.
+//! - A pass walks object records (`o/`) then part records (`p/`) in key order, in batches of
+//!   at most `repair_batch_bytes` of reads. A batch's reads are submitted together, sorted per
+//!   source drive by offset, so each drive streams in on-disk order while all drives work at
+//!   once (declustered: the stripes of a lost drive are spread over every survivor).
+//! - A repaired copy or shard is appended to a drive holding no other location of its chunk,
+//!   the one with the most free segments, then the record is rewritten with the new location.
+//!   The rewrite happens only if the record is byte-identical to the one the batch read
+//!   (objects under the namespace lock held exclusively, parts under their upload's lock), so
+//!   a concurrent overwrite, delete or completion always wins; what was appended for a record
+//!   that changed is garbage. Nothing is overwritten in place, so a reader holding the old
+//!   record still reads correct bytes.
+//! - The cursor and counters are committed in the same metadata batch as the records they
+//!   count: after a crash the pass resumes after the last committed batch, and no repair is
+//!   counted twice or lost.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::schema::{self, ChunkRun, Location, ObjectRecord, PartRecord};
+use super::{now_unix_ms, Store};
+use crate::device::{AlignedBuf, PendingRead};
+use crate::error::{Error, Result};
+use crate::meta::codec::{DecodeError, Decoder, Encoder};
+use crate::meta::{Batch, Scan};
+use crate::segment::{needle_bytes, seal_needle, verify_needle, ChunkId, NEEDLE_HEADER_BYTES};
+
+/// The store setting holding the running (or last) pass ([`PassStatus`]).
+const PASS_SETTING: &str = "repair-pass";
+/// The store setting holding the last completed scrub ([`PassStatus`]).
+const LAST_SCRUB_SETTING: &str = "repair-last-scrub";
+/// The store setting holding the last completed rebuild ([`PassStatus`]).
+const LAST_REBUILD_SETTING: &str = "repair-last-rebuild";
+/// Records a batch takes at most (besides its byte bound).
+const BATCH_RECORDS: usize = 1024;
+/// Objects named in the unrecoverable list kept in memory for the status document.
+const UNRECOVERABLE_KEPT: usize = 100;
+/// A client request within this window (ms) makes a rebuild keep to its paced rate.
+const BUSY_WINDOW_MS: u64 = 200;
+
+/// What a pass does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassKind {
+    /// Repairs lost locations (drives missing, failed or replaced) without reading them.
+    Rebuild,
+    /// Reads and verifies every location, and repairs lost and damaged ones.
+    Scrub,
+}
+
+impl PassKind {
+    fn code(self) -> u8 {
+        match self {
+            PassKind::Rebuild => 1,
+            PassKind::Scrub => 2,
+        }
+    }
+
+    /// `rebuild` or `scrub`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PassKind::Rebuild => "rebuild",
+            PassKind::Scrub => "scrub",
+        }
+    }
+}
+
+/// Counts of one pass, exact across crashes (committed with the records they count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepairCounters {
+    /// Chunks examined (every chunk for a scrub; chunks with a lost location for a rebuild).
+    pub chunks_checked: u64,
+    /// Copies and shards rewritten to a new location.
+    pub shards_repaired: u64,
+    /// Object and part records rewritten.
+    pub records_repaired: u64,
+    /// Chunks that could not be repaired: fewer good copies or shards than needed.
+    pub unrecoverable: u64,
+    /// Needle bytes read from the drives.
+    pub bytes_read: u64,
+    /// Needle bytes written to the drives.
+    pub bytes_written: u64,
+}
+
+/// A pass: running, or the last of its kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassStatus {
+    /// Rebuild or scrub.
+    pub kind: PassKind,
+    /// When it started, Unix ms.
+    pub started_unix_ms: u64,
+    /// When it finished, Unix ms; 0 while running.
+    pub finished_unix_ms: u64,
+    /// Time spent working (not across restarts' downtime), ms.
+    pub active_ms: u64,
+    /// Its counts.
+    pub counters: RepairCounters,
+    /// The next metadata key it examines (empty: the start).
+    pub cursor: Vec<u8>,
+}
+
+impl PassStatus {
+    fn new(kind: PassKind) -> Self {
+        PassStatus {
+            kind,
+            started_unix_ms: now_unix_ms(),
+            finished_unix_ms: 0,
+            active_ms: 0,
+            counters: RepairCounters::default(),
+            cursor: Vec::new(),
+        }
+    }
+
+    /// Bytes read and written per second of active time.
+    pub fn rate_bytes_per_s(&self) -> u64 {
+        let bytes = self.counters.bytes_read + self.counters.bytes_written;
+        bytes * 1000 / self.active_ms.max(1)
+    }
+
+    /// The cursor as text (`bucket/key`, or `upload <id>`), for logs and status.
+    pub fn cursor_text(&self) -> String {
+        let c = &self.cursor;
+        if let Some(rest) = c.strip_prefix(b"o/") {
+            String::from_utf8_lossy(rest).replacen('\0', "/", 1)
+        } else if let Some(rest) = c.strip_prefix(b"p/") {
+            format!("upload parts {}", String::from_utf8_lossy(rest))
+        } else {
+            String::new()
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let c = &self.counters;
+        let mut e = Encoder::new();
+        e.u8(1)
+            .u8(self.kind.code())
+            .u64(self.started_unix_ms)
+            .u64(self.finished_unix_ms)
+            .u64(self.active_ms)
+            .u64(c.chunks_checked)
+            .u64(c.shards_repaired)
+            .u64(c.records_repaired)
+            .u64(c.unrecoverable)
+            .u64(c.bytes_read)
+            .u64(c.bytes_written)
+            .bytes(&self.cursor);
+        e.finish()
+    }
+
+    fn decode(b: &[u8]) -> Result<Self> {
+        let mut d = Decoder::new(b);
+        (|| -> std::result::Result<Self, DecodeError> {
+            if d.u8()? != 1 {
+                return Err(DecodeError("unknown repair pass version".into()));
+            }
+            let kind = match d.u8()? {
+                1 => PassKind::Rebuild,
+                2 => PassKind::Scrub,
+                k => return Err(DecodeError(format!("unknown repair pass kind {k}"))),
+            };
+            Ok(PassStatus {
+                kind,
+                started_unix_ms: d.u64()?,
+                finished_unix_ms: d.u64()?,
+                active_ms: d.u64()?,
+                counters: RepairCounters {
+                    chunks_checked: d.u64()?,
+                    shards_repaired: d.u64()?,
+                    records_repaired: d.u64()?,
+                    unrecoverable: d.u64()?,
+                    bytes_read: d.u64()?,
+                    bytes_written: d.u64()?,
+                },
+                cursor: d.bytes()?.to_vec(),
+            })
+        })()
+        .map_err(|e| Error::MetadataUnavailable {
+            detail: format!("undecodable repair pass record: {e}"),
+        })
+    }
+}
+
+/// Repair as the status document shows it.
+#[derive(Clone, Debug, Default)]
+pub struct RepairStatus {
+    /// The pass running now (or interrupted by a restart and about to resume).
+    pub running: Option<PassStatus>,
+    /// The last completed rebuild.
+    pub last_rebuild: Option<PassStatus>,
+    /// The last completed scrub.
+    pub last_scrub: Option<PassStatus>,
+    /// Data slots whose locations are lost, and why (missing, failed, replaced).
+    pub lost_slots: Vec<(u32, String)>,
+    /// Whether a rebuild is still to run for them.
+    pub rebuild_pending: bool,
+    /// Bytes of needles the lost slots held (from their claimed segments: an upper bound of
+    /// what a rebuild writes), for the ETA.
+    pub lost_bytes_estimate: u64,
+    /// Whether a scrub was asked for and has not started.
+    pub scrub_requested: bool,
+    /// Object records queued for repair by reads that found a bad copy or shard.
+    pub queued_records: usize,
+    /// The last objects found unrecoverable (`bucket/key`), newest last.
+    pub unrecoverable_objects: Vec<String>,
+}
+
+/// The store's repair state in memory.
+#[derive(Default)]
+pub(super) struct RepairState {
+    /// Per data slot: locations at offsets below this were on a drive since replaced by a blank
+    /// one (`r/<slot>`); 0 for none.
+    pub(super) lost_below: Mutex<Vec<u64>>,
+    /// The lost-slot set a rebuild last completed for (see [`Store::lost_signature`]).
+    clean_for: Mutex<Option<Vec<(u32, u64)>>>,
+    /// Object record keys that reads found a bad copy or shard in.
+    queue: Mutex<BTreeSet<Vec<u8>>>,
+    scrub_requested: AtomicBool,
+    /// The pass running now.
+    running: Mutex<Option<PassStatus>>,
+    unrecoverable: Mutex<Vec<String>>,
+    /// When a client request (put, part or get) last started, Unix ms.
+    pub(super) last_request_unix_ms: AtomicU64,
+    stop: AtomicBool,
+    wake: Condvar,
+    wake_lock: Mutex<()>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A record being repaired: its key, the bytes read, and its runs.
+struct Work {
+    key: Vec<u8>,
+    raw: Vec<u8>,
+    /// The upload a part record belongs to (its lock guards the rewrite); `None` for objects.
+    upload_id: Option<String>,
+    /// `bucket/key` (or `upload <id> part <n>`) for logs.
+    name: String,
+    runs: Vec<ChunkRun>,
+    /// Copies and shards rewritten (0: the record is unchanged).
+    repaired: u64,
+}
+
+/// One chunk of a [`Work`] being examined.
+struct Job {
+    work: usize,
+    run: usize,
+    chunk: usize,
+    /// Per location: lost or found bad.
+    bad: Vec<bool>,
+    /// Per location: tried (read, or known lost).
+    tried: Vec<bool>,
+    /// Per location: the verified payload (copy or shard bytes).
+    payload: Vec<Option<Vec<u8>>>,
+}
+
+/// How a batch ended.
+enum Walk {
+    More,
+    Done,
+}
+
+impl Job {
+    fn needs_repair(&self) -> bool {
+        self.bad.iter().any(|b| *b)
+    }
+}
+
+impl Store {
+    /// Why each lost slot is lost, as (slot, lost-below offset: `u64::MAX` for the whole drive).
+    fn lost_signature(&self) -> Vec<(u32, u64)> {
+        let below = self.inner.repair.lost_below.lock().clone();
+        (0..self.inner.data.len() as u32)
+            .filter_map(|slot| {
+                let whole = match self.data_device(slot) {
+                    None => true,
+                    Some(d) => d.device().is_poisoned(),
+                };
+                if whole {
+                    Some((slot, u64::MAX))
+                } else {
+                    let b = below.get(slot as usize).copied().unwrap_or(0);
+                    (b > 0).then_some((slot, b))
+                }
+            })
+            .collect()
+    }
+
+    fn location_lost(&self, loc: Location, lost: &[(u32, u64)]) -> bool {
+        lost.iter()
+            .any(|&(slot, below)| slot == loc.slot && loc.offset < below)
+            || self.data_device(loc.slot).is_none()
+    }
+
+    /// Whether a rebuild has lost locations to look for that no completed rebuild covered.
+    pub fn rebuild_pending(&self) -> bool {
+        let lost = self.lost_signature();
+        !lost.is_empty() && self.inner.repair.clean_for.lock().as_ref() != Some(&lost)
+    }
+
+    /// Asks the background worker for a scrub pass now (the admin request).
+    pub fn request_scrub(&self) {
+        self.inner
+            .repair
+            .scrub_requested
+            .store(true, Ordering::Release);
+        self.wake_repair();
+    }
+
+    /// Queues the object at `bucket`/`key` for repair: a read found a bad copy or shard.
+    pub(crate) fn queue_repair(&self, bucket: &str, key: &str) {
+        self.inner
+            .repair
+            .queue
+            .lock()
+            .insert(schema::object_key(bucket, key));
+        self.wake_repair();
+    }
+
+    fn wake_repair(&self) {
+        let _l = self.inner.repair.wake_lock.lock();
+        self.inner.repair.wake.notify_all();
+    }
+
+    /// Repair as it stands: the pass running, the last ones, the lost slots.
+    ///
+    /// Errors: metadata read errors.
+    pub fn repair_status(&self) -> Result<RepairStatus> {
+        let r = &self.inner.repair;
+        let stored = |name| -> Result<Option<PassStatus>> {
+            self.setting(name)?
+                .map(|v| PassStatus::decode(&v))
+                .transpose()
+        };
+        let running = match r.running.lock().clone() {
+            Some(p) => Some(p),
+            None => stored(PASS_SETTING)?.filter(|p| p.finished_unix_ms == 0),
+        };
+        let lost = self.lost_signature();
+        let mut lost_bytes_estimate = 0;
+        let lost_slots = lost
+            .iter()
+            .map(|&(slot, below)| {
+                let why = match self.data_device(slot) {
+                    None => "missing".to_string(),
+                    Some(d) if d.device().is_poisoned() => {
+                        format!("failed ({})", d.device().name())
+                    }
+                    Some(d) => format!(
+                        "replaced by a blank drive ({}): locations below byte {below} are rebuilt",
+                        d.device().name()
+                    ),
+                };
+                lost_bytes_estimate += self.claimed_bytes(slot, below);
+                (slot, why)
+            })
+            .collect();
+        Ok(RepairStatus {
+            running,
+            last_rebuild: stored(LAST_REBUILD_SETTING)?,
+            last_scrub: stored(LAST_SCRUB_SETTING)?,
+            lost_slots,
+            rebuild_pending: self.rebuild_pending(),
+            lost_bytes_estimate,
+            scrub_requested: r.scrub_requested.load(Ordering::Acquire),
+            queued_records: r.queue.lock().len(),
+            unrecoverable_objects: r.unrecoverable.lock().clone(),
+        })
+    }
+
+    /// Bytes of segments claimed on `slot` below offset `below` (from its head record).
+    fn claimed_bytes(&self, slot: u32, below: u64) -> u64 {
+        let next = self
+            .inner
+            .meta
+            .get(&schema::segment_claim_key(slot))
+            .ok()
+            .flatten()
+            .and_then(|v| crate::segment::HeadState::decode(&v))
+            .map_or(0, |h| h.next_unclaimed as u64);
+        let bytes = next * self.inner.config.segment_size_bytes;
+        bytes.min(below.saturating_sub(crate::device::superblock::RESERVED_BYTES))
+    }
+
+    /// Counts the copies and shards on lost drives that a rebuild would rewrite (walks every
+    /// record; metadata only).
+    ///
+    /// Errors: metadata read errors.
+    pub fn count_lost_locations(&self) -> Result<u64> {
+        let lost = self.lost_signature();
+        let mut count = 0;
+        let mut err = None;
+        for prefix in [b"o/".as_slice(), b"p/".as_slice()] {
+            self.inner.meta.scan(prefix, &mut |k, v| {
+                if !k.starts_with(prefix) {
+                    return Scan::Stop;
+                }
+                match decode_runs(k, v) {
+                    Ok(runs) => {
+                        for loc in runs
+                            .iter()
+                            .flat_map(|r| &r.chunks)
+                            .flat_map(|c| &c.locations)
+                        {
+                            count += self.location_lost(*loc, &lost) as u64;
+                        }
+                        Scan::Continue
+                    }
+                    Err(e) => {
+                        err = Some(e);
+                        Scan::Stop
+                    }
+                }
+            })?;
+        }
+        match err {
+            Some(e) => Err(e),
+            None => Ok(count),
+        }
+    }
+
+    /// Runs a rebuild pass to its end now (resuming an interrupted one): every copy or shard
+    /// on a missing, failed or replaced drive is reconstructed onto the others. Unpaced.
+    ///
+    /// Errors: metadata and device errors (the pass resumes where it stopped next time).
+    pub fn rebuild(&self) -> Result<PassStatus> {
+        self.run_pass(PassKind::Rebuild, None)
+    }
+
+    /// Runs a scrub pass to its end now (resuming an interrupted one): every copy and shard is
+    /// read and verified, and lost or damaged ones are repaired. Unpaced.
+    ///
+    /// Errors: as [`Store::rebuild`].
+    pub fn scrub(&self) -> Result<PassStatus> {
+        self.run_pass(PassKind::Scrub, None)
+    }
+
+    /// Runs a pass of `kind`, resuming a stored one of that kind. `pace`: bytes per second to
+    /// keep to while clients are active (`None`: unpaced); a scheduled scrub keeps to
+    /// `scrub_bytes_per_s` always.
+    fn run_pass(&self, kind: PassKind, pace: Option<(u64, bool)>) -> Result<PassStatus> {
+        let lost_at_start = self.lost_signature();
+        let mut pass = match self.setting(PASS_SETTING)? {
+            Some(v) => {
+                let p = PassStatus::decode(&v)?;
+                if p.kind == kind && p.finished_unix_ms == 0 {
+                    tracing::info!(pass = kind.name(), cursor = %p.cursor_text(), "resuming an interrupted {} pass", kind.name());
+                    p
+                } else {
+                    PassStatus::new(kind)
+                }
+            }
+            None => PassStatus::new(kind),
+        };
+        if pass.cursor.is_empty() {
+            tracing::info!(pass = kind.name(), lost = ?lost_at_start, "{} pass started", kind.name());
+        }
+        let mut raced = false;
+        let mut logged = Instant::now();
+        loop {
+            if self.inner.repair.stop.load(Ordering::Acquire) {
+                *self.inner.repair.running.lock() = None;
+                return Err(Error::Closed);
+            }
+            let started = Instant::now();
+            let before = pass.counters;
+            *self.inner.repair.running.lock() = Some(pass.clone());
+            let walk = self.repair_batch(&mut pass, &mut raced);
+            let walk = match walk {
+                Ok(w) => w,
+                Err(e) => {
+                    *self.inner.repair.running.lock() = None;
+                    return Err(e);
+                }
+            };
+            let elapsed = started.elapsed();
+            pass.active_ms += elapsed.as_millis() as u64;
+            if logged.elapsed() > Duration::from_secs(10) {
+                logged = Instant::now();
+                tracing::info!(
+                    pass = kind.name(),
+                    cursor = %pass.cursor_text(),
+                    chunks = pass.counters.chunks_checked,
+                    repaired = pass.counters.shards_repaired,
+                    rate_mb_s = pass.rate_bytes_per_s() / 1_000_000,
+                    "{} progress",
+                    kind.name()
+                );
+            }
+            if let Walk::Done = walk {
+                break;
+            }
+            // Pacing: a batch's bytes at the allowed rate take at least this long.
+            // Pacing: while clients are active (or always, for a scheduled scrub) a batch's
+            // bytes at the allowed rate take at least this long; idle, the next batch starts
+            // at once.
+            if let Some((rate, always)) = pace {
+                let bytes = (pass.counters.bytes_read - before.bytes_read)
+                    + (pass.counters.bytes_written - before.bytes_written);
+                if rate > 0 && (always || self.clients_active()) {
+                    let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(elapsed) {
+                        self.sleep_unless_stopped(wait);
+                    }
+                }
+            }
+            if kind == PassKind::Scrub && self.rebuild_pending() {
+                // A drive was lost meanwhile: rebuild first; this scrub resumes later.
+                *self.inner.repair.running.lock() = None;
+                return Ok(pass);
+            }
+        }
+        pass.finished_unix_ms = now_unix_ms();
+        let mut batch = Batch::new();
+        batch.put(schema::setting_key(PASS_SETTING), pass.encode());
+        let last = match kind {
+            PassKind::Rebuild => LAST_REBUILD_SETTING,
+            PassKind::Scrub => LAST_SCRUB_SETTING,
+        };
+        batch.put(schema::setting_key(last), pass.encode());
+        // Lost slots no record points into any more are clean: forget their boundaries.
+        let lost_now = self.lost_signature();
+        let complete = !raced && lost_now == lost_at_start;
+        if complete {
+            let mut below = self.inner.repair.lost_below.lock();
+            for (slot, b) in below.iter_mut().enumerate() {
+                if *b > 0 {
+                    batch.delete(schema::rebuild_boundary_key(slot as u32));
+                    *b = 0;
+                }
+            }
+        }
+        self.commit(batch)?;
+        if complete {
+            *self.inner.repair.clean_for.lock() = Some(self.lost_signature());
+        }
+        *self.inner.repair.running.lock() = None;
+        tracing::info!(
+            pass = kind.name(),
+            chunks = pass.counters.chunks_checked,
+            repaired = pass.counters.shards_repaired,
+            records = pass.counters.records_repaired,
+            unrecoverable = pass.counters.unrecoverable,
+            read_mb = pass.counters.bytes_read / 1_000_000,
+            written_mb = pass.counters.bytes_written / 1_000_000,
+            rate_mb_s = pass.rate_bytes_per_s() / 1_000_000,
+            "{} pass finished",
+            kind.name()
+        );
+        Ok(pass)
+    }
+
+    /// Whether a client request started within the last [`BUSY_WINDOW_MS`].
+    fn clients_active(&self) -> bool {
+        let last = self
+            .inner
+            .repair
+            .last_request_unix_ms
+            .load(Ordering::Acquire);
+        now_unix_ms().saturating_sub(last) < BUSY_WINDOW_MS
+    }
+
+    /// Notes that a client request (put, part or get) starts, for repair's pacing.
+    pub(super) fn note_client_request(&self) {
+        self.inner
+            .repair
+            .last_request_unix_ms
+            .store(now_unix_ms(), Ordering::Release);
+    }
+
+    fn sleep_unless_stopped(&self, wait: Duration) {
+        let r = &self.inner.repair;
+        let mut l = r.wake_lock.lock();
+        if !r.stop.load(Ordering::Acquire) {
+            r.wake.wait_for(&mut l, wait);
+        }
+    }
+
+    /// Examines the records after `pass.cursor` up to the batch bounds, repairs what they
+    /// need, and commits the rewritten records with the advanced cursor. Sets `raced` when a
+    /// record changed meanwhile or a repair found no drive with room: the pass is then not
+    /// complete.
+    fn repair_batch(&self, pass: &mut PassStatus, raced: &mut bool) -> Result<Walk> {
+        let lost = self.lost_signature();
+        let (mut works, next) = self.collect_batch(pass, &lost)?;
+        let done = next.is_none();
+        let mut counters = pass.counters;
+        self.repair_works(pass.kind, &mut works, &lost, &mut counters, raced)?;
+        let mut advanced = pass.clone();
+        advanced.counters = counters;
+        advanced.cursor = next.unwrap_or_default();
+        *raced |= self.commit_works(&works, Some(&mut advanced))?;
+        *pass = advanced;
+        Ok(if done { Walk::Done } else { Walk::More })
+    }
+
+    /// Reads records from the cursor until the batch's bounds; returns them and the key to
+    /// continue from (`None`: the walk is complete).
+    fn collect_batch(
+        &self,
+        pass: &PassStatus,
+        lost: &[(u32, u64)],
+    ) -> Result<(Vec<Work>, Option<Vec<u8>>)> {
+        let budget = self.inner.config.repair_batch_bytes;
+        let mut works = Vec::new();
+        let mut bytes = 0u64;
+        let mut next: Option<Vec<u8>> = None;
+        let mut err = None;
+        let from = if pass.cursor.is_empty() {
+            b"o/".to_vec()
+        } else {
+            pass.cursor.clone()
+        };
+        // No key prefix sorts between `o/` and `p/` (`engine/FORMAT.md`): the object range
+        // runs straight into the part range, and the first key past both ends the walk.
+        self.inner.meta.scan(&from, &mut |k, v| {
+            if !(k.starts_with(b"o/") || k.starts_with(b"p/")) {
+                return Scan::Stop;
+            }
+            if works.len() >= BATCH_RECORDS || bytes >= budget {
+                next = Some(k.to_vec());
+                return Scan::Stop;
+            }
+            match decode_runs(k, v) {
+                Ok(runs) => {
+                    for run in &runs {
+                        for c in &run.chunks {
+                            let examined = match pass.kind {
+                                PassKind::Scrub => true,
+                                PassKind::Rebuild => {
+                                    c.locations.iter().any(|l| self.location_lost(*l, lost))
+                                }
+                            };
+                            if examined {
+                                bytes += needle_bytes(c.len as usize) as u64;
+                            }
+                        }
+                    }
+                    works.push(Work {
+                        key: k.to_vec(),
+                        raw: v.to_vec(),
+                        upload_id: part_upload_id(k),
+                        name: record_name(k),
+                        runs,
+                        repaired: 0,
+                    });
+                    Scan::Continue
+                }
+                Err(e) => {
+                    err = Some(e);
+                    Scan::Stop
+                }
+            }
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        Ok((works, next))
+    }
+
+    /// Examines every chunk of `works` (a scrub) or those with a lost location (a rebuild),
+    /// reads what it needs in one sorted wave, reconstructs and rewrites bad locations, and
+    /// updates the works' runs.
+    fn repair_works(
+        &self,
+        kind: PassKind,
+        works: &mut [Work],
+        lost: &[(u32, u64)],
+        counters: &mut RepairCounters,
+        deferred: &mut bool,
+    ) -> Result<()> {
+        let mut jobs = Vec::new();
+        for (w, work) in works.iter().enumerate() {
+            for (r, run) in work.runs.iter().enumerate() {
+                for (c, chunk) in run.chunks.iter().enumerate() {
+                    let bad: Vec<bool> = chunk
+                        .locations
+                        .iter()
+                        .map(|l| self.location_lost(*l, lost))
+                        .collect();
+                    if kind == PassKind::Rebuild && !bad.iter().any(|b| *b) {
+                        continue;
+                    }
+                    let n = chunk.locations.len();
+                    jobs.push(Job {
+                        work: w,
+                        run: r,
+                        chunk: c,
+                        tried: bad.clone(),
+                        bad,
+                        payload: vec![None; n],
+                    });
+                }
+            }
+        }
+        counters.chunks_checked += jobs.len() as u64;
+        // Wave 1: a scrub reads every location; a rebuild reads just enough sources.
+        let mut wave = Vec::new();
+        for (j, job) in jobs.iter().enumerate() {
+            let run = &works[job.work].runs[job.run];
+            let want = match kind {
+                PassKind::Scrub => usize::MAX,
+                PassKind::Rebuild => needed_sources(run.data_shards),
+            };
+            for l in (0..job.bad.len()).filter(|&l| !job.tried[l]).take(want) {
+                wave.push((j, l));
+            }
+        }
+        self.read_wave(works, &mut jobs, wave, counters)?;
+        // Wave 2 and on: where too few sources were good, read the others not yet tried.
+        loop {
+            let mut wave = Vec::new();
+            for (j, job) in jobs.iter().enumerate() {
+                let need = needed_sources(works[job.work].runs[job.run].data_shards);
+                let good = job.payload.iter().filter(|p| p.is_some()).count();
+                if job.needs_repair() && good < need {
+                    let untried = (0..job.bad.len()).filter(|&l| !job.tried[l]);
+                    wave.extend(untried.take(need - good).map(|l| (j, l)));
+                }
+            }
+            if wave.is_empty() {
+                break;
+            }
+            self.read_wave(works, &mut jobs, wave, counters)?;
+        }
+        // Reconstruct and rewrite.
+        let mut writes = Vec::new();
+        for job in jobs.iter_mut().filter(|j| j.needs_repair()) {
+            let work = &works[job.work];
+            let run = &work.runs[job.run];
+            let chunk = &run.chunks[job.chunk];
+            let index = run.first_index + job.chunk as u32;
+            let rebuilt = match reconstruct(run.data_shards, &job.payload, &job.bad) {
+                Ok(r) => r,
+                Err(why) => {
+                    counters.unrecoverable += 1;
+                    tracing::error!(object = %work.name, chunk = index, "unrecoverable chunk: {why}");
+                    let mut names = self.inner.repair.unrecoverable.lock();
+                    if !names.contains(&work.name) {
+                        if names.len() == UNRECOVERABLE_KEPT {
+                            names.remove(0);
+                        }
+                        names.push(work.name.clone());
+                    }
+                    job.bad.fill(false);
+                    continue;
+                }
+            };
+            let mut taken: Vec<u32> = chunk
+                .locations
+                .iter()
+                .zip(&job.bad)
+                .filter(|(_, bad)| !**bad)
+                .map(|(l, _)| l.slot)
+                .collect();
+            let mut placed = Vec::with_capacity(rebuilt.len());
+            for (l, payload) in rebuilt {
+                let id = ChunkId {
+                    object_id: run.object_id,
+                    index: if run.data_shards > 0 {
+                        schema::shard_index(index, l)
+                    } else {
+                        index
+                    },
+                };
+                let mut needle = AlignedBuf::new(needle_bytes(payload.len()));
+                needle.set_len(needle_bytes(payload.len()));
+                needle[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + payload.len()]
+                    .copy_from_slice(&payload);
+                seal_needle(&mut needle, id, payload.len());
+                match self.place_repair(&taken, needle.len() as u64, run.object_id ^ l as u128) {
+                    Ok((slot, offset)) => {
+                        taken.push(slot);
+                        placed.push((l, Location { slot, offset }, needle));
+                    }
+                    Err(Error::NoSpace { detail }) => {
+                        // Left as it is for a later pass (room reserved is garbage).
+                        tracing::warn!(object = %work.name, chunk = index, "repair deferred: {detail}");
+                        *deferred = true;
+                        placed.clear();
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            for (l, loc, needle) in placed {
+                writes.push((job.work, job.run, job.chunk, l, loc, needle));
+            }
+        }
+        let mut pending = Vec::with_capacity(writes.len());
+        for (w, r, c, l, loc, needle) in writes {
+            let dev = self
+                .data_device(loc.slot)
+                .expect("placed on a present drive");
+            counters.bytes_written += needle.len() as u64;
+            let ticket = dev.submit_write(needle, loc.offset)?.into_ticket();
+            pending.push((w, r, c, l, loc, ticket));
+        }
+        let mut first_error = None;
+        let mut done = Vec::with_capacity(pending.len());
+        for (w, r, c, l, loc, ticket) in pending {
+            let dev = self
+                .data_device(loc.slot)
+                .expect("written drives stay present");
+            match dev.device().complete_write(ticket) {
+                Ok(_) => done.push((w, r, c, l, loc)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            // Nothing of this batch is committed; the pass retries it (the failed drive has
+            // left placement).
+            return Err(e);
+        }
+        for (w, r, c, l, loc) in done {
+            let work = &mut works[w];
+            let locations = &mut work.runs[r].chunks[c].locations;
+            assert_ne!(
+                locations[l], loc,
+                "a repair never rewrites a location in place"
+            );
+            locations[l] = loc;
+            let slots: BTreeSet<u32> = locations.iter().map(|l| l.slot).collect();
+            assert_eq!(
+                slots.len(),
+                locations.len(),
+                "a chunk's locations stay on distinct drives"
+            );
+            work.repaired += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads `(job, location)` pairs at once, sorted per drive by offset; verified payloads go
+    /// to the jobs, failures mark locations bad.
+    fn read_wave(
+        &self,
+        works: &[Work],
+        jobs: &mut [Job],
+        mut wave: Vec<(usize, usize)>,
+        counters: &mut RepairCounters,
+    ) -> Result<()> {
+        fn location(works: &[Work], job: &Job, l: usize) -> Location {
+            works[job.work].runs[job.run].chunks[job.chunk].locations[l]
+        }
+        wave.sort_by_key(|&(j, l)| {
+            let loc = location(works, &jobs[j], l);
+            (loc.slot, loc.offset)
+        });
+        let mut in_flight: Vec<(usize, usize, Option<PendingRead>)> = Vec::new();
+        for (j, l) in wave {
+            let job = &jobs[j];
+            let loc = location(works, job, l);
+            let run = &works[job.work].runs[job.run];
+            let len = payload_bytes(run, job.chunk);
+            let io = self.readable_data_device(loc.slot).and_then(|dev| {
+                dev.submit_read(AlignedBuf::new(needle_bytes(len)), loc.offset, len)
+                    .ok()
+            });
+            in_flight.push((j, l, io));
+        }
+        for (j, l, io) in in_flight {
+            let job = &mut jobs[j];
+            let loc = location(works, job, l);
+            job.tried[l] = true;
+            let run = &works[job.work].runs[job.run];
+            let len = payload_bytes(run, job.chunk);
+            let index = run.first_index + job.chunk as u32;
+            let id = ChunkId {
+                object_id: run.object_id,
+                index: if run.data_shards > 0 {
+                    schema::shard_index(index, l)
+                } else {
+                    index
+                },
+            };
+            let Some(io) = io else {
+                job.bad[l] = true;
+                continue;
+            };
+            let read = io.wait();
+            if read.is_err() {
+                self.note_read_error(loc.slot);
+            }
+            counters.bytes_read += needle_bytes(len) as u64;
+            let dev_name = self
+                .data_device(loc.slot)
+                .map_or(String::new(), |d| d.device().name().to_string());
+            match read
+                .and_then(|buf| verify_needle(&dev_name, loc.offset, &buf, id, len).map(|()| buf))
+            {
+                Ok(buf) => {
+                    job.payload[l] =
+                        Some(buf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + len].to_vec())
+                }
+                Err(e) => {
+                    tracing::warn!(object = %works[job.work].name, chunk = index, location = l, slot = loc.slot, "bad copy or shard found: {e}");
+                    job.bad[l] = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A drive for a repaired copy or shard: present, not failed, holding no other location
+    /// of its chunk (`taken`), with the most free segments (ties spread by `salt`); room for
+    /// `bytes` is reserved on it. Returns (slot, offset).
+    ///
+    /// Errors: [`Error::NoSpace`] when no such drive has room.
+    fn place_repair(&self, taken: &[u32], bytes: u64, salt: u128) -> Result<(u32, u64)> {
+        let n = self.inner.data.len() as u32;
+        let mut candidates: Vec<(u32, u32)> = (0..n)
+            .filter(|s| !taken.contains(s))
+            .filter_map(|s| {
+                let d = self.data_device(s)?;
+                (!d.device().is_poisoned()).then(|| (d.free_segments(), s))
+            })
+            .collect();
+        let start = (xxhash_rust::xxh3::xxh3_64(&salt.to_le_bytes()) % n.max(1) as u64) as u32;
+        candidates.sort_by_key(|&(free, s)| (std::cmp::Reverse(free), (s + n - start) % n));
+        for (_, slot) in candidates {
+            let dev = self.data_device(slot).expect("a candidate is present");
+            match dev.reserve(bytes, &self.inner.meta) {
+                Ok(offset) => return Ok((slot, offset)),
+                Err(Error::NoSpace { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NoSpace {
+            detail: format!(
+                "no data drive outside slots {taken:?} has room for a repaired copy or shard"
+            ),
+        })
+    }
+
+    /// Commits the changed works in one batch, each rewritten only if its record is unchanged
+    /// since it was read (upload locks, then the namespace lock, are held across the check and
+    /// the commit). With `pass`, its counters gain what was committed and its state goes in
+    /// the same batch. Returns whether any record had changed meanwhile (a later pass examines
+    /// it again).
+    fn commit_works(&self, works: &[Work], pass: Option<&mut PassStatus>) -> Result<bool> {
+        let changed: Vec<&Work> = works.iter().filter(|w| w.repaired > 0).collect();
+        let mut stripes: Vec<usize> = changed
+            .iter()
+            .filter_map(|w| w.upload_id.as_deref())
+            .map(|id| self.upload_lock_stripe(id))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _uploads: Vec<_> = stripes
+            .iter()
+            .map(|&s| self.inner.upload_locks[s].lock())
+            .collect();
+        let _ns = self.inner.namespace.write();
+        let mut raced = false;
+        let mut batch = Batch::new();
+        let (mut records, mut shards) = (0, 0);
+        for work in changed {
+            if self.inner.meta.get(&work.key)?.as_deref() != Some(&work.raw[..]) {
+                raced = true;
+                continue;
+            }
+            let value = if work.upload_id.is_some() {
+                let mut record = PartRecord::decode(&work.raw)?;
+                record.run = work.runs[0].clone();
+                record.encode()
+            } else {
+                let mut record = ObjectRecord::decode(&work.raw)?;
+                record.runs = work.runs.clone();
+                record.encode()
+            };
+            batch.put(work.key.clone(), value);
+            records += 1;
+            shards += work.repaired;
+        }
+        if let Some(p) = pass {
+            p.counters.records_repaired += records;
+            p.counters.shards_repaired += shards;
+            batch.put(schema::setting_key(PASS_SETTING), p.encode());
+        }
+        if !batch.ops.is_empty() {
+            self.commit(batch)?;
+        }
+        Ok(raced)
+    }
+
+    /// Repairs the object records reads queued (a scrub of just those records).
+    fn repair_queued(&self) -> Result<()> {
+        let keys: Vec<Vec<u8>> = std::mem::take(&mut *self.inner.repair.queue.lock())
+            .into_iter()
+            .collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let lost = self.lost_signature();
+        let mut works = Vec::new();
+        for key in keys {
+            let Some(raw) = self.inner.meta.get(&key)? else {
+                continue;
+            };
+            works.push(Work {
+                runs: decode_runs(&key, &raw)?,
+                name: record_name(&key),
+                upload_id: None,
+                key,
+                raw,
+                repaired: 0,
+            });
+        }
+        let mut counters = RepairCounters::default();
+        self.repair_works(
+            PassKind::Scrub,
+            &mut works,
+            &lost,
+            &mut counters,
+            &mut false,
+        )?;
+        self.commit_works(&works, None)?;
+        let repaired: u64 = works.iter().map(|w| w.repaired).sum();
+        if repaired > 0 {
+            tracing::info!(
+                records = works.len(),
+                repaired,
+                "repaired copies or shards that reads found bad"
+            );
+        }
+        Ok(())
+    }
+
+    /// Starts the background worker: it repairs records reads queued, rebuilds when a drive is
+    /// lost (paced while clients are active), and scrubs when asked or when the profile's
+    /// period is due. [`Store::close`] stops it. Calling it again does nothing.
+    pub fn start_repair_worker(&self) {
+        let mut worker = self.inner.repair.worker.lock();
+        if worker.is_some() {
+            return;
+        }
+        let store = self.clone();
+        *worker = Some(
+            std::thread::Builder::new()
+                .name("hoard-repair".into())
+                .spawn(move || store.repair_worker())
+                .expect("spawning the repair thread"),
+        );
+    }
+
+    /// Stops the background worker and waits for it (at the end of its batch).
+    pub(super) fn stop_repair_worker(&self) {
+        let r = &self.inner.repair;
+        r.stop.store(true, Ordering::Release);
+        self.wake_repair();
+        let handle = r.worker.lock().take();
+        if let Some(h) = handle {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    fn repair_worker(&self) {
+        let r = &self.inner.repair;
+        let config = &self.inner.config;
+        let mut backoff = Duration::from_secs(1);
+        while !r.stop.load(Ordering::Acquire) {
+            let result = (|| -> Result<bool> {
+                self.repair_queued()?;
+                let stored = self
+                    .setting(PASS_SETTING)?
+                    .map(|v| PassStatus::decode(&v))
+                    .transpose()?;
+                let interrupted = stored.filter(|p| p.finished_unix_ms == 0).map(|p| p.kind);
+                if self.rebuild_pending() || interrupted == Some(PassKind::Rebuild) {
+                    self.run_pass(
+                        PassKind::Rebuild,
+                        Some((config.rebuild_paced_bytes_per_s, false)),
+                    )?;
+                    return Ok(true);
+                }
+                let requested = r.scrub_requested.swap(false, Ordering::AcqRel);
+                let last_scrub = self
+                    .setting(LAST_SCRUB_SETTING)?
+                    .map(|v| PassStatus::decode(&v))
+                    .transpose()?;
+                let period_ms = match config.scrub_bytes_per_s {
+                    0 => u64::MAX,
+                    rate => {
+                        let bytes: u64 = (0..self.inner.data.len() as u32)
+                            .map(|s| self.claimed_bytes(s, u64::MAX))
+                            .sum();
+                        (bytes / rate).max(3600) * 1000
+                    }
+                };
+                let due = match &last_scrub {
+                    Some(p) => now_unix_ms().saturating_sub(p.finished_unix_ms) >= period_ms,
+                    None => false,
+                };
+                if requested || interrupted == Some(PassKind::Scrub) || due {
+                    let pace = if requested {
+                        (config.rebuild_paced_bytes_per_s, false)
+                    } else {
+                        (config.scrub_bytes_per_s, true)
+                    };
+                    self.run_pass(PassKind::Scrub, Some(pace))?;
+                    return Ok(true);
+                }
+                if last_scrub.is_none() && config.scrub_bytes_per_s > 0 {
+                    // The first period starts now.
+                    let mut p = PassStatus::new(PassKind::Scrub);
+                    p.finished_unix_ms = p.started_unix_ms;
+                    self.put_setting(LAST_SCRUB_SETTING, &p.encode())?;
+                }
+                Ok(false)
+            })();
+            match result {
+                Ok(true) => backoff = Duration::from_secs(1),
+                Ok(false) => self.sleep_unless_stopped(Duration::from_secs(1)),
+                Err(Error::Closed) => return,
+                Err(e) => {
+                    if r.stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    tracing::error!(error = %e, "repair failed; retrying in {} s", backoff.as_secs());
+                    self.sleep_unless_stopped(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+}
+
+/// Copies (replicas) or shards (K) a chunk needs to be rebuilt from.
+fn needed_sources(data_shards: u8) -> usize {
+    (data_shards as usize).max(1)
+}
+
+/// Payload bytes of each location of chunk `c` of `run`: the chunk for a copy, a shard's size
+/// for a stripe.
+fn payload_bytes(run: &ChunkRun, c: usize) -> usize {
+    let len = run.chunks[c].len;
+    if run.data_shards > 0 {
+        schema::shard_bytes(len, run.data_shards)
+    } else {
+        len as usize
+    }
+}
+
+/// The payloads of the bad locations of a chunk, from its good ones: a good copy for
+/// `replicas:N`; for `ec:K+M` the data shards (decoded from K good shards when any is missing)
+/// and the parity re-encoded from them. Returns (location, payload) per bad location.
+fn reconstruct(
+    data_shards: u8,
+    payload: &[Option<Vec<u8>>],
+    bad: &[bool],
+) -> std::result::Result<Vec<(usize, Vec<u8>)>, String> {
+    let good = payload.iter().filter(|p| p.is_some()).count();
+    let bad_at = || bad.iter().enumerate().filter(|(_, b)| **b).map(|(l, _)| l);
+    if data_shards == 0 {
+        let copy = payload
+            .iter()
+            .flatten()
+            .next()
+            .ok_or_else(|| format!("none of its {} copies is good", payload.len()))?;
+        return Ok(bad_at().map(|l| (l, copy.clone())).collect());
+    }
+    let k = data_shards as usize;
+    let m = payload.len() - k;
+    if good < k {
+        return Err(format!(
+            "{good} of its {} shards are good and it needs {k}",
+            k + m
+        ));
+    }
+    let mut shards: Vec<Option<Vec<u8>>> = payload.to_vec();
+    if shards[..k].iter().any(Option::is_none) {
+        // The coder numbers originals 0..K and recovery shards 0..M.
+        let present = |range: std::ops::Range<usize>, base: usize| {
+            range
+                .filter_map(|s| shards[s].as_ref().map(|p| (s - base, p.clone())))
+                .collect::<Vec<_>>()
+        };
+        let originals = present(0..k, 0);
+        let recovery = present(k..k + m, k);
+        let restored = reed_solomon_simd::decode(k, m, originals, recovery)
+            .map_err(|e| format!("reconstruction failed: {e}"))?;
+        for (s, shard) in restored {
+            shards[s] = Some(shard);
+        }
+    }
+    if bad[k..].iter().any(|b| *b) {
+        let originals: Vec<&Vec<u8>> = shards[..k]
+            .iter()
+            .map(|s| s.as_ref().expect("restored"))
+            .collect();
+        let parity = reed_solomon_simd::encode(k, m, originals)
+            .map_err(|e| format!("re-encoding parity failed: {e}"))?;
+        for (p, shard) in parity.into_iter().enumerate() {
+            shards[k + p] = Some(shard);
+        }
+    }
+    Ok(bad_at()
+        .map(|l| {
+            (
+                l,
+                shards[l].clone().expect("every shard is good or rebuilt"),
+            )
+        })
+        .collect())
+}
+
+/// The runs of the record at `key` (`o/`: an object's; `p/`: a part's one run).
+fn decode_runs(key: &[u8], value: &[u8]) -> Result<Vec<ChunkRun>> {
+    if key.starts_with(b"p/") {
+        Ok(vec![PartRecord::decode(value)?.run])
+    } else {
+        let record = ObjectRecord::decode(value)?;
+        Ok(if record.inline {
+            Vec::new()
+        } else {
+            record.runs
+        })
+    }
+}
+
+/// The upload ID of a part record key (`p/<upload id><part number>`).
+fn part_upload_id(key: &[u8]) -> Option<String> {
+    let rest = key.strip_prefix(b"p/")?;
+    let id = rest.get(..rest.len().checked_sub(4)?)?;
+    Some(String::from_utf8_lossy(id).into_owned())
+}
+
+/// A record key for logs: `bucket/key`, or `upload <id> part <n>`.
+fn record_name(key: &[u8]) -> String {
+    if let Some(rest) = key.strip_prefix(b"o/") {
+        return String::from_utf8_lossy(rest).replacen('\0', "/", 1);
+    }
+    match (
+        part_upload_id(key),
+        key.len().checked_sub(4).map(|at| &key[at..]),
+    ) {
+        (Some(id), Some(n)) => format!(
+            "upload {id} part {}",
+            u32::from_be_bytes(n.try_into().expect("4 bytes"))
+        ),
+        _ => String::from_utf8_lossy(key).into_owned(),
+    }
+}
