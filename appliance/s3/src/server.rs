@@ -94,8 +94,8 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     response
 }
 
-/// Serves S3 for `store` on `listen` until a shutdown is asked for (SIGINT, SIGTERM, SIGPWR
-/// or `POST /_hoard/shutdown`), then stops accepting connections, lets in-flight requests
+/// Serves S3 for `store` on `listen` (with the store's repair worker: rebuild, scrub) until a
+/// shutdown is asked for (SIGINT, SIGTERM, SIGPWR or `POST /_hoard/shutdown`), then stops accepting connections, lets in-flight requests
 /// finish (at most 30 s) and closes the store cleanly. `on_ready` runs once the port is bound.
 /// Returns why it stopped.
 ///
@@ -133,6 +133,8 @@ pub fn run(
         let listener = tokio::net::TcpListener::bind(listen).await?;
         // Handlers first: once ready is announced, a SIGTERM must mean a clean shutdown.
         tokio::spawn(forward_signals(signal_streams(), shutdown.clone()));
+        // Rebuild, scrub and queued repairs run beside the requests from here on.
+        store.start_repair_worker();
         on_ready(&store, listener.local_addr()?);
         use std::io::Write;
         std::io::stdout().flush()?;

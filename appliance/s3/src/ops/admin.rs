@@ -9,8 +9,12 @@
 //!   and drives failed while serving,
 //!   each metadata SSD's state: in-sync, resilvering or failed; memory: the budget, the
 //!   process's resident and peak resident size, the store's own uses and the body bytes the
-//!   S3 layer holds; requests and data streams in flight against their limits; whether a
+//!   S3 layer holds; requests and data streams in flight against their limits; repair: the
+//!   lost slots and why, whether a rebuild is pending, the running pass and the last rebuild
+//!   and scrub with their counts, rate and ETA, objects found unrecoverable; whether a
 //!   shutdown is under way).
+//! - `POST /_hoard/scrub`: start a scrub pass now (202 Accepted; progress in the status).
+//!   A scheduled scrub runs at the profile's pace; one asked for runs at the rebuild's.
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
 
@@ -69,7 +73,16 @@ pub async fn dispatch(
                 .body(Body::from("shutting down\n"))
                 .map_err(|e| s3_error!(InternalError, INTERNAL_SERVER_ERROR, "{e}"))
         }
-        ("status" | "shutdown", m) => Err(s3_error!(
+        ("scrub", &Method::POST) => {
+            tracing::info!(access_key = %auth.access_key, "scrub requested over S3");
+            state.store.request_scrub();
+            Response::builder()
+                .status(StatusCode::ACCEPTED)
+                .header("content-type", "text/plain")
+                .body(Body::from("scrub requested\n"))
+                .map_err(|e| s3_error!(InternalError, INTERNAL_SERVER_ERROR, "{e}"))
+        }
+        ("status" | "shutdown" | "scrub", m) => Err(s3_error!(
             MethodNotAllowed,
             METHOD_NOT_ALLOWED,
             "{m} is not allowed on {path}"
@@ -77,9 +90,63 @@ pub async fn dispatch(
         _ => Err(s3_error!(
             NotImplemented,
             NOT_IMPLEMENTED,
-            "{path} is not an admin request this server knows (status, shutdown)"
+            "{path} is not an admin request this server knows (status, shutdown, scrub)"
         )),
     }
+}
+
+/// The `<Repair>` element of the status document.
+fn repair_status(store: &hoard::Store, x: &mut XmlBuilder) -> S3Result<()> {
+    let repair = store.repair_status()?;
+    x.open("Repair");
+    for (slot, why) in &repair.lost_slots {
+        x.open("LostDataSlot")
+            .elem("Slot", slot.to_string())
+            .elem("Reason", why)
+            .close("LostDataSlot");
+    }
+    x.elem("RebuildPending", repair.rebuild_pending.to_string())
+        .elem("LostBytesEstimate", repair.lost_bytes_estimate.to_string())
+        .elem("ScrubRequested", repair.scrub_requested.to_string())
+        .elem("QueuedRecords", repair.queued_records.to_string());
+    let pass = |x: &mut XmlBuilder, tag: &str, p: &hoard::PassStatus| {
+        let c = &p.counters;
+        x.open(tag)
+            .elem("Kind", p.kind.name())
+            .elem("StartedUnixMs", p.started_unix_ms.to_string())
+            .elem("FinishedUnixMs", p.finished_unix_ms.to_string())
+            .elem("ActiveMs", p.active_ms.to_string())
+            .elem("ChunksChecked", c.chunks_checked.to_string())
+            .elem("ShardsRepaired", c.shards_repaired.to_string())
+            .elem("RecordsRepaired", c.records_repaired.to_string())
+            .elem("Unrecoverable", c.unrecoverable.to_string())
+            .elem("BytesRead", c.bytes_read.to_string())
+            .elem("BytesWritten", c.bytes_written.to_string())
+            .elem("RateBytesPerSecond", p.rate_bytes_per_s().to_string());
+        if p.finished_unix_ms == 0 {
+            x.elem("Cursor", p.cursor_text());
+            if p.kind == hoard::PassKind::Rebuild {
+                let left = repair.lost_bytes_estimate.saturating_sub(c.bytes_written);
+                let eta_s = left / p.rate_bytes_per_s().max(1);
+                x.elem("EtaSeconds", eta_s.to_string());
+            }
+        }
+        x.close(tag);
+    };
+    if let Some(p) = &repair.running {
+        pass(x, "RunningPass", p);
+    }
+    if let Some(p) = &repair.last_rebuild {
+        pass(x, "LastRebuild", p);
+    }
+    if let Some(p) = &repair.last_scrub {
+        pass(x, "LastScrub", p);
+    }
+    for name in &repair.unrecoverable_objects {
+        x.elem("UnrecoverableObject", name);
+    }
+    x.close("Repair");
+    Ok(())
 }
 
 fn status(state: &AppState) -> S3Result<Response> {
@@ -135,6 +202,7 @@ fn status(state: &AppState) -> S3Result<Response> {
             state.buffers.capacity_bytes().to_string(),
         )
         .close("Memory");
+    repair_status(store, &mut x)?;
     let admission = &state.admission;
     x.open("Requests")
         .elem("InFlight", admission.requests_in_flight().to_string())
