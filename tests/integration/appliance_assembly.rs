@@ -244,19 +244,31 @@ fn only_blank_drives_are_formatted_and_slots_follow_superblocks() {
             format: false
         }
     );
-    assert!(
-        matches!(disposition(&assembly, "spare"), Disposition::Unused(why) if why.contains("replacement")),
+    // The blank drive is a replacement for the missing slot 1: adopted, to be rebuilt.
+    assert_eq!(
+        disposition(&assembly, "spare"),
+        &Disposition::Data {
+            slot: 1,
+            format: true
+        },
         "{report}"
     );
-    assert_eq!(assembly.missing_hdd_slots(), [1]);
-    assert!(report.contains("DEGRADED: no drive for hdd1"), "{report}");
-    assert_eq!(store.missing_data_slots(), [1]);
+    assert!(
+        report.contains("blank replacement, adopting (rebuild)"),
+        "{report}"
+    );
+    assert!(assembly.missing_hdd_slots().is_empty());
+    assert!(store.missing_data_slots().is_empty());
+    let repair = store.repair_status().unwrap();
+    assert_eq!(repair.lost_slots.len(), 1, "{:?}", repair.lost_slots);
+    assert_eq!(repair.lost_slots[0].0, 1);
+    assert!(repair.rebuild_pending);
 
     match read_all(&store, "photos", "wide") {
         Err(Error::ObjectUnreadable { key, detail, .. }) => {
             assert_eq!(key, "wide");
             assert!(
-                detail.contains("hdd1") && detail.contains("missing"),
+                detail.contains("hdd1") && detail.contains("replaced"),
                 "{detail}"
             );
         }
@@ -277,10 +289,6 @@ fn only_blank_drives_are_formatted_and_slots_follow_superblocks() {
     store.close().unwrap();
     drop(store);
     drop(assembly);
-    assert!(
-        all_zero(&dir.join("spare")),
-        "the spare drive was written to"
-    );
     assert_eq!(sha256_file(&dir.join("foreign")), foreign_before);
     assert_eq!(sha256_file(&garbage), garbage_before);
 

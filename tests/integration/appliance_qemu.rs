@@ -5,8 +5,9 @@
 //! the monitor) shuts the guest down cleanly; a second boot from the same disk images reads every
 //! object back byte-identical; a third boot without one HDD opens degraded, says so on the
 //! console, serves every object (the bucket is `ec:4+2`, the qemu profile's default: lost shards
-//! are reconstructed from parity) and serves the metadata from its mirror SSD; a fourth boot finds the
-//! stale SSD and resilvers it online; a fifth boot without any metadata SSD formats nothing,
+//! are reconstructed from parity) and serves the metadata from its mirror SSD; a fourth boot, with
+//! hdd3 replaced by a blank disk, finds the stale SSD and resilvers it online, adopts the blank
+//! HDD and rebuilds onto it, and reads every object back; a fifth boot without any metadata SSD formats nothing,
 //! says why and reboots.
 //!
 //! Needs the image: `appliance/scripts/build-image` (which `scripts/test` runs first) and
@@ -458,11 +459,20 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     let (status, console) = guest.press_power_button();
     assert!(status.success(), "QEMU exited with {status}:\n{console}");
 
-    // Fourth boot with every drive: ssd0 missed the third boot's writes, so it is found behind
-    // its mirror and resilvered online from ssd1 while S3 serves.
+    // Fourth boot with every drive, hdd3 replaced by a blank disk: ssd0 missed the third
+    // boot's writes, so it is found behind its mirror and resilvered online from ssd1, and the
+    // blank HDD is adopted into bay hdd3 and rebuilt, while S3 serves.
+    std::fs::remove_file(disks.join("hdd3.img")).unwrap();
     let guest = Guest::boot(disks, &[], Some(&credentials));
     assert!(
         guest.console().contains("behind its mirror: resilvering"),
+        "{}",
+        guest.console()
+    );
+    assert!(
+        guest
+            .console()
+            .contains("blank replacement, adopting (rebuild)"),
         "{}",
         guest.console()
     );
@@ -471,31 +481,33 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     loop {
         let (code, body) = curl(&status_url, "GET", Some((&credentials.0, &credentials.1)));
         assert_eq!(code, 200, "{body}");
-        if body.matches("<State>in-sync</State>").count() == 2 {
+        let rebuilt = body.contains("<LastRebuild>") && !body.contains("<LostDataSlot>");
+        if body.matches("<State>in-sync</State>").count() == 2 && rebuilt {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "ssd0 was not resilvered within 240 s: {body}\n{}",
+            "ssd0 was not resilvered and hdd3 rebuilt within 240 s: {body}\n{}",
             guest.console()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let s3 = guest.client(true);
-    let (key, data) = &objects[objects.len() - 1];
-    let got = body_bytes(
-        s3.get_object()
-            .bucket(BUCKET)
-            .key(key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert!(
-        &got == data,
-        "{key} read back differently after the resilver"
-    );
+    for (key, data) in &objects {
+        let got = body_bytes(
+            s3.get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            &got == data,
+            "{key} read back differently after the resilver and rebuild"
+        );
+    }
     let (status, console) = guest.press_power_button();
     assert!(status.success(), "QEMU exited with {status}:\n{console}");
 

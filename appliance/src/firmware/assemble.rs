@@ -13,7 +13,8 @@
 //!    they fill the empty slots in discovery order, which is bay order
 //!    ([`super::discover::scan`]), so slot N is the Nth bay. After the first boot a blank SSD in
 //!    an empty SSD slot is a replacement: it is adopted into the metadata mirror and resilvered
-//!    online. A blank HDD is not adopted: that needs rebuild, which is not built yet.
+//!    online; a blank HDD in an empty HDD slot is a replacement too: the store adopts it and
+//!    rebuilds onto it what the slot's old drive held (`hoard::store` repair).
 //! 5. If data drives of a store are present but its metadata SSD is not (missing, blank or
 //!    damaged), the metadata cannot be trusted and nothing starts: formatting would orphan them.
 
@@ -189,10 +190,6 @@ impl Assembly {
             };
             let free = taken.iter().position(|t| !t);
             d.disposition = match (class, free) {
-                (Class::Hdd, _) if !first_boot => Disposition::Unused(
-                    "blank: adopting a replacement HDD needs rebuild, which is not built yet"
-                        .into(),
-                ),
                 (_, None) => Disposition::Unused(format!(
                     "blank, but all {} {class:?} slots are filled",
                     taken.len()
@@ -270,7 +267,8 @@ impl Assembly {
             .collect()
     }
 
-    /// The devices to open the store on, and whether blank ones may be formatted.
+    /// The devices to open the store on, and whether blank ones may be formatted (on the first
+    /// boot, or to adopt a blank replacement HDD).
     pub fn store_devices(&self) -> (StoreDevices, bool) {
         let mut meta = vec![None; self.ssd_slots as usize];
         let mut data = vec![None; self.hdd_slots as usize];
@@ -281,7 +279,11 @@ impl Assembly {
                 _ => {}
             }
         }
-        (StoreDevices { meta, data }, self.first_boot)
+        let adopting = self
+            .drives
+            .iter()
+            .any(|d| matches!(d.disposition, Disposition::Data { format: true, .. }));
+        (StoreDevices { meta, data }, self.first_boot || adopting)
     }
 
     /// A console table: every drive, its slot and what happens to it; then missing slots.
@@ -315,7 +317,12 @@ impl Assembly {
                     "metadata: blank replacement, adopting into the mirror (resilver)".into()
                 }
                 Disposition::Metadata { format: false, .. } => "metadata: member".into(),
-                Disposition::Data { format: true, .. } => "data: blank, formatting".into(),
+                Disposition::Data { format: true, .. } if self.first_boot => {
+                    "data: blank, formatting".into()
+                }
+                Disposition::Data { format: true, .. } => {
+                    "data: blank replacement, adopting (rebuild)".into()
+                }
                 Disposition::Data { format: false, .. } => "data: member".into(),
                 Disposition::Refused(why) => format!("REFUSED: {why}"),
                 Disposition::Unused(why) => format!("unused: {why}"),

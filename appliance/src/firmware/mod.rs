@@ -123,17 +123,6 @@ fn boot_and_serve() -> Result<String, BoxError> {
             member.slot, member.device, member.state
         );
     }
-    for pool in &profile.pool {
-        if pool.protection.starts_with("ec:") {
-            println!(
-                "hoard: pool {} asks for {}, but erasure coding is not built yet: its buckets store {} unless created with x-hoard-protection",
-                pool.name,
-                pool.protection,
-                store.config().default_protection
-            );
-        }
-    }
-
     let (credentials, source) = credentials(&store, &params)?;
 
     net::bring_up_loopback()?;

@@ -427,11 +427,20 @@ impl Store {
         self.inner.data.get(slot as usize).and_then(Option::as_ref)
     }
 
-    /// The data device in `slot` to read from: present, and not failed by read errors (reads
-    /// go straight to the other copies or to parity rather than wait on a dying drive).
-    pub(crate) fn readable_data_device(&self, slot: u32) -> Option<&DataDevice> {
-        self.data_device(slot)
+    /// The data device to read `loc` from: present, not failed by read errors (reads go
+    /// straight to the other copies or to parity rather than wait on a dying drive), and
+    /// holding the location (not below the slot's rebuild boundary: a replacement drive does
+    /// not hold what its predecessor did).
+    pub(crate) fn readable_location(&self, loc: schema::Location) -> Option<&DataDevice> {
+        self.data_device(loc.slot)
             .filter(|d| d.device().read_errors() < self.inner.config.drive_read_errors_to_fail)
+            .filter(|_| self.location_present(loc))
+    }
+
+    /// Whether `loc` is on a drive that is present and holds it (see
+    /// [`Store::readable_location`]).
+    pub(crate) fn location_present(&self, loc: schema::Location) -> bool {
+        self.data_device(loc.slot).is_some() && loc.offset >= self.rebuild_boundary(loc.slot)
     }
 
     fn bucket(&self, name: &str) -> Result<BucketRecord> {

@@ -754,7 +754,7 @@ impl Store {
             let present = chunk
                 .locations
                 .iter()
-                .filter(|l| matches!(self.inner.data.get(l.slot as usize), Some(Some(_))))
+                .filter(|l| self.location_present(**l))
                 .count();
             if present < (*data_shards).max(1) as usize {
                 let slots: Vec<String> = chunk
@@ -766,7 +766,7 @@ impl Store {
                     bucket: bucket.to_string(),
                     key: key.to_string(),
                     detail: format!(
-                        "chunk {index} is only on data drive {}, which is missing: the store is degraded",
+                        "chunk {index} is only on data drive {}, which is missing or was replaced: the store is degraded",
                         slots.join(", ")
                     ),
                 });
@@ -906,7 +906,7 @@ impl ObjectReader {
                 .locations
                 .iter()
                 .find_map(|loc| {
-                    let dev = self.store.readable_data_device(loc.slot)?;
+                    let dev = self.store.readable_location(*loc)?;
                     let io = dev.submit_read(pbuf.take(), loc.offset, chunk.len as usize);
                     Some(io.map(|io| (index, loc, io)))
                 })
@@ -938,7 +938,7 @@ impl ObjectReader {
         let mut in_flight = Vec::new();
         for s in shards {
             let loc = chunk.locations[s];
-            let Some(dev) = self.store.readable_data_device(loc.slot) else {
+            let Some(dev) = self.store.readable_location(loc) else {
                 failures.push(format!(
                     "shard {s} on slot {}: drive absent or failed",
                     loc.slot
@@ -1106,7 +1106,7 @@ impl ObjectReader {
         let mut spare = spare.unwrap_or_else(|| AlignedBuf::new(buffer_bytes));
         let mut failures = vec![format!("slot {}: {why}", failed.slot)];
         for &other in chunk.locations.iter().filter(|l| **l != failed) {
-            let Some(dev) = self.store.readable_data_device(other.slot) else {
+            let Some(dev) = self.store.readable_location(other) else {
                 failures.push(format!("slot {}: drive absent or failed", other.slot));
                 continue;
             };

@@ -328,8 +328,7 @@ impl Store {
         advance_meta_epoch(&meta, &data, &store_uuid, epochs, meta_slot_missing)?;
         let meta_failures = meta.mirror_failures();
 
-        let repair = super::repair::RepairState::default();
-        *repair.lost_below.lock() = rebuild_boundaries(&meta, data.len())?;
+        let repair = super::repair::RepairState::new(rebuild_boundaries(&meta, data.len())?);
         let buffers = BufferPool::new(
             crate::segment::needle_bytes(config.chunk_size_bytes as usize),
             config.max_chunk_buffers as usize,

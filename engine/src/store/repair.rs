@@ -218,11 +218,10 @@ pub struct RepairStatus {
 }
 
 /// The store's repair state in memory.
-#[derive(Default)]
 pub(super) struct RepairState {
     /// Per data slot: locations at offsets below this were on a drive since replaced by a blank
     /// one (`r/<slot>`); 0 for none.
-    pub(super) lost_below: Mutex<Vec<u64>>,
+    lost_below: Vec<AtomicU64>,
     /// The lost-slot set a rebuild last completed for (see [`Store::lost_signature`]).
     clean_for: Mutex<Option<Vec<(u32, u64)>>>,
     /// Object record keys that reads found a bad copy or shard in.
@@ -277,10 +276,38 @@ impl Job {
     }
 }
 
+impl RepairState {
+    /// Repair state for a store of `boundaries.len()` data slots with these rebuild boundaries.
+    pub(super) fn new(boundaries: Vec<u64>) -> Self {
+        RepairState {
+            lost_below: boundaries.into_iter().map(AtomicU64::new).collect(),
+            clean_for: Mutex::default(),
+            queue: Mutex::default(),
+            scrub_requested: AtomicBool::default(),
+            running: Mutex::default(),
+            unrecoverable: Mutex::default(),
+            last_request_unix_ms: AtomicU64::default(),
+            stop: AtomicBool::default(),
+            wake: Condvar::new(),
+            wake_lock: Mutex::default(),
+            worker: Mutex::default(),
+        }
+    }
+}
+
 impl Store {
+    /// The rebuild boundary of data slot `slot` (`r/<slot>`): locations below it were on a
+    /// drive since replaced; 0 for none.
+    pub(super) fn rebuild_boundary(&self, slot: u32) -> u64 {
+        self.inner
+            .repair
+            .lost_below
+            .get(slot as usize)
+            .map_or(0, |b| b.load(Ordering::Acquire))
+    }
+
     /// Why each lost slot is lost, as (slot, lost-below offset: `u64::MAX` for the whole drive).
     fn lost_signature(&self) -> Vec<(u32, u64)> {
-        let below = self.inner.repair.lost_below.lock().clone();
         (0..self.inner.data.len() as u32)
             .filter_map(|slot| {
                 let whole = match self.data_device(slot) {
@@ -290,7 +317,7 @@ impl Store {
                 if whole {
                     Some((slot, u64::MAX))
                 } else {
-                    let b = below.get(slot as usize).copied().unwrap_or(0);
+                    let b = self.rebuild_boundary(slot);
                     (b > 0).then_some((slot, b))
                 }
             })
@@ -532,16 +559,16 @@ impl Store {
         // Lost slots no record points into any more are clean: forget their boundaries.
         let lost_now = self.lost_signature();
         let complete = !raced && lost_now == lost_at_start;
-        if complete {
-            let mut below = self.inner.repair.lost_below.lock();
-            for (slot, b) in below.iter_mut().enumerate() {
-                if *b > 0 {
-                    batch.delete(schema::rebuild_boundary_key(slot as u32));
-                    *b = 0;
-                }
-            }
+        let bounded: Vec<u32> = (0..self.inner.data.len() as u32)
+            .filter(|&slot| complete && self.rebuild_boundary(slot) > 0)
+            .collect();
+        for &slot in &bounded {
+            batch.delete(schema::rebuild_boundary_key(slot));
         }
         self.commit(batch)?;
+        for slot in bounded {
+            self.inner.repair.lost_below[slot as usize].store(0, Ordering::Release);
+        }
         if complete {
             *self.inner.repair.clean_for.lock() = Some(self.lost_signature());
         }
@@ -866,7 +893,7 @@ impl Store {
             let loc = location(works, job, l);
             let run = &works[job.work].runs[job.run];
             let len = payload_bytes(run, job.chunk);
-            let io = self.readable_data_device(loc.slot).and_then(|dev| {
+            let io = self.readable_location(loc).and_then(|dev| {
                 dev.submit_read(AlignedBuf::new(needle_bytes(len)), loc.offset, len)
                     .ok()
             });
