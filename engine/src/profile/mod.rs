@@ -280,6 +280,9 @@ pub struct EngineConfig {
     pub drive_read_errors_to_fail: u32,
     /// Protection of a bucket created without choosing one (the first pool's, as built).
     pub default_protection: Protection,
+    /// An erasure-coded bucket's object smaller than this (and than a chunk) is stored as
+    /// M + 1 copies instead of a stripe: as many drive failures survived, one read per GET.
+    pub replicate_below_bytes: u64,
     /// Bytes of shard and copy reads a repair batch (rebuild or scrub) keeps in flight at
     /// once, issued per drive in on-disk order; also its buffer memory.
     pub repair_batch_bytes: u64,
@@ -719,6 +722,20 @@ impl Profile {
             },
         );
 
+        // Hybrid protection by size: striping an object whose whole read is a fraction of an
+        // access multiplies its IOPS by K and saves little space.
+        let replicate_ideal = (seq_bytes_s * access_time_s / 4.0) as u64;
+        let replicate_below = prev_pow2(replicate_ideal).clamp(64 << 10, chunk);
+        explain(
+            "replicate_below_bytes",
+            fmt_bytes(replicate_below),
+            format!(
+                "HDD access {:.2} ms x {} MB/s / 4 = {} -> power of two in 64 KiB..chunk: an object of an erasure-coded (ec:K+M) bucket smaller than this (and past the inline threshold) is stored as M + 1 copies, surviving as many lost drives; its whole read is under a quarter of an access, so K shard reads would cost K accesses for one object's bytes",
+                access_time_s * 1e3,
+                hdd.seq_mb_s,
+                fmt_bytes(replicate_ideal)
+            ),
+        );
         // Repair: rebuild and scrub. One chunk's worth of reads per HDD per batch keeps every
         // source drive streaming; bounded by 1/16 of memory.
         let repair_batch = (chunk * hdd.count as u64)
@@ -826,6 +843,7 @@ impl Profile {
             writer_threads: writers,
             default_protection,
             drive_read_errors_to_fail: read_errors_to_fail,
+            replicate_below_bytes: replicate_below,
             repair_batch_bytes: repair_batch,
             rebuild_paced_bytes_per_s: paced,
             scrub_bytes_per_s: scrub_rate,

@@ -395,7 +395,20 @@ impl ChunkWriter {
     }
 
     /// Writes the last chunk and waits until every chunk is durable.
+    ///
+    /// Hybrid protection: an erasure-coded object of one chunk smaller than the profile's
+    /// `replicate_below_bytes` is stored as M + 1 copies instead (the same drive failures
+    /// survived): its K shards would each be a short read costing a whole access, K accesses
+    /// per GET for nothing.
     pub(super) fn finish(mut self, store: &Store) -> Result<Written> {
+        if let Protection::ErasureCoded { parity, .. } = self.protection {
+            let pending_bytes = self.current.as_ref().map_or(0, |(_, n)| *n as u64);
+            if self.chunks.is_empty()
+                && pending_bytes < store.inner.config.replicate_below_bytes
+            {
+                self.protection = Protection::Replicas(parity + 1);
+            }
+        }
         self.submit(store)?;
         while !self.pending.is_empty() {
             drop(self.complete_oldest(store)?);

@@ -661,17 +661,20 @@ impl Store {
             }
             match decode_runs(k, v) {
                 Ok(runs) => {
+                    // The reads the batch will make: every location for a scrub; enough
+                    // sources of each chunk with a lost location for a rebuild.
                     for run in &runs {
-                        for c in &run.chunks {
-                            let examined = match pass.kind {
-                                PassKind::Scrub => true,
-                                PassKind::Rebuild => {
-                                    c.locations.iter().any(|l| self.location_lost(*l, lost))
+                        for (i, c) in run.chunks.iter().enumerate() {
+                            let reads = match pass.kind {
+                                PassKind::Scrub => c.locations.len(),
+                                PassKind::Rebuild
+                                    if c.locations.iter().any(|l| self.location_lost(*l, lost)) =>
+                                {
+                                    needed_sources(run.data_shards)
                                 }
+                                PassKind::Rebuild => 0,
                             };
-                            if examined {
-                                bytes += needle_bytes(c.len as usize) as u64;
-                            }
+                            bytes += (reads * needle_bytes(payload_bytes(run, i))) as u64;
                         }
                     }
                     works.push(Work {
