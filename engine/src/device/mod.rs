@@ -361,6 +361,38 @@ impl Device {
             Error::io(&self.name, e)
         })
     }
+
+    /// fdatasync on every device of `devices` at once (their queues work in parallel): every
+    /// write completed on them is durable when this returns Ok.
+    ///
+    /// Errors: the first device's error ([`Error::Poisoned`], or the sync's I/O error, which
+    /// poisons that device); the others are still synced.
+    pub fn sync_all(devices: &[&Device]) -> Result<()> {
+        let mut syncs = Vec::with_capacity(devices.len());
+        for device in devices {
+            if device.is_poisoned() {
+                syncs.push((device, None));
+            } else {
+                syncs.push((device, Some(device.backend.submit(IoRequest::Sync))));
+            }
+        }
+        let mut first = None;
+        for (device, ticket) in syncs {
+            let result = match ticket {
+                None => Err(Error::Poisoned {
+                    device: device.name.clone(),
+                }),
+                Some(t) => t.wait().result.map_err(|e| {
+                    device.poison(&e);
+                    Error::io(&device.name, e)
+                }),
+            };
+            if let Err(e) = result {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
 }
 
 impl std::fmt::Debug for Device {

@@ -738,13 +738,13 @@ impl Profile {
         );
         // Repair: rebuild and scrub. One chunk's worth of reads per HDD per batch keeps every
         // source drive streaming; bounded by 1/16 of memory.
-        let repair_batch = (chunk * hdd.count as u64)
+        let repair_batch = (8 * chunk * hdd.count as u64)
             .min(self.chassis.memory_bytes / 16)
             .max(4 * chunk);
         explain(
             "repair_batch_bytes",
             fmt_bytes(repair_batch),
-            "a chunk per HDD (at least 4 chunks, at most 1/16 of memory): a rebuild or scrub batch reads this much at once, sorted per source drive by offset, so every drive streams in on-disk order rather than seeking object by object".into(),
+            "8 chunks per HDD (at least 4 chunks, at most 1/16 of memory): a rebuild or scrub batch reads this much at once, sorted per source drive by offset, so every drive streams in on-disk order rather than seeking object by object, and one metadata commit covers hundreds of repairs".into(),
         );
         let pool_bytes_s = hdd.count as f64 * seq_bytes_s;
         let paced = (pool_bytes_s / 4.0) as u64;

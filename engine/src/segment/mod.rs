@@ -275,6 +275,13 @@ impl DataDevice {
         self.device.submit_write(needle, offset, true)
     }
 
+    /// Starts writing a sealed needle at a reserved offset, not durably: the caller makes a
+    /// batch of them durable with one sync per device ([`Device::sync_all`]) before anything
+    /// references them.
+    pub fn submit_write_batched(&self, needle: AlignedBuf, offset: u64) -> Result<PendingIo<'_>> {
+        self.device.submit_write(needle, offset, false)
+    }
+
     /// Starts reading the needle of `data_bytes` at `offset` into `buf`.
     pub fn submit_read(
         &self,

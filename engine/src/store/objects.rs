@@ -403,9 +403,7 @@ impl ChunkWriter {
     pub(super) fn finish(mut self, store: &Store) -> Result<Written> {
         if let Protection::ErasureCoded { parity, .. } = self.protection {
             let pending_bytes = self.current.as_ref().map_or(0, |(_, n)| *n as u64);
-            if self.chunks.is_empty()
-                && pending_bytes < store.inner.config.replicate_below_bytes
-            {
+            if self.chunks.is_empty() && pending_bytes < store.inner.config.replicate_below_bytes {
                 self.protection = Protection::Replicas(parity + 1);
             }
         }

@@ -264,6 +264,15 @@ struct Job {
     payload: Vec<Option<Vec<u8>>>,
 }
 
+/// A batch of records with its chunks planned and its first reads in flight.
+struct Batched {
+    works: Vec<Work>,
+    /// The key after the batch (`None`: the walk ends with it).
+    next: Option<Vec<u8>>,
+    jobs: Vec<Job>,
+    reads: Vec<(usize, usize, Option<PendingRead>)>,
+}
+
 /// How a batch ended.
 enum Walk {
     More,
@@ -494,6 +503,7 @@ impl Store {
             tracing::info!(pass = kind.name(), lost = ?lost_at_start, "{} pass started", kind.name());
         }
         let mut raced = false;
+        let mut ahead = None;
         let mut logged = Instant::now();
         loop {
             if self.inner.repair.stop.load(Ordering::Acquire) {
@@ -503,7 +513,14 @@ impl Store {
             let started = Instant::now();
             let before = pass.counters;
             *self.inner.repair.running.lock() = Some(pass.clone());
-            let walk = self.repair_batch(&mut pass, &mut raced);
+            // While clients are active a paced pass reads in batches an eighth the size, so a
+            // client's read never queues behind much repair I/O on a drive.
+            let budget = match pace {
+                Some(_) if self.clients_active() => (self.inner.config.repair_batch_bytes / 8)
+                    .max(self.inner.config.chunk_size_bytes),
+                _ => self.inner.config.repair_batch_bytes,
+            };
+            let walk = self.repair_batch(&mut pass, &mut raced, &mut ahead, budget);
             let walk = match walk {
                 Ok(w) => w,
                 Err(e) => {
@@ -618,36 +635,123 @@ impl Store {
     /// need, and commits the rewritten records with the advanced cursor. Sets `raced` when a
     /// record changed meanwhile or a repair found no drive with room: the pass is then not
     /// complete.
-    fn repair_batch(&self, pass: &mut PassStatus, raced: &mut bool) -> Result<Walk> {
+    ///
+    /// `ahead` holds the next batch with its first reads in flight: each batch's reads are
+    /// submitted before the batch before it is reconstructed and written, so the drives stream
+    /// while the cores decode.
+    fn repair_batch(
+        &self,
+        pass: &mut PassStatus,
+        raced: &mut bool,
+        ahead: &mut Option<Batched>,
+        budget: u64,
+    ) -> Result<Walk> {
         let lost = self.lost_signature();
-        let (mut works, next) = self.collect_batch(pass, &lost)?;
-        let done = next.is_none();
+        let mut batch = match ahead.take() {
+            Some(b) => b,
+            None => self.prepare_batch(pass.kind, &pass.cursor, &lost, budget)?,
+        };
+        if let Some(next) = &batch.next {
+            *ahead = Some(self.prepare_batch(pass.kind, next, &lost, budget)?);
+        }
         let mut counters = pass.counters;
-        self.repair_works(pass.kind, &mut works, &lost, &mut counters, raced)?;
+        self.finish_batch(&mut batch, &mut counters, raced)?;
         let mut advanced = pass.clone();
         advanced.counters = counters;
-        advanced.cursor = next.unwrap_or_default();
-        *raced |= self.commit_works(&works, Some(&mut advanced))?;
+        advanced.cursor = batch.next.clone().unwrap_or_default();
+        *raced |= self.commit_works(&batch.works, Some(&mut advanced))?;
         *pass = advanced;
-        Ok(if done { Walk::Done } else { Walk::More })
+        Ok(if batch.next.is_none() {
+            Walk::Done
+        } else {
+            Walk::More
+        })
     }
 
-    /// Reads records from the cursor until the batch's bounds; returns them and the key to
-    /// continue from (`None`: the walk is complete).
+    /// Reads the records of the batch starting at `cursor` (empty: the start), plans its
+    /// chunks and submits its first reads.
+    fn prepare_batch(
+        &self,
+        kind: PassKind,
+        cursor: &[u8],
+        lost: &[(u32, u64)],
+        budget: u64,
+    ) -> Result<Batched> {
+        let (works, next) = self.collect_batch(kind, cursor, lost, budget)?;
+        Ok(self.prepare_works(kind, works, next, lost))
+    }
+
+    /// Plans the chunks of `works` to examine (every chunk for a scrub; those with a lost
+    /// location for a rebuild) and submits the first reads: every location for a scrub, just
+    /// enough sources for a rebuild.
+    fn prepare_works(
+        &self,
+        kind: PassKind,
+        works: Vec<Work>,
+        next: Option<Vec<u8>>,
+        lost: &[(u32, u64)],
+    ) -> Batched {
+        let mut jobs = Vec::new();
+        for (w, work) in works.iter().enumerate() {
+            for (r, run) in work.runs.iter().enumerate() {
+                for (c, chunk) in run.chunks.iter().enumerate() {
+                    let bad: Vec<bool> = chunk
+                        .locations
+                        .iter()
+                        .map(|l| self.location_lost(*l, lost))
+                        .collect();
+                    if kind == PassKind::Rebuild && !bad.iter().any(|b| *b) {
+                        continue;
+                    }
+                    let n = chunk.locations.len();
+                    jobs.push(Job {
+                        work: w,
+                        run: r,
+                        chunk: c,
+                        tried: bad.clone(),
+                        bad,
+                        payload: vec![None; n],
+                    });
+                }
+            }
+        }
+        let mut wave = Vec::new();
+        for (j, job) in jobs.iter().enumerate() {
+            let run = &works[job.work].runs[job.run];
+            let want = match kind {
+                PassKind::Scrub => usize::MAX,
+                PassKind::Rebuild => needed_sources(run.data_shards),
+            };
+            for l in (0..job.bad.len()).filter(|&l| !job.tried[l]).take(want) {
+                wave.push((j, l));
+            }
+        }
+        let reads = self.submit_wave(&works, &jobs, wave);
+        Batched {
+            works,
+            next,
+            jobs,
+            reads,
+        }
+    }
+
+    /// Reads records from the cursor until the batch's bounds (`budget` bytes of reads, 1024
+    /// records); returns them and the key to continue from (`None`: the walk is complete).
     fn collect_batch(
         &self,
-        pass: &PassStatus,
+        kind: PassKind,
+        cursor: &[u8],
         lost: &[(u32, u64)],
+        budget: u64,
     ) -> Result<(Vec<Work>, Option<Vec<u8>>)> {
-        let budget = self.inner.config.repair_batch_bytes;
         let mut works = Vec::new();
         let mut bytes = 0u64;
         let mut next: Option<Vec<u8>> = None;
         let mut err = None;
-        let from = if pass.cursor.is_empty() {
+        let from = if cursor.is_empty() {
             b"o/".to_vec()
         } else {
-            pass.cursor.clone()
+            cursor.to_vec()
         };
         // No key prefix sorts between `o/` and `p/` (`engine/FORMAT.md`): the object range
         // runs straight into the part range, and the first key past both ends the walk.
@@ -665,7 +769,7 @@ impl Store {
                     // sources of each chunk with a lost location for a rebuild.
                     for run in &runs {
                         for (i, c) in run.chunks.iter().enumerate() {
-                            let reads = match pass.kind {
+                            let reads = match kind {
                                 PassKind::Scrub => c.locations.len(),
                                 PassKind::Rebuild
                                     if c.locations.iter().any(|l| self.location_lost(*l, lost)) =>
@@ -699,55 +803,22 @@ impl Store {
         Ok((works, next))
     }
 
-    /// Examines every chunk of `works` (a scrub) or those with a lost location (a rebuild),
-    /// reads what it needs in one sorted wave, reconstructs and rewrites bad locations, and
-    /// updates the works' runs.
-    fn repair_works(
+    /// Completes a prepared batch: waits for its first reads, reads further sources where
+    /// too few were good, reconstructs and rewrites bad locations (durable: one sync per drive
+    /// written), and updates the works' runs. Sets `deferred` when a repair found no drive
+    /// with room.
+    fn finish_batch(
         &self,
-        kind: PassKind,
-        works: &mut [Work],
-        lost: &[(u32, u64)],
+        batch: &mut Batched,
         counters: &mut RepairCounters,
         deferred: &mut bool,
     ) -> Result<()> {
-        let mut jobs = Vec::new();
-        for (w, work) in works.iter().enumerate() {
-            for (r, run) in work.runs.iter().enumerate() {
-                for (c, chunk) in run.chunks.iter().enumerate() {
-                    let bad: Vec<bool> = chunk
-                        .locations
-                        .iter()
-                        .map(|l| self.location_lost(*l, lost))
-                        .collect();
-                    if kind == PassKind::Rebuild && !bad.iter().any(|b| *b) {
-                        continue;
-                    }
-                    let n = chunk.locations.len();
-                    jobs.push(Job {
-                        work: w,
-                        run: r,
-                        chunk: c,
-                        tried: bad.clone(),
-                        bad,
-                        payload: vec![None; n],
-                    });
-                }
-            }
-        }
+        let Batched {
+            works, jobs, reads, ..
+        } = batch;
+        let works = &mut works[..];
         counters.chunks_checked += jobs.len() as u64;
-        // Wave 1: a scrub reads every location; a rebuild reads just enough sources.
-        let mut wave = Vec::new();
-        for (j, job) in jobs.iter().enumerate() {
-            let run = &works[job.work].runs[job.run];
-            let want = match kind {
-                PassKind::Scrub => usize::MAX,
-                PassKind::Rebuild => needed_sources(run.data_shards),
-            };
-            for l in (0..job.bad.len()).filter(|&l| !job.tried[l]).take(want) {
-                wave.push((j, l));
-            }
-        }
-        self.read_wave(works, &mut jobs, wave, counters)?;
+        self.collect_wave(works, jobs, std::mem::take(reads), counters);
         // Wave 2 and on: where too few sources were good, read the others not yet tried.
         loop {
             let mut wave = Vec::new();
@@ -762,16 +833,26 @@ impl Store {
             if wave.is_empty() {
                 break;
             }
-            self.read_wave(works, &mut jobs, wave, counters)?;
+            let reads = self.submit_wave(works, jobs, wave);
+            self.collect_wave(works, jobs, reads, counters);
         }
-        // Reconstruct and rewrite.
+        // Reconstruct (Reed–Solomon is CPU-bound: the chunks are shared out over the cores),
+        // then rewrite.
+        let needing: Vec<usize> = (0..jobs.len())
+            .filter(|&j| jobs[j].needs_repair())
+            .collect();
+        let mut rebuilt_all = reconstruct_all(works, jobs, &needing);
         let mut writes = Vec::new();
-        for job in jobs.iter_mut().filter(|j| j.needs_repair()) {
+        for (j, job) in jobs
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, j)| j.needs_repair())
+        {
             let work = &works[job.work];
             let run = &work.runs[job.run];
             let chunk = &run.chunks[job.chunk];
             let index = run.first_index + job.chunk as u32;
-            let rebuilt = match reconstruct(run.data_shards, &job.payload, &job.bad) {
+            let rebuilt = match rebuilt_all.remove(&j).expect("reconstructed") {
                 Ok(r) => r,
                 Err(why) => {
                     counters.unrecoverable += 1;
@@ -834,7 +915,7 @@ impl Store {
                 .data_device(loc.slot)
                 .expect("placed on a present drive");
             counters.bytes_written += needle.len() as u64;
-            let ticket = dev.submit_write(needle, loc.offset)?.into_ticket();
+            let ticket = dev.submit_write_batched(needle, loc.offset)?.into_ticket();
             pending.push((w, r, c, l, loc, ticket));
         }
         let mut first_error = None;
@@ -849,6 +930,22 @@ impl Store {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        // One sync per drive written makes the batch's needles durable before any record
+        // references them.
+        let mut written: Vec<u32> = done.iter().map(|d| d.4.slot).collect();
+        written.sort_unstable();
+        written.dedup();
+        let devices: Vec<&crate::device::Device> = written
+            .iter()
+            .map(|&s| {
+                self.data_device(s)
+                    .expect("written drives stay present")
+                    .device()
+            })
+            .collect();
+        if let Err(e) = crate::device::Device::sync_all(&devices) {
+            first_error.get_or_insert(e);
         }
         if let Some(e) = first_error {
             // Nothing of this batch is committed; the pass retries it (the failed drive has
@@ -874,15 +971,14 @@ impl Store {
         Ok(())
     }
 
-    /// Reads `(job, location)` pairs at once, sorted per drive by offset; verified payloads go
-    /// to the jobs, failures mark locations bad.
-    fn read_wave(
+    /// Submits the reads of `(job, location)` pairs at once, sorted per drive by offset (a
+    /// location whose drive cannot be read gets `None`).
+    fn submit_wave(
         &self,
         works: &[Work],
-        jobs: &mut [Job],
+        jobs: &[Job],
         mut wave: Vec<(usize, usize)>,
-        counters: &mut RepairCounters,
-    ) -> Result<()> {
+    ) -> Vec<(usize, usize, Option<PendingRead>)> {
         fn location(works: &[Work], job: &Job, l: usize) -> Location {
             works[job.work].runs[job.run].chunks[job.chunk].locations[l]
         }
@@ -890,7 +986,7 @@ impl Store {
             let loc = location(works, &jobs[j], l);
             (loc.slot, loc.offset)
         });
-        let mut in_flight: Vec<(usize, usize, Option<PendingRead>)> = Vec::new();
+        let mut in_flight = Vec::with_capacity(wave.len());
         for (j, l) in wave {
             let job = &jobs[j];
             let loc = location(works, job, l);
@@ -902,9 +998,21 @@ impl Store {
             });
             in_flight.push((j, l, io));
         }
+        in_flight
+    }
+
+    /// Waits for reads from [`Store::submit_wave`]: verified payloads go to the jobs;
+    /// failures mark locations bad (an I/O error counts against its drive).
+    fn collect_wave(
+        &self,
+        works: &[Work],
+        jobs: &mut [Job],
+        in_flight: Vec<(usize, usize, Option<PendingRead>)>,
+        counters: &mut RepairCounters,
+    ) {
         for (j, l, io) in in_flight {
             let job = &mut jobs[j];
-            let loc = location(works, job, l);
+            let loc = works[job.work].runs[job.run].chunks[job.chunk].locations[l];
             job.tried[l] = true;
             let run = &works[job.work].runs[job.run];
             let len = payload_bytes(run, job.chunk);
@@ -942,7 +1050,6 @@ impl Store {
                 }
             }
         }
-        Ok(())
     }
 
     /// A drive for a repaired copy or shard: present, not failed, holding no other location
@@ -1051,18 +1158,13 @@ impl Store {
             });
         }
         let mut counters = RepairCounters::default();
-        self.repair_works(
-            PassKind::Scrub,
-            &mut works,
-            &lost,
-            &mut counters,
-            &mut false,
-        )?;
-        self.commit_works(&works, None)?;
-        let repaired: u64 = works.iter().map(|w| w.repaired).sum();
+        let mut batch = self.prepare_works(PassKind::Scrub, works, None, &lost);
+        self.finish_batch(&mut batch, &mut counters, &mut false)?;
+        self.commit_works(&batch.works, None)?;
+        let repaired: u64 = batch.works.iter().map(|w| w.repaired).sum();
         if repaired > 0 {
             tracing::info!(
-                records = works.len(),
+                records = batch.works.len(),
                 repaired,
                 "repaired copies or shards that reads found bad"
             );
@@ -1248,6 +1350,36 @@ fn reconstruct(
             )
         })
         .collect())
+}
+
+/// [`reconstruct`] for each job of `needing`, on up to one thread per core.
+fn reconstruct_all(
+    works: &[Work],
+    jobs: &[Job],
+    needing: &[usize],
+) -> std::collections::HashMap<usize, std::result::Result<Vec<(usize, Vec<u8>)>, String>> {
+    let one = |j: usize| {
+        let job = &jobs[j];
+        let run = &works[job.work].runs[job.run];
+        (j, reconstruct(run.data_shards, &job.payload, &job.bad))
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(needing.len());
+    if threads <= 1 {
+        return needing.iter().map(|&j| one(j)).collect();
+    }
+    let per_thread = needing.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = needing
+            .chunks(per_thread)
+            .map(|part| scope.spawn(move || part.iter().map(|&j| one(j)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("reconstruction does not panic"))
+            .collect()
+    })
 }
 
 /// The runs of the record at `key` (`o/`: an object's; `p/`: a part's one run).
