@@ -499,7 +499,10 @@ impl Store {
             }
             None => PassStatus::new(kind),
         };
-        if pass.cursor.is_empty() {
+        // Only a pass that walked every record under one set of lost slots proves them clean
+        // (one resumed after a restart may have started under another).
+        let whole_walk = pass.cursor.is_empty();
+        if whole_walk {
             tracing::info!(pass = kind.name(), lost = ?lost_at_start, "{} pass started", kind.name());
         }
         let mut raced = false;
@@ -545,7 +548,6 @@ impl Store {
             if let Walk::Done = walk {
                 break;
             }
-            // Pacing: a batch's bytes at the allowed rate take at least this long.
             // Pacing: while clients are active (or always, for a scheduled scrub) a batch's
             // bytes at the allowed rate take at least this long; idle, the next batch starts
             // at once.
@@ -575,7 +577,7 @@ impl Store {
         batch.put(schema::setting_key(last), pass.encode());
         // Lost slots no record points into any more are clean: forget their boundaries.
         let lost_now = self.lost_signature();
-        let complete = !raced && lost_now == lost_at_start;
+        let complete = whole_walk && !raced && lost_now == lost_at_start;
         let bounded: Vec<u32> = (0..self.inner.data.len() as u32)
             .filter(|&slot| complete && self.rebuild_boundary(slot) > 0)
             .collect();
@@ -877,14 +879,7 @@ impl Store {
                 .collect();
             let mut placed = Vec::with_capacity(rebuilt.len());
             for (l, payload) in rebuilt {
-                let id = ChunkId {
-                    object_id: run.object_id,
-                    index: if run.data_shards > 0 {
-                        schema::shard_index(index, l)
-                    } else {
-                        index
-                    },
-                };
+                let id = needle_id(run, job.chunk, l);
                 let mut needle = AlignedBuf::new(needle_bytes(payload.len()));
                 needle.set_len(needle_bytes(payload.len()));
                 needle[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + payload.len()]
@@ -1017,14 +1012,7 @@ impl Store {
             let run = &works[job.work].runs[job.run];
             let len = payload_bytes(run, job.chunk);
             let index = run.first_index + job.chunk as u32;
-            let id = ChunkId {
-                object_id: run.object_id,
-                index: if run.data_shards > 0 {
-                    schema::shard_index(index, l)
-                } else {
-                    index
-                },
-            };
+            let id = needle_id(run, job.chunk, l);
             let Some(io) = io else {
                 job.bad[l] = true;
                 continue;
@@ -1270,6 +1258,20 @@ impl Store {
                 }
             }
         }
+    }
+}
+
+/// The identity of the needle at location `l` of chunk `c` of `run`: the chunk's for a copy,
+/// the shard's (`chunk index | shard << 24`) for a stripe.
+fn needle_id(run: &ChunkRun, c: usize, l: usize) -> ChunkId {
+    let index = run.first_index + c as u32;
+    ChunkId {
+        object_id: run.object_id,
+        index: if run.data_shards > 0 {
+            schema::shard_index(index, l)
+        } else {
+            index
+        },
     }
 }
 
