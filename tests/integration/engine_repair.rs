@@ -4,24 +4,11 @@
 //! byte-exact; a scrub finds and repairs flipped bits; a power cut mid-rebuild resumes and
 //! counts every repair exactly once.
 
-use hoard::{Error, Protection, PutOptions, Store, UploadOptions};
+use hoard::{Protection, PutOptions, Store, UploadOptions};
 
-use crate::support::{pattern, tiny_profile, Rig};
+use crate::support::pattern;
 
-/// Blank fault devices: 8 MiB of metadata and `hdds` data devices of 24 MiB.
-fn media(hdds: usize) -> Rig {
-    Rig::blank(tiny_profile(hdds).derive(), 8 << 20, 24 << 20, hdds)
-}
-
-fn read(store: &Store, bucket: &str, key: &str) -> hoard::Result<Vec<u8>> {
-    let mut reader = store.get_object(bucket, key, None)?;
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut reader, &mut out).map_err(Error::Body)?;
-    Ok(out)
-}
-
-/// Sizes around the inline threshold (4 KiB) and the chunk size (64 KiB).
-const SIZES: [usize; 7] = [0, 3_000, 5_000, 65_536, 65_537, 300_000, 1_000_003];
+use crate::support::{fault_media as media, read_object as read, TINY_SIZES as SIZES};
 
 /// Fills bucket `b` (with `protection`) with objects of every size, a completed multipart
 /// object and an upload in progress (part records are repaired too); returns what to expect.

@@ -35,16 +35,6 @@ async fn presign_put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> String
     request.await.unwrap().uri().to_string()
 }
 
-fn status(server: &Server) -> String {
-    let (code, body) = curl(
-        &format!("{}/_hoard/status", server.endpoint),
-        "GET",
-        Some((ACCESS_KEY, SECRET_KEY)),
-    );
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_readers_and_trickled_uploads_neither_stall_others_nor_grow_memory() {
     let server = Server::start();
@@ -60,7 +50,7 @@ async fn stalled_readers_and_trickled_uploads_neither_stall_others_nor_grow_memo
         .unwrap();
     let url = presign_get(&s3, "slow", "big").await;
     let (host, path) = host_and_path(&url);
-    let before = status(&server);
+    let before = server.status();
     let rss_before = xml_number(&before, "ResidentBytes");
     let budget = xml_number(&before, "BudgetBytes");
 
@@ -134,7 +124,7 @@ async fn stalled_readers_and_trickled_uploads_neither_stall_others_nor_grow_memo
         // Every data stream may be held by the stalled readers: the answer is SlowDown.
         Err(e) => assert_eq!(error_code(&e).as_deref(), Some("SlowDown"), "{e:?}"),
     }
-    let during = status(&server);
+    let during = server.status();
     let rss_during = xml_number(&during, "ResidentBytes");
     let peak = xml_number(&during, "PeakResidentBytes");
     println!(

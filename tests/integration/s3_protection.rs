@@ -11,22 +11,11 @@ use aws_sdk_s3::primitives::ByteStream;
 
 use crate::support::{body_bytes, curl, pattern, xml_number, Server, ACCESS_KEY, SECRET_KEY};
 
-/// The status document (`GET /_hoard/status`).
-fn status(server: &Server) -> String {
-    let (code, body) = curl(
-        &format!("{}/_hoard/status", server.endpoint),
-        "GET",
-        Some((ACCESS_KEY, SECRET_KEY)),
-    );
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
 /// Polls the status document until `done` holds (at most 120 s); returns it.
 fn wait_for_status(server: &Server, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let doc = status(server);
+        let doc = server.status();
         if done(&doc) {
             return doc;
         }

@@ -127,6 +127,17 @@ impl Server {
         }
     }
 
+    /// The status document (`GET /_hoard/status`, signed with the test's admin key).
+    pub fn status(&self) -> String {
+        let (code, body) = curl(
+            &format!("{}/_hoard/status", self.endpoint),
+            "GET",
+            Some((ACCESS_KEY, SECRET_KEY)),
+        );
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
     /// What the server printed on stdout so far.
     pub fn stdout(&self) -> String {
         self.stdout.lock().join("\n")
@@ -353,6 +364,23 @@ impl Rig {
         drop(store);
         self.crash();
     }
+}
+
+/// Blank fault devices on the tiny profile: 8 MiB of metadata and `hdds` data devices of
+/// 24 MiB.
+pub fn fault_media(hdds: usize) -> Rig {
+    Rig::blank(tiny_profile(hdds).derive(), 8 << 20, 24 << 20, hdds)
+}
+
+/// Object sizes around the tiny profile's inline threshold (4 KiB) and chunk size (64 KiB).
+pub const TINY_SIZES: [usize; 7] = [0, 3_000, 5_000, 65_536, 65_537, 300_000, 1_000_003];
+
+/// The whole object, read through the engine.
+pub fn read_object(store: &hoard::Store, bucket: &str, key: &str) -> hoard::Result<Vec<u8>> {
+    let mut reader = store.get_object(bucket, key, None)?;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut out).map_err(hoard::Error::Body)?;
+    Ok(out)
 }
 
 /// A profile of tiny devices with `hdds` data devices (64 KiB chunks, 1 MiB segments).

@@ -757,7 +757,7 @@ impl Profile {
             "rebuild_paced_bytes_per_s",
             format!("{} MB/s", paced / 1_000_000),
             format!(
-                "a quarter of the pool's streaming bandwidth ({} HDDs x {} MB/s) while clients are active, so their requests keep three quarters; unpaced when no request came for 200 ms. Every survivor reads and writes its share, so one full {} drive is re-protected in ~{:.1} h paced, ~{:.1} h idle (read 8 shards + write 1 per lost shard)",
+                "a quarter of the pool's streaming bandwidth ({} HDDs x {} MB/s) while clients are active, so their requests keep three quarters; unpaced when no request came for 200 ms. Every survivor reads and writes its share, so one full {} drive is re-protected in ~{:.1} h paced, ~{:.1} h idle if repair I/O reaches 80% of streaming (read 8 shards + write 1 per lost shard; the closing notes give measured efficiency)",
                 hdd.count,
                 hdd.seq_mb_s,
                 fmt_bytes(hdd.size_bytes),
