@@ -5,7 +5,7 @@
 
 use hoard::{Error, Protection, PutOptions};
 
-use crate::support::pattern;
+use crate::support::{pattern, Rig};
 
 use crate::support::{fault_media as media, read_object as read, TINY_SIZES as SIZES};
 
@@ -291,4 +291,110 @@ fn a_drive_failing_reads_at_run_time_is_failed_and_left_out() {
         assert_eq!(read(&store, "coded", &format!("new{i}")).unwrap(), data);
     }
     assert_eq!(media.controls[2].writes(), writes_before);
+}
+
+/// Failure groups: with 6 HDDs in 3 groups of 2, no stripe puts more than M shards (N - 1
+/// copies) in one group, so losing a whole group (two drives at once) loses nothing; a
+/// protection the groups cannot hold is refused naming the limit.
+#[test]
+fn losing_a_whole_failure_group_loses_nothing() {
+    let profile = crate::support::tiny_profile_with(
+        6,
+        "[[pool]]\nname = \"default\"\nhdd_slots = [0, 1, 2, 3, 4, 5]\nprotection = \"ec:4+2\"\nfailure_groups = [[0, 1], [2, 3], [4, 5]]",
+    );
+    let mut media = Rig::blank(profile.derive(), 8 << 20, 24 << 20, 6);
+    let store = media.open(true).unwrap();
+    let err = store
+        .create_bucket_with(
+            "wide",
+            "o",
+            Some(Protection::ErasureCoded { data: 3, parity: 1 }),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument(m) if m.contains("failure group") && m.contains("only 3 of its 4")),
+        "{err}"
+    );
+    let buckets = [
+        ("ec42", Protection::ErasureCoded { data: 4, parity: 2 }),
+        ("ec21", Protection::ErasureCoded { data: 2, parity: 1 }),
+        ("two", Protection::Replicas(2)),
+    ];
+    let objects: Vec<(String, Vec<u8>)> = (0..14)
+        .map(|i| {
+            (
+                format!("k{i}"),
+                pattern(40 + i as u64, SIZES[i % SIZES.len()] + 70_000),
+            )
+        })
+        .collect();
+    for (bucket, protection) in buckets {
+        store
+            .create_bucket_with(bucket, "o", Some(protection))
+            .unwrap();
+        for (key, data) in &objects {
+            store
+                .put_object(bucket, key, &mut &data[..], PutOptions::default())
+                .unwrap();
+        }
+    }
+    media.close(store);
+    for group in [[0, 1], [2, 3], [4, 5]] {
+        let store = media.open_without(false, &group).unwrap();
+        for (bucket, _) in buckets {
+            for (key, data) in &objects {
+                assert_eq!(
+                    &read(&store, bucket, key).unwrap(),
+                    data,
+                    "{bucket}/{key} without group {group:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A drive whose reads are slower than the profile's drive timeout is failed like one whose
+/// reads error: objects keep reading (the slow reads still return their bytes), and the drive
+/// takes no new chunks.
+#[test]
+fn a_drive_slower_than_the_timeout_is_failed() {
+    let mut media = media(4);
+    media.config.drive_timeout_ms = 50;
+    let store = media.open(true).unwrap();
+    store
+        .create_bucket_with(
+            "coded",
+            "o",
+            Some(Protection::ErasureCoded { data: 2, parity: 1 }),
+        )
+        .unwrap();
+    let objects: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|i| (format!("k{i}"), pattern(60 + i as u64, 300_000)))
+        .collect();
+    for (key, data) in &objects {
+        store
+            .put_object("coded", key, &mut &data[..], PutOptions::default())
+            .unwrap();
+    }
+    media.controls[3].slow_reads(Some(std::time::Duration::from_millis(80)));
+    for (key, data) in &objects {
+        assert_eq!(&read(&store, "coded", key).unwrap(), data, "{key}");
+    }
+    let failed = store.failed_data_slots();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, 2);
+    let writes = media.controls[3].writes();
+    store
+        .put_object(
+            "coded",
+            "after",
+            &mut &pattern(9, 300_000)[..],
+            PutOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        media.controls[3].writes(),
+        writes,
+        "a failed drive takes no new chunks"
+    );
 }

@@ -385,6 +385,11 @@ pub fn read_object(store: &hoard::Store, bucket: &str, key: &str) -> hoard::Resu
 
 /// A profile of tiny devices with `hdds` data devices (64 KiB chunks, 1 MiB segments).
 pub fn tiny_profile(hdds: usize) -> hoard::Profile {
+    tiny_profile_with(hdds, "")
+}
+
+/// [`tiny_profile`] with `extra` TOML appended (a `[[pool]]`, say).
+pub fn tiny_profile_with(hdds: usize, extra: &str) -> hoard::Profile {
     let files: Vec<String> = (0..hdds).map(|i| format!("\"hdd{i}.img\"")).collect();
     hoard::Profile::parse(&format!(
         r#"
@@ -410,6 +415,7 @@ hdd = [{}]
 chunk_size_bytes = 65536
 segment_size_bytes = 1048576
 wal_size_bytes = 262144
+{extra}
 "#,
         files.join(", ")
     ))

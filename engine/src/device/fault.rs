@@ -20,6 +20,8 @@ struct State {
     unsynced: Vec<(u64, Vec<u8>)>,
     fail_writes: bool,
     fail_reads: bool,
+    /// Added to every read (a slow or hanging drive).
+    read_delay: Option<std::time::Duration>,
     writes_until_power_cut: Option<u64>,
     power_cut: bool,
     tear_last_unsynced: bool,
@@ -109,10 +111,20 @@ impl Backend for FaultBackend {
                     buf.copy_from_slice(&st.volatile[o..o + len]);
                     Ok(())
                 };
-                IoDone {
+                let done = IoDone {
                     buf: Some(buf),
                     result,
+                };
+                if let Some(delay) = st.read_delay {
+                    // A slow drive: the read completes `delay` later, the submitter free meanwhile.
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(delay);
+                        let _ = tx.send(done);
+                    });
+                    return IoTicket::pending(rx);
                 }
+                done
             }
             IoRequest::Write {
                 offset,
@@ -152,6 +164,12 @@ impl FaultControl {
     /// Makes every read fail with EIO (or stop failing).
     pub fn fail_reads(&self, fail: bool) {
         self.state.lock().fail_reads = fail;
+    }
+
+    /// Makes every read take `delay` more before it completes (a drive retrying or hanging);
+    /// `None` stops it.
+    pub fn slow_reads(&self, delay: Option<std::time::Duration>) {
+        self.state.lock().read_delay = delay;
     }
 
     /// Cuts the power after `writes` more successful writes: the next one and everything after

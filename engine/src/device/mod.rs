@@ -159,16 +159,25 @@ impl PendingIo<'_> {
 pub struct PendingRead {
     device: String,
     ticket: IoTicket,
+    submitted: std::time::Instant,
 }
 
 impl PendingRead {
     /// Waits for completion; returns the filled buffer.
     pub fn wait(self) -> Result<AlignedBuf> {
+        self.wait_timed().0
+    }
+
+    /// Waits for completion; returns the filled buffer and how long the read took from its
+    /// submission.
+    pub fn wait_timed(self) -> (Result<AlignedBuf>, std::time::Duration) {
         let done = self.ticket.wait();
-        match done.result {
+        let took = self.submitted.elapsed();
+        let result = match done.result {
             Ok(()) => Ok(done.buf.expect("read completion carries its buffer")),
             Err(e) => Err(Error::io(&self.device, e)),
-        }
+        };
+        (result, took)
     }
 }
 
@@ -293,10 +302,12 @@ impl Device {
     /// borrow the device, so a stream can keep reads in flight (read-ahead).
     pub fn submit_read(&self, buf: AlignedBuf, offset: u64) -> Result<PendingRead> {
         self.check(offset, buf.len())?;
+        let submitted = std::time::Instant::now();
         let ticket = self.backend.submit(IoRequest::Read { offset, buf });
         Ok(PendingRead {
             device: self.name.clone(),
             ticket,
+            submitted,
         })
     }
 

@@ -135,6 +135,12 @@ impl Protection {
             Protection::ErasureCoded { parity, .. } => parity,
         }
     }
+
+    /// Pieces of one chunk that may share a failure group: as many as a stripe survives
+    /// losing (at least 1), so losing a whole group loses no chunk.
+    pub fn max_per_failure_group(&self) -> u32 {
+        self.tolerates().max(1)
+    }
 }
 
 impl std::str::FromStr for Protection {
@@ -185,6 +191,11 @@ pub struct PoolSpec {
     /// Default protection of buckets in this pool (`replicas:N` or `ec:K+M`).
     #[serde(default = "default_protection")]
     pub protection: String,
+    /// Failure groups: sets of HDD slots that can fail together (a backplane, an expander, a
+    /// drawer). A stripe puts at most M shards (`ec:K+M`) or N - 1 copies (`replicas:N`) in
+    /// one group. Empty: every slot is its own group.
+    #[serde(default)]
+    pub failure_groups: Vec<Vec<u32>>,
 }
 
 fn default_protection() -> String {
@@ -278,6 +289,11 @@ pub struct EngineConfig {
     pub index_memory_bytes: u64,
     /// Failed reads after which a data drive is failed at run time (it leaves placement).
     pub drive_read_errors_to_fail: u32,
+    /// A data drive read slower than this (ms, from submission) counts as a failed read.
+    pub drive_timeout_ms: u64,
+    /// The failure group of each data slot (the pools' `failure_groups`; a slot in none is
+    /// its own group). Group IDs are unique across pools.
+    pub failure_groups: crate::placement::FailureGroups,
     /// Protection of a bucket created without choosing one (the first pool's, as built).
     pub default_protection: Protection,
     /// An erasure-coded bucket's object smaller than this (and than a chunk) is stored as
@@ -413,6 +429,34 @@ impl Profile {
             let protection = pool
                 .protection()
                 .map_err(|e| Error::Config(format!("pool {}: {e}", pool.name)))?;
+            if !pool.failure_groups.is_empty() {
+                let mut grouped: Vec<u32> = pool.failure_groups.concat();
+                grouped.sort_unstable();
+                let mut slots = pool.hdd_slots.clone();
+                slots.sort_unstable();
+                if grouped != slots {
+                    return bad(format!(
+                        "pool {}: failure_groups must hold each of its hdd_slots exactly once",
+                        pool.name
+                    ));
+                }
+                let groups = crate::placement::FailureGroups {
+                    group_of: pool_group_of(pool, self.hdd.count),
+                };
+                let usable: Vec<bool> = (0..self.hdd.count)
+                    .map(|s| pool.hdd_slots.contains(&s))
+                    .collect();
+                let fits = groups.capacity(&usable, protection.max_per_failure_group());
+                if fits < protection.width() {
+                    return bad(format!(
+                        "pool {}: {protection} puts at most {} pieces in one failure group, so its {} groups hold only {fits} of a stripe's {}",
+                        pool.name,
+                        protection.max_per_failure_group(),
+                        pool.failure_groups.len(),
+                        protection.width()
+                    ));
+                }
+            }
             if protection.width() > pool.hdd_slots.len() as u32 {
                 return bad(format!(
                     "pool {}: {protection} spans {} HDDs but the pool has {}",
@@ -613,6 +657,7 @@ impl Profile {
                 name: "default".into(),
                 hdd_slots: (0..hdd.count).collect(),
                 protection: default_protection(),
+                failure_groups: Vec::new(),
             }]
         } else {
             self.pool.clone()
@@ -623,7 +668,42 @@ impl Profile {
             read_errors_to_fail.to_string(),
             "reads failing with an I/O error (after the drive's own retries) before a data drive is failed at run time: it takes no new chunks at once and its chunks are served from other copies or parity; one error may be a bad sector, three in a row of a drive's life mean it is going".into(),
         );
+        // A read waits behind at most a full queue of chunk reads, each an access plus a
+        // transfer; four times that (at least 5 s) and the drive is not merely busy.
+        let queue_ms = data_qd as f64 * (access_time_s + chunk as f64 / seq_bytes_s) * 1e3;
+        let drive_timeout_ms = ((queue_ms * 4.0) as u64).max(5_000);
+        explain(
+            "drive_timeout_ms",
+            format!("{:.1} s", drive_timeout_ms as f64 / 1e3),
+            format!(
+                "queue depth {data_qd} x (access {:.2} ms + chunk transfer {:.1} ms) x 4 = {:.0} ms, at least 5 s: a data drive read slower than this counts as a failed read (drive_read_errors_to_fail of them fail the drive), so a drive that hangs or retries for seconds is treated like one that errors",
+                access_time_s * 1e3,
+                chunk as f64 / seq_bytes_s * 1e3,
+                queue_ms * 4.0
+            ),
+        );
         let mut default_protection = Protection::Replicas(1);
+        // Slots of no pool, and pools without groups: every slot its own group.
+        let mut failure_groups = crate::placement::FailureGroups::singletons(hdd.count as usize);
+        for pool in &pools {
+            for (slot, group) in pool_group_of(pool, hdd.count).into_iter().enumerate() {
+                if pool.hdd_slots.contains(&(slot as u32)) {
+                    failure_groups.group_of[slot] = group;
+                }
+            }
+            if !pool.failure_groups.is_empty() {
+                let sizes: Vec<String> = pool
+                    .failure_groups
+                    .iter()
+                    .map(|g| g.len().to_string())
+                    .collect();
+                explain(
+                    &format!("pool {} failure groups", pool.name),
+                    format!("{} groups of {} HDDs", pool.failure_groups.len(), sizes.join("/")),
+                    "bays that can fail together (set in the profile): a stripe puts at most M shards (N - 1 copies) in one group, so losing a whole group loses no object".into(),
+                );
+            }
+        }
         for (i, pool) in pools.iter().enumerate() {
             let protection = pool.protection().unwrap_or(Protection::Replicas(1));
             if i == 0 {
@@ -843,6 +923,8 @@ impl Profile {
             writer_threads: writers,
             default_protection,
             drive_read_errors_to_fail: read_errors_to_fail,
+            drive_timeout_ms,
+            failure_groups,
             replicate_below_bytes: replicate_below,
             repair_batch_bytes: repair_batch,
             rebuild_paced_bytes_per_s: paced,
@@ -855,6 +937,22 @@ impl Profile {
             explanations: why,
         }
     }
+}
+
+/// The failure group of each of `hdd_count` slots by `pool`'s `failure_groups`: group IDs are
+/// `hdd_count + pool's first slot x 64 + group index`, unique across pools and apart from the
+/// singleton IDs (the slot numbers); a slot outside the pool's groups is its own group.
+fn pool_group_of(pool: &PoolSpec, hdd_count: u32) -> Vec<u32> {
+    let mut group_of: Vec<u32> = (0..hdd_count).collect();
+    let base = hdd_count + pool.hdd_slots.iter().min().copied().unwrap_or(0) * 64;
+    for (g, slots) in pool.failure_groups.iter().enumerate() {
+        for &slot in slots {
+            if let Some(s) = group_of.get_mut(slot as usize) {
+                *s = base + g as u32;
+            }
+        }
+    }
+    group_of
 }
 
 fn prev_pow2(n: u64) -> u64 {

@@ -315,13 +315,24 @@ impl Store {
         self.commit(batch)
     }
 
-    /// Whether this pool can store chunks with `protection`.
+    /// Whether this pool can store chunks with `protection`: enough distinct HDDs, and
+    /// enough failure groups at `max_per_failure_group` pieces each.
     fn check_protection(&self, protection: Protection) -> Result<()> {
         let hdds = self.inner.data.len() as u32;
         let width = protection.width();
         if width > hdds {
             return Err(Error::InvalidArgument(format!(
                 "{protection} needs {width} distinct HDDs but the pool has {hdds}"
+            )));
+        }
+        let fits = self.inner.config.failure_groups.capacity(
+            &vec![true; hdds as usize],
+            protection.max_per_failure_group(),
+        );
+        if width > fits {
+            return Err(Error::InvalidArgument(format!(
+                "{protection} puts at most {} pieces of a stripe in one failure group, and the pool's failure groups hold only {fits} of its {width}",
+                protection.max_per_failure_group()
             )));
         }
         Ok(())
@@ -403,22 +414,50 @@ impl Store {
             .collect()
     }
 
-    /// Counts a failed read on data slot `slot`; at the profile's threshold the drive is
-    /// failed: it leaves placement at once, and the log names it.
-    pub(crate) fn note_read_error(&self, slot: u32) {
+    /// Waits for a read of data slot `slot`. A read that fails, or takes longer than the
+    /// profile's `drive_timeout_ms`, counts against the drive: at `drive_read_errors_to_fail`
+    /// the drive is failed (it leaves placement at once, and the log names it). A slow read's
+    /// bytes are still returned.
+    ///
+    /// Errors: the read's I/O error.
+    pub(crate) fn wait_read(
+        &self,
+        slot: u32,
+        io: crate::device::PendingRead,
+    ) -> Result<crate::device::AlignedBuf> {
+        let (result, took) = io.wait_timed();
+        let timeout_ms = self.inner.config.drive_timeout_ms;
+        match &result {
+            Err(e) => self.note_read_error(slot, &e.to_string()),
+            Ok(_) if took.as_millis() as u64 > timeout_ms => self.note_read_error(
+                slot,
+                &format!(
+                    "a read took {} ms, over the {timeout_ms} ms drive timeout",
+                    took.as_millis()
+                ),
+            ),
+            Ok(_) => {}
+        }
+        result
+    }
+
+    /// Counts a failed (or timed-out) read on data slot `slot`, saying `why` in the log; at
+    /// the profile's threshold the drive is failed.
+    fn note_read_error(&self, slot: u32, why: &str) {
         let Some(dev) = self.data_device(slot) else {
             return;
         };
         let device = dev.device();
         let errors = device.note_read_error();
+        tracing::warn!(slot, device = %device.name(), errors, "read error on data drive hdd{slot}: {why}");
         if errors == self.inner.config.drive_read_errors_to_fail {
             tracing::error!(
                 slot,
                 device = %device.name(),
                 errors,
-                "data drive hdd{slot} failed: {errors} reads failed; it takes no new chunks, and its chunks are read from other copies or reconstructed from parity"
+                "data drive hdd{slot} failed: {errors} reads failed or timed out; it takes no new chunks, and its chunks are read from other copies or reconstructed from parity (rebuild re-protects them)"
             );
-            device.fail(&format!("{errors} reads failed"));
+            device.fail(&format!("{errors} reads failed or timed out"));
         }
     }
 

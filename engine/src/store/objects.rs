@@ -270,7 +270,8 @@ impl ChunkWriter {
             },
             n,
         );
-        let places = store.reserve_copies(self.object_id, index, pbuf.len() as u64, copies)?;
+        let places =
+            store.reserve_copies(self.object_id, index, pbuf.len() as u64, self.protection)?;
         debug_assert_eq!(places.len(), copies as usize);
         // Extra copies are written from buffers of their own; the first from the pool's.
         let mut locations = Vec::with_capacity(places.len());
@@ -355,7 +356,7 @@ impl ChunkWriter {
         debug_assert_eq!(shards.len(), k + m);
         let needle_len = needle_bytes(shard_len);
         let places =
-            store.reserve_copies(self.object_id, index, needle_len as u64, (k + m) as u32)?;
+            store.reserve_copies(self.object_id, index, needle_len as u64, self.protection)?;
         let mut locations = Vec::with_capacity(k + m);
         for (s, (&(slot, offset), shard)) in places.iter().zip(&shards).enumerate() {
             let mut needle = AlignedBuf::new(needle_len);
@@ -535,7 +536,8 @@ impl ObjectWriter {
 
 impl Store {
     /// Picks `copies` distinct devices for a chunk and reserves room on each, skipping
-    /// missing, failed and full devices; returns (slot, offset) per copy.
+    /// missing, failed and full devices, and never putting more than `protection` allows in
+    /// one failure group; returns (slot, offset) per copy.
     ///
     /// Errors: [`Error::NoSpace`] when fewer than `copies` devices can take it.
     fn reserve_copies(
@@ -543,8 +545,9 @@ impl Store {
         object_id: u128,
         index: u32,
         bytes: u64,
-        copies: u32,
+        protection: Protection,
     ) -> Result<Vec<(u32, u64)>> {
+        let copies = protection.width();
         let usable: Vec<bool> = self
             .inner
             .data
@@ -552,12 +555,19 @@ impl Store {
             .map(|d| d.as_ref().is_some_and(|d| !d.device().is_poisoned()))
             .collect();
         let mut places = Vec::with_capacity(copies as usize);
-        let mut placer = StripePlacer::new(object_id, index, usable);
+        let mut placer = StripePlacer::new(
+            object_id,
+            index,
+            usable,
+            &self.inner.config.failure_groups,
+            protection.max_per_failure_group(),
+        );
         while places.len() < copies as usize {
             let Some(slot) = placer.next_slot() else {
                 return Err(Error::NoSpace {
                     detail: format!(
-                        "{copies} distinct data devices must take a chunk, and only {} of the pool's {} can",
+                        "{copies} distinct data devices ({} at most per failure group) must take a chunk, and only {} of the pool's {} can",
+                        protection.max_per_failure_group(),
                         places.len(),
                         self.inner.data.len()
                     ),
@@ -568,7 +578,7 @@ impl Store {
                 .expect("usable devices are present");
             match device.reserve(bytes, &self.inner.meta) {
                 Ok(offset) => places.push((slot, offset)),
-                Err(Error::NoSpace { .. }) => {}
+                Err(Error::NoSpace { .. }) => placer.skip(slot),
                 Err(e) => return Err(e),
             }
         }
@@ -990,10 +1000,7 @@ impl ObjectReader {
                 .expect("read from a present device")
                 .device()
                 .name();
-            let read = io.wait();
-            if read.is_err() {
-                self.store.note_read_error(loc.slot);
-            }
+            let read = self.store.wait_read(loc.slot, io);
             let checked = read.and_then(|buf| {
                 verify_needle(device, loc.offset, &buf, shard_id, shard_len).map(|()| buf)
             });
@@ -1123,10 +1130,7 @@ impl ObjectReader {
             };
             let read = dev
                 .submit_read(spare, other.offset, chunk.len as usize)
-                .and_then(|io| io.wait());
-            if read.is_err() {
-                self.store.note_read_error(other.slot);
-            }
+                .and_then(|io| self.store.wait_read(other.slot, io));
             match read {
                 Ok(buf) => match self.verify_copy(index, other, &buf) {
                     Ok(()) => {
@@ -1173,15 +1177,12 @@ impl ObjectReader {
                 return self.hold(index, pbuf, buf);
             }
         };
-        let first = match io.wait() {
+        let first = match self.store.wait_read(loc.slot, io) {
             Ok(buf) => match self.verify_copy(index, loc, &buf) {
                 Ok(()) => Ok(buf),
                 Err(why) => Err((why, Some(buf))),
             },
-            Err(e) => {
-                self.store.note_read_error(loc.slot);
-                Err((e.to_string(), None))
-            }
+            Err(e) => Err((e.to_string(), None)),
         };
         let buf = match first {
             Ok(buf) => buf,

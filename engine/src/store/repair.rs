@@ -885,7 +885,13 @@ impl Store {
                 needle[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + payload.len()]
                     .copy_from_slice(&payload);
                 seal_needle(&mut needle, id, payload.len());
-                match self.place_repair(&taken, needle.len() as u64, run.object_id ^ l as u128) {
+                let max_per_group = max_per_failure_group(run.data_shards, chunk.locations.len());
+                match self.place_repair(
+                    &taken,
+                    needle.len() as u64,
+                    run.object_id ^ l as u128,
+                    max_per_group,
+                ) {
                     Ok((slot, offset)) => {
                         taken.push(slot);
                         placed.push((l, Location { slot, offset }, needle));
@@ -1017,10 +1023,7 @@ impl Store {
                 job.bad[l] = true;
                 continue;
             };
-            let read = io.wait();
-            if read.is_err() {
-                self.note_read_error(loc.slot);
-            }
+            let read = self.wait_read(loc.slot, io);
             counters.bytes_read += needle_bytes(len) as u64;
             let dev_name = self
                 .data_device(loc.slot)
@@ -1041,14 +1044,29 @@ impl Store {
     }
 
     /// A drive for a repaired copy or shard: present, not failed, holding no other location
-    /// of its chunk (`taken`), with the most free segments (ties spread by `salt`); room for
-    /// `bytes` is reserved on it. Returns (slot, offset).
+    /// of its chunk (`taken`), in a failure group holding fewer than `max_per_group` of them,
+    /// with the most free segments (ties spread by `salt`); room for `bytes` is reserved on
+    /// it. Returns (slot, offset).
     ///
     /// Errors: [`Error::NoSpace`] when no such drive has room.
-    fn place_repair(&self, taken: &[u32], bytes: u64, salt: u128) -> Result<(u32, u64)> {
+    fn place_repair(
+        &self,
+        taken: &[u32],
+        bytes: u64,
+        salt: u128,
+        max_per_group: u32,
+    ) -> Result<(u32, u64)> {
         let n = self.inner.data.len() as u32;
+        let groups = &self.inner.config.failure_groups;
+        let in_group = |g: u32| {
+            taken
+                .iter()
+                .filter(|&&t| groups.group_of[t as usize] == g)
+                .count() as u32
+        };
         let mut candidates: Vec<(u32, u32)> = (0..n)
             .filter(|s| !taken.contains(s))
+            .filter(|&s| in_group(groups.group_of[s as usize]) < max_per_group)
             .filter_map(|s| {
                 let d = self.data_device(s)?;
                 (!d.device().is_poisoned()).then(|| (d.free_segments(), s))
@@ -1066,7 +1084,7 @@ impl Store {
         }
         Err(Error::NoSpace {
             detail: format!(
-                "no data drive outside slots {taken:?} has room for a repaired copy or shard"
+                "no data drive outside slots {taken:?} (at most {max_per_group} per failure group) has room for a repaired copy or shard"
             ),
         })
     }
@@ -1273,6 +1291,16 @@ fn needle_id(run: &ChunkRun, c: usize, l: usize) -> ChunkId {
             index
         },
     }
+}
+
+/// Pieces of a chunk of `locations` copies (`data_shards` 0) or shards that may share a failure
+/// group (as [`crate::Protection::max_per_failure_group`]).
+fn max_per_failure_group(data_shards: u8, locations: usize) -> u32 {
+    let tolerates = match data_shards {
+        0 => locations.saturating_sub(1),
+        k => locations - k as usize,
+    };
+    (tolerates as u32).max(1)
 }
 
 /// Copies (replicas) or shards (K) a chunk needs to be rebuilt from.
