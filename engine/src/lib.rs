@@ -27,8 +27,9 @@ pub mod store;
 pub use error::{Error, Result};
 pub use profile::{EngineConfig, Profile, Protection};
 pub use store::{
-    BucketInfo, ByteRange, ChecksumCell, ChecksumCombiner, CompletedPart, ListPage, ListQuery,
-    MemoryUse, ObjectInfo, ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter,
-    PartsPage, PassKind, PassStatus, PutOptions, RepairCounters, RepairStatus, Store, StoreDevices,
-    StoreOptions, UploadInfo, UploadOptions, UploadsPage,
+    BucketInfo, ByteRange, ChecksumCell, ChecksumCombiner, CompletedPart, DataSlotStatus,
+    DriveState, ListPage, ListQuery, MemoryUse, ObjectInfo, ObjectReader, ObjectSummary,
+    ObjectWriter, PartInfo, PartWriter, PartsPage, PassKind, PassStatus, PutOptions,
+    RepairCounters, RepairStatus, Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions,
+    UploadsPage,
 };

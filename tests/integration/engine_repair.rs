@@ -294,3 +294,47 @@ fn overwrites_during_a_rebuild_win() {
     assert_eq!(store.count_lost_locations().unwrap(), 0);
     check_all(&store, &expect, "after racing overwrites");
 }
+
+#[test]
+fn a_failed_drive_is_replaced_while_the_store_runs() {
+    use hoard::device::{fault::FaultBackend, Device};
+    use hoard::DriveState;
+    let protection = Protection::ErasureCoded { data: 2, parity: 1 };
+    let mut media = media(4);
+    let store = media.open(true).unwrap();
+    let objects = fill(&store, protection);
+
+    // Slot 1's drive dies while serving: its reads and writes fail, reads fail it over.
+    media.controls[2].fail_reads(true);
+    media.controls[2].fail_writes(true);
+    check_all(&store, &objects, "slot 1 dying");
+    let slots = store.data_slots();
+    assert_eq!(slots[1].state, DriveState::Failed, "{slots:?}");
+
+    // A blank drive is adopted into the slot while the store runs; a non-blank one and a
+    // healthy slot are refused.
+    let size = media.images[2].len() as u64;
+    let (backend, control) = FaultBackend::new(size);
+    let blank = std::sync::Arc::new(Device::with_backend("replacement", size, Box::new(backend)));
+    let err = store.adopt_data_drive(0, blank.clone()).unwrap_err();
+    assert!(err.to_string().contains("healthy"), "{err}");
+    store.adopt_data_drive(1, blank.clone()).unwrap();
+    let err = store.adopt_data_drive(1, blank).unwrap_err();
+    assert!(err.to_string().contains("healthy"), "{err}");
+    assert_eq!(store.data_slots()[1].state, DriveState::Rebuilding);
+    assert!(store.rebuild_pending());
+    check_all(&store, &objects, "replacement adopted, not yet rebuilt");
+    let pass = store.rebuild().unwrap();
+    assert!(pass.counters.shards_repaired > 0);
+    assert_eq!(store.count_lost_locations().unwrap(), 0);
+    assert_eq!(store.data_slots()[1].state, DriveState::Healthy);
+    assert!(control.writes() > 0, "the replacement takes rebuilt shards");
+    store.close().unwrap();
+    drop(store);
+    media.crash();
+    media.images[2] = control.durable_image();
+
+    // The replacement keeps its slot across a restart, and slot 0 may now be lost.
+    let store = media.open_without(false, &[0]).unwrap();
+    check_all(&store, &objects, "replaced at run time, then slot 0 lost");
+}

@@ -7,6 +7,7 @@
 //! because its one metadata record is committed after all its chunks are durable (2); every
 //! chunk read is verified (3); bad input gets a typed error and changes nothing (9).
 
+mod drives;
 mod list;
 mod multipart;
 mod objects;
@@ -25,6 +26,7 @@ use crate::meta::{Batch, MetaStore, Scan};
 use crate::profile::{EngineConfig, Protection};
 use crate::segment::{DataDevice, HeadState, SegmentClaims};
 
+pub use drives::{DataSlotStatus, DriveState};
 pub use list::{ListPage, ListQuery, ObjectSummary};
 pub use multipart::{
     ChecksumCombiner, CompletedPart, PartInfo, PartWriter, PartsPage, UploadInfo, UploadOptions,
@@ -77,7 +79,9 @@ struct Inner {
     config: EngineConfig,
     store_uuid: [u8; 16],
     meta: MetaStore,
-    data: Vec<Option<DataDevice>>,
+    /// The data devices by slot; `None` for a missing drive. A slot's device changes only when
+    /// a blank drive is adopted into it ([`Store::adopt_data_drive`]).
+    data: Vec<RwLock<Option<Arc<DataDevice>>>>,
     buffers: BufferPool,
     /// Held shared by object and upload writes, exclusively by bucket create/delete, so a bucket
     /// cannot be deleted between a put's bucket check and its commit.
@@ -89,6 +93,8 @@ struct Inner {
     epoch_failures: Mutex<u64>,
     /// Rebuild and scrub ([`repair`]).
     repair: repair::RepairState,
+    /// Serialises drive adoptions ([`Store::adopt_data_drive`]).
+    adopt: Mutex<()>,
 }
 
 impl SegmentClaims for MetaStore {
@@ -185,13 +191,6 @@ impl Store {
         self.inner.meta.stats()
     }
 
-    /// Data device slots that were missing when the store opened (a degraded store).
-    pub fn missing_data_slots(&self) -> Vec<u32> {
-        (0..self.inner.data.len() as u32)
-            .filter(|&slot| self.inner.data[slot as usize].is_none())
-            .collect()
-    }
-
     /// Commits a metadata batch. If a metadata SSD has failed since the metadata epoch was last
     /// advanced, advances it (`engine/FORMAT.md`, "Mirrored metadata SSDs") before returning, so
     /// the failed SSD, now behind, is never opened alone later.
@@ -203,13 +202,9 @@ impl Store {
         if failures != *self.inner.epoch_failures.lock() {
             let mut seen = self.inner.epoch_failures.lock();
             if failures != *seen {
-                let data: Vec<&crate::device::Device> = self
-                    .inner
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|d| d.device())
-                    .collect();
+                let present = self.present_data_devices();
+                let data: Vec<&crate::device::Device> =
+                    present.iter().map(|d| d.device()).collect();
                 match open::advance_meta_epoch_now(&self.inner.meta, &data, &self.inner.store_uuid)
                 {
                     Ok(epoch) => {
@@ -265,7 +260,7 @@ impl Store {
             return Ok(());
         }
         let mut batch = Batch::new();
-        for device in self.inner.data.iter().flatten() {
+        for device in self.present_data_devices() {
             batch.put(
                 schema::segment_claim_key(device.slot()),
                 device.seal().encode(),
@@ -400,86 +395,6 @@ impl Store {
             Some(e) => Err(e),
             None => Ok(out),
         }
-    }
-
-    /// Data slots whose drive failed while serving (a failed write or sync, or
-    /// `drive_read_errors_to_fail` failed reads): (slot, device). Such a drive takes no new
-    /// chunks; its chunks are read from other copies or reconstructed from parity.
-    pub fn failed_data_slots(&self) -> Vec<(u32, String)> {
-        (0..self.inner.data.len() as u32)
-            .filter_map(|slot| {
-                let dev = self.data_device(slot)?.device();
-                dev.is_poisoned().then(|| (slot, dev.name().to_string()))
-            })
-            .collect()
-    }
-
-    /// Waits for a read of data slot `slot`. A read that fails, or takes longer than the
-    /// profile's `drive_timeout_ms`, counts against the drive: at `drive_read_errors_to_fail`
-    /// the drive is failed (it leaves placement at once, and the log names it). A slow read's
-    /// bytes are still returned.
-    ///
-    /// Errors: the read's I/O error.
-    pub(crate) fn wait_read(
-        &self,
-        slot: u32,
-        io: crate::device::PendingRead,
-    ) -> Result<crate::device::AlignedBuf> {
-        let (result, took) = io.wait_timed();
-        let timeout_ms = self.inner.config.drive_timeout_ms;
-        match &result {
-            Err(e) => self.note_read_error(slot, &e.to_string()),
-            Ok(_) if took.as_millis() as u64 > timeout_ms => self.note_read_error(
-                slot,
-                &format!(
-                    "a read took {} ms, over the {timeout_ms} ms drive timeout",
-                    took.as_millis()
-                ),
-            ),
-            Ok(_) => {}
-        }
-        result
-    }
-
-    /// Counts a failed (or timed-out) read on data slot `slot`, saying `why` in the log; at
-    /// the profile's threshold the drive is failed.
-    fn note_read_error(&self, slot: u32, why: &str) {
-        let Some(dev) = self.data_device(slot) else {
-            return;
-        };
-        let device = dev.device();
-        let errors = device.note_read_error();
-        tracing::warn!(slot, device = %device.name(), errors, "read error on data drive hdd{slot}: {why}");
-        if errors == self.inner.config.drive_read_errors_to_fail {
-            tracing::error!(
-                slot,
-                device = %device.name(),
-                errors,
-                "data drive hdd{slot} failed: {errors} reads failed or timed out; it takes no new chunks, and its chunks are read from other copies or reconstructed from parity (rebuild re-protects them)"
-            );
-            device.fail(&format!("{errors} reads failed or timed out"));
-        }
-    }
-
-    /// The data device in `slot`, if it is present.
-    pub(crate) fn data_device(&self, slot: u32) -> Option<&DataDevice> {
-        self.inner.data.get(slot as usize).and_then(Option::as_ref)
-    }
-
-    /// The data device to read `loc` from: present, not failed by read errors (reads go
-    /// straight to the other copies or to parity rather than wait on a dying drive), and
-    /// holding the location (not below the slot's rebuild boundary: a replacement drive does
-    /// not hold what its predecessor did).
-    pub(crate) fn readable_location(&self, loc: schema::Location) -> Option<&DataDevice> {
-        self.data_device(loc.slot)
-            .filter(|d| d.device().read_errors() < self.inner.config.drive_read_errors_to_fail)
-            .filter(|_| self.location_present(loc))
-    }
-
-    /// Whether `loc` is on a drive that is present and holds it (see
-    /// [`Store::readable_location`]).
-    pub(crate) fn location_present(&self, loc: schema::Location) -> bool {
-        self.data_device(loc.slot).is_some() && loc.offset >= self.rebuild_boundary(loc.slot)
     }
 
     fn bucket(&self, name: &str) -> Result<BucketRecord> {

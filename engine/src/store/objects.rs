@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use md5::{Digest, Md5};
 
@@ -19,7 +20,9 @@ use crate::error::{Error, Result};
 use crate::meta::{Batch, Snapshot};
 use crate::placement::StripePlacer;
 use crate::profile::Protection;
-use crate::segment::{needle_bytes, seal_needle, verify_needle, ChunkId, NEEDLE_HEADER_BYTES};
+use crate::segment::{
+    needle_bytes, seal_needle, verify_needle, ChunkId, DataDevice, NEEDLE_HEADER_BYTES,
+};
 
 /// Options of a put.
 #[derive(Clone, Debug, Default)]
@@ -161,9 +164,9 @@ pub(super) struct ChunkWriter {
     size: u64,
     /// The chunk being filled: its buffer and the data bytes in it.
     current: Option<(PooledBuf, usize)>,
-    /// Writes in flight: the pool buffer (the first copy's; extra copies own theirs), data
-    /// device slot, ticket.
-    pending: VecDeque<(Option<PooledBuf>, u32, IoTicket)>,
+    /// Writes in flight: the pool buffer (the first copy's; extra copies own theirs), the data
+    /// device written, ticket.
+    pending: VecDeque<(Option<PooledBuf>, Arc<DataDevice>, IoTicket)>,
 }
 
 impl ChunkWriter {
@@ -188,7 +191,7 @@ impl ChunkWriter {
         if self.current.is_none() {
             let mut pbuf = store.inner.buffers.try_get();
             while pbuf.is_none() && !self.pending.is_empty() {
-                pbuf = self.complete_oldest(store)?;
+                pbuf = self.complete_oldest()?;
             }
             let mut pbuf = pbuf.unwrap_or_else(|| store.inner.buffers.get());
             pbuf.set_len(needle_bytes(store.inner.config.chunk_size_bytes as usize));
@@ -276,8 +279,8 @@ impl ChunkWriter {
         // Extra copies are written from buffers of their own; the first from the pool's.
         let mut locations = Vec::with_capacity(places.len());
         for (i, &(slot, offset)) in places.iter().enumerate().rev() {
-            let device = store.inner.data[slot as usize]
-                .as_ref()
+            let device = store
+                .data_device(slot)
                 .expect("placement picks present devices");
             let (buf, owner) = if i == 0 {
                 (pbuf.take(), None)
@@ -287,7 +290,7 @@ impl ChunkWriter {
                 (copy, None)
             };
             let ticket = device.submit_write(buf, offset)?.into_ticket();
-            self.pending.push_back((owner, slot, ticket));
+            self.pending.push_back((owner, device, ticket));
             locations.push(Location { slot, offset });
         }
         locations.reverse();
@@ -309,7 +312,7 @@ impl ChunkWriter {
         while self.pending.len()
             >= store.inner.config.chunks_in_flight_per_stream as usize * per_chunk
         {
-            drop(self.complete_oldest(store)?);
+            drop(self.complete_oldest()?);
         }
         Ok(())
     }
@@ -367,11 +370,11 @@ impl ChunkWriter {
                 index: schema::shard_index(index, s),
             };
             seal_needle(&mut needle, id, shard_len);
-            let device = store.inner.data[slot as usize]
-                .as_ref()
+            let device = store
+                .data_device(slot)
                 .expect("placement picks present devices");
             let ticket = device.submit_write(needle, offset)?.into_ticket();
-            self.pending.push_back((None, slot, ticket));
+            self.pending.push_back((None, device, ticket));
             locations.push(Location { slot, offset });
         }
         self.chunks.push(Chunk {
@@ -382,13 +385,9 @@ impl ChunkWriter {
     }
 
     /// Waits for the oldest write in flight; returns its pool buffer, if it has one.
-    fn complete_oldest(&mut self, store: &Store) -> Result<Option<PooledBuf>> {
-        let (pbuf, slot, ticket) = self.pending.pop_front().expect("a write in flight");
-        let device = store.inner.data[slot as usize]
-            .as_ref()
-            .expect("written devices stay present")
-            .device();
-        let buf = device.complete_write(ticket)?;
+    fn complete_oldest(&mut self) -> Result<Option<PooledBuf>> {
+        let (pbuf, device, ticket) = self.pending.pop_front().expect("a write in flight");
+        let buf = device.device().complete_write(ticket)?;
         Ok(pbuf.map(|mut p| {
             p.restore(buf);
             p
@@ -410,7 +409,7 @@ impl ChunkWriter {
         }
         self.submit(store)?;
         while !self.pending.is_empty() {
-            drop(self.complete_oldest(store)?);
+            drop(self.complete_oldest()?);
         }
         debug_assert_eq!(
             self.chunks.iter().map(|c| c.len as u64).sum::<u64>(),
@@ -548,11 +547,11 @@ impl Store {
         protection: Protection,
     ) -> Result<Vec<(u32, u64)>> {
         let copies = protection.width();
-        let usable: Vec<bool> = self
-            .inner
-            .data
-            .iter()
-            .map(|d| d.as_ref().is_some_and(|d| !d.device().is_poisoned()))
+        let usable: Vec<bool> = (0..self.inner.data.len() as u32)
+            .map(|s| {
+                self.data_device(s)
+                    .is_some_and(|d| !d.device().is_poisoned())
+            })
             .collect();
         let mut places = Vec::with_capacity(copies as usize);
         let mut placer = StripePlacer::new(
@@ -573,9 +572,7 @@ impl Store {
                     ),
                 });
             };
-            let device = self.inner.data[slot as usize]
-                .as_ref()
-                .expect("usable devices are present");
+            let device = self.data_device(slot).expect("usable devices are present");
             match device.reserve(bytes, &self.inner.meta) {
                 Ok(offset) => places.push((slot, offset)),
                 Err(Error::NoSpace { .. }) => placer.skip(slot),
@@ -995,14 +992,13 @@ impl ObjectReader {
                 object_id: id.object_id,
                 index: schema::shard_index(id.index, s),
             };
-            let device = self.store.inner.data[loc.slot as usize]
-                .as_ref()
-                .expect("read from a present device")
-                .device()
-                .name();
+            let device = self
+                .store
+                .data_device(loc.slot)
+                .map_or(String::new(), |d| d.device().name().to_string());
             let read = self.store.wait_read(loc.slot, io);
             let checked = read.and_then(|buf| {
-                verify_needle(device, loc.offset, &buf, shard_id, shard_len).map(|()| buf)
+                verify_needle(&device, loc.offset, &buf, shard_id, shard_len).map(|()| buf)
             });
             match checked {
                 Ok(buf) => {
@@ -1099,12 +1095,11 @@ impl ObjectReader {
         buf: &[u8],
     ) -> std::result::Result<(), String> {
         let (_, id, chunk, _) = &self.chunks[index];
-        let device = self.store.inner.data[loc.slot as usize]
-            .as_ref()
-            .expect("read from a present device")
-            .device()
-            .name();
-        verify_needle(device, loc.offset, buf, *id, chunk.len as usize).map_err(|e| e.to_string())
+        let device = self
+            .store
+            .data_device(loc.slot)
+            .map_or(String::new(), |d| d.device().name().to_string());
+        verify_needle(&device, loc.offset, buf, *id, chunk.len as usize).map_err(|e| e.to_string())
     }
 
     /// Chunk `index` from its other copies, after the copy at `failed` could not be read or

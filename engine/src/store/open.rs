@@ -261,42 +261,7 @@ impl Store {
                     }
                 }
                 Probe::Blank if format_blank => {
-                    let layout = DataLayout::new(dev.size_bytes(), config.segment_size_bytes);
-                    // A blank drive in a slot whose old drive held segments: a replacement.
-                    // Before its superblock is written, the slot's rebuild boundary is
-                    // committed: everything the old drive held lies below it and is rebuilt;
-                    // the new drive's appends start above it.
-                    let old = meta
-                        .get(&schema::segment_claim_key(slot))?
-                        .and_then(|v| HeadState::decode(&v))
-                        .unwrap_or_default();
-                    if old.next_unclaimed > 0 {
-                        let boundary = superblock::RESERVED_BYTES
-                            + old.next_unclaimed as u64 * layout.segment_size_bytes;
-                        let mut batch = Batch::new();
-                        batch.put(
-                            schema::rebuild_boundary_key(slot),
-                            boundary.to_le_bytes().to_vec(),
-                        );
-                        batch.put(
-                            schema::segment_claim_key(slot),
-                            HeadState { open: None, ..old }.encode(),
-                        );
-                        meta.commit(batch)?;
-                        tracing::warn!(device = %dev.name(), slot, boundary, "adopted a blank drive into data slot {slot}: what its predecessor held is rebuilt from redundancy");
-                    }
-                    new_superblock(
-                        &config,
-                        &dev,
-                        store_uuid,
-                        Role::Data,
-                        slot,
-                        layout.segment_size_bytes,
-                        layout.segment_count as u64,
-                    )
-                    .write(&dev)?;
-                    tracing::info!(device = %dev.name(), slot, segments = layout.segment_count, "formatted data device");
-                    layout
+                    format_data_device(&meta, &config, &store_uuid, slot, &dev)?.0
                 }
                 Probe::Blank => return Err(blank_refusal(&dev)),
             };
@@ -320,12 +285,14 @@ impl Store {
                 );
                 meta.commit(batch)?;
             }
-            data.push(Some(DataDevice::new(dev, slot, layout, head)));
+            data.push(Some(Arc::new(DataDevice::new(dev, slot, layout, head))));
         }
         if data.iter().all(Option::is_none) {
             return Err(Error::Config("no data device is present".into()));
         }
         advance_meta_epoch(&meta, &data, &store_uuid, epochs, meta_slot_missing)?;
+        let data: Vec<RwLock<Option<Arc<DataDevice>>>> =
+            data.into_iter().map(RwLock::new).collect();
         let meta_failures = meta.mirror_failures();
 
         let repair = super::repair::RepairState::new(rebuild_boundaries(&meta, data.len())?);
@@ -344,9 +311,57 @@ impl Store {
                 upload_locks: (0..64).map(|_| Mutex::new(())).collect(),
                 epoch_failures: Mutex::new(meta_failures),
                 repair,
+                adopt: Mutex::new(()),
             }),
         })
     }
+}
+
+/// Formats blank `dev` as data device `slot` of the store; returns its layout and the head
+/// its appends start from. A blank drive in a slot whose old drive held segments is a
+/// replacement: before its superblock is written, the slot's rebuild boundary and a head
+/// without an open segment are committed in one batch, so everything the old drive held lies
+/// below the boundary (and is rebuilt from redundancy) and the new drive's appends start above
+/// it (`engine/FORMAT.md`, "Rebuild and scrub").
+///
+/// Errors: metadata and device errors.
+pub(super) fn format_data_device(
+    meta: &MetaStore,
+    config: &EngineConfig,
+    store_uuid: &[u8; 16],
+    slot: u32,
+    dev: &Device,
+) -> Result<(DataLayout, HeadState)> {
+    let layout = DataLayout::new(dev.size_bytes(), config.segment_size_bytes);
+    let old = meta
+        .get(&schema::segment_claim_key(slot))?
+        .and_then(|v| HeadState::decode(&v))
+        .unwrap_or_default();
+    let head = HeadState { open: None, ..old };
+    if old.next_unclaimed > 0 {
+        let boundary =
+            superblock::RESERVED_BYTES + old.next_unclaimed as u64 * layout.segment_size_bytes;
+        let mut batch = Batch::new();
+        batch.put(
+            schema::rebuild_boundary_key(slot),
+            boundary.to_le_bytes().to_vec(),
+        );
+        batch.put(schema::segment_claim_key(slot), head.encode());
+        meta.commit(batch)?;
+        tracing::warn!(device = %dev.name(), slot, boundary, "adopted a blank drive into data slot {slot}: what its predecessor held is rebuilt from redundancy");
+    }
+    new_superblock(
+        config,
+        dev,
+        *store_uuid,
+        Role::Data,
+        slot,
+        layout.segment_size_bytes,
+        layout.segment_count as u64,
+    )
+    .write(dev)?;
+    tracing::info!(device = %dev.name(), slot, segments = layout.segment_count, "formatted data device");
+    Ok((layout, head))
 }
 
 /// Every data slot's rebuild boundary (`r/<slot>`; 0 for none), by slot.
@@ -422,7 +437,7 @@ fn check_meta_epoch(
 /// Errors: metadata and device errors.
 fn advance_meta_epoch(
     meta: &MetaStore,
-    data: &[Option<DataDevice>],
+    data: &[Option<Arc<DataDevice>>],
     store_uuid: &[u8; 16],
     (meta_epoch, data_epoch): (u64, u64),
     meta_slot_missing: bool,
@@ -434,7 +449,7 @@ fn advance_meta_epoch(
             .any(|m| m.state != crate::meta::MemberState::InSync);
     if degraded {
         let next = meta_epoch.max(data_epoch) + 1;
-        let devices: Vec<&Device> = data.iter().flatten().map(DataDevice::device).collect();
+        let devices: Vec<&Device> = data.iter().flatten().map(|d| d.device()).collect();
         set_meta_epoch(meta, &devices, store_uuid, next)?;
         tracing::warn!(
             epoch = next,

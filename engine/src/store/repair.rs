@@ -27,6 +27,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -37,7 +38,9 @@ use crate::device::{AlignedBuf, PendingRead};
 use crate::error::{Error, Result};
 use crate::meta::codec::{DecodeError, Decoder, Encoder};
 use crate::meta::{Batch, Scan};
-use crate::segment::{needle_bytes, seal_needle, verify_needle, ChunkId, NEEDLE_HEADER_BYTES};
+use crate::segment::{
+    needle_bytes, seal_needle, verify_needle, ChunkId, DataDevice, NEEDLE_HEADER_BYTES,
+};
 
 /// The store setting holding the running (or last) pass ([`PassStatus`]).
 const PASS_SETTING: &str = "repair-pass";
@@ -313,6 +316,17 @@ impl Store {
             .lost_below
             .get(slot as usize)
             .map_or(0, |b| b.load(Ordering::Acquire))
+    }
+
+    /// Sets data slot `slot`'s rebuild boundary in memory (it is committed already).
+    pub(super) fn set_rebuild_boundary(&self, slot: u32, boundary: u64) {
+        self.inner.repair.lost_below[slot as usize].store(boundary, Ordering::Release);
+    }
+
+    /// A slot's drive changed: the lost slots are no longer what the last rebuild covered.
+    pub(super) fn rebuild_due(&self) {
+        *self.inner.repair.clean_for.lock() = None;
+        self.wake_repair();
     }
 
     /// Why each lost slot is lost, as (slot, lost-below offset: `u64::MAX` for the whole drive).
@@ -917,34 +931,25 @@ impl Store {
                 .expect("placed on a present drive");
             counters.bytes_written += needle.len() as u64;
             let ticket = dev.submit_write_batched(needle, loc.offset)?.into_ticket();
-            pending.push((w, r, c, l, loc, ticket));
+            pending.push((w, r, c, l, loc, dev, ticket));
         }
         let mut first_error = None;
         let mut done = Vec::with_capacity(pending.len());
-        for (w, r, c, l, loc, ticket) in pending {
-            let dev = self
-                .data_device(loc.slot)
-                .expect("written drives stay present");
+        let mut written: Vec<Arc<DataDevice>> = Vec::new();
+        for (w, r, c, l, loc, dev, ticket) in pending {
             match dev.device().complete_write(ticket) {
                 Ok(_) => done.push((w, r, c, l, loc)),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
+            if !written.iter().any(|d| Arc::ptr_eq(d, &dev)) {
+                written.push(dev);
+            }
         }
         // One sync per drive written makes the batch's needles durable before any record
         // references them.
-        let mut written: Vec<u32> = done.iter().map(|d| d.4.slot).collect();
-        written.sort_unstable();
-        written.dedup();
-        let devices: Vec<&crate::device::Device> = written
-            .iter()
-            .map(|&s| {
-                self.data_device(s)
-                    .expect("written drives stay present")
-                    .device()
-            })
-            .collect();
+        let devices: Vec<&crate::device::Device> = written.iter().map(|d| d.device()).collect();
         if let Err(e) = crate::device::Device::sync_all(&devices) {
             first_error.get_or_insert(e);
         }

@@ -6,7 +6,8 @@
 //! `curl --aws-sigv4 aws:amz:us-east-1:s3 --user KEY:SECRET -X POST http://HOST:9000/_hoard/shutdown`.
 //!
 //! - `GET /_hoard/status`: the store's state as XML (store UUID, profile, missing data drives
-//!   and drives failed while serving,
+//!   and drives failed while serving, every data slot's drive and state (healthy, missing,
+//!   failed, rebuilding) with its read errors and free segments,
 //!   each metadata SSD's state: in-sync, resilvering or failed; memory: the budget, the
 //!   process's resident and peak resident size, the store's own uses and the body bytes the
 //!   S3 layer holds; requests and data streams in flight against their limits; repair: the
@@ -174,6 +175,23 @@ fn status(state: &AppState) -> S3Result<Response> {
             .elem("Slot", slot.to_string())
             .elem("Device", &device)
             .close("FailedDataDrive");
+    }
+    for drive in store.data_slots() {
+        x.open("DataDrive")
+            .elem("Slot", drive.slot.to_string())
+            .elem("Device", drive.device.as_deref().unwrap_or(""))
+            .elem(
+                "State",
+                match drive.state {
+                    hoard::DriveState::Healthy => "healthy",
+                    hoard::DriveState::Missing => "missing",
+                    hoard::DriveState::Failed => "failed",
+                    hoard::DriveState::Rebuilding => "rebuilding",
+                },
+            )
+            .elem("ReadErrors", drive.read_errors.to_string())
+            .elem("FreeSegments", drive.free_segments.to_string())
+            .close("DataDrive");
     }
     for member in store.metadata_mirror() {
         let state = match &member.state {
