@@ -7,7 +7,9 @@
 //! console, serves every object (the bucket is `ec:4+2`, the qemu profile's default: lost shards
 //! are reconstructed from parity) and serves the metadata from its mirror SSD; a fourth boot, with
 //! hdd3 replaced by a blank disk, finds the stale SSD and resilvers it online, adopts the blank
-//! HDD and rebuilds onto it, and reads every object back; a fifth boot without any metadata SSD formats nothing,
+//! HDD and rebuilds onto it, and reads every object back; then hdd5 is hot-removed (QEMU
+//! `device_del`) while objects are read, is failed and re-protected, and a blank disk hot-added
+//! (`device_add`) is adopted into its bay and rebuilt; a fifth boot without any metadata SSD formats nothing,
 //! says why and reboots.
 //!
 //! Needs the image: `appliance/scripts/build-image` (which `scripts/test` runs first) and
@@ -197,6 +199,82 @@ impl Guest {
             .to_string()
     }
 
+    /// Reads every object back and compares it (`when` names the moment in a failure, which
+    /// also shows the console).
+    async fn read_all(&self, objects: &[(String, Vec<u8>)], when: &str, retries: bool) {
+        let s3 = self.client(retries);
+        for (key, data) in objects {
+            let out = s3
+                .get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("{key} is unreadable {when}: {e:?}\n{}", self.console())
+                });
+            let body = out.body.collect().await.unwrap_or_else(|e| {
+                panic!(
+                    "{key}: the body broke off {when}: {e:?}\n{}",
+                    self.console()
+                )
+            });
+            assert!(
+                body.into_bytes() == data[..],
+                "{key} read back differently {when}"
+            );
+        }
+    }
+
+    /// Sends one command to QEMU's human monitor; returns what it answered within 2 s.
+    fn monitor(&self, command: &str) -> String {
+        use std::io::Read;
+        let mut monitor = UnixStream::connect(&self.monitor).expect("connect to QEMU's monitor");
+        monitor
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        monitor
+            .write_all(format!("{command}\n").as_bytes())
+            .unwrap();
+        let mut answer = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match monitor.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        eprintln!("qemu monitor: {command} -> {answer:?}");
+        answer
+    }
+
+    /// Polls the status document (at most 240 s) until `done` holds.
+    async fn wait_for_status(
+        &self,
+        credentials: &(String, String),
+        what: &str,
+        done: impl Fn(&str) -> bool,
+    ) {
+        let status_url = format!("{}/_hoard/status", self.endpoint);
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let (code, body) = curl(&status_url, "GET", Some((&credentials.0, &credentials.1)));
+            assert_eq!(code, 200, "{body}");
+            if done(&body) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not {what} within 240 s: {body}\n{}",
+                self.console()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Presses the power button (`system_powerdown` on QEMU's monitor) and waits for QEMU to
     /// exit.
     fn press_power_button(self) -> (ExitStatus, String) {
@@ -304,6 +382,19 @@ async fn put_multipart(s3: &Client, key: &str, data: &[u8], part_bytes: usize) {
         .send()
         .await
         .unwrap();
+}
+
+/// The `<State>` of data slot `slot` in a status document (empty if absent).
+fn drive_state(doc: &str, slot: u32) -> String {
+    let marker = format!("<DataDrive><Slot>{slot}</Slot>");
+    doc.find(&marker)
+        .and_then(|at| {
+            let rest = &doc[at..];
+            let from = rest.find("<State>")? + "<State>".len();
+            let to = rest[from..].find("</State>")? + from;
+            Some(rest[from..to].to_string())
+        })
+        .unwrap_or_default()
 }
 
 fn mib_s(bytes: usize, elapsed: Duration) -> f64 {
@@ -438,20 +529,7 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     );
     // The qemu profile's buckets are ec:4+2: with one of eight HDDs gone every object reads
     // back, its lost shards reconstructed from parity.
-    let s3 = guest.client(false);
-    for (key, data) in &objects {
-        let out = s3
-            .get_object()
-            .bucket(BUCKET)
-            .key(key)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{key} is unreadable without hdd3: {e:?}"));
-        assert!(
-            &body_bytes(out).await == data,
-            "{key} read back differently"
-        );
-    }
+    guest.read_all(&objects, "without hdd3", false).await;
     eprintln!(
         "qemu degraded boot: all {} objects read back without hdd3",
         objects.len()
@@ -476,38 +554,64 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
         "{}",
         guest.console()
     );
-    let status_url = format!("{}/_hoard/status", guest.endpoint);
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let (code, body) = curl(&status_url, "GET", Some((&credentials.0, &credentials.1)));
-        assert_eq!(code, 200, "{body}");
-        let rebuilt = body.contains("<LastRebuild>") && !body.contains("<LostDataSlot>");
-        if body.matches("<State>in-sync</State>").count() == 2 && rebuilt {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ssd0 was not resilvered and hdd3 rebuilt within 240 s: {body}\n{}",
-            guest.console()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let s3 = guest.client(true);
-    for (key, data) in &objects {
-        let got = body_bytes(
-            s3.get_object()
-                .bucket(BUCKET)
-                .key(key)
-                .send()
-                .await
-                .unwrap(),
+    guest
+        .wait_for_status(&credentials, "ssd0 resilvered and hdd3 rebuilt", |doc| {
+            doc.matches("<State>in-sync</State>").count() == 2
+                && doc.contains("<LastRebuild>")
+                && !doc.contains("<LostDataSlot>")
+        })
+        .await;
+    guest
+        .read_all(&objects, "after the resilver and rebuild", true)
+        .await;
+
+    // Hot-remove hdd5 while S3 serves: reads go on (its shards reconstructed from parity), the
+    // store fails the drive and re-protects its shards onto the survivors.
+    guest.monitor("device_del hdd5-dev");
+    guest
+        .read_all(&objects, "with hdd5 hot-removed", true)
+        .await;
+    guest
+        .wait_for_status(
+            &credentials,
+            "hdd5 failed and its shards re-protected",
+            |doc| {
+                drive_state(doc, 5) == "failed"
+                    && doc.contains("<RebuildPending>false</RebuildPending>")
+            },
         )
         .await;
-        assert!(
-            &got == data,
-            "{key} read back differently after the resilver and rebuild"
-        );
-    }
+
+    // Hot-add a blank disk: the firmware adopts it into bay hdd5 and the store rebuilds onto it.
+    let spare = disks.join("hdd5-spare.img");
+    let size = std::fs::metadata(disks.join("hdd5.img")).unwrap().len();
+    std::fs::File::create(&spare)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    guest.monitor(&format!(
+        "drive_add 0 if=none,id=spare5,file={},format=raw,cache=none,aio=threads",
+        spare.display()
+    ));
+    guest.monitor("device_add scsi-hd,bus=scsi0.0,drive=spare5,id=spare5-dev,rotation_rate=7200,serial=spare5");
+    guest
+        .wait_for_status(
+            &credentials,
+            "the hot-added disk adopted into hdd5 and rebuilt",
+            |doc| {
+                drive_state(doc, 5) == "healthy"
+                    && doc.contains("<RebuildPending>false</RebuildPending>")
+            },
+        )
+        .await;
+    assert!(
+        guest.console().contains("adopted into hdd5"),
+        "{}",
+        guest.console()
+    );
+    guest
+        .read_all(&objects, "after the hot-added disk was rebuilt", true)
+        .await;
     let (status, console) = guest.press_power_button();
     assert!(status.success(), "QEMU exited with {status}:\n{console}");
 

@@ -12,6 +12,7 @@
 pub mod assemble;
 pub mod cmdline;
 pub mod discover;
+pub mod hotplug;
 pub mod kmod;
 pub mod net;
 pub mod power;
@@ -104,10 +105,18 @@ fn boot_and_serve() -> Result<String, BoxError> {
     if let Some(backend) = &params.io_backend {
         config.io_backend = backend.parse()?;
     }
+    let at_boot = devices.clone();
     let assembly = Assembly::plan(&profile, &config, devices)?;
     print!("{}", assembly.report());
     let (devices, format_blank) = assembly.store_devices();
-    let store = Store::open_devices(devices, config, format_blank)?;
+    let store = Store::open_devices(devices, config.clone(), format_blank)?;
+    hotplug::watch(
+        store.clone(),
+        profile.clone(),
+        config,
+        &at_boot,
+        Duration::from_secs(2),
+    );
     let missing = store.missing_data_slots();
     if missing.is_empty() {
         println!("hoard: store {} open", store.store_uuid());

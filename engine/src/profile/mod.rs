@@ -669,14 +669,15 @@ impl Profile {
             "reads failing with an I/O error (after the drive's own retries) before a data drive is failed at run time: it takes no new chunks at once and its chunks are served from other copies or parity; one error may be a bad sector, three in a row of a drive's life mean it is going".into(),
         );
         // A read waits behind at most a full queue of chunk reads, each an access plus a
-        // transfer; four times that (at least 5 s) and the drive is not merely busy.
+        // transfer; four times that, and at least the 30 s a Linux SCSI command gets before
+        // the kernel itself gives up: a loaded but healthy drive never reaches it.
         let queue_ms = data_qd as f64 * (access_time_s + chunk as f64 / seq_bytes_s) * 1e3;
-        let drive_timeout_ms = ((queue_ms * 4.0) as u64).max(5_000);
+        let drive_timeout_ms = ((queue_ms * 4.0) as u64).max(30_000);
         explain(
             "drive_timeout_ms",
             format!("{:.1} s", drive_timeout_ms as f64 / 1e3),
             format!(
-                "queue depth {data_qd} x (access {:.2} ms + chunk transfer {:.1} ms) x 4 = {:.0} ms, at least 5 s: a data drive read slower than this counts as a failed read (drive_read_errors_to_fail of them fail the drive), so a drive that hangs or retries for seconds is treated like one that errors",
+                "queue depth {data_qd} x (access {:.2} ms + chunk transfer {:.1} ms) x 4 = {:.0} ms, at least 30 s (the kernel's own SCSI command timeout): a data drive read slower than this counts as a failed read (drive_read_errors_to_fail of them fail the drive), so a drive that hangs or retries for long is treated like one that errors, while a drive slow only because the whole box is busy is not",
                 access_time_s * 1e3,
                 chunk as f64 / seq_bytes_s * 1e3,
                 queue_ms * 4.0
