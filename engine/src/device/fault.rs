@@ -112,6 +112,7 @@ impl Backend for FaultBackend {
                     Ok(())
                 };
                 let done = IoDone {
+                    completed_at: std::time::Instant::now(),
                     buf: Some(buf),
                     result,
                 };
@@ -120,6 +121,10 @@ impl Backend for FaultBackend {
                     let (tx, rx) = std::sync::mpsc::channel();
                     std::thread::spawn(move || {
                         std::thread::sleep(delay);
+                        let done = IoDone {
+                            completed_at: std::time::Instant::now(),
+                            ..done
+                        };
                         let _ = tx.send(done);
                     });
                     return IoTicket::pending(rx);
@@ -133,6 +138,7 @@ impl Backend for FaultBackend {
             } => {
                 let result = st.write(offset, &buf, durable);
                 IoDone {
+                    completed_at: std::time::Instant::now(),
                     buf: Some(buf),
                     result,
                 }
@@ -144,7 +150,11 @@ impl Backend for FaultBackend {
                     st.sync();
                     Ok(())
                 };
-                IoDone { buf: None, result }
+                IoDone {
+                    buf: None,
+                    result,
+                    completed_at: std::time::Instant::now(),
+                }
             }
         };
         IoTicket::ready(done)

@@ -79,6 +79,8 @@ pub struct IoDone {
     pub buf: Option<AlignedBuf>,
     /// Ok, or the operating system's error.
     pub result: io::Result<()>,
+    /// When the device completed it (not when a waiter looked), for drive timeouts.
+    pub completed_at: std::time::Instant,
 }
 
 /// A submitted request; [`IoTicket::wait`] blocks until it completes.
@@ -104,6 +106,7 @@ impl IoTicket {
         match self.0 {
             TicketInner::Ready(done) => done,
             TicketInner::Pending(rx) => rx.recv().unwrap_or(IoDone {
+                completed_at: std::time::Instant::now(),
                 buf: None,
                 result: Err(io::Error::other("device worker stopped")),
             }),
@@ -168,11 +171,11 @@ impl PendingRead {
         self.wait_timed().0
     }
 
-    /// Waits for completion; returns the filled buffer and how long the read took from its
-    /// submission.
+    /// Waits for completion; returns the filled buffer and how long the device took, from
+    /// submission to completion (not to this call: a read collected late is not slow).
     pub fn wait_timed(self) -> (Result<AlignedBuf>, std::time::Duration) {
         let done = self.ticket.wait();
-        let took = self.submitted.elapsed();
+        let took = done.completed_at.saturating_duration_since(self.submitted);
         let result = match done.result {
             Ok(()) => Ok(done.buf.expect("read completion carries its buffer")),
             Err(e) => Err(Error::io(&self.device, e)),

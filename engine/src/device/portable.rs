@@ -26,6 +26,7 @@ impl Backend for PortableBackend {
             IoRequest::Read { offset, mut buf } => {
                 let result = self.file.read_exact_at(&mut buf, offset);
                 IoDone {
+                    completed_at: std::time::Instant::now(),
                     buf: Some(buf),
                     result,
                 }
@@ -43,11 +44,13 @@ impl Backend for PortableBackend {
                     }
                 });
                 IoDone {
+                    completed_at: std::time::Instant::now(),
                     buf: Some(buf),
                     result,
                 }
             }
             IoRequest::Sync => IoDone {
+                completed_at: std::time::Instant::now(),
                 buf: None,
                 result: self.file.sync_data(),
             },

@@ -55,6 +55,7 @@ impl Backend for UringBackend {
         match jobs.as_ref() {
             Some(tx) if tx.send((req, reply_tx)).is_ok() => IoTicket::pending(reply_rx),
             _ => IoTicket::ready(IoDone {
+                completed_at: std::time::Instant::now(),
                 buf: None,
                 result: Err(io::Error::other("io_uring worker has stopped")),
             }),
@@ -251,6 +252,7 @@ impl Worker {
                 Some(e) => Err(e),
             };
             let _ = slot.reply.send(IoDone {
+                completed_at: std::time::Instant::now(),
                 buf: slot.buf,
                 result,
             });
@@ -268,6 +270,7 @@ impl Worker {
                 }
                 let error = io::Error::new(e.kind(), format!("io_uring_enter failed: {e}"));
                 let _ = slot.reply.send(IoDone {
+                    completed_at: std::time::Instant::now(),
                     buf: None,
                     result: Err(error),
                 });
