@@ -34,7 +34,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::schema::{self, ChunkRun, Location, ObjectRecord, PartRecord};
 use super::{now_unix_ms, Store};
-use crate::device::{AlignedBuf, PendingRead};
+use crate::device::{AlignedBuf, IoTicket, PendingRead};
 use crate::error::{Error, Result};
 use crate::meta::codec::{DecodeError, Decoder, Encoder};
 use crate::meta::{Batch, Scan};
@@ -274,6 +274,29 @@ struct Batched {
     next: Option<Vec<u8>>,
     jobs: Vec<Job>,
     reads: Vec<(usize, usize, Option<PendingRead>)>,
+    /// Rebuilt needles being written: (work, run, chunk, location index, new location, the
+    /// drive, its ticket).
+    writes: Vec<PendingWrite>,
+    /// What this batch adds to its pass's counters (records and shards repaired are added at
+    /// its commit).
+    counters: RepairCounters,
+}
+
+type PendingWrite = (
+    usize,
+    usize,
+    usize,
+    usize,
+    Location,
+    Arc<DataDevice>,
+    IoTicket,
+);
+
+/// The batches of a pass in flight: one with its reads out, one with its writes out.
+#[derive(Default)]
+struct Pipeline {
+    ahead: Option<Batched>,
+    writing: Option<Batched>,
 }
 
 /// How a batch ended.
@@ -520,7 +543,7 @@ impl Store {
             tracing::info!(pass = kind.name(), lost = ?lost_at_start, "{} pass started", kind.name());
         }
         let mut raced = false;
-        let mut ahead = None;
+        let mut pipeline = Pipeline::default();
         let mut logged = Instant::now();
         loop {
             if self.inner.repair.stop.load(Ordering::Acquire) {
@@ -537,7 +560,7 @@ impl Store {
                     .max(self.inner.config.chunk_size_bytes),
                 _ => self.inner.config.repair_batch_bytes,
             };
-            let walk = self.repair_batch(&mut pass, &mut raced, &mut ahead, budget);
+            let walk = self.repair_batch(&mut pass, &mut raced, &mut pipeline, budget);
             let walk = match walk {
                 Ok(w) => w,
                 Err(e) => {
@@ -577,7 +600,9 @@ impl Store {
             }
             if kind == PassKind::Scrub && self.rebuild_pending() {
                 // A drive was lost meanwhile: rebuild first; this scrub resumes later.
+                let drained = self.drain(&mut pass, &mut pipeline, &mut raced);
                 *self.inner.repair.running.lock() = None;
+                drained?;
                 return Ok(pass);
             }
         }
@@ -652,36 +677,63 @@ impl Store {
     /// record changed meanwhile or a repair found no drive with room: the pass is then not
     /// complete.
     ///
-    /// `ahead` holds the next batch with its first reads in flight: each batch's reads are
-    /// submitted before the batch before it is reconstructed and written, so the drives stream
-    /// while the cores decode.
+    /// Three batches overlap: the next one's reads are submitted before this one is decoded,
+    /// and this one's writes go out before the previous one's are waited for and committed.
+    /// So the drives read, the cores decode and the drives write at once.
     fn repair_batch(
         &self,
         pass: &mut PassStatus,
         raced: &mut bool,
-        ahead: &mut Option<Batched>,
+        pipeline: &mut Pipeline,
         budget: u64,
     ) -> Result<Walk> {
         let lost = self.lost_signature();
-        let mut batch = match ahead.take() {
+        let mut batch = match pipeline.ahead.take() {
             Some(b) => b,
-            None => self.prepare_batch(pass.kind, &pass.cursor, &lost, budget)?,
+            None => {
+                let cursor = match &pipeline.writing {
+                    Some(w) => w.next.clone().unwrap_or_default(),
+                    None => pass.cursor.clone(),
+                };
+                self.prepare_batch(pass.kind, &cursor, &lost, budget)?
+            }
         };
         if let Some(next) = &batch.next {
-            *ahead = Some(self.prepare_batch(pass.kind, next, &lost, budget)?);
+            pipeline.ahead = Some(self.prepare_batch(pass.kind, next, &lost, budget)?);
         }
-        let mut counters = pass.counters;
-        self.finish_batch(&mut batch, &mut counters, raced)?;
+        self.rebuild_batch(&mut batch, raced)?;
+        self.drain(pass, pipeline, raced)?;
+        let done = batch.next.is_none();
+        pipeline.writing = Some(batch);
+        if done {
+            self.drain(pass, pipeline, raced)?;
+            return Ok(Walk::Done);
+        }
+        Ok(Walk::More)
+    }
+
+    /// Completes the batch whose writes are out (if any): waits for them, makes them durable
+    /// and commits its records with the pass's advanced cursor and counters.
+    fn drain(
+        &self,
+        pass: &mut PassStatus,
+        pipeline: &mut Pipeline,
+        raced: &mut bool,
+    ) -> Result<()> {
+        let Some(mut batch) = pipeline.writing.take() else {
+            return Ok(());
+        };
+        self.complete_writes(&mut batch)?;
         let mut advanced = pass.clone();
-        advanced.counters = counters;
+        let (c, b) = (&mut advanced.counters, &batch.counters);
+        c.chunks_checked += b.chunks_checked;
+        c.unrecoverable += b.unrecoverable;
+        c.bytes_read += b.bytes_read;
+        c.bytes_written += b.bytes_written;
         advanced.cursor = batch.next.clone().unwrap_or_default();
         *raced |= self.commit_works(&batch.works, Some(&mut advanced))?;
         *pass = advanced;
-        Ok(if batch.next.is_none() {
-            Walk::Done
-        } else {
-            Walk::More
-        })
+        Ok(())
     }
 
     /// Reads the records of the batch starting at `cursor` (empty: the start), plans its
@@ -748,6 +800,8 @@ impl Store {
             next,
             jobs,
             reads,
+            writes: Vec::new(),
+            counters: RepairCounters::default(),
         }
     }
 
@@ -819,18 +873,18 @@ impl Store {
         Ok((works, next))
     }
 
-    /// Completes a prepared batch: waits for its first reads, reads further sources where
-    /// too few were good, reconstructs and rewrites bad locations (durable: one sync per drive
-    /// written), and updates the works' runs. Sets `deferred` when a repair found no drive
-    /// with room.
-    fn finish_batch(
-        &self,
-        batch: &mut Batched,
-        counters: &mut RepairCounters,
-        deferred: &mut bool,
-    ) -> Result<()> {
+    /// Rebuilds a prepared batch up to its writes: waits for its first reads, reads further
+    /// sources where too few were good, reconstructs bad locations and submits their new
+    /// needles (not yet durable: [`Store::complete_writes`]). Sets `deferred` when a repair
+    /// found no drive with room.
+    fn rebuild_batch(&self, batch: &mut Batched, deferred: &mut bool) -> Result<()> {
         let Batched {
-            works, jobs, reads, ..
+            works,
+            jobs,
+            reads,
+            writes: pending,
+            counters,
+            ..
         } = batch;
         let works = &mut works[..];
         counters.chunks_checked += jobs.len() as u64;
@@ -924,7 +978,6 @@ impl Store {
                 writes.push((job.work, job.run, job.chunk, l, loc, needle));
             }
         }
-        let mut pending = Vec::with_capacity(writes.len());
         for (w, r, c, l, loc, needle) in writes {
             let dev = self
                 .data_device(loc.slot)
@@ -933,6 +986,17 @@ impl Store {
             let ticket = dev.submit_write_batched(needle, loc.offset)?.into_ticket();
             pending.push((w, r, c, l, loc, dev, ticket));
         }
+        Ok(())
+    }
+
+    /// Waits for a batch's rebuilt needles, makes them durable (one sync per drive written)
+    /// and puts their locations in the batch's records.
+    ///
+    /// Errors: a write or sync error (nothing of the batch is committed; the pass retries it,
+    /// the failed drive having left placement).
+    fn complete_writes(&self, batch: &mut Batched) -> Result<()> {
+        let works = &mut batch.works;
+        let pending = std::mem::take(&mut batch.writes);
         let mut first_error = None;
         let mut done = Vec::with_capacity(pending.len());
         let mut written: Vec<Arc<DataDevice>> = Vec::new();
@@ -1168,9 +1232,9 @@ impl Store {
                 repaired: 0,
             });
         }
-        let mut counters = RepairCounters::default();
         let mut batch = self.prepare_works(PassKind::Scrub, works, None, &lost);
-        self.finish_batch(&mut batch, &mut counters, &mut false)?;
+        self.rebuild_batch(&mut batch, &mut false)?;
+        self.complete_writes(&mut batch)?;
         self.commit_works(&batch.works, None)?;
         let repaired: u64 = batch.works.iter().map(|w| w.repaired).sum();
         if repaired > 0 {
