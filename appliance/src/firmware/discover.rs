@@ -1,32 +1,9 @@
 //! Block device discovery from sysfs: every whole disk under `/sys/block` with its size,
 //! rotational flag, model and serial, as the kernel reports them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A whole-disk block device.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockDevice {
-    /// Kernel name (`nvme0n1`, `sda`).
-    pub name: String,
-    /// Device node (`/dev/sda`).
-    pub path: PathBuf,
-    /// Capacity in bytes (`size` is in 512-byte sectors whatever the logical block size).
-    pub size_bytes: u64,
-    /// `queue/rotational`: 1 for spinning disks.
-    pub rotational: bool,
-    /// Vendor and model, trimmed (`QEMU HARDDISK`).
-    pub model: String,
-    /// Serial number: NVMe's `device/serial`, or SCSI VPD page 0x80 (`device/vpd_pg80`).
-    pub serial: String,
-    /// Removable media (USB sticks, CD-ROMs): never used for the store.
-    pub removable: bool,
-    /// Read-only devices: never used for the store.
-    pub read_only: bool,
-    /// Where the drive sits: its sysfs device path (PCI address, then SCSI
-    /// host:channel:target:lun or NVMe controller), like `/dev/disk/by-path`. Stable across
-    /// boots for a drive in the same bay, whatever name the kernel gives it.
-    pub bay: String,
-}
+pub use hoard::store::assembly::BlockDevice;
 
 /// Kernel name prefixes of devices that are never storage drives.
 const IGNORED_PREFIXES: [&str; 7] = ["loop", "ram", "zram", "sr", "fd", "dm-", "md"];

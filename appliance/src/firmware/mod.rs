@@ -9,7 +9,6 @@
 //! ([`power`]); then close the store cleanly and power off. PID 1 never exits: a fatal error is
 //! printed on the console and the machine reboots.
 
-pub mod assemble;
 pub mod cmdline;
 pub mod discover;
 pub mod hotplug;
@@ -25,8 +24,8 @@ use std::time::{Duration, Instant};
 use hoard::{Profile, Store};
 use nix::mount::{mount, MsFlags};
 
-use assemble::Assembly;
 use cmdline::BootParams;
+use hoard::store::assembly::Assembly;
 use hoard_s3::{Credentials, S3Config};
 
 /// Where the image keeps its kernel modules (flat `<name>.ko` files).
@@ -109,11 +108,10 @@ fn boot_and_serve() -> Result<String, BoxError> {
     let assembly = Assembly::plan(&profile, &config, devices)?;
     print!("{}", assembly.report());
     let (devices, format_blank) = assembly.store_devices();
-    let store = Store::open_devices(devices, config.clone(), format_blank)?;
+    let store = Store::open_devices(devices, config, format_blank)?;
     hotplug::watch(
         store.clone(),
         profile.clone(),
-        config,
         &at_boot,
         Duration::from_secs(2),
     );

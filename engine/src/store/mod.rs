@@ -7,6 +7,7 @@
 //! because its one metadata record is committed after all its chunks are durable (2); every
 //! chunk read is verified (3); bad input gets a typed error and changes nothing (9).
 
+pub mod assembly;
 mod drives;
 mod list;
 mod multipart;

@@ -1,9 +1,10 @@
-//! Assembling the store from discovered drives: each drive is matched to a slot of the
-//! profile, and only blank drives are ever formatted.
+//! Assembling the store from discovered drives (drive membership at boot, with
+//! `store/drives.rs` while serving): each drive is matched to a slot of the profile, and only
+//! blank drives are ever formatted.
 //!
 //! The rules, in order:
 //! 1. A drive fills a class (SSD or HDD) by rotational flag and size
-//!    ([`hoard::profile::DriveClass::accepts`]); removable, read-only and unmatched drives are
+//!    ([`crate::profile::DriveClass::accepts`]); removable, read-only and unmatched drives are
 //!    left alone.
 //! 2. A drive holding this store's superblock keeps the slot written in it, whatever name the
 //!    kernel gave it this boot (enumeration order changes when a drive is missing or moved).
@@ -11,10 +12,11 @@
 //!    without a superblock is refused: never formatted, never used, reported on the console.
 //! 4. Blank drives are formatted on the first boot (no metadata SSD of any store is present):
 //!    they fill the empty slots in discovery order, which is bay order
-//!    ([`super::discover::scan`]), so slot N is the Nth bay. After the first boot a blank SSD in
+//!    (the firmware's discovery sorts them so), so slot N is the Nth bay. After the first boot a blank SSD in
 //!    an empty SSD slot is a replacement: it is adopted into the metadata mirror and resilvered
 //!    online; a blank HDD in an empty HDD slot is a replacement too: the store adopts it and
-//!    rebuilds onto it what the slot's old drive held (`hoard::store` repair).
+//!    rebuilds onto it what the slot's old drive held (`store/repair.rs`). While the store
+//!    runs, [`Store::adopt_discovered`] does the same for a drive that appears.
 //! 5. If data drives of a store are present but its metadata SSD is not (missing, blank or
 //!    damaged), the metadata cannot be trusted and nothing starts: formatting would orphan them.
 
@@ -22,13 +24,36 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use hoard::device::superblock::{self, uuid_string, Probe, Role, Superblock};
-use hoard::device::Device;
-use hoard::profile::fmt_bytes;
-use hoard::store::StoreDevices;
-use hoard::{EngineConfig, Error, Profile};
+use super::StoreDevices;
+use crate::device::superblock::{self, uuid_string, Probe, Role, Superblock};
+use crate::device::Device;
+use crate::profile::fmt_bytes;
+use crate::{EngineConfig, Error, Profile};
 
-use super::discover::BlockDevice;
+/// A whole-disk block device as discovery found it (the firmware reads sysfs; see
+/// `appliance/src/firmware/discover.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockDevice {
+    /// Kernel name (`nvme0n1`, `sda`).
+    pub name: String,
+    /// Device node (`/dev/sda`).
+    pub path: std::path::PathBuf,
+    /// Capacity in bytes.
+    pub size_bytes: u64,
+    /// Spinning disk.
+    pub rotational: bool,
+    /// Vendor and model, trimmed (`QEMU HARDDISK`).
+    pub model: String,
+    /// Serial number.
+    pub serial: String,
+    /// Removable media (USB sticks, CD-ROMs): never used for the store.
+    pub removable: bool,
+    /// Read-only devices: never used for the store.
+    pub read_only: bool,
+    /// Where the drive sits (its sysfs device path, like `/dev/disk/by-path`): stable across
+    /// boots for a drive in the same bay, whatever name the kernel gives it.
+    pub bay: String,
+}
 
 /// The drive classes of a profile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +127,7 @@ impl Assembly {
         profile: &Profile,
         config: &EngineConfig,
         devices: Vec<BlockDevice>,
-    ) -> hoard::Result<Assembly> {
+    ) -> crate::Result<Assembly> {
         let mut drives: Vec<Drive> = devices
             .into_iter()
             .map(|device| classify(profile, config, device))
@@ -479,11 +504,64 @@ fn claim_member(
     }
 }
 
-fn range(class: &hoard::profile::DriveClass) -> String {
+fn range(class: &crate::profile::DriveClass) -> String {
     let (lo, hi) = class.size_range_bytes();
     format!("{}..{}", fmt_bytes(lo), fmt_bytes(hi))
 }
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
+}
+
+impl super::Store {
+    /// A drive that appeared while the store runs (hot-plugged): if it is a blank HDD of
+    /// `profile`'s class and a data slot is empty or holds a failed drive, it is adopted into
+    /// the lowest such slot ([`super::Store::adopt_data_drive`]: formatted, then rebuilt onto).
+    /// Returns the slot.
+    ///
+    /// Errors: [`Error::Incompatible`] saying why the drive is not adopted (not an HDD of the
+    /// profile, not blank, no slot needs it); device and metadata errors.
+    pub fn adopt_discovered(&self, profile: &Profile, device: BlockDevice) -> crate::Result<u32> {
+        let name = device.path.display().to_string();
+        let refuse = |detail: String| Error::Incompatible {
+            device: name.clone(),
+            detail,
+        };
+        let drive = classify(profile, self.config(), device);
+        match (
+            &drive.disposition,
+            drive.class,
+            &drive.superblock,
+            drive.handle,
+        ) {
+            (Disposition::Undecided, Some(Class::Hdd), None, Some(handle)) => {
+                let slot = self
+                    .data_slots()
+                    .into_iter()
+                    .find(|s| {
+                        matches!(
+                            s.state,
+                            super::DriveState::Missing | super::DriveState::Failed
+                        )
+                    })
+                    .map(|s| s.slot)
+                    .ok_or_else(|| {
+                        refuse("every HDD slot holds a working drive; left unused".into())
+                    })?;
+                self.adopt_data_drive(slot, handle)?;
+                Ok(slot)
+            }
+            (Disposition::Refused(why) | Disposition::Unused(why), ..) => Err(refuse(why.clone())),
+            (_, Some(Class::Ssd), ..) => Err(refuse(
+                "an SSD: only HDDs are adopted while serving (a metadata SSD joins at boot)".into(),
+            )),
+            (_, _, Some(sb), _) => Err(refuse(format!(
+                "holds the superblock of store {} ({:?} slot {}): only a blank drive is adopted",
+                uuid_string(&sb.store_uuid),
+                sb.role,
+                sb.slot
+            ))),
+            _ => Err(refuse(format!("not an HDD of profile {}", profile.name))),
+        }
+    }
 }
