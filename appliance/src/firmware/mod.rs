@@ -3,8 +3,10 @@
 //! Owns the boot sequence, in order: mount proc, sys, devtmpfs and a tmpfs on /run; load the
 //! kernel modules shipped in `/lib/modules` ([`kmod`]); read the `hoard.*` kernel parameters
 //! ([`cmdline`]); discover block devices ([`discover`]); pick the hardware profile and match
-//! drives to its slots ([`assemble`]), formatting blank drives on first boot only; open the
-//! store (degraded when a data drive is missing); configure the NIC ([`net`]); serve S3 until
+//! drives to its slots (the engine's `hoard::store::assembly`), formatting blank drives on first
+//! boot only and adopting a blank HDD into an empty bay; open the store (degraded when a data
+//! drive is missing); watch for drives hot-plugged later ([`hotplug`]); configure the NIC
+//! ([`net`]); serve S3 until
 //! the power button, ctrl-alt-del, SIGTERM, SIGPWR or the admin request asks to stop
 //! ([`power`]); then close the store cleanly and power off. PID 1 never exits: a fatal error is
 //! printed on the console and the machine reboots.
