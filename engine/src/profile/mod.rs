@@ -308,6 +308,8 @@ pub struct EngineConfig {
     /// Rate (bytes read per second) of a scheduled scrub; 0: no scheduled scrub (an admin
     /// request still starts one, which runs at the rebuild's pace).
     pub scrub_bytes_per_s: u64,
+    /// A scheduled scrub starts this long after the last one started (ms); 0: never.
+    pub scrub_period_ms: u64,
     /// Requests the S3 server handles at once; beyond, it answers `503 SlowDown`.
     pub max_requests: u32,
     /// Data streams at once (request bodies written to the HDDs, objects read from them), each
@@ -930,6 +932,7 @@ impl Profile {
             repair_batch_bytes: repair_batch,
             rebuild_paced_bytes_per_s: paced,
             scrub_bytes_per_s: scrub_rate,
+            scrub_period_ms: scrub_days * 86_400_000,
             max_requests: requests,
             max_data_streams: streams,
             request_buffer_bytes: request_buffers,

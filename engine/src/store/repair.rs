@@ -46,6 +46,9 @@ use crate::segment::{
 const PASS_SETTING: &str = "repair-pass";
 /// The store setting holding the last completed scrub ([`PassStatus`]).
 const LAST_SCRUB_SETTING: &str = "repair-last-scrub";
+/// The store setting holding when the first scrub period began (u64 little-endian Unix ms),
+/// until a scrub completes.
+const SCRUB_CLOCK_SETTING: &str = "repair-scrub-since";
 /// The store setting holding the last completed rebuild ([`PassStatus`]).
 const LAST_REBUILD_SETTING: &str = "repair-last-rebuild";
 /// Records a batch takes at most (besides its byte bound).
@@ -1301,19 +1304,28 @@ impl Store {
                     .setting(LAST_SCRUB_SETTING)?
                     .map(|v| PassStatus::decode(&v))
                     .transpose()?;
-                let period_ms = match config.scrub_bytes_per_s {
+                let period_ms = match config.scrub_period_ms {
                     0 => u64::MAX,
-                    rate => {
-                        let bytes: u64 = (0..self.inner.data.len() as u32)
-                            .map(|s| self.claimed_bytes(s, u64::MAX))
-                            .sum();
-                        (bytes / rate).max(3600) * 1000
-                    }
+                    ms => ms,
                 };
-                let due = match &last_scrub {
-                    Some(p) => now_unix_ms().saturating_sub(p.finished_unix_ms) >= period_ms,
-                    None => false,
+                // A period runs from the last scrub's start (a pass at `scrub_bytes_per_s`
+                // reads a full pool within one), or from when the store first ran its worker.
+                let since = match &last_scrub {
+                    Some(p) => p.started_unix_ms,
+                    None => match self.setting(SCRUB_CLOCK_SETTING)? {
+                        Some(v) => u64::from_le_bytes(v.as_slice().try_into().map_err(|_| {
+                            Error::MetadataUnavailable {
+                                detail: "the scrub clock setting is not 8 bytes".into(),
+                            }
+                        })?),
+                        None => {
+                            let now = now_unix_ms();
+                            self.put_setting(SCRUB_CLOCK_SETTING, &now.to_le_bytes())?;
+                            now
+                        }
+                    },
                 };
+                let due = now_unix_ms().saturating_sub(since) >= period_ms;
                 if requested || interrupted == Some(PassKind::Scrub) || due {
                     let pace = if requested {
                         (config.rebuild_paced_bytes_per_s, false)
@@ -1322,12 +1334,6 @@ impl Store {
                     };
                     self.run_pass(PassKind::Scrub, Some(pace))?;
                     return Ok(true);
-                }
-                if last_scrub.is_none() && config.scrub_bytes_per_s > 0 {
-                    // The first period starts now.
-                    let mut p = PassStatus::new(PassKind::Scrub);
-                    p.finished_unix_ms = p.started_unix_ms;
-                    self.put_setting(LAST_SCRUB_SETTING, &p.encode())?;
                 }
                 Ok(false)
             })();
