@@ -855,7 +855,11 @@ impl Profile {
         };
         explain(
             "scrub_bytes_per_s",
-            format!("{:.1} MB/s", scrub_rate as f64 / 1e6),
+            if scrub_rate >= 1_000_000 {
+                format!("{:.1} MB/s", scrub_rate as f64 / 1e6)
+            } else {
+                format!("{:.1} kB/s", scrub_rate as f64 / 1e3)
+            },
             format!(
                 "every HDD byte read and verified once per {scrub_days} days ({} HDDs x {}): a latent sector error is found and repaired from redundancy long before a second failure could make it fatal; an admin request starts a pass at once",
                 hdd.count,
