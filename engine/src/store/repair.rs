@@ -374,9 +374,9 @@ impl Store {
     }
 
     fn location_lost(&self, loc: Location, lost: &[(u32, u64)]) -> bool {
+        // A missing slot is in `lost` with the bound `u64::MAX` (see `lost_signature`).
         lost.iter()
             .any(|&(slot, below)| slot == loc.slot && loc.offset < below)
-            || self.data_device(loc.slot).is_none()
     }
 
     /// Whether a rebuild has lost locations to look for that no completed rebuild covered.
@@ -1420,39 +1420,36 @@ fn reconstruct(
             k + m
         ));
     }
-    let mut shards: Vec<Option<Vec<u8>>> = payload.to_vec();
-    if shards[..k].iter().any(Option::is_none) {
-        // The coder numbers originals 0..K and recovery shards 0..M.
-        let present = |range: std::ops::Range<usize>, base: usize| {
-            range
-                .filter_map(|s| shards[s].as_ref().map(|p| (s - base, p.clone())))
-                .collect::<Vec<_>>()
-        };
-        let originals = present(0..k, 0);
-        let recovery = present(k..k + m, k);
-        let restored = reed_solomon_simd::decode(k, m, originals, recovery)
-            .map_err(|e| format!("reconstruction failed: {e}"))?;
-        for (s, shard) in restored {
-            shards[s] = Some(shard);
-        }
-    }
-    if bad[k..].iter().any(|b| *b) {
-        let originals: Vec<&Vec<u8>> = shards[..k]
-            .iter()
-            .map(|s| s.as_ref().expect("restored"))
-            .collect();
-        let parity = reed_solomon_simd::encode(k, m, originals)
-            .map_err(|e| format!("re-encoding parity failed: {e}"))?;
-        for (p, shard) in parity.into_iter().enumerate() {
-            shards[k + p] = Some(shard);
-        }
-    }
+    // Missing data shards are decoded from any K good ones (the coder numbers originals 0..K
+    // and recovery shards 0..M); the good payloads are only borrowed.
+    let restored = if payload[..k].iter().any(Option::is_none) {
+        let originals = (0..k).filter_map(|s| payload[s].as_deref().map(|p| (s, p)));
+        let recovery = (k..k + m).filter_map(|s| payload[s].as_deref().map(|p| (s - k, p)));
+        reed_solomon_simd::decode(k, m, originals, recovery)
+            .map_err(|e| format!("reconstruction failed: {e}"))?
+    } else {
+        Default::default()
+    };
+    let data = |s: usize| -> &[u8] {
+        payload[s]
+            .as_deref()
+            .or_else(|| restored.get(&s).map(Vec::as_slice))
+            .expect("every data shard is good or restored")
+    };
+    let parity = if bad[k..].iter().any(|b| *b) {
+        reed_solomon_simd::encode(k, m, (0..k).map(data))
+            .map_err(|e| format!("re-encoding parity failed: {e}"))?
+    } else {
+        Vec::new()
+    };
     Ok(bad_at()
         .map(|l| {
-            (
-                l,
-                shards[l].clone().expect("every shard is good or rebuilt"),
-            )
+            let shard = if l < k {
+                data(l).to_vec()
+            } else {
+                parity[l - k].clone()
+            };
+            (l, shard)
         })
         .collect())
 }
