@@ -282,15 +282,15 @@ impl ChunkWriter {
             let device = store
                 .data_device(slot)
                 .expect("placement picks present devices");
-            let (buf, owner) = if i == 0 {
-                (pbuf.take(), None)
+            let buf = if i == 0 {
+                pbuf.take()
             } else {
                 let mut copy = AlignedBuf::new(pbuf.len());
                 copy.copy_from_slice(&pbuf);
-                (copy, None)
+                copy
             };
             let ticket = device.submit_write(buf, offset)?.into_ticket();
-            self.pending.push_back((owner, device, ticket));
+            self.pending.push_back((None, device, ticket));
             locations.push(Location { slot, offset });
         }
         locations.reverse();
