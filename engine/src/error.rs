@@ -92,6 +92,18 @@ pub enum Error {
         /// Which device or pool is full.
         detail: String,
     },
+    /// A client write was refused because the pool's drives are down to the space kept for
+    /// garbage collection and rebuild (or the metadata SSDs are nearly full). S3 answers
+    /// `507 InsufficientStorage`; reads and deletes go on.
+    #[error("{what} is full: {free_bytes} bytes free beyond the {reserve_bytes} bytes kept for garbage collection and rebuild; delete objects (or add drives) to write again")]
+    InsufficientStorage {
+        /// `pool <name>` or `the metadata SSDs`.
+        what: String,
+        /// Bytes client writes could still use.
+        free_bytes: u64,
+        /// Bytes kept back.
+        reserve_bytes: u64,
+    },
     /// The metadata store cannot accept writes.
     #[error("metadata unavailable: {detail}")]
     MetadataUnavailable {

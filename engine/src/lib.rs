@@ -28,8 +28,8 @@ pub use error::{Error, Result};
 pub use profile::{EngineConfig, Profile, Protection};
 pub use store::{
     BucketInfo, ByteRange, ChecksumCell, ChecksumCombiner, CompletedPart, DataSlotStatus,
-    DriveState, ListPage, ListQuery, MemoryUse, ObjectInfo, ObjectReader, ObjectSummary,
-    ObjectWriter, PartInfo, PartWriter, PartsPage, PassKind, PassStatus, PutOptions,
-    RepairCounters, RepairStatus, Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions,
-    UploadsPage,
+    DriveSpace, DriveState, GcRound, GcStatus, ListPage, ListQuery, MemoryUse, ObjectInfo,
+    ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter, PartsPage, PassKind,
+    PassStatus, PutOptions, RepairCounters, RepairStatus, SegmentSpace, SpaceCheck, SpaceStatus,
+    Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions, UploadsPage,
 };

@@ -70,6 +70,12 @@ impl From<hoard::Error> for S3Error {
             E::InvalidRange { .. } => s3_error!(InvalidRange, RANGE_NOT_SATISFIABLE, "{msg}"),
             E::InvalidArgument(_) => s3_error!(InvalidArgument, BAD_REQUEST, "{msg}"),
             E::BadDigest => s3_error!(BadDigest, BAD_REQUEST, "{msg}"),
+            // 507 (RFC 4918) with a code of its own: S3 defines none for a full store, and
+            // SDKs retry 500 and 503 but not 507, so a client sees "full" at once instead of
+            // retrying into it. (MinIO answers the same status with XMinioStorageFull.)
+            E::InsufficientStorage { .. } => {
+                s3_error!(InsufficientStorage, INSUFFICIENT_STORAGE, "{msg}")
+            }
             E::NoSpace { .. } | E::Closed => {
                 s3_error!(ServiceUnavailable, SERVICE_UNAVAILABLE, "{msg}")
             }

@@ -133,8 +133,10 @@ pub fn run(
         let listener = tokio::net::TcpListener::bind(listen).await?;
         // Handlers first: once ready is announced, a SIGTERM must mean a clean shutdown.
         tokio::spawn(forward_signals(signal_streams(), shutdown.clone()));
-        // Rebuild, scrub and queued repairs run beside the requests from here on.
+        // Rebuild, scrub, queued repairs and garbage collection run beside the requests from
+        // here on.
         store.start_repair_worker();
+        store.start_gc_worker();
         on_ready(&store, listener.local_addr()?);
         use std::io::Write;
         std::io::stdout().flush()?;

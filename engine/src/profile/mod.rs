@@ -252,6 +252,14 @@ pub struct EngineOverrides {
     pub request_idle_timeout_s: Option<u64>,
     /// Days a scheduled scrub takes to read every stored byte once (0: no scheduled scrub).
     pub scrub_period_days: Option<u64>,
+    /// Free segments each HDD keeps for garbage collection and rebuild.
+    pub space_reserve_segments: Option<u32>,
+    /// Garbage collection cleans while the pool's free space is below this percentage.
+    pub gc_free_target_pct: Option<u32>,
+    /// Milliseconds between the garbage collector's looks at the pool.
+    pub gc_interval_ms: Option<u64>,
+    /// Seconds after which an incomplete multipart upload is aborted (default 7 days).
+    pub upload_expiry_s: Option<u64>,
 }
 
 /// Every tunable of the engine, derived from a [`Profile`].
@@ -310,6 +318,22 @@ pub struct EngineConfig {
     pub scrub_bytes_per_s: u64,
     /// A scheduled scrub starts this long after the last one started (ms); 0: never.
     pub scrub_period_ms: u64,
+    /// Name of the pool (the first of the profile).
+    pub pool_name: String,
+    /// Free segments each HDD keeps for garbage collection and rebuild: client writes never
+    /// take them.
+    pub space_reserve_segments: u32,
+    /// Garbage collection cleans (copies live needles out of mostly dead segments) while the
+    /// pool's free space is below this percentage of its raw space; fully dead segments are
+    /// freed whenever found.
+    pub gc_free_target_pct: u32,
+    /// Rate (bytes read + written per second) garbage collection keeps to while clients are
+    /// active and free space is above the reserve's double; otherwise unpaced.
+    pub gc_bytes_per_s: u64,
+    /// Milliseconds between the garbage collector's looks at the pool.
+    pub gc_interval_ms: u64,
+    /// Incomplete multipart uploads older than this (ms) are aborted and their parts freed.
+    pub upload_expiry_ms: u64,
     /// Requests the S3 server handles at once; beyond, it answers `503 SlowDown`.
     pub max_requests: u32,
     /// Data streams at once (request bodies written to the HDDs, objects read from them), each
@@ -867,6 +891,40 @@ impl Profile {
             ),
         );
 
+        // Space: the reserve and garbage collection.
+        let segments_per_hdd = hdd.size_bytes.saturating_sub(MIB) / segment;
+        let reserve_segments = self.engine.space_reserve_segments.unwrap_or_else(|| {
+            ((segments_per_hdd / 50)
+                .clamp(2, 64)
+                .min(segments_per_hdd / 8)) as u32
+        });
+        explain(
+            "space_reserve_segments",
+            format!("{reserve_segments} per HDD ({})", fmt_bytes(reserve_segments as u64 * segment)),
+            format!(
+                "2% of an HDD's {segments_per_hdd} segments, 2 to 64 (at most an eighth): client writes never take them, so garbage collection (which copies before it frees) and rebuild always have room; a pool whose drives are down to it refuses PUT, UploadPart and CreateMultipartUpload with 507 InsufficientStorage while GET, LIST and DELETE go on"
+            ),
+        );
+        let gc_target = self.engine.gc_free_target_pct.unwrap_or(20).clamp(1, 90);
+        explain(
+            "gc_free_target_pct",
+            format!("{gc_target}%"),
+            "garbage collection copies the live needles out of the segments that gain most (Rosenblum and Ousterhout's cost-benefit: free space x age / copy cost) while the pool's free space is below this share; above it only fully dead segments are freed, which costs no I/O, so a pool with room never pays write amplification".into(),
+        );
+        let gc_rate = (pool_bytes_s / 8.0) as u64;
+        explain(
+            "gc_bytes_per_s",
+            format!("{} MB/s", gc_rate / 1_000_000),
+            "an eighth of the pool's streaming bandwidth while clients are active (unpaced when idle, or when free space is under twice the reserve): foreground requests never wait for garbage collection, they only share the drives with it".into(),
+        );
+        let gc_interval_ms = self.engine.gc_interval_ms.unwrap_or(1000);
+        let upload_expiry_s = self.engine.upload_expiry_s.unwrap_or(7 * 86_400);
+        explain(
+            "upload_expiry",
+            format!("{:.1} days", upload_expiry_s as f64 / 86_400.0),
+            "an incomplete multipart upload older than this is aborted and its parts' space reclaimed (S3's lifecycle rule AbortIncompleteMultipartUpload, applied pool-wide)".into(),
+        );
+
         let index_memory = prev_pow2(self.chassis.memory_bytes / 16);
         explain(
             "index_memory_bytes",
@@ -937,6 +995,14 @@ impl Profile {
             rebuild_paced_bytes_per_s: paced,
             scrub_bytes_per_s: scrub_rate,
             scrub_period_ms: scrub_days * 86_400_000,
+            pool_name: pools
+                .first()
+                .map_or_else(|| "default".into(), |p| p.name.clone()),
+            space_reserve_segments: reserve_segments,
+            gc_free_target_pct: gc_target,
+            gc_bytes_per_s: gc_rate,
+            gc_interval_ms,
+            upload_expiry_ms: upload_expiry_s * 1000,
             max_requests: requests,
             max_data_streams: streams,
             request_buffer_bytes: request_buffers,

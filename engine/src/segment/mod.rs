@@ -2,12 +2,17 @@
 //!
 //! Owns: the HDD layout after the superblock (fixed-size segments), the needle format (a 64-byte
 //! header with the chunk's identity, length and crc32c, then the data, padded to 4 KiB), the
-//! append head of each device, and verified chunk reads (one device read per chunk). A segment
-//! is claimed durably in metadata (through [`SegmentClaims`]) before anything is written into it,
-//! so after a crash the head restarts at the first unclaimed segment and never overwrites data
-//! that metadata might reference. Must not know about buckets or objects beyond chunk identity.
-//! Layout in `engine/FORMAT.md` ("Data devices", "Needle").
+//! append heads of each device (one for client writes, one for relocations: garbage collection
+//! and rebuild, so cold copied data does not mix with hot new data), the set of free segments
+//! the store hands back, reservations not yet committed, and verified chunk reads (one device
+//! read per chunk). A never-used segment is claimed durably in metadata (through
+//! [`SegmentClaims`]) before anything is written into it, so the claimed range only grows; a
+//! freed segment is reused only once the store has proved no committed record and no reader
+//! references it (`store/space.rs`). After a crash the heads restart in fresh or free segments
+//! and never overwrite data that metadata might reference. Must not know about buckets or
+//! objects beyond chunk identity. Layout in `engine/FORMAT.md` ("Data devices", "Needle").
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -169,18 +174,75 @@ impl DataLayout {
         }
     }
 
-    fn segment_offset(&self, segment: u32) -> u64 {
+    /// Byte offset of segment `segment`.
+    pub fn segment_offset(&self, segment: u32) -> u64 {
         RESERVED_BYTES + segment as u64 * self.segment_size_bytes
+    }
+
+    /// The segment holding byte `offset` (which lies past the reserved first MiB).
+    pub fn segment_of(&self, offset: u64) -> u32 {
+        debug_assert!(
+            offset >= RESERVED_BYTES,
+            "offset {offset} in the reserved area"
+        );
+        ((offset - RESERVED_BYTES) / self.segment_size_bytes) as u32
     }
 }
 
+/// Which append head a reservation uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Client writes (PUT, UploadPart): refused once taking a new segment would leave fewer
+    /// free segments than the device's reserve.
+    Client,
+    /// Garbage collection and rebuild copies: may use the reserve, which exists for them.
+    Relocation,
+}
+
 struct Head {
-    /// Segment being filled, and bytes used in it.
-    open: Option<(u32, u64)>,
-    /// First segment not yet claimed in metadata.
+    /// Segment being filled by each stream ([`Stream::Client`], [`Stream::Relocation`]), and
+    /// bytes used in it.
+    open: [Option<(u32, u64)>; 2],
+    /// First segment never claimed in metadata.
     next_unclaimed: u32,
+    /// Segments below `next_unclaimed` that the store freed (no record, no reader references
+    /// them): reused before a never-claimed one.
+    free: BTreeSet<u32>,
+    /// Reservations not yet released, by segment: needles written or being written that a
+    /// commit may still reference. Such a segment is never freed.
+    pending: HashMap<u32, u32>,
     /// Set by [`DataDevice::seal`]: no more appends.
     sealed: bool,
+}
+
+impl Head {
+    fn free_count(&self, segment_count: u32) -> u32 {
+        segment_count.saturating_sub(self.next_unclaimed) + self.free.len() as u32
+    }
+}
+
+/// Room reserved for one needle: its offset, held until the record that references it is
+/// committed (or the write is abandoned). While any reservation in a segment is held the
+/// segment is never freed. Dropping it releases it.
+pub struct Reservation {
+    device: Arc<DataDevice>,
+    segment: u32,
+    /// Byte offset of the needle on the device.
+    pub offset: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut head = self.device.head.lock();
+        let n = head
+            .pending
+            .get_mut(&self.segment)
+            .expect("a held reservation is counted");
+        *n -= 1;
+        if *n == 0 {
+            head.pending.remove(&self.segment);
+        }
+    }
 }
 
 /// One HDD of the data log.
@@ -188,38 +250,53 @@ pub struct DataDevice {
     device: Arc<Device>,
     slot: u32,
     layout: DataLayout,
+    /// Free segments kept back for relocations ([`Stream::Relocation`]).
+    reserve_segments: u32,
     head: Mutex<Head>,
 }
 
 impl DataDevice {
-    /// A data device in `slot` with the head recorded in metadata: appends continue in the open
-    /// segment of a clean close, else start in the first unclaimed segment (the tail of a segment
-    /// open at a crash is left for garbage collection).
-    pub fn new(device: Arc<Device>, slot: u32, layout: DataLayout, state: HeadState) -> Self {
+    /// A data device in `slot` with the head recorded in metadata: client appends continue in
+    /// the open segment of a clean close, else start in a free or the first unclaimed segment
+    /// (the tail of a segment open at a crash is left for garbage collection). No segment is
+    /// free until the store says so ([`DataDevice::free_segment`]); `reserve_segments` free
+    /// segments are kept for relocations.
+    pub fn new(
+        device: Arc<Device>,
+        slot: u32,
+        layout: DataLayout,
+        state: HeadState,
+        reserve_segments: u32,
+    ) -> Self {
         let open = state.open.filter(|&(segment, used)| {
             segment < state.next_unclaimed && used <= layout.segment_size_bytes
         });
         let head = Head {
-            open,
+            open: [open, None],
             next_unclaimed: state.next_unclaimed,
+            free: BTreeSet::new(),
+            pending: HashMap::new(),
             sealed: false,
         };
         DataDevice {
             device,
             slot,
             layout,
+            // A device smaller than the profile's drives keeps at most an eighth back.
+            reserve_segments: reserve_segments.min(layout.segment_count / 8),
             head: Mutex::new(head),
         }
     }
 
-    /// Stops appends and returns the head to record at a clean close. Reservations made before
-    /// lie below it.
+    /// Stops appends and returns the head to record at a clean close (the client stream's
+    /// open segment; the relocation stream's is left to garbage collection). Reservations made
+    /// before lie below it.
     pub fn seal(&self) -> HeadState {
         let mut head = self.head.lock();
         head.sealed = true;
         HeadState {
             next_unclaimed: head.next_unclaimed,
-            open: head.open,
+            open: head.open[0],
         }
     }
 
@@ -233,41 +310,125 @@ impl DataDevice {
         self.slot
     }
 
-    /// Free segments left (unclaimed).
-    pub fn free_segments(&self) -> u32 {
+    /// Its segment geometry.
+    pub fn layout(&self) -> DataLayout {
         self.layout
-            .segment_count
-            .saturating_sub(self.head.lock().next_unclaimed)
     }
 
-    /// Reserves `bytes` (a needle) at the head; claims a new segment first when needed.
+    /// The segment holding byte `offset`.
+    pub fn segment_of(&self, offset: u64) -> u32 {
+        self.layout.segment_of(offset)
+    }
+
+    /// Free segments (never claimed, or freed by the store), including the reserve.
+    pub fn free_segments(&self) -> u32 {
+        self.head.lock().free_count(self.layout.segment_count)
+    }
+
+    /// Segments ever claimed (the claimed range: free ones below it included).
+    pub fn claimed_segments(&self) -> u32 {
+        self.head.lock().next_unclaimed
+    }
+
+    /// Free segments kept back for relocations.
+    pub fn reserve_segments(&self) -> u32 {
+        self.reserve_segments
+    }
+
+    /// Whether segment `segment` may be freed now: claimed, not free already, not open for
+    /// appends and holding no reservation. The store frees it only if, checked after this,
+    /// no committed record references it either (`store/space.rs`).
+    pub fn segment_idle(&self, segment: u32) -> bool {
+        let head = self.head.lock();
+        segment < head.next_unclaimed
+            && !head.free.contains(&segment)
+            && !head.open.iter().flatten().any(|&(s, _)| s == segment)
+            && !head.pending.contains_key(&segment)
+    }
+
+    /// Returns segment `segment` to the free list: the store has proved that no committed
+    /// record and no reader references it. Its bytes are overwritten by later appends.
+    pub fn free_segment(&self, segment: u32) {
+        let mut head = self.head.lock();
+        assert!(
+            segment < head.next_unclaimed,
+            "segment {segment} of {} is freed but was never claimed",
+            self.device.name()
+        );
+        assert!(
+            !head.open.iter().flatten().any(|&(s, _)| s == segment)
+                && !head.pending.contains_key(&segment),
+            "segment {segment} of {} is freed while open or reserved",
+            self.device.name()
+        );
+        head.free.insert(segment);
+    }
+
+    /// Whether segment `segment` is free.
+    pub fn is_free(&self, segment: u32) -> bool {
+        self.head.lock().free.contains(&segment)
+    }
+
+    /// Reserves `bytes` (a needle) at the head of `stream`; takes a free segment, or claims a
+    /// new one first, when needed. The reservation is held until the record referencing the
+    /// needle is committed or the write abandoned.
     ///
-    /// Errors: [`Error::NoSpace`] when every segment is claimed; metadata errors from the claim.
-    pub fn reserve(&self, bytes: u64, claims: &dyn SegmentClaims) -> Result<u64> {
+    /// Errors: [`Error::NoSpace`] when no segment is free (for [`Stream::Client`]: when taking
+    /// one would dip into the reserve); metadata errors from the claim.
+    pub fn reserve(
+        self: &Arc<Self>,
+        bytes: u64,
+        stream: Stream,
+        claims: &dyn SegmentClaims,
+    ) -> Result<Reservation> {
         assert!(
             bytes <= self.layout.segment_size_bytes,
             "needle larger than a segment"
         );
+        let s = stream as usize;
         let mut head = self.head.lock();
         if head.sealed {
             return Err(Error::Closed);
         }
-        if let Some((segment, used)) = head.open {
-            if used + bytes <= self.layout.segment_size_bytes {
-                head.open = Some((segment, used + bytes));
-                return Ok(self.layout.segment_offset(segment) + used);
+        let (segment, offset) = match head.open[s] {
+            Some((segment, used)) if used + bytes <= self.layout.segment_size_bytes => {
+                head.open[s] = Some((segment, used + bytes));
+                (segment, self.layout.segment_offset(segment) + used)
             }
-        }
-        let segment = head.next_unclaimed;
-        if segment >= self.layout.segment_count {
-            return Err(Error::NoSpace {
-                detail: format!("data device {} has no free segment", self.device.name()),
-            });
-        }
-        claims.claim(self.slot, segment + 1)?;
-        head.next_unclaimed = segment + 1;
-        head.open = Some((segment, bytes));
-        Ok(self.layout.segment_offset(segment))
+            _ => {
+                let free = head.free_count(self.layout.segment_count);
+                let keep = match stream {
+                    Stream::Client => self.reserve_segments,
+                    Stream::Relocation => 0,
+                };
+                if free <= keep {
+                    return Err(Error::NoSpace {
+                        detail: format!(
+                            "data device {} has {free} free segments and keeps {} for garbage collection and rebuild",
+                            self.device.name(),
+                            self.reserve_segments
+                        ),
+                    });
+                }
+                let segment = match head.free.pop_first() {
+                    Some(segment) => segment,
+                    None => {
+                        let segment = head.next_unclaimed;
+                        claims.claim(self.slot, segment + 1)?;
+                        head.next_unclaimed = segment + 1;
+                        segment
+                    }
+                };
+                head.open[s] = Some((segment, bytes));
+                (segment, self.layout.segment_offset(segment))
+            }
+        };
+        *head.pending.entry(segment).or_default() += 1;
+        Ok(Reservation {
+            device: self.clone(),
+            segment,
+            offset,
+        })
     }
 
     /// Starts writing a sealed needle at a reserved offset, durably.
@@ -313,7 +474,13 @@ mod tests {
         let size = 8 << 20;
         let (backend, control) = FaultBackend::new(size);
         let dev = Arc::new(Device::with_backend("hdd0", size, Box::new(backend)));
-        let data = DataDevice::new(dev, 0, DataLayout::new(size, 1 << 20), HeadState::default());
+        let data = Arc::new(DataDevice::new(
+            dev,
+            0,
+            DataLayout::new(size, 1 << 20),
+            HeadState::default(),
+            0,
+        ));
         let claims = Claims(AtomicU32::new(0));
         let id = ChunkId {
             object_id: 0xabc,
@@ -322,7 +489,10 @@ mod tests {
         let mut buf = AlignedBuf::new(needle_bytes(10_000));
         buf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + 10_000].fill(0x5a);
         seal_needle(&mut buf, id, 10_000);
-        let offset = data.reserve(buf.len() as u64, &claims).unwrap();
+        let offset = data
+            .reserve(buf.len() as u64, Stream::Client, &claims)
+            .unwrap()
+            .offset;
         assert_eq!(claims.0.load(Ordering::SeqCst), 1);
         data.submit_write(buf, offset).unwrap().wait().unwrap();
         let back = data
@@ -351,16 +521,18 @@ mod tests {
         let size = (1 << 20) + 2 * (64 << 10);
         let (backend, _c) = FaultBackend::new(size);
         let dev = Arc::new(Device::with_backend("hdd0", size, Box::new(backend)));
-        let data = DataDevice::new(
+        let data = Arc::new(DataDevice::new(
             dev,
             0,
             DataLayout::new(size, 64 << 10),
             HeadState::default(),
-        );
+            0,
+        ));
         let claims = Claims(AtomicU32::new(0));
-        let offsets: Vec<u64> = (0..4)
-            .map(|_| data.reserve(32 << 10, &claims).unwrap())
+        let reservations: Vec<Reservation> = (0..4)
+            .map(|_| data.reserve(32 << 10, Stream::Client, &claims).unwrap())
             .collect();
+        let offsets: Vec<u64> = reservations.iter().map(|r| r.offset).collect();
         assert_eq!(
             offsets,
             vec![
@@ -371,9 +543,20 @@ mod tests {
             ]
         );
         assert!(matches!(
-            data.reserve(4096, &claims),
+            data.reserve(4096, Stream::Client, &claims),
             Err(Error::NoSpace { .. })
         ));
+        // A freed segment is reused, but only once idle: not open, no reservation held.
+        assert!(!data.segment_idle(0), "reservations are held");
+        drop(reservations);
+        assert!(
+            data.segment_idle(0) && !data.segment_idle(1),
+            "segment 1 is open"
+        );
+        data.free_segment(0);
+        assert_eq!(data.free_segments(), 1);
+        let again = data.reserve(4096, Stream::Client, &claims).unwrap();
+        assert_eq!(again.offset, 1 << 20);
     }
 
     #[test]
@@ -383,8 +566,14 @@ mod tests {
         let dev = Arc::new(Device::with_backend("hdd0", size, Box::new(backend)));
         let claims = Claims(AtomicU32::new(0));
         let layout = DataLayout::new(size, 1 << 20);
-        let data = DataDevice::new(dev.clone(), 0, layout, HeadState::default());
-        let first = data.reserve(8192, &claims).unwrap();
+        let data = Arc::new(DataDevice::new(
+            dev.clone(),
+            0,
+            layout,
+            HeadState::default(),
+            0,
+        ));
+        let first = data.reserve(8192, Stream::Client, &claims).unwrap().offset;
         let state = data.seal();
         assert_eq!(
             state,
@@ -393,9 +582,13 @@ mod tests {
                 open: Some((0, 8192))
             }
         );
-        assert!(matches!(data.reserve(4096, &claims), Err(Error::Closed)));
+        assert!(matches!(
+            data.reserve(4096, Stream::Client, &claims),
+            Err(Error::Closed)
+        ));
         assert_eq!(HeadState::decode(&state.encode()), Some(state));
-        let data = DataDevice::new(dev, 0, layout, state);
-        assert_eq!(data.reserve(4096, &claims).unwrap(), first + 8192);
+        let data = Arc::new(DataDevice::new(dev, 0, layout, state, 0));
+        let next = data.reserve(4096, Stream::Client, &claims).unwrap();
+        assert_eq!(next.offset, first + 8192);
     }
 }

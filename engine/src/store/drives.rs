@@ -224,7 +224,13 @@ impl Store {
             None => 0,
         };
         self.set_rebuild_boundary(slot, boundary);
-        *cell.write() = Some(Arc::new(DataDevice::new(device, slot, layout, head)));
+        *cell.write() = Some(Arc::new(DataDevice::new(
+            device,
+            slot,
+            layout,
+            head,
+            self.inner.config.space_reserve_segments,
+        )));
         tracing::warn!(
             slot,
             boundary,

@@ -9,12 +9,14 @@
 
 pub mod assembly;
 mod drives;
+mod gc;
 mod list;
 mod multipart;
 mod objects;
 mod open;
 mod repair;
 pub mod schema;
+mod space;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,6 +30,7 @@ use crate::profile::{EngineConfig, Protection};
 use crate::segment::{DataDevice, HeadState, SegmentClaims};
 
 pub use drives::{DataSlotStatus, DriveState};
+pub use gc::{GcRound, GcStatus};
 pub use list::{ListPage, ListQuery, ObjectSummary};
 pub use multipart::{
     ChecksumCombiner, CompletedPart, PartInfo, PartWriter, PartsPage, UploadInfo, UploadOptions,
@@ -37,6 +40,7 @@ pub use objects::{ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWrite
 pub use open::{StoreDevices, StoreOptions};
 pub use repair::{PassKind, PassStatus, RepairCounters, RepairStatus};
 use schema::BucketRecord;
+pub use space::{DriveSpace, SegmentSpace, SpaceCheck, SpaceStatus};
 
 /// Largest object, in bytes (S3: 5 TiB).
 pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
@@ -89,6 +93,12 @@ struct Inner {
     namespace: RwLock<()>,
     /// Striped by upload ID: serialises part commits, complete and abort of one upload.
     upload_locks: Vec<Mutex<()>>,
+    /// Striped by bucket and key: serialises the commits of one key (see [`Store::key_lock`]).
+    key_locks: Vec<Mutex<()>>,
+    /// Live space per segment, reader epochs, freeing ([`space`]).
+    space: space::SpaceState,
+    /// The garbage collector ([`gc`]).
+    gc: gc::GcState,
     /// Metadata mirror failures the metadata epoch has been advanced for (see
     /// [`Store::commit`]).
     epoch_failures: Mutex<u64>,
@@ -257,6 +267,7 @@ impl Store {
     /// Writes after this fail with [`Error::Closed`].
     pub fn close(&self) -> Result<()> {
         self.stop_repair_worker();
+        self.stop_gc_worker();
         if self.inner.meta.is_closed() {
             return Ok(());
         }

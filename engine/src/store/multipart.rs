@@ -92,9 +92,16 @@ impl PartWriter {
         let _guard = store.upload_lock(&upload_id);
         // The upload may have been completed or aborted while the data was written.
         store.upload(&bucket, &key, &upload_id)?;
+        let part_key = schema::part_key(&upload_id, part_number);
+        let mut delta = store.space_delta();
+        delta.add_runs(std::slice::from_ref(&record.run), 1);
+        if let Some(old) = store.inner.meta.get(&part_key)? {
+            delta.add_runs(std::slice::from_ref(&PartRecord::decode(&old)?.run), -1);
+        }
         let mut batch = Batch::new();
-        batch.put(schema::part_key(&upload_id, part_number), record.encode());
-        store.commit(batch)?;
+        batch.put(part_key, record.encode());
+        store.commit_with_space(batch, &delta)?;
+        drop(written.reservations);
         Ok(PartInfo {
             part_number,
             size: record.size,
@@ -177,8 +184,7 @@ pub struct UploadsPage {
     pub next_marker: Option<(String, String)>,
 }
 
-/// Length of an upload ID (hex of 128 random bits).
-const UPLOAD_ID_LEN: usize = 32;
+use schema::UPLOAD_ID_LEN;
 
 fn strip_quotes(etag: &str) -> &str {
     etag.trim().trim_matches('"')
@@ -247,7 +253,8 @@ impl Store {
 
     /// Starts a multipart upload owned by `owner`; returns its upload ID.
     ///
-    /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`].
+    /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`], [`Error::InsufficientStorage`]
+    /// when the pool is down to its reserve.
     pub fn create_multipart_upload(
         &self,
         bucket: &str,
@@ -268,6 +275,8 @@ impl Store {
             headers: opts.headers,
             checksum_type: opts.checksum_type.unwrap_or_default(),
         };
+        let protection = self.bucket(bucket)?.protection;
+        self.check_capacity(protection)?;
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
         let mut batch = Batch::new();
@@ -317,6 +326,7 @@ impl Store {
         self.note_client_request();
         self.upload(bucket, key, upload_id)?;
         let protection = self.bucket(bucket)?.protection;
+        self.check_capacity(protection)?;
         Ok(PartWriter {
             store: self.clone(),
             bucket: bucket.to_string(),
@@ -477,12 +487,18 @@ impl Store {
                 .headers
                 .push(("x-amz-checksum-type".into(), checksum_type.into()));
         }
+        // The chosen parts' runs move into the object record (their space stays live); the
+        // others' space is dropped.
         let mut cleanup = Batch::new();
+        let mut delta = self.space_delta();
         cleanup.delete(schema::upload_key(bucket, key, upload_id));
-        for (n, _) in &stored {
+        for (n, part) in &stored {
             cleanup.delete(schema::part_key(upload_id, *n));
+            if !parts.iter().any(|p| p.part_number == *n) {
+                delta.add_runs(std::slice::from_ref(&part.run), -1);
+            }
         }
-        self.commit_object(bucket, key, &record, None, cleanup)?;
+        self.commit_object(bucket, key, &record, None, cleanup, delta)?;
         Ok(ObjectInfo::from_record(key, &record))
     }
 
@@ -493,11 +509,13 @@ impl Store {
         let _guard = self.upload_lock(upload_id);
         self.upload(bucket, key, upload_id)?;
         let mut batch = Batch::new();
+        let mut delta = self.space_delta();
         batch.delete(schema::upload_key(bucket, key, upload_id));
-        for (n, _) in self.parts(upload_id, 0)? {
+        for (n, part) in self.parts(upload_id, 0)? {
             batch.delete(schema::part_key(upload_id, n));
+            delta.add_runs(std::slice::from_ref(&part.run), -1);
         }
-        self.commit(batch)
+        self.commit_with_space(batch, &delta)
     }
 
     /// Lists parts after `part_number_marker`, at most `max_parts` (capped at 1000).

@@ -21,7 +21,8 @@ use crate::meta::{Batch, Snapshot};
 use crate::placement::StripePlacer;
 use crate::profile::Protection;
 use crate::segment::{
-    needle_bytes, seal_needle, verify_needle, ChunkId, DataDevice, NEEDLE_HEADER_BYTES,
+    needle_bytes, seal_needle, verify_needle, ChunkId, DataDevice, Reservation, Stream,
+    NEEDLE_HEADER_BYTES,
 };
 
 /// Options of a put.
@@ -133,6 +134,8 @@ pub(super) struct Written {
     pub run: ChunkRun,
     pub size: u64,
     pub md5: [u8; 16],
+    /// The run's reservations: held until its record is committed (or the write abandoned).
+    pub reservations: Vec<Reservation>,
 }
 
 /// Reads from `body` until `buf` is full or the body ends; returns bytes read.
@@ -167,6 +170,19 @@ pub(super) struct ChunkWriter {
     /// Writes in flight: the pool buffer (the first copy's; extra copies own theirs), the data
     /// device written, ticket.
     pending: VecDeque<(Option<PooledBuf>, Arc<DataDevice>, IoTicket)>,
+    /// Room reserved for every needle written: released (dropped) only after the record is
+    /// committed or the write abandoned, so no segment holding them is freed meanwhile.
+    reservations: Vec<Reservation>,
+}
+
+impl Drop for ChunkWriter {
+    /// An abandoned write (a client gone, a failed body) waits for its writes in flight
+    /// before its reservations are released: a freed segment is never written by a straggler.
+    fn drop(&mut self) {
+        while let Some((_, device, ticket)) = self.pending.pop_front() {
+            let _ = device.device().complete_write(ticket);
+        }
+    }
 }
 
 impl ChunkWriter {
@@ -181,6 +197,7 @@ impl ChunkWriter {
             size: 0,
             current: None,
             pending: VecDeque::new(),
+            reservations: Vec::new(),
         }
     }
 
@@ -278,6 +295,7 @@ impl ChunkWriter {
         debug_assert_eq!(places.len(), copies as usize);
         // Extra copies are written from buffers of their own; the first from the pool's.
         let mut locations = Vec::with_capacity(places.len());
+        let places = self.hold(places);
         for (i, &(slot, offset)) in places.iter().enumerate().rev() {
             let device = store
                 .data_device(slot)
@@ -360,6 +378,7 @@ impl ChunkWriter {
         let needle_len = needle_bytes(shard_len);
         let places =
             store.reserve_copies(self.object_id, index, needle_len as u64, self.protection)?;
+        let places = self.hold(places);
         let mut locations = Vec::with_capacity(k + m);
         for (s, (&(slot, offset), shard)) in places.iter().zip(&shards).enumerate() {
             let mut needle = AlignedBuf::new(needle_len);
@@ -382,6 +401,18 @@ impl ChunkWriter {
             locations,
         });
         self.limit_in_flight(store)
+    }
+
+    /// Keeps reservations until the record is committed; returns their (slot, offset).
+    fn hold(&mut self, places: Vec<(u32, Reservation)>) -> Vec<(u32, u64)> {
+        places
+            .into_iter()
+            .map(|(slot, r)| {
+                let offset = r.offset;
+                self.reservations.push(r);
+                (slot, offset)
+            })
+            .collect()
     }
 
     /// Waits for the oldest write in flight; returns its pool buffer, if it has one.
@@ -423,10 +454,11 @@ impl ChunkWriter {
                     Protection::ErasureCoded { data, .. } => data as u8,
                     Protection::Replicas(_) => 0,
                 },
-                chunks: self.chunks,
+                chunks: std::mem::take(&mut self.chunks),
             },
             size: self.size,
-            md5: self.md5.finalize().into(),
+            md5: std::mem::take(&mut self.md5).finalize().into(),
+            reservations: std::mem::take(&mut self.reservations),
         })
     }
 }
@@ -497,10 +529,13 @@ impl ObjectWriter {
             ..
         } = self;
         let inline = chunks.is_none() && !head.is_empty();
+        // Held until the commit below has applied its live space.
+        let mut _reservations = Vec::new();
         let (size, md5, runs) = match chunks {
             None => (head.len() as u64, Md5::digest(&head).into(), Vec::new()),
             Some(chunks) => {
                 let written = chunks.finish(&store)?;
+                _reservations = written.reservations;
                 let runs = if written.run.chunks.is_empty() {
                     Vec::new()
                 } else {
@@ -528,7 +563,9 @@ impl ObjectWriter {
             upload_id: String::new(),
         };
         let inline_data = inline.then_some(&head[..]);
-        store.commit_object(&bucket, &key, &record, inline_data, Batch::new())?;
+        let mut delta = store.space_delta();
+        delta.add_runs(&record.runs, 1);
+        store.commit_object(&bucket, &key, &record, inline_data, Batch::new(), delta)?;
         Ok(ObjectInfo::from_record(&key, &record))
     }
 }
@@ -538,14 +575,15 @@ impl Store {
     /// missing, failed and full devices, and never putting more than `protection` allows in
     /// one failure group; returns (slot, offset) per copy.
     ///
-    /// Errors: [`Error::NoSpace`] when fewer than `copies` devices can take it.
+    /// Errors: [`Error::InsufficientStorage`] when drives were skipped for want of room beyond
+    /// their reserve; [`Error::NoSpace`] when fewer than `copies` devices are usable at all.
     fn reserve_copies(
         &self,
         object_id: u128,
         index: u32,
         bytes: u64,
         protection: Protection,
-    ) -> Result<Vec<(u32, u64)>> {
+    ) -> Result<Vec<(u32, Reservation)>> {
         let copies = protection.width();
         let usable: Vec<bool> = (0..self.inner.data.len() as u32)
             .map(|s| {
@@ -554,6 +592,7 @@ impl Store {
             })
             .collect();
         let mut places = Vec::with_capacity(copies as usize);
+        let mut full = false;
         let mut placer = StripePlacer::new(
             object_id,
             index,
@@ -563,6 +602,9 @@ impl Store {
         );
         while places.len() < copies as usize {
             let Some(slot) = placer.next_slot() else {
+                if full {
+                    return Err(self.insufficient_storage());
+                }
                 return Err(Error::NoSpace {
                     detail: format!(
                         "{copies} distinct data devices ({} at most per failure group) must take a chunk, and only {} of the pool's {} can",
@@ -573,9 +615,12 @@ impl Store {
                 });
             };
             let device = self.data_device(slot).expect("usable devices are present");
-            match device.reserve(bytes, &self.inner.meta) {
-                Ok(offset) => places.push((slot, offset)),
-                Err(Error::NoSpace { .. }) => placer.skip(slot),
+            match device.reserve(bytes, Stream::Client, &self.inner.meta) {
+                Ok(r) => places.push((slot, r)),
+                Err(Error::NoSpace { .. }) => {
+                    full = true;
+                    placer.skip(slot)
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -613,11 +658,13 @@ impl Store {
 
     /// Starts a put fed one buffer at a time (see [`ObjectWriter`]).
     ///
-    /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`].
+    /// Errors: [`Error::NoSuchBucket`], [`Error::InvalidKey`], [`Error::InsufficientStorage`]
+    /// when the pool is down to its reserve.
     pub fn begin_put(&self, bucket: &str, key: &str, opts: PutOptions) -> Result<ObjectWriter> {
         validate_key(key)?;
         self.note_client_request();
         let protection = self.bucket(bucket)?.protection;
+        self.check_capacity(protection)?;
         Ok(ObjectWriter {
             store: self.clone(),
             bucket: bucket.to_string(),
@@ -642,9 +689,11 @@ impl Store {
         }
     }
 
-    /// Commits an object record, its inline data (`Some` exactly when `record.inline`) and
-    /// `extra` changes in one batch while the bucket is known to exist. A record without inline
-    /// data also deletes the key's inline data, which an object it replaces may have had.
+    /// Commits an object record, its inline data (`Some` exactly when `record.inline`),
+    /// `extra` changes and the live-space changes `delta` in one batch while the bucket is
+    /// known to exist. The record it replaces (read under the key's lock, held to the commit)
+    /// has its locations dropped in the same batch. A record without inline data also deletes
+    /// the key's inline data, which an object it replaces may have had.
     pub(super) fn commit_object(
         &self,
         bucket: &str,
@@ -652,10 +701,15 @@ impl Store {
         record: &ObjectRecord,
         inline_data: Option<&[u8]>,
         mut extra: Batch,
+        mut delta: super::space::SpaceDelta,
     ) -> Result<()> {
         debug_assert_eq!(record.inline, inline_data.is_some());
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
+        let _key = self.key_lock(bucket, key);
+        if let Some(old) = self.inner.meta.get(&schema::object_key(bucket, key))? {
+            delta.add_runs(&ObjectRecord::decode(&old)?.runs, -1);
+        }
         let mut batch = Batch::new();
         batch.put(schema::object_key(bucket, key), record.encode());
         match inline_data {
@@ -663,7 +717,7 @@ impl Store {
             None => batch.delete(schema::inline_key(bucket, key)),
         };
         batch.ops.append(&mut extra.ops);
-        self.commit(batch)
+        self.commit_with_space(batch, &delta)
     }
 
     pub(super) fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
@@ -708,6 +762,9 @@ impl Store {
         range: Option<ByteRange>,
     ) -> Result<ObjectReader> {
         self.note_client_request();
+        // Taken before the record is read: no segment it points into is freed until the
+        // reader is dropped, even if the object is overwritten or moved meanwhile.
+        let epoch = self.begin_read();
         // The record and its inline data are read at one snapshot: a concurrent overwrite
         // can never pair one version's record with another's bytes.
         let snapshot = self.inner.meta.snapshot();
@@ -748,6 +805,7 @@ impl Store {
                 pending: VecDeque::new(),
                 current: None,
                 inline: Some(data),
+                _epoch: epoch,
             });
         }
         let mut chunks = Vec::new();
@@ -802,6 +860,7 @@ impl Store {
             pending: VecDeque::new(),
             current: None,
             inline: None,
+            _epoch: epoch,
         };
         if start < end {
             reader.advance().map_err(|e| match e.into_inner() {
@@ -825,16 +884,28 @@ impl Store {
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
+        let _key = self.key_lock(bucket, key);
         let k = schema::object_key(bucket, key);
         let Some(record) = self.inner.meta.get(&k)? else {
             return Ok(());
         };
+        let record = ObjectRecord::decode(&record)?;
         let mut batch = Batch::new();
         batch.delete(k);
-        if ObjectRecord::decode(&record)?.inline {
+        if record.inline {
             batch.delete(schema::inline_key(bucket, key));
         }
-        self.commit(batch)
+        // One metadata commit: the HDDs are not touched; the space is reclaimed later.
+        let mut delta = self.space_delta();
+        delta.add_runs(&record.runs, -1);
+        self.commit_with_space(batch, &delta)
+    }
+
+    /// The lock serialising commits to one key (striped by a hash of bucket and key): held
+    /// from reading the record a commit replaces to the commit, so its space is dropped once.
+    pub(super) fn key_lock(&self, bucket: &str, key: &str) -> parking_lot::MutexGuard<'_, ()> {
+        let h = xxhash_rust::xxh3::xxh3_64(&schema::object_key(bucket, key)) as usize;
+        self.inner.key_locks[h % self.inner.key_locks.len()].lock()
     }
 }
 
@@ -867,6 +938,8 @@ pub struct ObjectReader {
     current: Option<(PooledBuf, usize, usize)>,
     /// The whole object, when it is stored inline.
     inline: Option<Vec<u8>>,
+    /// Keeps the segments the record points into from being freed while it reads.
+    _epoch: super::space::ReadEpoch,
 }
 
 impl ObjectReader {

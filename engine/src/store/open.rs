@@ -285,7 +285,13 @@ impl Store {
                 );
                 meta.commit(batch)?;
             }
-            data.push(Some(Arc::new(DataDevice::new(dev, slot, layout, head))));
+            data.push(Some(Arc::new(DataDevice::new(
+                dev,
+                slot,
+                layout,
+                head,
+                config.space_reserve_segments,
+            ))));
         }
         if data.iter().all(Option::is_none) {
             return Err(Error::Config("no data device is present".into()));
@@ -296,11 +302,25 @@ impl Store {
         let meta_failures = meta.mirror_failures();
 
         let repair = super::repair::RepairState::new(rebuild_boundaries(&meta, data.len())?);
+        // Every data device of a store shares one segment size (set at format from the
+        // profile); live space is kept per segment of it.
+        let mut segment_size_bytes = config.segment_size_bytes;
+        for (i, d) in data.iter().filter_map(|d| d.read().clone()).enumerate() {
+            let size = d.layout().segment_size_bytes;
+            if i > 0 && size != segment_size_bytes {
+                return Err(Error::Config(format!(
+                    "data device {} has segments of {size} bytes and the pool's others of {segment_size_bytes}",
+                    d.device().name()
+                )));
+            }
+            segment_size_bytes = size;
+        }
+        let space = super::space::SpaceState::load(&meta, data.len(), segment_size_bytes)?;
         let buffers = BufferPool::new(
             crate::segment::needle_bytes(config.chunk_size_bytes as usize),
             config.max_chunk_buffers as usize,
         );
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 config,
                 store_uuid,
@@ -309,11 +329,21 @@ impl Store {
                 buffers,
                 namespace: RwLock::new(()),
                 upload_locks: (0..64).map(|_| Mutex::new(())).collect(),
+                key_locks: (0..256).map(|_| Mutex::new(())).collect(),
+                space,
+                gc: super::gc::GcState::default(),
                 epoch_failures: Mutex::new(meta_failures),
                 repair,
                 adopt: Mutex::new(()),
             }),
-        })
+        };
+        // Segments nothing references (tails of writes a crash cut off, space freed before a
+        // restart) are free at once: no reader exists yet.
+        let freed = store.reclaim_segments();
+        if freed > 0 {
+            tracing::info!(segments = freed, "freed data segments no record references");
+        }
+        Ok(store)
     }
 }
 

@@ -33,13 +33,15 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::schema::{self, ChunkRun, Location, ObjectRecord, PartRecord};
+use super::space::ReadEpoch;
 use super::{now_unix_ms, Store};
 use crate::device::{AlignedBuf, IoTicket, PendingRead};
 use crate::error::{Error, Result};
 use crate::meta::codec::{DecodeError, Decoder, Encoder};
 use crate::meta::{Batch, Scan};
 use crate::segment::{
-    needle_bytes, seal_needle, verify_needle, ChunkId, DataDevice, NEEDLE_HEADER_BYTES,
+    needle_bytes, seal_needle, verify_needle, ChunkId, DataDevice, Reservation, Stream,
+    NEEDLE_HEADER_BYTES,
 };
 
 /// The store setting holding the running (or last) pass ([`PassStatus`]).
@@ -65,6 +67,11 @@ pub enum PassKind {
     Rebuild,
     /// Reads and verifies every location, and repairs lost and damaged ones.
     Scrub,
+    /// Garbage collection: moves every location in a victim segment (`SpaceState::victims`)
+    /// to the relocation head of the same drive, reading it (or, if that fails, rebuilding it
+    /// from the chunk's other locations). Its cursor is not kept: an interrupted collection
+    /// starts over with victims chosen anew.
+    Collect,
 }
 
 impl PassKind {
@@ -72,15 +79,22 @@ impl PassKind {
         match self {
             PassKind::Rebuild => 1,
             PassKind::Scrub => 2,
+            PassKind::Collect => 3,
         }
     }
 
-    /// `rebuild` or `scrub`.
+    /// `rebuild`, `scrub` or `gc`.
     pub fn name(self) -> &'static str {
         match self {
             PassKind::Rebuild => "rebuild",
             PassKind::Scrub => "scrub",
+            PassKind::Collect => "gc",
         }
+    }
+
+    /// Whether the pass keeps its cursor and counters in `s/repair-pass`.
+    fn persisted(self) -> bool {
+        self != PassKind::Collect
     }
 }
 
@@ -272,6 +286,11 @@ struct Job {
 
 /// A batch of records with its chunks planned and its first reads in flight.
 struct Batched {
+    /// Held from before its records were read until they are committed: no segment they
+    /// point into is freed meanwhile.
+    _epoch: ReadEpoch,
+    /// Room for its rebuilt or moved needles, held until its records are committed.
+    reservations: Vec<Reservation>,
     works: Vec<Work>,
     /// The key after the batch (`None`: the walk ends with it).
     next: Option<Vec<u8>>,
@@ -295,6 +314,16 @@ type PendingWrite = (
     IoTicket,
 );
 
+impl Drop for Batched {
+    /// A batch abandoned on an error waits for its writes in flight before its reservations
+    /// are released: a freed segment is never written by a straggler.
+    fn drop(&mut self) {
+        for (.., dev, ticket) in self.writes.drain(..) {
+            let _ = dev.device().complete_write(ticket);
+        }
+    }
+}
+
 /// The batches of a pass in flight: one with its reads out, one with its writes out.
 #[derive(Default)]
 struct Pipeline {
@@ -311,6 +340,15 @@ enum Walk {
 impl Job {
     fn needs_repair(&self) -> bool {
         self.bad.iter().any(|b| *b)
+    }
+
+    /// Whether every bad location was read good (a garbage-collection move): nothing more
+    /// needs reading.
+    fn bad_all_read(&self) -> bool {
+        self.bad
+            .iter()
+            .zip(&self.payload)
+            .all(|(bad, p)| !bad || p.is_some())
     }
 }
 
@@ -377,6 +415,15 @@ impl Store {
         // A missing slot is in `lost` with the bound `u64::MAX` (see `lost_signature`).
         lost.iter()
             .any(|&(slot, below)| slot == loc.slot && loc.offset < below)
+    }
+
+    /// Whether a pass of `kind` must rewrite `loc`: lost (rebuild, scrub) or in a victim
+    /// segment (garbage collection).
+    fn location_selected(&self, kind: PassKind, loc: Location, lost: &[(u32, u64)]) -> bool {
+        match kind {
+            PassKind::Collect => self.location_in_victim(loc),
+            _ => self.location_lost(loc, lost),
+        }
     }
 
     /// Whether a rebuild has lost locations to look for that no completed rebuild covered.
@@ -525,9 +572,13 @@ impl Store {
     /// Runs a pass of `kind`, resuming a stored one of that kind. `pace`: bytes per second to
     /// keep to while clients are active (`None`: unpaced); a scheduled scrub keeps to
     /// `scrub_bytes_per_s` always.
-    fn run_pass(&self, kind: PassKind, pace: Option<(u64, bool)>) -> Result<PassStatus> {
+    pub(super) fn run_pass(&self, kind: PassKind, pace: Option<(u64, bool)>) -> Result<PassStatus> {
         let lost_at_start = self.lost_signature();
-        let mut pass = match self.setting(PASS_SETTING)? {
+        let stored = match kind.persisted() {
+            true => self.setting(PASS_SETTING)?,
+            false => None,
+        };
+        let mut pass = match stored {
             Some(v) => {
                 let p = PassStatus::decode(&v)?;
                 if p.kind == kind && p.finished_unix_ms == 0 {
@@ -549,13 +600,13 @@ impl Store {
         let mut pipeline = Pipeline::default();
         let mut logged = Instant::now();
         loop {
-            if self.inner.repair.stop.load(Ordering::Acquire) {
-                *self.inner.repair.running.lock() = None;
+            if self.pass_stopped(kind) {
+                self.set_running(kind, None);
                 return Err(Error::Closed);
             }
             let started = Instant::now();
             let before = pass.counters;
-            *self.inner.repair.running.lock() = Some(pass.clone());
+            self.set_running(kind, Some(&pass));
             // While clients are active a paced pass reads in batches an eighth the size, so a
             // client's read never queues behind much repair I/O on a drive.
             let budget = match pace {
@@ -567,7 +618,7 @@ impl Store {
             let walk = match walk {
                 Ok(w) => w,
                 Err(e) => {
-                    *self.inner.repair.running.lock() = None;
+                    self.set_running(kind, None);
                     return Err(e);
                 }
             };
@@ -597,24 +648,31 @@ impl Store {
                 if rate > 0 && (always || self.clients_active()) {
                     let due = Duration::from_secs_f64(bytes as f64 / rate as f64);
                     if let Some(wait) = due.checked_sub(elapsed) {
-                        self.sleep_unless_stopped(wait);
+                        match kind {
+                            PassKind::Collect => self.gc_sleep(wait),
+                            _ => self.sleep_unless_stopped(wait),
+                        }
                     }
                 }
             }
             if kind == PassKind::Scrub && self.rebuild_pending() {
                 // A drive was lost meanwhile: rebuild first; this scrub resumes later.
                 let drained = self.drain(&mut pass, &mut pipeline, &mut raced);
-                *self.inner.repair.running.lock() = None;
+                self.set_running(kind, None);
                 drained?;
                 return Ok(pass);
             }
         }
         pass.finished_unix_ms = now_unix_ms();
+        if !kind.persisted() {
+            self.set_running(kind, None);
+            return Ok(pass);
+        }
         let mut batch = Batch::new();
         batch.put(schema::setting_key(PASS_SETTING), pass.encode());
         let last = match kind {
             PassKind::Rebuild => LAST_REBUILD_SETTING,
-            PassKind::Scrub => LAST_SCRUB_SETTING,
+            PassKind::Scrub | PassKind::Collect => LAST_SCRUB_SETTING,
         };
         batch.put(schema::setting_key(last), pass.encode());
         // Lost slots no record points into any more are clean: forget their boundaries.
@@ -649,8 +707,24 @@ impl Store {
         Ok(pass)
     }
 
+    /// Whether the worker running passes of `kind` is stopping.
+    fn pass_stopped(&self, kind: PassKind) -> bool {
+        match kind {
+            PassKind::Collect => self.gc_stopped(),
+            _ => self.inner.repair.stop.load(Ordering::Acquire),
+        }
+    }
+
+    /// Publishes the pass running now (garbage collection keeps its own).
+    fn set_running(&self, kind: PassKind, pass: Option<&PassStatus>) {
+        match kind {
+            PassKind::Collect => self.set_gc_running(pass),
+            _ => *self.inner.repair.running.lock() = pass.cloned(),
+        }
+    }
+
     /// Whether a client request started within the last [`BUSY_WINDOW_MS`].
-    fn clients_active(&self) -> bool {
+    pub(super) fn clients_active(&self) -> bool {
         let last = self
             .inner
             .repair
@@ -734,8 +808,16 @@ impl Store {
         c.bytes_read += b.bytes_read;
         c.bytes_written += b.bytes_written;
         advanced.cursor = batch.next.clone().unwrap_or_default();
-        *raced |= self.commit_works(&batch.works, Some(&mut advanced))?;
+        let persisted = pass.kind.persisted();
+        let (records, shards) =
+            self.commit_works(&batch.works, persisted.then_some(&mut advanced), raced)?;
+        if !persisted {
+            advanced.counters.records_repaired += records;
+            advanced.counters.shards_repaired += shards;
+        }
         *pass = advanced;
+        // The batch's reservations and read epoch are released only now, after its commit.
+        drop(batch);
         Ok(())
     }
 
@@ -748,8 +830,9 @@ impl Store {
         lost: &[(u32, u64)],
         budget: u64,
     ) -> Result<Batched> {
+        let epoch = self.begin_read();
         let (works, next) = self.collect_batch(kind, cursor, lost, budget)?;
-        Ok(self.prepare_works(kind, works, next, lost))
+        Ok(self.prepare_works(kind, works, next, lost, epoch))
     }
 
     /// Plans the chunks of `works` to examine (every chunk for a scrub; those with a lost
@@ -761,6 +844,7 @@ impl Store {
         works: Vec<Work>,
         next: Option<Vec<u8>>,
         lost: &[(u32, u64)],
+        epoch: ReadEpoch,
     ) -> Batched {
         let mut jobs = Vec::new();
         for (w, work) in works.iter().enumerate() {
@@ -769,9 +853,9 @@ impl Store {
                     let bad: Vec<bool> = chunk
                         .locations
                         .iter()
-                        .map(|l| self.location_lost(*l, lost))
+                        .map(|l| self.location_selected(kind, *l, lost))
                         .collect();
-                    if kind == PassKind::Rebuild && !bad.iter().any(|b| *b) {
+                    if kind != PassKind::Scrub && !bad.iter().any(|b| *b) {
                         continue;
                     }
                     let n = chunk.locations.len();
@@ -779,7 +863,11 @@ impl Store {
                         work: w,
                         run: r,
                         chunk: c,
-                        tried: bad.clone(),
+                        // A lost location is never read; a needle to move is read first.
+                        tried: match kind {
+                            PassKind::Collect => vec![false; n],
+                            _ => bad.clone(),
+                        },
                         bad,
                         payload: vec![None; n],
                     });
@@ -789,16 +877,26 @@ impl Store {
         let mut wave = Vec::new();
         for (j, job) in jobs.iter().enumerate() {
             let run = &works[job.work].runs[job.run];
-            let want = match kind {
-                PassKind::Scrub => usize::MAX,
-                PassKind::Rebuild => needed_sources(run.data_shards),
-            };
-            for l in (0..job.bad.len()).filter(|&l| !job.tried[l]).take(want) {
-                wave.push((j, l));
+            match kind {
+                PassKind::Collect => {
+                    wave.extend((0..job.bad.len()).filter(|&l| job.bad[l]).map(|l| (j, l)))
+                }
+                PassKind::Scrub => wave.extend(
+                    (0..job.bad.len())
+                        .filter(|&l| !job.tried[l])
+                        .map(|l| (j, l)),
+                ),
+                PassKind::Rebuild => {
+                    let want = needed_sources(run.data_shards);
+                    let untried = (0..job.bad.len()).filter(|&l| !job.tried[l]);
+                    wave.extend(untried.take(want).map(|l| (j, l)));
+                }
             }
         }
         let reads = self.submit_wave(&works, &jobs, wave);
         Batched {
+            _epoch: epoch,
+            reservations: Vec::new(),
             works,
             next,
             jobs,
@@ -844,6 +942,11 @@ impl Store {
                         for (i, c) in run.chunks.iter().enumerate() {
                             let reads = match kind {
                                 PassKind::Scrub => c.locations.len(),
+                                PassKind::Collect => c
+                                    .locations
+                                    .iter()
+                                    .filter(|l| self.location_in_victim(**l))
+                                    .count(),
                                 PassKind::Rebuild
                                     if c.locations.iter().any(|l| self.location_lost(*l, lost)) =>
                                 {
@@ -887,6 +990,7 @@ impl Store {
             reads,
             writes: pending,
             counters,
+            reservations: batch_reservations,
             ..
         } = batch;
         let works = &mut works[..];
@@ -898,7 +1002,7 @@ impl Store {
             for (j, job) in jobs.iter().enumerate() {
                 let need = needed_sources(works[job.work].runs[job.run].data_shards);
                 let good = job.payload.iter().filter(|p| p.is_some()).count();
-                if job.needs_repair() && good < need {
+                if job.needs_repair() && !job.bad_all_read() && good < need {
                     let untried = (0..job.bad.len()).filter(|&l| !job.tried[l]);
                     wave.extend(untried.take(need - good).map(|l| (j, l)));
                 }
@@ -949,6 +1053,7 @@ impl Store {
                 .map(|(l, _)| l.slot)
                 .collect();
             let mut placed = Vec::with_capacity(rebuilt.len());
+            let mut held = Vec::with_capacity(rebuilt.len());
             for (l, payload) in rebuilt {
                 let id = needle_id(run, job.chunk, l);
                 let mut needle = AlignedBuf::new(needle_bytes(payload.len()));
@@ -957,14 +1062,24 @@ impl Store {
                     .copy_from_slice(&payload);
                 seal_needle(&mut needle, id, payload.len());
                 let max_per_group = max_per_failure_group(run.data_shards, chunk.locations.len());
-                match self.place_repair(
-                    &taken,
-                    needle.len() as u64,
-                    run.object_id ^ l as u128,
-                    max_per_group,
-                ) {
-                    Ok((slot, offset)) => {
+                let old = chunk.locations[l];
+                // A needle moved out of a victim segment stays on its drive (the stripe keeps
+                // its distinct drives); a lost one goes where there is most room.
+                let placement = if self.location_in_victim(old) {
+                    self.place_move(old.slot, needle.len() as u64)
+                } else {
+                    self.place_repair(
+                        &taken,
+                        needle.len() as u64,
+                        run.object_id ^ l as u128,
+                        max_per_group,
+                    )
+                };
+                match placement {
+                    Ok((slot, reservation)) => {
                         taken.push(slot);
+                        let offset = reservation.offset;
+                        held.push(reservation);
                         placed.push((l, Location { slot, offset }, needle));
                     }
                     Err(Error::NoSpace { detail }) => {
@@ -972,6 +1087,7 @@ impl Store {
                         tracing::warn!(object = %work.name, chunk = index, "repair deferred: {detail}");
                         *deferred = true;
                         placed.clear();
+                        held.clear();
                         break;
                     }
                     Err(e) => return Err(e),
@@ -980,6 +1096,7 @@ impl Store {
             for (l, loc, needle) in placed {
                 writes.push((job.work, job.run, job.chunk, l, loc, needle));
             }
+            batch_reservations.append(&mut held);
         }
         for (w, r, c, l, loc, needle) in writes {
             let dev = self
@@ -1127,7 +1244,7 @@ impl Store {
         bytes: u64,
         salt: u128,
         max_per_group: u32,
-    ) -> Result<(u32, u64)> {
+    ) -> Result<(u32, Reservation)> {
         let n = self.inner.data.len() as u32;
         let groups = &self.inner.config.failure_groups;
         let in_group = |g: u32| {
@@ -1148,8 +1265,8 @@ impl Store {
         candidates.sort_by_key(|&(free, s)| (std::cmp::Reverse(free), (s + n - start) % n));
         for (_, slot) in candidates {
             let dev = self.data_device(slot).expect("a candidate is present");
-            match dev.reserve(bytes, &self.inner.meta) {
-                Ok(offset) => return Ok((slot, offset)),
+            match dev.reserve(bytes, Stream::Relocation, &self.inner.meta) {
+                Ok(r) => return Ok((slot, r)),
                 Err(Error::NoSpace { .. }) => continue,
                 Err(e) => return Err(e),
             }
@@ -1161,12 +1278,34 @@ impl Store {
         })
     }
 
+    /// Room for a needle moved out of a victim segment of `slot`, on the same drive's
+    /// relocation head. Returns (slot, reservation).
+    ///
+    /// Errors: [`Error::NoSpace`] when the drive is gone, failed or has no free segment.
+    fn place_move(&self, slot: u32, bytes: u64) -> Result<(u32, Reservation)> {
+        match self.data_device(slot) {
+            Some(dev) if !dev.device().is_poisoned() => Ok((
+                slot,
+                dev.reserve(bytes, Stream::Relocation, &self.inner.meta)?,
+            )),
+            _ => Err(Error::NoSpace {
+                detail: format!("data slot {slot} is missing or failed"),
+            }),
+        }
+    }
+
     /// Commits the changed works in one batch, each rewritten only if its record is unchanged
     /// since it was read (upload locks, then the namespace lock, are held across the check and
-    /// the commit). With `pass`, its counters gain what was committed and its state goes in
-    /// the same batch. Returns whether any record had changed meanwhile (a later pass examines
-    /// it again).
-    fn commit_works(&self, works: &[Work], pass: Option<&mut PassStatus>) -> Result<bool> {
+    /// the commit), with the live space each moves. With `pass`, its counters gain what was
+    /// committed and its state goes in the same batch. Sets `raced` if any record had changed
+    /// meanwhile (a later pass examines it again). Returns the records and locations
+    /// rewritten.
+    fn commit_works(
+        &self,
+        works: &[Work],
+        pass: Option<&mut PassStatus>,
+        raced: &mut bool,
+    ) -> Result<(u64, u64)> {
         let changed: Vec<&Work> = works.iter().filter(|w| w.repaired > 0).collect();
         let mut stripes: Vec<usize> = changed
             .iter()
@@ -1180,14 +1319,17 @@ impl Store {
             .map(|&s| self.inner.upload_locks[s].lock())
             .collect();
         let _ns = self.inner.namespace.write();
-        let mut raced = false;
         let mut batch = Batch::new();
+        let mut delta = self.space_delta();
         let (mut records, mut shards) = (0, 0);
         for work in changed {
             if self.inner.meta.get(&work.key)?.as_deref() != Some(&work.raw[..]) {
-                raced = true;
+                *raced = true;
                 continue;
             }
+            // Unchanged locations cancel out.
+            delta.add_runs(&decode_runs(&work.key, &work.raw)?, -1);
+            delta.add_runs(&work.runs, 1);
             let value = if work.upload_id.is_some() {
                 let mut record = PartRecord::decode(&work.raw)?;
                 record.run = work.runs[0].clone();
@@ -1207,9 +1349,9 @@ impl Store {
             batch.put(schema::setting_key(PASS_SETTING), p.encode());
         }
         if !batch.ops.is_empty() {
-            self.commit(batch)?;
+            self.commit_with_space(batch, &delta)?;
         }
-        Ok(raced)
+        Ok((records, shards))
     }
 
     /// Repairs the object records reads queued (a scrub of just those records).
@@ -1221,6 +1363,7 @@ impl Store {
             return Ok(());
         }
         let lost = self.lost_signature();
+        let epoch = self.begin_read();
         let mut works = Vec::new();
         for key in keys {
             let Some(raw) = self.inner.meta.get(&key)? else {
@@ -1235,10 +1378,10 @@ impl Store {
                 repaired: 0,
             });
         }
-        let mut batch = self.prepare_works(PassKind::Scrub, works, None, &lost);
+        let mut batch = self.prepare_works(PassKind::Scrub, works, None, &lost, epoch);
         self.rebuild_batch(&mut batch, &mut false)?;
         self.complete_writes(&mut batch)?;
-        self.commit_works(&batch.works, None)?;
+        self.commit_works(&batch.works, None, &mut false)?;
         let repaired: u64 = batch.works.iter().map(|w| w.repaired).sum();
         if repaired > 0 {
             tracing::info!(
@@ -1383,15 +1526,9 @@ fn needed_sources(data_shards: u8) -> usize {
     (data_shards as usize).max(1)
 }
 
-/// Payload bytes of each location of chunk `c` of `run`: the chunk for a copy, a shard's size
-/// for a stripe.
+/// Payload bytes of each location of chunk `c` of `run` ([`ChunkRun::payload_bytes`]).
 fn payload_bytes(run: &ChunkRun, c: usize) -> usize {
-    let len = run.chunks[c].len;
-    if run.data_shards > 0 {
-        schema::shard_bytes(len, run.data_shards)
-    } else {
-        len as usize
-    }
+    run.payload_bytes(c)
 }
 
 /// The payloads of the bad locations of a chunk, from its good ones: a good copy for
@@ -1404,6 +1541,12 @@ fn reconstruct(
 ) -> std::result::Result<Vec<(usize, Vec<u8>)>, String> {
     let good = payload.iter().filter(|p| p.is_some()).count();
     let bad_at = || bad.iter().enumerate().filter(|(_, b)| **b).map(|(l, _)| l);
+    // A needle moved by garbage collection was read good: it is its own payload.
+    if bad_at().all(|l| payload[l].is_some()) {
+        return Ok(bad_at()
+            .map(|l| (l, payload[l].clone().expect("read good")))
+            .collect());
+    }
     if data_shards == 0 {
         let copy = payload
             .iter()
@@ -1485,7 +1628,7 @@ fn reconstruct_all(
 }
 
 /// The runs of the record at `key` (`o/`: an object's; `p/`: a part's one run).
-fn decode_runs(key: &[u8], value: &[u8]) -> Result<Vec<ChunkRun>> {
+pub(super) fn decode_runs(key: &[u8], value: &[u8]) -> Result<Vec<ChunkRun>> {
     if key.starts_with(b"p/") {
         Ok(vec![PartRecord::decode(value)?.run])
     } else {

@@ -43,6 +43,9 @@ pub fn upload_prefix(bucket: &str) -> Vec<u8> {
     [b"u/", bucket.as_bytes(), b"\0"].concat()
 }
 
+/// Characters of an upload ID (hex).
+pub const UPLOAD_ID_LEN: usize = 32;
+
 /// `u/<bucket>\0<key>\0<upload id>` -> [`UploadRecord`]. The upload ID has a fixed length, so
 /// keys containing NUL still parse (from the end).
 pub fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
@@ -82,6 +85,22 @@ pub fn segment_claim_key(slot: u32) -> Vec<u8> {
 pub fn rebuild_boundary_key(slot: u32) -> Vec<u8> {
     [b"r/".as_slice(), &slot.to_be_bytes()].concat()
 }
+
+/// `g/<slot, u32 BE><segment, u32 BE><sequence, u64 BE>` -> a live-space record of one data
+/// segment (`store/space.rs`): sequence 0 holds the folded base, any other sequence a delta one
+/// commit added. The segment's live bytes and needles are the sum of its records.
+pub fn space_key(slot: u32, segment: u32, sequence: u64) -> Vec<u8> {
+    [
+        SPACE_PREFIX,
+        &slot.to_be_bytes(),
+        &segment.to_be_bytes(),
+        &sequence.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// Prefix of every live-space key.
+pub const SPACE_PREFIX: &[u8] = b"g/";
 
 /// Prefix of every rebuild boundary key.
 pub const REBUILD_BOUNDARY_PREFIX: &[u8] = b"r/";
@@ -153,6 +172,17 @@ impl ChunkRun {
     /// Data bytes in the run.
     pub fn bytes(&self) -> u64 {
         self.chunks.iter().map(|c| c.len as u64).sum()
+    }
+
+    /// Payload bytes of each location of chunk `c`: the chunk for a copy, a shard's size for
+    /// a stripe.
+    pub fn payload_bytes(&self, c: usize) -> usize {
+        let len = self.chunks[c].len;
+        if self.data_shards > 0 {
+            shard_bytes(len, self.data_shards)
+        } else {
+            len as usize
+        }
     }
 }
 
