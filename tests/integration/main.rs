@@ -12,6 +12,7 @@ mod engine_listing;
 mod engine_mirror;
 mod engine_protection;
 mod engine_repair;
+mod engine_space;
 mod s3_auth;
 mod s3_hardening;
 mod s3_list;

@@ -390,6 +390,12 @@ pub fn tiny_profile(hdds: usize) -> hoard::Profile {
 
 /// [`tiny_profile`] with `extra` TOML appended (a `[[pool]]`, say).
 pub fn tiny_profile_with(hdds: usize, extra: &str) -> hoard::Profile {
+    small_profile(hdds, 256 << 20, extra)
+}
+
+/// A tiny-device profile with `hdds` data devices of `hdd_bytes` and `extra` TOML appended
+/// (`[engine]` keys may follow: it ends inside `[engine]`).
+pub fn small_profile(hdds: usize, hdd_bytes: u64, extra: &str) -> hoard::Profile {
     let files: Vec<String> = (0..hdds).map(|i| format!("\"hdd{i}.img\"")).collect();
     hoard::Profile::parse(&format!(
         r#"
@@ -405,7 +411,7 @@ seq_mb_s = 1000
 random_read_iops = 10000
 [hdd]
 count = {hdds}
-size_bytes = 268_435_456
+size_bytes = {hdd_bytes}
 seq_mb_s = 1000
 random_read_iops = 10000
 [files]

@@ -118,6 +118,18 @@ impl Store {
         }
     }
 
+    /// Whether the background worker runs.
+    pub(super) fn gc_running(&self) -> bool {
+        self.inner.gc.worker.lock().is_some() && !self.gc_stopped()
+    }
+
+    /// Wakes the background worker for a round now.
+    pub(super) fn wake_gc(&self) {
+        let g = &self.inner.gc;
+        let _l = g.wake_lock.lock();
+        g.wake.notify_all();
+    }
+
     pub(super) fn set_gc_running(&self, pass: Option<&PassStatus>) {
         self.inner.gc.status.lock().running = pass.cloned();
     }
@@ -127,62 +139,82 @@ impl Store {
         self.inner.gc.status.lock().clone()
     }
 
-    /// The pool's free space as a percentage of its raw space (present, unfailed drives).
-    fn free_pct(&self) -> f64 {
-        let status = self.space_status();
-        let t = &status.total;
-        if t.raw_bytes == 0 {
-            return 100.0;
-        }
-        t.free_bytes as f64 * 100.0 / t.raw_bytes as f64
-    }
-
-    /// Victim segments by cost-benefit, best first, until they would free `want_bytes` or
-    /// hold `max_live_bytes` of live needles to move.
-    fn choose_victims(&self, want_bytes: u64, max_live_bytes: u64) -> Vec<(u32, u32)> {
+    /// Victim segments by cost-benefit, best first per drive, until they would free what
+    /// each drive lacks (`want_bytes`, by slot) or hold `max_live_bytes` of live needles in
+    /// all. Drives are cleaned each toward the target, so no drive runs out while others
+    /// have room (a stripe needs distinct drives).
+    fn choose_victims(&self, want_bytes: &[u64], max_live_bytes: u64) -> Vec<(u32, u32)> {
         let space = &self.inner.space;
         let seg = space.segment_size_bytes();
         let now = now_unix_ms();
-        let mut candidates: Vec<(f64, u32, u32, u64)> = Vec::new();
+        let mut per_drive: Vec<Vec<(f64, u32, u64)>> = Vec::new();
+        // What each drive can take of its own moved needles: its free segments but one (the
+        // relocation head may hold a partly used one).
+        let mut room = vec![0u64; self.inner.data.len()];
         for slot in 0..self.inner.data.len() as u32 {
-            let Some(dev) = self.data_device(slot) else {
-                continue;
-            };
-            if dev.device().is_poisoned() {
-                continue;
+            let mut candidates = Vec::new();
+            let dev = self
+                .data_device(slot)
+                .filter(|d| !d.device().is_poisoned() && want_bytes[slot as usize] > 0);
+            if let Some(dev) = dev {
+                room[slot as usize] = dev.free_segments().saturating_sub(1) as u64 * seg;
+                let first = match self.rebuild_boundary(slot) {
+                    0 => 0,
+                    b => dev.segment_of(b.max(crate::device::superblock::RESERVED_BYTES)),
+                };
+                let table = space.segments(slot, dev.claimed_segments());
+                for (segment, s) in table.iter().enumerate().skip(first as usize) {
+                    let u = s.live_bytes as f64 / seg as f64;
+                    if s.live_bytes == 0 || u > MAX_VICTIM_LIVE || !dev.segment_idle(segment as u32)
+                    {
+                        continue;
+                    }
+                    let age_ms = now.saturating_sub(s.modified_unix_ms).max(1) as f64;
+                    let score = (1.0 - u) * age_ms / (1.0 + u);
+                    candidates.push((score, segment as u32, s.live_bytes));
+                }
+                candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
             }
-            let first = match self.rebuild_boundary(slot) {
-                0 => 0,
-                b => dev.segment_of(b.max(crate::device::superblock::RESERVED_BYTES)),
-            };
-            let table = space.segments(slot, dev.claimed_segments());
-            for (segment, s) in table.iter().enumerate().skip(first as usize) {
-                let u = s.live_bytes as f64 / seg as f64;
-                if s.live_bytes == 0 || u > MAX_VICTIM_LIVE || !dev.segment_idle(segment as u32) {
+            per_drive.push(candidates);
+        }
+        // Round-robin over the drives, each taking its next best victim while it lacks space.
+        let mut gain = vec![0u64; per_drive.len()];
+        let mut next = vec![0usize; per_drive.len()];
+        let mut live = 0u64;
+        let mut victims = Vec::new();
+        loop {
+            let mut took = false;
+            for (slot, candidates) in per_drive.iter().enumerate() {
+                if gain[slot] >= want_bytes[slot] {
                     continue;
                 }
-                let age_ms = now.saturating_sub(s.modified_unix_ms).max(1) as f64;
-                let score = (1.0 - u) * age_ms / (1.0 + u);
-                candidates.push((score, slot, segment as u32, s.live_bytes));
+                let Some(&(_, segment, live_bytes)) = candidates.get(next[slot]) else {
+                    continue;
+                };
+                if live + live_bytes > max_live_bytes {
+                    return victims;
+                }
+                next[slot] += 1;
+                if live_bytes > room[slot] {
+                    // Its moved needles would not fit on the drive this pass.
+                    gain[slot] = u64::MAX;
+                    continue;
+                }
+                room[slot] -= live_bytes;
+                gain[slot] += seg - live_bytes;
+                live += live_bytes;
+                victims.push((slot as u32, segment));
+                took = true;
+            }
+            if !took {
+                return victims;
             }
         }
-        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let (mut gain, mut live) = (0u64, 0u64);
-        let mut victims = Vec::new();
-        for (_, slot, segment, live_bytes) in candidates {
-            if gain >= want_bytes || live + live_bytes > max_live_bytes {
-                break;
-            }
-            gain += seg - live_bytes;
-            live += live_bytes;
-            victims.push((slot, segment));
-        }
-        victims
     }
 
-    /// One round of garbage collection now: frees dead segments, then, if the pool's free
-    /// space is below `gc_free_target_pct` (or `force`), moves the live needles out of the
-    /// best victims and frees them too.
+    /// One round of garbage collection now: frees dead segments, then, for each drive whose
+    /// free space is below `gc_free_target_pct` of its raw space (every drive, with `force`),
+    /// moves the live needles out of the best victims and frees them too.
     ///
     /// Errors: metadata and device errors (nothing is freed that a record references).
     pub fn collect_garbage(&self, force: bool) -> Result<GcRound> {
@@ -192,22 +224,28 @@ impl Store {
             segments_freed: self.reclaim_segments(),
             ..GcRound::default()
         };
-        let free_pct = self.free_pct();
-        if !force && free_pct >= config.gc_free_target_pct as f64 {
+        let status = self.space_status();
+        let target_pct = config.gc_free_target_pct as u64;
+        let below_target = |d: &super::DriveSpace| d.free_bytes < d.raw_bytes * target_pct / 100;
+        if !force && !status.drives.iter().any(below_target) {
             return Ok(round);
         }
-        let status = self.space_status();
-        let raw = status.total.raw_bytes;
-        let want = match force {
-            true => u64::MAX,
-            false => {
-                let target = raw * config.gc_free_target_pct as u64 / 100;
-                target.saturating_sub(status.total.free_bytes)
-            }
-        };
+        // A drive below the target is cleaned to 5% of its raw space past it, so passes (each
+        // a walk of every record) are few and large.
+        let want: Vec<u64> = status
+            .drives
+            .iter()
+            .map(|d| match force {
+                true => u64::MAX,
+                false if below_target(d) => {
+                    (d.raw_bytes * (target_pct + 5) / 100).saturating_sub(d.free_bytes)
+                }
+                false => 0,
+            })
+            .collect();
         // One pass walks every record, so each moves up to 1/16 of the pool's raw space.
-        let victims =
-            self.choose_victims(want, (raw / 16).max(self.inner.space.segment_size_bytes()));
+        let seg = self.inner.space.segment_size_bytes();
+        let victims = self.choose_victims(&want, (status.total.raw_bytes / 16).max(seg));
         if victims.is_empty() {
             return Ok(round);
         }
@@ -218,8 +256,12 @@ impl Store {
             .victims
             .write()
             .extend(victims.iter().copied());
-        tracing::debug!(victims = victims.len(), free_pct, "garbage collection pass");
-        let urgent = status.total.free_bytes < 2 * status.total.reserve_bytes;
+        tracing::debug!(victims = victims.len(), "garbage collection pass");
+        // Unpaced while any drive is under twice its reserve: writes would soon be refused.
+        let urgent = status
+            .drives
+            .iter()
+            .any(|d| d.raw_bytes > 0 && d.free_bytes < 2 * d.reserve_bytes);
         let pace = (!urgent).then_some((config.gc_bytes_per_s, false));
         let pass = self.run_pass(PassKind::Collect, pace)?;
         drop(_clear);
@@ -313,10 +355,7 @@ impl Store {
     pub(super) fn stop_gc_worker(&self) {
         let g = &self.inner.gc;
         g.stop.store(true, Ordering::Release);
-        {
-            let _l = g.wake_lock.lock();
-            g.wake.notify_all();
-        }
+        self.wake_gc();
         let handle = g.worker.lock().take();
         if let Some(h) = handle {
             if h.thread().id() != std::thread::current().id() {

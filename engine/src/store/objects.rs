@@ -575,9 +575,27 @@ impl Store {
     /// missing, failed and full devices, and never putting more than `protection` allows in
     /// one failure group; returns (slot, offset) per copy.
     ///
+    /// A write that finds the pool at its reserve while the garbage collector holds
+    /// reclaimable space stalls for it (see [`Store::wait_for_room`]) instead of failing.
+    ///
     /// Errors: [`Error::InsufficientStorage`] when drives were skipped for want of room beyond
     /// their reserve; [`Error::NoSpace`] when fewer than `copies` devices are usable at all.
     fn reserve_copies(
+        &self,
+        object_id: u128,
+        index: u32,
+        bytes: u64,
+        protection: Protection,
+    ) -> Result<Vec<(u32, Reservation)>> {
+        match self.try_reserve_copies(object_id, index, bytes, protection) {
+            Err(Error::InsufficientStorage { .. }) if self.wait_for_room(protection.width()) => {
+                self.try_reserve_copies(object_id, index, bytes, protection)
+            }
+            r => r,
+        }
+    }
+
+    fn try_reserve_copies(
         &self,
         object_id: u128,
         index: u32,

@@ -49,6 +49,8 @@ const SPACE_SETTING: &str = "space-accounting";
 const KEYS_PER_BATCH: usize = 4096;
 /// Fill of the metadata SSDs' table area, in percent, from which client writes are refused.
 const META_FULL_PCT: u64 = 90;
+/// Longest a client write stalls for the garbage collector at a full pool, ms.
+const STALL_MS: u64 = 10_000;
 
 /// Live space of one data segment.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -202,6 +204,8 @@ pub(super) struct SpaceState {
     segment_size_bytes: u64,
     /// Per data slot: per segment.
     table: Vec<Mutex<Vec<SegmentSpace>>>,
+    /// Dead segments waiting for older readers. Held across a whole
+    /// [`Store::reclaim_segments`], so two never put one segment there twice.
     limbo: Mutex<Vec<Limbo>>,
     epochs: Mutex<Epochs>,
     next_sequence: AtomicU64,
@@ -466,9 +470,8 @@ impl Store {
     /// above); returns how many were freed.
     pub(super) fn reclaim_segments(&self) -> u64 {
         let space = &self.inner.space;
-        let waiting: HashSet<(u32, u32)> = space
-            .limbo
-            .lock()
+        let mut limbo = space.limbo.lock();
+        let waiting: HashSet<(u32, u32)> = limbo
             .iter()
             .map(|&(_, slot, segment, _)| (slot, segment))
             .collect();
@@ -511,7 +514,6 @@ impl Store {
             }
             (tag, epochs.active.keys().next().copied())
         };
-        let mut limbo = space.limbo.lock();
         limbo.extend(dead.into_iter().map(|(d, slot, s)| (d, slot, s, tag)));
         let mut freed = 0;
         limbo.retain(|(dev, slot, segment, tag)| {
@@ -716,12 +718,35 @@ impl Store {
             .present_data_devices()
             .iter()
             .any(|d| d.layout().segment_count > 0);
-        if has_segments && drives < protection.width() {
-            self.reclaim_segments();
-            if self.client_free_bytes().1 < protection.width() {
-                return Err(self.insufficient_storage());
-            }
+        if has_segments && drives < protection.width() && !self.wait_for_room(protection.width()) {
+            return Err(self.insufficient_storage());
         }
         Ok(())
+    }
+
+    /// For a client write that found fewer than `drives` drives with free segments beyond
+    /// their reserve: frees dead segments, and while the garbage collector runs and the pool
+    /// holds reclaimable space, wakes it and looks again every 10 ms for at most
+    /// [`STALL_MS`] — a write stall, as an LSM tree's, rather than a refusal with space about
+    /// to be freed. Writes never wait while a drive has room beyond its reserve; this is the
+    /// near-full case only. Returns whether room appeared.
+    pub(super) fn wait_for_room(&self, drives: u32) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(STALL_MS);
+        let seg = self.inner.space.segment_size_bytes;
+        loop {
+            self.reclaim_segments();
+            if self.client_free_bytes().1 >= drives {
+                return true;
+            }
+            let reclaimable = self.space_status().total.reclaimable_bytes;
+            if !self.gc_running()
+                || reclaimable < drives as u64 * seg
+                || std::time::Instant::now() >= deadline
+            {
+                return false;
+            }
+            self.wake_gc();
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
