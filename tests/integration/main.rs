@@ -19,4 +19,5 @@ mod s3_list;
 mod s3_multipart;
 mod s3_objects;
 mod s3_protection;
+mod s3_space;
 mod support;

@@ -77,11 +77,28 @@ impl Server {
     /// Starts a server on `data` whose configured key pair is `access`/`secret` (an empty
     /// `access` leaves the key pair to the server: kept in `data`, or generated).
     pub fn start_with_key(data: &Path, port: Option<u16>, access: &str, secret: &str) -> Server {
+        Server::start_with(data, port, access, secret, None)
+    }
+
+    /// Starts a server on `data` with the profile file `profile`.
+    pub fn start_with_profile(data: &Path, profile: &Path) -> Server {
+        Server::start_with(data, None, ACCESS_KEY, SECRET_KEY, Some(profile))
+    }
+
+    fn start_with(
+        data: &Path,
+        port: Option<u16>,
+        access: &str,
+        secret: &str,
+        profile: Option<&Path>,
+    ) -> Server {
         let port = port.unwrap_or_else(free_port);
         let mut cmd = Command::new(hoard_binary());
-        cmd.args(["serve", "--data"])
-            .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
+        cmd.args(["serve", "--data"]).arg(data);
+        if let Some(p) = profile {
+            cmd.arg("--profile").arg(p);
+        }
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
             .env_remove("HOARD_ACCESS_KEY")
             .env_remove("HOARD_SECRET_KEY")
             .env("HOARD_LOG", "warn")
@@ -396,8 +413,13 @@ pub fn tiny_profile_with(hdds: usize, extra: &str) -> hoard::Profile {
 /// A tiny-device profile with `hdds` data devices of `hdd_bytes` and `extra` TOML appended
 /// (`[engine]` keys may follow: it ends inside `[engine]`).
 pub fn small_profile(hdds: usize, hdd_bytes: u64, extra: &str) -> hoard::Profile {
+    hoard::Profile::parse(&small_profile_toml(hdds, hdd_bytes, extra)).unwrap()
+}
+
+/// The TOML of [`small_profile`].
+pub fn small_profile_toml(hdds: usize, hdd_bytes: u64, extra: &str) -> String {
     let files: Vec<String> = (0..hdds).map(|i| format!("\"hdd{i}.img\"")).collect();
-    hoard::Profile::parse(&format!(
+    format!(
         r#"
 name = "tiny"
 description = "tiny devices for engine tests"
@@ -424,6 +446,5 @@ wal_size_bytes = 262144
 {extra}
 "#,
         files.join(", ")
-    ))
-    .unwrap()
+    )
 }

@@ -104,6 +104,54 @@ pub struct SpaceStatus {
     pub segments_waiting: u64,
 }
 
+impl SpaceStatus {
+    /// A table for people: per drive and for the pool, raw, used, live, free, reclaimable and
+    /// reserved bytes (MiB), then the metadata SSDs' table area.
+    pub fn report(&self) -> String {
+        let mib = |b: u64| format!("{:.1}", b as f64 / (1u64 << 20) as f64);
+        let mut out = format!(
+            "{:<10} {:<24} {:>11} {:>11} {:>11} {:>11} {:>13} {:>11}\n",
+            "slot",
+            "device",
+            "raw MiB",
+            "used MiB",
+            "live MiB",
+            "free MiB",
+            "reclaim. MiB",
+            "reserve MiB"
+        );
+        let mut line = |slot: String, d: &DriveSpace| {
+            out.push_str(&format!(
+                "{:<10} {:<24} {:>11} {:>11} {:>11} {:>11} {:>13} {:>11}\n",
+                slot,
+                if d.device.is_empty() && slot != "pool" {
+                    "(missing)"
+                } else {
+                    &d.device
+                },
+                mib(d.raw_bytes),
+                mib(d.used_bytes),
+                mib(d.live_bytes),
+                mib(d.free_bytes),
+                mib(d.reclaimable_bytes),
+                mib(d.reserve_bytes)
+            ))
+        };
+        for d in &self.drives {
+            line(format!("hdd{}", d.slot), d);
+        }
+        line("pool".into(), &self.total);
+        out.push_str(&format!(
+            "pool {}: {:.1}% free; metadata SSD tables {} of {} MiB\n",
+            self.pool,
+            self.total.free_bytes as f64 * 100.0 / self.total.raw_bytes.max(1) as f64,
+            mib(self.metadata_used_bytes),
+            mib(self.metadata_capacity_bytes)
+        ));
+        out
+    }
+}
+
 /// What [`Store::check_space`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SpaceCheck {

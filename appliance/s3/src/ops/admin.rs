@@ -12,8 +12,10 @@
 //!   process's resident and peak resident size, the store's own uses and the body bytes the
 //!   S3 layer holds; requests and data streams in flight against their limits; repair: the
 //!   lost slots and why, whether a rebuild is pending, the running pass and the last rebuild
-//!   and scrub with their counts, rate and ETA, objects found unrecoverable; whether a
-//!   shutdown is under way).
+//!   and scrub with their counts, rate and ETA, objects found unrecoverable; space: per drive
+//!   and for the pool, raw, used, live, free, reclaimable and reserved bytes, and the metadata
+//!   SSDs' table area; garbage collection: passes, needles moved, segments freed, uploads
+//!   expired; whether a shutdown is under way).
 //! - `POST /_hoard/scrub`: start a scrub pass now (202 Accepted; progress in the status).
 //!   A scheduled scrub runs at the profile's pace; one asked for runs at the rebuild's.
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
@@ -150,6 +152,56 @@ fn repair_status(store: &hoard::Store, x: &mut XmlBuilder) -> S3Result<()> {
     Ok(())
 }
 
+/// The `<Space>` and `<GarbageCollection>` elements of the status document.
+fn space_status(store: &hoard::Store, x: &mut XmlBuilder) {
+    let space = store.space_status();
+    let bytes = |x: &mut XmlBuilder, d: &hoard::DriveSpace| {
+        x.elem("RawBytes", d.raw_bytes.to_string())
+            .elem("UsedBytes", d.used_bytes.to_string())
+            .elem("LiveBytes", d.live_bytes.to_string())
+            .elem("FreeBytes", d.free_bytes.to_string())
+            .elem("ReclaimableBytes", d.reclaimable_bytes.to_string())
+            .elem("ReserveBytes", d.reserve_bytes.to_string());
+    };
+    x.open("Space");
+    x.open("Pool").elem("Name", &space.pool);
+    bytes(x, &space.total);
+    x.close("Pool");
+    for d in &space.drives {
+        x.open("Drive")
+            .elem("Slot", d.slot.to_string())
+            .elem("Device", &d.device);
+        bytes(x, d);
+        x.close("Drive");
+    }
+    x.open("Metadata")
+        .elem("TableBytes", space.metadata_used_bytes.to_string())
+        .elem("TableAreaBytes", space.metadata_capacity_bytes.to_string())
+        .close("Metadata");
+    x.close("Space");
+    let gc = store.gc_status();
+    x.open("GarbageCollection")
+        .elem(
+            "Running",
+            if gc.running.is_some() {
+                "true"
+            } else {
+                "false"
+            },
+        )
+        .elem("Passes", gc.passes.to_string())
+        .elem("NeedlesMoved", gc.needles_moved.to_string())
+        .elem("BytesRead", gc.bytes_read.to_string())
+        .elem("BytesWritten", gc.bytes_written.to_string())
+        .elem("SegmentsFreed", space.segments_freed.to_string())
+        .elem(
+            "SegmentsWaitingForReaders",
+            space.segments_waiting.to_string(),
+        )
+        .elem("UploadsExpired", gc.uploads_expired.to_string())
+        .close("GarbageCollection");
+}
+
 fn status(state: &AppState) -> S3Result<Response> {
     let store = &state.store;
     let config = store.config();
@@ -221,6 +273,7 @@ fn status(state: &AppState) -> S3Result<Response> {
         )
         .close("Memory");
     repair_status(store, &mut x)?;
+    space_status(store, &mut x);
     let admission = &state.admission;
     x.open("Requests")
         .elem("InFlight", admission.requests_in_flight().to_string())
