@@ -7,7 +7,8 @@
 //! 1. **Free dead segments** ([`Store::reclaim_segments`]): segments no record references are
 //!    freed under the epoch rule of `store/space.rs`. This costs no I/O, and it is how deletes,
 //!    overwrites, aborted uploads, failed bodies and crash tails give space back.
-//! 2. **Clean** while the pool's free space is below `gc_free_target_pct`: victims are the
+//! 2. **Clean** while a drive's free space is below its target (`gc_free_target_pct` of it,
+//!    at most half of what is not live): victims are the
 //!    sealed segments that gain most by Rosenblum and Ousterhout's cost-benefit rule (LFS,
 //!    1992): `(1 - u) x age / (1 + u)`, with `u` the segment's live fraction and `age` the time
 //!    since a commit last added to it; cold, mostly dead segments first. A collection pass (a
@@ -225,21 +226,25 @@ impl Store {
             ..GcRound::default()
         };
         let status = self.space_status();
-        let target_pct = config.gc_free_target_pct as u64;
-        let below_target = |d: &super::DriveSpace| d.free_bytes < d.raw_bytes * target_pct / 100;
+        // A drive's target: `gc_free_target_pct` of its raw space, but at most half of what
+        // is not live, so a full pool leaves room for garbage to gather between cleanings
+        // instead of copying nearly live segments over and over.
+        let target = |d: &super::DriveSpace| {
+            (d.raw_bytes * config.gc_free_target_pct as u64 / 100)
+                .min(d.raw_bytes.saturating_sub(d.live_bytes) / 2)
+        };
+        let below_target = |d: &super::DriveSpace| d.free_bytes < target(d);
         if !force && !status.drives.iter().any(below_target) {
             return Ok(round);
         }
-        // A drive below the target is cleaned to 5% of its raw space past it, so passes (each
-        // a walk of every record) are few and large.
+        // A drive below its target is cleaned a quarter of the target past it, so passes
+        // (each a walk of every record) are few and large.
         let want: Vec<u64> = status
             .drives
             .iter()
             .map(|d| match force {
                 true => u64::MAX,
-                false if below_target(d) => {
-                    (d.raw_bytes * (target_pct + 5) / 100).saturating_sub(d.free_bytes)
-                }
+                false if below_target(d) => (target(d) * 5 / 4).saturating_sub(d.free_bytes),
                 false => 0,
             })
             .collect();
