@@ -523,34 +523,20 @@ impl Store {
     pub fn count_lost_locations(&self) -> Result<u64> {
         let lost = self.lost_signature();
         let mut count = 0;
-        let mut err = None;
-        for prefix in [b"o/".as_slice(), b"p/".as_slice()] {
-            self.inner.meta.scan(prefix, &mut |k, v| {
-                if !k.starts_with(prefix) {
-                    return Scan::Stop;
+        for_each_run_record(
+            &self.inner.meta,
+            &self.inner.meta.snapshot(),
+            &mut |_, runs| {
+                for loc in runs
+                    .iter()
+                    .flat_map(|r| &r.chunks)
+                    .flat_map(|c| &c.locations)
+                {
+                    count += self.location_lost(*loc, &lost) as u64;
                 }
-                match decode_runs(k, v) {
-                    Ok(runs) => {
-                        for loc in runs
-                            .iter()
-                            .flat_map(|r| &r.chunks)
-                            .flat_map(|c| &c.locations)
-                        {
-                            count += self.location_lost(*loc, &lost) as u64;
-                        }
-                        Scan::Continue
-                    }
-                    Err(e) => {
-                        err = Some(e);
-                        Scan::Stop
-                    }
-                }
-            })?;
-        }
-        match err {
-            Some(e) => Err(e),
-            None => Ok(count),
-        }
+            },
+        )?;
+        Ok(count)
     }
 
     /// Runs a rebuild pass to its end now (resuming an interrupted one): every copy or shard
@@ -1625,6 +1611,34 @@ fn reconstruct_all(
             .flat_map(|h| h.join().expect("reconstruction does not panic"))
             .collect()
     })
+}
+
+/// Visits every object record (`o/`) then every part record (`p/`) at `snapshot` with its
+/// runs (no key prefix sorts between them: `engine/FORMAT.md`).
+///
+/// Errors: metadata errors; an undecodable record.
+pub(super) fn for_each_run_record(
+    meta: &crate::meta::MetaStore,
+    snapshot: &crate::meta::Snapshot,
+    visit: &mut dyn FnMut(&[u8], &[ChunkRun]),
+) -> Result<()> {
+    let mut err = None;
+    meta.scan_at(b"o/", snapshot, &mut |k, v| {
+        if !(k.starts_with(b"o/") || k.starts_with(b"p/")) {
+            return Scan::Stop;
+        }
+        match decode_runs(k, v) {
+            Ok(runs) => {
+                visit(k, &runs);
+                Scan::Continue
+            }
+            Err(e) => {
+                err = Some(e);
+                Scan::Stop
+            }
+        }
+    })?;
+    err.map_or(Ok(()), Err)
 }
 
 /// The runs of the record at `key` (`o/`: an object's; `p/`: a part's one run).

@@ -291,26 +291,8 @@ fn recount(meta: &MetaStore, snapshot: &Snapshot, segment_size_bytes: u64) -> Re
         segment_size_bytes,
         map: BTreeMap::new(),
     };
-    let mut err = None;
-    meta.scan_at(b"o/", snapshot, &mut |k, v| {
-        if !(k.starts_with(b"o/") || k.starts_with(b"p/")) {
-            return Scan::Stop;
-        }
-        match super::repair::decode_runs(k, v) {
-            Ok(runs) => {
-                delta.add_runs(&runs, 1);
-                Scan::Continue
-            }
-            Err(e) => {
-                err = Some(e);
-                Scan::Stop
-            }
-        }
-    })?;
-    match err {
-        Some(e) => Err(e),
-        None => Ok(delta),
-    }
+    super::repair::for_each_run_record(meta, snapshot, &mut |_, runs| delta.add_runs(runs, 1))?;
+    Ok(delta)
 }
 
 /// Sums of the live-space records at `snapshot`: by (slot, segment): (bytes, needles,
