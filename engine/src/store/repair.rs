@@ -1,4 +1,5 @@
-//! Repair: rebuild and scrub.
+//! Repair: rebuild and scrub, and the collection pass of garbage collection (`store/gc.rs`),
+//! which moves needles out of victim segments with the same machinery.
 //!
 //! Owns: deciding which chunk locations are lost or damaged, reconstructing them from the
 //! chunk's other copies or shards, appending them to other drives, committing the new
