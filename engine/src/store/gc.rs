@@ -101,10 +101,8 @@ impl Store {
         if victims.is_empty() {
             return false;
         }
-        let seg = self.inner.space.segment_size_bytes();
-        let reserved = crate::device::superblock::RESERVED_BYTES;
-        loc.offset >= reserved
-            && victims.contains(&(loc.slot, ((loc.offset - reserved) / seg) as u32))
+        let segment = super::space::segment_of(loc.offset, self.inner.space.segment_size_bytes());
+        victims.contains(&(loc.slot, segment))
     }
 
     pub(super) fn gc_stopped(&self) -> bool {

@@ -195,7 +195,8 @@ impl SpaceDelta {
     }
 }
 
-fn segment_of(offset: u64, segment_size_bytes: u64) -> u32 {
+/// The segment holding needle offset `offset`.
+pub(super) fn segment_of(offset: u64, segment_size_bytes: u64) -> u32 {
     let reserved = crate::device::superblock::RESERVED_BYTES;
     assert!(
         offset >= reserved,
@@ -523,7 +524,7 @@ impl Store {
             let candidates: Vec<u32> = {
                 let table = space.table[slot as usize].lock();
                 (first..claimed)
-                    .filter(|&s| table.get(s as usize).is_none_or(|t| t.live_bytes == 0))
+                    .filter(|&s| !table.get(s as usize).is_some_and(|t| t.live_bytes > 0))
                     .collect()
             };
             for segment in candidates {
@@ -741,14 +742,16 @@ impl Store {
                 reserve_bytes: area * (100 - META_FULL_PCT) / 100,
             });
         }
-        let (_, drives) = self.client_free_bytes();
+        if self.client_free_bytes().1 >= protection.width() {
+            return Ok(());
+        }
         // A pool of drives too small for one segment takes only inline and empty objects,
-        // which need no HDD space: nothing to refuse here.
+        // which need no HDD space: nothing to refuse there.
         let has_segments = self
             .present_data_devices()
             .iter()
             .any(|d| d.layout().segment_count > 0);
-        if has_segments && drives < protection.width() && !self.wait_for_room(protection.width()) {
+        if has_segments && !self.wait_for_room(protection.width()) {
             return Err(self.insufficient_storage());
         }
         Ok(())
