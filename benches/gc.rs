@@ -1,16 +1,19 @@
 //! Sustained overwrites with garbage collection running, beside the same workload on an
 //! empty pool.
 //!
-//! `cargo bench -p hoard-benches --bench gc` measures, on real files (O_DIRECT, four 128 MiB
-//! HDD files, 1 MiB chunks, 4 MiB segments, `ec:2+1`, inline storage off so every object goes
+//! `cargo bench -p hoard-benches --bench gc` measures, on real files (O_DIRECT, four
+//! HDD files of 1 GiB, 1 MiB chunks, 16 MiB segments (64 per drive; a 512 KiB shard's
+//! needle leaves 2% of a segment's tail unused, as a 4U segment of 128 chunks leaves under 1%), `ec:2+1`, inline storage off so every object goes
 //! to the HDDs), for objects of 1 MiB and 64 KiB (the latter stored as 2 copies: hybrid
 //! protection below `replicate_below_bytes`):
+//! - (`HOARD_GC_BENCH=1MiB/80pct` runs one configuration.)
 //! - `overwrite/<size>/<fill>`: throughput of overwriting random keys of a working set that
 //!   fills 5% ("empty"), 50% or 80% of the pool's raw space, with the background collector
 //!   running; each configuration is first churned through the whole pool once so it is in
 //!   steady state;
 //! - printed per configuration: garbage collection's write amplification (bytes it wrote /
-//!   bytes clients wrote while measured), and PUT and GET latency p50/p99 (a GET of a random
+//!   bytes clients wrote while measured), the live fraction of the raw space measured at
+//!   the end, and PUT and GET latency p50/p99 (a GET of a random
 //!   key after every 8th PUT): idle collector at 5%, active at 50% and 80%.
 
 use std::io::Read;
@@ -25,13 +28,13 @@ mod raw_device;
 use raw_device::{backend, scratch};
 
 const MIB: u64 = 1 << 20;
-const HDD_BYTES: u64 = 256 * MIB;
+const HDD_BYTES: u64 = 1024 * MIB;
 
 fn profile() -> Profile {
     Profile::parse(&format!(
         r#"
 name = "gc-bench"
-description = "four 256 MiB HDD files for garbage collection under churn"
+description = "four 1 GiB HDD files for garbage collection under churn"
 [chassis]
 cpu_cores = 2
 memory_bytes = 2_147_483_648
@@ -54,7 +57,7 @@ ssd = ["ssd0.img"]
 hdd = ["hdd0.img", "hdd1.img", "hdd2.img", "hdd3.img"]
 [engine]
 chunk_size_bytes = 1048576
-segment_size_bytes = 4194304
+segment_size_bytes = 16777216
 inline_threshold_bytes = 0
 gc_interval_ms = 100
 "#
@@ -154,6 +157,15 @@ fn gc(c: &mut Criterion) {
     group.warm_up_time(Duration::from_millis(1));
     for object_bytes in [MIB as usize, 64 << 10] {
         for fill_pct in [5u64, 50, 80] {
+            let label = if object_bytes >= MIB as usize {
+                "1MiB"
+            } else {
+                "64KiB"
+            };
+            let only = std::env::var("HOARD_GC_BENCH").ok();
+            if only.is_some_and(|o| o != format!("{label}/{fill_pct}pct")) {
+                continue;
+            }
             let dir = root.path().join(format!("{object_bytes}-{fill_pct}"));
             let store = open(&dir);
             store.create_bucket("bench", "bench").unwrap();
@@ -187,11 +199,6 @@ fn gc(c: &mut Criterion) {
             let gc_before = churn.store.gc_status().bytes_written;
             let batch = 32 * MIB;
             group.throughput(Throughput::Bytes(batch));
-            let label = if object_bytes >= MIB as usize {
-                "1MiB"
-            } else {
-                "64KiB"
-            };
             group.bench_function(BenchmarkId::new(label, format!("{fill_pct}pct")), |b| {
                 b.iter_custom(|iters| {
                     let start = Instant::now();
@@ -203,8 +210,11 @@ fn gc(c: &mut Criterion) {
             });
             let gc = churn.store.gc_status();
             let moved = gc.bytes_written - gc_before;
+            let space = churn.store.space_status().total;
             eprintln!(
-                "overwrite {label} at {fill_pct}% fill: gc write amplification {:.2} ({} MiB moved for {} MiB written, {} passes); PUT p50 {:?} p99 {:?}; GET p50 {:?} p99 {:?}",
+                "overwrite {label} at {fill_pct}% fill (live {:.1}% of raw, free {:.1}%): gc write amplification {:.2} ({} MiB moved for {} MiB written, {} passes); PUT p50 {:?} p99 {:?}; GET p50 {:?} p99 {:?}",
+                100.0 * space.live_bytes as f64 / space.raw_bytes as f64,
+                100.0 * space.free_bytes as f64 / space.raw_bytes as f64,
                 moved as f64 / churn.client_bytes.max(1) as f64,
                 moved / MIB,
                 churn.client_bytes / MIB,

@@ -224,25 +224,28 @@ impl Store {
             ..GcRound::default()
         };
         let status = self.space_status();
-        // A drive's target: `gc_free_target_pct` of its raw space, but at most half of what
-        // is not live, so a full pool leaves room for garbage to gather between cleanings
+        // A drive's headroom above its reserve: `gc_free_target_pct` of its raw space, but at
+        // most a quarter of what is neither live nor reserved, so a full pool leaves room for
+        // garbage to gather in sealed segments between cleanings (victims are then emptier)
         // instead of copying nearly live segments over and over.
-        let target = |d: &super::DriveSpace| {
+        let headroom = |d: &super::DriveSpace| {
             (d.raw_bytes * config.gc_free_target_pct as u64 / 100)
-                .min(d.raw_bytes.saturating_sub(d.live_bytes) / 2)
+                .min(d.raw_bytes.saturating_sub(d.live_bytes + d.reserve_bytes) / 4)
         };
-        let below_target = |d: &super::DriveSpace| d.free_bytes < target(d);
+        let below_target = |d: &super::DriveSpace| d.free_bytes < d.reserve_bytes + headroom(d);
         if !force && !status.drives.iter().any(below_target) {
             return Ok(round);
         }
-        // A drive below its target is cleaned a quarter of the target past it, so passes
+        // A drive below its target is cleaned a quarter of its headroom past it, so passes
         // (each a walk of every record) are few and large.
         let want: Vec<u64> = status
             .drives
             .iter()
             .map(|d| match force {
                 true => u64::MAX,
-                false if below_target(d) => (target(d) * 5 / 4).saturating_sub(d.free_bytes),
+                false if below_target(d) => {
+                    (d.reserve_bytes + headroom(d) * 5 / 4).saturating_sub(d.free_bytes)
+                }
                 false => 0,
             })
             .collect();
