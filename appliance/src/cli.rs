@@ -40,6 +40,9 @@ pub enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Call a running server's admin requests: accounts, users, access keys, temporary
+    /// credentials, status, scrub.
+    Admin(crate::admin::AdminArgs),
     /// Hardware profiles.
     Profile {
         /// What to do with a profile.
@@ -115,6 +118,13 @@ fn load_profile(path: Option<&PathBuf>) -> hoard::Result<Profile> {
 /// Runs the command line; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Admin(args) => match crate::admin::run(args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("hoard admin: {e}");
+                1
+            }
+        },
         Command::Profile {
             action: ProfileAction::Show { file },
         } => match Profile::load(&file) {
@@ -202,8 +212,8 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         io_backend,
     })?;
     let (access_key, secret_key, source) = Credentials::load_or_create(&args.data)?;
-    let account_id = Credentials::root_account_id(&store)?;
-    let credentials = Credentials::single(&access_key, &secret_key, &account_id);
+    let credentials = Credentials::open(&store, &access_key, &secret_key)?;
+    let account_id = credentials.root_account().to_string();
     // The secret is shown in full once, when it is generated; later it is in the credentials
     // file (or the environment) and only its ends are shown.
     let secret_shown = match source {

@@ -3,7 +3,6 @@ boto3 (default checksums, multipart transfers, SigV2 and SigV4 presigned URLs)."
 
 import hashlib
 import os
-import pathlib
 import shutil
 import socket
 import subprocess
@@ -17,8 +16,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-HOARD = os.environ.get("HOARD_BIN", str(ROOT / "target" / "debug" / "hoard"))
+from hoard_server import ROOT, Server
 ACCESS_KEY = "script-access"
 SECRET_KEY = "script-secret-0123456789"
 
@@ -41,24 +39,9 @@ def endpoint():
     scratch = ROOT / "target" / "test-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     data = tempfile.mkdtemp(dir=scratch)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, HOARD_ACCESS_KEY=ACCESS_KEY, HOARD_SECRET_KEY=SECRET_KEY, HOARD_LOG="warn")
-    proc = subprocess.Popen(
-        [HOARD, "serve", "--data", data, "--listen", f"127.0.0.1:{port}"],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    for line in proc.stdout:
-        if "serving S3" in line:
-            break
-    else:
-        raise RuntimeError("hoard exited before serving")
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    assert proc.wait(timeout=60) == 0, "hoard shuts down cleanly on SIGTERM"
+    server = Server(data, ACCESS_KEY, SECRET_KEY).start()
+    yield server.endpoint
+    server.stop()
     shutil.rmtree(data, ignore_errors=True)
 
 

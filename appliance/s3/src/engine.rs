@@ -18,3 +18,17 @@ pub async fn blocking<T: Send + 'static>(
         )),
     }
 }
+
+/// Runs a blocking call that answers in S3 terms (the directory's changes) on a blocking thread.
+pub async fn blocking_s3<T: Send + 'static>(
+    f: impl FnOnce() -> S3Result<T> + Send + 'static,
+) -> S3Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(s3_error!(
+            InternalError,
+            INTERNAL_SERVER_ERROR,
+            "worker failed: {e}"
+        )),
+    }
+}

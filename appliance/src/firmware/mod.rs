@@ -34,7 +34,7 @@ use hoard_s3::{Credentials, S3Config};
 pub const MODULES_DIR: &str = "/lib/modules";
 /// Where the image keeps its hardware profiles.
 pub const PROFILES_DIR: &str = "/etc/hoard/profiles";
-/// The store setting holding generated S3 credentials (`access key\nsecret key`).
+/// The store setting holding generated S3 credentials (`access key\nsecret key`, sealed).
 pub const CREDENTIALS_SETTING: &str = "s3-credentials";
 
 type BoxError = Box<dyn std::error::Error>;
@@ -289,40 +289,64 @@ pub fn best_profile(
         })
 }
 
-/// S3 credentials: from the kernel command line, else kept in the store, else generated now,
-/// kept in the store and printed on the console once.
+/// S3 credentials: from the kernel command line, else kept in the store (sealed under the
+/// store's secrets key, see `hoard_s3::auth::seal`), else generated now, kept in the store and
+/// printed on the console once. The directory of other accounts, users and keys is opened
+/// with them.
 fn credentials(
     store: &Store,
     params: &BootParams,
 ) -> Result<(Credentials, &'static str), BoxError> {
-    let account_id = Credentials::root_account_id(store)?;
+    let (access, secret, source) = root_key(store, params)?;
+    Ok((Credentials::open(store, &access, &secret)?, source))
+}
+
+/// Prefix of the sealed form of [`CREDENTIALS_SETTING`] (older stores kept it in plain text;
+/// it is sealed at their next boot).
+const SEALED_PREFIX: &str = "sealed:";
+
+fn root_key(
+    store: &Store,
+    params: &BootParams,
+) -> Result<(String, String, &'static str), BoxError> {
     if let Some((access, secret)) = &params.credentials {
         return Ok((
-            Credentials::single(access, secret, &account_id),
+            access.clone(),
+            secret.clone(),
             "from the kernel command line",
         ));
     }
+    let sealer = hoard_s3::auth::seal::Sealer::new(&store.secrets_key());
+    let keep = |access: &str, secret: &str| -> Result<(), BoxError> {
+        let sealed = sealer.seal(&format!("{access}\n{secret}"), CREDENTIALS_SETTING);
+        store.put_setting(
+            CREDENTIALS_SETTING,
+            format!("{SEALED_PREFIX}{sealed}").as_bytes(),
+        )?;
+        Ok(())
+    };
     if let Some(stored) = store.setting(CREDENTIALS_SETTING)? {
         let text = String::from_utf8_lossy(&stored).into_owned();
-        if let Some((access, secret)) = text.split_once('\n') {
-            return Ok((
-                Credentials::single(access, secret, &account_id),
-                "kept in the store",
-            ));
+        let plain = match text.strip_prefix(SEALED_PREFIX) {
+            Some(sealed) => sealer.open(sealed, CREDENTIALS_SETTING).ok(),
+            None => {
+                // Kept in plain text by an older build: seal it now.
+                if let Some((access, secret)) = text.split_once('\n') {
+                    keep(access, secret)?;
+                }
+                Some(text)
+            }
+        };
+        if let Some((access, secret)) = plain.as_deref().and_then(|t| t.split_once('\n')) {
+            return Ok((access.to_string(), secret.to_string(), "kept in the store"));
         }
         println!("hoard: the stored S3 credentials are unreadable; generating new ones");
     }
     let (access, secret) = Credentials::generate();
-    store.put_setting(
-        CREDENTIALS_SETTING,
-        format!("{access}\n{secret}").as_bytes(),
-    )?;
+    keep(&access, &secret)?;
     // Shown in full this once; later boots print only where they came from.
     println!("hoard: generated S3 credentials: access key {access}  secret key {secret}");
-    Ok((
-        Credentials::single(&access, &secret, &account_id),
-        "generated on this first boot",
-    ))
+    Ok((access, secret, "generated on this first boot"))
 }
 
 #[cfg(test)]

@@ -184,6 +184,38 @@ pub fn write_meta_epoch(device: &Device, store_uuid: &[u8; 16], epoch: u64) -> R
     Ok(())
 }
 
+/// Magic of a metadata SSD's secrets-key block (`engine/FORMAT.md`, "Secrets key").
+pub const SECRETS_KEY_MAGIC: &[u8; 8] = b"HKEYBLK1";
+/// Offset of the secrets-key block on a metadata SSD, inside the reserved first MiB (outside
+/// the mirrored metadata region, so no copy of the WAL or the tables carries it).
+pub const SECRETS_KEY_OFFSET: u64 = 4096;
+
+/// The secrets key a metadata SSD holds for `store_uuid`, if its block verifies.
+///
+/// Errors: device errors.
+pub fn read_secrets_key(device: &Device, store_uuid: &[u8; 16]) -> Result<Option<[u8; 32]>> {
+    let b = device.read_at(AlignedBuf::new(BLOCK_SIZE), SECRETS_KEY_OFFSET)?;
+    let valid = &b[0..8] == SECRETS_KEY_MAGIC
+        && &b[8..24] == store_uuid
+        && u32::from_le_bytes(b[BLOCK_SIZE - 4..].try_into().expect("4 bytes"))
+            == crc32c::crc32c(&b[..BLOCK_SIZE - 4]);
+    Ok(valid.then(|| b[24..56].try_into().expect("32 bytes")))
+}
+
+/// Writes the secrets-key block durably.
+///
+/// Errors: device errors.
+pub fn write_secrets_key(device: &Device, store_uuid: &[u8; 16], key: &[u8; 32]) -> Result<()> {
+    let mut buf = AlignedBuf::new(BLOCK_SIZE);
+    buf[0..8].copy_from_slice(SECRETS_KEY_MAGIC);
+    buf[8..24].copy_from_slice(store_uuid);
+    buf[24..56].copy_from_slice(key);
+    let crc = crc32c::crc32c(&buf[..BLOCK_SIZE - 4]);
+    buf[BLOCK_SIZE - 4..].copy_from_slice(&crc.to_le_bytes());
+    device.write_at(buf, SECRETS_KEY_OFFSET, true)?;
+    Ok(())
+}
+
 /// Reads the start of `device` and says whether it is blank or Hoard's.
 ///
 /// Errors: [`Error::NotBlank`] if the first MiB holds anything but zeros and no Hoard

@@ -83,6 +83,8 @@ pub struct Store {
 struct Inner {
     config: EngineConfig,
     store_uuid: [u8; 16],
+    /// Sealing key for secrets kept in metadata ([`Store::secrets_key`]).
+    secrets_key: [u8; 32],
     meta: MetaStore,
     /// The data devices by slot; `None` for a missing drive. A slot's device changes only when
     /// a blank drive is adopted into it ([`Store::adopt_data_drive`]).
@@ -253,12 +255,52 @@ impl Store {
         self.inner.meta.get(&schema::setting_key(name))
     }
 
+    /// A 256-bit key for sealing secrets the layers above keep in settings (the S3 layer's
+    /// access keys). It lives in a block of every metadata SSD's reserved first MiB, outside
+    /// the mirrored metadata region (`engine/FORMAT.md`, "Secrets key"), so the WAL, the
+    /// SSTables and any copy or dump of them carry only sealed secrets. Made at the first
+    /// open; a replacement SSD receives it at the open that adopts it.
+    pub fn secrets_key(&self) -> [u8; 32] {
+        self.inner.secrets_key
+    }
+
     /// Sets a store-wide setting durably (one metadata commit).
     ///
     /// Errors: metadata device errors (a poisoned or failing SSD).
     pub fn put_setting(&self, name: &str, value: &[u8]) -> Result<()> {
         let mut batch = Batch::new();
         batch.put(schema::setting_key(name), value.to_vec());
+        self.commit(batch)
+    }
+
+    /// Every setting whose name starts with `prefix`, in name order: (name, value).
+    ///
+    /// Errors: metadata read errors.
+    pub fn settings_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let from = schema::setting_key(prefix);
+        let mut out = Vec::new();
+        self.inner.meta.scan(&from, &mut |k, v| {
+            if !k.starts_with(&from) {
+                return crate::meta::Scan::Stop;
+            }
+            out.push((String::from_utf8_lossy(&k[2..]).into_owned(), v.to_vec()));
+            crate::meta::Scan::Continue
+        })?;
+        Ok(out)
+    }
+
+    /// Sets (`Some`) and removes (`None`) settings in one durable metadata commit: all of
+    /// them or none.
+    ///
+    /// Errors: metadata device errors.
+    pub fn update_settings(&self, changes: &[(String, Option<Vec<u8>>)]) -> Result<()> {
+        let mut batch = Batch::new();
+        for (name, value) in changes {
+            match value {
+                Some(v) => batch.put(schema::setting_key(name), v.clone()),
+                None => batch.delete(schema::setting_key(name)),
+            };
+        }
         self.commit(batch)
     }
 

@@ -299,6 +299,8 @@ impl Store {
         advance_meta_epoch(&meta, &data, &store_uuid, epochs, meta_slot_missing)?;
         let data: Vec<RwLock<Option<Arc<DataDevice>>>> =
             data.into_iter().map(RwLock::new).collect();
+        let meta_devices: Vec<&Arc<Device>> = present.iter().map(|&(_, d, _)| d).collect();
+        let secrets_key = load_secrets_key(&meta_devices, &store_uuid)?;
         let meta_failures = meta.mirror_failures();
 
         let repair = super::repair::RepairState::new(rebuild_boundaries(&meta, data.len())?);
@@ -324,6 +326,7 @@ impl Store {
             inner: Arc::new(Inner {
                 config,
                 store_uuid,
+                secrets_key,
                 meta,
                 data,
                 buffers,
@@ -397,6 +400,51 @@ pub(super) fn format_data_device(
 /// Every data slot's rebuild boundary (`r/<slot>`; 0 for none), by slot.
 ///
 /// Errors: metadata errors; a record of the wrong size.
+/// The store's secrets key (see [`Store::secrets_key`]): read from the first metadata SSD whose
+/// key block verifies, else made now (256 bits from the OS random source); then written to
+/// every present metadata SSD that lacks it (a replacement, or a store formatted before the
+/// key existed).
+///
+/// Errors: [`Error::MetadataUnavailable`] when no metadata SSD holds it or takes it.
+fn load_secrets_key(devices: &[&Arc<Device>], store_uuid: &[u8; 16]) -> Result<[u8; 32]> {
+    let held: Vec<Option<[u8; 32]>> = devices
+        .iter()
+        .map(|d| {
+            superblock::read_secrets_key(d, store_uuid).unwrap_or_else(|e| {
+                tracing::warn!(device = %d.name(), error = %e, "secrets key block unreadable");
+                None
+            })
+        })
+        .collect();
+    let key = match held.iter().flatten().next() {
+        Some(k) => *k,
+        None => {
+            let mut k = [0u8; 32];
+            k[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            k[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            k
+        }
+    };
+    let mut holders = held.iter().filter(|h| h.as_ref() == Some(&key)).count();
+    for (d, h) in devices.iter().zip(&held) {
+        if h.as_ref() == Some(&key) {
+            continue;
+        }
+        match superblock::write_secrets_key(d, store_uuid, &key) {
+            Ok(()) => holders += 1,
+            Err(e) => {
+                tracing::warn!(device = %d.name(), error = %e, "could not write the secrets key block")
+            }
+        }
+    }
+    if holders == 0 {
+        return Err(Error::MetadataUnavailable {
+            detail: "no metadata SSD holds or takes the secrets key".into(),
+        });
+    }
+    Ok(key)
+}
+
 fn rebuild_boundaries(meta: &MetaStore, slots: usize) -> Result<Vec<u64>> {
     let mut out = vec![0u64; slots];
     let mut bad = None;

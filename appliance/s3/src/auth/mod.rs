@@ -7,6 +7,7 @@
 //! key returned here.
 
 pub mod principals;
+pub mod seal;
 pub mod sigv2;
 pub mod sigv4;
 
@@ -64,6 +65,8 @@ pub struct Auth {
     pub access_key: String,
     /// The account the key belongs to (owner of what it creates).
     pub account_id: String,
+    /// The user the key belongs to.
+    pub user: String,
     /// The key may call admin requests.
     pub admin: bool,
     /// Where the signature was.
@@ -85,7 +88,8 @@ impl Auth {
         let p = creds.principal(access_key)?;
         Ok(Auth {
             access_key: access_key.to_string(),
-            account_id: p.account_id.clone(),
+            account_id: p.account_id,
+            user: p.user,
             admin: p.admin,
             signed_in,
             payload,
@@ -131,7 +135,9 @@ impl RequestView<'_> {
 /// Errors: AccessDenied (anonymous, expired, no date, unsigned `x-amz-*` headers),
 /// InvalidAccessKeyId, SignatureDoesNotMatch, RequestTimeTooSkewed,
 /// AuthorizationHeaderMalformed (also a wrong region or service in the scope),
-/// AuthorizationQueryParametersError, InvalidArgument (both header and query auth).
+/// AuthorizationQueryParametersError, InvalidArgument (both header and query auth);
+/// InvalidToken and ExpiredToken for a temporary credential's session token (see
+/// [`Credentials::check_session`]).
 pub fn authenticate(
     req: &RequestView<'_>,
     creds: &Credentials,
@@ -150,7 +156,7 @@ pub fn authenticate(
             "only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified"
         ));
     }
-    if authorization.starts_with("AWS4-HMAC-SHA256") {
+    let auth = if authorization.starts_with("AWS4-HMAC-SHA256") {
         sigv4::verify_header(req, creds, region, now_secs)
     } else if let Some(rest) = authorization.strip_prefix("AWS ") {
         sigv2::verify_header(req, rest, creds, now_secs)
@@ -176,7 +182,14 @@ pub fn authenticate(
             FORBIDDEN,
             "anonymous requests are not allowed; sign the request"
         ))
-    }
+    }?;
+    // A temporary credential's session token: signed as a header, or in a presigned URL.
+    let token = match req.header("x-amz-security-token") {
+        "" => req.query("X-Amz-Security-Token").unwrap_or(""),
+        t => t,
+    };
+    creds.check_session(&auth.access_key, token, now_secs)?;
+    Ok(auth)
 }
 
 /// Compares two signatures in constant time.

@@ -160,7 +160,7 @@ pub fn verify_header(
     })?;
     check_skew(request_secs, now_secs)?;
     if !verify_any(
-        secret,
+        &secret,
         &strings_to_sign(req, DateLine::Header),
         signature.trim(),
     ) {
@@ -202,7 +202,7 @@ pub fn verify_presigned(
     }
     let secret = creds.secret(access_key)?;
     if !verify_any(
-        secret,
+        &secret,
         &strings_to_sign(req, DateLine::Expires(expires)),
         signature,
     ) {

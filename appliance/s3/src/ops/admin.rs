@@ -18,6 +18,8 @@
 //!   expired; whether a shutdown is under way).
 //! - `POST /_hoard/scrub`: start a scrub pass now (202 Accepted; progress in the status).
 //!   A scheduled scrub runs at the profile's pace; one asked for runs at the rebuild's.
+//! - `/_hoard/accounts...` and `/_hoard/keys...`: the directory of accounts, users and access
+//!   keys (see [`super::directory`]).
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
 
@@ -27,7 +29,9 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
+use super::directory;
 use crate::auth::{Auth, SignedIn};
+use crate::engine::blocking_s3;
 use crate::error::S3Result;
 use crate::response::xml_response;
 use crate::s3_error;
@@ -45,6 +49,7 @@ pub async fn dispatch(
     state: &Arc<AppState>,
     method: &Method,
     path: &str,
+    query: &[(String, String)],
     auth: &Auth,
 ) -> S3Result<Response> {
     if !auth.admin {
@@ -63,6 +68,29 @@ pub async fn dispatch(
         ));
     }
     let action = &path[PREFIX.len()..];
+    let segments = action
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| {
+                    s3_error!(
+                        InvalidArgument,
+                        BAD_REQUEST,
+                        "{path} does not decode as UTF-8"
+                    )
+                })
+        })
+        .collect::<S3Result<Vec<String>>>()?;
+    if directory::ROOTS.contains(&segments[0].as_str()) {
+        let (state, method, query) = (state.clone(), method.clone(), query.to_vec());
+        let caller = auth.access_key.clone();
+        return blocking_s3(move || {
+            directory::dispatch(&state, &method, &segments, &query, &caller)
+        })
+        .await;
+    }
     match (action, method) {
         ("status", &Method::GET) => status(state),
         ("shutdown", &Method::POST) => {
@@ -93,7 +121,7 @@ pub async fn dispatch(
         _ => Err(s3_error!(
             NotImplemented,
             NOT_IMPLEMENTED,
-            "{path} is not an admin request this server knows (status, shutdown, scrub)"
+            "{path} is not an admin request this server knows (status, shutdown, scrub, accounts, keys)"
         )),
     }
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod bucket;
+mod directory;
 mod multipart;
 mod object;
 
@@ -43,7 +44,7 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
     // Admin requests live outside the bucket namespace, on path-style requests only: in
     // virtual-host style, `/_hoard/status` is a key of the Host's bucket.
     if vhost.is_none() && raw_path.starts_with(admin::PREFIX) {
-        return admin::dispatch(&state, &parts.method, &raw_path, &auth).await;
+        return admin::dispatch(&state, &parts.method, &raw_path, &query, &auth).await;
     }
     let ctx = Ctx {
         state,

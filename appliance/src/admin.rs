@@ -1,0 +1,299 @@
+//! `hoard admin`: calls a running server's admin requests (`/_hoard/...`), signed with SigV4
+//! by an admin credential, and prints the JSON or text it answers. The credential is
+//! `--access-key`/`--secret-key` (or `HOARD_ACCESS_KEY`/`HOARD_SECRET_KEY`), else the
+//! credentials file `hoard serve` keeps in `--data`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use http_body_util::{BodyExt, Empty};
+
+/// `hoard admin` options.
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    /// The server's S3 endpoint.
+    #[arg(long, env = "HOARD_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    pub endpoint: String,
+    /// Admin access key ID.
+    #[arg(long, env = "HOARD_ACCESS_KEY")]
+    pub access_key: Option<String>,
+    /// Its secret key.
+    #[arg(long, env = "HOARD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// Where `hoard serve` keeps its credentials file, used when no key is given.
+    #[arg(long, default_value = "./hoard-data")]
+    pub data: PathBuf,
+    /// Region of the signature.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AdminAction,
+}
+
+/// `hoard admin ...`
+#[derive(Subcommand, Debug)]
+pub enum AdminAction {
+    /// The store's status document (XML).
+    Status,
+    /// Start a scrub pass now.
+    Scrub,
+    /// List accounts.
+    Accounts,
+    /// Make an account (tenant); prints its ID.
+    CreateAccount {
+        /// Its name (1 to 64 of A-Z a-z 0-9 + = , . @ _ -).
+        name: String,
+    },
+    /// Delete an account with its users and keys (it must own no buckets).
+    DeleteAccount {
+        /// Account ID (12 digits).
+        account: String,
+    },
+    /// List the users of an account.
+    Users {
+        /// Account ID.
+        account: String,
+    },
+    /// Make a user in an account.
+    CreateUser {
+        /// Account ID.
+        account: String,
+        /// User name.
+        name: String,
+        /// The user may call admin requests.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Delete a user and its keys.
+    DeleteUser {
+        /// Account ID.
+        account: String,
+        /// User name.
+        name: String,
+    },
+    /// List access keys (never secrets), of one account or all.
+    Keys {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Make an access key for a user; prints the secret, this once.
+    CreateKey {
+        /// Account ID.
+        account: String,
+        /// User name.
+        user: String,
+    },
+    /// Issue a temporary credential (key, secret, session token) for a user.
+    Temporary {
+        /// Account ID.
+        account: String,
+        /// User name.
+        user: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+    },
+    /// Disable a key (it can be enabled again).
+    DisableKey {
+        /// Access key ID.
+        access_key: String,
+    },
+    /// Enable a disabled key.
+    EnableKey {
+        /// Access key ID.
+        access_key: String,
+    },
+    /// Make a new key for the key's user and disable the old one, in one step.
+    RotateKey {
+        /// Access key ID.
+        access_key: String,
+    },
+    /// Delete a key.
+    DeleteKey {
+        /// Access key ID.
+        access_key: String,
+    },
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request an action makes: (method, path under `/_hoard/`, query).
+fn request_of(action: &AdminAction) -> (&'static str, String, Vec<(String, String)>) {
+    let enc = |s: &str| hoard_s3::auth::sigv4::uri_encode(s, false);
+    let q = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    match action {
+        AdminAction::Status => ("GET", "status".into(), vec![]),
+        AdminAction::Scrub => ("POST", "scrub".into(), vec![]),
+        AdminAction::Accounts => ("GET", "accounts".into(), vec![]),
+        AdminAction::CreateAccount { name } => ("POST", "accounts".into(), q("name", name)),
+        AdminAction::DeleteAccount { account } => {
+            ("DELETE", format!("accounts/{}", enc(account)), vec![])
+        }
+        AdminAction::Users { account } => {
+            ("GET", format!("accounts/{}/users", enc(account)), vec![])
+        }
+        AdminAction::CreateUser {
+            account,
+            name,
+            admin,
+        } => {
+            let mut query = q("name", name);
+            if *admin {
+                query.push(("admin".into(), "true".into()));
+            }
+            ("POST", format!("accounts/{}/users", enc(account)), query)
+        }
+        AdminAction::DeleteUser { account, name } => (
+            "DELETE",
+            format!("accounts/{}/users/{}", enc(account), enc(name)),
+            vec![],
+        ),
+        AdminAction::Keys { account } => (
+            "GET",
+            "keys".into(),
+            account
+                .iter()
+                .map(|a| ("account".into(), a.clone()))
+                .collect(),
+        ),
+        AdminAction::CreateKey { account, user } => (
+            "POST",
+            format!("accounts/{}/users/{}/keys", enc(account), enc(user)),
+            vec![],
+        ),
+        AdminAction::Temporary {
+            account,
+            user,
+            seconds,
+        } => (
+            "POST",
+            format!(
+                "accounts/{}/users/{}/temporary-credentials",
+                enc(account),
+                enc(user)
+            ),
+            q("seconds", &seconds.to_string()),
+        ),
+        AdminAction::DisableKey { access_key } => (
+            "POST",
+            format!("keys/{}", enc(access_key)),
+            q("status", "Inactive"),
+        ),
+        AdminAction::EnableKey { access_key } => (
+            "POST",
+            format!("keys/{}", enc(access_key)),
+            q("status", "Active"),
+        ),
+        AdminAction::RotateKey { access_key } => (
+            "POST",
+            format!("keys/{}", enc(access_key)),
+            q("rotate", "true"),
+        ),
+        AdminAction::DeleteKey { access_key } => {
+            ("DELETE", format!("keys/{}", enc(access_key)), vec![])
+        }
+    }
+}
+
+/// Runs `hoard admin`: prints the answer's body; an error answer is printed to stderr and
+/// fails.
+///
+/// Errors: no credential, a bad endpoint, a refused connection, an error answer.
+pub fn run(args: AdminArgs) -> Result<(), BoxError> {
+    let (access_key, secret_key) = match (&args.access_key, &args.secret_key) {
+        (Some(a), Some(s)) => (a.clone(), s.clone()),
+        _ => {
+            let path = args.data.join("credentials");
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "no --access-key/--secret-key and no credentials file {}: {e}",
+                    path.display()
+                )
+            })?;
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            match (lines.next(), lines.next()) {
+                (Some(a), Some(s)) => (a.to_string(), s.to_string()),
+                _ => return Err(format!("{} holds no key pair", path.display()).into()),
+            }
+        }
+    };
+    let authority = args
+        .endpoint
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("endpoint {} must start with http://", args.endpoint))?
+        .trim_end_matches('/')
+        .to_string();
+    let (method, path, query) = request_of(&args.action);
+    let raw_path = format!("/_hoard/{path}");
+    let amz_date = {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as u64;
+        let iso = hoard_s3::response::iso8601(ms); // 2026-11-26T07:00:00.000Z
+        format!(
+            "{}{}{}T{}{}{}Z",
+            &iso[0..4],
+            &iso[5..7],
+            &iso[8..10],
+            &iso[11..13],
+            &iso[14..16],
+            &iso[17..19]
+        )
+    };
+    let headers = hoard_s3::auth::sigv4::sign_empty_request(
+        method,
+        &authority,
+        &raw_path,
+        &query,
+        &args.region,
+        &access_key,
+        &secret_key,
+        &amz_date,
+    );
+    let query_string = query
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                hoard_s3::auth::sigv4::uri_encode(k, false),
+                hoard_s3::auth::sigv4::uri_encode(v, false)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let uri = match query_string.is_empty() {
+        true => raw_path,
+        false => format!("{raw_path}?{query_string}"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, body) = runtime.block_on(async {
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let mut request = hyper::Request::builder().method(method).uri(&uri);
+        for (k, v) in &headers {
+            request = request.header(k, v);
+        }
+        let response = sender
+            .send_request(request.body(Empty::<bytes::Bytes>::new())?)
+            .await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, BoxError>((status, body))
+    })?;
+    let text = String::from_utf8_lossy(&body);
+    if !status.is_success() {
+        return Err(format!("{method} {uri}: {status}\n{text}").into());
+    }
+    if !text.is_empty() {
+        println!("{}", text.trim_end());
+    }
+    Ok(())
+}
