@@ -145,6 +145,14 @@ async fn presigned_sigv4_get_and_put_over_plain_http() {
 async fn garbage_and_oversized_requests_get_errors_not_crashes() {
     use std::io::{Read, Write};
     let server = Server::start();
+    // An unsigned PUT into an existing private bucket is an anonymous caller refused access.
+    server
+        .client()
+        .create_bucket()
+        .bucket("bkt")
+        .send()
+        .await
+        .unwrap();
     let addr = server.endpoint.trim_start_matches("http://").to_string();
     let answers = tokio::task::spawn_blocking(move || {
         let huge = format!(
@@ -152,7 +160,7 @@ async fn garbage_and_oversized_requests_get_errors_not_crashes() {
             "a".repeat(200_000)
         );
         let unsigned_put =
-            "PUT /b/k HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc".to_string();
+            "PUT /bkt/k HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc".to_string();
         let bad_auth =
             "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: AWS4-HMAC-SHA256 garbage\r\n\r\n"
                 .to_string();

@@ -27,6 +27,10 @@ pub const STORED_HEADERS: &[&str] = &[
 /// Largest total size of `x-amz-meta-*` names and values (S3: 2 KB).
 pub const MAX_USER_METADATA_BYTES: usize = 2048;
 
+/// The client's address, put in every request's extensions by the server.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// One request, parsed and authenticated.
 pub struct Ctx {
     /// Shared state.
@@ -43,6 +47,13 @@ pub struct Ctx {
     pub key: Option<String>,
     /// The caller.
     pub auth: Auth,
+    /// The client's address.
+    pub peer: Option<std::net::IpAddr>,
+    /// The bucket's owner, ACL, policy and public access block (requests on a bucket that
+    /// exists).
+    pub access: Option<crate::auth::access::BucketAccess>,
+    /// What authorization decided; object reads settle it with the object's record.
+    pub verdict: Option<crate::auth::access::Verdict>,
     pub(crate) body: Option<Body>,
 }
 
@@ -68,6 +79,24 @@ impl Ctx {
     /// The bucket (present by dispatch).
     pub fn bucket(&self) -> &str {
         self.bucket.as_deref().unwrap_or_default()
+    }
+
+    /// The bucket's access settings (present by dispatch for requests on a bucket).
+    pub fn access(&self) -> &crate::auth::access::BucketAccess {
+        self.access
+            .as_ref()
+            .expect("dispatch loads the bucket's access for every bucket request")
+    }
+
+    /// Settles an object read's authorization with the object's stored headers (see
+    /// [`crate::auth::access::Verdict::check_object`]).
+    ///
+    /// Errors: AccessDenied.
+    pub fn verdict_check_object(&self, headers: &[(String, String)]) -> S3Result<()> {
+        match &self.verdict {
+            Some(v) => v.check_object(headers),
+            None => Ok(()),
+        }
     }
 
     /// The key (present by dispatch).

@@ -52,6 +52,18 @@ impl XmlBuilder {
         self
     }
 
+    /// Opens a child element with attributes.
+    pub fn open_with(&mut self, name: &str, attributes: &[(&str, &str)]) -> &mut Self {
+        let mut start = BytesStart::new(name);
+        for a in attributes {
+            start.push_attribute(*a);
+        }
+        self.writer
+            .write_event(Event::Start(start))
+            .expect("write to Vec");
+        self
+    }
+
     /// Closes a child element.
     pub fn close(&mut self, name: &str) -> &mut Self {
         self.writer
@@ -215,6 +227,105 @@ pub fn parse_delete(body: &[u8]) -> S3Result<(Vec<String>, bool)> {
         return Err(malformed("at most 1000 keys per Delete request"));
     }
     Ok((keys, quiet))
+}
+
+/// A grant of an `AccessControlPolicy` document, as written.
+#[derive(Debug, Default)]
+pub struct RequestGrant {
+    /// `Grantee/ID`.
+    pub id: Option<String>,
+    /// `Grantee/URI`.
+    pub uri: Option<String>,
+    /// `Grantee/EmailAddress`.
+    pub email: Option<String>,
+    /// `Permission`.
+    pub permission: String,
+}
+
+/// An `AccessControlPolicy` document, as written.
+#[derive(Debug, Default)]
+pub struct RequestAcl {
+    /// `Owner/ID`, if given.
+    pub owner: Option<String>,
+    /// The grants, in order.
+    pub grants: Vec<RequestGrant>,
+}
+
+/// Parses `<AccessControlPolicy><Owner><ID/></Owner><AccessControlList><Grant><Grantee>
+/// <ID/>|<URI/>|<EmailAddress/></Grantee><Permission/></Grant>...`.
+pub fn parse_access_control_policy(body: &[u8]) -> S3Result<RequestAcl> {
+    let mut doc = RequestAcl::default();
+    let mut grant = RequestGrant::default();
+    let mut seen_root = false;
+    walk(body, |node| {
+        const G: &str = "AccessControlPolicy/AccessControlList/Grant";
+        match node {
+            Node::Text("AccessControlPolicy/Owner/ID", t) => doc.owner = Some(t),
+            Node::Text(p, t) if p == format!("{G}/Grantee/ID") => grant.id = Some(t),
+            Node::Text(p, t) if p == format!("{G}/Grantee/URI") => grant.uri = Some(t),
+            Node::Text(p, t) if p == format!("{G}/Grantee/EmailAddress") => grant.email = Some(t),
+            Node::Text(p, t) if p == format!("{G}/Permission") => grant.permission = t,
+            Node::End(G) => doc.grants.push(std::mem::take(&mut grant)),
+            Node::End("AccessControlPolicy") => seen_root = true,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(s3_error!(
+            MalformedACLError,
+            BAD_REQUEST,
+            "the body is not an AccessControlPolicy document"
+        ));
+    }
+    if doc.grants.len() > 100 {
+        return Err(s3_error!(
+            MalformedACLError,
+            BAD_REQUEST,
+            "an ACL holds at most 100 grants"
+        ));
+    }
+    Ok(doc)
+}
+
+/// Parses `<PublicAccessBlockConfiguration>` (each of its four flags `true` or `false`,
+/// absent meaning false).
+pub fn parse_public_access_block(body: &[u8]) -> S3Result<crate::auth::access::PublicAccessBlock> {
+    let mut block = crate::auth::access::PublicAccessBlock::default();
+    let mut seen_root = false;
+    walk(body, |node| {
+        if let Node::Text(path, text) = &node {
+            let Some(name) = path.strip_prefix("PublicAccessBlockConfiguration/") else {
+                return Ok(());
+            };
+            let value = match text.as_str() {
+                "true" | "TRUE" | "True" => true,
+                "false" | "FALSE" | "False" => false,
+                other => {
+                    return Err(malformed(format!(
+                        "{name} must be true or false, not {other:?}"
+                    )))
+                }
+            };
+            match name {
+                "BlockPublicAcls" => block.block_public_acls = value,
+                "IgnorePublicAcls" => block.ignore_public_acls = value,
+                "BlockPublicPolicy" => block.block_public_policy = value,
+                "RestrictPublicBuckets" => block.restrict_public_buckets = value,
+                other => return Err(malformed(format!("unknown element {other}"))),
+            }
+        }
+        if let Node::End("PublicAccessBlockConfiguration") = node {
+            seen_root = true;
+        }
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(malformed(
+            "the body is not a PublicAccessBlockConfiguration document",
+        ));
+    }
+    Ok(block)
 }
 
 #[cfg(test)]

@@ -407,6 +407,58 @@ impl Store {
         }
         let mut batch = Batch::new();
         batch.delete(schema::bucket_key(name));
+        for (attribute, _) in self.scan_bucket_attributes(name)? {
+            batch.delete(schema::bucket_attribute_key(name, &attribute));
+        }
+        self.commit(batch)
+    }
+
+    fn scan_bucket_attributes(&self, bucket: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = schema::bucket_attribute_prefix(bucket);
+        let mut out = Vec::new();
+        self.inner.meta.scan(&prefix, &mut |k, v| {
+            let Some(name) = k.strip_prefix(prefix.as_slice()) else {
+                return Scan::Stop;
+            };
+            out.push((String::from_utf8_lossy(name).into_owned(), v.to_vec()));
+            Scan::Continue
+        })?;
+        Ok(out)
+    }
+
+    /// The bucket's record and every attribute of it (name order), read at one moment:
+    /// attributes are small values the layers above keep per bucket (the S3 layer's ACL,
+    /// policy and public access block), deleted with the bucket.
+    ///
+    /// Errors: [`Error::NoSuchBucket`]; metadata read errors.
+    pub fn bucket_attributes(&self, bucket: &str) -> Result<(BucketInfo, Vec<(String, Vec<u8>)>)> {
+        let _ns = self.inner.namespace.read();
+        let info = self.head_bucket(bucket)?;
+        Ok((info, self.scan_bucket_attributes(bucket)?))
+    }
+
+    /// Sets (`Some`) or removes (`None`) attribute `name` of a bucket, durably.
+    ///
+    /// Errors: [`Error::NoSuchBucket`]; [`Error::InvalidArgument`] for an empty name or one
+    /// with NUL; metadata errors.
+    pub fn set_bucket_attribute(
+        &self,
+        bucket: &str,
+        name: &str,
+        value: Option<&[u8]>,
+    ) -> Result<()> {
+        if name.is_empty() || name.contains('\0') {
+            return Err(Error::InvalidArgument(format!(
+                "bucket attribute name {name:?} must be non-empty and without NUL"
+            )));
+        }
+        let _ns = self.inner.namespace.read();
+        self.bucket(bucket)?;
+        let mut batch = Batch::new();
+        match value {
+            Some(v) => batch.put(schema::bucket_attribute_key(bucket, name), v.to_vec()),
+            None => batch.delete(schema::bucket_attribute_key(bucket, name)),
+        };
         self.commit(batch)
     }
 

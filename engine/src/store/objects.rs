@@ -919,6 +919,42 @@ impl Store {
         self.commit_with_space(batch, &delta)
     }
 
+    /// Sets (`Some`) or removes (`None`) stored headers of an object's current version, in
+    /// place: its data, ETag and Last-Modified stay. Names are lower-case; the layers above
+    /// keep their own per-object attributes here under `x-hoard-` names (the S3 layer's ACL),
+    /// so they are replaced and deleted with the version.
+    ///
+    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`]; metadata errors.
+    pub fn update_object_headers(
+        &self,
+        bucket: &str,
+        key: &str,
+        changes: &[(String, Option<String>)],
+    ) -> Result<ObjectInfo> {
+        let _ns = self.inner.namespace.read();
+        self.bucket(bucket)?;
+        let _key = self.key_lock(bucket, key);
+        let k = schema::object_key(bucket, key);
+        let Some(record) = self.inner.meta.get(&k)? else {
+            return Err(Error::NoSuchKey {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            });
+        };
+        let mut record = ObjectRecord::decode(&record)?;
+        for (name, value) in changes {
+            record.headers.retain(|(n, _)| n != name);
+            if let Some(v) = value {
+                record.headers.push((name.clone(), v.clone()));
+            }
+        }
+        let mut batch = Batch::new();
+        batch.put(k, record.encode());
+        // The same locations stay referenced: no live-space change.
+        self.commit(batch)?;
+        Ok(ObjectInfo::from_record(key, &record))
+    }
+
     /// The lock serialising commits to one key (striped by a hash of bucket and key): held
     /// from reading the record a commit replaces to the commit, so its space is dropped once.
     pub(super) fn key_lock(&self, bucket: &str, key: &str) -> parking_lot::MutexGuard<'_, ()> {

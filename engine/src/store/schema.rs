@@ -99,6 +99,17 @@ pub fn space_key(slot: u32, segment: u32, sequence: u64) -> Vec<u8> {
     .concat()
 }
 
+/// `c/<bucket>\0<name>` -> a bucket attribute (raw bytes chosen by the layer above: its
+/// policy, ACL, public access block; see [`crate::Store::bucket_attributes`]).
+pub fn bucket_attribute_key(bucket: &str, name: &str) -> Vec<u8> {
+    [b"c/", bucket.as_bytes(), b"\0", name.as_bytes()].concat()
+}
+
+/// Prefix of every attribute key of `bucket`.
+pub fn bucket_attribute_prefix(bucket: &str) -> Vec<u8> {
+    [b"c/", bucket.as_bytes(), b"\0"].concat()
+}
+
 /// Prefix of every live-space key.
 pub const SPACE_PREFIX: &[u8] = b"g/";
 

@@ -6,6 +6,9 @@
 //! signatures are checked while the body is read (`s3::body`), with the seed signature and signing
 //! key returned here.
 
+pub mod access;
+pub mod acl;
+pub mod policy;
 pub mod principals;
 pub mod seal;
 pub mod sigv2;
@@ -61,6 +64,8 @@ pub enum SignedIn {
 /// The authenticated caller and how to verify the body.
 #[derive(Clone, Debug)]
 pub struct Auth {
+    /// No signature: an anonymous caller (access key, account and user are empty).
+    pub anonymous: bool,
     /// Access key ID.
     pub access_key: String,
     /// The account the key belongs to (owner of what it creates).
@@ -87,6 +92,7 @@ impl Auth {
     ) -> S3Result<Auth> {
         let p = creds.principal(access_key)?;
         Ok(Auth {
+            anonymous: false,
             access_key: access_key.to_string(),
             account_id: p.account_id,
             user: p.user,
@@ -132,7 +138,10 @@ impl RequestView<'_> {
 /// Authenticates a request with whichever scheme it uses. `region` is the server's: a SigV4
 /// credential scope must name it and the service `s3`.
 ///
-/// Errors: AccessDenied (anonymous, expired, no date, unsigned `x-amz-*` headers),
+/// A request with no signature at all is an anonymous caller (what it may do is decided by
+/// [`access`]).
+///
+/// Errors: AccessDenied (expired, no date, unsigned `x-amz-*` headers),
 /// InvalidAccessKeyId, SignatureDoesNotMatch, RequestTimeTooSkewed,
 /// AuthorizationHeaderMalformed (also a wrong region or service in the scope),
 /// AuthorizationQueryParametersError, InvalidArgument (both header and query auth);
@@ -177,11 +186,17 @@ pub fn authenticate(
             "unsupported Authorization scheme"
         ))
     } else {
-        Err(s3_error!(
-            AccessDenied,
-            FORBIDDEN,
-            "anonymous requests are not allowed; sign the request"
-        ))
+        // No signature at all: an anonymous caller, allowed what policies and ACLs grant to
+        // everyone (see `access`).
+        return Ok(Auth {
+            anonymous: true,
+            access_key: String::new(),
+            account_id: String::new(),
+            user: String::new(),
+            admin: false,
+            signed_in: SignedIn::Header,
+            payload: Payload::Unsigned,
+        });
     }?;
     // A temporary credential's session token: signed as a header, or in a presigned URL.
     let token = match req.header("x-amz-security-token") {
@@ -221,7 +236,7 @@ pub(crate) fn check_skew(request_secs: u64, now_secs: u64) -> S3Result<()> {
 }
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;
     let yoe = y - era * 400;

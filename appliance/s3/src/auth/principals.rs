@@ -531,6 +531,11 @@ impl Credentials {
         out
     }
 
+    /// Whether `account_id` is an account of this server.
+    pub fn account_exists(&self, account_id: &str) -> bool {
+        self.check_account(account_id).is_ok()
+    }
+
     fn check_account(&self, account_id: &str) -> S3Result<()> {
         if account_id == self.inner.root_account_id
             || self

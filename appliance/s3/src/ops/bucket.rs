@@ -8,6 +8,7 @@ use base64::Engine;
 use hoard::{ListPage, ListQuery};
 
 use super::refuse_unsupported;
+use super::PROTECTION;
 use crate::engine::blocking;
 use crate::error::S3Result;
 use crate::request::Ctx;
@@ -18,6 +19,21 @@ use crate::xml::{self, XmlBuilder};
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     refuse_unsupported(&ctx)?;
     match ctx.method.clone() {
+        Method::GET if ctx.has("acl") => super::access_control::get_bucket_acl(&ctx),
+        Method::PUT if ctx.has("acl") => super::access_control::put_bucket_acl(ctx).await,
+        Method::GET if ctx.has("policyStatus") => super::access_control::get_policy_status(&ctx),
+        Method::GET if ctx.has("policy") => super::access_control::get_policy(&ctx),
+        Method::PUT if ctx.has("policy") => super::access_control::put_policy(ctx).await,
+        Method::DELETE if ctx.has("policy") => super::access_control::delete_policy(ctx).await,
+        Method::GET if ctx.has("publicAccessBlock") => {
+            super::access_control::get_public_access_block(&ctx)
+        }
+        Method::PUT if ctx.has("publicAccessBlock") => {
+            super::access_control::put_public_access_block(ctx).await
+        }
+        Method::DELETE if ctx.has("publicAccessBlock") => {
+            super::access_control::delete_public_access_block(ctx).await
+        }
         Method::PUT => create_bucket(ctx).await,
         Method::DELETE => delete_bucket(ctx).await,
         Method::HEAD => Ok(Response::builder()
@@ -60,10 +76,6 @@ pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
     xml_response(x.finish("ListAllMyBucketsResult"))
 }
 
-/// Hoard's header (at CreateBucket) and sub-resource (GET) for a bucket's protection:
-/// `replicas:N` (or, once built, `ec:K+M`); the pool's default when absent.
-const PROTECTION: &str = "x-hoard-protection";
-
 async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let protection = match ctx.header(PROTECTION) {
         Some(text) => Some(
@@ -73,11 +85,24 @@ async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
         ),
         None => None,
     };
+    let acl = super::access_control::new_bucket_acl(&ctx)?;
     // The body may carry CreateBucketConfiguration (a location constraint); one region here.
     let _config = ctx.small_body(64 * 1024).await?;
     let store = ctx.state.store.clone();
     let (name, owner) = (ctx.bucket().to_string(), ctx.auth.account_id.clone());
-    blocking(move || store.create_bucket_with(&name, &owner, protection)).await?;
+    blocking(move || {
+        store.create_bucket_with(&name, &owner, protection)?;
+        // A crash between the two commits leaves the bucket private: the safe side.
+        match acl {
+            Some(acl) => store.set_bucket_attribute(
+                &name,
+                crate::auth::acl::BUCKET_ACL_ATTRIBUTE,
+                Some(&acl),
+            ),
+            None => Ok(()),
+        }
+    })
+    .await?;
     Response::builder()
         .status(StatusCode::OK)
         .header("location", format!("/{}", ctx.bucket()))
@@ -231,8 +256,8 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
             .elem("StorageClass", "STANDARD");
         if !v2 || ctx.q("fetch-owner") == Some("true") {
             x.open("Owner")
-                .elem("ID", &ctx.auth.account_id)
-                .elem("DisplayName", &ctx.auth.account_id)
+                .elem("ID", &ctx.access().owner)
+                .elem("DisplayName", &ctx.access().owner)
                 .close("Owner");
         }
         x.close("Contents");
@@ -255,15 +280,27 @@ async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     }
     let body = ctx.small_body(xml::MAX_XML_REQUEST_BYTES).await?;
     let (keys, quiet) = xml::parse_delete(&body)?;
+    // S3 authorizes s3:DeleteObject on each key (a policy may allow some prefixes only).
+    let allowed: Vec<crate::error::S3Result<()>> = keys
+        .iter()
+        .map(|k| {
+            let resource = format!("{}/{k}", ctx.bucket());
+            let cx = super::request_context(&ctx, "s3:DeleteObject", &resource, ctx.peer);
+            crate::auth::access::authorize(ctx.access(), &ctx.auth, &cx).check()
+        })
+        .collect();
     let store = ctx.state.store.clone();
     let bucket = ctx.bucket().to_string();
     let results = blocking(move || {
         Ok(keys
             .into_iter()
-            .map(|k| {
-                let r = store
-                    .delete_object(&bucket, &k)
-                    .map_err(crate::error::S3Error::from);
+            .zip(allowed)
+            .map(|(k, allowed)| {
+                let r = allowed.and_then(|()| {
+                    store
+                        .delete_object(&bucket, &k)
+                        .map_err(crate::error::S3Error::from)
+                });
                 (k, r)
             })
             .collect::<Vec<_>>())

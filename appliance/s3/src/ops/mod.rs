@@ -2,6 +2,7 @@
 //! [`multipart`] and Hoard's own [`admin`] requests. Routing lives here; each operation lives in
 //! the file of what it acts on.
 
+mod access_control;
 mod admin;
 mod bucket;
 mod directory;
@@ -14,16 +15,19 @@ use axum::extract::Request;
 use axum::http::Method;
 use axum::response::Response;
 
+use crate::auth::access;
+use crate::auth::policy::RequestContext;
 use crate::auth::{self, RequestView};
 use crate::engine::blocking;
 use crate::error::S3Result;
-use crate::request::{now_secs, parse_query, parse_target, Ctx};
+use crate::request::{now_secs, parse_query, parse_target, Ctx, PeerAddr};
 use crate::s3_error;
 use crate::state::AppState;
 
 /// Parses, authenticates and runs one request.
 pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> {
     let (parts, body) = req.into_parts();
+    let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     let raw_path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query().unwrap_or(""))?;
     let host = parts
@@ -46,7 +50,7 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
     if vhost.is_none() && raw_path.starts_with(admin::PREFIX) {
         return admin::dispatch(&state, &parts.method, &raw_path, &query, &auth).await;
     }
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         state,
         method: parts.method,
         headers: parts.headers,
@@ -54,24 +58,14 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         bucket,
         key,
         auth,
+        peer,
+        access: None,
+        verdict: None,
         body: Some(body),
     };
 
     refuse_control_characters(&ctx)?;
-    let creating_bucket = ctx.method == Method::PUT && ctx.key.is_none();
-    if let (Some(b), false) = (&ctx.bucket, creating_bucket) {
-        let store = ctx.state.store.clone();
-        let name = b.clone();
-        let info = blocking(move || store.head_bucket(&name)).await?;
-        if ctx.state.credentials.owning_account(&info.owner) != ctx.auth.account_id {
-            return Err(s3_error!(
-                AccessDenied,
-                FORBIDDEN,
-                "bucket {} belongs to another account",
-                info.name
-            ));
-        }
-    }
+    authorize(&mut ctx, peer).await?;
 
     let m = ctx.method.clone();
     match (ctx.bucket.is_some(), ctx.key.is_some()) {
@@ -92,9 +86,90 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
     }
 }
 
+/// Hoard's header (at CreateBucket) and sub-resource (GET) for a bucket's protection:
+/// `replicas:N` or `ec:K+M`; the pool's default when absent.
+pub const PROTECTION: &str = "x-hoard-protection";
+
+/// Decides whether the caller may make this request ([`access::authorize`]); for a request on
+/// an existing bucket, loads the bucket's access settings into `ctx` first. Object reads are
+/// settled later, with the object's record (`ctx.verdict`).
+///
+/// Errors: AccessDenied; NoSuchBucket.
+async fn authorize(ctx: &mut Ctx, peer: Option<std::net::IpAddr>) -> S3Result<()> {
+    let Some(bucket) = ctx.bucket.clone() else {
+        if ctx.auth.anonymous {
+            return Err(s3_error!(
+                AccessDenied,
+                FORBIDDEN,
+                "an anonymous caller may not list buckets; sign the request"
+            ));
+        }
+        return Ok(());
+    };
+    let action = access::action_of(ctx.method.as_str(), ctx.key.is_some(), |s| ctx.has(s));
+    if action == "s3:CreateBucket" {
+        if ctx.auth.anonymous {
+            return Err(s3_error!(
+                AccessDenied,
+                FORBIDDEN,
+                "an anonymous caller may not create buckets; sign the request"
+            ));
+        }
+        return Ok(());
+    }
+    let store = ctx.state.store.clone();
+    let name = bucket.clone();
+    let (info, attributes) = blocking(move || store.bucket_attributes(&name)).await?;
+    let owner = ctx
+        .state
+        .credentials
+        .owning_account(&info.owner)
+        .to_string();
+    let bucket_access = access::BucketAccess::load(&bucket, &owner, &attributes)?;
+    let resource = match &ctx.key {
+        Some(k) => format!("{bucket}/{k}"),
+        None => bucket.clone(),
+    };
+    let verdict = {
+        let cx = request_context(ctx, action, &resource, peer);
+        access::authorize(&bucket_access, &ctx.auth, &cx)
+    };
+    // DeleteObjects is decided key by key (`bucket::delete_objects`).
+    let per_key = ctx.method == Method::POST && ctx.has("delete") && ctx.key.is_none();
+    if !per_key {
+        verdict.check()?;
+    }
+    ctx.access = Some(bucket_access);
+    ctx.verdict = Some(verdict);
+    Ok(())
+}
+
+/// The request as bucket policy conditions see it.
+pub(crate) fn request_context<'a>(
+    ctx: &'a Ctx,
+    action: &'a str,
+    resource: &'a str,
+    peer: Option<std::net::IpAddr>,
+) -> RequestContext<'a> {
+    let signed = !ctx.auth.anonymous;
+    RequestContext {
+        account: signed.then_some(ctx.auth.account_id.as_str()),
+        user: signed.then_some(ctx.auth.user.as_str()),
+        action,
+        resource,
+        source_ip: peer,
+        secure_transport: false,
+        now_secs: now_secs(),
+        prefix: ctx.q("prefix"),
+        delimiter: ctx.q("delimiter"),
+        max_keys: ctx.q("max-keys"),
+        user_agent: ctx.header("user-agent"),
+        referer: ctx.header("referer"),
+    }
+}
+
 /// The sub-resources we do not implement; asking for one gets NotImplemented, not a wrong answer.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "acl",
     "cors",
     "encryption",
     "inventory",
@@ -104,9 +179,6 @@ const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
     "notification",
     "object-lock",
     "ownershipControls",
-    "policy",
-    "policyStatus",
-    "publicAccessBlock",
     "replication",
     "requestPayment",
     "restore",

@@ -76,10 +76,12 @@ async fn create(ctx: Ctx) -> S3Result<Response> {
             Some(t)
         }
     };
+    let mut headers = ctx.stored_headers();
+    headers.extend(super::access_control::new_object_acl(&ctx)?);
     let opts = UploadOptions {
         content_type: ctx.header("content-type").map(str::to_string),
         user_metadata: ctx.user_metadata()?,
-        headers: ctx.stored_headers(),
+        headers,
         checksum_algorithm: algorithm.map(|a| a.name().to_string()),
         checksum_type: checksum_type.clone(),
     };

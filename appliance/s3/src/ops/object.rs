@@ -21,6 +21,8 @@ use crate::state::Permit;
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     refuse_unsupported(&ctx)?;
     match ctx.method.clone() {
+        Method::GET if ctx.has("acl") => super::access_control::get_object_acl(ctx).await,
+        Method::PUT if ctx.has("acl") => super::access_control::put_object_acl(ctx).await,
         Method::PUT if ctx.header("x-amz-copy-source").is_some() => Err(s3_error!(
             NotImplemented,
             NOT_IMPLEMENTED,
@@ -40,12 +42,14 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
 
 async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     ctx.require_length()?;
+    let mut headers = ctx.stored_headers();
+    headers.extend(super::access_control::new_object_acl(&ctx)?);
     let opts = PutOptions {
         content_type: ctx.header("content-type").map(str::to_string),
         user_metadata: ctx.user_metadata()?,
         content_md5: ctx.content_md5()?,
         verified_checksum: None,
-        headers: ctx.stored_headers(),
+        headers,
     };
     let _permit = ctx.stream_permit_for_body().await?;
     let store = ctx.state.store.clone();
@@ -198,6 +202,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     // needed) and answers HEAD.
     let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
     let recorded = blocking(move || s.head_object(&b, &k)).await?;
+    ctx.verdict_check_object(&recorded.headers)?;
     let range = part_range(&ctx, &recorded, range)?;
     // A GET opens the object (reading and verifying its first chunk) before answering, so a
     // missing drive or a corrupt chunk is a clean error, and headers and body are one version.

@@ -1,0 +1,312 @@
+//! Authorization: the one evaluation that decides every bucket and object request, after
+//! [`super::authenticate`] says who is calling. It follows the S3 User Guide, "How Amazon S3
+//! authorizes a request" and "Policy evaluation logic", for a box whose buckets are owned by
+//! accounts and whose users have the rights of their account:
+//!
+//! 1. An explicit `Deny` in the bucket policy that applies refuses the request, whoever asks
+//!    (the owner's users too).
+//! 2. A user of the bucket owner's account may do anything to the bucket and to the objects
+//!    its account owns (owner rights).
+//! 3. An `Allow` in the bucket policy that applies allows it (a public statement only when
+//!    the bucket's public access block does not set `RestrictPublicBuckets`).
+//! 4. The ACL grants the permission the action needs: the bucket's ACL for bucket actions
+//!    and writes (READ to list, WRITE to put and delete, READ_ACP / WRITE_ACP for the ACL),
+//!    the object's ACL for object reads (READ, READ_ACP, WRITE_ACP). Grants to AllUsers and
+//!    AuthenticatedUsers count for nothing under `IgnorePublicAcls`.
+//! 5. Otherwise: `403 AccessDenied`.
+//!
+//! Anonymous callers (no signature) are a principal like any other: `"*"` in a policy,
+//! `AllUsers` in an ACL; they get exactly what those grant. An object written into the bucket
+//! by another account (through a policy or a public-write ACL) is owned by that account, as
+//! S3's `ObjectWriter` ownership has it: the bucket owner reads it only if its ACL grants so
+//! (`bucket-owner-read`, `bucket-owner-full-control`), but may always delete it.
+//!
+//! Object reads cannot be decided before the object's record is read: [`authorize`] returns
+//! a [`Verdict`] whose [`Verdict::check_object`] the operation calls with the record's stored
+//! headers (no extra metadata read).
+
+use serde::{Deserialize, Serialize};
+
+use super::acl::{Acl, Permission, BUCKET_ACL_ATTRIBUTE, OBJECT_ACL_HEADER};
+use super::policy::{Decision, Policy, RequestContext, BUCKET_POLICY_ATTRIBUTE};
+use super::Auth;
+use crate::error::{S3Error, S3Result};
+use crate::s3_error;
+
+/// The bucket attribute holding the public access block.
+pub const PUBLIC_ACCESS_BLOCK_ATTRIBUTE: &str = "public-access-block";
+
+/// A bucket's public access block (S3 User Guide, "Blocking public access to your Amazon S3
+/// storage"). Absent means all four false: Hoard does not block by default, as S3-compatible
+/// stores on premises do not.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    /// Refuse requests that set a public ACL.
+    pub block_public_acls: bool,
+    /// Public ACL grants count for nothing.
+    pub ignore_public_acls: bool,
+    /// Refuse a public bucket policy.
+    pub block_public_policy: bool,
+    /// Public policy statements allow only the owner's account.
+    pub restrict_public_buckets: bool,
+}
+
+/// Everything about a bucket that authorization reads, loaded in one metadata scan.
+#[derive(Clone, Debug)]
+pub struct BucketAccess {
+    /// Bucket name.
+    pub bucket: String,
+    /// The owning account.
+    pub owner: String,
+    /// The bucket's ACL (the owner's `private` if none was set).
+    pub acl: Acl,
+    /// The bucket policy, if any, as put.
+    pub policy_text: Option<Vec<u8>>,
+    /// The parsed bucket policy.
+    pub policy: Option<Policy>,
+    /// The public access block.
+    pub block: PublicAccessBlock,
+    /// Whether a public access block is set (all four false is a setting too).
+    pub block_set: bool,
+}
+
+impl BucketAccess {
+    /// From the bucket's attributes (see [`hoard::Store::bucket_attributes`]); `owner` is
+    /// its owning account.
+    ///
+    /// Errors: InternalError for a stored attribute that does not parse.
+    pub fn load(bucket: &str, owner: &str, attributes: &[(String, Vec<u8>)]) -> S3Result<Self> {
+        let get = |name: &str| {
+            attributes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_slice())
+        };
+        let acl = match get(BUCKET_ACL_ATTRIBUTE) {
+            Some(v) => Acl::from_json(v)?,
+            None => Acl::private(owner),
+        };
+        let policy_text = get(BUCKET_POLICY_ATTRIBUTE).map(<[u8]>::to_vec);
+        let policy = match &policy_text {
+            Some(t) => Some(Policy::parse(t, bucket).map_err(|e| {
+                s3_error!(
+                    InternalError,
+                    INTERNAL_SERVER_ERROR,
+                    "the stored policy of bucket {bucket} does not parse: {}",
+                    e.message
+                )
+            })?),
+            None => None,
+        };
+        let block = match get(PUBLIC_ACCESS_BLOCK_ATTRIBUTE) {
+            Some(v) => serde_json::from_slice(v).map_err(|e| {
+                s3_error!(
+                    InternalError,
+                    INTERNAL_SERVER_ERROR,
+                    "the stored public access block of bucket {bucket} does not parse: {e}"
+                )
+            })?,
+            None => PublicAccessBlock::default(),
+        };
+        Ok(BucketAccess {
+            bucket: bucket.to_string(),
+            owner: owner.to_string(),
+            acl,
+            policy_text,
+            policy,
+            block,
+            block_set: get(PUBLIC_ACCESS_BLOCK_ATTRIBUTE).is_some(),
+        })
+    }
+}
+
+/// The request's S3 action (the name policies use) for a bucket-level or object-level
+/// request: `method`, whether it names a key, and whether the query has sub-resource `sub`.
+pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'static str {
+    if has_key {
+        return match method {
+            "GET" if has("acl") => "s3:GetObjectAcl",
+            "PUT" if has("acl") => "s3:PutObjectAcl",
+            "GET" if has("uploadId") => "s3:ListMultipartUploadParts",
+            "DELETE" if has("uploadId") => "s3:AbortMultipartUpload",
+            "GET" | "HEAD" => "s3:GetObject",
+            "DELETE" => "s3:DeleteObject",
+            _ => "s3:PutObject", // PUT, POST ?uploads, POST ?uploadId
+        };
+    }
+    match method {
+        "GET" if has("acl") => "s3:GetBucketAcl",
+        "PUT" if has("acl") => "s3:PutBucketAcl",
+        "GET" if has("policyStatus") => "s3:GetBucketPolicyStatus",
+        "GET" if has("policy") => "s3:GetBucketPolicy",
+        "PUT" if has("policy") => "s3:PutBucketPolicy",
+        "DELETE" if has("policy") => "s3:DeleteBucketPolicy",
+        "GET" if has("publicAccessBlock") => "s3:GetBucketPublicAccessBlock",
+        "PUT" | "DELETE" if has("publicAccessBlock") => "s3:PutBucketPublicAccessBlock",
+        "GET" if has("location") || has(crate::ops::PROTECTION) => "s3:GetBucketLocation",
+        "GET" if has("uploads") => "s3:ListBucketMultipartUploads",
+        "POST" if has("delete") => "s3:DeleteObject",
+        "GET" | "HEAD" => "s3:ListBucket",
+        "PUT" => "s3:CreateBucket",
+        "DELETE" => "s3:DeleteBucket",
+        _ => "s3:ListBucket",
+    }
+}
+
+/// The ACL permission an action needs, and whether it is read from the object's ACL.
+fn acl_permission(action: &str) -> Option<(Permission, bool)> {
+    Some(match action {
+        "s3:ListBucket" | "s3:ListBucketMultipartUploads" | "s3:ListMultipartUploadParts" => {
+            (Permission::Read, false)
+        }
+        "s3:PutObject" | "s3:DeleteObject" | "s3:AbortMultipartUpload" => {
+            (Permission::Write, false)
+        }
+        "s3:GetBucketAcl" => (Permission::ReadAcp, false),
+        "s3:PutBucketAcl" => (Permission::WriteAcp, false),
+        "s3:GetObject" => (Permission::Read, true),
+        "s3:GetObjectAcl" => (Permission::ReadAcp, true),
+        "s3:PutObjectAcl" => (Permission::WriteAcp, true),
+        _ => return None,
+    })
+}
+
+/// The outcome of [`authorize`]: allowed, or (for object reads) to be settled by the
+/// object's ACL with [`Verdict::check_object`].
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    /// Allowed by owner rights, the policy or the bucket ACL.
+    bucket_allowed: bool,
+    /// For object reads: what the object's ACL must grant.
+    object: Option<ObjectCheck>,
+    denial: Option<S3Error>,
+}
+
+#[derive(Clone, Debug)]
+struct ObjectCheck {
+    caller: Option<String>,
+    bucket_owner: String,
+    permission: Permission,
+    ignore_public: bool,
+    action: String,
+    resource: String,
+}
+
+fn denied(action: &str, resource: &str, who: Option<&str>) -> S3Error {
+    s3_error!(
+        AccessDenied,
+        FORBIDDEN,
+        "{} may not {action} on {resource}",
+        match who {
+            Some(a) => format!("account {a}"),
+            None => "an anonymous caller".to_string(),
+        }
+    )
+}
+
+impl Verdict {
+    /// Whether the request may go on before any object is read.
+    ///
+    /// Errors: AccessDenied naming the caller, the action and the resource.
+    pub fn check(&self) -> S3Result<()> {
+        match &self.denial {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Settles an object read with the object's stored headers (its ACL, if it has one).
+    ///
+    /// Errors: AccessDenied.
+    pub fn check_object(&self, headers: &[(String, String)]) -> S3Result<()> {
+        self.check()?;
+        let Some(c) = &self.object else {
+            return Ok(());
+        };
+        let acl = headers
+            .iter()
+            .find(|(n, _)| n == OBJECT_ACL_HEADER)
+            .map(|(_, v)| Acl::from_json(v.as_bytes()))
+            .transpose()?;
+        let allowed = match &acl {
+            // No ACL: the bucket owner's object, private.
+            None => self.bucket_allowed,
+            Some(acl) => {
+                c.caller.as_deref() == Some(acl.owner.as_str())
+                    || acl.allows(c.caller.as_deref(), c.permission, c.ignore_public)
+                    || (self.bucket_allowed && acl.owner == c.bucket_owner)
+            }
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(denied(&c.action, &c.resource, c.caller.as_deref()))
+        }
+    }
+}
+
+/// Decides a request on a bucket (`key` `None`) or an object, by the rules of the module
+/// doc. `cx` gives the request's context for policy conditions.
+pub fn authorize(access: &BucketAccess, auth: &Auth, cx: &RequestContext<'_>) -> Verdict {
+    let caller = (!auth.anonymous).then_some(auth.account_id.as_str());
+    let owner = caller == Some(access.owner.as_str());
+    let decision = match &access.policy {
+        Some(p) => p.decide(cx, owner || !access.block.restrict_public_buckets),
+        None => Decision::NotApplicable,
+    };
+    let deny = |why: S3Error| Verdict {
+        bucket_allowed: false,
+        object: None,
+        denial: Some(why),
+    };
+    if decision == Decision::Deny {
+        return deny(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "the policy of bucket {} denies {} on {}",
+            access.bucket,
+            cx.action,
+            cx.resource
+        ));
+    }
+    let needs = acl_permission(cx.action);
+    let ignore_public = access.block.ignore_public_acls;
+    let bucket_allowed = owner
+        || decision == Decision::Allow
+        || needs.is_some_and(|(p, on_object)| {
+            !on_object && access.acl.allows(caller, p, ignore_public)
+        });
+    let object = needs
+        .filter(|(_, on_object)| *on_object)
+        .map(|(permission, _)| ObjectCheck {
+            caller: caller.map(str::to_string),
+            bucket_owner: access.owner.clone(),
+            permission,
+            ignore_public,
+            action: cx.action.to_string(),
+            resource: cx.resource.to_string(),
+        });
+    if !bucket_allowed && object.is_none() {
+        return deny(denied(cx.action, cx.resource, caller));
+    }
+    Verdict {
+        bucket_allowed,
+        object,
+        denial: None,
+    }
+}
+
+/// Refuses a public ACL on a bucket whose public access block sets `BlockPublicAcls`.
+///
+/// Errors: AccessDenied.
+pub fn check_acl_allowed(access: &BucketAccess, acl: &Acl) -> S3Result<()> {
+    if access.block.block_public_acls && acl.is_public() {
+        return Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "bucket {} blocks public ACLs (its public access block sets BlockPublicAcls)",
+            access.bucket
+        ));
+    }
+    Ok(())
+}

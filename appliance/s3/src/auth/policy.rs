@@ -1,0 +1,795 @@
+//! Bucket policies: the JSON grammar of the IAM policy reference (AWS IAM User Guide, "IAM JSON
+//! policy elements reference"), for bucket policies as Amazon S3 evaluates them (S3 User
+//! Guide, "Bucket policies for Amazon S3" and "Policy evaluation logic").
+//!
+//! A policy is `{"Version": "2012-10-17", "Statement": [...]}`; each statement has `Effect`
+//! (`Allow` or `Deny`), `Principal` or `NotPrincipal`, `Action` or `NotAction`, `Resource` or
+//! `NotResource`, and optional `Condition`s, all ANDed (values within one condition key ORed).
+//!
+//! - Principals: `"*"` or `{"AWS": "*"}` (everyone, anonymous callers included), an account
+//!   (`"123456789012"`, `arn:aws:iam::123456789012:root`, `{"CanonicalUser": "1234..."}`), or
+//!   one user of an account (`arn:aws:iam::123456789012:user/alice`).
+//! - Actions: `s3:GetObject`, with `*` and `?` wildcards, case-insensitive (`s3:Get*`, `s3:*`).
+//! - Resources: `arn:aws:s3:::bucket` and `arn:aws:s3:::bucket/key-pattern`, with `*` and `?`;
+//!   every resource must lie in the policy's bucket.
+//! - Condition operators: `StringEquals`, `StringNotEquals`, `StringEqualsIgnoreCase`,
+//!   `StringNotEqualsIgnoreCase`, `StringLike`, `StringNotLike`, `IpAddress`,
+//!   `NotIpAddress`, `Bool`, `DateEquals`, `DateNotEquals`, `DateLessThan`,
+//!   `DateLessThanEquals`, `DateGreaterThan`, `DateGreaterThanEquals`, `NumericEquals`,
+//!   `NumericNotEquals`, `NumericLessThan`, `NumericLessThanEquals`, `NumericGreaterThan`,
+//!   `NumericGreaterThanEquals`, each also with `...IfExists`, and `Null`. Keys:
+//!   `aws:SourceIp`, `aws:SecureTransport`, `aws:CurrentTime`, `aws:EpochTime`,
+//!   `aws:PrincipalAccount`, `aws:username`, `aws:UserAgent`, `aws:Referer`, `s3:prefix`,
+//!   `s3:delimiter`, `s3:max-keys`. An unknown operator or key is refused when the policy is
+//!   put (`MalformedPolicy`), so nothing is silently ignored.
+//!
+//! A key absent from the request (`s3:prefix` on a GetObject, `aws:username` of an
+//! anonymous caller) matches no value: a positive operator is false, a negated one
+//! (`StringNotEquals`, `NotIpAddress`, ...) true, and `...IfExists` true.
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+
+use crate::error::{S3Error, S3Result};
+use crate::s3_error;
+
+/// The bucket attribute holding a bucket's policy (the JSON as put).
+pub const BUCKET_POLICY_ATTRIBUTE: &str = "policy";
+/// Largest policy document (S3: 20 KB).
+pub const MAX_POLICY_BYTES: usize = 20 * 1024;
+
+/// What a policy says of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// A statement denies it: nothing else can allow it.
+    Deny,
+    /// A statement allows it (and none denies it).
+    Allow,
+    /// No statement applies.
+    NotApplicable,
+}
+
+/// The request as conditions and matching see it.
+#[derive(Clone, Debug)]
+pub struct RequestContext<'a> {
+    /// The caller's account (`None`: anonymous).
+    pub account: Option<&'a str>,
+    /// The caller's user name within the account.
+    pub user: Option<&'a str>,
+    /// The action, as policies name it (`s3:GetObject`).
+    pub action: &'a str,
+    /// The resource: `bucket` or `bucket/key`.
+    pub resource: &'a str,
+    /// The client's address.
+    pub source_ip: Option<IpAddr>,
+    /// Whether the request came over TLS.
+    pub secure_transport: bool,
+    /// Request time, Unix seconds.
+    pub now_secs: u64,
+    /// `prefix` of a listing.
+    pub prefix: Option<&'a str>,
+    /// `delimiter` of a listing.
+    pub delimiter: Option<&'a str>,
+    /// `max-keys` of a listing.
+    pub max_keys: Option<&'a str>,
+    /// `User-Agent`.
+    pub user_agent: Option<&'a str>,
+    /// `Referer`.
+    pub referer: Option<&'a str>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Who {
+    Anyone,
+    Account(String),
+    User(String, String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    StringEquals,
+    StringNotEquals,
+    StringEqualsIgnoreCase,
+    StringNotEqualsIgnoreCase,
+    StringLike,
+    StringNotLike,
+    IpAddress,
+    NotIpAddress,
+    Bool,
+    Date(Cmp),
+    Numeric(Cmp),
+    Null,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Cmp {
+    fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Cmp::Eq => a == b,
+            Cmp::Ne => a != b,
+            Cmp::Lt => a < b,
+            Cmp::Le => a <= b,
+            Cmp::Gt => a > b,
+            Cmp::Ge => a >= b,
+        }
+    }
+}
+
+impl Op {
+    fn parse(name: &str) -> Option<(Op, bool)> {
+        let (base, if_exists) = match name.strip_suffix("IfExists") {
+            Some(b) => (b, true),
+            None => (name, false),
+        };
+        let cmp = |s: &str| -> Option<Cmp> {
+            Some(match s {
+                "Equals" => Cmp::Eq,
+                "NotEquals" => Cmp::Ne,
+                "LessThan" => Cmp::Lt,
+                "LessThanEquals" => Cmp::Le,
+                "GreaterThan" => Cmp::Gt,
+                "GreaterThanEquals" => Cmp::Ge,
+                _ => return None,
+            })
+        };
+        let op = match base {
+            "StringEquals" => Op::StringEquals,
+            "StringNotEquals" => Op::StringNotEquals,
+            "StringEqualsIgnoreCase" => Op::StringEqualsIgnoreCase,
+            "StringNotEqualsIgnoreCase" => Op::StringNotEqualsIgnoreCase,
+            "StringLike" => Op::StringLike,
+            "StringNotLike" => Op::StringNotLike,
+            "IpAddress" => Op::IpAddress,
+            "NotIpAddress" => Op::NotIpAddress,
+            "Bool" => Op::Bool,
+            "Null" if !if_exists => Op::Null,
+            d if d.starts_with("Date") => Op::Date(cmp(&d[4..])?),
+            n if n.starts_with("Numeric") => Op::Numeric(cmp(&n[7..])?),
+            _ => return None,
+        };
+        Some((op, if_exists))
+    }
+
+    /// Negated operators hold when the key is absent.
+    fn negated(self) -> bool {
+        matches!(
+            self,
+            Op::StringNotEquals
+                | Op::StringNotEqualsIgnoreCase
+                | Op::StringNotLike
+                | Op::NotIpAddress
+                | Op::Date(Cmp::Ne)
+                | Op::Numeric(Cmp::Ne)
+        )
+    }
+}
+
+/// Condition keys Hoard knows (lower-case; keys are case-insensitive).
+const KEYS: &[&str] = &[
+    "aws:sourceip",
+    "aws:securetransport",
+    "aws:currenttime",
+    "aws:epochtime",
+    "aws:principalaccount",
+    "aws:username",
+    "aws:useragent",
+    "aws:referer",
+    "s3:prefix",
+    "s3:delimiter",
+    "s3:max-keys",
+];
+
+#[derive(Clone, Debug)]
+struct Condition {
+    op: Op,
+    if_exists: bool,
+    key: &'static str,
+    values: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+struct Statement {
+    allow: bool,
+    principals: Vec<Who>,
+    not_principal: bool,
+    actions: Vec<String>,
+    not_action: bool,
+    resources: Vec<String>,
+    not_resource: bool,
+    conditions: Vec<Condition>,
+}
+
+/// A parsed, validated bucket policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    statements: Vec<Statement>,
+}
+
+fn malformed(msg: impl std::fmt::Display) -> S3Error {
+    s3_error!(MalformedPolicy, BAD_REQUEST, "{msg}")
+}
+
+/// A JSON value that may be one string or a list of them, as strings.
+fn strings(v: &Value, what: &str) -> S3Result<Vec<String>> {
+    let one = |v: &Value| match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Number(n) => Ok(n.to_string()),
+        _ => Err(malformed(format!(
+            "{what} must be a string or a list of strings"
+        ))),
+    };
+    match v {
+        Value::Array(a) if !a.is_empty() => a.iter().map(one).collect(),
+        Value::Array(_) => Err(malformed(format!("{what} must not be empty"))),
+        v => Ok(vec![one(v)?]),
+    }
+}
+
+fn parse_who(s: &str) -> S3Result<Who> {
+    if s == "*" {
+        return Ok(Who::Anyone);
+    }
+    if super::principals::is_account_id(s) {
+        return Ok(Who::Account(s.to_string()));
+    }
+    if let Some(rest) = s.strip_prefix("arn:aws:iam::") {
+        if let Some((account, tail)) = rest.split_once(':') {
+            if super::principals::is_account_id(account) {
+                if tail == "root" {
+                    return Ok(Who::Account(account.to_string()));
+                }
+                if let Some(user) = tail.strip_prefix("user/").filter(|u| !u.is_empty()) {
+                    return Ok(Who::User(account.to_string(), user.to_string()));
+                }
+            }
+        }
+    }
+    Err(malformed(format!(
+        "Invalid principal in policy: {s:?} (use \"*\", an account ID, arn:aws:iam::ACCOUNT:root or arn:aws:iam::ACCOUNT:user/NAME)"
+    )))
+}
+
+fn parse_principal(v: &Value) -> S3Result<Vec<Who>> {
+    match v {
+        Value::String(s) if s == "*" => Ok(vec![Who::Anyone]),
+        Value::Object(map) => {
+            let mut out = Vec::new();
+            for (kind, v) in map {
+                if kind != "AWS" && kind != "CanonicalUser" {
+                    return Err(malformed(format!(
+                        "Invalid principal in policy: principal type {kind:?} (AWS or CanonicalUser)"
+                    )));
+                }
+                for s in strings(v, "Principal")? {
+                    out.push(parse_who(&s)?);
+                }
+            }
+            if out.is_empty() {
+                return Err(malformed("Invalid principal in policy: empty"));
+            }
+            Ok(out)
+        }
+        _ => Err(malformed(
+            "Invalid principal in policy: Principal must be \"*\" or {\"AWS\": ...}",
+        )),
+    }
+}
+
+/// Matches `text` against `pattern` with `*` (any run) and `?` (any one character).
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Parses an ISO 8601 time (`2026-11-26T07:00:00Z`, with optional fraction or offset-free
+/// date `2026-11-26`) or a number of Unix seconds.
+fn parse_time(s: &str) -> Option<f64> {
+    if let Ok(n) = s.parse::<f64>() {
+        return Some(n);
+    }
+    let date = s.get(..10)?;
+    let (y, m, d) = (
+        date.get(0..4)?.parse::<i64>().ok()?,
+        date.get(5..7)?.parse::<u32>().ok()?,
+        date.get(8..10)?.parse::<u32>().ok()?,
+    );
+    if date.as_bytes()[4] != b'-' || date.as_bytes()[7] != b'-' || !(1..=12).contains(&m) {
+        return None;
+    }
+    let days = super::days_from_civil(y, m, d);
+    let mut secs = days * 86_400;
+    if s.len() > 10 {
+        let t = s.get(11..)?.trim_end_matches('Z');
+        let hms = t.get(..8)?;
+        let (h, mi, se) = (
+            hms.get(0..2)?.parse::<i64>().ok()?,
+            hms.get(3..5)?.parse::<i64>().ok()?,
+            hms.get(6..8)?.parse::<i64>().ok()?,
+        );
+        secs += h * 3600 + mi * 60 + se;
+    }
+    Some(secs as f64)
+}
+
+/// Parses `a.b.c.d/len`, `a.b.c.d`, or IPv6 forms.
+fn parse_cidr(s: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a.parse::<IpAddr>().ok()?, Some(l.parse::<u8>().ok()?)),
+        None => (s.parse::<IpAddr>().ok()?, None),
+    };
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    (len <= max).then_some((addr, len))
+}
+
+fn in_cidr(ip: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+impl Condition {
+    fn check_values(&self) -> S3Result<()> {
+        for v in &self.values {
+            let ok = match self.op {
+                Op::IpAddress | Op::NotIpAddress => parse_cidr(v).is_some(),
+                Op::Bool | Op::Null => {
+                    v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")
+                }
+                Op::Date(_) => parse_time(v).is_some(),
+                Op::Numeric(_) => v.parse::<f64>().is_ok(),
+                _ => true,
+            };
+            if !ok {
+                return Err(malformed(format!(
+                    "condition value {v:?} does not fit {:?} on {}",
+                    self.op, self.key
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn holds(&self, cx: &RequestContext<'_>) -> bool {
+        let ip_text;
+        let time_text;
+        let value: Option<&str> = match self.key {
+            "aws:sourceip" => {
+                ip_text = cx.source_ip.map(|i| i.to_string());
+                ip_text.as_deref()
+            }
+            "aws:securetransport" => Some(if cx.secure_transport { "true" } else { "false" }),
+            "aws:currenttime" | "aws:epochtime" => {
+                time_text = cx.now_secs.to_string();
+                Some(time_text.as_str())
+            }
+            "aws:principalaccount" => cx.account,
+            "aws:username" => cx.user,
+            "aws:useragent" => cx.user_agent,
+            "aws:referer" => cx.referer,
+            "s3:prefix" => cx.prefix,
+            "s3:delimiter" => cx.delimiter,
+            "s3:max-keys" => cx.max_keys,
+            _ => None,
+        };
+        if self.op == Op::Null {
+            // Null: true means "the key is absent".
+            let absent = value.is_none();
+            return self
+                .values
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case("true") == absent);
+        }
+        let Some(value) = value else {
+            return self.if_exists || self.op.negated();
+        };
+        let any = |f: &dyn Fn(&str) -> bool| self.values.iter().any(|v| f(v));
+        match self.op {
+            Op::StringEquals => any(&|v| v == value),
+            Op::StringNotEquals => !any(&|v| v == value),
+            Op::StringEqualsIgnoreCase => any(&|v| v.eq_ignore_ascii_case(value)),
+            Op::StringNotEqualsIgnoreCase => !any(&|v| v.eq_ignore_ascii_case(value)),
+            Op::StringLike => any(&|v| glob(v, value)),
+            Op::StringNotLike => !any(&|v| glob(v, value)),
+            Op::IpAddress | Op::NotIpAddress => {
+                let inside = value.parse::<IpAddr>().is_ok_and(|ip| {
+                    self.values
+                        .iter()
+                        .filter_map(|v| parse_cidr(v))
+                        .any(|net| in_cidr(ip, net))
+                });
+                inside == (self.op == Op::IpAddress)
+            }
+            Op::Bool => any(&|v| v.eq_ignore_ascii_case(value)),
+            Op::Date(cmp) | Op::Numeric(cmp) => {
+                let Some(have) = value.parse::<f64>().ok() else {
+                    return false;
+                };
+                let held = |v: &str| {
+                    let want = match self.op {
+                        Op::Date(_) => parse_time(v),
+                        _ => v.parse::<f64>().ok(),
+                    };
+                    want.is_some_and(|w| cmp.holds(have, w))
+                };
+                if cmp == Cmp::Ne {
+                    self.values.iter().all(|v| held(v))
+                } else {
+                    any(&held)
+                }
+            }
+            Op::Null => unreachable!("handled above"),
+        }
+    }
+
+    /// Whether this condition pins the statement to known callers (so it is not public):
+    /// specific source addresses, or a specific principal account.
+    fn restricts_callers(&self) -> bool {
+        match (self.op, self.key) {
+            (Op::IpAddress, "aws:sourceip") => self
+                .values
+                .iter()
+                .filter_map(|v| parse_cidr(v))
+                .all(|(_, len)| len > 0),
+            (Op::StringEquals, "aws:principalaccount") => {
+                !self.values.iter().any(|v| v.contains('*'))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Statement {
+    fn parse(v: &Value, bucket: &str) -> S3Result<Statement> {
+        let Value::Object(map) = v else {
+            return Err(malformed("each Statement must be an object"));
+        };
+        for key in map.keys() {
+            if ![
+                "Sid",
+                "Effect",
+                "Principal",
+                "NotPrincipal",
+                "Action",
+                "NotAction",
+                "Resource",
+                "NotResource",
+                "Condition",
+            ]
+            .contains(&key.as_str())
+            {
+                return Err(malformed(format!("Unknown field {key} in a Statement")));
+            }
+        }
+        let allow = match map.get("Effect").and_then(Value::as_str) {
+            Some("Allow") => true,
+            Some("Deny") => false,
+            _ => return Err(malformed("each Statement needs Effect Allow or Deny")),
+        };
+        let either = |a: &str, b: &str| -> S3Result<(&Value, bool)> {
+            match (map.get(a), map.get(b)) {
+                (Some(v), None) => Ok((v, false)),
+                (None, Some(v)) => Ok((v, true)),
+                _ => Err(malformed(format!(
+                    "each Statement needs exactly one of {a} and {b}"
+                ))),
+            }
+        };
+        let (p, not_principal) = either("Principal", "NotPrincipal")?;
+        let principals = parse_principal(p)?;
+        let (a, not_action) = either("Action", "NotAction")?;
+        let actions: Vec<String> = strings(a, "Action")?
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        for action in &actions {
+            if action != "*" && !action.starts_with("s3:") {
+                return Err(malformed(format!("Policy has invalid action: {action}")));
+            }
+        }
+        let (r, not_resource) = either("Resource", "NotResource")?;
+        let mut resources = Vec::new();
+        for s in strings(r, "Resource")? {
+            let rest = if s == "*" {
+                "*"
+            } else {
+                s.strip_prefix("arn:aws:s3:::").ok_or_else(|| {
+                    malformed(format!(
+                        "Policy has invalid resource: {s} (arn:aws:s3:::BUCKET/...)"
+                    ))
+                })?
+            };
+            let (b, _) = rest.split_once('/').unwrap_or((rest, ""));
+            if rest != "*" && !glob(b, bucket) {
+                return Err(malformed(format!(
+                    "Policy has invalid resource: {s} is not in bucket {bucket}"
+                )));
+            }
+            resources.push(rest.to_string());
+        }
+        let mut conditions = Vec::new();
+        if let Some(c) = map.get("Condition") {
+            let Value::Object(ops) = c else {
+                return Err(malformed("Condition must be an object"));
+            };
+            for (op_name, keys) in ops {
+                let (op, if_exists) = Op::parse(op_name)
+                    .ok_or_else(|| malformed(format!("Unknown condition operator {op_name}")))?;
+                let Value::Object(keys) = keys else {
+                    return Err(malformed(format!("{op_name} must map keys to values")));
+                };
+                for (key, values) in keys {
+                    let lower = key.to_ascii_lowercase();
+                    let key = KEYS.iter().find(|k| **k == lower).ok_or_else(|| {
+                        malformed(format!(
+                            "Policy has an invalid condition key: {key} (known: aws:SourceIp, aws:SecureTransport, aws:CurrentTime, aws:EpochTime, aws:PrincipalAccount, aws:username, aws:UserAgent, aws:Referer, s3:prefix, s3:delimiter, s3:max-keys)"
+                        ))
+                    })?;
+                    let c = Condition {
+                        op,
+                        if_exists,
+                        key,
+                        values: strings(values, key)?,
+                    };
+                    c.check_values()?;
+                    conditions.push(c);
+                }
+            }
+        }
+        Ok(Statement {
+            allow,
+            principals,
+            not_principal,
+            actions,
+            not_action,
+            resources,
+            not_resource,
+            conditions,
+        })
+    }
+
+    fn applies(&self, cx: &RequestContext<'_>) -> bool {
+        let who = self.principals.iter().any(|w| match w {
+            Who::Anyone => true,
+            Who::Account(a) => cx.account == Some(a.as_str()),
+            Who::User(a, u) => cx.account == Some(a.as_str()) && cx.user == Some(u.as_str()),
+        });
+        let action = cx.action.to_ascii_lowercase();
+        let what = self.actions.iter().any(|p| glob(p, &action));
+        let on = self.resources.iter().any(|p| glob(p, cx.resource));
+        who != self.not_principal
+            && what != self.not_action
+            && on != self.not_resource
+            && self.conditions.iter().all(|c| c.holds(cx))
+    }
+
+    fn is_public(&self) -> bool {
+        let anyone = self.principals.contains(&Who::Anyone) != self.not_principal;
+        self.allow && anyone && !self.conditions.iter().any(Condition::restricts_callers)
+    }
+}
+
+impl Policy {
+    /// Parses and validates a policy for `bucket`.
+    ///
+    /// Errors: MalformedPolicy naming what is wrong (not JSON, a missing or unknown
+    /// element, a resource outside the bucket, an unknown condition operator or key).
+    pub fn parse(text: &[u8], bucket: &str) -> S3Result<Policy> {
+        if text.len() > MAX_POLICY_BYTES {
+            return Err(malformed(format!(
+                "Policies must be at most {MAX_POLICY_BYTES} bytes; this one is {}",
+                text.len()
+            )));
+        }
+        let doc: Value = serde_json::from_slice(text)
+            .map_err(|e| malformed(format!("Policies must be valid JSON: {e}")))?;
+        let Value::Object(map) = &doc else {
+            return Err(malformed("a policy must be a JSON object"));
+        };
+        if let Some(v) = map.get("Version") {
+            if v != "2012-10-17" && v != "2008-10-17" {
+                return Err(malformed(format!(
+                    "Version {v} is not 2012-10-17 or 2008-10-17"
+                )));
+            }
+        }
+        let statements = match map.get("Statement") {
+            Some(Value::Array(a)) if !a.is_empty() => a
+                .iter()
+                .map(|s| Statement::parse(s, bucket))
+                .collect::<S3Result<Vec<_>>>()?,
+            Some(s @ Value::Object(_)) => vec![Statement::parse(s, bucket)?],
+            _ => return Err(malformed("a policy needs a non-empty Statement")),
+        };
+        Ok(Policy { statements })
+    }
+
+    /// What the policy says of a request: Deny if any statement denies it, else Allow if any
+    /// allows it. `public_allows` false (a public access block's RestrictPublicBuckets)
+    /// makes public statements allow nothing.
+    pub fn decide(&self, cx: &RequestContext<'_>, public_allows: bool) -> Decision {
+        let mut decision = Decision::NotApplicable;
+        for s in &self.statements {
+            if !s.applies(cx) {
+                continue;
+            }
+            if !s.allow {
+                return Decision::Deny;
+            }
+            if public_allows || !s.is_public() {
+                decision = Decision::Allow;
+            }
+        }
+        decision
+    }
+
+    /// Whether it allows anyone at all (S3's PolicyStatus `IsPublic`): an Allow to `*` not
+    /// pinned to source addresses or a principal account by a condition.
+    pub fn is_public(&self) -> bool {
+        self.statements.iter().any(Statement::is_public)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx<'a>(account: Option<&'a str>, action: &'a str, resource: &'a str) -> RequestContext<'a> {
+        RequestContext {
+            account,
+            user: account.map(|_| "alice"),
+            action,
+            resource,
+            source_ip: Some("10.1.2.3".parse().unwrap()),
+            secure_transport: false,
+            now_secs: 1_795_700_000,
+            prefix: None,
+            delimiter: None,
+            max_keys: None,
+            user_agent: None,
+            referer: None,
+        }
+    }
+
+    #[test]
+    fn globs_match_as_iam_does() {
+        assert!(glob("s3:get*", "s3:getobject"));
+        assert!(glob("b/*", "b/a/b/c"));
+        assert!(glob("b/?.txt", "b/a.txt"));
+        assert!(!glob("b/?.txt", "b/ab.txt"));
+        assert!(glob("*", ""));
+        assert!(!glob("b/x*", "b/y"));
+    }
+
+    #[test]
+    fn deny_wins_and_conditions_hold() {
+        let p = Policy::parse(
+            br#"{"Version":"2012-10-17","Statement":[
+              {"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::222222222222:root"},
+               "Action":["s3:GetObject","s3:ListBucket"],
+               "Resource":["arn:aws:s3:::b","arn:aws:s3:::b/*"]},
+              {"Effect":"Deny","Principal":"*","Action":"s3:GetObject",
+               "Resource":"arn:aws:s3:::b/secret/*"},
+              {"Effect":"Allow","Principal":"*","Action":"s3:GetObject",
+               "Resource":"arn:aws:s3:::b/lan/*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}},
+              {"Effect":"Allow","Principal":"*","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b",
+               "Condition":{"StringLike":{"s3:prefix":"pub/*"},"Bool":{"aws:SecureTransport":"false"},
+                            "DateLessThan":{"aws:CurrentTime":"2030-01-01T00:00:00Z"}}}]}"#,
+            "b",
+        )
+        .unwrap();
+        let other = Some("222222222222");
+        assert_eq!(
+            p.decide(&cx(other, "s3:GetObject", "b/x"), true),
+            Decision::Allow
+        );
+        assert_eq!(
+            p.decide(&cx(other, "s3:GetObject", "b/secret/x"), true),
+            Decision::Deny
+        );
+        assert_eq!(
+            p.decide(&cx(other, "s3:PutObject", "b/x"), true),
+            Decision::NotApplicable
+        );
+        assert_eq!(
+            p.decide(&cx(Some("333333333333"), "s3:GetObject", "b/x"), true),
+            Decision::NotApplicable
+        );
+        assert_eq!(
+            p.decide(&cx(None, "s3:GetObject", "b/lan/x"), true),
+            Decision::Allow
+        );
+        let mut far = cx(None, "s3:GetObject", "b/lan/x");
+        far.source_ip = Some("192.168.0.1".parse().unwrap());
+        assert_eq!(p.decide(&far, true), Decision::NotApplicable);
+        let mut list = cx(None, "s3:ListBucket", "b");
+        assert_eq!(
+            p.decide(&list, true),
+            Decision::NotApplicable,
+            "no prefix: StringLike is false"
+        );
+        list.prefix = Some("pub/2026");
+        assert_eq!(p.decide(&list, true), Decision::Allow);
+        assert_eq!(
+            p.decide(&list, false),
+            Decision::NotApplicable,
+            "RestrictPublicBuckets"
+        );
+        list.now_secs = parse_time("2031-01-01").unwrap() as u64;
+        assert_eq!(p.decide(&list, true), Decision::NotApplicable);
+        assert!(p.is_public());
+    }
+
+    #[test]
+    fn malformed_policies_are_refused_with_a_reason() {
+        for (doc, needle) in [
+            (&b"{"[..], "valid JSON"),
+            (br#"{"Statement":[]}"#, "Statement"),
+            (br#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::other/*"}]}"#, "invalid resource"),
+            (br#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"ec2:Run","Resource":"*"}]}"#, "invalid action"),
+            (br#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"Foo":{"aws:SourceIp":"1.2.3.4"}}}]}"#, "operator"),
+            (br#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"aws:Nope":"1.2.3.4"}}}]}"#, "condition key"),
+            (br#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"not-an-ip"}}}]}"#, "does not fit"),
+            (br#"{"Statement":[{"Effect":"Maybe","Principal":"*","Action":"s3:*","Resource":"*"}]}"#, "Effect"),
+            (br#"{"Statement":[{"Effect":"Allow","Principal":{"AWS":"bob"},"Action":"s3:*","Resource":"*"}]}"#, "principal"),
+        ] {
+            let e = Policy::parse(doc, "b").unwrap_err();
+            assert_eq!(e.code, "MalformedPolicy");
+            assert!(e.message.contains(needle), "{needle}: {}", e.message);
+        }
+        let lan_only = Policy::parse(
+            br#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8"]}}}]}"#,
+            "b",
+        )
+        .unwrap();
+        assert!(!lan_only.is_public());
+    }
+}
