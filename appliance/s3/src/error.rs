@@ -12,6 +12,8 @@ pub struct S3Error {
     pub status: StatusCode,
     /// Human-readable message naming the thing at fault.
     pub message: String,
+    /// Extra response headers (`Retry-After` of a SlowDown, CORS headers): (name, value).
+    pub headers: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for S3Error {
@@ -30,6 +32,7 @@ macro_rules! s3_error {
             code: stringify!($code),
             status: ::axum::http::StatusCode::$status,
             message: format!($($msg)+),
+            headers: Vec::new(),
         }
     };
 }
@@ -38,6 +41,12 @@ macro_rules! s3_error {
 pub type S3Result<T> = Result<T, S3Error>;
 
 impl S3Error {
+    /// This error with `headers` added to its response.
+    pub fn with_headers(mut self, headers: &[(String, String)]) -> Self {
+        self.headers.extend_from_slice(headers);
+        self
+    }
+
     /// Wraps this error into an `io::Error`, so body readers can fail an engine put with it.
     pub fn into_io(self) -> std::io::Error {
         std::io::Error::other(self)

@@ -28,9 +28,13 @@ pub fn error_response(e: &S3Error, resource: &str, request_id: &str, head: bool)
             .elem("RequestId", request_id);
         Body::from(x.finish("Error"))
     };
-    Response::builder()
+    let mut response = Response::builder()
         .status(e.status)
-        .header("content-type", "application/xml")
+        .header("content-type", "application/xml");
+    for (name, value) in &e.headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    response
         .body(body)
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }

@@ -288,6 +288,39 @@ pub fn parse_access_control_policy(body: &[u8]) -> S3Result<RequestAcl> {
     Ok(doc)
 }
 
+/// Parses `<CORSConfiguration><CORSRule>...` into rules, as written.
+pub fn parse_cors(body: &[u8]) -> S3Result<Vec<crate::ops::cors::CorsRule>> {
+    let mut rules = Vec::new();
+    let mut rule = crate::ops::cors::CorsRule::default();
+    let mut seen_root = false;
+    walk(body, |node| {
+        const R: &str = "CORSConfiguration/CORSRule/";
+        match node {
+            Node::Text(path, text) if path.starts_with(R) => match &path[R.len()..] {
+                "ID" => rule.id = Some(text),
+                "AllowedOrigin" => rule.allowed_origins.push(text),
+                "AllowedMethod" => rule.allowed_methods.push(text),
+                "AllowedHeader" => rule.allowed_headers.push(text),
+                "ExposeHeader" => rule.expose_headers.push(text),
+                "MaxAgeSeconds" => {
+                    rule.max_age_seconds = Some(text.parse().map_err(|_| {
+                        malformed(format!("MaxAgeSeconds {text:?} is not a number"))
+                    })?)
+                }
+                other => return Err(malformed(format!("unknown element {other} in a CORSRule"))),
+            },
+            Node::End("CORSConfiguration/CORSRule") => rules.push(std::mem::take(&mut rule)),
+            Node::End("CORSConfiguration") => seen_root = true,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(malformed("the body is not a CORSConfiguration document"));
+    }
+    Ok(rules)
+}
+
 /// Parses `<PublicAccessBlockConfiguration>` (each of its four flags `true` or `false`,
 /// absent meaning false).
 pub fn parse_public_access_block(body: &[u8]) -> S3Result<crate::auth::access::PublicAccessBlock> {

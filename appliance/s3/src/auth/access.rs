@@ -142,6 +142,8 @@ pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'s
         "PUT" if has("policy") => "s3:PutBucketPolicy",
         "DELETE" if has("policy") => "s3:DeleteBucketPolicy",
         "GET" if has("publicAccessBlock") => "s3:GetBucketPublicAccessBlock",
+        "GET" if has("cors") => "s3:GetBucketCORS",
+        "PUT" | "DELETE" if has("cors") => "s3:PutBucketCORS",
         "PUT" | "DELETE" if has("publicAccessBlock") => "s3:PutBucketPublicAccessBlock",
         "GET" if has("location") || has(crate::ops::PROTECTION) => "s3:GetBucketLocation",
         "GET" if has("uploads") => "s3:ListBucketMultipartUploads",

@@ -129,7 +129,7 @@ fn string_to_sign(req: &RequestView<'_>, date_line: &str, raw_path: &str) -> Str
     out
 }
 
-fn sign(secret: &str, to_sign: &str) -> String {
+pub(crate) fn sign(secret: &str, to_sign: &str) -> String {
     let mut mac =
         Hmac::<Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key length");
     mac.update(to_sign.as_bytes());

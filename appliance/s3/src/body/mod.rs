@@ -148,8 +148,7 @@ impl Ctx {
     pub async fn stream_body_into<S: BodySink>(&mut self, sink: S, max_bytes: u64) -> S3Result<S> {
         let mut decoder = self.body_decoder()?;
         let mut frames = self.body_frames(max_bytes)?;
-        let mut sink = Some(sink);
-        let mut job: Option<tokio::task::JoinHandle<(S, hoard::Result<()>)>> = None;
+        let mut writer = BatchWriter::new(sink);
         let mut batch = Vec::new();
         // Raw frames behind `batch`, kept (and counted in the budget) until it is written.
         let mut held = Vec::new();
@@ -164,30 +163,39 @@ impl Ctx {
                 }
             };
             if batch.len() >= WRITE_BATCH_BYTES || (end && !batch.is_empty()) {
-                if let Some(previous) = job.take() {
-                    sink = Some(join_write(previous).await?);
-                }
-                let mut s = sink.take().expect("the sink is back from its last write");
-                let data = std::mem::take(&mut batch);
                 let frames_written = std::mem::take(&mut held);
-                job = Some(tokio::task::spawn_blocking(move || {
-                    let result = s.write(&data);
-                    drop(frames_written);
-                    (s, result)
-                }));
+                writer
+                    .write(std::mem::take(&mut batch), frames_written)
+                    .await?;
             }
             if end {
                 break;
             }
         }
-        if let Some(last) = job.take() {
-            sink = Some(join_write(last).await?);
-        }
-        let mut sink = sink.expect("the sink is back from its last write");
+        let mut sink = writer.finish().await?;
         if let Some((algorithm, value)) = decoder.finish()? {
             sink.set_verified_checksum(&algorithm, &value);
         }
         Ok(sink)
+    }
+
+    /// The request's raw body as a stream of byte runs (budgeted while read, as every body),
+    /// for parsers that pull (the multipart/form-data of a browser POST upload).
+    ///
+    /// Errors: EntityTooLarge (declared length over `max_bytes`).
+    pub fn raw_body_stream(
+        &mut self,
+        max_bytes: u64,
+    ) -> S3Result<impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static>
+    {
+        let frames = self.body_frames(max_bytes)?;
+        Ok(futures_util::stream::unfold(
+            frames,
+            |mut frames| async move {
+                let next = frames.next().await?;
+                Some((next.map(|frame| frame.bytes.clone()), frames))
+            },
+        ))
     }
 
     /// The request's body as frames, after checking its declared size against `max_bytes`.
@@ -338,6 +346,55 @@ impl Ctx {
                 )
             })?;
         Ok(Some((algorithm, Expected::Trailer)))
+    }
+}
+
+/// Writes batches to a sink on the blocking pool, one batch written while the next arrives.
+pub struct BatchWriter<S: BodySink> {
+    sink: Option<S>,
+    job: Option<tokio::task::JoinHandle<(S, hoard::Result<()>)>>,
+}
+
+impl<S: BodySink> BatchWriter<S> {
+    /// Writes to `sink`.
+    pub fn new(sink: S) -> Self {
+        BatchWriter {
+            sink: Some(sink),
+            job: None,
+        }
+    }
+
+    /// Hands `data` to the sink once the previous batch is written; `hold` (the budgeted
+    /// frames behind the batch) lives until this one is.
+    ///
+    /// Errors: the previous batch's write error.
+    pub async fn write<H: Send + 'static>(&mut self, data: Vec<u8>, hold: H) -> S3Result<()> {
+        if let Some(previous) = self.job.take() {
+            self.sink = Some(join_write(previous).await?);
+        }
+        let mut s = self
+            .sink
+            .take()
+            .expect("the sink is back from its last write");
+        self.job = Some(tokio::task::spawn_blocking(move || {
+            let result = s.write(&data);
+            drop(hold);
+            (s, result)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the last batch; returns the sink.
+    ///
+    /// Errors: its write error.
+    pub async fn finish(mut self) -> S3Result<S> {
+        if let Some(last) = self.job.take() {
+            self.sink = Some(join_write(last).await?);
+        }
+        Ok(self
+            .sink
+            .take()
+            .expect("the sink is back from its last write"))
     }
 }
 

@@ -36,13 +36,25 @@ fn acl_from_headers(
     bucket_owner: &str,
     block: Option<&access::BucketAccess>,
 ) -> S3Result<Option<Acl>> {
-    let creds = &ctx.state.credentials;
-    let acl = Acl::from_headers(
+    acl_from(
+        ctx,
         |h| ctx.header(h).map(str::to_string),
         owner,
         bucket_owner,
-        |id| creds.account_exists(id),
-    )?;
+        block,
+    )
+}
+
+/// As [`acl_from_headers`], with the headers read by `header`.
+fn acl_from(
+    ctx: &Ctx,
+    header: impl Fn(&str) -> Option<String>,
+    owner: &str,
+    bucket_owner: &str,
+    block: Option<&access::BucketAccess>,
+) -> S3Result<Option<Acl>> {
+    let creds = &ctx.state.credentials;
+    let acl = Acl::from_headers(header, owner, bucket_owner, |id| creds.account_exists(id))?;
     if let (Some(acl), Some(access)) = (&acl, block) {
         access::check_acl_allowed(access, acl)?;
     }
@@ -65,12 +77,30 @@ pub(super) fn new_bucket_acl(ctx: &Ctx) -> S3Result<Option<Vec<u8>>> {
 ///
 /// Errors: as [`Acl::from_headers`]; AccessDenied (BlockPublicAcls).
 pub(super) fn new_object_acl(ctx: &Ctx) -> S3Result<Option<(String, String)>> {
+    object_acl_from(ctx, |h| ctx.header(h).map(str::to_string))
+}
+
+/// As [`new_object_acl`], for a browser POST upload: its canned ACL is the form's `acl`
+/// field.
+pub(super) fn new_object_acl_with(
+    ctx: &Ctx,
+    canned: Option<String>,
+) -> S3Result<Option<(String, String)>> {
+    object_acl_from(ctx, |h| {
+        (h == "x-amz-acl").then(|| canned.clone()).flatten()
+    })
+}
+
+fn object_acl_from(
+    ctx: &Ctx,
+    header: impl Fn(&str) -> Option<String>,
+) -> S3Result<Option<(String, String)>> {
     let access = ctx.access();
     let writer = match ctx.auth.anonymous {
         true => access.owner.as_str(),
         false => ctx.auth.account_id.as_str(),
     };
-    let acl = match acl_from_headers(ctx, writer, &access.owner, Some(access))? {
+    let acl = match acl_from(ctx, header, writer, &access.owner, Some(access))? {
         Some(acl) => acl,
         None if writer == access.owner => return Ok(None),
         None => Acl::private(writer),

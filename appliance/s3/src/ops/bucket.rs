@@ -19,6 +19,9 @@ use crate::xml::{self, XmlBuilder};
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     refuse_unsupported(&ctx)?;
     match ctx.method.clone() {
+        Method::GET if ctx.has("cors") => super::cors::get(ctx).await,
+        Method::PUT if ctx.has("cors") => super::cors::put(ctx).await,
+        Method::DELETE if ctx.has("cors") => super::cors::delete(ctx).await,
         Method::GET if ctx.has("acl") => super::access_control::get_bucket_acl(&ctx),
         Method::PUT if ctx.has("acl") => super::access_control::put_bucket_acl(ctx).await,
         Method::GET if ctx.has("policyStatus") => super::access_control::get_policy_status(&ctx),

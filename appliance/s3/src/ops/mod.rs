@@ -5,9 +5,11 @@
 mod access_control;
 mod admin;
 mod bucket;
+pub mod cors;
 mod directory;
 mod multipart;
 mod object;
+mod post_object;
 
 use std::sync::Arc;
 
@@ -65,8 +67,38 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
     };
 
     refuse_control_characters(&ctx)?;
-    authorize(&mut ctx, peer).await?;
+    if ctx.method == Method::OPTIONS {
+        return match ctx.bucket {
+            Some(_) => cors::preflight(ctx).await,
+            None => Err(s3_error!(
+                BadRequest,
+                BAD_REQUEST,
+                "a CORS preflight names a bucket"
+            )),
+        };
+    }
+    let cors = authorize(&mut ctx, peer).await?;
+    match route(ctx).await {
+        Ok(mut response) => {
+            for (name, value) in &cors {
+                if let (Ok(n), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(name.as_bytes()),
+                    axum::http::HeaderValue::from_str(value),
+                ) {
+                    response.headers_mut().insert(n, v);
+                }
+            }
+            Ok(response)
+        }
+        Err(e) => Err(e.with_headers(&cors)),
+    }
+}
 
+/// Runs an authorized request.
+async fn route(ctx: Ctx) -> S3Result<Response> {
+    if post_object::is_post_upload(&ctx) {
+        return post_object::post(ctx).await;
+    }
     let m = ctx.method.clone();
     match (ctx.bucket.is_some(), ctx.key.is_some()) {
         (false, _) if m == Method::GET => bucket::list_buckets(ctx).await,
@@ -92,10 +124,14 @@ pub const PROTECTION: &str = "x-hoard-protection";
 
 /// Decides whether the caller may make this request ([`access::authorize`]); for a request on
 /// an existing bucket, loads the bucket's access settings into `ctx` first. Object reads are
-/// settled later, with the object's record (`ctx.verdict`).
+/// settled later, with the object's record (`ctx.verdict`). Returns the CORS headers the
+/// answer carries (see [`cors`]); a refusal carries them too.
 ///
 /// Errors: AccessDenied; NoSuchBucket.
-async fn authorize(ctx: &mut Ctx, peer: Option<std::net::IpAddr>) -> S3Result<()> {
+async fn authorize(
+    ctx: &mut Ctx,
+    peer: Option<std::net::IpAddr>,
+) -> S3Result<Vec<(String, String)>> {
     let Some(bucket) = ctx.bucket.clone() else {
         if ctx.auth.anonymous {
             return Err(s3_error!(
@@ -104,7 +140,7 @@ async fn authorize(ctx: &mut Ctx, peer: Option<std::net::IpAddr>) -> S3Result<()
                 "an anonymous caller may not list buckets; sign the request"
             ));
         }
-        return Ok(());
+        return Ok(Vec::new());
     };
     let action = access::action_of(ctx.method.as_str(), ctx.key.is_some(), |s| ctx.has(s));
     if action == "s3:CreateBucket" {
@@ -115,7 +151,7 @@ async fn authorize(ctx: &mut Ctx, peer: Option<std::net::IpAddr>) -> S3Result<()
                 "an anonymous caller may not create buckets; sign the request"
             ));
         }
-        return Ok(());
+        return Ok(Vec::new());
     }
     let store = ctx.state.store.clone();
     let name = bucket.clone();
@@ -126,6 +162,11 @@ async fn authorize(ctx: &mut Ctx, peer: Option<std::net::IpAddr>) -> S3Result<()
         .owning_account(&info.owner)
         .to_string();
     let bucket_access = access::BucketAccess::load(&bucket, &owner, &attributes)?;
+    let cors = cors::actual_request_headers(
+        cors::CorsConfig::of(&attributes)?.as_ref(),
+        ctx.header("origin"),
+        ctx.method.as_str(),
+    );
     let resource = match &ctx.key {
         Some(k) => format!("{bucket}/{k}"),
         None => bucket.clone(),
@@ -134,14 +175,15 @@ async fn authorize(ctx: &mut Ctx, peer: Option<std::net::IpAddr>) -> S3Result<()
         let cx = request_context(ctx, action, &resource, peer);
         access::authorize(&bucket_access, &ctx.auth, &cx)
     };
-    // DeleteObjects is decided key by key (`bucket::delete_objects`).
+    // DeleteObjects is decided key by key (`bucket::delete_objects`), a browser POST upload
+    // once its form says who signed it (`post_object`).
     let per_key = ctx.method == Method::POST && ctx.has("delete") && ctx.key.is_none();
-    if !per_key {
-        verdict.check()?;
+    if !per_key && !post_object::is_post_upload(ctx) {
+        verdict.check().map_err(|e| e.with_headers(&cors))?;
     }
     ctx.access = Some(bucket_access);
     ctx.verdict = Some(verdict);
-    Ok(())
+    Ok(cors)
 }
 
 /// The request as bucket policy conditions see it.
@@ -170,7 +212,6 @@ pub(crate) fn request_context<'a>(
 
 /// The sub-resources we do not implement; asking for one gets NotImplemented, not a wrong answer.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "cors",
     "encryption",
     "inventory",
     "lifecycle",
