@@ -115,6 +115,50 @@ pub enum AdminAction {
         /// Access key ID.
         access_key: String,
     },
+    /// List the QoS limits set.
+    Limits,
+    /// Set the QoS limits of an account or a bucket (a rate left out is unlimited).
+    SetLimits {
+        /// `account` or `bucket`.
+        #[arg(value_parser = ["account", "bucket"])]
+        kind: String,
+        /// Account ID or bucket name.
+        name: String,
+        /// Requests per second.
+        #[arg(long)]
+        requests_per_s: Option<f64>,
+        /// Bytes per second (in and out together).
+        #[arg(long)]
+        bytes_per_s: Option<f64>,
+    },
+    /// Remove the QoS limits of an account or a bucket.
+    ClearLimits {
+        /// `account` or `bucket`.
+        #[arg(value_parser = ["account", "bucket"])]
+        kind: String,
+        /// Account ID or bucket name.
+        name: String,
+    },
+    /// Usage per hour, account and bucket.
+    Usage {
+        /// Only this account's.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only this bucket's.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// From this hour (YYYYMMDDHH, UTC).
+        #[arg(long)]
+        from: Option<String>,
+        /// To this hour (YYYYMMDDHH, UTC).
+        #[arg(long)]
+        to: Option<String>,
+        /// As CSV instead of JSON.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// The Prometheus metrics.
+    Metrics,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -194,6 +238,47 @@ fn request_of(action: &AdminAction) -> (&'static str, String, Vec<(String, Strin
         AdminAction::DeleteKey { access_key } => {
             ("DELETE", format!("keys/{}", enc(access_key)), vec![])
         }
+        AdminAction::Limits => ("GET", "qos".into(), vec![]),
+        AdminAction::SetLimits {
+            kind,
+            name,
+            requests_per_s,
+            bytes_per_s,
+        } => {
+            let mut query = Vec::new();
+            if let Some(r) = requests_per_s {
+                query.push(("requests_per_s".to_string(), r.to_string()));
+            }
+            if let Some(b) = bytes_per_s {
+                query.push(("bytes_per_s".to_string(), b.to_string()));
+            }
+            ("PUT", format!("qos/{kind}s/{}", enc(name)), query)
+        }
+        AdminAction::ClearLimits { kind, name } => {
+            ("DELETE", format!("qos/{kind}s/{}", enc(name)), vec![])
+        }
+        AdminAction::Usage {
+            account,
+            bucket,
+            from,
+            to,
+            csv,
+        } => {
+            let mut query: Vec<(String, String)> = [
+                ("account", account),
+                ("bucket", bucket),
+                ("from", from),
+                ("to", to),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+            .collect();
+            if *csv {
+                query.push(("format".into(), "csv".into()));
+            }
+            ("GET", "usage".into(), query)
+        }
+        AdminAction::Metrics => ("GET", "metrics".into(), vec![]),
     }
 }
 

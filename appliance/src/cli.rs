@@ -106,6 +106,9 @@ pub struct ServeArgs {
     /// Region reported to clients.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+    /// Also serve plain `GET /metrics` (Prometheus, no signature) on this management address.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn load_profile(path: Option<&PathBuf>) -> hoard::Result<Profile> {
@@ -225,6 +228,7 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     let s3 = S3Config {
         domains: args.domains,
         region: args.region,
+        metrics_listen: args.metrics_listen,
         ..S3Config::default()
     };
     hoard_s3::run(store, credentials, s3, args.listen, move |store, addr| {

@@ -18,9 +18,10 @@ def free_port():
 class Server:
     """`hoard serve` on `data` with the root key (access, secret); its log goes to `log`."""
 
-    def __init__(self, data, access, secret, log=None):
+    def __init__(self, data, access, secret, log=None, args=()):
         self.data, self.access, self.secret = data, access, secret
         self.log = log
+        self.args = list(args)
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -30,7 +31,8 @@ class Server:
                    HOARD_LOG=os.environ.get("HOARD_LOG", "warn"))
         stderr = open(self.log, "a") if self.log else None
         self.proc = subprocess.Popen(
-            [HOARD, "serve", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}"],
+            [HOARD, "serve", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}",
+             *self.args],
             env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
         for line in self.proc.stdout:
             if "serving S3" in line:

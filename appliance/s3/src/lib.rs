@@ -5,7 +5,8 @@
 //! (target, query, headers, context; what every request shares is in [`state`]) → [`auth`] (SigV4, SigV2, principals) → [`body`] (readers:
 //! connection pump, aws-chunked, checksums, assembled in one place) → [`ops`] (routing, then
 //! bucket, object, multipart and admin operations, which call the engine through [`engine`]) →
-//! [`response`], [`xml`] and [`error`]. [`run`] serves S3 for a store; `hoard serve` and the
+//! [`response`], [`xml`] and [`error`]. Beside every request: [`qos`] (per-tenant rate
+//! limits), [`usage`] (per-hour accounting) and [`metrics`] (Prometheus). [`run`] serves S3 for a store; `hoard serve` and the
 //! appliance both start it there.
 
 #![forbid(unsafe_code)]
@@ -14,11 +15,14 @@ pub mod auth;
 pub mod body;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod ops;
+pub mod qos;
 pub mod request;
 pub mod response;
 pub mod server;
 pub mod state;
+pub mod usage;
 pub mod xml;
 
 pub use auth::Credentials;

@@ -27,6 +27,20 @@ pub const STORED_HEADERS: &[&str] = &[
 /// Largest total size of `x-amz-meta-*` names and values (S3: 2 KB).
 pub const MAX_USER_METADATA_BYTES: usize = 2048;
 
+/// What the server records of a request once it is answered (metrics, usage, QoS), filled
+/// by dispatch as it learns it.
+#[derive(Clone, Debug, Default)]
+pub struct RequestNote {
+    /// The operation (`GetObject`, ...; empty if the request was refused before it was known).
+    pub operation: &'static str,
+    /// The account it counts against (the caller's; the bucket owner's for an anonymous one).
+    pub account: String,
+    /// The bucket it names.
+    pub bucket: Option<String>,
+    /// Its declared body length.
+    pub bytes_in: u64,
+}
+
 /// The client's address, put in every request's extensions by the server.
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);

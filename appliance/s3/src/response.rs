@@ -13,7 +13,8 @@ use crate::xml;
 
 /// An S3 error document (Amazon S3 API Reference, "Error responses").
 pub fn error_response(e: &S3Error, resource: &str, request_id: &str, head: bool) -> Response {
-    if e.status.is_server_error() {
+    // SlowDown is a client over its limit, not a fault of ours.
+    if e.status.is_server_error() && e.code != "SlowDown" {
         tracing::error!(code = e.code, message = %e.message, resource, "request failed");
     } else {
         tracing::debug!(code = e.code, message = %e.message, resource, "request refused");

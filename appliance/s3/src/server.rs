@@ -84,15 +84,56 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let request_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase();
     let method = req.method().clone();
     let resource = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let mut note = crate::request::RequestNote::default();
     let admitted = state.admission.request();
     let result = match admitted {
-        Ok(_permit) => ops::dispatch(state, req).await,
+        Ok(_permit) => ops::dispatch(state.clone(), req, &mut note).await,
         Err(e) => Err(e),
     };
     let mut response = match result {
         Ok(r) => r,
         Err(e) => error_response(&e, &resource, &request_id, method == Method::HEAD),
     };
+    // What the server records of it: metrics, usage, bytes sent against QoS limits.
+    let bytes_out = match method == Method::HEAD {
+        true => 0,
+        false => response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0),
+    };
+    let operation = if note.operation.is_empty() {
+        "Unknown"
+    } else {
+        note.operation
+    };
+    let bytes_in = if response.status().is_success() {
+        note.bytes_in
+    } else {
+        0
+    };
+    state.metrics.observe(
+        operation,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+        bytes_in,
+        bytes_out,
+    );
+    if operation != "Admin" {
+        state.usage.count(
+            &note.account,
+            note.bucket.as_deref(),
+            crate::usage::Class::of(operation),
+            bytes_in,
+            bytes_out,
+        );
+        state
+            .qos
+            .charge_out(&note.account, note.bucket.as_deref(), bytes_out);
+    }
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-amz-request-id", v);
@@ -135,7 +176,7 @@ pub fn run(
         credentials,
         s3,
         shutdown.clone(),
-    ));
+    )?);
     let reason = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         // Handlers first: once ready is announced, a SIGTERM must mean a clean shutdown.
@@ -144,13 +185,19 @@ pub fn run(
         // here on.
         store.start_repair_worker();
         store.start_gc_worker();
+        tokio::spawn(keep_usage(state.clone()));
+        if let Some(addr) = state.config.metrics_listen {
+            let metrics = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(%addr, "serving Prometheus metrics on /metrics");
+            tokio::spawn(serve_metrics(metrics, state.clone()));
+        }
         on_ready(&store, listener.local_addr()?);
         use std::io::Write;
         std::io::stdout().flush()?;
         let stopped = shutdown.clone();
         serve(
             listener,
-            state,
+            state.clone(),
             async move {
                 let reason = stopped.requested().await;
                 tracing::info!("shutting down: {reason}");
@@ -158,12 +205,59 @@ pub fn run(
             Duration::from_secs(30),
         )
         .await?;
+        // The last minute of usage counts.
+        let s = state.clone();
+        if let Err(e) =
+            crate::engine::blocking(move || s.usage.flush(&s.store, &s.credentials, false)).await
+        {
+            tracing::warn!(error = %e, "usage counts could not be kept at shutdown");
+        }
         Ok::<_, std::io::Error>(shutdown.reason().unwrap_or_default())
     })?;
     runtime.shutdown_timeout(Duration::from_secs(5));
     store.close()?;
     tracing::info!("store closed cleanly");
     Ok(reason)
+}
+
+/// Keeps usage counts every minute (see [`crate::usage`]).
+async fn keep_usage(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let s = state.clone();
+        let kept =
+            crate::engine::blocking(move || s.usage.flush(&s.store, &s.credentials, false)).await;
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, "usage counts could not be kept; retrying in a minute");
+        }
+    }
+}
+
+/// Serves plain `GET /metrics` (no signature: a management address) for Prometheus.
+async fn serve_metrics(listener: TcpListener, state: Arc<AppState>) {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let state = state.clone();
+            async move {
+                let text = tokio::task::spawn_blocking(move || state.metrics.render(&state))
+                    .await
+                    .unwrap_or_default();
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    text,
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the metrics listener stopped");
+    }
 }
 
 /// The installed signal handlers, if the OS allowed them.

@@ -33,6 +33,9 @@ pub struct S3Config {
     pub header_read_timeout: Duration,
     /// Largest request head (request line + headers), in bytes.
     pub max_header_bytes: usize,
+    /// Where to serve plain `GET /metrics` for a Prometheus scraper (a management address);
+    /// `None`: only the signed `GET /_hoard/metrics`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl S3Config {
@@ -58,6 +61,7 @@ impl Default for S3Config {
             request_buffer_bytes: 32 << 20,
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
+            metrics_listen: None,
         }
     }
 }
@@ -77,26 +81,38 @@ pub struct AppState {
     /// Memory for the body frames the S3 layer holds (request bodies in flight, GET frames
     /// not yet sent).
     pub buffers: BufferBudget,
+    /// Per-account and per-bucket rate limits.
+    pub qos: crate::qos::Qos,
+    /// Per-hour usage accounting.
+    pub usage: crate::usage::UsageLog,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
-    /// State for serving `store`.
+    /// State for serving `store` (its QoS limits read from it).
+    ///
+    /// Errors: metadata errors; a stored limit that does not parse.
     pub fn new(
         store: Store,
         credentials: Credentials,
         config: S3Config,
         shutdown: Shutdown,
-    ) -> Self {
+    ) -> hoard::Result<Self> {
         let admission = Admission::new(&config);
         let buffers = BufferBudget::new(config.request_buffer_bytes);
-        AppState {
+        let qos = crate::qos::Qos::load(&store)?;
+        Ok(AppState {
             store,
             credentials,
             config,
             shutdown,
             admission,
             buffers,
-        }
+            qos,
+            usage: Default::default(),
+            metrics: Default::default(),
+        })
     }
 }
 

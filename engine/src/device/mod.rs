@@ -137,6 +137,30 @@ pub struct Device {
     /// Reads that failed with an I/O error (not checksum mismatches: those are the media's
     /// latent errors, found and counted by whoever verifies).
     read_errors: AtomicU32,
+    /// I/O submitted since open ([`Device::io_stats`]).
+    io: IoCounters,
+}
+
+/// Counters of the I/O submitted to a device.
+#[derive(Debug, Default)]
+struct IoCounters {
+    reads: std::sync::atomic::AtomicU64,
+    read_bytes: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+    write_bytes: std::sync::atomic::AtomicU64,
+}
+
+/// The I/O submitted to a device since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Reads submitted.
+    pub reads: u64,
+    /// Bytes they asked for.
+    pub read_bytes: u64,
+    /// Writes submitted.
+    pub writes: u64,
+    /// Bytes they carried.
+    pub write_bytes: u64,
 }
 
 /// A write in flight on a [`Device`]; [`PendingIo::wait`] completes it.
@@ -221,6 +245,7 @@ impl Device {
             backend,
             poisoned: AtomicBool::new(false),
             read_errors: AtomicU32::new(0),
+            io: IoCounters::default(),
         })
     }
 
@@ -232,6 +257,17 @@ impl Device {
             backend,
             poisoned: AtomicBool::new(false),
             read_errors: AtomicU32::new(0),
+            io: IoCounters::default(),
+        }
+    }
+
+    /// The I/O submitted since the device was opened.
+    pub fn io_stats(&self) -> IoStats {
+        IoStats {
+            reads: self.io.reads.load(Ordering::Relaxed),
+            read_bytes: self.io.read_bytes.load(Ordering::Relaxed),
+            writes: self.io.writes.load(Ordering::Relaxed),
+            write_bytes: self.io.write_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -305,6 +341,10 @@ impl Device {
     /// borrow the device, so a stream can keep reads in flight (read-ahead).
     pub fn submit_read(&self, buf: AlignedBuf, offset: u64) -> Result<PendingRead> {
         self.check(offset, buf.len())?;
+        self.io.reads.fetch_add(1, Ordering::Relaxed);
+        self.io
+            .read_bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let submitted = std::time::Instant::now();
         let ticket = self.backend.submit(IoRequest::Read { offset, buf });
         Ok(PendingRead {
@@ -328,6 +368,10 @@ impl Device {
                 device: self.name.clone(),
             });
         }
+        self.io.writes.fetch_add(1, Ordering::Relaxed);
+        self.io
+            .write_bytes
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         let ticket = self.backend.submit(IoRequest::Write {
             offset,
             buf,

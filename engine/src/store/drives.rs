@@ -43,6 +43,8 @@ pub struct DataSlotStatus {
     pub read_errors: u32,
     /// Segments free on it.
     pub free_segments: u32,
+    /// I/O submitted to it since it was opened (zero for a missing drive).
+    pub io: crate::device::IoStats,
 }
 
 impl Store {
@@ -153,6 +155,7 @@ impl Store {
                     state: DriveState::Missing,
                     read_errors: 0,
                     free_segments: 0,
+                    io: Default::default(),
                 },
                 Some(d) => DataSlotStatus {
                     slot,
@@ -166,6 +169,7 @@ impl Store {
                     },
                     read_errors: d.device().read_errors(),
                     free_segments: d.free_segments(),
+                    io: d.device().io_stats(),
                 },
             })
             .collect()

@@ -462,6 +462,37 @@ impl Store {
         self.commit(batch)
     }
 
+    /// What a bucket holds now: (objects, bytes of their data), counted from its records
+    /// (one scan of the bucket's object records; a usage report's snapshot, not a hot path).
+    ///
+    /// Errors: [`Error::NoSuchBucket`]; metadata errors.
+    pub fn bucket_usage(&self, bucket: &str) -> Result<(u64, u64)> {
+        self.bucket(bucket)?;
+        let prefix = schema::object_prefix(bucket);
+        let (mut objects, mut bytes) = (0u64, 0u64);
+        let mut err = None;
+        self.inner.meta.scan(&prefix, &mut |k, v| {
+            if !k.starts_with(&prefix) {
+                return Scan::Stop;
+            }
+            match schema::ObjectRecord::decode(v) {
+                Ok(r) => {
+                    objects += 1;
+                    bytes += r.size;
+                    Scan::Continue
+                }
+                Err(e) => {
+                    err = Some(e);
+                    Scan::Stop
+                }
+            }
+        })?;
+        match err {
+            Some(e) => Err(e),
+            None => Ok((objects, bytes)),
+        }
+    }
+
     /// The bucket's record.
     ///
     /// Errors: [`Error::NoSuchBucket`].

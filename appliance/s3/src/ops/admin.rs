@@ -20,6 +20,8 @@
 //!   A scheduled scrub runs at the profile's pace; one asked for runs at the rebuild's.
 //! - `/_hoard/accounts...` and `/_hoard/keys...`: the directory of accounts, users and access
 //!   keys (see [`super::directory`]).
+//! - `/_hoard/qos...`, `/_hoard/usage`, `/_hoard/metrics`: tenants' limits, usage reports
+//!   and Prometheus metrics (see [`super::tenancy`]).
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
 
@@ -29,7 +31,7 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
-use super::directory;
+use super::{directory, tenancy};
 use crate::auth::{Auth, SignedIn};
 use crate::engine::blocking_s3;
 use crate::error::S3Result;
@@ -91,6 +93,10 @@ pub async fn dispatch(
         })
         .await;
     }
+    if tenancy::ROOTS.contains(&segments[0].as_str()) {
+        let (state, method, query) = (state.clone(), method.clone(), query.to_vec());
+        return blocking_s3(move || tenancy::dispatch(&state, &method, &segments, &query)).await;
+    }
     match (action, method) {
         ("status", &Method::GET) => status(state),
         ("shutdown", &Method::POST) => {
@@ -121,7 +127,7 @@ pub async fn dispatch(
         _ => Err(s3_error!(
             NotImplemented,
             NOT_IMPLEMENTED,
-            "{path} is not an admin request this server knows (status, shutdown, scrub, accounts, keys)"
+            "{path} is not an admin request this server knows (status, shutdown, scrub, accounts, keys, qos, usage, metrics)"
         )),
     }
 }
@@ -326,7 +332,7 @@ fn status(state: &AppState) -> S3Result<Response> {
 
 /// The process's resident set size now and at its peak, in bytes (`VmRSS` and `VmHWM` of
 /// /proc/self/status, proc(5)); zeros where /proc is not mounted.
-fn process_resident_bytes() -> (u64, u64) {
+pub(crate) fn process_resident_bytes() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status

@@ -10,6 +10,7 @@ mod directory;
 mod multipart;
 mod object;
 mod post_object;
+mod tenancy;
 
 use std::sync::Arc;
 
@@ -22,13 +23,27 @@ use crate::auth::policy::RequestContext;
 use crate::auth::{self, RequestView};
 use crate::engine::blocking;
 use crate::error::S3Result;
-use crate::request::{now_secs, parse_query, parse_target, Ctx, PeerAddr};
+pub(crate) use admin::process_resident_bytes;
+
+use crate::request::{now_secs, parse_query, parse_target, Ctx, PeerAddr, RequestNote};
 use crate::s3_error;
 use crate::state::AppState;
 
-/// Parses, authenticates and runs one request.
-pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> {
+/// Parses, authenticates and runs one request; fills `note` with what the server records of
+/// it (operation, account, bucket, bytes in) as they become known.
+pub async fn dispatch(
+    state: Arc<AppState>,
+    req: Request,
+    note: &mut RequestNote,
+) -> S3Result<Response> {
     let (parts, body) = req.into_parts();
+    note.bytes_in = parts
+        .headers
+        .get("x-amz-decoded-content-length")
+        .or_else(|| parts.headers.get("content-length"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
     let raw_path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query().unwrap_or(""))?;
@@ -49,7 +64,10 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
     let auth = auth::authenticate(&view, &state.credentials, &state.config.region, now_secs())?;
     // Admin requests live outside the bucket namespace, on path-style requests only: in
     // virtual-host style, `/_hoard/status` is a key of the Host's bucket.
+    note.account = auth.account_id.clone();
+    note.bucket = bucket.clone();
     if vhost.is_none() && raw_path.starts_with(admin::PREFIX) {
+        note.operation = "Admin";
         return admin::dispatch(&state, &parts.method, &raw_path, &query, &auth).await;
     }
     let mut ctx = Ctx {
@@ -66,6 +84,7 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         body: Some(body),
     };
 
+    note.operation = operation_of(&ctx);
     refuse_control_characters(&ctx)?;
     if ctx.method == Method::OPTIONS {
         return match ctx.bucket {
@@ -78,6 +97,18 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         };
     }
     let cors = authorize(&mut ctx, peer).await?;
+    if ctx.auth.anonymous {
+        // Anonymous callers count against the bucket owner's account.
+        note.account = ctx
+            .access
+            .as_ref()
+            .map(|a| a.owner.clone())
+            .unwrap_or_default();
+    }
+    ctx.state
+        .qos
+        .admit(&note.account, ctx.bucket.as_deref(), note.bytes_in)
+        .map_err(|e| e.with_headers(&cors))?;
     match route(ctx).await {
         Ok(mut response) => {
             for (name, value) in &cors {
@@ -92,6 +123,23 @@ pub async fn dispatch(state: Arc<AppState>, req: Request) -> S3Result<Response> 
         }
         Err(e) => Err(e.with_headers(&cors)),
     }
+}
+
+/// The operation's name, for metrics and usage: the S3 action without `s3:`
+/// (`GetObject`, `PutObject`, `ListBucket`, ...), `ListBuckets`, `PostObject` or
+/// `PreflightCORS`.
+fn operation_of(ctx: &Ctx) -> &'static str {
+    if ctx.method == Method::OPTIONS {
+        return "PreflightCORS";
+    }
+    if ctx.bucket.is_none() {
+        return "ListBuckets";
+    }
+    if post_object::is_post_upload(ctx) {
+        return "PostObject";
+    }
+    let action = access::action_of(ctx.method.as_str(), ctx.key.is_some(), |s| ctx.has(s));
+    action.strip_prefix("s3:").unwrap_or(action)
 }
 
 /// Runs an authorized request.

@@ -1,0 +1,296 @@
+//! Metrics in the OpenMetrics text format (the Prometheus exposition format's successor, which
+//! Prometheus scrapes; written by the `prometheus-client` crate),
+//! served on the admin side only: `GET /_hoard/metrics` (an admin credential, like every admin
+//! request) and, when `S3Config::metrics_listen` is set, plain `GET /metrics` on that separate
+//! (management) address for a Prometheus scraper. Never to anonymous S3 clients.
+//!
+//! - `hoard_s3_requests_total{operation,status}`, `hoard_s3_request_duration_seconds{operation}`
+//!   (histogram), `hoard_s3_bytes_total{direction="in"|"out"}`, requests and data streams in
+//!   flight;
+//! - per data drive (`slot`, `device`): reads, writes and their bytes, read errors, state;
+//! - metadata: batches, flushes, bytes applied, flushed and compacted (compaction);
+//! - memory: the profile's budget, the process's resident size, the store's own uses;
+//! - space: raw, free and live bytes of the pool; garbage collection bytes written.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriveLabels {
+    slot: String,
+    device: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriveStateLabels {
+    slot: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UseLabel {
+    r#use: String,
+}
+
+type U64Gauge = Gauge<u64, std::sync::atomic::AtomicU64>;
+
+/// The registry and the metrics in it.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<OperationLabel, Histogram, fn() -> Histogram>,
+    bytes: Family<DirectionLabel, Counter>,
+    in_flight: Family<UseLabel, U64Gauge>,
+    drive_reads: Family<DriveLabels, Counter>,
+    drive_read_bytes: Family<DriveLabels, Counter>,
+    drive_writes: Family<DriveLabels, Counter>,
+    drive_write_bytes: Family<DriveLabels, Counter>,
+    drive_read_errors: Family<DriveLabels, Counter>,
+    drive_state: Family<DriveStateLabels, U64Gauge>,
+    metadata: Family<UseLabel, Counter>,
+    memory: Family<UseLabel, U64Gauge>,
+    space: Family<UseLabel, U64Gauge>,
+    gc_bytes: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms to ~8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// Sets a counter fed from a monotonic source to `value` (it only ever moves up).
+fn catch_up(counter: &Counter, value: u64) {
+    let now = counter.get();
+    if value > now {
+        counter.inc_by(value - now);
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// The metrics, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            bytes: Family::default(),
+            in_flight: Family::default(),
+            drive_reads: Family::default(),
+            drive_read_bytes: Family::default(),
+            drive_writes: Family::default(),
+            drive_write_bytes: Family::default(),
+            drive_read_errors: Family::default(),
+            drive_state: Family::default(),
+            metadata: Family::default(),
+            memory: Family::default(),
+            space: Family::default(),
+            gc_bytes: Counter::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "hoard_s3_requests",
+            "S3 requests answered",
+            m.requests.clone(),
+        );
+        r.register(
+            "hoard_s3_request_duration_seconds",
+            "Time from a request's arrival to its answer's headers",
+            m.duration.clone(),
+        );
+        r.register(
+            "hoard_s3_bytes",
+            "S3 body bytes received and sent",
+            m.bytes.clone(),
+        );
+        r.register(
+            "hoard_s3_in_flight",
+            "Requests and data streams being served",
+            m.in_flight.clone(),
+        );
+        r.register(
+            "hoard_drive_reads",
+            "Reads submitted to a data drive",
+            m.drive_reads.clone(),
+        );
+        r.register(
+            "hoard_drive_read_bytes",
+            "Bytes of reads submitted to a data drive",
+            m.drive_read_bytes.clone(),
+        );
+        r.register(
+            "hoard_drive_writes",
+            "Writes submitted to a data drive",
+            m.drive_writes.clone(),
+        );
+        r.register(
+            "hoard_drive_write_bytes",
+            "Bytes of writes submitted to a data drive",
+            m.drive_write_bytes.clone(),
+        );
+        r.register(
+            "hoard_drive_read_errors",
+            "Reads of a data drive that failed or timed out",
+            m.drive_read_errors.clone(),
+        );
+        r.register(
+            "hoard_drive_state",
+            "1 for a data slot's current state (healthy, missing, failed, rebuilding)",
+            m.drive_state.clone(),
+        );
+        r.register(
+            "hoard_metadata",
+            "Metadata index activity: batches, frames, flushes, and bytes applied, flushed and compacted",
+            m.metadata.clone(),
+        );
+        r.register(
+            "hoard_memory_bytes",
+            "Memory: the profile's budget, the process's resident size, the store's uses",
+            m.memory.clone(),
+        );
+        r.register(
+            "hoard_space_bytes",
+            "Pool space: raw, free, live, reclaimable",
+            m.space.clone(),
+        );
+        r.register(
+            "hoard_gc_written_bytes",
+            "Bytes garbage collection wrote moving live needles",
+            m.gc_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Records one answered request.
+    pub fn observe(
+        &self,
+        operation: &str,
+        status: u16,
+        seconds: f64,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: operation.to_string(),
+                status: status.to_string(),
+            })
+            .inc();
+        self.duration
+            .get_or_create(&OperationLabel {
+                operation: operation.to_string(),
+            })
+            .observe(seconds);
+        for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
+            if n > 0 {
+                self.bytes
+                    .get_or_create(&DirectionLabel {
+                        direction: direction.into(),
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// The exposition text, with the store's figures read now.
+    pub fn render(&self, state: &AppState) -> String {
+        let store = &state.store;
+        let label = |u: &str| UseLabel {
+            r#use: u.to_string(),
+        };
+        self.in_flight
+            .get_or_create(&label("requests"))
+            .set(state.admission.requests_in_flight() as u64);
+        self.in_flight
+            .get_or_create(&label("streams"))
+            .set(state.admission.streams_in_flight() as u64);
+        self.drive_state.clear();
+        for d in store.data_slots() {
+            let l = DriveLabels {
+                slot: d.slot.to_string(),
+                device: d.device.clone().unwrap_or_default(),
+            };
+            catch_up(&self.drive_reads.get_or_create(&l), d.io.reads);
+            catch_up(&self.drive_read_bytes.get_or_create(&l), d.io.read_bytes);
+            catch_up(&self.drive_writes.get_or_create(&l), d.io.writes);
+            catch_up(&self.drive_write_bytes.get_or_create(&l), d.io.write_bytes);
+            catch_up(
+                &self.drive_read_errors.get_or_create(&l),
+                d.read_errors as u64,
+            );
+            self.drive_state
+                .get_or_create(&DriveStateLabels {
+                    slot: d.slot.to_string(),
+                    state: format!("{:?}", d.state).to_ascii_lowercase(),
+                })
+                .set(1);
+        }
+        let meta = store.meta_stats();
+        for (name, value) in [
+            ("batches", meta.batches),
+            ("frames", meta.frames),
+            ("flushes", meta.flushes),
+            ("applied_bytes", meta.applied_bytes),
+            ("flushed_bytes", meta.flushed_bytes),
+            ("compacted_bytes", meta.compacted_bytes),
+        ] {
+            catch_up(&self.metadata.get_or_create(&label(name)), value);
+        }
+        let memory = store.memory();
+        let (resident, peak) = crate::ops::process_resident_bytes();
+        for (name, value) in [
+            ("budget", memory.budget_bytes),
+            ("resident", resident),
+            ("resident_peak", peak),
+            ("index", memory.index_bytes),
+            ("block_cache", memory.block_cache_bytes),
+            ("chunk_buffers", memory.chunk_buffer_bytes),
+            ("request_bodies", state.buffers.held_bytes()),
+        ] {
+            self.memory.get_or_create(&label(name)).set(value);
+        }
+        let space = store.space_status().total;
+        for (name, value) in [
+            ("raw", space.raw_bytes),
+            ("free", space.free_bytes),
+            ("live", space.live_bytes),
+            ("reclaimable", space.reclaimable_bytes),
+            ("reserve", space.reserve_bytes),
+        ] {
+            self.space.get_or_create(&label(name)).set(value);
+        }
+        catch_up(&self.gc_bytes, store.gc_status().bytes_written);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
