@@ -2,6 +2,7 @@
 account's read, a deny that wins, conditions), the public access block, anonymous callers
 with plain HTTP (curl) exactly where an ACL or a policy lets them in."""
 
+import base64
 import json
 import os
 import shutil
@@ -221,3 +222,52 @@ def test_public_access_block(server, tenants):
     owner.put_bucket_policy(Bucket="guarded", Policy=public)
     assert owner.get_bucket_policy_status(Bucket="guarded")["PolicyStatus"]["IsPublic"] is True
     assert curl(f"{server.endpoint}/guarded/a.txt") == (200, b"a")
+
+
+def signed_request(server, key, method, path, body=b"", headers=None):
+    """A request with an arbitrary body, signed by botocore's own S3 SigV4 signer."""
+    import hashlib as _hashlib
+    import urllib3
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    headers = dict(headers or {})
+    headers["Content-MD5"] = base64.b64encode(_hashlib.md5(body).digest()).decode()
+    req = AWSRequest(method=method, url=server.endpoint + path, data=body, headers=headers)
+    S3SigV4Auth(Credentials(*key), "s3", "us-east-1").add_auth(req)
+    r = urllib3.request(method, req.url, body=body, headers=dict(req.headers.items()))
+    return r.status, r.data
+
+
+def test_hostile_access_documents_get_clear_errors_and_change_nothing(server, tenants):
+    _, owner_key = tenants["owner"]
+    owner = s3(server, owner_key)
+    owner.create_bucket(Bucket="hostile")
+    owner.put_object(Bucket="hostile", Key="k", Body=b"v")
+    cases = [
+        ("PUT", "/hostile?acl", b"<AccessControlPolicy><Owner>", "MalformedXML"),
+        ("PUT", "/hostile?acl", b"<AccessControlPolicy>" + b"<Grant>" * 100_000, "MalformedXML"),
+        ("PUT", "/hostile?acl", b"<AccessControlPolicy>" + b" " * (3 << 20) + b"</AccessControlPolicy>",
+         "EntityTooLarge"),
+        ("PUT", "/hostile/k?acl",
+         b"<AccessControlPolicy><AccessControlList><Grant><Grantee><URI>http://acs.amazonaws.com/groups/global/AllUsers</URI></Grantee>"
+         b"<Permission>EVERYTHING</Permission></Grant></AccessControlList></AccessControlPolicy>", "MalformedACLError"),
+        ("PUT", "/hostile?acl", b"<NotAnAcl/>", "MalformedACLError"),
+        ("PUT", "/hostile?policy", b"{\"Statement\": [", "MalformedPolicy"),
+        ("PUT", "/hostile?policy", json.dumps({"Statement": [{"Effect": "Allow", "Principal": "*",
+         "Action": "s3:GetObject", "Resource": "arn:aws:s3:::hostile/" + "x" * 30_000}]}).encode(),
+         "MalformedPolicy"),
+        ("PUT", "/hostile?cors", b"<CORSConfiguration><CORSRule><AllowedMethod>GET", "MalformedXML"),
+        ("PUT", "/hostile?publicAccessBlock",
+         b"<PublicAccessBlockConfiguration><BlockPublicAcls>maybe</BlockPublicAcls></PublicAccessBlockConfiguration>",
+         "MalformedXML"),
+    ]
+    for method, path, body, expected in cases:
+        status, answer = signed_request(server, owner_key, method, path, body)
+        assert status == 400 and f"<Code>{expected}</Code>".encode() in answer, (path, status, answer[:300])
+    # Nothing changed: the ACLs are the owner's private ones, no policy, no CORS, no block.
+    assert [g["Permission"] for g in owner.get_bucket_acl(Bucket="hostile")["Grants"]] == ["FULL_CONTROL"]
+    assert [g["Permission"] for g in owner.get_object_acl(Bucket="hostile", Key="k")["Grants"]] == ["FULL_CONTROL"]
+    assert code(lambda: owner.get_bucket_policy(Bucket="hostile")) == "NoSuchBucketPolicy"
+    assert code(lambda: owner.get_bucket_cors(Bucket="hostile")) == "NoSuchCORSConfiguration"
+    assert code(lambda: owner.get_public_access_block(Bucket="hostile")) == "NoSuchPublicAccessBlockConfiguration"

@@ -208,7 +208,17 @@ pub(super) fn get_policy(ctx: &Ctx) -> S3Result<Response> {
 /// `PUT /<bucket>?policy`: validated ([`Policy::parse`]); a public policy is refused when
 /// the bucket's public access block sets BlockPublicPolicy.
 pub(super) async fn put_policy(mut ctx: Ctx) -> S3Result<Response> {
-    let text = ctx.small_body(MAX_POLICY_BYTES + 1).await?;
+    let text = ctx
+        .small_body(MAX_POLICY_BYTES + 1)
+        .await
+        .map_err(|e| match e.code {
+            "EntityTooLarge" | "MalformedXML" => s3_error!(
+                MalformedPolicy,
+                BAD_REQUEST,
+                "Policies must be at most {MAX_POLICY_BYTES} bytes"
+            ),
+            _ => e,
+        })?;
     let policy = Policy::parse(&text, ctx.bucket())?;
     if policy.is_public() && ctx.access().block.block_public_policy {
         return Err(s3_error!(
