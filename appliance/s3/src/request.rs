@@ -65,7 +65,7 @@ pub struct Ctx {
     pub peer: Option<std::net::IpAddr>,
     /// The bucket's owner, ACL, policy and public access block (requests on a bucket that
     /// exists).
-    pub access: Option<crate::auth::access::BucketAccess>,
+    pub access: Option<std::sync::Arc<crate::auth::access::BucketAccess>>,
     /// What authorization decided; object reads settle it with the object's record.
     pub verdict: Option<crate::auth::access::Verdict>,
     pub(crate) body: Option<Body>,

@@ -87,6 +87,8 @@ pub struct AppState {
     pub usage: crate::usage::UsageLog,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Buckets' parsed ACLs and policies.
+    pub access_cache: crate::auth::access::AccessCache,
 }
 
 impl AppState {
@@ -112,6 +114,7 @@ impl AppState {
             qos,
             usage: Default::default(),
             metrics: Default::default(),
+            access_cache: Default::default(),
         })
     }
 }

@@ -120,6 +120,58 @@ impl BucketAccess {
     }
 }
 
+/// Parsed [`BucketAccess`] by bucket, reused while the bucket's owner and attributes are
+/// byte-for-byte what they were parsed from (the attributes are read with every request, so
+/// a change is seen at once; only the parsing is saved). Holds at most
+/// [`AccessCache::MAX_BUCKETS`] buckets; past that it starts over.
+#[derive(Default)]
+pub struct AccessCache {
+    parsed: parking_lot::Mutex<std::collections::HashMap<String, CachedAccess>>,
+}
+
+/// What a cached [`BucketAccess`] was parsed from.
+struct CachedAccess {
+    owner: String,
+    attributes: Vec<(String, Vec<u8>)>,
+    access: std::sync::Arc<BucketAccess>,
+}
+
+impl AccessCache {
+    /// Most buckets kept.
+    pub const MAX_BUCKETS: usize = 4096;
+
+    /// The bucket's access settings, parsed from `attributes` unless the same were parsed
+    /// before.
+    ///
+    /// Errors: as [`BucketAccess::load`].
+    pub fn get(
+        &self,
+        bucket: &str,
+        owner: &str,
+        attributes: Vec<(String, Vec<u8>)>,
+    ) -> S3Result<std::sync::Arc<BucketAccess>> {
+        if let Some(c) = self.parsed.lock().get(bucket) {
+            if c.owner == owner && c.attributes == attributes {
+                return Ok(c.access.clone());
+            }
+        }
+        let access = std::sync::Arc::new(BucketAccess::load(bucket, owner, &attributes)?);
+        let mut parsed = self.parsed.lock();
+        if parsed.len() >= Self::MAX_BUCKETS {
+            parsed.clear();
+        }
+        parsed.insert(
+            bucket.to_string(),
+            CachedAccess {
+                owner: owner.to_string(),
+                attributes,
+                access: access.clone(),
+            },
+        );
+        Ok(access)
+    }
+}
+
 /// The request's S3 action (the name policies use) for a bucket-level or object-level
 /// request: `method`, whether it names a key, and whether the query has sub-resource `sub`.
 pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'static str {

@@ -209,12 +209,15 @@ async fn authorize(
         .credentials
         .owning_account(&info.owner)
         .to_string();
-    let bucket_access = access::BucketAccess::load(&bucket, &owner, &attributes)?;
-    let cors = cors::actual_request_headers(
-        cors::CorsConfig::of(&attributes)?.as_ref(),
-        ctx.header("origin"),
-        ctx.method.as_str(),
-    );
+    let cors = match ctx.header("origin") {
+        Some(origin) => cors::actual_request_headers(
+            cors::CorsConfig::of(&attributes)?.as_ref(),
+            Some(origin),
+            ctx.method.as_str(),
+        ),
+        None => Vec::new(),
+    };
+    let bucket_access = ctx.state.access_cache.get(&bucket, &owner, attributes)?;
     let resource = match &ctx.key {
         Some(k) => format!("{bucket}/{k}"),
         None => bucket.clone(),
