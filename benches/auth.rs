@@ -104,17 +104,7 @@ fn now() -> (String, u64) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let iso = hoard_s3::response::iso8601(secs * 1000);
-    let date = format!(
-        "{}{}{}T{}{}{}Z",
-        &iso[0..4],
-        &iso[5..7],
-        &iso[8..10],
-        &iso[11..13],
-        &iso[14..16],
-        &iso[17..19]
-    );
-    (date, secs)
+    (hoard_s3::auth::amz_date(secs), secs)
 }
 
 fn policy(bucket: &str, reader: &str) -> String {

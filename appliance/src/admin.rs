@@ -312,21 +312,11 @@ pub fn run(args: AdminArgs) -> Result<(), BoxError> {
         .to_string();
     let (method, path, query) = request_of(&args.action);
     let raw_path = format!("/_hoard/{path}");
-    let amz_date = {
-        let ms = std::time::SystemTime::now()
+    let amz_date = hoard_s3::auth::amz_date(
+        std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as u64;
-        let iso = hoard_s3::response::iso8601(ms); // 2026-11-26T07:00:00.000Z
-        format!(
-            "{}{}{}T{}{}{}Z",
-            &iso[0..4],
-            &iso[5..7],
-            &iso[8..10],
-            &iso[11..13],
-            &iso[14..16],
-            &iso[17..19]
-        )
-    };
+            .as_secs(),
+    );
     let headers = hoard_s3::auth::sigv4::sign_empty_request(
         method,
         &authority,

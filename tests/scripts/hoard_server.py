@@ -42,3 +42,35 @@ class Server:
     def stop(self):
         self.proc.terminate()
         assert self.proc.wait(timeout=60) == 0, "hoard shuts down cleanly on SIGTERM"
+
+
+def scratch_server(access, secret, log=False, args=()):
+    """A fixture's body: a server on a fresh data directory under target/test-scratch, with
+    the root key (access, secret); yields it, stops it, removes the directory."""
+    import shutil
+    import tempfile
+    scratch = ROOT / "target" / "test-scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    data = tempfile.mkdtemp(dir=scratch)
+    server = Server(data, access, secret, log=os.path.join(data, "server.log") if log else None,
+                    args=args)
+    server.start()
+    yield server
+    if server.proc.poll() is None:
+        server.stop()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def admin(server, *args, key=None, check=True, parse=True):
+    """`hoard admin ARGS` against `server`, signed with `key` (default: its root key).
+    Returns the parsed JSON (or the text, with `parse=False`); with `check=False`, the
+    completed process."""
+    import json
+    key = key or (server.access, server.secret)
+    env = dict(os.environ, HOARD_ENDPOINT=server.endpoint,
+               HOARD_ACCESS_KEY=key[0], HOARD_SECRET_KEY=key[1])
+    out = subprocess.run([HOARD, "admin", *args], env=env, capture_output=True, text=True)
+    if not check:
+        return out
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout) if parse and out.stdout.strip() else out.stdout

@@ -4,10 +4,7 @@ with plain HTTP (curl) exactly where an ACL or a policy lets them in."""
 
 import base64
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 
 import boto3
 import pytest
@@ -15,28 +12,14 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from hoard_server import HOARD, ROOT, Server
+from hoard_server import admin, scratch_server
 
 ROOT_KEY = ("access-root-access", "access-root-secret-0123456789")
 
 
 @pytest.fixture(scope="module")
 def server():
-    scratch = ROOT / "target" / "test-scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    data = tempfile.mkdtemp(dir=scratch)
-    s = Server(data, *ROOT_KEY).start()
-    yield s
-    s.stop()
-    shutil.rmtree(data, ignore_errors=True)
-
-
-def admin(server, *args):
-    env = dict(os.environ, HOARD_ENDPOINT=server.endpoint,
-               HOARD_ACCESS_KEY=ROOT_KEY[0], HOARD_SECRET_KEY=ROOT_KEY[1])
-    out = subprocess.run([HOARD, "admin", *args], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    yield from scratch_server(*ROOT_KEY)
 
 
 def s3(server, key=None):
@@ -141,7 +124,7 @@ def test_canned_acls_and_anonymous_callers(server, tenants):
 def test_bucket_policies_allow_another_account_and_a_deny_wins(server, tenants):
     owner_id, owner_key = tenants["owner"]
     other_id, other_key = tenants["other"]
-    owner, other, anon = s3(server, owner_key), s3(server, other_key), s3(server)
+    owner, other = s3(server, owner_key), s3(server, other_key)
     owner.create_bucket(Bucket="reports")
     for key in ("2026/q1.csv", "2026/q2.csv", "secret/plan.txt"):
         owner.put_object(Bucket="reports", Key=key, Body=key.encode())

@@ -4,15 +4,9 @@ Chromium driven by Selenium) filling a form page served from a bucket and postin
 another origin."""
 
 import base64
-import hashlib
-import hmac
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 import time
-import urllib.request
 
 import boto3
 import pytest
@@ -20,32 +14,22 @@ import urllib3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from hoard_server import HOARD, ROOT, Server
+from hoard_server import admin, scratch_server
 
 ROOT_KEY = ("browser-root-access", "browser-root-secret-0123456789")
 
 
 @pytest.fixture(scope="module")
 def server():
-    scratch = ROOT / "target" / "test-scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    data = tempfile.mkdtemp(dir=scratch)
-    s = Server(data, *ROOT_KEY).start()
-    yield s
-    s.stop()
-    shutil.rmtree(data, ignore_errors=True)
+    yield from scratch_server(*ROOT_KEY)
 
 
 @pytest.fixture(scope="module")
 def uploader(server):
     """A user of another account than the root's, and its key."""
-    env = dict(os.environ, HOARD_ENDPOINT=server.endpoint,
-               HOARD_ACCESS_KEY=ROOT_KEY[0], HOARD_SECRET_KEY=ROOT_KEY[1])
-    run = lambda *a: json.loads(subprocess.run([HOARD, "admin", *a], env=env, check=True,
-                                               capture_output=True, text=True).stdout)
-    account = run("create-account", "web")
-    run("create-user", account["id"], "uploader")
-    k = run("create-key", account["id"], "uploader")
+    account = admin(server, "create-account", "web")
+    admin(server, "create-user", account["id"], "uploader")
+    k = admin(server, "create-key", account["id"], "uploader")
     return k["access_key"], k["secret_key"]
 
 

@@ -4,12 +4,8 @@ CSV, and the metrics parsed by the Prometheus client's own OpenMetrics parser.""
 
 import csv
 import io
-import json
 import os
-import shutil
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -20,32 +16,17 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from hoard_server import HOARD, ROOT, Server, free_port
+from hoard_server import admin, free_port, scratch_server
 
 ROOT_KEY = ("qos-root-access", "qos-root-secret-0123456789")
 
 
 @pytest.fixture(scope="module")
 def server():
-    scratch = ROOT / "target" / "test-scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    data = tempfile.mkdtemp(dir=scratch)
     metrics_port = free_port()
-    s = Server(data, *ROOT_KEY, args=["--metrics-listen", f"127.0.0.1:{metrics_port}"])
-    s.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-    s.start()
-    yield s
-    if s.proc.poll() is None:
-        s.stop()
-    shutil.rmtree(data, ignore_errors=True)
-
-
-def admin(server, *args, parse=True):
-    env = dict(os.environ, HOARD_ENDPOINT=server.endpoint,
-               HOARD_ACCESS_KEY=ROOT_KEY[0], HOARD_SECRET_KEY=ROOT_KEY[1])
-    out = subprocess.run([HOARD, "admin", *args], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout) if parse else out.stdout
+    for s in scratch_server(*ROOT_KEY, args=["--metrics-listen", f"127.0.0.1:{metrics_port}"]):
+        s.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        yield s
 
 
 def s3(server, key):

@@ -3,10 +3,8 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import boto3
@@ -14,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from hoard_server import HOARD, ROOT, Server
+from hoard_server import admin, scratch_server
 
 ROOT_ACCESS = "tenancy-root-access"
 ROOT_SECRET = "tenancy-root-secret-0123456789"
@@ -22,31 +20,7 @@ ROOT_SECRET = "tenancy-root-secret-0123456789"
 
 @pytest.fixture(scope="module")
 def server():
-    scratch = ROOT / "target" / "test-scratch"
-    scratch.mkdir(parents=True, exist_ok=True)
-    data = tempfile.mkdtemp(dir=scratch)
-    log = os.path.join(data, "server.log")
-    s = Server(data, ROOT_ACCESS, ROOT_SECRET, log=log)
-    s.start()
-    yield s
-    if s.proc.poll() is None:
-        s.stop()
-    shutil.rmtree(data, ignore_errors=True)
-
-
-def admin(server, *args, key=(ROOT_ACCESS, ROOT_SECRET), check=True):
-    """Runs `hoard admin ARGS` against the server; returns the parsed JSON (or text)."""
-    env = dict(os.environ, HOARD_ENDPOINT=server.endpoint,
-               HOARD_ACCESS_KEY=key[0], HOARD_SECRET_KEY=key[1])
-    out = subprocess.run([HOARD, "admin", *args], env=env, capture_output=True, text=True)
-    if check:
-        assert out.returncode == 0, out.stderr
-    else:
-        return out
-    try:
-        return json.loads(out.stdout) if out.stdout.strip() else None
-    except json.JSONDecodeError:
-        return out.stdout
+    yield from scratch_server(ROOT_ACCESS, ROOT_SECRET, log=True)
 
 
 def s3(server, key, token=None):

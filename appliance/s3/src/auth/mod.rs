@@ -262,6 +262,20 @@ pub fn parse_amz_date(s: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + (h * 3600 + mi * 60 + se) as i64).ok()
 }
 
+/// Unix seconds as an ISO 8601 basic timestamp (`20261126T070000Z`), as `x-amz-date` carries.
+pub fn amz_date(unix_secs: u64) -> String {
+    let iso = crate::response::iso8601(unix_secs * 1000); // 2026-11-26T07:00:00.000Z
+    format!(
+        "{}{}{}T{}{}{}Z",
+        &iso[0..4],
+        &iso[5..7],
+        &iso[8..10],
+        &iso[11..13],
+        &iso[14..16],
+        &iso[17..19]
+    )
+}
+
 /// Request time from `x-amz-date` or `Date`, in Unix seconds: ISO 8601 basic
 /// (`20261125T215635Z`) or any HTTP date form S3 accepts (see [`parse_http_date`]).
 pub fn request_time(req: &RequestView<'_>) -> Option<u64> {
@@ -325,6 +339,7 @@ mod tests {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("20130524T000000Z"), Some(1_369_353_600));
         assert_eq!(parse_amz_date("2013052T000000Z"), None);
+        assert_eq!(amz_date(1_369_353_600), "20130524T000000Z");
         assert_eq!(parse_amz_date("20131324T000000Z"), None);
     }
 

@@ -188,16 +188,22 @@ pub(super) async fn put_object_acl(mut ctx: Ctx) -> S3Result<Response> {
         .map_err(bad_header)
 }
 
+fn no_policy(ctx: &Ctx) -> crate::error::S3Error {
+    s3_error!(
+        NoSuchBucketPolicy,
+        NOT_FOUND,
+        "bucket {} has no policy",
+        ctx.bucket()
+    )
+}
+
 /// `GET /<bucket>?policy`: the policy as put (404 NoSuchBucketPolicy without one).
 pub(super) fn get_policy(ctx: &Ctx) -> S3Result<Response> {
-    let text = ctx.access().policy_text.clone().ok_or_else(|| {
-        s3_error!(
-            NoSuchBucketPolicy,
-            NOT_FOUND,
-            "bucket {} has no policy",
-            ctx.bucket()
-        )
-    })?;
+    let text = ctx
+        .access()
+        .policy_text
+        .clone()
+        .ok_or_else(|| no_policy(ctx))?;
     Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "application/json")
@@ -265,14 +271,7 @@ async fn set(
 /// `GET /<bucket>?policyStatus`: `<PolicyStatus><IsPublic>`.
 pub(super) fn get_policy_status(ctx: &Ctx) -> S3Result<Response> {
     let access = ctx.access();
-    let policy = access.policy.as_ref().ok_or_else(|| {
-        s3_error!(
-            NoSuchBucketPolicy,
-            NOT_FOUND,
-            "bucket {} has no policy",
-            ctx.bucket()
-        )
-    })?;
+    let policy = access.policy.as_ref().ok_or_else(|| no_policy(ctx))?;
     let public = policy.is_public() && !access.block.restrict_public_buckets;
     let mut x = XmlBuilder::new("PolicyStatus");
     x.elem("IsPublic", public.to_string());

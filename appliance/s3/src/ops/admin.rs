@@ -132,6 +132,30 @@ pub async fn dispatch(
     }
 }
 
+/// The refusal of an admin path: MethodNotAllowed when it is `known` (another method would
+/// be answered), else NotImplemented.
+pub(super) fn path_refusal(
+    method: &Method,
+    segments: &[String],
+    known: bool,
+) -> crate::error::S3Error {
+    if known {
+        s3_error!(
+            MethodNotAllowed,
+            METHOD_NOT_ALLOWED,
+            "{method} is not allowed on /_hoard/{}",
+            segments.join("/")
+        )
+    } else {
+        s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "/_hoard/{} is not an admin request this server knows",
+            segments.join("/")
+        )
+    }
+}
+
 /// The `<Repair>` element of the status document.
 fn repair_status(store: &hoard::Store, x: &mut XmlBuilder) -> S3Result<()> {
     let repair = store.repair_status()?;

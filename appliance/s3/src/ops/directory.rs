@@ -187,17 +187,7 @@ pub fn dispatch(
             | ["accounts", _, "users", _, "keys" | "temporary-credentials"]
             | ["keys"]
             | ["keys", _],
-        ) => Err(s3_error!(
-            MethodNotAllowed,
-            METHOD_NOT_ALLOWED,
-            "{method} is not allowed on /_hoard/{}",
-            segments.join("/")
-        )),
-        _ => Err(s3_error!(
-            NotImplemented,
-            NOT_IMPLEMENTED,
-            "/_hoard/{} is not a directory request this server knows",
-            segments.join("/")
-        )),
+        ) => Err(super::admin::path_refusal(method, segments, true)),
+        _ => Err(super::admin::path_refusal(method, segments, false)),
     }
 }

@@ -156,17 +156,9 @@ pub fn dispatch(
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.render(state),
         ),
-        (_, ["qos"] | ["qos", _, _] | ["usage"] | ["metrics"]) => Err(s3_error!(
-            MethodNotAllowed,
-            METHOD_NOT_ALLOWED,
-            "{method} is not allowed on /_hoard/{}",
-            segments.join("/")
-        )),
-        _ => Err(s3_error!(
-            NotImplemented,
-            NOT_IMPLEMENTED,
-            "/_hoard/{} is not an admin request this server knows",
-            segments.join("/")
-        )),
+        (_, ["qos"] | ["qos", _, _] | ["usage"] | ["metrics"]) => {
+            Err(super::admin::path_refusal(method, segments, true))
+        }
+        _ => Err(super::admin::path_refusal(method, segments, false)),
     }
 }
