@@ -138,6 +138,8 @@ def test_bucket_policies_allow_another_account_and_a_deny_wins(server, tenants):
              "Principal": {"AWS": f"arn:aws:iam::{other_id}:root"},
              "Action": ["s3:GetObject", "s3:ListBucket"],
              "Resource": ["arn:aws:s3:::reports", "arn:aws:s3:::reports/*"]},
+            {"Sid": "PolicyIsTheOwnersAlone", "Effect": "Allow", "Principal": {"AWS": other_id},
+             "Action": ["s3:GetBucketPolicy", "s3:PutBucketPolicy"], "Resource": "arn:aws:s3:::reports"},
             {"Sid": "NoSecrets", "Effect": "Deny", "Principal": "*",
              "Action": "s3:GetObject", "Resource": "arn:aws:s3:::reports/secret/*"},
             {"Sid": "PublicListOf2026", "Effect": "Allow", "Principal": "*",
@@ -151,6 +153,9 @@ def test_bucket_policies_allow_another_account_and_a_deny_wins(server, tenants):
     assert json.loads(owner.get_bucket_policy(Bucket="reports")["Policy"]) == policy
     assert owner.get_bucket_policy_status(Bucket="reports")["PolicyStatus"]["IsPublic"] is False
 
+    # Even a policy cannot hand the policy itself to another account.
+    assert code(lambda: other.get_bucket_policy(Bucket="reports")) == "AccessDenied"
+    assert code(lambda: other.put_bucket_policy(Bucket="reports", Policy=json.dumps(policy))) == "AccessDenied"
     # The other account reads; a deny wins over its allow, and over the owner's rights too.
     assert other.get_object(Bucket="reports", Key="2026/q1.csv")["Body"].read() == b"2026/q1.csv"
     assert len(other.list_objects_v2(Bucket="reports")["Contents"]) == 3

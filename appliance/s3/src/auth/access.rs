@@ -6,7 +6,8 @@
 //! 1. An explicit `Deny` in the bucket policy that applies refuses the request, whoever asks
 //!    (the owner's users too).
 //! 2. A user of the bucket owner's account may do anything to the bucket and to the objects
-//!    its account owns (owner rights).
+//!    its account owns (owner rights). The bucket policy and public access block are the
+//!    owner's alone: no policy or ACL lets another account read or change them.
 //! 3. An `Allow` in the bucket policy that applies allows it (a public statement only when
 //!    the bucket's public access block does not set `RestrictPublicBuckets`).
 //! 4. The ACL grants the permission the action needs: the bucket's ACL for bucket actions
@@ -207,6 +208,14 @@ pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'s
     }
 }
 
+/// Actions only the bucket owner's account may take.
+const OWNER_ONLY: &[&str] = &[
+    "s3:GetBucketPolicy",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+    "s3:PutBucketPublicAccessBlock",
+];
+
 /// The ACL permission an action needs, and whether it is read from the object's ACL.
 fn acl_permission(action: &str) -> Option<(Permission, bool)> {
     Some(match action {
@@ -322,6 +331,11 @@ pub fn authorize(access: &BucketAccess, auth: &Auth, cx: &RequestContext<'_>) ->
             cx.action,
             cx.resource
         ));
+    }
+    // The bucket's policy and public access block are the owner's alone (S3: the caller must
+    // belong to the bucket owner's account, whatever a policy says).
+    if OWNER_ONLY.contains(&cx.action) && !owner {
+        return deny(denied(cx.action, cx.resource, caller));
     }
     let needs = acl_permission(cx.action);
     let ignore_public = access.block.ignore_public_acls;

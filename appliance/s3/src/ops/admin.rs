@@ -54,6 +54,13 @@ pub async fn dispatch(
     query: &[(String, String)],
     auth: &Auth,
 ) -> S3Result<Response> {
+    if auth.anonymous {
+        return Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "{path} needs an admin credential; sign the request"
+        ));
+    }
     if !auth.admin {
         return Err(s3_error!(
             AccessDenied,
