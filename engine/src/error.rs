@@ -199,6 +199,16 @@ pub enum Error {
         /// Object size.
         size_bytes: u64,
     },
+    /// A conditional write's condition does not hold on the version it would replace.
+    #[error("the condition {condition} does not hold for key {key} of bucket {bucket}")]
+    PreconditionFailed {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The condition (`If-None-Match: *`, `If-Match: "<etag>"`).
+        condition: String,
+    },
     /// A request argument is invalid (part number, max-keys, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

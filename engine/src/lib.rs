@@ -31,5 +31,5 @@ pub use store::{
     DriveSpace, DriveState, GcRound, GcStatus, ListPage, ListQuery, MemoryUse, ObjectInfo,
     ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter, PartsPage, PassKind,
     PassStatus, PutOptions, RepairCounters, RepairStatus, SegmentSpace, SpaceCheck, SpaceStatus,
-    Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions, UploadsPage,
+    Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions, UploadsPage, WriteCondition,
 };

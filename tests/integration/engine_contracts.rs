@@ -75,11 +75,11 @@ fn both_io_backends_store_and_reopen_on_real_files() {
             },
         ];
         store
-            .complete_multipart_upload("bkt", "mp", &id, &parts, None)
+            .complete_multipart_upload("bkt", "mp", &id, &parts, None, None)
             .unwrap();
         // Repeated (an SDK retry after a timeout): the same version, not NoSuchUpload.
         let again = store
-            .complete_multipart_upload("bkt", "mp", &id, &parts, None)
+            .complete_multipart_upload("bkt", "mp", &id, &parts, None, None)
             .unwrap();
         assert_eq!(again.size, (5 << 20) + 1234);
         store.close().unwrap();

@@ -62,7 +62,7 @@ fn fill(store: &Store, protection: Protection) -> Vec<(String, Vec<u8>)> {
         }
         if complete {
             store
-                .complete_multipart_upload("bkt", key, &upload, &done, None)
+                .complete_multipart_upload("bkt", key, &upload, &done, None, None)
                 .unwrap();
             objects.push((key.to_string(), parts.concat()));
         }

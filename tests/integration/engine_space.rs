@@ -87,7 +87,7 @@ fn random_op(
                     });
                 }
             }
-            store.complete_multipart_upload(bucket, &key, &upload, &done, None)?;
+            store.complete_multipart_upload(bucket, &key, &upload, &done, None, None)?;
             Ok(Some((key, Some([first, second].concat()))))
         }
         _ => {

@@ -78,6 +78,12 @@ impl From<hoard::Error> for S3Error {
             E::EntityTooLarge { .. } => s3_error!(EntityTooLarge, BAD_REQUEST, "{msg}"),
             E::InvalidRange { .. } => s3_error!(InvalidRange, RANGE_NOT_SATISFIABLE, "{msg}"),
             E::InvalidArgument(_) => s3_error!(InvalidArgument, BAD_REQUEST, "{msg}"),
+            // Reached only at the commit, after an early check held: another writer raced in
+            // (S3 answers such a race 409; a condition false from the start is answered 412
+            // by the S3 layer before the body is stored).
+            E::PreconditionFailed { .. } => {
+                s3_error!(ConditionalRequestConflict, CONFLICT, "{msg}")
+            }
             E::BadDigest => s3_error!(BadDigest, BAD_REQUEST, "{msg}"),
             // 507 (RFC 4918) with a code of its own: S3 defines none for a full store, and
             // SDKs retry 500 and 503 but not 507, so a client sees "full" at once instead of

@@ -85,6 +85,16 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let method = req.method().clone();
     let resource = req.uri().path().to_string();
     let started = std::time::Instant::now();
+    // A request refused before its body was read leaves the body's bytes on the connection
+    // (or still on their way): the connection is closed after the answer, so they are never
+    // taken for the next request's head.
+    let has_body = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .map_or(req.headers().contains_key("transfer-encoding"), |v| {
+            v.trim() != "0"
+        });
     let mut note = crate::request::RequestNote::default();
     let admitted = state.admission.request();
     let result = match admitted {
@@ -134,7 +144,11 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             .qos
             .charge_out(&note.account, note.bucket.as_deref(), bytes_out);
     }
+    let refused_with_body = has_body && !response.status().is_success();
     let headers = response.headers_mut();
+    if refused_with_body {
+        headers.insert("connection", HeaderValue::from_static("close"));
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-amz-request-id", v);
     }

@@ -321,6 +321,31 @@ pub fn parse_cors(body: &[u8]) -> S3Result<Vec<crate::ops::cors::CorsRule>> {
     Ok(rules)
 }
 
+/// Parses `<Tagging><TagSet><Tag><Key/><Value/></Tag>...` into (key, value) pairs.
+pub fn parse_tagging(body: &[u8]) -> S3Result<Vec<(String, String)>> {
+    let mut tags = Vec::new();
+    let (mut key, mut value) = (None, None);
+    let mut seen_root = false;
+    walk(body, |node| {
+        match node {
+            Node::Text("Tagging/TagSet/Tag/Key", t) => key = Some(t),
+            Node::Text("Tagging/TagSet/Tag/Value", t) => value = Some(t),
+            Node::End("Tagging/TagSet/Tag/Value") if value.is_none() => value = Some(String::new()),
+            Node::End("Tagging/TagSet/Tag") => match key.take() {
+                Some(k) => tags.push((k, value.take().unwrap_or_default())),
+                None => return Err(malformed("each Tag needs a Key")),
+            },
+            Node::End("Tagging") => seen_root = true,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(malformed("the body is not a Tagging document"));
+    }
+    Ok(tags)
+}
+
 /// Parses `<PublicAccessBlockConfiguration>` (each of its four flags `true` or `false`,
 /// absent meaning false).
 pub fn parse_public_access_block(body: &[u8]) -> S3Result<crate::auth::access::PublicAccessBlock> {

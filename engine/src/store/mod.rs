@@ -36,7 +36,9 @@ pub use multipart::{
     ChecksumCombiner, CompletedPart, PartInfo, PartWriter, PartsPage, UploadInfo, UploadOptions,
     UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES,
 };
-pub use objects::{ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions};
+pub use objects::{
+    ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions, WriteCondition,
+};
 pub use open::{StoreDevices, StoreOptions};
 pub use repair::{PassKind, PassStatus, RepairCounters, RepairStatus};
 use schema::BucketRecord;

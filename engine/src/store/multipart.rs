@@ -10,7 +10,7 @@ use std::io::Read;
 
 use md5::{Digest, Md5};
 
-use super::objects::{new_object_id, ChecksumCell, ChunkWriter, ObjectInfo};
+use super::objects::{new_object_id, ChecksumCell, ChunkWriter, ObjectInfo, WriteCondition};
 use super::schema::{self, ObjectRecord, PartRecord, UploadRecord};
 use super::{validate_key, Store, MAX_OBJECT_BYTES};
 use crate::error::{Error, Result};
@@ -348,7 +348,8 @@ impl Store {
     /// ascend; [`Error::InvalidPart`] for a missing part, an ETag or checksum mismatch, or a
     /// part without the upload's checksum; [`Error::EntityTooSmall`] for a part under 5 MiB
     /// that is not the last; [`Error::InvalidArgument`] for an empty list; what `combine`
-    /// returns.
+    /// returns; [`Error::PreconditionFailed`] when `condition` does not hold on the version it
+    /// would replace (the upload stays, for another try).
     pub fn complete_multipart_upload(
         &self,
         bucket: &str,
@@ -356,6 +357,7 @@ impl Store {
         upload_id: &str,
         parts: &[CompletedPart],
         combine: Option<&ChecksumCombiner>,
+        condition: Option<&WriteCondition>,
     ) -> Result<ObjectInfo> {
         let _guard = self.upload_lock(upload_id);
         let upload = match self.upload(bucket, key, upload_id) {
@@ -498,7 +500,7 @@ impl Store {
                 delta.add_runs(std::slice::from_ref(&part.run), -1);
             }
         }
-        self.commit_object(bucket, key, &record, None, cleanup, delta)?;
+        self.commit_object(bucket, key, &record, None, cleanup, delta, condition)?;
         Ok(ObjectInfo::from_record(key, &record))
     }
 

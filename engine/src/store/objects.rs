@@ -25,6 +25,46 @@ use crate::segment::{
     NEEDLE_HEADER_BYTES,
 };
 
+/// A condition on the version a write replaces, checked under the key's lock in the same
+/// critical section as the commit, so two writers cannot both see it hold (S3's conditional
+/// writes: `If-None-Match: *`, `If-Match`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// Only if the key has no object.
+    IfNoneMatch,
+    /// Only if the key's object has this ETag (without quotes).
+    IfMatch(String),
+}
+
+impl WriteCondition {
+    /// Checks the condition against the key's current record (`None`: no object).
+    ///
+    /// Errors: [`Error::PreconditionFailed`] naming the condition.
+    pub(super) fn check(
+        &self,
+        bucket: &str,
+        key: &str,
+        current: Option<&ObjectRecord>,
+    ) -> Result<()> {
+        let holds = match (self, current) {
+            (WriteCondition::IfNoneMatch, current) => current.is_none(),
+            (WriteCondition::IfMatch(etag), Some(r)) => r.etag == *etag,
+            (WriteCondition::IfMatch(_), None) => false,
+        };
+        if holds {
+            return Ok(());
+        }
+        Err(Error::PreconditionFailed {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            condition: match self {
+                WriteCondition::IfNoneMatch => "If-None-Match: *".to_string(),
+                WriteCondition::IfMatch(e) => format!("If-Match: \"{e}\""),
+            },
+        })
+    }
+}
+
 /// Options of a put.
 #[derive(Clone, Debug, Default)]
 pub struct PutOptions {
@@ -40,6 +80,8 @@ pub struct PutOptions {
     /// Standard response headers to store and return with the object: (lower-case name,
     /// value), e.g. `cache-control` (see [`ObjectRecord::headers`]).
     pub headers: Vec<(String, String)>,
+    /// Commit only if this holds on the version replaced (checked atomically with the commit).
+    pub condition: Option<WriteCondition>,
 }
 
 /// Filled by a body reader with a verified (algorithm, base64 value) when the body ends.
@@ -565,7 +607,15 @@ impl ObjectWriter {
         let inline_data = inline.then_some(&head[..]);
         let mut delta = store.space_delta();
         delta.add_runs(&record.runs, 1);
-        store.commit_object(&bucket, &key, &record, inline_data, Batch::new(), delta)?;
+        store.commit_object(
+            &bucket,
+            &key,
+            &record,
+            inline_data,
+            Batch::new(),
+            delta,
+            opts.condition.as_ref(),
+        )?;
         Ok(ObjectInfo::from_record(&key, &record))
     }
 }
@@ -711,7 +761,9 @@ impl Store {
     /// `extra` changes and the live-space changes `delta` in one batch while the bucket is
     /// known to exist. The record it replaces (read under the key's lock, held to the commit)
     /// has its locations dropped in the same batch. A record without inline data also deletes
-    /// the key's inline data, which an object it replaces may have had.
+    /// the key's inline data, which an object it replaces may have had. With a `condition`,
+    /// nothing is committed unless it holds on the record replaced.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn commit_object(
         &self,
         bucket: &str,
@@ -720,13 +772,21 @@ impl Store {
         inline_data: Option<&[u8]>,
         mut extra: Batch,
         mut delta: super::space::SpaceDelta,
+        condition: Option<&WriteCondition>,
     ) -> Result<()> {
         debug_assert_eq!(record.inline, inline_data.is_some());
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
         let _key = self.key_lock(bucket, key);
-        if let Some(old) = self.inner.meta.get(&schema::object_key(bucket, key))? {
-            delta.add_runs(&ObjectRecord::decode(&old)?.runs, -1);
+        let old = match self.inner.meta.get(&schema::object_key(bucket, key))? {
+            Some(old) => Some(ObjectRecord::decode(&old)?),
+            None => None,
+        };
+        if let Some(c) = condition {
+            c.check(bucket, key, old.as_ref())?;
+        }
+        if let Some(old) = &old {
+            delta.add_runs(&old.runs, -1);
         }
         let mut batch = Batch::new();
         batch.put(schema::object_key(bucket, key), record.encode());

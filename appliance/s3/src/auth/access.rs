@@ -178,6 +178,10 @@ impl AccessCache {
 pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'static str {
     if has_key {
         return match method {
+            "GET" if has("attributes") => "s3:GetObjectAttributes",
+            "GET" if has("tagging") => "s3:GetObjectTagging",
+            "PUT" if has("tagging") => "s3:PutObjectTagging",
+            "DELETE" if has("tagging") => "s3:DeleteObjectTagging",
             "GET" if has("acl") => "s3:GetObjectAcl",
             "PUT" if has("acl") => "s3:PutObjectAcl",
             "GET" if has("uploadId") => "s3:ListMultipartUploadParts",
@@ -195,6 +199,8 @@ pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'s
         "PUT" if has("policy") => "s3:PutBucketPolicy",
         "DELETE" if has("policy") => "s3:DeleteBucketPolicy",
         "GET" if has("publicAccessBlock") => "s3:GetBucketPublicAccessBlock",
+        "GET" if has("tagging") => "s3:GetBucketTagging",
+        "PUT" | "DELETE" if has("tagging") => "s3:PutBucketTagging",
         "GET" if has("cors") => "s3:GetBucketCORS",
         "PUT" | "DELETE" if has("cors") => "s3:PutBucketCORS",
         "PUT" | "DELETE" if has("publicAccessBlock") => "s3:PutBucketPublicAccessBlock",
@@ -227,7 +233,9 @@ fn acl_permission(action: &str) -> Option<(Permission, bool)> {
         }
         "s3:GetBucketAcl" => (Permission::ReadAcp, false),
         "s3:PutBucketAcl" => (Permission::WriteAcp, false),
-        "s3:GetObject" => (Permission::Read, true),
+        "s3:GetObject" | "s3:GetObjectTagging" | "s3:GetObjectAttributes" => {
+            (Permission::Read, true)
+        }
         "s3:GetObjectAcl" => (Permission::ReadAcp, true),
         "s3:PutObjectAcl" => (Permission::WriteAcp, true),
         _ => return None,

@@ -10,6 +10,7 @@ mod directory;
 mod multipart;
 mod object;
 mod post_object;
+mod tagging;
 mod tenancy;
 
 use std::sync::Arc;
@@ -277,7 +278,6 @@ const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
     "retention",
     "legal-hold",
     "select",
-    "tagging",
     "torrent",
     "versioning",
     "versions",
@@ -285,7 +285,6 @@ const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
     "accelerate",
     "analytics",
     "intelligent-tiering",
-    "attributes",
 ];
 
 /// Keys with control characters (U+0000..U+001F, U+007F) are refused where objects are created

@@ -78,6 +78,7 @@ async fn create(ctx: Ctx) -> S3Result<Response> {
     };
     let mut headers = ctx.stored_headers();
     headers.extend(super::access_control::new_object_acl(&ctx)?);
+    headers.extend(super::tagging::from_header(&ctx)?);
     let opts = UploadOptions {
         content_type: ctx.header("content-type").map(str::to_string),
         user_metadata: ctx.user_metadata()?,
@@ -155,6 +156,8 @@ async fn complete(mut ctx: Ctx) -> S3Result<Response> {
             ))
         })
         .collect();
+    let condition = super::object::write_condition(&ctx)?;
+    super::object::check_write_condition(&ctx, &condition).await?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let info = blocking(move || {
@@ -165,7 +168,14 @@ async fn complete(mut ctx: Ctx) -> S3Result<Response> {
                 _ => Ok(value),
             }
         };
-        store.complete_multipart_upload(&bucket, &key, &id, &parts, Some(&combine))
+        store.complete_multipart_upload(
+            &bucket,
+            &key,
+            &id,
+            &parts,
+            Some(&combine),
+            condition.as_ref(),
+        )
     })
     .await?;
     let mut x = XmlBuilder::new("CompleteMultipartUploadResult");

@@ -7,20 +7,25 @@ use axum::body::Body;
 use axum::http::{header, Method, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use hoard::{ByteRange, ObjectInfo, PutOptions};
+use hoard::{ByteRange, ObjectInfo, PutOptions, WriteCondition};
 
 use super::refuse_unsupported;
 use crate::body::pump::{BufferBudget, Frame, MAX_FRAME_BYTES};
 use crate::engine::blocking;
 use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
-use crate::response::{bad_header, http_date, stored_response, with_checksums};
+use crate::response::{bad_header, http_date, stored_response, with_checksums, xml_response};
 use crate::s3_error;
 use crate::state::Permit;
+use crate::xml::XmlBuilder;
 
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     refuse_unsupported(&ctx)?;
     match ctx.method.clone() {
+        Method::GET if ctx.has("attributes") => get_attributes(ctx).await,
+        Method::GET if ctx.has("tagging") => super::tagging::get_object(ctx).await,
+        Method::PUT if ctx.has("tagging") => super::tagging::put_object(ctx, false).await,
+        Method::DELETE if ctx.has("tagging") => super::tagging::put_object(ctx, true).await,
         Method::GET if ctx.has("acl") => super::access_control::get_object_acl(ctx).await,
         Method::PUT if ctx.has("acl") => super::access_control::put_object_acl(ctx).await,
         Method::PUT if ctx.header("x-amz-copy-source").is_some() => Err(s3_error!(
@@ -42,14 +47,18 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
 
 async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     ctx.require_length()?;
+    let condition = write_condition(&ctx)?;
+    check_write_condition(&ctx, &condition).await?;
     let mut headers = ctx.stored_headers();
     headers.extend(super::access_control::new_object_acl(&ctx)?);
+    headers.extend(super::tagging::from_header(&ctx)?);
     let opts = PutOptions {
         content_type: ctx.header("content-type").map(str::to_string),
         user_metadata: ctx.user_metadata()?,
         content_md5: ctx.content_md5()?,
         verified_checksum: None,
         headers,
+        condition,
     };
     let _permit = ctx.stream_permit_for_body().await?;
     let store = ctx.state.store.clone();
@@ -96,6 +105,188 @@ fn etag_matches(list: &str, etag: &str) -> bool {
     list.split(',')
         .map(|t| t.trim().trim_matches('"'))
         .any(|t| t == "*" || t == etag)
+}
+
+/// `GET /<bucket>/<key>?attributes` (GetObjectAttributes): the attributes that
+/// `x-amz-object-attributes` names (`ETag`, `Checksum`, `ObjectParts`, `StorageClass`,
+/// `ObjectSize`), read from the record alone; `ObjectParts` pages with `x-amz-max-parts`
+/// (default 1000) and `x-amz-part-number-marker`.
+///
+/// Errors: InvalidArgument for a missing or unknown attribute; NoSuchKey.
+async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
+    const KNOWN: [&str; 5] = [
+        "ETag",
+        "Checksum",
+        "ObjectParts",
+        "StorageClass",
+        "ObjectSize",
+    ];
+    let wanted: Vec<String> = ctx
+        .header("x-amz-object-attributes")
+        .unwrap_or("")
+        .split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    if wanted.is_empty() {
+        return Err(s3_error!(
+            InvalidArgument,
+            BAD_REQUEST,
+            "x-amz-object-attributes must name at least one of {}",
+            KNOWN.join(", ")
+        ));
+    }
+    if let Some(bad) = wanted.iter().find(|a| !KNOWN.contains(&a.as_str())) {
+        return Err(s3_error!(
+            InvalidArgument,
+            BAD_REQUEST,
+            "unknown object attribute {bad} (known: {})",
+            KNOWN.join(", ")
+        ));
+    }
+    let (max_parts, marker) = {
+        let number = |name: &str, default: u32| -> S3Result<u32> {
+            match ctx.header(name) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| {
+                    s3_error!(InvalidArgument, BAD_REQUEST, "{name} {v:?} is not a number")
+                }),
+            }
+        };
+        (
+            number("x-amz-max-parts", 1000)?.clamp(1, 1000),
+            number("x-amz-part-number-marker", 0)?,
+        )
+    };
+    let store = ctx.state.store.clone();
+    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
+    let info = blocking(move || store.head_object(&bucket, &key)).await?;
+    ctx.verdict_check_object(&info.headers)?;
+    let has = |a: &str| wanted.iter().any(|w| w == a);
+    let mut x = XmlBuilder::new("GetObjectAttributesResponse");
+    if has("ETag") {
+        x.elem("ETag", &info.etag);
+    }
+    if has("Checksum") && !info.checksums.is_empty() {
+        x.open("Checksum");
+        for (algorithm, value) in &info.checksums {
+            x.elem(&format!("Checksum{algorithm}"), value);
+        }
+        if let Some((_, t)) = info
+            .headers
+            .iter()
+            .find(|(n, _)| n == "x-amz-checksum-type")
+        {
+            x.elem("ChecksumType", t);
+        } else {
+            x.elem("ChecksumType", "FULL_OBJECT");
+        }
+        x.close("Checksum");
+    }
+    if has("ObjectParts") && !info.part_sizes.is_empty() {
+        let total = info.part_sizes.len() as u32;
+        let page: Vec<(u32, u64)> = info
+            .part_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as u32 + 1, *s))
+            .filter(|(n, _)| *n > marker)
+            .take(max_parts as usize)
+            .collect();
+        let next = page.last().map_or(marker, |(n, _)| *n);
+        x.open("ObjectParts")
+            .elem("PartsCount", total.to_string())
+            .elem("PartNumberMarker", marker.to_string())
+            .elem("NextPartNumberMarker", next.to_string())
+            .elem("MaxParts", max_parts.to_string())
+            .elem("IsTruncated", (next < total).to_string());
+        for (n, size) in page {
+            x.open("Part")
+                .elem("PartNumber", n.to_string())
+                .elem("Size", size.to_string())
+                .close("Part");
+        }
+        x.close("ObjectParts");
+    }
+    if has("StorageClass") {
+        x.elem("StorageClass", "STANDARD");
+    }
+    if has("ObjectSize") {
+        x.elem("ObjectSize", info.size.to_string());
+    }
+    let mut resp = xml_response(x.finish("GetObjectAttributesResponse"))?;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&http_date(info.last_modified_unix_ms)) {
+        resp.headers_mut().insert(header::LAST_MODIFIED, v);
+    }
+    Ok(resp)
+}
+
+/// The condition of a conditional write (PutObject, CompleteMultipartUpload; S3 User Guide,
+/// "Add preconditions to S3 operations with conditional requests"): `If-None-Match: *` (only
+/// if the key has no object) or `If-Match: "<etag>"` (only if its object has that ETag).
+///
+/// Errors: NotImplemented for `If-None-Match` other than `*`; InvalidRequest for both at once.
+pub(super) fn write_condition(ctx: &Ctx) -> S3Result<Option<WriteCondition>> {
+    match (ctx.header("if-none-match"), ctx.header("if-match")) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            BAD_REQUEST,
+            "a write takes If-None-Match or If-Match, not both"
+        )),
+        (Some(v), None) if v.trim() == "*" => Ok(Some(WriteCondition::IfNoneMatch)),
+        (Some(v), None) => Err(s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "a write's If-None-Match must be *, not {v:?}"
+        )),
+        (None, Some(v)) => Ok(Some(WriteCondition::IfMatch(
+            v.trim().trim_matches('"').to_string(),
+        ))),
+    }
+}
+
+/// Checks a write's condition before its body is stored (it is checked again, atomically,
+/// at the commit: a writer that races in between gets 409 ConditionalRequestConflict).
+///
+/// Errors: 412 PreconditionFailed; NoSuchKey for `If-Match` on a key with no object.
+pub(super) fn check_write_condition(
+    ctx: &Ctx,
+    condition: &Option<WriteCondition>,
+) -> impl std::future::Future<Output = S3Result<()>> + Send + 'static {
+    let condition = condition.clone();
+    let store = ctx.state.store.clone();
+    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
+    async move {
+        let Some(condition) = condition else {
+            return Ok(());
+        };
+        let k = key.clone();
+        let current = blocking(move || match store.head_object(&bucket, &k) {
+            Ok(info) => Ok(Some(info.etag)),
+            Err(hoard::Error::NoSuchKey { .. }) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+        let failed = || {
+            s3_error!(
+                PreconditionFailed,
+                PRECONDITION_FAILED,
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        };
+        match (condition, current) {
+            (WriteCondition::IfNoneMatch, None) => Ok(()),
+            (WriteCondition::IfNoneMatch, Some(_)) => Err(failed()),
+            (WriteCondition::IfMatch(_), None) => Err(s3_error!(
+                NoSuchKey,
+                NOT_FOUND,
+                "If-Match names a version of {key}, which does not exist"
+            )),
+            (WriteCondition::IfMatch(want), Some(have)) if want == have => Ok(()),
+            (WriteCondition::IfMatch(_), Some(_)) => Err(failed()),
+        }
+    }
 }
 
 /// Evaluates If-Match / If-None-Match / If-(Un)Modified-Since (RFC 9110 section 13.2.2).
@@ -242,6 +433,10 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     );
     for (name, value) in &info.user_metadata {
         resp = resp.header(format!("x-amz-meta-{name}"), value);
+    }
+    let tags = super::tagging::of_headers(&info.headers)?.len();
+    if tags > 0 {
+        resp = resp.header("x-amz-tagging-count", tags);
     }
     // Stored standard headers, unless a `response-*` override replaces them below.
     for (name, value) in info

@@ -388,6 +388,7 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
         content_md5: None,
         verified_checksum: None,
         headers,
+        condition: None,
     };
     let (min, max) = policy
         .as_ref()

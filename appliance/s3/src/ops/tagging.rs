@@ -1,0 +1,232 @@
+//! Tags (S3 User Guide, "Categorizing your storage using tags"; API Reference,
+//! PutObjectTagging, PutBucketTagging): key-value pairs on objects (`x-amz-tagging` on
+//! PutObject and CreateMultipartUpload, `?tagging` GET/PUT/DELETE, `x-amz-tagging-count` on
+//! GET and HEAD) and on buckets (`?tagging` on the bucket).
+//!
+//! An object's tags live with its version as the stored header [`OBJECT_TAGGING_HEADER`]
+//! (the tag set URL-encoded, `k1=v1&k2=v2`), so an overwrite replaces them and a delete
+//! removes them; `?tagging` PUT rewrites them in place. A bucket's are the bucket attribute
+//! `tagging` (the same encoding). S3's limits hold: at most 10 tags on an object and 50 on a
+//! bucket, keys of 1 to 128 characters and values of at most 256, keys unique, no `aws:`
+//! prefix.
+
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::engine::blocking;
+use crate::error::{S3Error, S3Result};
+use crate::request::Ctx;
+use crate::response::{bad_header, xml_response};
+use crate::s3_error;
+use crate::xml::{self, XmlBuilder};
+
+/// The stored object header holding an object's tags.
+pub const OBJECT_TAGGING_HEADER: &str = "x-hoard-tagging";
+/// The bucket attribute holding a bucket's tags.
+pub const BUCKET_TAGGING_ATTRIBUTE: &str = "tagging";
+/// Most tags on an object.
+pub const MAX_OBJECT_TAGS: usize = 10;
+/// Most tags on a bucket.
+pub const MAX_BUCKET_TAGS: usize = 50;
+
+/// A tag set, in order.
+pub type TagSet = Vec<(String, String)>;
+
+fn invalid(detail: impl std::fmt::Display) -> S3Error {
+    s3_error!(InvalidTag, BAD_REQUEST, "{detail}")
+}
+
+/// Checks a tag set against S3's limits (`max` tags).
+///
+/// Errors: InvalidTag naming the tag; BadRequest for too many tags.
+pub fn check(tags: &TagSet, max: usize) -> S3Result<()> {
+    if tags.len() > max {
+        return Err(s3_error!(
+            BadRequest,
+            BAD_REQUEST,
+            "at most {max} tags, not {}",
+            tags.len()
+        ));
+    }
+    for (i, (k, v)) in tags.iter().enumerate() {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(invalid(format!(
+                "tag key {k:?} must be 1 to 128 characters"
+            )));
+        }
+        if v.chars().count() > 256 {
+            return Err(invalid(format!(
+                "the value of tag {k:?} is longer than 256 characters"
+            )));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(invalid(format!(
+                "tag key {k:?}: the aws: prefix is reserved"
+            )));
+        }
+        if tags[..i].iter().any(|(other, _)| other == k) {
+            return Err(invalid(format!("tag key {k:?} appears twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Encodes a tag set as a URL query (`k1=v1&k2=v2`), as `x-amz-tagging` carries it.
+pub fn encode(tags: &TagSet) -> String {
+    let enc = |s: &str| crate::auth::sigv4::uri_encode(s, false);
+    tags.iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Decodes `x-amz-tagging` (a URL query, form-encoded: `+` is a space).
+///
+/// Errors: InvalidArgument for bad percent-encoding.
+pub fn decode(query: &str) -> S3Result<TagSet> {
+    crate::request::parse_query(&query.replace('+', "%20"))
+}
+
+/// The `x-amz-tagging` header of a create request, checked, as the stored header to keep.
+///
+/// Errors: as [`check`] and [`decode`].
+pub fn from_header(ctx: &Ctx) -> S3Result<Option<(String, String)>> {
+    let Some(value) = ctx.header("x-amz-tagging") else {
+        return Ok(None);
+    };
+    let tags = decode(value)?;
+    check(&tags, MAX_OBJECT_TAGS)?;
+    Ok((!tags.is_empty()).then(|| (OBJECT_TAGGING_HEADER.to_string(), encode(&tags))))
+}
+
+/// The tags an object's stored headers hold.
+pub fn of_headers(headers: &[(String, String)]) -> S3Result<TagSet> {
+    match headers.iter().find(|(n, _)| n == OBJECT_TAGGING_HEADER) {
+        Some((_, v)) => decode(v),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn tagging_xml(tags: &TagSet) -> Vec<u8> {
+    let mut x = XmlBuilder::new("Tagging");
+    x.open("TagSet");
+    for (k, v) in tags {
+        x.open("Tag").elem("Key", k).elem("Value", v).close("Tag");
+    }
+    x.close("TagSet");
+    x.finish("Tagging")
+}
+
+async fn body_tags(ctx: &mut Ctx, max: usize) -> S3Result<TagSet> {
+    let body = ctx.small_body(64 * 1024).await?;
+    let tags = xml::parse_tagging(&body)?;
+    check(&tags, max)?;
+    Ok(tags)
+}
+
+fn no_content() -> S3Result<Response> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::empty())
+        .map_err(bad_header)
+}
+
+/// `GET /<bucket>/<key>?tagging`.
+pub(super) async fn get_object(ctx: Ctx) -> S3Result<Response> {
+    let store = ctx.state.store.clone();
+    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
+    let info = blocking(move || store.head_object(&bucket, &key)).await?;
+    ctx.verdict_check_object(&info.headers)?;
+    xml_response(tagging_xml(&of_headers(&info.headers)?))
+}
+
+/// `PUT /<bucket>/<key>?tagging` (a `Tagging` document) and `DELETE` (`tags` `None`).
+pub(super) async fn put_object(mut ctx: Ctx, delete: bool) -> S3Result<Response> {
+    let store = ctx.state.store.clone();
+    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
+    let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
+    let info = blocking(move || s.head_object(&b, &k)).await?;
+    ctx.verdict_check_object(&info.headers)?;
+    let value = match delete {
+        true => None,
+        false => Some(body_tags(&mut ctx, MAX_OBJECT_TAGS).await?)
+            .filter(|t| !t.is_empty())
+            .map(|t| encode(&t)),
+    };
+    let changes = vec![(OBJECT_TAGGING_HEADER.to_string(), value)];
+    blocking(move || store.update_object_headers(&bucket, &key, &changes)).await?;
+    match delete {
+        true => no_content(),
+        false => Response::builder()
+            .status(StatusCode::OK)
+            .body(Body::empty())
+            .map_err(bad_header),
+    }
+}
+
+/// `GET /<bucket>?tagging` (404 NoSuchTagSet without tags).
+pub(super) async fn get_bucket(ctx: Ctx) -> S3Result<Response> {
+    let store = ctx.state.store.clone();
+    let bucket = ctx.bucket().to_string();
+    let (_, attributes) = blocking(move || store.bucket_attributes(&bucket)).await?;
+    match attributes
+        .iter()
+        .find(|(n, _)| n == BUCKET_TAGGING_ATTRIBUTE)
+    {
+        Some((_, v)) => xml_response(tagging_xml(&decode(&String::from_utf8_lossy(v))?)),
+        None => Err(s3_error!(
+            NoSuchTagSet,
+            NOT_FOUND,
+            "bucket {} has no tags",
+            ctx.bucket()
+        )),
+    }
+}
+
+/// `PUT /<bucket>?tagging` and `DELETE`.
+pub(super) async fn put_bucket(mut ctx: Ctx, delete: bool) -> S3Result<Response> {
+    let value = match delete {
+        true => None,
+        false => Some(encode(&body_tags(&mut ctx, MAX_BUCKET_TAGS).await?).into_bytes()),
+    };
+    let store = ctx.state.store.clone();
+    let bucket = ctx.bucket().to_string();
+    blocking(move || {
+        store.set_bucket_attribute(&bucket, BUCKET_TAGGING_ATTRIBUTE, value.as_deref())
+    })
+    .await?;
+    no_content()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_sets_encode_check_and_refuse() {
+        let tags: TagSet = vec![
+            ("project".into(), "blue sky".into()),
+            ("cost/centre".into(), "42&7".into()),
+        ];
+        assert_eq!(decode(&encode(&tags)).unwrap(), tags);
+        check(&tags, MAX_OBJECT_TAGS).unwrap();
+        let many: TagSet = (0..11).map(|i| (format!("k{i}"), String::new())).collect();
+        assert_eq!(
+            check(&many, MAX_OBJECT_TAGS).unwrap_err().code,
+            "BadRequest"
+        );
+        for bad in [
+            vec![("aws:x".to_string(), "v".to_string())],
+            vec![(String::new(), "v".to_string())],
+            vec![("k".repeat(129), "v".to_string())],
+            vec![("k".to_string(), "v".repeat(257))],
+            vec![
+                ("k".to_string(), "1".to_string()),
+                ("k".to_string(), "2".to_string()),
+            ],
+        ] {
+            assert_eq!(check(&bad, MAX_OBJECT_TAGS).unwrap_err().code, "InvalidTag");
+        }
+    }
+}
