@@ -477,3 +477,64 @@ fn small_objects_live_in_the_index_and_never_touch_an_hdd() {
         .collect();
     assert_eq!(listed, want);
 }
+
+/// A conditional write is decided atomically with its commit: of 16 writers racing to create
+/// one key with `IfNoneMatch`, one commits and the others fail without a trace; `IfMatch`
+/// commits only over the version it names.
+#[test]
+fn conditional_writes_are_atomic_with_their_commit() {
+    use hoard::WriteCondition;
+    let mut rig = blank_rig(8 << 20, 16 << 20);
+    let store = rig.open(true).unwrap();
+    store.create_bucket("bkt", "o").unwrap();
+    let barrier = std::sync::Barrier::new(16);
+    let results: Vec<hoard::Result<hoard::ObjectInfo>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16u64)
+            .map(|i| {
+                let (store, barrier) = (&store, &barrier);
+                s.spawn(move || {
+                    let data = pattern(i, 200_000);
+                    barrier.wait();
+                    let opts = PutOptions {
+                        condition: Some(WriteCondition::IfNoneMatch),
+                        ..PutOptions::default()
+                    };
+                    store.put_object("bkt", "once", &mut &data[..], opts)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = (0..16).filter(|&i| results[i].is_ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one create wins");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(matches!(r, Err(Error::PreconditionFailed { .. })), "{r:?}");
+    }
+    let won = winners[0] as u64;
+    assert_eq!(
+        read_all(&store, "bkt", "once").unwrap(),
+        pattern(won, 200_000)
+    );
+    let etag = results[winners[0]].as_ref().unwrap().etag.clone();
+    let over = |etag: &str, data: &[u8]| {
+        let opts = PutOptions {
+            condition: Some(WriteCondition::IfMatch(etag.to_string())),
+            ..PutOptions::default()
+        };
+        store.put_object("bkt", "once", &mut &data[..], opts)
+    };
+    assert!(matches!(
+        over("not-it", b"x"),
+        Err(Error::PreconditionFailed { .. })
+    ));
+    let next = over(&etag, b"second").unwrap();
+    assert_eq!(read_all(&store, "bkt", "once").unwrap(), b"second");
+    assert!(matches!(
+        over(&etag, b"third"),
+        Err(Error::PreconditionFailed { .. })
+    ));
+    over(&next.etag, b"third").unwrap();
+    // Nothing the losers wrote stays referenced: live space is exact.
+    let check = store.check_space().unwrap();
+    assert!(check.mismatches.is_empty(), "{:?}", check.mismatches);
+}
