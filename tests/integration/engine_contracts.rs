@@ -538,3 +538,84 @@ fn conditional_writes_are_atomic_with_their_commit() {
     let check = store.check_space().unwrap();
     assert!(check.mismatches.is_empty(), "{:?}", check.mismatches);
 }
+
+/// A copy shares the source's chunks: copying a multi-chunk object writes nothing to the
+/// HDDs, the copy reads back after the source is deleted, live space counts the shared
+/// needles once per record, and once both are gone the space comes back.
+#[test]
+fn copies_share_chunks_and_write_nothing_to_the_hdds() {
+    use hoard::CopyOptions;
+    let mut rig = blank_rig(16 << 20, 64 << 20);
+    let store = rig.open(true).unwrap();
+    store.create_bucket("src", "o").unwrap();
+    store.create_bucket("dst", "o").unwrap();
+    let data = pattern(9, 10 << 20);
+    let put = PutOptions {
+        user_metadata: vec![("origin".into(), "camera".into())],
+        content_type: Some("image/raw".into()),
+        ..PutOptions::default()
+    };
+    let source = store.put_object("src", "big", &mut &data[..], put).unwrap();
+    let written =
+        |store: &Store| -> u64 { store.data_slots().iter().map(|s| s.io.write_bytes).sum() };
+    let before = written(&store);
+    let copy = store
+        .copy_object("src", "big", "dst", "copy", CopyOptions::default(), &|_| {
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(written(&store), before, "a copy writes nothing to the HDDs");
+    assert_eq!(copy.etag, source.etag);
+    assert_eq!(
+        copy.user_metadata,
+        vec![("origin".to_string(), "camera".to_string())]
+    );
+    // REPLACE rewrites the metadata; a refusing source check stops the copy.
+    let replaced = CopyOptions {
+        metadata: Some((Some("text/plain".into()), vec![])),
+        ..CopyOptions::default()
+    };
+    let again = store
+        .copy_object("src", "big", "dst", "copy2", replaced, &|_| Ok(()))
+        .unwrap();
+    assert_eq!(
+        (again.content_type.as_str(), again.user_metadata.len()),
+        ("text/plain", 0)
+    );
+    let refused = store.copy_object(
+        "src",
+        "big",
+        "dst",
+        "copy3",
+        CopyOptions::default(),
+        &|_| Err(Error::InvalidArgument("no".into())),
+    );
+    assert!(matches!(refused, Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        read_all(&store, "dst", "copy3"),
+        Err(Error::NoSuchKey { .. })
+    ));
+    let check = store.check_space().unwrap();
+    assert!(check.mismatches.is_empty(), "{:?}", check.mismatches);
+    // The source goes; the copies stay whole, and survive a reopen.
+    store.delete_object("src", "big").unwrap();
+    store.collect_garbage(false).unwrap();
+    assert_eq!(read_all(&store, "dst", "copy").unwrap(), data);
+    store.close().unwrap();
+    drop(store);
+    rig.crash();
+    let store = rig.open(false).unwrap();
+    assert_eq!(read_all(&store, "dst", "copy2").unwrap(), data);
+    // When no record names them, the segments are free again.
+    let live_with_copies = store.space_status().total.live_bytes;
+    assert!(
+        live_with_copies >= 2 * data.len() as u64,
+        "{live_with_copies}"
+    );
+    store.delete_object("dst", "copy").unwrap();
+    store.delete_object("dst", "copy2").unwrap();
+    store.collect_garbage(false).unwrap();
+    assert_eq!(store.space_status().total.live_bytes, 0);
+    let check = store.check_space().unwrap();
+    assert!(check.mismatches.is_empty(), "{:?}", check.mismatches);
+}

@@ -158,3 +158,60 @@ def test_get_object_attributes(client):
     assert [(p["PartNumber"], p["Size"]) for p in rest["ObjectParts"]["Parts"]] == [(3, 1234)]
     assert code(lambda: client.get_object_attributes(Bucket="sem", Key="missing", ObjectAttributes=["ETag"])) == \
         "NoSuchKey"
+
+
+def test_copy_object_and_upload_part_copy(server, client):
+    client.create_bucket(Bucket="sem-dst")
+    big = os.urandom(12 << 20)
+    client.put_object(Bucket="sem", Key="src", Body=big, ContentType="application/x-raw",
+                      Metadata={"origin": "camera"}, Tagging="k=v", ACL="public-read")
+    src_etag = client.head_object(Bucket="sem", Key="src")["ETag"]
+    # Same bucket and across buckets; COPY keeps metadata and tags, never the ACL.
+    r = client.copy_object(Bucket="sem-dst", Key="copy", CopySource={"Bucket": "sem", "Key": "src"})
+    assert r["CopyObjectResult"]["ETag"] == src_etag
+    head = client.head_object(Bucket="sem-dst", Key="copy")
+    assert head["ContentType"] == "application/x-raw" and head["Metadata"] == {"origin": "camera"}
+    assert client.get_object_tagging(Bucket="sem-dst", Key="copy")["TagSet"] == [{"Key": "k", "Value": "v"}]
+    grants = client.get_object_acl(Bucket="sem-dst", Key="copy")["Grants"]
+    assert [g["Permission"] for g in grants] == ["FULL_CONTROL"]
+    # REPLACE takes the request's metadata and tags.
+    client.copy_object(Bucket="sem", Key="src2", CopySource="sem/src", MetadataDirective="REPLACE",
+                       ContentType="text/plain", Metadata={"new": "1"},
+                       TaggingDirective="REPLACE", Tagging="t=2")
+    head = client.head_object(Bucket="sem", Key="src2")
+    assert head["ContentType"] == "text/plain" and head["Metadata"] == {"new": "1"}
+    assert client.get_object_tagging(Bucket="sem", Key="src2")["TagSet"] == [{"Key": "t", "Value": "2"}]
+    # Onto itself only with REPLACE.
+    assert code(lambda: client.copy_object(Bucket="sem", Key="src", CopySource="sem/src")) == "InvalidRequest"
+    client.copy_object(Bucket="sem", Key="src", CopySource="sem/src", MetadataDirective="REPLACE",
+                       Metadata={"again": "yes"})
+    assert client.head_object(Bucket="sem", Key="src")["Metadata"] == {"again": "yes"}
+    # The copy-source conditions.
+    assert code(lambda: client.copy_object(Bucket="sem", Key="c3", CopySource="sem/src",
+                                           CopySourceIfMatch='"not-it"')) == "PreconditionFailed"
+    assert code(lambda: client.copy_object(Bucket="sem", Key="c3", CopySource="sem/src",
+                                           CopySourceIfNoneMatch=src_etag)) == "PreconditionFailed"
+    client.copy_object(Bucket="sem", Key="c3", CopySource="sem/src", CopySourceIfMatch=src_etag)
+    assert code(lambda: client.copy_object(Bucket="sem", Key="c4", CopySource="sem/missing")) == "NoSuchKey"
+    # The source deleted, the copies read back whole.
+    client.delete_object(Bucket="sem", Key="src")
+    for bucket, key in [("sem-dst", "copy"), ("sem", "src2"), ("sem", "c3")]:
+        assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == big
+    # UploadPartCopy with ranges: the parts are the source's bytes.
+    u = client.create_multipart_upload(Bucket="sem-dst", Key="assembled")["UploadId"]
+    parts = []
+    for n, (a, b) in enumerate([(0, (5 << 20) - 1), (5 << 20, len(big) - 1)], start=1):
+        r = client.upload_part_copy(Bucket="sem-dst", Key="assembled", UploadId=u, PartNumber=n,
+                                    CopySource="sem-dst/copy", CopySourceRange=f"bytes={a}-{b}")
+        parts.append({"PartNumber": n, "ETag": r["CopyPartResult"]["ETag"]})
+    client.complete_multipart_upload(Bucket="sem-dst", Key="assembled", UploadId=u,
+                                     MultipartUpload={"Parts": parts})
+    assert client.get_object(Bucket="sem-dst", Key="assembled")["Body"].read() == big
+    # The aws CLI copies between buckets (CopyObject, or UploadPartCopy for large objects).
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ROOT_KEY[0], AWS_SECRET_ACCESS_KEY=ROOT_KEY[1],
+               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE="/dev/null",
+               AWS_SHARED_CREDENTIALS_FILE="/dev/null")
+    subprocess.run([sys.executable, "-m", "awscli", "--endpoint-url", server.endpoint, "s3", "cp",
+                    "--only-show-errors", "s3://sem-dst/assembled", "s3://sem/cli-copy"],
+                   env=env, check=True)
+    assert client.get_object(Bucket="sem", Key="cli-copy")["Body"].read() == big

@@ -8,6 +8,7 @@
 //! chunk read is verified (3); bad input gets a typed error and changes nothing (9).
 
 pub mod assembly;
+mod copy;
 mod drives;
 mod gc;
 mod list;
@@ -29,6 +30,7 @@ use crate::meta::{Batch, MetaStore, Scan};
 use crate::profile::{EngineConfig, Protection};
 use crate::segment::{DataDevice, HeadState, SegmentClaims};
 
+pub use copy::CopyOptions;
 pub use drives::{DataSlotStatus, DriveState};
 pub use gc::{GcRound, GcStatus};
 pub use list::{ListPage, ListQuery, ObjectSummary};

@@ -1002,12 +1002,7 @@ impl Store {
             });
         };
         let mut record = ObjectRecord::decode(&record)?;
-        for (name, value) in changes {
-            record.headers.retain(|(n, _)| n != name);
-            if let Some(v) = value {
-                record.headers.push((name.clone(), v.clone()));
-            }
-        }
+        super::copy::apply_header_changes(&mut record.headers, changes);
         let mut batch = Batch::new();
         batch.put(k, record.encode());
         // The same locations stay referenced: no live-space change.
@@ -1018,8 +1013,13 @@ impl Store {
     /// The lock serialising commits to one key (striped by a hash of bucket and key): held
     /// from reading the record a commit replaces to the commit, so its space is dropped once.
     pub(super) fn key_lock(&self, bucket: &str, key: &str) -> parking_lot::MutexGuard<'_, ()> {
+        self.inner.key_locks[self.key_lock_stripe(bucket, key)].lock()
+    }
+
+    /// The stripe of [`Store::key_lock`] that serialises `key` of `bucket`.
+    pub(super) fn key_lock_stripe(&self, bucket: &str, key: &str) -> usize {
         let h = xxhash_rust::xxh3::xxh3_64(&schema::object_key(bucket, key)) as usize;
-        self.inner.key_locks[h % self.inner.key_locks.len()].lock()
+        h % self.inner.key_locks.len()
     }
 }
 

@@ -5,6 +5,7 @@
 mod access_control;
 mod admin;
 mod bucket;
+mod copy;
 pub mod cors;
 mod directory;
 mod multipart;

@@ -18,11 +18,10 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     match ctx.method.clone() {
         Method::POST if ctx.has("uploads") => create(ctx).await,
         Method::POST => complete(ctx).await,
-        Method::PUT if ctx.header("x-amz-copy-source").is_some() => Err(s3_error!(
-            NotImplemented,
-            NOT_IMPLEMENTED,
-            "UploadPartCopy is not implemented"
-        )),
+        Method::PUT if ctx.header("x-amz-copy-source").is_some() => {
+            let (id, part_number) = (upload_id(&ctx)?, part_number(&ctx)?);
+            super::copy::upload_part_copy(ctx, id, part_number).await
+        }
         Method::PUT => upload_part(ctx).await,
         Method::DELETE => abort(ctx).await,
         Method::GET => list_parts(ctx).await,
@@ -32,6 +31,18 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
             "{m} is not allowed on a multipart upload"
         )),
     }
+}
+
+fn part_number(ctx: &Ctx) -> S3Result<u32> {
+    ctx.q("partNumber")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                BAD_REQUEST,
+                "partNumber must be an integer between 1 and 10000"
+            )
+        })
 }
 
 fn upload_id(ctx: &Ctx) -> S3Result<String> {
@@ -114,16 +125,7 @@ async fn create(ctx: Ctx) -> S3Result<Response> {
 
 async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
-    let part_number: u32 = ctx
-        .q("partNumber")
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                BAD_REQUEST,
-                "partNumber must be an integer between 1 and 10000"
-            )
-        })?;
+    let part_number = part_number(&ctx)?;
     ctx.require_length()?;
     let md5 = ctx.content_md5()?;
     let _permit = ctx.stream_permit_for_body().await?;

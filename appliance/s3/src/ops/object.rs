@@ -28,11 +28,9 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
         Method::DELETE if ctx.has("tagging") => super::tagging::put_object(ctx, true).await,
         Method::GET if ctx.has("acl") => super::access_control::get_object_acl(ctx).await,
         Method::PUT if ctx.has("acl") => super::access_control::put_object_acl(ctx).await,
-        Method::PUT if ctx.header("x-amz-copy-source").is_some() => Err(s3_error!(
-            NotImplemented,
-            NOT_IMPLEMENTED,
-            "CopyObject is not implemented"
-        )),
+        Method::PUT if ctx.header("x-amz-copy-source").is_some() => {
+            super::copy::copy_object(ctx).await
+        }
         Method::PUT => put_object(ctx).await,
         Method::GET => get_object(ctx, false).await,
         Method::HEAD => get_object(ctx, true).await,
