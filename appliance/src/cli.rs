@@ -109,6 +109,12 @@ pub struct ServeArgs {
     /// Also serve plain `GET /metrics` (Prometheus, no signature) on this management address.
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
+    /// How many seconds a lifecycle day lasts (86400; shorter only to test lifecycle rules).
+    #[arg(long, default_value_t = 86_400)]
+    pub lifecycle_day_seconds: u64,
+    /// Seconds between lifecycle passes.
+    #[arg(long, default_value_t = 3600)]
+    pub lifecycle_interval_seconds: u64,
 }
 
 fn load_profile(path: Option<&PathBuf>) -> hoard::Result<Profile> {
@@ -229,6 +235,8 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         domains: args.domains,
         region: args.region,
         metrics_listen: args.metrics_listen,
+        lifecycle_day: std::time::Duration::from_secs(args.lifecycle_day_seconds.max(1)),
+        lifecycle_interval: std::time::Duration::from_secs(args.lifecycle_interval_seconds.max(1)),
         ..S3Config::default()
     };
     hoard_s3::run(store, credentials, s3, args.listen, move |store, addr| {

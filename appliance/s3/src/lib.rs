@@ -15,6 +15,7 @@ pub mod auth;
 pub mod body;
 pub mod engine;
 pub mod error;
+pub mod lifecycle;
 pub mod metrics;
 pub mod ops;
 pub mod qos;

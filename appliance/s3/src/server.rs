@@ -200,6 +200,7 @@ pub fn run(
         store.start_repair_worker();
         store.start_gc_worker();
         tokio::spawn(keep_usage(state.clone()));
+        tokio::spawn(crate::lifecycle::run(state.clone()));
         if let Some(addr) = state.config.metrics_listen {
             let metrics = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "serving Prometheus metrics on /metrics");

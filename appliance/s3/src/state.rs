@@ -36,6 +36,10 @@ pub struct S3Config {
     /// Where to serve plain `GET /metrics` for a Prometheus scraper (a management address);
     /// `None`: only the signed `GET /_hoard/metrics`.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How long a lifecycle day lasts (shortened for tests; see `lifecycle`).
+    pub lifecycle_day: Duration,
+    /// Time between lifecycle passes.
+    pub lifecycle_interval: Duration,
 }
 
 impl S3Config {
@@ -62,6 +66,8 @@ impl Default for S3Config {
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             metrics_listen: None,
+            lifecycle_day: Duration::from_secs(86_400),
+            lifecycle_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -89,6 +95,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Buckets' parsed ACLs and policies.
     pub access_cache: crate::auth::access::AccessCache,
+    /// The lifecycle worker's settings and counters.
+    pub lifecycle: crate::lifecycle::LifecycleWorker,
 }
 
 impl AppState {
@@ -104,6 +112,8 @@ impl AppState {
         let admission = Admission::new(&config);
         let buffers = BufferBudget::new(config.request_buffer_bytes);
         let qos = crate::qos::Qos::load(&store)?;
+        let lifecycle =
+            crate::lifecycle::LifecycleWorker::new(config.lifecycle_day, config.lifecycle_interval);
         Ok(AppState {
             store,
             credentials,
@@ -115,6 +125,7 @@ impl AppState {
             usage: Default::default(),
             metrics: Default::default(),
             access_cache: Default::default(),
+            lifecycle,
         })
     }
 }

@@ -346,6 +346,109 @@ pub fn parse_tagging(body: &[u8]) -> S3Result<Vec<(String, String)>> {
     Ok(tags)
 }
 
+/// Parses `<LifecycleConfiguration><Rule>...` into rules, as written (validated by
+/// `Lifecycle::from_xml`).
+pub fn parse_lifecycle(body: &[u8]) -> S3Result<Vec<crate::lifecycle::Rule>> {
+    let mut rules = Vec::new();
+    let mut rule = crate::lifecycle::Rule::default();
+    let mut status: Option<String> = None;
+    let mut tag: (Option<String>, Option<String>) = (None, None);
+    let mut seen_root = false;
+    let number = |t: &str, what: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|_| malformed(format!("{what} {t:?} is not a whole number")))
+    };
+    walk(body, |node| {
+        const R: &str = "LifecycleConfiguration/Rule/";
+        match node {
+            Node::Text(path, text) if path.starts_with(R) => {
+                let p = &path[R.len()..];
+                let p = p
+                    .strip_prefix("Filter/And/")
+                    .or_else(|| p.strip_prefix("Filter/"))
+                    .unwrap_or(p);
+                match p {
+                    "ID" => rule.id = text,
+                    "Status" => status = Some(text),
+                    "Prefix" => rule.filter.prefix = text,
+                    "Tag/Key" => tag.0 = Some(text),
+                    "Tag/Value" => tag.1 = Some(text),
+                    "ObjectSizeGreaterThan" => {
+                        rule.filter.size_greater_than = Some(number(&text, p)?)
+                    }
+                    "ObjectSizeLessThan" => rule.filter.size_less_than = Some(number(&text, p)?),
+                    "Expiration/Days" => rule.expiration_days = Some(number(&text, p)?),
+                    "Expiration/Date" => {
+                        let secs = crate::auth::parse_amz_date(&format!(
+                            "{}T000000Z",
+                            text.get(..10).unwrap_or("").replace('-', "")
+                        ))
+                        .ok_or_else(|| malformed(format!("Date {text:?} is not an ISO 8601 date")))?;
+                        if text.len() > 10 && !text[10..].starts_with("T00:00:00") {
+                            return Err(s3_error!(
+                                InvalidArgument,
+                                BAD_REQUEST,
+                                "an expiration Date must be at midnight UTC, not {text}"
+                            ));
+                        }
+                        rule.expiration_date_secs = Some(secs);
+                    }
+                    "Expiration/ExpiredObjectDeleteMarker" => {
+                        rule.expired_object_delete_marker = text.eq_ignore_ascii_case("true")
+                    }
+                    "NoncurrentVersionExpiration/NoncurrentDays" => {
+                        rule.noncurrent_days = Some(number(&text, p)?)
+                    }
+                    "NoncurrentVersionExpiration/NewerNoncurrentVersions" => {
+                        rule.newer_noncurrent_versions = Some(number(&text, p)?)
+                    }
+                    "AbortIncompleteMultipartUpload/DaysAfterInitiation" => {
+                        rule.abort_upload_days = Some(number(&text, p)?)
+                    }
+                    t if t.starts_with("Transition") || t.starts_with("NoncurrentVersionTransition") => {
+                        return Err(s3_error!(
+                            InvalidArgument,
+                            BAD_REQUEST,
+                            "lifecycle transitions are not supported: this server has one storage class"
+                        ))
+                    }
+                    other => return Err(malformed(format!("unknown element {other} in a lifecycle Rule"))),
+                }
+            }
+            Node::End(p)
+                if p.ends_with("/Tag") && p.starts_with("LifecycleConfiguration/Rule/") =>
+            {
+                match (tag.0.take(), tag.1.take()) {
+                    (Some(k), v) => rule.filter.tags.push((k, v.unwrap_or_default())),
+                    _ => return Err(malformed("each Tag needs a Key")),
+                }
+            }
+            Node::End("LifecycleConfiguration/Rule") => {
+                let mut r = std::mem::take(&mut rule);
+                match status.take().as_deref() {
+                    Some("Enabled") => r.enabled = true,
+                    Some("Disabled") => r.enabled = false,
+                    _ => return Err(malformed("each Rule needs Status Enabled or Disabled")),
+                }
+                if r.id.is_empty() {
+                    r.id = format!("rule-{}", rules.len() + 1);
+                }
+                rules.push(r);
+            }
+            Node::End("LifecycleConfiguration") => seen_root = true,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(malformed(
+            "the body is not a LifecycleConfiguration document",
+        ));
+    }
+    Ok(rules)
+}
+
 /// Parses `<PublicAccessBlockConfiguration>` (each of its four flags `true` or `false`,
 /// absent meaning false).
 pub fn parse_public_access_block(body: &[u8]) -> S3Result<crate::auth::access::PublicAccessBlock> {

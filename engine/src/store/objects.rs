@@ -34,6 +34,9 @@ pub enum WriteCondition {
     IfNoneMatch,
     /// Only if the key's object has this ETag (without quotes).
     IfMatch(String),
+    /// Only if the key's object is this very version: this ETag and Last-Modified (Unix ms).
+    /// (Lifecycle expiration: an object rewritten since it was judged is not deleted.)
+    IfVersion(String, u64),
 }
 
 impl WriteCondition {
@@ -49,7 +52,10 @@ impl WriteCondition {
         let holds = match (self, current) {
             (WriteCondition::IfNoneMatch, current) => current.is_none(),
             (WriteCondition::IfMatch(etag), Some(r)) => r.etag == *etag,
-            (WriteCondition::IfMatch(_), None) => false,
+            (WriteCondition::IfVersion(etag, ms), Some(r)) => {
+                r.etag == *etag && r.last_modified_unix_ms == *ms
+            }
+            (WriteCondition::IfMatch(_) | WriteCondition::IfVersion(..), None) => false,
         };
         if holds {
             return Ok(());
@@ -60,6 +66,9 @@ impl WriteCondition {
             condition: match self {
                 WriteCondition::IfNoneMatch => "If-None-Match: *".to_string(),
                 WriteCondition::IfMatch(e) => format!("If-Match: \"{e}\""),
+                WriteCondition::IfVersion(e, ms) => {
+                    format!("the version with ETag \"{e}\" last modified at {ms} ms")
+                }
             },
         })
     }
@@ -960,14 +969,33 @@ impl Store {
     ///
     /// Errors: [`Error::NoSuchBucket`].
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        self.delete_object_if(bucket, key, None)
+    }
+
+    /// Deletes an object if `condition` holds on it (checked under the key's lock, with the
+    /// commit); with no condition, as [`Store::delete_object`].
+    ///
+    /// Errors: [`Error::NoSuchBucket`]; [`Error::PreconditionFailed`].
+    pub fn delete_object_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: Option<&WriteCondition>,
+    ) -> Result<()> {
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
         let _key = self.key_lock(bucket, key);
         let k = schema::object_key(bucket, key);
-        let Some(record) = self.inner.meta.get(&k)? else {
+        let record = match self.inner.meta.get(&k)? {
+            Some(r) => Some(ObjectRecord::decode(&r)?),
+            None => None,
+        };
+        if let Some(c) = condition {
+            c.check(bucket, key, record.as_ref())?;
+        }
+        let Some(record) = record else {
             return Ok(());
         };
-        let record = ObjectRecord::decode(&record)?;
         let mut batch = Batch::new();
         batch.delete(k);
         if record.inline {

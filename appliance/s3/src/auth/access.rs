@@ -69,6 +69,8 @@ pub struct BucketAccess {
     pub block: PublicAccessBlock,
     /// Whether a public access block is set (all four false is a setting too).
     pub block_set: bool,
+    /// Every attribute of the bucket, as read (lifecycle rules, CORS...).
+    pub attributes: Vec<(String, Vec<u8>)>,
 }
 
 impl BucketAccess {
@@ -117,6 +119,7 @@ impl BucketAccess {
             policy,
             block,
             block_set: get(PUBLIC_ACCESS_BLOCK_ATTRIBUTE).is_some(),
+            attributes: attributes.to_vec(),
         })
     }
 }
@@ -199,6 +202,8 @@ pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'s
         "PUT" if has("policy") => "s3:PutBucketPolicy",
         "DELETE" if has("policy") => "s3:DeleteBucketPolicy",
         "GET" if has("publicAccessBlock") => "s3:GetBucketPublicAccessBlock",
+        "GET" if has("lifecycle") => "s3:GetLifecycleConfiguration",
+        "PUT" | "DELETE" if has("lifecycle") => "s3:PutLifecycleConfiguration",
         "GET" if has("tagging") => "s3:GetBucketTagging",
         "PUT" | "DELETE" if has("tagging") => "s3:PutBucketTagging",
         "GET" if has("cors") => "s3:GetBucketCORS",

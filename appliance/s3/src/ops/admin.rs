@@ -339,6 +339,13 @@ fn status(state: &AppState) -> S3Result<Response> {
         .close("Memory");
     repair_status(store, &mut x)?;
     space_status(store, &mut x);
+    let l = state.lifecycle.status();
+    x.open("Lifecycle")
+        .elem("Passes", l.passes.to_string())
+        .elem("ObjectsExpired", l.objects_expired.to_string())
+        .elem("UploadsAborted", l.uploads_aborted.to_string())
+        .elem("LastPassUnixMs", l.last_pass_unix_ms.to_string())
+        .close("Lifecycle");
     let admission = &state.admission;
     x.open("Requests")
         .elem("InFlight", admission.requests_in_flight().to_string())

@@ -19,6 +19,9 @@ use crate::xml::{self, XmlBuilder};
 pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
     refuse_unsupported(&ctx)?;
     match ctx.method.clone() {
+        Method::GET if ctx.has("lifecycle") => super::lifecycle::get(&ctx),
+        Method::PUT if ctx.has("lifecycle") => super::lifecycle::put(ctx, false).await,
+        Method::DELETE if ctx.has("lifecycle") => super::lifecycle::put(ctx, true).await,
         Method::GET if ctx.has("tagging") => super::tagging::get_bucket(ctx).await,
         Method::PUT if ctx.has("tagging") => super::tagging::put_bucket(ctx, false).await,
         Method::DELETE if ctx.has("tagging") => super::tagging::put_bucket(ctx, true).await,

@@ -8,6 +8,7 @@ mod bucket;
 mod copy;
 pub mod cors;
 mod directory;
+mod lifecycle;
 mod multipart;
 mod object;
 mod post_object;
@@ -144,6 +145,11 @@ fn operation_of(ctx: &Ctx) -> &'static str {
     action.strip_prefix("s3:").unwrap_or(action)
 }
 
+/// The tags an object's stored headers carry (lifecycle filters).
+pub(crate) fn object_tags(headers: &[(String, String)]) -> Vec<(String, String)> {
+    tagging::of_headers(headers).unwrap_or_default()
+}
+
 /// Runs an authorized request.
 async fn route(ctx: Ctx) -> S3Result<Response> {
     if post_object::is_post_upload(&ctx) {
@@ -267,7 +273,6 @@ pub(crate) fn request_context<'a>(
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
     "encryption",
     "inventory",
-    "lifecycle",
     "logging",
     "metrics",
     "notification",

@@ -64,7 +64,21 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let writer = blocking(move || store.begin_put(&bucket, &key, opts)).await?;
     let writer = ctx.stream_body_into(writer, MAX_PUT_BYTES).await?;
     let info = blocking(move || writer.finish()).await?;
-    stored_response(&info.etag, &info.checksums)
+    let mut response = stored_response(&info.etag, &info.checksums)?;
+    add_expiration(&ctx, &info, response.headers_mut());
+    Ok(response)
+}
+
+/// `x-amz-expiration` when a lifecycle rule of the bucket expires the object.
+fn add_expiration(ctx: &Ctx, info: &ObjectInfo, headers: &mut axum::http::HeaderMap) {
+    let expiration = crate::lifecycle::expiration_header(
+        &ctx.access().attributes,
+        info,
+        ctx.state.lifecycle.day,
+    );
+    if let Some(v) = expiration.and_then(|v| axum::http::HeaderValue::from_str(&v).ok()) {
+        headers.insert("x-amz-expiration", v);
+    }
 }
 
 /// Parses `Range: bytes=...`; `None` for an absent or unsupported (multi-range) header, which
@@ -283,6 +297,8 @@ pub(super) fn check_write_condition(
             )),
             (WriteCondition::IfMatch(want), Some(have)) if want == have => Ok(()),
             (WriteCondition::IfMatch(_), Some(_)) => Err(failed()),
+            // Not a client's condition (lifecycle's): the commit checks it.
+            (WriteCondition::IfVersion(..), _) => Ok(()),
         }
     }
 }
@@ -435,6 +451,9 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let tags = super::tagging::of_headers(&info.headers)?.len();
     if tags > 0 {
         resp = resp.header("x-amz-tagging-count", tags);
+    }
+    if let Some(headers) = resp.headers_mut() {
+        add_expiration(&ctx, &info, headers);
     }
     // Stored standard headers, unless a `response-*` override replaces them below.
     for (name, value) in info
