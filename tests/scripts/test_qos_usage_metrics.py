@@ -94,11 +94,13 @@ def test_a_tenant_over_its_limit_is_slowed_and_another_is_not(server, tenants):
     # The noisy tenant got at most its rate (a second's burst, then 5/s), and was told to slow
     # down, with when to retry; the quiet one never was.
     assert len(served) <= 5 + 5 * (elapsed + 1), (len(served), elapsed)
-    assert len(refused) == 180 - len(served) and set(refused) == {"SlowDown"}, refused[:5]
+    assert len(refused) == 180 - len(served) and set(refused) <= {"SlowDown"}, refused[:5]
+    if 180 > 5 + 5 * (elapsed + 1):
+        assert refused, "more requests than the limit allows were all served"
     assert all(r is not None and int(r) >= 1 for r in retry_after)
     assert set(codes) == {"OK"}
     # ... and its latency stayed where it was (a loose bound: this is a shared 2-core VM).
-    assert statistics.median(during) < statistics.median(baseline) + 0.25, (baseline, during)
+    assert statistics.median(during) < statistics.median(baseline) + 0.5, (baseline, during)
 
     # A byte-rate limit on a bucket: a 300 KB GET puts it 200 KB in debt (bytes are charged as
     # they are sent), so the next GET within two seconds is refused.
@@ -108,21 +110,20 @@ def test_a_tenant_over_its_limit_is_slowed_and_another_is_not(server, tenants):
         quiet.get_object(Bucket="quiet-data", Key="obj")["Body"].read()
     assert e.value.response["Error"]["Code"] == "SlowDown"
 
-    # Limits survive a restart.
+    # Limits survive a restart. (One request every two seconds: however slow this machine,
+    # two requests in a row overrun it.)
+    admin(server, "set-limits", "account", noisy_id, "--requests-per-s", "0.5", parse=False)
     server.stop()
     server.start()
-    limits = {(l["scope"]["kind"], l["scope"]["name"]) for l in admin(server, "limits")["limits"]}
-    assert limits == {("account", noisy_id), ("bucket", "quiet-data")}
+    limits = {(l["scope"]["kind"], l["scope"]["name"], l["requests_per_s"])
+              for l in admin(server, "limits")["limits"]}
+    assert limits == {("account", noisy_id, 0.5), ("bucket", "quiet-data", None)}
     noisy = s3(server, (noisy._request_signer._credentials.access_key,
                         noisy._request_signer._credentials.secret_key))
-    codes = []
-    for _ in range(30):
-        try:
-            noisy.get_object(Bucket="noisy-data", Key="obj", Range="bytes=0-99")["Body"].read()
-            codes.append("OK")
-        except ClientError as e:
-            codes.append(e.response["Error"]["Code"])
-    assert "SlowDown" in codes and "OK" in codes
+    noisy.get_object(Bucket="noisy-data", Key="obj", Range="bytes=0-99")["Body"].read()
+    with pytest.raises(ClientError) as e:
+        noisy.get_object(Bucket="noisy-data", Key="obj", Range="bytes=0-99")["Body"].read()
+    assert e.value.response["Error"]["Code"] == "SlowDown"
     admin(server, "clear-limits", "account", noisy_id, parse=False)
     admin(server, "clear-limits", "bucket", "quiet-data", parse=False)
     assert admin(server, "limits")["limits"] == []
