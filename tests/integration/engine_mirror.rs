@@ -89,6 +89,10 @@ fn either_metadata_ssd_can_be_lost_and_replaced() {
     };
     let store = Store::open(&opts).unwrap();
     assert_eq!(store.metadata_mirror().len(), 2);
+    // The secrets key (sealing the S3 layer's secrets) lives on every SSD and follows the
+    // mirror through both replacements below: losing it would lose every access key.
+    let secrets_key = store.secrets_key();
+    assert_ne!(secrets_key, [0; 32]);
     wait_in_sync(&store);
     store.create_bucket("mirrored", "owner").unwrap();
     put(&store, 0..40);
@@ -104,6 +108,7 @@ fn either_metadata_ssd_can_be_lost_and_replaced() {
         .map(|m| m.state)
         .collect();
     assert_eq!(states[0], MemberState::InSync);
+    assert_eq!(store.secrets_key(), secrets_key);
     check(&store, 40);
     put(&store, 40..60);
     wait_in_sync(&store);
@@ -114,6 +119,11 @@ fn either_metadata_ssd_can_be_lost_and_replaced() {
     // Now ssd0 dies: everything, including what was written during the resilver, is on ssd1.
     std::fs::remove_file(scratch.path().join("ssd0.img")).unwrap();
     let store = Store::open(&opts).unwrap();
+    assert_eq!(
+        store.secrets_key(),
+        secrets_key,
+        "the key reached the replacement SSD"
+    );
     check(&store, 70);
     wait_in_sync(&store);
     store.close().unwrap();

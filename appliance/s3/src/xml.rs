@@ -104,6 +104,21 @@ impl XmlBuilder {
     }
 }
 
+/// Writes a `Checksum<ALGORITHM>` element for each stored checksum, then `ChecksumType` if
+/// given (CompleteMultipartUpload, CopyObject and GetObjectAttributes answers).
+pub fn checksum_elems(
+    x: &mut XmlBuilder,
+    checksums: &[(String, String)],
+    checksum_type: Option<&str>,
+) {
+    for (algorithm, value) in checksums {
+        x.elem(&format!("Checksum{algorithm}"), value);
+    }
+    if let Some(t) = checksum_type {
+        x.elem("ChecksumType", t);
+    }
+}
+
 /// A part named in a CompleteMultipartUpload request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestPart {

@@ -11,6 +11,7 @@
 //! | `hoard.io_backend=` | `auto`, `uring` or `portable` | the profile's |
 //! | `hoard.domain=D` | virtual-host-style domain | none |
 //! | `hoard.region=R` | region reported to clients | `us-east-1` |
+//! | `hoard.metrics_port=N` | also serve plain `GET /metrics` (Prometheus) on this port | none (only the signed `/_hoard/metrics`) |
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -34,6 +35,8 @@ pub struct BootParams {
     pub domain: Option<String>,
     /// Region.
     pub region: String,
+    /// Port for plain `GET /metrics`, if any.
+    pub metrics_port: Option<u16>,
 }
 
 impl BootParams {
@@ -75,6 +78,19 @@ impl BootParams {
                 .filter(|&p| p != 0)
                 .ok_or_else(|| format!("hoard.port={p} is not a port number"))?,
         };
+        let metrics_port = match take("metrics_port") {
+            None => None,
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&m| m != 0 && m != port)
+                    .ok_or_else(|| {
+                        format!(
+                            "hoard.metrics_port={p} is not a port number other than the S3 port"
+                        )
+                    })?,
+            ),
+        };
         let credentials = match (take("access_key"), take("secret_key")) {
             (Some(a), Some(s)) => Some((a, s)),
             (None, None) => None,
@@ -88,6 +104,7 @@ impl BootParams {
             io_backend: take("io_backend"),
             domain: take("domain"),
             region: take("region").unwrap_or_else(|| "us-east-1".into()),
+            metrics_port,
         };
         if let Some(unknown) = params.keys().next() {
             return Err(format!("unknown kernel parameter hoard.{unknown}"));
@@ -107,14 +124,16 @@ mod tests {
         assert_eq!(p.port, 9000);
         assert_eq!(p.credentials, None);
         assert_eq!(p.region, "us-east-1");
+        assert_eq!(p.metrics_port, None);
     }
 
     #[test]
     fn every_parameter_is_read() {
         let p = BootParams::parse(
-            "console=ttyS0 hoard.profile=4u-1.5pb hoard.ip=192.168.1.10/24 hoard.gw=none hoard.port=80 hoard.access_key=AK hoard.secret_key=SK hoard.domain=s3.lan",
+            "console=ttyS0 hoard.profile=4u-1.5pb hoard.ip=192.168.1.10/24 hoard.gw=none hoard.port=80 hoard.access_key=AK hoard.secret_key=SK hoard.domain=s3.lan hoard.metrics_port=9100",
         )
         .unwrap();
+        assert_eq!(p.metrics_port, Some(9100));
         assert_eq!(p.profile.as_deref(), Some("4u-1.5pb"));
         assert_eq!(p.ip.address, Ipv4Addr::new(192, 168, 1, 10));
         assert_eq!(p.ip.gateway, None);
@@ -130,6 +149,7 @@ mod tests {
             ("hoard.gw=gateway", "hoard.gw=gateway"),
             ("hoard.port=0", "hoard.port=0"),
             ("hoard.access_key=AK", "together"),
+            ("hoard.metrics_port=9000", "hoard.metrics_port=9000"),
             ("hoard.colour=blue", "hoard.colour"),
         ] {
             let err = BootParams::parse(line).unwrap_err();

@@ -152,6 +152,9 @@ fn boot_and_serve() -> Result<String, BoxError> {
     let s3 = S3Config {
         domains: params.domain.iter().cloned().collect(),
         region: params.region.clone(),
+        metrics_listen: params
+            .metrics_port
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
         ..S3Config::default()
     };
     let listen = SocketAddr::from(([0, 0, 0, 0], params.port));

@@ -224,9 +224,7 @@ pub(super) async fn copy_object(ctx: Ctx) -> S3Result<Response> {
     let mut x = XmlBuilder::new("CopyObjectResult");
     x.elem("LastModified", iso8601(info.last_modified_unix_ms))
         .elem("ETag", format!("\"{}\"", info.etag));
-    for (algorithm, value) in &info.checksums {
-        x.elem(&format!("Checksum{algorithm}"), value);
-    }
+    crate::xml::checksum_elems(&mut x, &info.checksums, None);
     xml_response(x.finish("CopyObjectResult"))
 }
 

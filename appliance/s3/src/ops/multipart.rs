@@ -185,16 +185,12 @@ async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         .elem("Bucket", ctx.bucket())
         .elem("Key", ctx.key())
         .elem("ETag", format!("\"{}\"", info.etag));
-    for (algorithm, value) in &info.checksums {
-        x.elem(&format!("Checksum{algorithm}"), value);
-    }
-    if let Some((_, t)) = info
+    let checksum_type = info
         .headers
         .iter()
         .find(|(n, _)| n == "x-amz-checksum-type")
-    {
-        x.elem("ChecksumType", t);
-    }
+        .map(|(_, t)| t.as_str());
+    xml::checksum_elems(&mut x, &info.checksums, checksum_type);
     xml_response(x.finish("CompleteMultipartUploadResult"))
 }
 

@@ -181,18 +181,12 @@ async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
     }
     if has("Checksum") && !info.checksums.is_empty() {
         x.open("Checksum");
-        for (algorithm, value) in &info.checksums {
-            x.elem(&format!("Checksum{algorithm}"), value);
-        }
-        if let Some((_, t)) = info
+        let checksum_type = info
             .headers
             .iter()
             .find(|(n, _)| n == "x-amz-checksum-type")
-        {
-            x.elem("ChecksumType", t);
-        } else {
-            x.elem("ChecksumType", "FULL_OBJECT");
-        }
+            .map_or("FULL_OBJECT", |(_, t)| t.as_str());
+        crate::xml::checksum_elems(&mut x, &info.checksums, Some(checksum_type));
         x.close("Checksum");
     }
     if has("ObjectParts") && !info.part_sizes.is_empty() {
