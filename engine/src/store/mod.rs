@@ -112,7 +112,22 @@ struct Inner {
     repair: repair::RepairState,
     /// Serialises drive adoptions ([`Store::adopt_data_drive`]).
     adopt: Mutex<()>,
+    /// Bucket attributes read since they last changed ([`Store::bucket_attributes`]).
+    attributes: RwLock<AttributeCache>,
 }
+
+/// Bucket attributes by bucket, as last read. Every change of a bucket's attributes goes
+/// through this store, which drops the bucket's entry after its commit and bumps
+/// `generation`; a reader caches what it scanned only if no change happened since it began, so
+/// an entry never outlives a change.
+#[derive(Default)]
+struct AttributeCache {
+    generation: u64,
+    by_bucket: std::collections::HashMap<String, Vec<(String, Vec<u8>)>>,
+}
+
+/// Most buckets whose attributes are cached; past it the cache starts over.
+const MAX_CACHED_BUCKETS: usize = 16_384;
 
 impl SegmentClaims for MetaStore {
     fn claim(&self, slot: u32, next_unclaimed: u32) -> Result<()> {
@@ -414,7 +429,9 @@ impl Store {
         for (attribute, _) in self.scan_bucket_attributes(name)? {
             batch.delete(schema::bucket_attribute_key(name, &attribute));
         }
-        self.commit(batch)
+        let committed = self.commit(batch);
+        self.attributes_changed(name);
+        committed
     }
 
     fn scan_bucket_attributes(&self, bucket: &str) -> Result<Vec<(String, Vec<u8>)>> {
@@ -438,7 +455,31 @@ impl Store {
     pub fn bucket_attributes(&self, bucket: &str) -> Result<(BucketInfo, Vec<(String, Vec<u8>)>)> {
         let _ns = self.inner.namespace.read();
         let info = self.head_bucket(bucket)?;
-        Ok((info, self.scan_bucket_attributes(bucket)?))
+        let generation = {
+            let cache = self.inner.attributes.read();
+            if let Some(a) = cache.by_bucket.get(bucket) {
+                return Ok((info, a.clone()));
+            }
+            cache.generation
+        };
+        let attributes = self.scan_bucket_attributes(bucket)?;
+        let mut cache = self.inner.attributes.write();
+        if cache.generation == generation {
+            if cache.by_bucket.len() >= MAX_CACHED_BUCKETS {
+                cache.by_bucket.clear();
+            }
+            cache
+                .by_bucket
+                .insert(bucket.to_string(), attributes.clone());
+        }
+        Ok((info, attributes))
+    }
+
+    /// Drops the cached attributes of `bucket` (after a commit that changed them).
+    fn attributes_changed(&self, bucket: &str) {
+        let mut cache = self.inner.attributes.write();
+        cache.generation += 1;
+        cache.by_bucket.remove(bucket);
     }
 
     /// Sets (`Some`) or removes (`None`) attribute `name` of a bucket, durably.
@@ -463,7 +504,9 @@ impl Store {
             Some(v) => batch.put(schema::bucket_attribute_key(bucket, name), v.to_vec()),
             None => batch.delete(schema::bucket_attribute_key(bucket, name)),
         };
-        self.commit(batch)
+        let committed = self.commit(batch);
+        self.attributes_changed(bucket);
+        committed
     }
 
     /// What a bucket holds now: (objects, bytes of their data), counted from its records

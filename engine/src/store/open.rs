@@ -338,6 +338,7 @@ impl Store {
                 epoch_failures: Mutex::new(meta_failures),
                 repair,
                 adopt: Mutex::new(()),
+                attributes: Default::default(),
             }),
         };
         // Segments nothing references (tails of writes a crash cut off, space freed before a
