@@ -2,11 +2,14 @@
 //! [`hoard::Store`].
 //!
 //! Files follow a request's path: [`server`] (listen, admission, shutdown) → [`request`]
-//! (target, query, headers, context; what every request shares is in [`state`]) → [`auth`] (SigV4, SigV2, principals) → [`body`] (readers:
+//! (target, query, headers, context; what every request shares is in [`state`]) → [`auth`]
+//! (SigV4, SigV2, principals and their directory, sealed secrets; then ACLs, bucket policies
+//! and the one authorization of every request) → [`body`] (readers:
 //! connection pump, aws-chunked, checksums, assembled in one place) → [`ops`] (routing, then
 //! bucket, object, multipart and admin operations, which call the engine through [`engine`]) →
 //! [`response`], [`xml`] and [`error`]. Beside every request: [`qos`] (per-tenant rate
-//! limits), [`usage`] (per-hour accounting) and [`metrics`] (Prometheus). [`run`] serves S3 for a store; `hoard serve` and the
+//! limits), [`usage`] (per-hour accounting), [`metrics`] (Prometheus) and the [`lifecycle`]
+//! worker. [`run`] serves S3 for a store; `hoard serve` and the
 //! appliance both start it there.
 
 #![forbid(unsafe_code)]

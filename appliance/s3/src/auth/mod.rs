@@ -1,4 +1,8 @@
-//! Authentication: who sent a request, and how its body is signed.
+//! Authentication: who sent a request, and how its body is signed; then what they may do.
+//!
+//! Who: [`principals`] (accounts, users, access keys, temporary credentials; secrets sealed by
+//! [`seal`]). What: [`access`] decides every request from the bucket's [`policy`] and the
+//! [`acl`]s. A request with no signature is an anonymous caller.
 //!
 //! Schemes (Amazon S3 API Reference, "Authenticating Requests"): SigV4 in the Authorization
 //! header ([`sigv4`]), SigV4 presigned query URLs, SigV2 header and SigV2 presigned query URLs

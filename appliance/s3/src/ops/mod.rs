@@ -1,6 +1,9 @@
 //! S3 operations, routed on method, bucket, key and sub-resource: [`bucket`], [`object`],
-//! [`multipart`] and Hoard's own [`admin`] requests. Routing lives here; each operation lives in
-//! the file of what it acts on.
+//! [`multipart`], [`copy`], [`post_object`] (browser uploads), [`access_control`] (`?acl`,
+//! `?policy`, `?publicAccessBlock`), [`cors`], [`tagging`], [`lifecycle`], and Hoard's own
+//! [`admin`] requests ([`directory`]: accounts, users, keys; [`tenancy`]: limits, usage,
+//! metrics). Routing and the one authorization of every request ([`crate::auth::access`])
+//! live here; each operation lives in the file of what it acts on.
 
 mod access_control;
 mod admin;
