@@ -130,14 +130,7 @@ impl BucketAccess {
 /// [`AccessCache::MAX_BUCKETS`] buckets; past that it starts over.
 #[derive(Default)]
 pub struct AccessCache {
-    parsed: parking_lot::Mutex<std::collections::HashMap<String, CachedAccess>>,
-}
-
-/// What a cached [`BucketAccess`] was parsed from.
-struct CachedAccess {
-    owner: String,
-    attributes: Vec<(String, Vec<u8>)>,
-    access: std::sync::Arc<BucketAccess>,
+    parsed: parking_lot::Mutex<std::collections::HashMap<String, std::sync::Arc<BucketAccess>>>,
 }
 
 impl AccessCache {
@@ -154,9 +147,10 @@ impl AccessCache {
         owner: &str,
         attributes: Vec<(String, Vec<u8>)>,
     ) -> S3Result<std::sync::Arc<BucketAccess>> {
-        if let Some(c) = self.parsed.lock().get(bucket) {
-            if c.owner == owner && c.attributes == attributes {
-                return Ok(c.access.clone());
+        if let Some(a) = self.parsed.lock().get(bucket) {
+            // A parsed access keeps the owner and attributes it was parsed from.
+            if a.owner == owner && a.attributes == attributes {
+                return Ok(a.clone());
             }
         }
         let access = std::sync::Arc::new(BucketAccess::load(bucket, owner, &attributes)?);
@@ -164,14 +158,7 @@ impl AccessCache {
         if parsed.len() >= Self::MAX_BUCKETS {
             parsed.clear();
         }
-        parsed.insert(
-            bucket.to_string(),
-            CachedAccess {
-                owner: owner.to_string(),
-                attributes,
-                access: access.clone(),
-            },
-        );
+        parsed.insert(bucket.to_string(), access.clone());
         Ok(access)
     }
 }
