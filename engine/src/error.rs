@@ -154,6 +154,29 @@ pub enum Error {
         /// Object key.
         key: String,
     },
+    /// The version asked for does not exist (never written, or permanently deleted).
+    #[error("version {version_id} of object {bucket}/{key} does not exist")]
+    NoSuchVersion {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The version ID asked for.
+        version_id: String,
+    },
+    /// The version read is a delete marker: the key's latest version when `requested` is
+    /// false (the key reads as absent), the very version asked for when true.
+    #[error("{} of object {bucket}/{key} is a delete marker", if *requested { format!("version {version_id}") } else { "the latest version".to_string() })]
+    DeleteMarker {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The delete marker's version ID.
+        version_id: String,
+        /// Whether the request named this version.
+        requested: bool,
+    },
     /// The multipart upload does not exist (never created, completed or aborted).
     #[error("multipart upload {upload_id} does not exist")]
     NoSuchUpload {

@@ -28,9 +28,9 @@ pub use error::{Error, Result};
 pub use profile::{EngineConfig, Profile, Protection};
 pub use store::{
     BucketInfo, ByteRange, ChecksumCell, ChecksumCombiner, CompletedPart, CopyOptions,
-    DataSlotStatus, DriveSpace, DriveState, GcRound, GcStatus, ListPage, ListQuery, MemoryUse,
-    ObjectInfo, ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter, PartsPage,
-    PassKind, PassStatus, PutOptions, RepairCounters, RepairStatus, SegmentSpace, SpaceCheck,
-    SpaceStatus, Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions, UploadsPage,
-    WriteCondition,
+    DataSlotStatus, DeleteOutcome, DriveSpace, DriveState, GcRound, GcStatus, ListPage, ListQuery,
+    MemoryUse, ObjectInfo, ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter,
+    PartsPage, PassKind, PassStatus, PutOptions, RepairCounters, RepairStatus, SegmentSpace,
+    SpaceCheck, SpaceStatus, Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions,
+    UploadsPage, VersionEntry, VersionId, VersionPage, VersionQuery, Versioning, WriteCondition,
 };

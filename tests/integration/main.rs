@@ -13,6 +13,7 @@ mod engine_mirror;
 mod engine_protection;
 mod engine_repair;
 mod engine_space;
+mod engine_versions;
 mod s3_auth;
 mod s3_hardening;
 mod s3_list;

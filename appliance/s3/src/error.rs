@@ -60,6 +60,24 @@ impl From<hoard::Error> for S3Error {
         match e {
             E::NoSuchBucket(_) => s3_error!(NoSuchBucket, NOT_FOUND, "{msg}"),
             E::NoSuchKey { .. } => s3_error!(NoSuchKey, NOT_FOUND, "{msg}"),
+            E::NoSuchVersion { .. } => s3_error!(NoSuchVersion, NOT_FOUND, "{msg}"),
+            // S3: a GET of a key whose latest version is a delete marker is 404, of a delete
+            // marker by its version ID 405; both say which marker.
+            E::DeleteMarker {
+                ref version_id,
+                requested,
+                ..
+            } => {
+                let marker = vec![
+                    ("x-amz-delete-marker".to_string(), "true".to_string()),
+                    ("x-amz-version-id".to_string(), version_id.clone()),
+                ];
+                match requested {
+                    true => s3_error!(MethodNotAllowed, METHOD_NOT_ALLOWED, "{msg}"),
+                    false => s3_error!(NoSuchKey, NOT_FOUND, "{msg}"),
+                }
+                .with_headers(&marker)
+            }
             E::NoSuchUpload { .. } => s3_error!(NoSuchUpload, NOT_FOUND, "{msg}"),
             E::BucketAlreadyExists {
                 owned_by_caller: true,

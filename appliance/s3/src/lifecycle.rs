@@ -393,7 +393,7 @@ impl LifecycleWorker {
                     let this =
                         hoard::WriteCondition::IfVersion(o.etag.clone(), o.last_modified_unix_ms);
                     match store.delete_object_if(name, key, Some(&this)) {
-                        Ok(()) => {
+                        Ok(_) => {
                             expired += 1;
                             tracing::info!(bucket = %name, key = %key, rule, "lifecycle: object expired");
                             std::thread::sleep(pace);

@@ -68,6 +68,8 @@ pub struct Ctx {
     pub access: Option<std::sync::Arc<crate::auth::access::BucketAccess>>,
     /// What authorization decided; object reads settle it with the object's record.
     pub verdict: Option<crate::auth::access::Verdict>,
+    /// The bucket's versioning state (requests on a bucket that exists).
+    pub versioning: hoard::Versioning,
     pub(crate) body: Option<Body>,
 }
 
@@ -116,6 +118,25 @@ impl Ctx {
     /// The key (present by dispatch).
     pub fn key(&self) -> &str {
         self.key.as_deref().unwrap_or_default()
+    }
+
+    /// The `versionId` query parameter, parsed.
+    ///
+    /// Errors: InvalidArgument for a malformed version ID.
+    pub fn version_id(&self) -> S3Result<Option<hoard::VersionId>> {
+        self.q("versionId")
+            .map(hoard::VersionId::parse)
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// The `x-amz-version-id` an answer about `version` carries: every version of a
+    /// versioned bucket (`null` included) and none in a bucket never versioned.
+    pub fn version_header(&self, version: hoard::VersionId) -> Option<(&'static str, String)> {
+        match (version, self.versioning) {
+            (hoard::VersionId::Null, hoard::Versioning::Unversioned) => None,
+            (v, _) => Some(("x-amz-version-id", v.to_string())),
+        }
     }
 }
 

@@ -226,13 +226,23 @@ pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
     Ok(parts)
 }
 
-/// Parses `<Delete><Quiet/>?<Object><Key/></Object>...</Delete>`; returns (keys, quiet).
-pub fn parse_delete(body: &[u8]) -> S3Result<(Vec<String>, bool)> {
+/// Parses `<Delete><Quiet/>?<Object><Key/><VersionId/>?</Object>...</Delete>`; returns
+/// ((key, version ID as sent), quiet).
+///
+/// Errors: MalformedXML for an Object without a Key, or more than 1000.
+#[allow(clippy::type_complexity)]
+pub fn parse_delete(body: &[u8]) -> S3Result<(Vec<(String, Option<String>)>, bool)> {
     let mut keys = Vec::new();
     let mut quiet = false;
+    let (mut key, mut version) = (None, None);
     walk(body, |node| {
         match node {
-            Node::Text("Delete/Object/Key", text) => keys.push(text),
+            Node::Text("Delete/Object/Key", text) => key = Some(text),
+            Node::Text("Delete/Object/VersionId", text) => version = Some(text),
+            Node::End("Delete/Object") => match key.take() {
+                Some(k) => keys.push((k, version.take())),
+                None => return Err(malformed("each Object needs a Key")),
+            },
             Node::Text("Delete/Quiet", text) => quiet = text.eq_ignore_ascii_case("true"),
             _ => {}
         }
@@ -242,6 +252,38 @@ pub fn parse_delete(body: &[u8]) -> S3Result<(Vec<String>, bool)> {
         return Err(malformed("at most 1000 keys per Delete request"));
     }
     Ok((keys, quiet))
+}
+
+/// Parses `<VersioningConfiguration><Status>Enabled|Suspended</Status>
+/// <MfaDelete/>?</VersioningConfiguration>` (PutBucketVersioning).
+///
+/// Errors: MalformedXML without a Status or with another one; NotImplemented for MFA delete.
+pub fn parse_versioning(body: &[u8]) -> S3Result<hoard::Versioning> {
+    let mut status = None;
+    let mut mfa = None;
+    walk(body, |node| {
+        match node {
+            Node::Text("VersioningConfiguration/Status", text) => status = Some(text),
+            Node::Text("VersioningConfiguration/MfaDelete", text) => mfa = Some(text),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if mfa.as_deref() == Some("Enabled") {
+        return Err(crate::s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "MFA delete is not supported"
+        ));
+    }
+    match status.as_deref() {
+        Some("Enabled") => Ok(hoard::Versioning::Enabled),
+        Some("Suspended") => Ok(hoard::Versioning::Suspended),
+        Some(other) => Err(malformed(format!(
+            "versioning Status must be Enabled or Suspended, not {other:?}"
+        ))),
+        None => Err(malformed("VersioningConfiguration needs a Status")),
+    }
 }
 
 /// A grant of an `AccessControlPolicy` document, as written.

@@ -19,7 +19,10 @@
 //! destination's): its bytes are read and written as a new object.
 
 use super::objects::{ObjectInfo, PutOptions, WriteCondition};
-use super::schema::{self, InlineData, ObjectRecord};
+use super::schema::InlineData;
+use super::schema::Versioning;
+use super::versions::Located;
+use super::versions::VersionId;
 use super::{validate_key, Store};
 use crate::error::{Error, Result};
 use crate::meta::Batch;
@@ -35,6 +38,9 @@ pub struct CopyOptions {
     pub header_changes: Vec<(String, Option<String>)>,
     /// Commit only if this holds on the destination's current version.
     pub condition: Option<WriteCondition>,
+    /// The source's version to copy (`x-amz-copy-source` with `?versionId=`); its latest
+    /// when `None`.
+    pub source_version: Option<VersionId>,
 }
 
 impl Store {
@@ -43,8 +49,8 @@ impl Store {
     /// `x-amz-copy-source-if-*` conditions) and may refuse it. The copy has a new
     /// Last-Modified and the source's ETag, size, parts and checksums.
     ///
-    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`] (the source),
-    /// [`Error::InvalidKey`], [`Error::PreconditionFailed`] (the destination's condition),
+    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`] and
+    /// [`Error::DeleteMarker`] (the source), [`Error::InvalidKey`], [`Error::PreconditionFailed`] (the destination's condition),
     /// what `check_source` returns; device errors for a copy that cannot share.
     pub fn copy_object(
         &self,
@@ -59,16 +65,21 @@ impl Store {
         {
             let _ns = self.inner.namespace.read();
             let src_protection = self.bucket(src_bucket)?.protection;
-            let dst_protection = self.bucket(dst_bucket)?.protection;
+            let dst = self.bucket(dst_bucket)?;
             let _keys = self.key_locks_of(&[(src_bucket, src_key), (dst_bucket, dst_key)]);
-            let src = self.object(src_bucket, src_key)?;
-            check_source(&ObjectInfo::from_record(src_key, &src))?;
-            if src_protection == dst_protection || src.runs.is_empty() {
-                return self.commit_copy(src, src_bucket, src_key, dst_bucket, dst_key, &opts);
+            let src = self.version_at(
+                src_bucket,
+                src_key,
+                opts.source_version,
+                &self.inner.meta.snapshot(),
+            )?;
+            check_source(&ObjectInfo::from_record(src_key, &src.record))?;
+            if src_protection == dst.protection || src.record.runs.is_empty() {
+                return self.commit_copy(src, dst.versioning, dst_bucket, dst_key, &opts);
             }
         }
         // Another protection: the bytes are read and written anew.
-        let mut reader = self.get_object(src_bucket, src_key, None)?;
+        let mut reader = self.get_object_version(src_bucket, src_key, opts.source_version, None)?;
         let info = reader.info().clone();
         check_source(&info)?;
         let mut headers = info.headers.clone();
@@ -90,39 +101,27 @@ impl Store {
     /// Commits the copy's record naming the source's runs (locks held by the caller).
     fn commit_copy(
         &self,
-        src: ObjectRecord,
-        src_bucket: &str,
-        src_key: &str,
+        src: Located,
+        versioning: Versioning,
         dst_bucket: &str,
         dst_key: &str,
         opts: &CopyOptions,
     ) -> Result<ObjectInfo> {
-        let dst_record_key = schema::object_key(dst_bucket, dst_key);
-        let old = match self.inner.meta.get(&dst_record_key)? {
-            Some(v) => Some(ObjectRecord::decode(&v)?),
-            None => None,
-        };
-        if let Some(c) = &opts.condition {
-            c.check(dst_bucket, dst_key, old.as_ref())?;
-        }
-        let inline_data = match src.inline {
+        let inline_data = match src.record.inline {
             true => {
-                let raw = self
-                    .inner
-                    .meta
-                    .get(&schema::inline_key(src_bucket, src_key))?
-                    .ok_or_else(|| {
-                        Error::MetadataUnavailable {
-                            detail: format!(
-                                "object {src_key} of bucket {src_bucket} is inline but its data record is missing"
-                            ),
-                        }
-                    })?;
+                let raw = self.inner.meta.get(&src.inline_key)?.ok_or_else(|| {
+                    Error::MetadataUnavailable {
+                        detail: format!(
+                            "the copy source is inline but its data record {:?} is missing",
+                            String::from_utf8_lossy(&src.inline_key)
+                        ),
+                    }
+                })?;
                 Some(InlineData::decode(&raw)?.data)
             }
             false => None,
         };
-        let mut record = src;
+        let mut record = src.record;
         record.last_modified_unix_ms = super::now_unix_ms();
         record.upload_id = String::new();
         if let Some((content_type, user_metadata)) = &opts.metadata {
@@ -134,21 +133,18 @@ impl Store {
         apply_header_changes(&mut record.headers, &opts.header_changes);
         let mut delta = self.space_delta();
         // The copy names every location of the source once more; the version it replaces
-        // (which may be the source itself) names its own once less.
+        // (which may be the source itself) is retired as the bucket's versioning says.
         delta.add_runs(&record.runs, 1);
-        if let Some(old) = &old {
-            delta.add_runs(&old.runs, -1);
-        }
-        let mut batch = Batch::new();
-        batch.put(dst_record_key, record.encode());
-        match &inline_data {
-            Some(data) => batch.put(
-                schema::inline_key(dst_bucket, dst_key),
-                InlineData::encode(data),
-            ),
-            None => batch.delete(schema::inline_key(dst_bucket, dst_key)),
-        };
-        self.commit_with_space(batch, &delta)?;
+        self.commit_version_locked(
+            dst_bucket,
+            dst_key,
+            versioning,
+            &mut record,
+            inline_data.as_deref(),
+            Batch::new(),
+            delta,
+            opts.condition.as_ref(),
+        )?;
         Ok(ObjectInfo::from_record(dst_key, &record))
     }
 

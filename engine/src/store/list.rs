@@ -87,6 +87,16 @@ impl Store {
             if !key.starts_with(prefix) {
                 return Scan::Stop;
             }
+            // A key whose latest version is a delete marker is not listed, nor is a common
+            // prefix until a key under it is.
+            let rec = match ObjectRecord::decode(v) {
+                Ok(rec) if rec.delete_marker => return Scan::Continue,
+                Ok(rec) => rec,
+                Err(e) => {
+                    error = Some(e);
+                    return Scan::Stop;
+                }
+            };
             // A key under a common prefix becomes that prefix.
             let common = delimiter.and_then(|d| {
                 let rest = &key[prefix.len()..];
@@ -113,18 +123,12 @@ impl Store {
                 page.is_truncated = true;
                 return Scan::Stop;
             }
-            match ObjectRecord::decode(v) {
-                Ok(rec) => page.objects.push(ObjectSummary {
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    size: rec.size,
-                    etag: rec.etag,
-                    last_modified_unix_ms: rec.last_modified_unix_ms,
-                }),
-                Err(e) => {
-                    error = Some(e);
-                    return Scan::Stop;
-                }
-            }
+            page.objects.push(ObjectSummary {
+                key: String::from_utf8_lossy(key).into_owned(),
+                size: rec.size,
+                etag: rec.etag,
+                last_modified_unix_ms: rec.last_modified_unix_ms,
+            });
             count += 1;
             Scan::Continue
         })?;

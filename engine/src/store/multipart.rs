@@ -363,8 +363,8 @@ impl Store {
         let upload = match self.upload(bucket, key, upload_id) {
             Ok(upload) => upload,
             Err(e @ Error::NoSuchUpload { .. }) => {
-                return match self.object(bucket, key) {
-                    Ok(current) if current.upload_id == upload_id => {
+                return match self.latest_record(bucket, key) {
+                    Ok(Some(current)) if current.upload_id == upload_id => {
                         Ok(ObjectInfo::from_record(key, &current))
                     }
                     _ => Err(e),
@@ -396,6 +396,9 @@ impl Store {
             inline: false,
             headers: upload.headers,
             upload_id: upload_id.to_string(),
+            version: 0,
+            null_version: false,
+            delete_marker: false,
         };
         // Every named part must exist with its ETag before sizes are judged (S3 reports
         // InvalidPart before EntityTooSmall).
@@ -500,7 +503,7 @@ impl Store {
                 delta.add_runs(std::slice::from_ref(&part.run), -1);
             }
         }
-        self.commit_object(bucket, key, &record, None, cleanup, delta, condition)?;
+        self.commit_object(bucket, key, &mut record, None, cleanup, delta, condition)?;
         Ok(ObjectInfo::from_record(key, &record))
     }
 

@@ -13,11 +13,12 @@ use std::sync::Arc;
 
 use md5::{Digest, Md5};
 
-use super::schema::{self, Chunk, ChunkRun, InlineData, Location, ObjectRecord};
+use super::schema::{self, Chunk, ChunkRun, InlineData, Location, ObjectRecord, Versioning};
+use super::versions::{delete_marker_record, DeleteOutcome, VersionId};
 use super::{validate_key, Store, MAX_OBJECT_BYTES};
 use crate::device::{AlignedBuf, IoTicket, PendingRead, PooledBuf};
 use crate::error::{Error, Result};
-use crate::meta::{Batch, Snapshot};
+use crate::meta::Batch;
 use crate::placement::StripePlacer;
 use crate::profile::Protection;
 use crate::segment::{
@@ -126,6 +127,8 @@ pub struct ObjectInfo {
     pub part_sizes: Vec<u64>,
     /// Stored standard response headers: (lower-case name, value).
     pub headers: Vec<(String, String)>,
+    /// Its version ID (`null` in a bucket never versioned).
+    pub version: VersionId,
 }
 
 impl ObjectInfo {
@@ -141,6 +144,7 @@ impl ObjectInfo {
             parts_count: (!r.part_sizes.is_empty()).then_some(r.part_sizes.len() as u32),
             part_sizes: r.part_sizes.clone(),
             headers: r.headers.clone(),
+            version: VersionId::of(r),
         }
     }
 }
@@ -598,7 +602,7 @@ impl ObjectWriter {
         if opts.content_md5.is_some_and(|m| m != md5) {
             return Err(Error::BadDigest);
         }
-        let record = ObjectRecord {
+        let mut record = ObjectRecord {
             size,
             etag: hex::encode(md5),
             content_type: opts
@@ -612,6 +616,9 @@ impl ObjectWriter {
             inline,
             headers: opts.headers,
             upload_id: String::new(),
+            version: 0,
+            null_version: false,
+            delete_marker: false,
         };
         let inline_data = inline.then_some(&head[..]);
         let mut delta = store.space_delta();
@@ -619,7 +626,7 @@ impl ObjectWriter {
         store.commit_object(
             &bucket,
             &key,
-            &record,
+            &mut record,
             inline_data,
             Batch::new(),
             delta,
@@ -766,73 +773,56 @@ impl Store {
         }
     }
 
-    /// Commits an object record, its inline data (`Some` exactly when `record.inline`),
-    /// `extra` changes and the live-space changes `delta` in one batch while the bucket is
-    /// known to exist. The record it replaces (read under the key's lock, held to the commit)
-    /// has its locations dropped in the same batch. A record without inline data also deletes
-    /// the key's inline data, which an object it replaces may have had. With a `condition`,
-    /// nothing is committed unless it holds on the record replaced.
+    /// Commits an object record as the key's new latest version, with its inline data (`Some`
+    /// exactly when `record.inline`), `extra` changes and the live-space changes `delta`, in
+    /// one batch while the bucket is known to exist; the version it replaces is retired as the
+    /// bucket's versioning says (`store/versions.rs`). Assigns the record's version. With a
+    /// `condition`, nothing is committed unless it holds on the object replaced.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn commit_object(
         &self,
         bucket: &str,
         key: &str,
-        record: &ObjectRecord,
+        record: &mut ObjectRecord,
         inline_data: Option<&[u8]>,
-        mut extra: Batch,
-        mut delta: super::space::SpaceDelta,
+        extra: Batch,
+        delta: super::space::SpaceDelta,
         condition: Option<&WriteCondition>,
     ) -> Result<()> {
-        debug_assert_eq!(record.inline, inline_data.is_some());
         let _ns = self.inner.namespace.read();
-        self.bucket(bucket)?;
+        let versioning = self.bucket(bucket)?.versioning;
         let _key = self.key_lock(bucket, key);
-        let old = match self.inner.meta.get(&schema::object_key(bucket, key))? {
-            Some(old) => Some(ObjectRecord::decode(&old)?),
-            None => None,
-        };
-        if let Some(c) = condition {
-            c.check(bucket, key, old.as_ref())?;
-        }
-        if let Some(old) = &old {
-            delta.add_runs(&old.runs, -1);
-        }
-        let mut batch = Batch::new();
-        batch.put(schema::object_key(bucket, key), record.encode());
-        match inline_data {
-            Some(data) => batch.put(schema::inline_key(bucket, key), InlineData::encode(data)),
-            None => batch.delete(schema::inline_key(bucket, key)),
-        };
-        batch.ops.append(&mut extra.ops);
-        self.commit_with_space(batch, &delta)
-    }
-
-    pub(super) fn object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        self.object_at(bucket, key, &self.inner.meta.snapshot())
-    }
-
-    fn object_at(&self, bucket: &str, key: &str, snapshot: &Snapshot) -> Result<ObjectRecord> {
-        match self
-            .inner
-            .meta
-            .get_at(&schema::object_key(bucket, key), snapshot)?
-        {
-            Some(v) => ObjectRecord::decode(&v),
-            None => {
-                self.bucket(bucket)?;
-                Err(Error::NoSuchKey {
-                    bucket: bucket.to_string(),
-                    key: key.to_string(),
-                })
-            }
-        }
+        self.commit_version_locked(
+            bucket,
+            key,
+            versioning,
+            record,
+            inline_data,
+            extra,
+            delta,
+            condition,
+        )
     }
 
     /// The object's metadata.
     ///
-    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`].
+    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::DeleteMarker`].
     pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
-        Ok(ObjectInfo::from_record(key, &self.object(bucket, key)?))
+        self.head_object_version(bucket, key, None)
+    }
+
+    /// The metadata of one version of an object (the latest when `version` is `None`).
+    ///
+    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`],
+    /// [`Error::DeleteMarker`].
+    pub fn head_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<VersionId>,
+    ) -> Result<ObjectInfo> {
+        let found = self.version_at(bucket, key, version, &self.inner.meta.snapshot())?;
+        Ok(ObjectInfo::from_record(key, &found.record))
     }
 
     /// Opens the object (or a range of it) for reading. The first chunk is read and verified
@@ -840,12 +830,26 @@ impl Store {
     /// a missing drive, or a corrupt chunk at the start, is reported here rather than
     /// mid-stream.
     ///
-    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::InvalidRange`],
-    /// [`Error::ObjectUnreadable`].
+    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::DeleteMarker`],
+    /// [`Error::InvalidRange`], [`Error::ObjectUnreadable`].
     pub fn get_object(
         &self,
         bucket: &str,
         key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<ObjectReader> {
+        self.get_object_version(bucket, key, None, range)
+    }
+
+    /// Opens one version of an object (the latest when `version` is `None`) for reading, as
+    /// [`Store::get_object`].
+    ///
+    /// Errors: as [`Store::get_object`]; [`Error::NoSuchVersion`].
+    pub fn get_object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<VersionId>,
         range: Option<ByteRange>,
     ) -> Result<ObjectReader> {
         self.note_client_request();
@@ -855,17 +859,14 @@ impl Store {
         // The record and its inline data are read at one snapshot: a concurrent overwrite
         // can never pair one version's record with another's bytes.
         let snapshot = self.inner.meta.snapshot();
-        let record = self.object_at(bucket, key, &snapshot)?;
+        let found = self.version_at(bucket, key, version, &snapshot)?;
+        let record = found.record;
         let (start, end) = match range {
             Some(r) => r.resolve(record.size)?,
             None => (0, record.size),
         };
         if record.inline {
-            let data = match self
-                .inner
-                .meta
-                .get_at(&schema::inline_key(bucket, key), &snapshot)?
-            {
+            let data = match self.inner.meta.get_at(&found.inline_key, &snapshot)? {
                 Some(v) => InlineData::decode(&v)?.data,
                 None => Vec::new(),
             };
@@ -965,10 +966,13 @@ impl Store {
         Ok(reader)
     }
 
-    /// Deletes an object. Deleting a key that does not exist succeeds (S3 semantics).
+    /// Deletes an object (DeleteObject without a version ID). In an unversioned bucket the
+    /// key's one version is gone; in a versioned one a delete marker becomes the latest
+    /// version (the `null` one while suspended) and the data stays as noncurrent versions.
+    /// Deleting a key that does not exist succeeds (S3 semantics).
     ///
     /// Errors: [`Error::NoSuchBucket`].
-    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<DeleteOutcome> {
         self.delete_object_if(bucket, key, None)
     }
 
@@ -981,58 +985,69 @@ impl Store {
         bucket: &str,
         key: &str,
         condition: Option<&WriteCondition>,
-    ) -> Result<()> {
+    ) -> Result<DeleteOutcome> {
         let _ns = self.inner.namespace.read();
-        self.bucket(bucket)?;
+        let versioning = self.bucket(bucket)?.versioning;
         let _key = self.key_lock(bucket, key);
-        let k = schema::object_key(bucket, key);
-        let record = match self.inner.meta.get(&k)? {
-            Some(r) => Some(ObjectRecord::decode(&r)?),
-            None => None,
-        };
+        if versioning != Versioning::Unversioned {
+            let mut marker = delete_marker_record();
+            self.commit_version_locked(
+                bucket,
+                key,
+                versioning,
+                &mut marker,
+                None,
+                Batch::new(),
+                self.space_delta(),
+                condition,
+            )?;
+            return Ok(DeleteOutcome {
+                version: Some(VersionId::of(&marker)),
+                delete_marker: true,
+            });
+        }
+        let record = self.latest_record(bucket, key)?;
         if let Some(c) = condition {
             c.check(bucket, key, record.as_ref())?;
         }
         let Some(record) = record else {
-            return Ok(());
+            return Ok(DeleteOutcome::default());
         };
         let mut batch = Batch::new();
-        batch.delete(k);
+        batch.delete(schema::object_key(bucket, key));
         if record.inline {
             batch.delete(schema::inline_key(bucket, key));
         }
         // One metadata commit: the HDDs are not touched; the space is reclaimed later.
         let mut delta = self.space_delta();
         delta.add_runs(&record.runs, -1);
-        self.commit_with_space(batch, &delta)
+        self.commit_with_space(batch, &delta)?;
+        Ok(DeleteOutcome::default())
     }
 
-    /// Sets (`Some`) or removes (`None`) stored headers of an object's current version, in
-    /// place: its data, ETag and Last-Modified stay. Names are lower-case; the layers above
-    /// keep their own per-object attributes here under `x-hoard-` names (the S3 layer's ACL),
-    /// so they are replaced and deleted with the version.
+    /// Sets (`Some`) or removes (`None`) stored headers of one version of an object (the
+    /// latest when `version` is `None`), in place: its data, ETag, Last-Modified and version
+    /// ID stay. Names are lower-case; the layers above keep their own per-object attributes
+    /// here under `x-hoard-` names (the S3 layer's ACL and tags), so they are replaced and
+    /// deleted with the version.
     ///
-    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`]; metadata errors.
+    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`],
+    /// [`Error::DeleteMarker`]; metadata errors.
     pub fn update_object_headers(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<VersionId>,
         changes: &[(String, Option<String>)],
     ) -> Result<ObjectInfo> {
         let _ns = self.inner.namespace.read();
         self.bucket(bucket)?;
         let _key = self.key_lock(bucket, key);
-        let k = schema::object_key(bucket, key);
-        let Some(record) = self.inner.meta.get(&k)? else {
-            return Err(Error::NoSuchKey {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-            });
-        };
-        let mut record = ObjectRecord::decode(&record)?;
+        let found = self.version_at(bucket, key, version, &self.inner.meta.snapshot())?;
+        let mut record = found.record;
         super::copy::apply_header_changes(&mut record.headers, changes);
         let mut batch = Batch::new();
-        batch.put(k, record.encode());
+        batch.put(found.record_key, record.encode());
         // The same locations stay referenced: no live-space change.
         self.commit(batch)?;
         Ok(ObjectInfo::from_record(key, &record))

@@ -339,6 +339,7 @@ impl Store {
                 repair,
                 adopt: Mutex::new(()),
                 attributes: Default::default(),
+                version_clock: Default::default(),
             }),
         };
         // Segments nothing references (tails of writes a crash cut off, space freed before a

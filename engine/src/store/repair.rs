@@ -154,12 +154,12 @@ impl PassStatus {
     /// The cursor as text (`bucket/key`, or `upload <id>`), for logs and status.
     pub fn cursor_text(&self) -> String {
         let c = &self.cursor;
-        if let Some(rest) = c.strip_prefix(b"o/") {
-            String::from_utf8_lossy(rest).replacen('\0', "/", 1)
-        } else if let Some(rest) = c.strip_prefix(b"p/") {
-            format!("upload parts {}", String::from_utf8_lossy(rest))
-        } else {
+        if c.starts_with(b"p/") {
+            format!("upload parts {}", String::from_utf8_lossy(&c[2..]))
+        } else if c.is_empty() {
             String::new()
+        } else {
+            record_name(c)
         }
     }
 
@@ -907,14 +907,14 @@ impl Store {
         let mut next: Option<Vec<u8>> = None;
         let mut err = None;
         let from = if cursor.is_empty() {
-            b"o/".to_vec()
+            RECORDS_WITH_RUNS_START.to_vec()
         } else {
             cursor.to_vec()
         };
-        // No key prefix sorts between `o/` and `p/` (`engine/FORMAT.md`): the object range
-        // runs straight into the part range, and the first key past both ends the walk.
+        // The noncurrent, object and part ranges are adjacent (`engine/FORMAT.md`): the
+        // first key past them ends the walk.
         self.inner.meta.scan(&from, &mut |k, v| {
-            if !(k.starts_with(b"o/") || k.starts_with(b"p/")) {
+            if !has_runs(k) {
                 return Scan::Stop;
             }
             if works.len() >= BATCH_RECORDS || bytes >= budget {
@@ -1614,8 +1614,18 @@ fn reconstruct_all(
     })
 }
 
-/// Visits every object record (`o/`) then every part record (`p/`) at `snapshot` with its
-/// runs (no key prefix sorts between them: `engine/FORMAT.md`).
+/// Where the records that name chunk runs begin: noncurrent versions (`n/`), then latest
+/// versions (`o/`), then parts (`p/`); no other key prefix sorts among them
+/// (`engine/FORMAT.md`), so one scan from here visits them all.
+const RECORDS_WITH_RUNS_START: &[u8] = b"n/";
+
+/// Whether `key` is a record that may name chunk runs (`n/`, `o/` or `p/`).
+fn has_runs(key: &[u8]) -> bool {
+    key.starts_with(b"n/") || key.starts_with(b"o/") || key.starts_with(b"p/")
+}
+
+/// Visits every noncurrent version record (`n/`), every latest version record (`o/`), then
+/// every part record (`p/`) at `snapshot` with its runs.
 ///
 /// Errors: metadata errors; an undecodable record.
 pub(super) fn for_each_run_record(
@@ -1624,8 +1634,8 @@ pub(super) fn for_each_run_record(
     visit: &mut dyn FnMut(&[u8], &[ChunkRun]),
 ) -> Result<()> {
     let mut err = None;
-    meta.scan_at(b"o/", snapshot, &mut |k, v| {
-        if !(k.starts_with(b"o/") || k.starts_with(b"p/")) {
+    meta.scan_at(RECORDS_WITH_RUNS_START, snapshot, &mut |k, v| {
+        if !has_runs(k) {
             return Scan::Stop;
         }
         match decode_runs(k, v) {
@@ -1642,7 +1652,7 @@ pub(super) fn for_each_run_record(
     err.map_or(Ok(()), Err)
 }
 
-/// The runs of the record at `key` (`o/`: an object's; `p/`: a part's one run).
+/// The runs of the record at `key` (`n/`, `o/`: an object version's; `p/`: a part's one run).
 pub(super) fn decode_runs(key: &[u8], value: &[u8]) -> Result<Vec<ChunkRun>> {
     if key.starts_with(b"p/") {
         Ok(vec![PartRecord::decode(value)?.run])
@@ -1663,10 +1673,19 @@ fn part_upload_id(key: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(id).into_owned())
 }
 
-/// A record key for logs: `bucket/key`, or `upload <id> part <n>`.
+/// A record key for logs: `bucket/key`, `bucket/key version <id>`, or
+/// `upload <id> part <n>`.
 fn record_name(key: &[u8]) -> String {
     if let Some(rest) = key.strip_prefix(b"o/") {
         return String::from_utf8_lossy(rest).replacen('\0', "/", 1);
+    }
+    if let Some(rest) = key.strip_prefix(b"n/") {
+        let bucket_end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        let bucket = String::from_utf8_lossy(&rest[..bucket_end]);
+        return match schema::parse_noncurrent_key(rest.get(bucket_end + 1..).unwrap_or(&[])) {
+            Some((k, v)) => format!("{bucket}/{k} version {v:016x}"),
+            None => String::from_utf8_lossy(key).into_owned(),
+        };
     }
     match (
         part_upload_id(key),

@@ -8,10 +8,15 @@ use crate::profile::Protection;
 
 /// Record format version written by this build (first byte of every value). Version 2 added
 /// the flags byte at the end of [`ObjectRecord`]; version 1 records are still read.
-pub const RECORD_VERSION: u8 = 5;
+pub const RECORD_VERSION: u8 = 6;
 
 /// [`ObjectRecord`] flag: the data is the value of the object's inline key.
 const FLAG_INLINE: u8 = 1;
+/// [`ObjectRecord`] flag: the version is a delete marker (record version 6).
+const FLAG_DELETE_MARKER: u8 = 2;
+/// [`ObjectRecord`] flag: the version is the key's `null` version (record version 6; every
+/// record before it is).
+const FLAG_NULL_VERSION: u8 = 4;
 
 /// `b/<bucket>` -> [`BucketRecord`].
 pub fn bucket_key(bucket: &str) -> Vec<u8> {
@@ -36,6 +41,66 @@ pub fn object_key(bucket: &str, key: &str) -> Vec<u8> {
 /// data; the two are always written and deleted in one batch.
 pub fn inline_key(bucket: &str, key: &str) -> Vec<u8> {
     [b"i/", bucket.as_bytes(), b"\0", key.as_bytes()].concat()
+}
+
+/// `n/<bucket>\0` : prefix of the bucket's noncurrent versions.
+pub fn noncurrent_prefix(bucket: &str) -> Vec<u8> {
+    [b"n/", bucket.as_bytes(), b"\0"].concat()
+}
+
+/// `n/<bucket>\0<escaped key>\0\0` : prefix of the noncurrent versions of one key, and of
+/// no other key's. The key is escaped so that keys containing NUL still sort in key order:
+/// each NUL byte becomes `00 FF`, and `00 00` ends the key.
+pub fn noncurrent_key_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut out = noncurrent_prefix(bucket);
+    escape_key_into(&mut out, key);
+    out
+}
+
+fn escape_key_into(out: &mut Vec<u8>, key: &str) {
+    for &b in key.as_bytes() {
+        out.push(b);
+        if b == 0 {
+            out.push(0xFF);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+}
+
+/// `n/<bucket>\0<escaped key>\0\0<!version, u64 big-endian>` -> the [`ObjectRecord`] of a
+/// noncurrent version: the version sequence is inverted so a key's newest version sorts first.
+pub fn noncurrent_key(bucket: &str, key: &str, version: u64) -> Vec<u8> {
+    let mut out = noncurrent_key_prefix(bucket, key);
+    out.extend_from_slice(&(!version).to_be_bytes());
+    out
+}
+
+/// `j/<bucket>\0<escaped key>\0\0<!version, u64 big-endian>` -> the [`InlineData`] of a
+/// noncurrent version whose record says inline (moved from [`inline_key`] with its record).
+pub fn noncurrent_inline_key(bucket: &str, key: &str, version: u64) -> Vec<u8> {
+    let mut out = noncurrent_key(bucket, key, version);
+    out[0] = b'j';
+    out
+}
+
+/// The (key, version sequence) of a noncurrent record key with its `n/<bucket>\0` prefix
+/// stripped; `None` for a malformed one.
+pub fn parse_noncurrent_key(rest: &[u8]) -> Option<(String, u64)> {
+    let split = rest.len().checked_sub(10)?;
+    let (escaped, tail) = rest.split_at(split);
+    if tail[..2] != [0, 0] {
+        return None;
+    }
+    let version = !u64::from_be_bytes(tail[2..].try_into().ok()?);
+    let mut key = Vec::with_capacity(escaped.len());
+    let mut bytes = escaped.iter();
+    while let Some(&b) = bytes.next() {
+        key.push(b);
+        if b == 0 && bytes.next() != Some(&0xFF) {
+            return None;
+        }
+    }
+    Some((String::from_utf8(key).ok()?, version))
 }
 
 /// `u/<bucket>\0` : prefix of the bucket's multipart uploads.
@@ -144,6 +209,31 @@ pub struct BucketRecord {
     /// How its objects' chunks are protected (record version 4; before, `replicas:1`: one
     /// copy is what was written).
     pub protection: Protection,
+    /// Its versioning state (record version 6; before, unversioned).
+    pub versioning: Versioning,
+}
+
+/// A bucket's versioning state (S3's `VersioningConfiguration` status). A bucket starts
+/// unversioned and, once versioned, is only ever enabled or suspended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Versioning {
+    /// Never versioned: a write replaces the key's only version.
+    #[default]
+    Unversioned,
+    /// Every write and delete adds a version; older ones stay as noncurrent versions.
+    Enabled,
+    /// Writes and deletes replace the `null` version; other versions stay.
+    Suspended,
+}
+
+impl Versioning {
+    fn code(self) -> u8 {
+        match self {
+            Versioning::Unversioned => 0,
+            Versioning::Enabled => 1,
+            Versioning::Suspended => 2,
+        }
+    }
 }
 
 /// Where one copy of a chunk lives.
@@ -225,6 +315,15 @@ pub struct ObjectRecord {
     /// The multipart upload that completed into this version, or empty (record version 3):
     /// a repeated CompleteMultipartUpload of it answers with this version.
     pub upload_id: String,
+    /// The version's sequence: unique in the store and greater than every older version of
+    /// the key (record version 6; 0 before, when every record was its key's null version).
+    pub version: u64,
+    /// The version is the key's `null` version (written while the bucket was unversioned or
+    /// suspended); its version ID is `null`, not its sequence.
+    pub null_version: bool,
+    /// The version is a delete marker: no data, and the key reads as absent while it is
+    /// the latest version.
+    pub delete_marker: bool,
 }
 
 /// The bytes of a small object stored in the metadata index (see [`inline_key`]).
@@ -383,7 +482,8 @@ impl BucketRecord {
         e.u8(RECORD_VERSION)
             .str(&self.owner)
             .u64(self.created_unix_ms)
-            .str(&self.protection.to_string());
+            .str(&self.protection.to_string())
+            .u8(self.versioning.code());
         e.finish()
     }
     /// Decodes a record written by [`BucketRecord::encode`].
@@ -400,10 +500,21 @@ impl BucketRecord {
             } else {
                 Protection::Replicas(1)
             };
+            let versioning = if v >= 6 {
+                match d.u8()? {
+                    0 => Versioning::Unversioned,
+                    1 => Versioning::Enabled,
+                    2 => Versioning::Suspended,
+                    c => return Err(DecodeError(format!("unknown versioning state {c}"))),
+                }
+            } else {
+                Versioning::Unversioned
+            };
             Ok(BucketRecord {
                 owner,
                 created_unix_ms,
                 protection,
+                versioning,
             })
         })()
         .map_err(|e| corrupt("bucket", e))
@@ -429,9 +540,18 @@ impl ObjectRecord {
         for run in &self.runs {
             encode_run(&mut e, run);
         }
-        e.u8(if self.inline { FLAG_INLINE } else { 0 });
+        let flags = [
+            (self.inline, FLAG_INLINE),
+            (self.delete_marker, FLAG_DELETE_MARKER),
+            (self.null_version, FLAG_NULL_VERSION),
+        ]
+        .iter()
+        .filter(|(set, _)| *set)
+        .fold(0, |f, (_, bit)| f | bit);
+        e.u8(flags);
         pairs(&mut e, &self.headers);
         e.str(&self.upload_id);
+        e.u64(self.version);
         e.finish()
     }
     /// Decodes a record written by [`ObjectRecord::encode`].
@@ -450,11 +570,15 @@ impl ObjectRecord {
                 .map(|_| d.u64())
                 .collect::<Result<_, _>>()?;
             let n = d.u32()? as usize;
-            let runs = (0..n.min(d.remaining()))
+            let runs: Vec<ChunkRun> = (0..n.min(d.remaining()))
                 .map(|_| decode_run(&mut d, v))
                 .collect::<Result<_, _>>()?;
             let flags = if v >= 2 { d.u8()? } else { 0 };
-            if flags & !FLAG_INLINE != 0 {
+            let known = match v {
+                ..=5 => FLAG_INLINE,
+                _ => FLAG_INLINE | FLAG_DELETE_MARKER | FLAG_NULL_VERSION,
+            };
+            if flags & !known != 0 {
                 return Err(DecodeError(format!("unknown object flags {flags:#04x}")));
             }
             let (headers, upload_id) = if v >= 3 {
@@ -462,6 +586,16 @@ impl ObjectRecord {
             } else {
                 (Vec::new(), String::new())
             };
+            // Before version 6 every record was its key's null version.
+            let (version, null_version) = if v >= 6 {
+                (d.u64()?, flags & FLAG_NULL_VERSION != 0)
+            } else {
+                (0, true)
+            };
+            let delete_marker = flags & FLAG_DELETE_MARKER != 0;
+            if delete_marker && (flags & FLAG_INLINE != 0 || !runs.is_empty()) {
+                return Err(DecodeError("a delete marker with data".into()));
+            }
             Ok(ObjectRecord {
                 size,
                 etag,
@@ -474,6 +608,9 @@ impl ObjectRecord {
                 inline: flags & FLAG_INLINE != 0,
                 headers,
                 upload_id,
+                version,
+                null_version,
+                delete_marker,
             })
         })()
         .map_err(|e| corrupt("object", e))
@@ -595,8 +732,24 @@ mod tests {
             inline: false,
             headers: vec![("cache-control".into(), "no-cache".into())],
             upload_id: "u1".into(),
+            version: 42,
+            null_version: false,
+            delete_marker: false,
         };
         assert_eq!(ObjectRecord::decode(&o.encode()).unwrap(), o);
+        let marker = ObjectRecord {
+            size: 0,
+            runs: vec![],
+            delete_marker: true,
+            null_version: true,
+            ..o.clone()
+        };
+        assert_eq!(ObjectRecord::decode(&marker.encode()).unwrap(), marker);
+        let bad_marker = ObjectRecord {
+            delete_marker: true,
+            ..o.clone()
+        };
+        assert!(ObjectRecord::decode(&bad_marker.encode()).is_err());
         let p = PartRecord {
             size: 5,
             etag: "e".into(),
@@ -615,15 +768,19 @@ mod tests {
         // Version 2 records (no headers, no upload ID) and version 1 records (no flags byte
         // either) still read.
         // (No chunk runs: version 5 added a byte to each.)
+        // Before version 6 every record was its key's null version, sequence 0.
         let legacy = ObjectRecord {
             headers: vec![],
             upload_id: String::new(),
             runs: vec![],
+            version: 0,
+            null_version: true,
             ..o.clone()
         };
         let mut v2 = legacy.encode();
-        v2.truncate(v2.len() - 4 - STR_LEN_BYTES);
+        v2.truncate(v2.len() - 8 - 4 - STR_LEN_BYTES);
         v2[0] = 2;
+        *v2.last_mut().unwrap() = 0;
         assert_eq!(ObjectRecord::decode(&v2).unwrap(), legacy);
         let mut v1 = v2.clone();
         v1[0] = 1;
@@ -650,6 +807,28 @@ mod tests {
         assert_eq!(UploadRecord::decode(&v2).unwrap(), legacy);
         let inline = InlineData::encode(b"tiny");
         assert_eq!(InlineData::decode(&inline).unwrap().data, b"tiny");
+    }
+
+    #[test]
+    fn noncurrent_keys_sort_by_key_then_newest_first() {
+        let keys = ["a", "a\0", "a\0x", "a\u{1}", "ab", "b"];
+        let mut encoded = Vec::new();
+        for k in keys {
+            for v in [1u64, 7, u64::MAX - 1] {
+                let nk = noncurrent_key("bkt", k, v);
+                assert!(nk.starts_with(&noncurrent_key_prefix("bkt", k)));
+                let rest = &nk[noncurrent_prefix("bkt").len()..];
+                assert_eq!(parse_noncurrent_key(rest), Some((k.to_string(), v)));
+                encoded.push(((k, std::cmp::Reverse(v)), nk));
+            }
+        }
+        let mut by_bytes = encoded.clone();
+        by_bytes.sort_by(|a, b| a.1.cmp(&b.1));
+        encoded.sort();
+        assert_eq!(by_bytes, encoded, "key order, then newest version first");
+        // One key's prefix never covers another key's versions.
+        assert!(!noncurrent_key("bkt", "a\0", 1).starts_with(&noncurrent_key_prefix("bkt", "a")));
+        assert_eq!(&noncurrent_inline_key("bkt", "a", 1)[..2], b"j/");
     }
 
     #[test]

@@ -176,7 +176,9 @@ pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'s
             "PUT" if has("acl") => "s3:PutObjectAcl",
             "GET" if has("uploadId") => "s3:ListMultipartUploadParts",
             "DELETE" if has("uploadId") => "s3:AbortMultipartUpload",
+            "GET" | "HEAD" if has("versionId") => "s3:GetObjectVersion",
             "GET" | "HEAD" => "s3:GetObject",
+            "DELETE" if has("versionId") => "s3:DeleteObjectVersion",
             "DELETE" => "s3:DeleteObject",
             _ => "s3:PutObject", // PUT, POST ?uploads, POST ?uploadId
         };
@@ -198,6 +200,9 @@ pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'s
         "PUT" | "DELETE" if has("publicAccessBlock") => "s3:PutBucketPublicAccessBlock",
         "GET" if has("location") || has(crate::ops::PROTECTION) => "s3:GetBucketLocation",
         "GET" if has("uploads") => "s3:ListBucketMultipartUploads",
+        "GET" if has("versions") => "s3:ListBucketVersions",
+        "GET" if has("versioning") => "s3:GetBucketVersioning",
+        "PUT" if has("versioning") => "s3:PutBucketVersioning",
         "POST" if has("delete") => "s3:DeleteObject",
         "GET" | "HEAD" => "s3:ListBucket",
         "PUT" => "s3:CreateBucket",
@@ -217,17 +222,20 @@ const OWNER_ONLY: &[&str] = &[
 /// The ACL permission an action needs, and whether it is read from the object's ACL.
 fn acl_permission(action: &str) -> Option<(Permission, bool)> {
     Some(match action {
-        "s3:ListBucket" | "s3:ListBucketMultipartUploads" | "s3:ListMultipartUploadParts" => {
-            (Permission::Read, false)
-        }
-        "s3:PutObject" | "s3:DeleteObject" | "s3:AbortMultipartUpload" => {
-            (Permission::Write, false)
-        }
+        "s3:ListBucket"
+        | "s3:ListBucketVersions"
+        | "s3:ListBucketMultipartUploads"
+        | "s3:ListMultipartUploadParts" => (Permission::Read, false),
+        "s3:PutObject"
+        | "s3:DeleteObject"
+        | "s3:DeleteObjectVersion"
+        | "s3:AbortMultipartUpload" => (Permission::Write, false),
         "s3:GetBucketAcl" => (Permission::ReadAcp, false),
         "s3:PutBucketAcl" => (Permission::WriteAcp, false),
-        "s3:GetObject" | "s3:GetObjectTagging" | "s3:GetObjectAttributes" => {
-            (Permission::Read, true)
-        }
+        "s3:GetObject"
+        | "s3:GetObjectVersion"
+        | "s3:GetObjectTagging"
+        | "s3:GetObjectAttributes" => (Permission::Read, true),
         "s3:GetObjectAcl" => (Permission::ReadAcp, true),
         "s3:PutObjectAcl" => (Permission::WriteAcp, true),
         _ => return None,

@@ -165,7 +165,8 @@ fn object_acl(ctx: &Ctx, headers: &[(String, String)]) -> S3Result<Acl> {
 pub(super) async fn get_object_acl(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info = blocking(move || store.head_object(&bucket, &key)).await?;
+    let version = ctx.version_id()?;
+    let info = blocking(move || store.head_object_version(&bucket, &key, version)).await?;
     ctx.verdict_check_object(&info.headers)?;
     xml_response(object_acl(&ctx, &info.headers)?.to_xml())
 }
@@ -175,13 +176,15 @@ pub(super) async fn put_object_acl(mut ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
-    let info = blocking(move || s.head_object(&b, &k)).await?;
+    let version = ctx.version_id()?;
+    let info = blocking(move || s.head_object_version(&b, &k, version)).await?;
     ctx.verdict_check_object(&info.headers)?;
     let owner = object_acl(&ctx, &info.headers)?.owner;
     let acl = new_acl(&mut ctx, &owner).await?;
     access::check_acl_allowed(ctx.access(), &acl)?;
     let changes = vec![(OBJECT_ACL_HEADER.to_string(), Some(acl.to_json()))];
-    blocking(move || store.update_object_headers(&bucket, &key, &changes)).await?;
+    blocking(move || store.update_object_headers(&bucket, &key, Some(info.version), &changes))
+        .await?;
     Response::builder()
         .status(StatusCode::OK)
         .body(Body::empty())

@@ -1,5 +1,5 @@
 //! Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation,
-//! ListObjects (v1), ListObjectsV2, DeleteObjects.
+//! ListObjects (v1), ListObjectsV2, DeleteObjects (of versions too).
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
@@ -43,6 +43,8 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
         Method::DELETE if ctx.has("publicAccessBlock") => {
             super::access_control::delete_public_access_block(ctx).await
         }
+        Method::GET if ctx.has("versioning") => Ok(super::versioning::get(&ctx)),
+        Method::PUT if ctx.has("versioning") => super::versioning::put(ctx).await,
         Method::PUT => create_bucket(ctx).await,
         Method::DELETE => delete_bucket(ctx).await,
         Method::HEAD => Ok(Response::builder()
@@ -52,6 +54,7 @@ pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
         Method::GET if ctx.has("location") => location(ctx),
         Method::GET if ctx.has(PROTECTION) => protection(ctx).await,
         Method::GET if ctx.has("uploads") => super::multipart::list_uploads(ctx).await,
+        Method::GET if ctx.has("versions") => super::versioning::list_versions(ctx).await,
         Method::GET => list_objects(ctx).await,
         Method::POST if ctx.has("delete") => delete_objects(ctx).await,
         m => Err(s3_error!(
@@ -150,7 +153,7 @@ fn location(ctx: Ctx) -> S3Result<Response> {
 
 /// `max-keys` as S3 reads it: a non-negative integer, clamped to 1000 however large (even past
 /// 64 bits); absent means 1000.
-fn parse_max(ctx: &Ctx, name: &str) -> S3Result<usize> {
+pub(super) fn parse_max(ctx: &Ctx, name: &str) -> S3Result<usize> {
     match ctx.q(name) {
         None => Ok(1000),
         Some(v) => Some(v.trim())
@@ -166,19 +169,24 @@ fn parse_max(ctx: &Ctx, name: &str) -> S3Result<usize> {
     }
 }
 
+/// `encoding-type` of a listing: whether keys are URL-encoded in the answer.
+///
+/// Errors: InvalidArgument for another encoding than `url`.
+pub(super) fn url_encoding(ctx: &Ctx) -> S3Result<bool> {
+    match ctx.q("encoding-type") {
+        None => Ok(false),
+        Some("url") => Ok(true),
+        Some(other) => Err(s3_error!(
+            InvalidArgument,
+            BAD_REQUEST,
+            "invalid encoding-type {other:?}; only 'url' is supported"
+        )),
+    }
+}
+
 async fn list_objects(ctx: Ctx) -> S3Result<Response> {
     let v2 = ctx.q("list-type") == Some("2");
-    let url_encode = match ctx.q("encoding-type") {
-        None => false,
-        Some("url") => true,
-        Some(other) => {
-            return Err(s3_error!(
-                InvalidArgument,
-                BAD_REQUEST,
-                "invalid encoding-type {other:?}; only 'url' is supported"
-            ))
-        }
-    };
+    let url_encode = url_encoding(&ctx)?;
     let token = match ctx.q("continuation-token").filter(|_| v2) {
         Some(t) => Some(
             base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -289,13 +297,25 @@ async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     }
     let body = ctx.small_body(xml::MAX_XML_REQUEST_BYTES).await?;
     let (keys, quiet) = xml::parse_delete(&body)?;
-    // S3 authorizes s3:DeleteObject on each key (a policy may allow some prefixes only).
-    let allowed: Vec<crate::error::S3Result<()>> = keys
+    // S3 authorizes s3:DeleteObject (s3:DeleteObjectVersion with a version) on each key: a
+    // policy may allow some prefixes only.
+    let allowed: Vec<crate::error::S3Result<Option<hoard::VersionId>>> = keys
         .iter()
-        .map(|k| {
+        .map(|(k, v)| {
+            let version = v
+                .as_deref()
+                .map(hoard::VersionId::parse)
+                .transpose()
+                .map_err(crate::error::S3Error::from)?;
+            let action = match version {
+                Some(_) => "s3:DeleteObjectVersion",
+                None => "s3:DeleteObject",
+            };
             let resource = format!("{}/{k}", ctx.bucket());
-            let cx = super::request_context(&ctx, "s3:DeleteObject", &resource, ctx.peer);
-            crate::auth::access::authorize(ctx.access(), &ctx.auth, &cx).check()
+            let cx = super::request_context(&ctx, action, &resource, ctx.peer);
+            crate::auth::access::authorize(ctx.access(), &ctx.auth, &cx)
+                .check()
+                .map(|()| version)
         })
         .collect();
     let store = ctx.state.store.clone();
@@ -304,28 +324,41 @@ async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
         Ok(keys
             .into_iter()
             .zip(allowed)
-            .map(|(k, allowed)| {
-                let r = allowed.and_then(|()| {
-                    store
-                        .delete_object(&bucket, &k)
-                        .map_err(crate::error::S3Error::from)
+            .map(|((k, v), allowed)| {
+                let r = allowed.and_then(|version| {
+                    match version {
+                        Some(version) => store.delete_object_version(&bucket, &k, version),
+                        None => store.delete_object(&bucket, &k),
+                    }
+                    .map_err(crate::error::S3Error::from)
                 });
-                (k, r)
+                (k, v, r)
             })
             .collect::<Vec<_>>())
     })
     .await?;
     let mut x = XmlBuilder::new("DeleteResult");
-    for (key, result) in results {
+    for (key, asked, result) in results {
         match result {
-            Ok(()) if quiet => {}
-            Ok(()) => {
-                x.open("Deleted").elem("Key", &key).close("Deleted");
+            Ok(_) if quiet => {}
+            Ok(outcome) => {
+                x.open("Deleted").elem("Key", &key);
+                x.opt("VersionId", asked.as_deref());
+                if outcome.delete_marker {
+                    x.elem("DeleteMarker", "true");
+                    if asked.is_none() {
+                        x.opt(
+                            "DeleteMarkerVersionId",
+                            outcome.version.map(|v| v.to_string()),
+                        );
+                    }
+                }
+                x.close("Deleted");
             }
             Err(e) => {
-                x.open("Error")
-                    .elem("Key", &key)
-                    .elem("Code", e.code)
+                x.open("Error").elem("Key", &key);
+                x.opt("VersionId", asked.as_deref());
+                x.elem("Code", e.code)
                     .elem("Message", &e.message)
                     .close("Error");
             }

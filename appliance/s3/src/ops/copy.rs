@@ -25,23 +25,15 @@ use crate::xml::XmlBuilder;
 use super::access_control::new_object_acl;
 use super::tagging;
 
-/// The source a copy names: (bucket, key).
+/// The source a copy names: (bucket, key, version: its latest when `None`).
 ///
-/// Errors: InvalidArgument for a malformed `x-amz-copy-source`; NotImplemented for a
-/// version other than `null` (versioning is not built).
-fn copy_source(ctx: &Ctx) -> S3Result<(String, String)> {
+/// Errors: InvalidArgument for a malformed `x-amz-copy-source` or version ID.
+fn copy_source(ctx: &Ctx) -> S3Result<(String, String, Option<hoard::VersionId>)> {
     let raw = ctx.header("x-amz-copy-source").unwrap_or("");
     let (path, version) = match raw.split_once("?versionId=") {
-        Some((p, v)) => (p, Some(v)),
+        Some((p, v)) => (p, Some(hoard::VersionId::parse(v)?)),
         None => (raw, None),
     };
-    if version.is_some_and(|v| v != "null") {
-        return Err(s3_error!(
-            NotImplemented,
-            NOT_IMPLEMENTED,
-            "copying a version other than null needs versioning, which this server does not have"
-        ));
-    }
     let decoded = percent_encoding::percent_decode_str(path)
         .decode_utf8()
         .map_err(|_| {
@@ -53,7 +45,9 @@ fn copy_source(ctx: &Ctx) -> S3Result<(String, String)> {
         })?;
     let decoded = decoded.strip_prefix('/').unwrap_or(&decoded);
     match decoded.split_once('/') {
-        Some((b, k)) if !b.is_empty() && !k.is_empty() => Ok((b.to_string(), k.to_string())),
+        Some((b, k)) if !b.is_empty() && !k.is_empty() => {
+            Ok((b.to_string(), k.to_string(), version))
+        }
         _ => Err(s3_error!(
             InvalidArgument,
             BAD_REQUEST,
@@ -69,6 +63,7 @@ fn source_check(
     ctx: &Ctx,
     bucket: &str,
     key: &str,
+    version: Option<hoard::VersionId>,
 ) -> impl std::future::Future<
     Output = S3Result<impl Fn(&hoard::ObjectInfo) -> hoard::Result<()> + Send + Sync + 'static>,
 > + Send
@@ -99,7 +94,10 @@ fn source_check(
         let cx = crate::auth::policy::RequestContext {
             account: signed.then_some(auth.account_id.as_str()),
             user: signed.then_some(auth.user.as_str()),
-            action: "s3:GetObject",
+            action: match version {
+                Some(_) => "s3:GetObjectVersion",
+                None => "s3:GetObject",
+            },
             resource: &resource,
             source_ip: peer,
             secure_transport: false,
@@ -172,17 +170,23 @@ fn directive(ctx: &Ctx, name: &str) -> S3Result<bool> {
 
 /// `PUT /<bucket>/<key>` with `x-amz-copy-source`.
 pub(super) async fn copy_object(ctx: Ctx) -> S3Result<Response> {
-    let (src_bucket, src_key) = copy_source(&ctx)?;
+    let (src_bucket, src_key, src_version) = copy_source(&ctx)?;
     let replace_metadata = directive(&ctx, "x-amz-metadata-directive")?;
     let replace_tags = directive(&ctx, "x-amz-tagging-directive")?;
-    if src_bucket == ctx.bucket() && src_key == ctx.key() && !replace_metadata {
+    // Copying a named version onto its own key is how a version is restored (S3 User
+    // Guide, "Restoring previous versions"); copying the latest onto itself changes nothing.
+    if src_bucket == ctx.bucket()
+        && src_key == ctx.key()
+        && src_version.is_none()
+        && !replace_metadata
+    {
         return Err(s3_error!(
             InvalidRequest,
             BAD_REQUEST,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata; use x-amz-metadata-directive: REPLACE"
         ));
     }
-    let check = source_check(&ctx, &src_bucket, &src_key).await?;
+    let check = source_check(&ctx, &src_bucket, &src_key, src_version).await?;
     let condition = super::object::write_condition(&ctx)?;
     let mut header_changes: Vec<(String, Option<String>)> = vec![(
         crate::auth::acl::OBJECT_ACL_HEADER.to_string(),
@@ -215,17 +219,35 @@ pub(super) async fn copy_object(ctx: Ctx) -> S3Result<Response> {
         metadata,
         header_changes,
         condition,
+        source_version: src_version,
     };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info =
-        blocking(move || store.copy_object(&src_bucket, &src_key, &bucket, &key, opts, &check))
-            .await?;
+    let (info, source) = blocking(move || {
+        let source = parking_lot::Mutex::new(None);
+        let check_and_note = |info: &hoard::ObjectInfo| {
+            check(info)?;
+            *source.lock() = Some(info.version);
+            Ok(())
+        };
+        let info =
+            store.copy_object(&src_bucket, &src_key, &bucket, &key, opts, &check_and_note)?;
+        Ok((info, source.into_inner()))
+    })
+    .await?;
     let mut x = XmlBuilder::new("CopyObjectResult");
     x.elem("LastModified", iso8601(info.last_modified_unix_ms))
         .elem("ETag", format!("\"{}\"", info.etag));
     crate::xml::checksum_elems(&mut x, &info.checksums, None);
-    xml_response(x.finish("CopyObjectResult"))
+    let mut resp = xml_response(x.finish("CopyObjectResult"))?;
+    super::object::add_version(&ctx, info.version, resp.headers_mut());
+    if let Some(v) = source.filter(|v| *v != hoard::VersionId::Null || src_version.is_some()) {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&v.to_string()) {
+            resp.headers_mut()
+                .insert("x-amz-copy-source-version-id", value);
+        }
+    }
+    Ok(resp)
 }
 
 /// `PUT /<bucket>/<key>?partNumber=N&uploadId=ID` with `x-amz-copy-source`: the source's
@@ -235,8 +257,8 @@ pub(super) async fn upload_part_copy(
     upload_id: String,
     part_number: u32,
 ) -> S3Result<Response> {
-    let (src_bucket, src_key) = copy_source(&ctx)?;
-    let check = source_check(&ctx, &src_bucket, &src_key).await?;
+    let (src_bucket, src_key, src_version) = copy_source(&ctx)?;
+    let check = source_check(&ctx, &src_bucket, &src_key, src_version).await?;
     let range = match ctx.header("x-amz-copy-source-range") {
         None => None,
         Some(v) => {
@@ -264,7 +286,7 @@ pub(super) async fn upload_part_copy(
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let part = blocking(move || {
-        let mut reader = store.get_object(&src_bucket, &src_key, range)?;
+        let mut reader = store.get_object_version(&src_bucket, &src_key, src_version, range)?;
         check(reader.info())?;
         let copied = reader.range().1 - reader.range().0;
         if copied > MAX_PUT_BYTES {

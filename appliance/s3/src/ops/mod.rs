@@ -1,6 +1,7 @@
 //! S3 operations, routed on method, bucket, key and sub-resource: [`bucket`], [`object`],
 //! [`multipart`], [`copy`], [`post_object`] (browser uploads), [`access_control`] (`?acl`,
-//! `?policy`, `?publicAccessBlock`), [`cors`], [`tagging`], [`lifecycle`], and Hoard's own
+//! `?policy`, `?publicAccessBlock`), [`cors`], [`tagging`], [`lifecycle`], [`versioning`]
+//! (`?versioning`, `?versions`), and Hoard's own
 //! [`admin`] requests ([`directory`]: accounts, users, keys; [`tenancy`]: limits, usage,
 //! metrics). Routing and the one authorization of every request ([`crate::auth::access`])
 //! live here; each operation lives in the file of what it acts on.
@@ -17,6 +18,7 @@ mod object;
 mod post_object;
 mod tagging;
 mod tenancy;
+mod versioning;
 
 use std::sync::Arc;
 
@@ -87,6 +89,7 @@ pub async fn dispatch(
         peer,
         access: None,
         verdict: None,
+        versioning: hoard::Versioning::Unversioned,
         body: Some(body),
     };
 
@@ -245,6 +248,7 @@ async fn authorize(
     }
     ctx.access = Some(bucket_access);
     ctx.verdict = Some(verdict);
+    ctx.versioning = info.versioning;
     Ok(cors)
 }
 
@@ -288,8 +292,6 @@ const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
     "legal-hold",
     "select",
     "torrent",
-    "versioning",
-    "versions",
     "website",
     "accelerate",
     "analytics",

@@ -191,7 +191,9 @@ async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         .find(|(n, _)| n == "x-amz-checksum-type")
         .map(|(_, t)| t.as_str());
     xml::checksum_elems(&mut x, &info.checksums, checksum_type);
-    xml_response(x.finish("CompleteMultipartUploadResult"))
+    let mut resp = xml_response(x.finish("CompleteMultipartUploadResult"))?;
+    super::object::add_version(&ctx, info.version, resp.headers_mut());
+    Ok(resp)
 }
 
 async fn abort(ctx: Ctx) -> S3Result<Response> {

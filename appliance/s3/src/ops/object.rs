@@ -1,5 +1,6 @@
 //! Object operations: PutObject, GetObject (ranges, conditionals, response overrides),
-//! HeadObject, DeleteObject.
+//! HeadObject, DeleteObject, each of one version with `versionId` (S3 versioning; the
+//! engine's `store/versions.rs` keeps the versions).
 
 use std::io::Read;
 
@@ -66,7 +67,21 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let info = blocking(move || writer.finish()).await?;
     let mut response = stored_response(&info.etag, &info.checksums)?;
     add_expiration(&ctx, &info, response.headers_mut());
+    add_version(&ctx, info.version, response.headers_mut());
     Ok(response)
+}
+
+/// `x-amz-version-id` of `version`, where the bucket's versioning says an answer carries it.
+pub(super) fn add_version(
+    ctx: &Ctx,
+    version: hoard::VersionId,
+    headers: &mut axum::http::HeaderMap,
+) {
+    if let Some((name, value)) = ctx.version_header(version) {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
 }
 
 /// `x-amz-expiration` when a lifecycle rule of the bucket expires the object.
@@ -172,7 +187,8 @@ async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
     };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info = blocking(move || store.head_object(&bucket, &key)).await?;
+    let version = ctx.version_id()?;
+    let info = blocking(move || store.head_object_version(&bucket, &key, version)).await?;
     ctx.verdict_check_object(&info.headers)?;
     let has = |a: &str| wanted.iter().any(|w| w == a);
     let mut x = XmlBuilder::new("GetObjectAttributesResponse");
@@ -224,6 +240,7 @@ async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
     if let Ok(v) = axum::http::HeaderValue::from_str(&http_date(info.last_modified_unix_ms)) {
         resp.headers_mut().insert(header::LAST_MODIFIED, v);
     }
+    add_version(&ctx, info.version, resp.headers_mut());
     Ok(resp)
 }
 
@@ -270,7 +287,7 @@ pub(super) fn check_write_condition(
         let k = key.clone();
         let current = blocking(move || match store.head_object(&bucket, &k) {
             Ok(info) => Ok(Some(info.etag)),
-            Err(hoard::Error::NoSuchKey { .. }) => Ok(None),
+            Err(hoard::Error::NoSuchKey { .. } | hoard::Error::DeleteMarker { .. }) => Ok(None),
             Err(e) => Err(e),
         })
         .await?;
@@ -397,10 +414,11 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
+    let version = ctx.version_id()?;
     // The record first: it sizes the request (a part's range, whether a stream permit is
     // needed) and answers HEAD.
     let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
-    let recorded = blocking(move || s.head_object(&b, &k)).await?;
+    let recorded = blocking(move || s.head_object_version(&b, &k, version)).await?;
     ctx.verdict_check_object(&recorded.headers)?;
     let range = part_range(&ctx, &recorded, range)?;
     // A GET opens the object (reading and verifying its first chunk) before answering, so a
@@ -415,8 +433,9 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         } else {
             None
         };
-        let reader = blocking(move || store.get_object(&bucket, &key, range)).await?;
-        if ctx.has("partNumber") && reader.info().etag != recorded.etag {
+        let reader =
+            blocking(move || store.get_object_version(&bucket, &key, version, range)).await?;
+        if ctx.has("partNumber") && reader.info().version != recorded.version {
             return Err(s3_error!(
                 ServiceUnavailable,
                 SERVICE_UNAVAILABLE,
@@ -448,6 +467,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     }
     if let Some(headers) = resp.headers_mut() {
         add_expiration(&ctx, &info, headers);
+        add_version(&ctx, info.version, headers);
     }
     // Stored standard headers, unless a `response-*` override replaces them below.
     for (name, value) in info
@@ -602,14 +622,31 @@ impl futures_util::Stream for FrameStream {
     }
 }
 
+/// DeleteObject: without `versionId`, the key's object (in a versioned bucket, a new
+/// delete marker hides it); with one, that version for good.
 async fn delete_object(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    blocking(move || store.delete_object(&bucket, &key)).await?;
-    Ok(Response::builder()
+    let version = ctx.version_id()?;
+    let outcome = blocking(move || match version {
+        Some(v) => store.delete_object_version(&bucket, &key, v),
+        None => store.delete_object(&bucket, &key),
+    })
+    .await?;
+    let mut resp = Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(Body::empty())
-        .expect("static response"))
+        .expect("static response");
+    if let Some(v) = outcome.version {
+        add_version(&ctx, v, resp.headers_mut());
+    }
+    if outcome.delete_marker {
+        resp.headers_mut().insert(
+            "x-amz-delete-marker",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    Ok(resp)
 }
 
 #[cfg(test)]

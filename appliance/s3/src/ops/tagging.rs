@@ -136,7 +136,8 @@ fn no_content() -> S3Result<Response> {
 pub(super) async fn get_object(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info = blocking(move || store.head_object(&bucket, &key)).await?;
+    let version = ctx.version_id()?;
+    let info = blocking(move || store.head_object_version(&bucket, &key, version)).await?;
     ctx.verdict_check_object(&info.headers)?;
     xml_response(tagging_xml(&of_headers(&info.headers)?))
 }
@@ -146,7 +147,8 @@ pub(super) async fn put_object(mut ctx: Ctx, delete: bool) -> S3Result<Response>
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
-    let info = blocking(move || s.head_object(&b, &k)).await?;
+    let version = ctx.version_id()?;
+    let info = blocking(move || s.head_object_version(&b, &k, version)).await?;
     ctx.verdict_check_object(&info.headers)?;
     let value = match delete {
         true => None,
@@ -155,7 +157,8 @@ pub(super) async fn put_object(mut ctx: Ctx, delete: bool) -> S3Result<Response>
             .map(|t| encode(&t)),
     };
     let changes = vec![(OBJECT_TAGGING_HEADER.to_string(), value)];
-    blocking(move || store.update_object_headers(&bucket, &key, &changes)).await?;
+    blocking(move || store.update_object_headers(&bucket, &key, Some(info.version), &changes))
+        .await?;
     match delete {
         true => no_content(),
         false => Response::builder()
