@@ -5,10 +5,12 @@
 //! - **Rules**: `ID`, `Status` (`Enabled`/`Disabled`), a filter (`Prefix`, `Tag`,
 //!   `ObjectSizeGreaterThan`, `ObjectSizeLessThan`, or several under `And`; or the legacy
 //!   top-level `Prefix`), and actions: `Expiration` (`Days` after Last-Modified, or a `Date`),
-//!   `AbortIncompleteMultipartUpload` (`DaysAfterInitiation`). `NoncurrentVersionExpiration`
-//!   and `ExpiredObjectDeleteMarker` are accepted and kept; they act on versions, which this
-//!   server does not keep yet, so they match nothing. Transitions are refused: there is one
-//!   storage class.
+//!   `AbortIncompleteMultipartUpload` (`DaysAfterInitiation`), and for versioned buckets
+//!   `NoncurrentVersionExpiration` (`NoncurrentDays` after a version became noncurrent, and
+//!   `NewerNoncurrentVersions`: keep that many newer noncurrent versions) and
+//!   `ExpiredObjectDeleteMarker` (a delete marker with no other version left is removed).
+//!   Expiring the current version of a versioned bucket adds a delete marker, as S3 does.
+//!   Transitions are refused: there is one storage class.
 //! - **When**: as S3 does, an object expires at the first UTC midnight at least `Days` days
 //!   after it was last modified (or at the rule's `Date`); an upload is aborted the same way,
 //!   counted from its initiation.
@@ -64,11 +66,13 @@ pub struct Rule {
     pub expiration_days: Option<u64>,
     /// `Expiration/Date`, Unix seconds (a midnight).
     pub expiration_date_secs: Option<u64>,
-    /// `Expiration/ExpiredObjectDeleteMarker` (kept; no delete markers exist yet).
+    /// `Expiration/ExpiredObjectDeleteMarker`: remove a delete marker that is the only
+    /// version of its key.
     pub expired_object_delete_marker: bool,
-    /// `NoncurrentVersionExpiration/NoncurrentDays` (kept; no noncurrent versions exist yet).
+    /// `NoncurrentVersionExpiration/NoncurrentDays`: days after a version became noncurrent.
     pub noncurrent_days: Option<u64>,
-    /// `NoncurrentVersionExpiration/NewerNoncurrentVersions` (kept, likewise).
+    /// `NoncurrentVersionExpiration/NewerNoncurrentVersions`: how many newer noncurrent
+    /// versions are kept whatever their age.
     pub newer_noncurrent_versions: Option<u64>,
     /// `AbortIncompleteMultipartUpload/DaysAfterInitiation`.
     pub abort_upload_days: Option<u64>,
@@ -86,8 +90,10 @@ pub struct Lifecycle {
 pub struct LifecycleStatus {
     /// Passes over the buckets with rules.
     pub passes: u64,
-    /// Objects expired (deleted).
+    /// Objects expired (deleted; in a versioned bucket, hidden by a delete marker).
     pub objects_expired: u64,
+    /// Noncurrent versions and expired delete markers removed for good.
+    pub versions_expired: u64,
     /// Incomplete multipart uploads aborted.
     pub uploads_aborted: u64,
     /// When the last pass ended (Unix ms; 0 before the first).
@@ -306,6 +312,41 @@ impl Lifecycle {
             .min()
     }
 
+    /// When noncurrent version `v` expires and by which rule (Unix seconds, rule ID):
+    /// `newer` noncurrent versions of its key are newer than it.
+    pub fn noncurrent_expiry(
+        &self,
+        v: &hoard::VersionEntry,
+        newer: u64,
+        day: Duration,
+    ) -> Option<(u64, &str)> {
+        let since = v.noncurrent_since_unix_ms?;
+        let tags = || crate::ops::object_tags(&v.headers);
+        self.rules
+            .iter()
+            .filter(|r| r.enabled && r.filter.matches(&v.key, v.size, tags))
+            .filter(|r| r.newer_noncurrent_versions.map_or(true, |n| newer >= n))
+            .filter_map(|r| Some((due_after(since, r.noncurrent_days?, day), r.id.as_str())))
+            .min()
+    }
+
+    /// Whether a delete marker left alone on key `key` is removed, and by which rule.
+    pub fn removes_expired_marker(&self, key: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| {
+                r.enabled && r.expired_object_delete_marker && key.starts_with(&r.filter.prefix)
+            })
+            .map(|r| r.id.as_str())
+    }
+
+    /// Whether any rule acts on versions (noncurrent ones or delete markers).
+    fn acts_on_versions(&self) -> bool {
+        self.rules.iter().any(|r| {
+            r.enabled && (r.noncurrent_days.is_some() || r.expired_object_delete_marker)
+        })
+    }
+
     /// When an upload initiated at `initiated_ms` with key `key` is aborted (Unix seconds).
     pub fn upload_abort(&self, key: &str, initiated_ms: u64, day: Duration) -> Option<u64> {
         self.rules
@@ -352,7 +393,7 @@ impl LifecycleWorker {
     pub fn pass(&self, state: &AppState) -> hoard::Result<(u64, u64)> {
         let store = &state.store;
         let now_ms = crate::request::now_secs() * 1000;
-        let (mut expired, mut aborted) = (0u64, 0u64);
+        let (mut expired, mut aborted, mut versions) = (0u64, 0u64, 0u64);
         let pace = Duration::from_secs_f64(1.0 / self.deletes_per_s.max(1) as f64);
         for bucket in store.list_buckets()? {
             let (_, attributes) = match store.bucket_attributes(&bucket.name) {
@@ -409,6 +450,9 @@ impl LifecycleWorker {
                     _ => break,
                 }
             }
+            if bucket.versioning != hoard::Versioning::Unversioned && rules.acts_on_versions() {
+                versions += self.expire_versions(store, &bucket.name, &rules, now_ms, pace)?;
+            }
             let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
             loop {
                 let page = store.list_multipart_uploads(
@@ -447,9 +491,92 @@ impl LifecycleWorker {
         let mut s = self.status.lock();
         s.passes += 1;
         s.objects_expired += expired;
+        s.versions_expired += versions;
         s.uploads_aborted += aborted;
         s.last_pass_unix_ms = crate::request::now_secs() * 1000;
-        Ok((expired, aborted))
+        Ok((expired + versions, aborted))
+    }
+
+    /// Walks a versioned bucket's versions: removes noncurrent versions that are due and
+    /// delete markers left alone (each a permanent delete of that very version). Returns how
+    /// many it removed.
+    ///
+    /// Errors: metadata errors.
+    fn expire_versions(
+        &self,
+        store: &hoard::Store,
+        bucket: &str,
+        rules: &Lifecycle,
+        now_ms: u64,
+        pace: Duration,
+    ) -> hoard::Result<u64> {
+        let mut removed = 0u64;
+        let mut query = hoard::VersionQuery {
+            max_keys: 1000,
+            ..Default::default()
+        };
+        // The key being walked: how many of its noncurrent versions were seen, and its latest
+        // version if that is a delete marker with nothing after it so far.
+        let mut current_key: Option<String> = None;
+        let mut noncurrent_seen = 0u64;
+        let mut lone_marker: Option<hoard::VersionEntry> = None;
+        let mut remove = |key: &str, version: hoard::VersionId, why: &str| -> hoard::Result<()> {
+            match store.delete_object_version(bucket, key, version) {
+                Ok(_) => {
+                    removed += 1;
+                    tracing::info!(bucket, key, version = %version, rule = why, "lifecycle: version removed");
+                    std::thread::sleep(pace);
+                    Ok(())
+                }
+                Err(hoard::Error::NoSuchBucket(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        loop {
+            let page = store.list_object_versions(bucket, &query)?;
+            for v in &page.versions {
+                if current_key.as_deref() != Some(v.key.as_str()) {
+                    remove_lone_marker(rules, lone_marker.take(), &mut remove)?;
+                    current_key = Some(v.key.clone());
+                    noncurrent_seen = 0;
+                }
+                if v.is_latest {
+                    lone_marker = v.delete_marker.then(|| v.clone());
+                    continue;
+                }
+                lone_marker = None;
+                let newer = noncurrent_seen;
+                noncurrent_seen += 1;
+                if let Some((at, rule)) = rules.noncurrent_expiry(v, newer, self.day) {
+                    if at * 1000 <= now_ms {
+                        remove(&v.key, v.version, rule)?;
+                    }
+                }
+            }
+            if !page.is_truncated {
+                break;
+            }
+            query.key_marker = page.next_key_marker;
+            query.version_id_marker = page.next_version_id_marker;
+        }
+        remove_lone_marker(rules, lone_marker.take(), &mut remove)?;
+        Ok(removed)
+    }
+}
+
+/// Removes, with `remove`, a delete marker found to be the only version of its key, if a
+/// rule removes expired delete markers there.
+fn remove_lone_marker(
+    rules: &Lifecycle,
+    marker: Option<hoard::VersionEntry>,
+    remove: &mut dyn FnMut(&str, hoard::VersionId, &str) -> hoard::Result<()>,
+) -> hoard::Result<()> {
+    match marker {
+        Some(m) => match rules.removes_expired_marker(&m.key) {
+            Some(rule) => remove(&m.key, m.version, rule),
+            None => Ok(()),
+        },
+        None => Ok(()),
     }
 }
 

@@ -343,6 +343,7 @@ fn status(state: &AppState) -> S3Result<Response> {
     x.open("Lifecycle")
         .elem("Passes", l.passes.to_string())
         .elem("ObjectsExpired", l.objects_expired.to_string())
+        .elem("VersionsExpired", l.versions_expired.to_string())
         .elem("UploadsAborted", l.uploads_aborted.to_string())
         .elem("LastPassUnixMs", l.last_pass_unix_ms.to_string())
         .close("Lifecycle");
