@@ -116,3 +116,46 @@ def test_bad_lifecycle_configurations_are_refused(server):
         with pytest.raises(ClientError) as e:
             s3.put_bucket_lifecycle_configuration(Bucket="lc-bad", LifecycleConfiguration={"Rules": rules})
         assert e.value.response["Error"]["Code"] == code, rules
+
+
+def test_noncurrent_versions_and_lone_delete_markers_expire_when_due(server):
+    s3 = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                      aws_access_key_id=ROOT_KEY[0], aws_secret_access_key=ROOT_KEY[1],
+                      config=Config(retries={"max_attempts": 1}))
+    s3.create_bucket(Bucket="lc-ver")
+    s3.put_bucket_versioning(Bucket="lc-ver", VersioningConfiguration={"Status": "Enabled"})
+    rules = [{"ID": "old-versions", "Status": "Enabled", "Filter": {"Prefix": "doc"},
+              "NoncurrentVersionExpiration": {"NoncurrentDays": 2, "NewerNoncurrentVersions": 1}},
+             {"ID": "deleted", "Status": "Enabled", "Filter": {"Prefix": "gone"},
+              "NoncurrentVersionExpiration": {"NoncurrentDays": 2},
+              "Expiration": {"ExpiredObjectDeleteMarker": True}}]
+    s3.put_bucket_lifecycle_configuration(Bucket="lc-ver", LifecycleConfiguration={"Rules": rules})
+    got = s3.get_bucket_lifecycle_configuration(Bucket="lc-ver")["Rules"][0]
+    assert s3.get_bucket_lifecycle_configuration(Bucket="lc-ver")["Rules"][1]["Expiration"] == {"ExpiredObjectDeleteMarker": True}
+    assert got["NoncurrentVersionExpiration"] == {"NoncurrentDays": 2, "NewerNoncurrentVersions": 1}
+    body = b"v" * 200_000
+    ids = [s3.put_object(Bucket="lc-ver", Key="doc", Body=body)["VersionId"] for _ in range(3)]
+    gone = s3.put_object(Bucket="lc-ver", Key="gone", Body=body)["VersionId"]
+    marker = s3.delete_object(Bucket="lc-ver", Key="gone")["VersionId"]
+    became_noncurrent = time.time()
+
+    def listed():
+        page = s3.list_object_versions(Bucket="lc-ver")
+        return ({(v["Key"], v["VersionId"]) for v in page.get("Versions", [])},
+                {(m["Key"], m["VersionId"]) for m in page.get("DeleteMarkers", [])})
+
+    # Noncurrent for 2 lifecycle days (4 s), rounded up to a lifecycle midnight, plus a pass.
+    assert listed() == ({("doc", i) for i in ids} | {("gone", gone)}, {("gone", marker)})
+    deadline = became_noncurrent + 2 * DAY_S + DAY_S + 4
+    while time.time() < deadline:
+        versions, markers = listed()
+        if time.time() < became_noncurrent + 2 * DAY_S - 0.5:
+            assert len(versions) == 4 and markers, "nothing goes before it is due"
+        if versions == {("doc", ids[2]), ("doc", ids[1])} and not markers:
+            break
+        time.sleep(0.2)
+    # Of doc's, the newest noncurrent version is kept (NewerNoncurrentVersions: 1) and the
+    # older one went; the deleted key's data went, then its delete marker, alone, too.
+    assert listed() == ({("doc", ids[2]), ("doc", ids[1])}, set())
+    assert "<VersionsExpired>3</VersionsExpired>" in admin(server, "status", parse=False)
+    assert s3.get_object(Bucket="lc-ver", Key="doc")["Body"].read() == body
