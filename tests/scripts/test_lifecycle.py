@@ -133,8 +133,13 @@ def test_noncurrent_versions_and_lone_delete_markers_expire_when_due(server):
     got = s3.get_bucket_lifecycle_configuration(Bucket="lc-ver")["Rules"][0]
     assert s3.get_bucket_lifecycle_configuration(Bucket="lc-ver")["Rules"][1]["Expiration"] == {"ExpiredObjectDeleteMarker": True}
     assert got["NoncurrentVersionExpiration"] == {"NoncurrentDays": 2, "NewerNoncurrentVersions": 1}
-    body = b"v" * 200_000
-    ids = [s3.put_object(Bucket="lc-ver", Key="doc", Body=body)["VersionId"] for _ in range(3)]
+    body = b"v" * 300_000
+    live = lambda: int(admin(server, "metrics", parse=False).split('hoard_space_bytes{use="live"} ')[1].split()[0])
+    live_before = live()
+    ids = [s3.put_object(Bucket="lc-ver", Key="doc", Body=body)["VersionId"]]
+    per_version = live() - live_before
+    assert per_version > len(body), "one version's needles (with its parity) are live"
+    ids += [s3.put_object(Bucket="lc-ver", Key="doc", Body=body)["VersionId"] for _ in range(2)]
     gone = s3.put_object(Bucket="lc-ver", Key="gone", Body=body)["VersionId"]
     marker = s3.delete_object(Bucket="lc-ver", Key="gone")["VersionId"]
     became_noncurrent = time.time()
@@ -159,3 +164,5 @@ def test_noncurrent_versions_and_lone_delete_markers_expire_when_due(server):
     assert listed() == ({("doc", ids[2]), ("doc", ids[1])}, set())
     assert "<VersionsExpired>3</VersionsExpired>" in admin(server, "status", parse=False)
     assert s3.get_object(Bucket="lc-ver", Key="doc")["Body"].read() == body
+    # Two versions' needles are live, not four: the expired versions' are dead.
+    assert live() - live_before == 2 * per_version

@@ -342,9 +342,9 @@ impl Lifecycle {
 
     /// Whether any rule acts on versions (noncurrent ones or delete markers).
     fn acts_on_versions(&self) -> bool {
-        self.rules.iter().any(|r| {
-            r.enabled && (r.noncurrent_days.is_some() || r.expired_object_delete_marker)
-        })
+        self.rules
+            .iter()
+            .any(|r| r.enabled && (r.noncurrent_days.is_some() || r.expired_object_delete_marker))
     }
 
     /// When an upload initiated at `initiated_ms` with key `key` is aborted (Unix seconds).

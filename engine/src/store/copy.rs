@@ -19,12 +19,12 @@
 //! destination's): its bytes are read and written as a new object.
 
 use super::objects::{ObjectInfo, PutOptions, WriteCondition};
-use super::schema::InlineData;
-use super::schema::Versioning;
-use super::versions::Located;
-use super::versions::VersionId;
+use super::schema::{InlineData, Versioning};
+use super::versions::{Located, VersionId};
 use super::{validate_key, Store};
-use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 use crate::meta::Batch;
 
 /// What a copy keeps and changes.
@@ -50,8 +50,9 @@ impl Store {
     /// Last-Modified and the source's ETag, size, parts and checksums.
     ///
     /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`] and
-    /// [`Error::DeleteMarker`] (the source), [`Error::InvalidKey`], [`Error::PreconditionFailed`] (the destination's condition),
-    /// what `check_source` returns; device errors for a copy that cannot share.
+    /// [`Error::DeleteMarker`] (the source), [`Error::InvalidKey`],
+    /// [`Error::PreconditionFailed`] (the destination's condition), what `check_source`
+    /// returns; device errors for a copy that cannot share.
     pub fn copy_object(
         &self,
         src_bucket: &str,
@@ -108,17 +109,7 @@ impl Store {
         opts: &CopyOptions,
     ) -> Result<ObjectInfo> {
         let inline_data = match src.record.inline {
-            true => {
-                let raw = self.inner.meta.get(&src.inline_key)?.ok_or_else(|| {
-                    Error::MetadataUnavailable {
-                        detail: format!(
-                            "the copy source is inline but its data record {:?} is missing",
-                            String::from_utf8_lossy(&src.inline_key)
-                        ),
-                    }
-                })?;
-                Some(InlineData::decode(&raw)?.data)
-            }
+            true => Some(InlineData::decode(&self.inline_value(&src.inline_key)?)?.data),
             false => None,
         };
         let mut record = src.record;

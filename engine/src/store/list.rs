@@ -52,6 +52,50 @@ pub struct ListPage {
     pub next_marker: Option<String>,
 }
 
+/// Where a listing of `base` (a bucket's `o/` prefix) for `prefix` starts: at the prefix,
+/// or past `marker` (at it when `inclusive`) if that is later.
+pub(super) fn listing_start(
+    base: &[u8],
+    prefix: &[u8],
+    marker: Option<&[u8]>,
+    inclusive: bool,
+) -> Vec<u8> {
+    let from = [base, prefix].concat();
+    match marker {
+        Some(m) if m >= prefix => {
+            // The marker itself, or the smallest key strictly greater than it.
+            let start = match inclusive {
+                true => [base, m].concat(),
+                false => [base, m, b"\0"].concat(),
+            };
+            from.max(start)
+        }
+        _ => from,
+    }
+}
+
+/// A non-empty delimiter as bytes.
+pub(super) fn delimiter_of(delimiter: &Option<String>) -> Option<&[u8]> {
+    delimiter
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(str::as_bytes)
+}
+
+/// The common prefix `key` rolls up into: `prefix` and what follows up to and including the
+/// first `delimiter` after it; `None` without one.
+pub(super) fn common_prefix<'k>(
+    key: &'k [u8],
+    prefix: &[u8],
+    delimiter: Option<&[u8]>,
+) -> Option<&'k [u8]> {
+    let d = delimiter?;
+    key[prefix.len()..]
+        .windows(d.len())
+        .position(|w| w == d)
+        .map(|i| &key[..prefix.len() + i + d.len()])
+}
+
 impl Store {
     /// Lists one page of a bucket.
     ///
@@ -61,21 +105,9 @@ impl Store {
         let max_keys = query.max_keys.min(MAX_KEYS_LIMIT);
         let base = schema::object_prefix(bucket);
         let prefix = query.prefix.as_bytes();
-        let delimiter = query
-            .delimiter
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .map(str::as_bytes);
+        let delimiter = delimiter_of(&query.delimiter);
         let after = query.start_after.as_deref().map(str::as_bytes);
-
-        let mut from = [base.as_slice(), prefix].concat();
-        if let Some(after) = after {
-            if after >= prefix {
-                // The smallest key strictly greater than `after`.
-                let next = [base.as_slice(), after, b"\0"].concat();
-                from = from.max(next);
-            }
-        }
+        let from = listing_start(&base, prefix, after, false);
 
         let mut page = ListPage::default();
         let mut count = 0usize;
@@ -98,13 +130,7 @@ impl Store {
                 }
             };
             // A key under a common prefix becomes that prefix.
-            let common = delimiter.and_then(|d| {
-                let rest = &key[prefix.len()..];
-                rest.windows(d.len())
-                    .position(|w| w == d)
-                    .map(|i| &key[..prefix.len() + i + d.len()])
-            });
-            if let Some(cp) = common {
+            if let Some(cp) = common_prefix(key, prefix, delimiter) {
                 let skip_to = schema::prefix_successor(cp).map(|s| [base.as_slice(), &s].concat());
                 if after.is_some_and(|a| cp <= a) {
                     // Already returned on an earlier page: skip it whole.

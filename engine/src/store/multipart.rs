@@ -503,6 +503,8 @@ impl Store {
                 delta.add_runs(std::slice::from_ref(&part.run), -1);
             }
         }
+        // The parts' runs move from `p/` records to an `o/` one.
+        self.note_record_moved(&record.runs);
         self.commit_object(bucket, key, &mut record, None, cleanup, delta, condition)?;
         Ok(ObjectInfo::from_record(key, &record))
     }

@@ -11,8 +11,11 @@
 //!   A **rebuild** pass repairs lost locations without reading them. A **scrub** pass also
 //!   reads every other location and repairs any whose needle fails verification (crc32c,
 //!   identity, length) or whose read fails.
-//! - A pass walks object records (`o/`) then part records (`p/`) in key order, in batches of
-//!   at most `repair_batch_bytes` of reads. A batch's reads are submitted together, sorted per
+//! - A pass walks noncurrent version records (`n/`), latest version records (`o/`), then part
+//!   records (`p/`) in key order, in batches of at most `repair_batch_bytes` of reads. A
+//!   commit that moves a record naming a lost location from one range to another (a version
+//!   retired or promoted, parts completed into an object) may land it behind the cursor, so
+//!   a rebuild during which one happened walks again before it declares the slots clean. A batch's reads are submitted together, sorted per
 //!   source drive by offset, so each drive streams in on-disk order while all drives work at
 //!   once (declustered: the stripes of a lost drive are spread over every survivor).
 //! - A repaired copy or shard is appended to a drive holding no other location of its chunk,
@@ -245,6 +248,9 @@ pub(super) struct RepairState {
     lost_below: Vec<AtomicU64>,
     /// The lost-slot set a rebuild last completed for (see [`Store::lost_signature`]).
     clean_for: Mutex<Option<Vec<(u32, u64)>>>,
+    /// Commits that moved a record naming a lost location from one key range to another
+    /// (see [`Store::note_record_moved`]).
+    moved_lost: AtomicU64,
     /// Object record keys that reads found a bad copy or shard in.
     queue: Mutex<BTreeSet<Vec<u8>>>,
     scrub_requested: AtomicBool,
@@ -359,6 +365,7 @@ impl RepairState {
         RepairState {
             lost_below: boundaries.into_iter().map(AtomicU64::new).collect(),
             clean_for: Mutex::default(),
+            moved_lost: AtomicU64::default(),
             queue: Mutex::default(),
             scrub_requested: AtomicBool::default(),
             running: Mutex::default(),
@@ -410,6 +417,25 @@ impl Store {
                 }
             })
             .collect()
+    }
+
+    /// Called before a commit that moves a record with `runs` from one key range to another
+    /// (a latest version becoming noncurrent or back, a part becoming an object's): a pass
+    /// walking the ranges in key order may already be past where the record lands, so a
+    /// rebuild running now cannot prove the lost slots clean if the record names one of them.
+    pub(super) fn note_record_moved(&self, runs: &[ChunkRun]) {
+        let lost = self.lost_signature();
+        if lost.is_empty() {
+            return;
+        }
+        let names_lost = runs
+            .iter()
+            .flat_map(|r| &r.chunks)
+            .flat_map(|c| &c.locations)
+            .any(|l| self.location_lost(*l, &lost));
+        if names_lost {
+            self.inner.repair.moved_lost.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     fn location_lost(&self, loc: Location, lost: &[(u32, u64)]) -> bool {
@@ -580,6 +606,7 @@ impl Store {
         // Only a pass that walked every record under one set of lost slots proves them clean
         // (one resumed after a restart may have started under another).
         let whole_walk = pass.cursor.is_empty();
+        let moved_at_start = self.inner.repair.moved_lost.load(Ordering::Acquire);
         if whole_walk {
             tracing::info!(pass = kind.name(), lost = ?lost_at_start, "{} pass started", kind.name());
         }
@@ -664,7 +691,9 @@ impl Store {
         batch.put(schema::setting_key(last), pass.encode());
         // Lost slots no record points into any more are clean: forget their boundaries.
         let lost_now = self.lost_signature();
-        let complete = whole_walk && !raced && lost_now == lost_at_start;
+        // A record that moved behind the cursor while naming a lost location was not seen.
+        let moved = self.inner.repair.moved_lost.load(Ordering::Acquire) != moved_at_start;
+        let complete = whole_walk && !raced && !moved && lost_now == lost_at_start;
         let bounded: Vec<u32> = (0..self.inner.data.len() as u32)
             .filter(|&slot| complete && self.rebuild_boundary(slot) > 0)
             .collect();

@@ -20,6 +20,7 @@
 use std::fmt;
 use std::sync::atomic::Ordering;
 
+use super::list;
 use super::schema::{self, InlineData, ObjectRecord, Versioning};
 use super::space::SpaceDelta;
 use super::{now_unix_ms, Store};
@@ -276,6 +277,7 @@ impl Store {
             delta.add_runs(&old.runs, -1);
             return Ok(());
         }
+        self.note_record_moved(&old.runs);
         let record_key = schema::noncurrent_key(bucket, key, old.version);
         debug_assert!(
             self.inner.meta.get(&record_key).ok().flatten().is_none(),
@@ -284,15 +286,7 @@ impl Store {
         );
         batch.put(record_key, old.encode());
         if old.inline {
-            let data = self
-                .inner
-                .meta
-                .get(&schema::inline_key(bucket, key))?
-                .ok_or_else(|| Error::MetadataUnavailable {
-                    detail: format!(
-                        "object {bucket}/{key} is inline but its data record is missing"
-                    ),
-                })?;
+            let data = self.inline_value(&schema::inline_key(bucket, key))?;
             batch.put(
                 schema::noncurrent_inline_key(bucket, key, old.version),
                 data,
@@ -355,31 +349,27 @@ impl Store {
         }))
     }
 
-    /// Version `version` of `key` (its latest when `None`) at `snapshot`, with where it is
-    /// kept. Delete markers are refused: a key whose latest version is one reads as absent.
+    /// Version `version` of `key` (its latest when `None`) at `snapshot`, delete markers
+    /// included, with where it is kept; `None` if there is no such version.
     ///
-    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`],
-    /// [`Error::DeleteMarker`].
-    pub(super) fn version_at(
+    /// Errors: metadata errors.
+    fn locate(
         &self,
         bucket: &str,
         key: &str,
         version: Option<VersionId>,
         snapshot: &Snapshot,
-    ) -> Result<Located> {
-        let latest = match self
-            .inner
-            .meta
-            .get_at(&schema::object_key(bucket, key), snapshot)?
-        {
+    ) -> Result<Option<Located>> {
+        let latest_key = schema::object_key(bucket, key);
+        let latest = match self.inner.meta.get_at(&latest_key, snapshot)? {
             Some(v) => Some(Located {
                 record: decode_record(&v)?,
-                record_key: schema::object_key(bucket, key),
+                record_key: latest_key,
                 inline_key: schema::inline_key(bucket, key),
             }),
             None => None,
         };
-        let found = match version {
+        Ok(match version {
             None => latest,
             Some(v)
                 if latest
@@ -392,6 +382,7 @@ impl Store {
             Some(VersionId::Id(seq)) => {
                 let record_key = schema::noncurrent_key(bucket, key, seq);
                 match self.inner.meta.get_at(&record_key, snapshot)? {
+                    // A null version's sequence is not its ID.
                     Some(raw) => {
                         Some(decode_record(&raw)?)
                             .filter(|r| !r.null_version)
@@ -404,8 +395,22 @@ impl Store {
                     None => None,
                 }
             }
-        };
-        match found {
+        })
+    }
+
+    /// Version `version` of `key` (its latest when `None`) at `snapshot`, with where it is
+    /// kept. Delete markers are refused: a key whose latest version is one reads as absent.
+    ///
+    /// Errors: [`Error::NoSuchBucket`], [`Error::NoSuchKey`], [`Error::NoSuchVersion`],
+    /// [`Error::DeleteMarker`].
+    pub(super) fn version_at(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<VersionId>,
+        snapshot: &Snapshot,
+    ) -> Result<Located> {
+        match self.locate(bucket, key, version, snapshot)? {
             Some(l) if l.record.delete_marker => Err(Error::DeleteMarker {
                 bucket: bucket.to_string(),
                 key: key.to_string(),
@@ -430,6 +435,22 @@ impl Store {
         }
     }
 
+    /// The value of inline data key `inline_key` of a version whose record says inline.
+    ///
+    /// Errors: [`Error::MetadataUnavailable`] when it is missing (the two are always written
+    /// in one batch); metadata errors.
+    pub(super) fn inline_value(&self, inline_key: &[u8]) -> Result<Vec<u8>> {
+        self.inner
+            .meta
+            .get(inline_key)?
+            .ok_or_else(|| Error::MetadataUnavailable {
+                detail: format!(
+                    "a version's record says inline but its data record {:?} is missing",
+                    String::from_utf8_lossy(inline_key)
+                ),
+            })
+    }
+
     /// Permanently deletes one version of a key (DeleteObject with `versionId`). Deleting
     /// the latest version makes the newest noncurrent one the latest. A version that does not
     /// exist is not an error (S3 answers 204 as well).
@@ -445,16 +466,11 @@ impl Store {
         self.bucket(bucket)?;
         let _key = self.key_lock(bucket, key);
         let snapshot = self.inner.meta.snapshot();
-        let target = match self.version_at(bucket, key, Some(version), &snapshot) {
-            Ok(l) => l,
-            Err(Error::DeleteMarker { .. }) => self.marker_at(bucket, key, version, &snapshot)?,
-            Err(Error::NoSuchVersion { .. } | Error::NoSuchKey { .. }) => {
-                return Ok(DeleteOutcome {
-                    version: Some(version),
-                    delete_marker: false,
-                })
-            }
-            Err(e) => return Err(e),
+        let Some(target) = self.locate(bucket, key, Some(version), &snapshot)? else {
+            return Ok(DeleteOutcome {
+                version: Some(version),
+                delete_marker: false,
+            });
         };
         let mut batch = Batch::new();
         let mut delta = self.space_delta();
@@ -463,16 +479,10 @@ impl Store {
         if target.record_key == latest_key {
             match self.newest_noncurrent(bucket, key)? {
                 Some(next) => {
+                    self.note_record_moved(&next.record.runs);
                     batch.delete(next.record_key);
                     if next.record.inline {
-                        let data = self.inner.meta.get(&next.inline_key)?.ok_or_else(|| {
-                            Error::MetadataUnavailable {
-                                detail: format!(
-                                    "noncurrent version {} of {bucket}/{key} is inline but its data record is missing",
-                                    VersionId::of(&next.record)
-                                ),
-                            }
-                        })?;
+                        let data = self.inline_value(&next.inline_key)?;
                         batch.delete(next.inline_key);
                         batch.put(target.inline_key, data);
                     } else {
@@ -496,45 +506,6 @@ impl Store {
         })
     }
 
-    /// The delete marker that is version `version` of `key` (after [`Store::version_at`]
-    /// refused it as one).
-    fn marker_at(
-        &self,
-        bucket: &str,
-        key: &str,
-        version: VersionId,
-        snapshot: &Snapshot,
-    ) -> Result<Located> {
-        let latest = schema::object_key(bucket, key);
-        if let Some(raw) = self.inner.meta.get_at(&latest, snapshot)? {
-            let record = decode_record(&raw)?;
-            if VersionId::of(&record) == version {
-                return Ok(Located {
-                    record,
-                    record_key: latest,
-                    inline_key: schema::inline_key(bucket, key),
-                });
-            }
-        }
-        let located = match version {
-            VersionId::Null => self.noncurrent_null(bucket, key, snapshot)?,
-            VersionId::Id(seq) => {
-                let record_key = schema::noncurrent_key(bucket, key, seq);
-                match self.inner.meta.get_at(&record_key, snapshot)? {
-                    Some(raw) => Some(Located {
-                        record: decode_record(&raw)?,
-                        inline_key: schema::noncurrent_inline_key(bucket, key, seq),
-                        record_key,
-                    }),
-                    None => None,
-                }
-            }
-        };
-        located.ok_or_else(|| Error::MetadataUnavailable {
-            detail: format!("delete marker {version} of {bucket}/{key} vanished under its lock"),
-        })
-    }
-
     /// Lists one page of a bucket's versions (ListObjectVersions): keys in order, each
     /// key's versions newest first, delete markers included.
     ///
@@ -544,7 +515,7 @@ impl Store {
     /// Errors: [`Error::NoSuchBucket`]; a corrupt record as [`Error::MetadataUnavailable`].
     pub fn list_object_versions(&self, bucket: &str, query: &VersionQuery) -> Result<VersionPage> {
         self.bucket(bucket)?;
-        let max_keys = query.max_keys.min(super::list::MAX_KEYS_LIMIT);
+        let max_keys = query.max_keys.min(list::MAX_KEYS_LIMIT);
         let snapshot = self.inner.meta.snapshot();
         let marker = query.key_marker.as_deref();
         // Within the marker key only with a version marker; else strictly after it.
@@ -691,21 +662,8 @@ impl Store {
     ) -> Result<Vec<Item>> {
         let base = schema::object_prefix(bucket);
         let prefix = query.prefix.as_bytes();
-        let delimiter = query
-            .delimiter
-            .as_deref()
-            .filter(|d| !d.is_empty())
-            .map(str::as_bytes);
-        let mut from = [base.as_slice(), prefix].concat();
-        if let Some(m) = marker.map(str::as_bytes) {
-            if m >= prefix {
-                let start = match inclusive {
-                    true => [base.as_slice(), m].concat(),
-                    false => [base.as_slice(), m, b"\0"].concat(),
-                };
-                from = from.max(start);
-            }
-        }
+        let delimiter = list::delimiter_of(&query.delimiter);
+        let from = list::listing_start(&base, prefix, marker.map(str::as_bytes), inclusive);
         let mut items = Vec::new();
         let mut err = None;
         self.inner.meta.scan_at(&from, snapshot, &mut |k, v| {
@@ -715,13 +673,7 @@ impl Store {
             if !key.starts_with(prefix) || items.len() >= limit {
                 return Scan::Stop;
             }
-            let common = delimiter.and_then(|d| {
-                let rest = &key[prefix.len()..];
-                rest.windows(d.len())
-                    .position(|w| w == d)
-                    .map(|i| &key[..prefix.len() + i + d.len()])
-            });
-            if let Some(cp) = common {
+            if let Some(cp) = list::common_prefix(key, prefix, delimiter) {
                 let skip_to = schema::prefix_successor(cp).map(|s| [base.as_slice(), &s].concat());
                 if !marker.is_some_and(|m| cp <= m.as_bytes()) {
                     items.push(Item::Prefix(String::from_utf8_lossy(cp).into_owned()));
