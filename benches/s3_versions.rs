@@ -18,7 +18,8 @@
 //! hour on two cores, and the listing, not the fill, is measured. Bodies are 100 bytes
 //! (inline in the index). The filled data directory is kept in
 //! `target/bench-scratch/s3-versions-N` and reused by later runs. Printed once: the fill
-//! rate, and p50/p99 over 300 requests of each listing; criterion then times each.
+//! rate, p50/p99 over 300 requests of each listing and the server's resident memory;
+//! criterion then times each.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -172,6 +173,12 @@ fn s3_versions(c: &mut Criterion) {
             ms[ms.len() * 99 / 100]
         );
     }
+    let (rss, hwm) = server.resident_bytes();
+    println!(
+        "s3_versions: server VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        rss as f64 / 1048576.0,
+        hwm as f64 / 1048576.0
+    );
     let mut group = c.benchmark_group("s3_versions");
     group.measurement_time(Duration::from_secs(10));
     for (name, bucket, versions) in CASES {
