@@ -121,9 +121,11 @@ def test_versions_markers_and_permanent_deletes(server, s3):
     assert s3.get_object(Bucket="ver", Key="doc")["Body"].read() == b"v1"
 
     # Tags belong to one version.
-    s3.put_object_tagging(Bucket="ver", Key="doc", VersionId=ids[1],
-                          Tagging={"TagSet": [{"Key": "k", "Value": "old"}]})
-    assert s3.get_object_tagging(Bucket="ver", Key="doc", VersionId=ids[1])["TagSet"] == [{"Key": "k", "Value": "old"}]
+    put = s3.put_object_tagging(Bucket="ver", Key="doc", VersionId=ids[1],
+                                Tagging={"TagSet": [{"Key": "k", "Value": "old"}]})
+    assert put["VersionId"] == ids[1]
+    got = s3.get_object_tagging(Bucket="ver", Key="doc", VersionId=ids[1])
+    assert got["TagSet"] == [{"Key": "k", "Value": "old"}] and got["VersionId"] == ids[1]
     assert s3.get_object_tagging(Bucket="ver", Key="doc")["TagSet"] == []
 
     # DeleteObjects with and without versions.

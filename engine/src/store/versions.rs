@@ -578,26 +578,18 @@ impl Store {
         }
 
         let mut page = VersionPage::default();
-        let mut count = 0usize;
+        // Whether the last entry of the page is a version (else a common prefix).
+        let mut ended_on_version = false;
         let mut older = older.into_iter().peekable();
-        let full = |page: &mut VersionPage, count: usize| {
-            if count == max_keys {
-                page.is_truncated = true;
-                true
-            } else {
-                false
-            }
-        };
         'items: for item in items {
             match item {
                 Item::Prefix(cp) => {
-                    if full(&mut page, count) {
+                    if page.versions.len() + page.common_prefixes.len() == max_keys {
+                        page.is_truncated = true;
                         break;
                     }
-                    page.next_key_marker = Some(cp.clone());
-                    page.next_version_id_marker = None;
                     page.common_prefixes.push(cp);
-                    count += 1;
+                    ended_on_version = false;
                 }
                 Item::Key(key, latest) => {
                     let mut history = vec![latest];
@@ -605,46 +597,52 @@ impl Store {
                         history.push(r);
                     }
                     let mut skip = 0;
-                    if Some(key.as_str()) == marker {
-                        if let Some(v) = query.version_id_marker {
-                            skip = match v {
-                                VersionId::Id(seq) => {
-                                    history.iter().take_while(|r| r.version >= seq).count()
-                                }
-                                VersionId::Null => history
-                                    .iter()
-                                    .position(|r| r.null_version)
-                                    .map_or(history.len(), |i| i + 1),
-                            };
-                        }
+                    if let (true, Some(v)) = (Some(key.as_str()) == marker, query.version_id_marker)
+                    {
+                        skip = match v {
+                            VersionId::Id(seq) => {
+                                history.iter().take_while(|r| r.version >= seq).count()
+                            }
+                            VersionId::Null => history
+                                .iter()
+                                .position(|r| r.null_version)
+                                .map_or(history.len(), |i| i + 1),
+                        };
                     }
-                    for i in skip..history.len() {
-                        if full(&mut page, count) {
-                            break 'items;
+                    let mut successor_modified = None;
+                    for (i, r) in history.into_iter().enumerate() {
+                        let modified = r.last_modified_unix_ms;
+                        if i >= skip {
+                            if page.versions.len() + page.common_prefixes.len() == max_keys {
+                                page.is_truncated = true;
+                                break 'items;
+                            }
+                            page.versions.push(VersionEntry {
+                                key: key.clone(),
+                                version: VersionId::of(&r),
+                                is_latest: i == 0,
+                                delete_marker: r.delete_marker,
+                                size: r.size,
+                                etag: r.etag,
+                                last_modified_unix_ms: modified,
+                                noncurrent_since_unix_ms: successor_modified,
+                                headers: r.headers,
+                            });
+                            ended_on_version = true;
                         }
-                        let r = &history[i];
-                        page.versions.push(VersionEntry {
-                            key: key.clone(),
-                            version: VersionId::of(r),
-                            is_latest: i == 0,
-                            delete_marker: r.delete_marker,
-                            size: r.size,
-                            etag: r.etag.clone(),
-                            last_modified_unix_ms: r.last_modified_unix_ms,
-                            noncurrent_since_unix_ms: (i > 0)
-                                .then(|| history[i - 1].last_modified_unix_ms),
-                            headers: r.headers.clone(),
-                        });
-                        page.next_key_marker = Some(key.clone());
-                        page.next_version_id_marker = Some(VersionId::of(r));
-                        count += 1;
+                        successor_modified = Some(modified);
                     }
                 }
             }
         }
-        if !page.is_truncated {
-            page.next_key_marker = None;
-            page.next_version_id_marker = None;
+        if page.is_truncated {
+            if ended_on_version {
+                let last = page.versions.last().expect("a version ended the page");
+                page.next_key_marker = Some(last.key.clone());
+                page.next_version_id_marker = Some(last.version);
+            } else {
+                page.next_key_marker = page.common_prefixes.last().cloned();
+            }
         }
         Ok(page)
     }

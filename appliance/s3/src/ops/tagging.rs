@@ -139,7 +139,9 @@ pub(super) async fn get_object(ctx: Ctx) -> S3Result<Response> {
     let version = ctx.version_id()?;
     let info = blocking(move || store.head_object_version(&bucket, &key, version)).await?;
     ctx.verdict_check_object(&info.headers)?;
-    xml_response(tagging_xml(&of_headers(&info.headers)?))
+    let mut resp = xml_response(tagging_xml(&of_headers(&info.headers)?))?;
+    super::object::add_version(&ctx, info.version, resp.headers_mut());
+    Ok(resp)
 }
 
 /// `PUT /<bucket>/<key>?tagging` (a `Tagging` document) and `DELETE` (`tags` `None`).
@@ -159,13 +161,16 @@ pub(super) async fn put_object(mut ctx: Ctx, delete: bool) -> S3Result<Response>
     let changes = vec![(OBJECT_TAGGING_HEADER.to_string(), value)];
     blocking(move || store.update_object_headers(&bucket, &key, Some(info.version), &changes))
         .await?;
-    match delete {
-        true => no_content(),
+    let mut resp = match delete {
+        true => no_content()?,
         false => Response::builder()
             .status(StatusCode::OK)
             .body(Body::empty())
-            .map_err(bad_header),
-    }
+            .map_err(bad_header)?,
+    };
+    // S3 names the version whose tags these are.
+    super::object::add_version(&ctx, info.version, resp.headers_mut());
+    Ok(resp)
 }
 
 /// `GET /<bucket>?tagging` (404 NoSuchTagSet without tags).
