@@ -8,9 +8,10 @@
 //! version, so listing current objects reads no more records than before versioning. Older
 //! versions live under `n/<bucket>\0<escaped key>\0\0<!version>`: one bucket's noncurrent
 //! versions sort by key, then newest first, so a key's history is one short range and a
-//! version listing is one merge of the `o/` and `n/` ranges. Invariant (checked where a
-//! version is retired): a key with noncurrent versions has a latest version; a permanent
-//! delete of the latest version promotes the newest noncurrent one.
+//! version listing is one merge of the `o/` and `n/` ranges. Invariants: a key with
+//! noncurrent versions has a latest version (a permanent delete of the latest version
+//! promotes the newest noncurrent one), and the latest version's sequence is greater than
+//! every noncurrent one's (asserted where versions are retired and promoted).
 //!
 //! Version sequences come from a store clock (`Unix ms << 16`, advanced past the last one
 //! issued and past the key's latest version), so they are unique, grow with time, and a key's
@@ -226,6 +227,10 @@ impl Store {
         }
         record.version = self.next_version(old.as_ref().map_or(0, |o| o.version));
         record.null_version = versioning != Versioning::Enabled;
+        assert!(
+            old.as_ref().map_or(true, |o| record.version > o.version),
+            "a new version of {bucket}/{key} must sort after the one it retires"
+        );
         let mut batch = Batch::new();
         self.retire_latest(
             &mut batch,
@@ -479,6 +484,12 @@ impl Store {
         if target.record_key == latest_key {
             match self.newest_noncurrent(bucket, key)? {
                 Some(next) => {
+                    assert!(
+                        next.record.version < target.record.version,
+                        "noncurrent version {} of {bucket}/{key} is newer than its latest {}",
+                        next.record.version,
+                        target.record.version
+                    );
                     self.note_record_moved(&next.record.runs);
                     batch.delete(next.record_key);
                     if next.record.inline {
