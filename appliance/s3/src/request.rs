@@ -104,16 +104,6 @@ impl Ctx {
             .expect("dispatch loads the bucket's access for every bucket request")
     }
 
-    /// Settles an object read's authorization with the object's stored headers (see
-    /// [`crate::auth::access::Verdict::check_object`]).
-    ///
-    /// Errors: AccessDenied.
-    pub fn verdict_check_object(&self, headers: &[(String, String)]) -> S3Result<()> {
-        match &self.verdict {
-            Some(v) => v.check_object(headers),
-            None => Ok(()),
-        }
-    }
 
     /// The key (present by dispatch).
     pub fn key(&self) -> &str {

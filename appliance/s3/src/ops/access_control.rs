@@ -163,11 +163,7 @@ fn object_acl(ctx: &Ctx, headers: &[(String, String)]) -> S3Result<Acl> {
 
 /// `GET /<bucket>/<key>?acl`.
 pub(super) async fn get_object_acl(ctx: Ctx) -> S3Result<Response> {
-    let store = ctx.state.store.clone();
-    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let version = ctx.version_id()?;
-    let info = blocking(move || store.head_object_version(&bucket, &key, version)).await?;
-    ctx.verdict_check_object(&info.headers)?;
+    let info = super::object::readable_version(&ctx).await?;
     xml_response(object_acl(&ctx, &info.headers)?.to_xml())
 }
 
@@ -175,10 +171,7 @@ pub(super) async fn get_object_acl(ctx: Ctx) -> S3Result<Response> {
 pub(super) async fn put_object_acl(mut ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
-    let version = ctx.version_id()?;
-    let info = blocking(move || s.head_object_version(&b, &k, version)).await?;
-    ctx.verdict_check_object(&info.headers)?;
+    let info = super::object::readable_version(&ctx).await?;
     let owner = object_acl(&ctx, &info.headers)?.owner;
     let acl = new_acl(&mut ctx, &owner).await?;
     access::check_acl_allowed(ctx.access(), &acl)?;

@@ -71,6 +71,29 @@ async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     Ok(response)
 }
 
+/// The record of the version an object request names (`versionId`; the latest without),
+/// once the object's ACL lets the caller read it (object reads are settled with the record).
+/// A future holding no `&Ctx`, which is not `Sync`.
+///
+/// Errors: InvalidArgument for a malformed version ID; NoSuchKey, NoSuchVersion, a delete
+/// marker's 404 or 405; AccessDenied.
+pub(super) fn readable_version(
+    ctx: &Ctx,
+) -> impl std::future::Future<Output = S3Result<ObjectInfo>> + Send + 'static {
+    let store = ctx.state.store.clone();
+    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
+    let version = ctx.version_id();
+    let verdict = ctx.verdict.clone();
+    async move {
+        let version = version?;
+        let info = blocking(move || store.head_object_version(&bucket, &key, version)).await?;
+        if let Some(v) = &verdict {
+            v.check_object(&info.headers)?;
+        }
+        Ok(info)
+    }
+}
+
 /// `x-amz-version-id` of `version`, where the bucket's versioning says an answer carries it.
 pub(super) fn add_version(
     ctx: &Ctx,
@@ -185,11 +208,7 @@ async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
             number("x-amz-part-number-marker", 0)?,
         )
     };
-    let store = ctx.state.store.clone();
-    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let version = ctx.version_id()?;
-    let info = blocking(move || store.head_object_version(&bucket, &key, version)).await?;
-    ctx.verdict_check_object(&info.headers)?;
+    let info = readable_version(&ctx).await?;
     let has = |a: &str| wanted.iter().any(|w| w == a);
     let mut x = XmlBuilder::new("GetObjectAttributesResponse");
     if has("ETag") {
@@ -414,12 +433,10 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let version = ctx.version_id()?;
     // The record first: it sizes the request (a part's range, whether a stream permit is
     // needed) and answers HEAD.
-    let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
-    let recorded = blocking(move || s.head_object_version(&b, &k, version)).await?;
-    ctx.verdict_check_object(&recorded.headers)?;
+    let recorded = readable_version(&ctx).await?;
+    let version = ctx.version_id()?;
     let range = part_range(&ctx, &recorded, range)?;
     // A GET opens the object (reading and verifying its first chunk) before answering, so a
     // missing drive or a corrupt chunk is a clean error, and headers and body are one version.
@@ -435,7 +452,13 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         };
         let reader =
             blocking(move || store.get_object_version(&bucket, &key, version, range)).await?;
-        if ctx.has("partNumber") && reader.info().version != recorded.version {
+        // The same version as the record that sized the part (an unversioned overwrite keeps
+        // the version ID `null`, so the ETag and Last-Modified are compared too).
+        let opened = reader.info();
+        let same = opened.version == recorded.version
+            && opened.etag == recorded.etag
+            && opened.last_modified_unix_ms == recorded.last_modified_unix_ms;
+        if ctx.has("partNumber") && !same {
             return Err(s3_error!(
                 ServiceUnavailable,
                 SERVICE_UNAVAILABLE,

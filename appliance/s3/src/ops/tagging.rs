@@ -134,11 +134,7 @@ fn no_content() -> S3Result<Response> {
 
 /// `GET /<bucket>/<key>?tagging`.
 pub(super) async fn get_object(ctx: Ctx) -> S3Result<Response> {
-    let store = ctx.state.store.clone();
-    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let version = ctx.version_id()?;
-    let info = blocking(move || store.head_object_version(&bucket, &key, version)).await?;
-    ctx.verdict_check_object(&info.headers)?;
+    let info = super::object::readable_version(&ctx).await?;
     let mut resp = xml_response(tagging_xml(&of_headers(&info.headers)?))?;
     super::object::add_version(&ctx, info.version, resp.headers_mut());
     Ok(resp)
@@ -148,10 +144,7 @@ pub(super) async fn get_object(ctx: Ctx) -> S3Result<Response> {
 pub(super) async fn put_object(mut ctx: Ctx, delete: bool) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let (s, b, k) = (store.clone(), bucket.clone(), key.clone());
-    let version = ctx.version_id()?;
-    let info = blocking(move || s.head_object_version(&b, &k, version)).await?;
-    ctx.verdict_check_object(&info.headers)?;
+    let info = super::object::readable_version(&ctx).await?;
     let value = match delete {
         true => None,
         false => Some(body_tags(&mut ctx, MAX_OBJECT_TAGS).await?)
