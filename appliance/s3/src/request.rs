@@ -104,7 +104,6 @@ impl Ctx {
             .expect("dispatch loads the bucket's access for every bucket request")
     }
 
-
     /// The key (present by dispatch).
     pub fn key(&self) -> &str {
         self.key.as_deref().unwrap_or_default()
