@@ -95,6 +95,9 @@ struct Inner {
     /// Sealing key for secrets kept in metadata ([`Store::secrets_key`]).
     secrets_key: [u8; 32],
     meta: MetaStore,
+    /// The lock on the data directory of a file-backed store ([`crate::device::lock_data_dir`]),
+    /// held while the store is open.
+    dir_lock: Mutex<Option<std::fs::File>>,
     /// The data devices by slot; `None` for a missing drive. A slot's device changes only when
     /// a blank drive is adopted into it ([`Store::adopt_data_drive`]).
     data: Vec<RwLock<Option<Arc<DataDevice>>>>,

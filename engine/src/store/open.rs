@@ -57,6 +57,11 @@ impl Store {
                     opts.profile.name
                 ))
             })?;
+        // The directory's lock first: nothing of a store another process serves is read.
+        let dir_lock = crate::device::lock_data_dir(
+            &opts.data_dir,
+            &[ssd_paths.as_slice(), hdd_paths.as_slice()].concat(),
+        )?;
         // Create missing files (first start, or a replaced drive), then open them all.
         let open_all = |paths: &[PathBuf], size: u64, preallocate: u64, queue_depth: u32| {
             paths
@@ -81,7 +86,9 @@ impl Store {
             0,
             config.data_queue_depth,
         )?;
-        Self::open_devices(StoreDevices { meta, data }, config, opts.format_blank)
+        let store = Self::open_devices(StoreDevices { meta, data }, config, opts.format_blank)?;
+        *store.inner.dir_lock.lock() = Some(dir_lock);
+        Ok(store)
     }
 
     /// Opens a store on already-open devices; formats blank ones if `format_blank`.
@@ -328,6 +335,7 @@ impl Store {
                 store_uuid,
                 secrets_key,
                 meta,
+                dir_lock: Mutex::new(None),
                 data,
                 buffers,
                 namespace: RwLock::new(()),
