@@ -15,6 +15,64 @@ use super::{
 use crate::error::S3Result;
 use crate::s3_error;
 
+/// Query parameters S3 itself leaves out of the SigV2 string to sign: they page and filter a
+/// listing, never select another operation, and SigV2 clients send them unsigned.
+const UNSIGNED_LISTING_PARAMETERS: &[&str] = &[
+    "continuation-token",
+    "delimiter",
+    "encoding-type",
+    "fetch-owner",
+    "key-marker",
+    "list-type",
+    "marker",
+    "max-keys",
+    "max-parts",
+    "max-uploads",
+    "part-number-marker",
+    "prefix",
+    "start-after",
+    "upload-id-marker",
+    "version-id-marker",
+    "x-id",
+];
+
+/// The parameters of a SigV2 presigned URL itself.
+const QUERY_AUTH_PARAMETERS: &[&str] = &[
+    "AWSAccessKeyId",
+    "Expires",
+    "Signature",
+    "x-amz-security-token",
+];
+
+/// SigV2 signs only S3's list of sub-resources ([`SUBRESOURCES`]): a signature seen once could
+/// be replayed within the skew window with any other parameter added. So a SigV2 request may
+/// carry no query parameter outside that list but the listing ones S3 leaves unsigned, and no
+/// admin request (they take parameters SigV2 cannot sign: SigV4 only).
+///
+/// Errors: AccessDenied naming the parameter.
+fn refuse_unsigned_parameters(req: &RequestView<'_>) -> S3Result<()> {
+    if req.vhost_bucket.is_none() && req.raw_path.starts_with("/_hoard/") {
+        return Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "admin requests must be signed with SigV4 in the Authorization header; SigV2 does not sign their parameters"
+        ));
+    }
+    let unsigned = req.query.iter().map(|(k, _)| k.as_str()).find(|k| {
+        !SUBRESOURCES.contains(k)
+            && !UNSIGNED_LISTING_PARAMETERS.contains(k)
+            && !QUERY_AUTH_PARAMETERS.contains(k)
+    });
+    match unsigned {
+        Some(k) => Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "SigV2 does not sign the query parameter {k:?}; sign this request with SigV4"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Sub-resources that are part of the string to sign, in sorted order.
 const SUBRESOURCES: &[&str] = &[
     "acl",
@@ -143,6 +201,7 @@ pub fn verify_header(
     creds: &Credentials,
     now_secs: u64,
 ) -> S3Result<Auth> {
+    refuse_unsigned_parameters(req)?;
     let (access_key, signature) = rest.split_once(':').ok_or_else(|| {
         s3_error!(
             AuthorizationHeaderMalformed,
@@ -176,6 +235,7 @@ pub fn verify_presigned(
     creds: &Credentials,
     now_secs: u64,
 ) -> S3Result<Auth> {
+    refuse_unsigned_parameters(req)?;
     let access_key = req.query("AWSAccessKeyId").unwrap_or_default();
     let signature = req.query("Signature").unwrap_or_default();
     let expires = req.query("Expires").unwrap_or_default();
