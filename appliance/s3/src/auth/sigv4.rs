@@ -372,9 +372,7 @@ pub fn verify_header(
         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" => streaming(true, false),
         "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => streaming(true, true),
         "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => streaming(false, true),
-        h if h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()) => {
-            Payload::Sha256(h.to_ascii_lowercase())
-        }
+        h if is_sha256_hex(h) => Payload::Sha256(h.to_ascii_lowercase()),
         other => {
             return Err(s3_error!(
                 InvalidArgument,
@@ -446,21 +444,56 @@ pub fn verify_presigned(
             "request has expired (X-Amz-Expires {expires} s from {amz_date})"
         ));
     }
-    let payload_hash = req
-        .query("X-Amz-Content-Sha256")
-        .unwrap_or(UNSIGNED_PAYLOAD);
-    let v = verify(
-        req,
-        creds,
-        param("X-Amz-Credential")?,
-        param("X-Amz-SignedHeaders")?,
-        param("X-Amz-Signature")?,
-        amz_date,
-        payload_hash,
-        true,
-        region,
-    )?;
-    Auth::of(creds, &v.access_key, SignedIn::Query, Payload::Unsigned)
+    // A presigned URL signs no body, unless it fixes the body's SHA-256: in its query
+    // (`X-Amz-Content-Sha256`) or as a signed `x-amz-content-sha256` header, whose value
+    // botocore then puts on the canonical request's payload line (the S3 reference puts
+    // UNSIGNED-PAYLOAD there; both are accepted). Either way the body must have that hash.
+    let signed_headers = param("X-Amz-SignedHeaders")?;
+    let signed_header_hash = signed_headers
+        .split(';')
+        .any(|h| h.eq_ignore_ascii_case("x-amz-content-sha256"))
+        .then(|| req.header("x-amz-content-sha256"))
+        .filter(|h| is_sha256_hex(h));
+    let payload_lines: Vec<&str> = match req.query("X-Amz-Content-Sha256") {
+        Some(h) => vec![h],
+        None => signed_header_hash
+            .into_iter()
+            .chain([UNSIGNED_PAYLOAD])
+            .collect(),
+    };
+    let mut verified = Err(signature_mismatch());
+    for line in &payload_lines {
+        verified = verify(
+            req,
+            creds,
+            param("X-Amz-Credential")?,
+            signed_headers,
+            param("X-Amz-Signature")?,
+            amz_date,
+            line,
+            true,
+            region,
+        );
+        if verified.is_ok() {
+            break;
+        }
+    }
+    let v = verified?;
+    let payload = match payload_lines
+        .iter()
+        .copied()
+        .chain(signed_header_hash)
+        .find(|h| is_sha256_hex(h))
+    {
+        Some(h) => Payload::Sha256(h.to_ascii_lowercase()),
+        None => Payload::Unsigned,
+    };
+    Auth::of(creds, &v.access_key, SignedIn::Query, payload)
+}
+
+/// Whether `h` is a SHA-256 in hex (64 hex digits).
+fn is_sha256_hex(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Signature of one `aws-chunked` chunk (Amazon S3 API Reference, "Signature Calculations for
