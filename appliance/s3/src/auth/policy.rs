@@ -470,17 +470,37 @@ impl Condition {
         }
     }
 
-    /// Whether this condition pins the statement to known callers (so it is not public):
-    /// specific source addresses, or a specific principal account.
+    /// Whether this condition pins the statement to known callers, so that it is not public
+    /// (S3 User Guide, "The meaning of public": only fixed values restrict). Two keys do:
+    ///
+    /// - `aws:SourceIp` with `IpAddress` over CIDR blocks that together cover at most a /8 of
+    ///   IPv4 (2^24 addresses) or a /32 of IPv6 (2^96): `0.0.0.0/1` + `128.0.0.0/1` is
+    ///   everyone, split in two;
+    /// - `aws:PrincipalAccount` with `StringEquals` over values with no wildcard.
+    ///
+    /// An `...IfExists` operator never restricts: a request without the key passes it.
     fn restricts_callers(&self) -> bool {
+        if self.if_exists {
+            return false;
+        }
         match (self.op, self.key) {
-            (Op::IpAddress, "aws:sourceip") => self
-                .values
-                .iter()
-                .filter_map(|v| parse_cidr(v))
-                .all(|(_, len)| len > 0),
+            (Op::IpAddress, "aws:sourceip") => {
+                let (mut v4, mut v6) = (0u128, 0u128);
+                for (net, len) in self.values.iter().filter_map(|v| parse_cidr(v)) {
+                    match net {
+                        IpAddr::V4(_) => v4 = v4.saturating_add(1u128 << (32 - len)),
+                        IpAddr::V6(_) if len == 0 => v6 = u128::MAX,
+                        IpAddr::V6(_) => v6 = v6.saturating_add(1u128 << (128 - len)),
+                    }
+                }
+                !self.values.is_empty() && v4 <= 1 << 24 && v6 <= 1 << 96
+            }
             (Op::StringEquals, "aws:principalaccount") => {
-                !self.values.iter().any(|v| v.contains('*'))
+                !self.values.is_empty()
+                    && !self
+                        .values
+                        .iter()
+                        .any(|v| v.contains('*') || v.contains('?') || v.contains("${"))
             }
             _ => false,
         }
@@ -596,7 +616,9 @@ impl Statement {
         })
     }
 
-    fn applies(&self, cx: &RequestContext<'_>) -> bool {
+    /// Whether the statement names the caller and the action (whatever the resource and
+    /// the conditions).
+    fn names(&self, cx: &RequestContext<'_>) -> bool {
         let who = self.principals.iter().any(|w| match w {
             Who::Anyone => true,
             Who::Account(a) => cx.account == Some(a.as_str()),
@@ -604,11 +626,12 @@ impl Statement {
         });
         let action = cx.action.to_ascii_lowercase();
         let what = self.actions.iter().any(|p| glob(p, &action));
+        who != self.not_principal && what != self.not_action
+    }
+
+    fn applies(&self, cx: &RequestContext<'_>) -> bool {
         let on = self.resources.iter().any(|p| glob(p, cx.resource));
-        who != self.not_principal
-            && what != self.not_action
-            && on != self.not_resource
-            && self.conditions.iter().all(|c| c.holds(cx))
+        self.names(cx) && on != self.not_resource && self.conditions.iter().all(|c| c.holds(cx))
     }
 
     fn is_public(&self) -> bool {
@@ -671,6 +694,16 @@ impl Policy {
         decision
     }
 
+    /// Whether some statement could allow the caller `cx.action` on some resource of the
+    /// bucket, whatever the resource and conditions (`public_allows` as in [`Self::decide`]):
+    /// a request decided key by key (DeleteObjects) is refused before its body is read when
+    /// this is false and nothing else grants the action.
+    pub fn may_allow(&self, cx: &RequestContext<'_>, public_allows: bool) -> bool {
+        self.statements
+            .iter()
+            .any(|s| s.allow && s.names(cx) && (public_allows || !s.is_public()))
+    }
+
     /// Whether it allows anyone at all (S3's PolicyStatus `IsPublic`): an Allow to `*` not
     /// pinned to source addresses or a principal account by a condition.
     pub fn is_public(&self) -> bool {
@@ -697,6 +730,42 @@ mod tests {
             user_agent: None,
             referer: None,
         }
+    }
+
+    #[test]
+    fn public_means_what_s3_says() {
+        let public = |condition: &str| {
+            let text = format!(
+                r#"{{"Statement":[{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*","Condition":{condition}}}]}}"#
+            );
+            Policy::parse(text.as_bytes(), "b").unwrap().is_public()
+        };
+        assert!(public(
+            r#"{"IpAddress":{"aws:SourceIp":["0.0.0.0/1","128.0.0.0/1"]}}"#
+        ));
+        assert!(public(
+            r#"{"IpAddress":{"aws:SourceIp":["::/1","8000::/1"]}}"#
+        ));
+        assert!(public(r#"{"IpAddress":{"aws:SourceIp":"0.0.0.0/0"}}"#));
+        assert!(public(
+            r#"{"IpAddressIfExists":{"aws:SourceIp":"10.0.0.0/24"}}"#
+        ));
+        assert!(public(
+            r#"{"StringEqualsIfExists":{"aws:PrincipalAccount":"111122223333"}}"#
+        ));
+        assert!(public(
+            r#"{"StringEquals":{"aws:PrincipalAccount":"1111*"}}"#
+        ));
+        assert!(public(
+            r#"{"StringLike":{"aws:PrincipalAccount":"111122223333"}}"#
+        ));
+        assert!(!public(r#"{"IpAddress":{"aws:SourceIp":["10.0.0.0/8"]}}"#));
+        assert!(!public(
+            r#"{"IpAddress":{"aws:SourceIp":["192.0.2.0/24","2001:db8::/32"]}}"#
+        ));
+        assert!(!public(
+            r#"{"StringEquals":{"aws:PrincipalAccount":"111122223333"}}"#
+        ));
     }
 
     #[test]
