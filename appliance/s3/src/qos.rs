@@ -7,8 +7,9 @@
 //! `Retry-After` (whole seconds until it refills), which SDKs honour and retry.
 //!
 //! Limits are set by admin requests and kept in store settings (`qos/a/<account ID>`,
-//! `qos/b/<bucket>`, JSON), so they survive restarts. Anonymous requests count against the
-//! bucket owner's account.
+//! `qos/b/<bucket>`, JSON), so they survive restarts. Anonymous requests draw on a share of
+//! their own, the account [`ANONYMOUS`] (its limit is set like any account's), and on no
+//! tenant's account or bucket: refused or not, they never spend a tenant's budget.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,20 @@ use crate::error::{S3Error, S3Result};
 use crate::s3_error;
 
 const PREFIX: &str = "qos/";
+
+/// The account name under which anonymous callers' requests are limited (`hoard admin
+/// set-qos --account anonymous`); no account ID is ever this word.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The most of `capacity` shared units (request permits, data streams, body buffer room) one
+/// account may hold: half, and a quarter for anonymous callers together (at least 1). See
+/// `state::FairShare` for the reserve kept beside it.
+pub fn share_cap(capacity: usize, account: &str) -> usize {
+    match account == ANONYMOUS {
+        true => (capacity / 4).max(1),
+        false => (capacity / 2).max(1),
+    }
+}
 
 /// A tenant's or bucket's limits; `None` is unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

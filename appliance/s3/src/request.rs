@@ -39,6 +39,20 @@ pub struct RequestNote {
     pub bucket: Option<String>,
     /// Its declared body length.
     pub bytes_in: u64,
+    /// Whether the caller signed nothing.
+    pub anonymous: bool,
+}
+
+impl RequestNote {
+    /// The (account, bucket) whose QoS limits the request draws on: the caller's account and
+    /// the bucket; for an anonymous caller, anonymous callers' own share
+    /// ([`crate::qos::ANONYMOUS`]) alone, so outsiders never spend a tenant's budget.
+    pub fn qos_scope(&self) -> (&str, Option<&str>) {
+        match self.anonymous {
+            true => (crate::qos::ANONYMOUS, None),
+            false => (&self.account, self.bucket.as_deref()),
+        }
+    }
 }
 
 /// The client's address, put in every request's extensions by the server.
@@ -59,6 +73,8 @@ pub struct Ctx {
     pub bucket: Option<String>,
     /// Key, if the request names one.
     pub key: Option<String>,
+    /// The operation, from the one route table (`ops::route`).
+    pub endpoint: crate::ops::Endpoint,
     /// The caller.
     pub auth: Auth,
     /// The client's address.
@@ -107,6 +123,15 @@ impl Ctx {
     /// The key (present by dispatch).
     pub fn key(&self) -> &str {
         self.key.as_deref().unwrap_or_default()
+    }
+
+    /// Whom the request's admission shares count against: the caller's account, or
+    /// [`crate::qos::ANONYMOUS`].
+    pub fn share_account(&self) -> String {
+        match self.auth.anonymous {
+            true => crate::qos::ANONYMOUS.to_string(),
+            false => self.auth.account_id.clone(),
+        }
     }
 
     /// The `versionId` query parameter, parsed.

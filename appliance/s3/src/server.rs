@@ -96,11 +96,9 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             v.trim() != "0"
         });
     let mut note = crate::request::RequestNote::default();
-    let admitted = state.admission.request();
-    let result = match admitted {
-        Ok(_permit) => ops::dispatch(state.clone(), req, &mut note).await,
-        Err(e) => Err(e),
-    };
+    // The request permit is taken once the caller is known (`ops::dispatch`), from its
+    // account's share.
+    let result = ops::dispatch(state.clone(), req, &mut note).await;
     let mut response = match result {
         Ok(r) => r,
         Err(e) => error_response(&e, &resource, &request_id, method == Method::HEAD),
@@ -140,9 +138,8 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             bytes_in,
             bytes_out,
         );
-        state
-            .qos
-            .charge_out(&note.account, note.bucket.as_deref(), bytes_out);
+        let (qos_account, qos_bucket) = note.qos_scope();
+        state.qos.charge_out(qos_account, qos_bucket, bytes_out);
     }
     let refused_with_body = has_body && !response.status().is_success();
     let headers = response.headers_mut();

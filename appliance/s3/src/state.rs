@@ -22,6 +22,9 @@ pub struct S3Config {
     /// A client that sends nothing of its body, or reads nothing of a response, for this long
     /// is cut (RequestTimeout for a body).
     pub idle_timeout: Duration,
+    /// The least a client must move per second, after a grace of `idle_timeout`, while a
+    /// body or a GET waits for it (see `body::pump::RateFloor`).
+    pub min_rate_bytes_per_s: u64,
     /// Requests handled at once; beyond, `503 SlowDown`.
     pub max_requests: usize,
     /// Data streams at once (request bodies written to the HDDs, GETs read from them), each
@@ -50,7 +53,13 @@ impl S3Config {
         self.max_requests = engine.max_requests as usize;
         self.request_buffer_bytes = engine.request_buffer_bytes;
         self.idle_timeout = Duration::from_millis(engine.request_idle_timeout_ms);
+        self.min_rate_bytes_per_s = engine.min_transfer_rate_bytes_per_s;
         self
+    }
+
+    /// The deadlines of one transfer with a client.
+    pub fn rate_floor(&self) -> crate::body::pump::RateFloor {
+        crate::body::pump::RateFloor::new(self.idle_timeout, self.min_rate_bytes_per_s)
     }
 }
 
@@ -60,6 +69,7 @@ impl Default for S3Config {
             domains: vec!["localhost".into()],
             region: "us-east-1".into(),
             idle_timeout: Duration::from_secs(20),
+            min_rate_bytes_per_s: 4096,
             max_requests: 256,
             max_streams: 16,
             request_buffer_bytes: 32 << 20,
@@ -130,72 +140,212 @@ impl AppState {
     }
 }
 
-/// Admission control: a request or a data stream beyond the limits of [`S3Config`] is answered
-/// at once with `503 SlowDown` (clients back off and retry), rather than queued behind
-/// clients that may never finish.
+/// Admission control: a request or a data stream beyond the limits of [`S3Config`], or beyond
+/// its account's share of them ([`FairShare`]), is answered at once with `503 SlowDown`
+/// (clients back off and retry), rather than queued behind clients that may never finish.
 #[derive(Debug)]
 pub struct Admission {
-    requests: Arc<tokio::sync::Semaphore>,
-    streams: Arc<tokio::sync::Semaphore>,
-    max_requests: usize,
-    max_streams: usize,
+    requests: Arc<FairShare>,
+    streams: Arc<FairShare>,
 }
 
 /// Longest a request waits for a data-stream permit before `503 SlowDown`.
 pub const STREAM_QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// Held while a request or stream runs.
-pub type Permit = tokio::sync::OwnedSemaphorePermit;
+pub type Permit = SharePermit;
 
 impl Admission {
     fn new(config: &S3Config) -> Self {
         Admission {
-            requests: Arc::new(tokio::sync::Semaphore::new(config.max_requests)),
-            streams: Arc::new(tokio::sync::Semaphore::new(config.max_streams)),
-            max_requests: config.max_requests,
-            max_streams: config.max_streams,
+            requests: Arc::new(FairShare::new("requests", config.max_requests)),
+            streams: Arc::new(FairShare::new("data streams", config.max_streams)),
         }
     }
 
-    /// A request permit.
+    /// A request permit for `account` (an account ID, or [`crate::qos::ANONYMOUS`]).
     ///
-    /// Errors: SlowDown (503) when `max_requests` are running.
-    pub fn request(&self) -> S3Result<Permit> {
-        self.requests.clone().try_acquire_owned().map_err(|_| {
-            s3_error!(
-                SlowDown,
-                SERVICE_UNAVAILABLE,
-                "please reduce your request rate: {} requests are in progress",
-                self.requests_in_flight()
-            )
-        })
+    /// Errors: SlowDown (503) when `max_requests` are running, or the account holds its share.
+    pub fn request(&self, account: &str) -> S3Result<Permit> {
+        self.requests.try_take(account)
     }
 
-    /// A data-stream permit (a body written to or an object read from the HDDs), waiting up to
-    /// [`STREAM_QUEUE_WAIT`] for one to free.
+    /// A data-stream permit (a body written to or an object read from the HDDs) for
+    /// `account`, waiting up to [`STREAM_QUEUE_WAIT`] for one to free.
     ///
-    /// Errors: SlowDown (503) when `max_streams` stay busy that long.
-    pub async fn stream(&self) -> S3Result<Permit> {
-        let acquire = self.streams.clone().acquire_owned();
-        match tokio::time::timeout(STREAM_QUEUE_WAIT, acquire).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(s3_error!(
-                SlowDown,
-                SERVICE_UNAVAILABLE,
-                "please reduce your request rate: all {} data streams stayed busy for {STREAM_QUEUE_WAIT:?}",
-                self.max_streams
-            )),
+    /// Errors: SlowDown (503) when none frees that long.
+    pub async fn stream(&self, account: &str) -> S3Result<Permit> {
+        let deadline = tokio::time::Instant::now() + STREAM_QUEUE_WAIT;
+        loop {
+            // Registered before trying, so a permit freed in between wakes this waiter.
+            let freed = self.streams.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.streams.try_take(account) {
+                Ok(p) => return Ok(p),
+                Err(e) => {
+                    if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                        return Err(e);
+                    }
+                }
+            }
         }
     }
 
     /// Requests running now.
     pub fn requests_in_flight(&self) -> usize {
-        self.max_requests - self.requests.available_permits()
+        self.requests.held()
     }
 
     /// Data streams running now.
     pub fn streams_in_flight(&self) -> usize {
-        self.max_streams - self.streams.available_permits()
+        self.streams.held()
+    }
+}
+
+/// `capacity` permits shared among accounts, anonymous callers being one more account, so
+/// that no account, and no crowd of anonymous clients, can take them all:
+///
+/// - an account holds at most half of them (anonymous callers together a quarter);
+/// - the last quarter (the reserve) goes only to accounts holding fewer than a sixteenth
+///   (at least one), so an account that holds little always finds a permit while anyone
+///   who holds much is refused first.
+///
+/// Work-conserving otherwise: one busy tenant alone may use half the capacity. With
+/// `capacity` 256 requests: 128 per account, 64 anonymous, 64 in reserve for accounts holding
+/// fewer than 16.
+#[derive(Debug)]
+pub struct FairShare {
+    what: &'static str,
+    capacity: usize,
+    held: parking_lot::Mutex<ShareState>,
+    freed: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct ShareState {
+    total: usize,
+    by_account: std::collections::HashMap<String, usize>,
+}
+
+impl FairShare {
+    /// `capacity` permits (at least 1) of `what` (named in refusals).
+    pub fn new(what: &'static str, capacity: usize) -> Self {
+        FairShare {
+            what,
+            capacity: capacity.max(1),
+            held: Default::default(),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Most permits `account` may hold.
+    pub fn cap(&self, account: &str) -> usize {
+        crate::qos::share_cap(self.capacity, account)
+    }
+
+    fn reserve(&self) -> usize {
+        self.capacity / 4
+    }
+
+    fn floor(&self) -> usize {
+        (self.capacity / 16).max(1)
+    }
+
+    /// Permits held now.
+    pub fn held(&self) -> usize {
+        self.held.lock().total
+    }
+
+    /// A permit for `account`, if the rules of [`FairShare`] allow one now.
+    ///
+    /// Errors: SlowDown (503) naming what ran out.
+    pub fn try_take(self: &Arc<Self>, account: &str) -> S3Result<SharePermit> {
+        let mut s = self.held.lock();
+        let mine = s.by_account.get(account).copied().unwrap_or(0);
+        let free = self.capacity - s.total;
+        let refusal = if free == 0 {
+            Some(format!("all {} {} are in use", self.capacity, self.what))
+        } else if mine >= self.cap(account) {
+            Some(format!(
+                "this account holds {mine} of the {} {}, its most",
+                self.capacity, self.what
+            ))
+        } else if free <= self.reserve() && mine >= self.floor() {
+            Some(format!(
+                "{free} of the {} {} are left, kept for callers holding fewer than {}",
+                self.capacity,
+                self.what,
+                self.floor()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refusal {
+            return Err(s3_error!(
+                SlowDown,
+                SERVICE_UNAVAILABLE,
+                "please reduce your request rate: {why}"
+            ));
+        }
+        s.total += 1;
+        *s.by_account.entry(account.to_string()).or_default() += 1;
+        debug_assert!(s.total <= self.capacity);
+        Ok(SharePermit {
+            share: self.clone(),
+            account: account.to_string(),
+        })
+    }
+}
+
+/// One permit of a [`FairShare`], returned when dropped.
+#[derive(Debug)]
+pub struct SharePermit {
+    share: Arc<FairShare>,
+    account: String,
+}
+
+impl Drop for SharePermit {
+    fn drop(&mut self) {
+        let mut s = self.share.held.lock();
+        s.total -= 1;
+        if let Some(n) = s.by_account.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                s.by_account.remove(&self.account);
+            }
+        }
+        drop(s);
+        self.share.freed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_account_takes_every_permit() {
+        let share = Arc::new(FairShare::new("requests", 16));
+        let anon: Vec<_> = (0..4)
+            .map(|_| share.try_take(crate::qos::ANONYMOUS).unwrap())
+            .collect();
+        assert!(share.try_take(crate::qos::ANONYMOUS).is_err(), "a quarter");
+        let big: Vec<_> = (0..8).map(|_| share.try_take("big").unwrap()).collect();
+        assert!(share.try_take("big").is_err(), "half");
+        // 12 held, 4 left = the reserve: only an account holding less than 1 gets one.
+        let small = share.try_take("small").unwrap();
+        assert!(share.try_take("small").is_err());
+        let others: Vec<_> = ["c", "d", "e"]
+            .iter()
+            .map(|a| share.try_take(a).unwrap())
+            .collect();
+        assert!(share.try_take("f").is_err(), "all 16 in use");
+        drop(big);
+        assert_eq!(share.held(), 8);
+        drop((anon, small, others));
+        assert_eq!(share.held(), 0);
+        assert!(share.held.lock().by_account.is_empty());
     }
 }
 

@@ -344,6 +344,9 @@ pub struct EngineConfig {
     pub request_buffer_bytes: u64,
     /// A client that moves no byte of a body for this long is cut (ms).
     pub request_idle_timeout_ms: u64,
+    /// The least a client must move per second (a body it sends, a GET it reads) once the
+    /// idle timeout's grace has passed; below it, the request is cut with RequestTimeout.
+    pub min_transfer_rate_bytes_per_s: u64,
     /// Resident memory the process stays within: memtables, block cache, chunk buffers,
     /// indexes and filters, request buffers, and a fixed allowance for code, stacks and
     /// connections.
@@ -656,6 +659,24 @@ impl Profile {
                 Some(_) => "set in [engine]".into(),
                 None => "a client that moves no byte of a body for 20 s is stalled (a 256 KiB frame takes 2 s even at 1 Mbit/s): it is cut with RequestTimeout and its buffers freed".into(),
             },
+        );
+
+        // A data stream is one of `streams` shares of the front door's bandwidth (the NICs,
+        // or 10 Gbit/s where the profile names none); a request holding one must move at
+        // least a ten-thousandth of its even share, and never less than 4 KiB/s (a slow link
+        // of a few hundred kbit/s is never cut; a slowloris client sending a byte now and
+        // then is, once the grace has passed).
+        let front_door_bytes_s = self.nic.as_ref().map_or(10e9 / 8.0, |n| {
+            n.count as f64 * n.speed_gbps as f64 * 1e9 / 8.0
+        });
+        let min_rate = ((front_door_bytes_s / streams as f64 / 10_000.0) as u64).clamp(4096, MIB);
+        explain(
+            "min_transfer_rate_bytes_per_s",
+            format!("{}/s", fmt_bytes(min_rate)),
+            format!(
+                "front-door bandwidth / data streams / 10000 = {}/s / {streams} / 10000 (at least 4 KiB/s): after the first {idle_timeout_s} s (the idle timeout), a body sent or a GET read slower than this, counted over the time spent waiting for the client, is cut with RequestTimeout, so a slow client holds its request, stream and buffers for a bounded time",
+                fmt_bytes(front_door_bytes_s as u64)
+            ),
         );
 
         let io_backend = self.engine.io_backend.unwrap_or(IoBackend::Auto);
@@ -1013,6 +1034,7 @@ impl Profile {
             max_data_streams: streams,
             request_buffer_bytes: request_buffers,
             request_idle_timeout_ms: idle_timeout_s * 1000,
+            min_transfer_rate_bytes_per_s: min_rate,
             meta_preallocate_bytes: wal + 2 * MIB,
             explanations: why,
         }

@@ -163,54 +163,6 @@ impl AccessCache {
     }
 }
 
-/// The request's S3 action (the name policies use) for a bucket-level or object-level
-/// request: `method`, whether it names a key, and whether the query has sub-resource `sub`.
-pub fn action_of(method: &str, has_key: bool, has: impl Fn(&str) -> bool) -> &'static str {
-    if has_key {
-        return match method {
-            "GET" if has("attributes") => "s3:GetObjectAttributes",
-            "GET" if has("tagging") => "s3:GetObjectTagging",
-            "PUT" if has("tagging") => "s3:PutObjectTagging",
-            "DELETE" if has("tagging") => "s3:DeleteObjectTagging",
-            "GET" if has("acl") => "s3:GetObjectAcl",
-            "PUT" if has("acl") => "s3:PutObjectAcl",
-            "GET" if has("uploadId") => "s3:ListMultipartUploadParts",
-            "DELETE" if has("uploadId") => "s3:AbortMultipartUpload",
-            "GET" | "HEAD" if has("versionId") => "s3:GetObjectVersion",
-            "GET" | "HEAD" => "s3:GetObject",
-            "DELETE" if has("versionId") => "s3:DeleteObjectVersion",
-            "DELETE" => "s3:DeleteObject",
-            _ => "s3:PutObject", // PUT, POST ?uploads, POST ?uploadId
-        };
-    }
-    match method {
-        "GET" if has("acl") => "s3:GetBucketAcl",
-        "PUT" if has("acl") => "s3:PutBucketAcl",
-        "GET" if has("policyStatus") => "s3:GetBucketPolicyStatus",
-        "GET" if has("policy") => "s3:GetBucketPolicy",
-        "PUT" if has("policy") => "s3:PutBucketPolicy",
-        "DELETE" if has("policy") => "s3:DeleteBucketPolicy",
-        "GET" if has("publicAccessBlock") => "s3:GetBucketPublicAccessBlock",
-        "GET" if has("lifecycle") => "s3:GetLifecycleConfiguration",
-        "PUT" | "DELETE" if has("lifecycle") => "s3:PutLifecycleConfiguration",
-        "GET" if has("tagging") => "s3:GetBucketTagging",
-        "PUT" | "DELETE" if has("tagging") => "s3:PutBucketTagging",
-        "GET" if has("cors") => "s3:GetBucketCORS",
-        "PUT" | "DELETE" if has("cors") => "s3:PutBucketCORS",
-        "PUT" | "DELETE" if has("publicAccessBlock") => "s3:PutBucketPublicAccessBlock",
-        "GET" if has("location") || has(crate::ops::PROTECTION) => "s3:GetBucketLocation",
-        "GET" if has("uploads") => "s3:ListBucketMultipartUploads",
-        "GET" if has("versions") => "s3:ListBucketVersions",
-        "GET" if has("versioning") => "s3:GetBucketVersioning",
-        "PUT" if has("versioning") => "s3:PutBucketVersioning",
-        "POST" if has("delete") => "s3:DeleteObject",
-        "GET" | "HEAD" => "s3:ListBucket",
-        "PUT" => "s3:CreateBucket",
-        "DELETE" => "s3:DeleteBucket",
-        _ => "s3:ListBucket",
-    }
-}
-
 /// Actions only the bucket owner's account may take.
 const OWNER_ONLY: &[&str] = &[
     "s3:GetBucketPolicy",
@@ -219,25 +171,31 @@ const OWNER_ONLY: &[&str] = &[
     "s3:PutBucketPublicAccessBlock",
 ];
 
-/// The ACL permission an action needs, and whether it is read from the object's ACL.
+/// The ACL permission an action needs, and whether it is read from the object's ACL (S3 User
+/// Guide, "Access control list (ACL) overview", mapping of ACL permissions to actions).
+/// Hoard differs in one place: S3 lets only the initiator (or a policy) list an upload's parts
+/// and abort it; Hoard lets whoever the bucket ACL lets write (WRITE) do both, since a
+/// grantee that may upload parts must be able to clean up after itself.
 fn acl_permission(action: &str) -> Option<(Permission, bool)> {
     Some(match action {
-        "s3:ListBucket"
-        | "s3:ListBucketVersions"
-        | "s3:ListBucketMultipartUploads"
-        | "s3:ListMultipartUploadParts" => (Permission::Read, false),
+        "s3:ListBucket" | "s3:ListBucketVersions" | "s3:ListBucketMultipartUploads" => {
+            (Permission::Read, false)
+        }
         "s3:PutObject"
         | "s3:DeleteObject"
         | "s3:DeleteObjectVersion"
-        | "s3:AbortMultipartUpload" => (Permission::Write, false),
+        | "s3:AbortMultipartUpload"
+        | "s3:ListMultipartUploadParts" => (Permission::Write, false),
         "s3:GetBucketAcl" => (Permission::ReadAcp, false),
         "s3:PutBucketAcl" => (Permission::WriteAcp, false),
         "s3:GetObject"
         | "s3:GetObjectVersion"
         | "s3:GetObjectTagging"
-        | "s3:GetObjectAttributes" => (Permission::Read, true),
-        "s3:GetObjectAcl" => (Permission::ReadAcp, true),
-        "s3:PutObjectAcl" => (Permission::WriteAcp, true),
+        | "s3:GetObjectVersionTagging"
+        | "s3:GetObjectAttributes"
+        | "s3:GetObjectVersionAttributes" => (Permission::Read, true),
+        "s3:GetObjectAcl" | "s3:GetObjectVersionAcl" => (Permission::ReadAcp, true),
+        "s3:PutObjectAcl" | "s3:PutObjectVersionAcl" => (Permission::WriteAcp, true),
         _ => return None,
     })
 }
@@ -369,6 +327,45 @@ pub fn authorize(access: &BucketAccess, auth: &Auth, cx: &RequestContext<'_>) ->
         bucket_allowed,
         object,
         denial: None,
+    }
+}
+
+/// For a request decided key by key (DeleteObjects), the check made before its body is read:
+/// the caller must be the owner's, hold the bucket ACL permission one of `actions` needs, or
+/// be named with one of them by an Allow of the policy for some key. A caller nothing could
+/// allow is refused without a byte of its body read.
+///
+/// Errors: AccessDenied.
+pub fn authorize_some_key(
+    access: &BucketAccess,
+    auth: &Auth,
+    cx: &RequestContext<'_>,
+    actions: &[&str],
+) -> S3Result<()> {
+    let caller = (!auth.anonymous).then_some(auth.account_id.as_str());
+    let owner = caller == Some(access.owner.as_str());
+    let public_allows = owner || !access.block.restrict_public_buckets;
+    let may = |action: &&str| {
+        let by_acl = acl_permission(action).is_some_and(|(p, on_object)| {
+            !on_object
+                && access
+                    .acl
+                    .allows(caller, p, access.block.ignore_public_acls)
+        });
+        let cx = RequestContext {
+            action,
+            ..cx.clone()
+        };
+        by_acl
+            || access
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.may_allow(&cx, public_allows))
+    };
+    if owner || actions.iter().any(may) {
+        Ok(())
+    } else {
+        Err(denied(cx.action, cx.resource, caller))
     }
 }
 

@@ -85,6 +85,19 @@ pub struct Auth {
 }
 
 impl Auth {
+    /// A caller with no signature (allowed what policies and ACLs grant to everyone).
+    pub fn anonymous() -> Auth {
+        Auth {
+            anonymous: true,
+            access_key: String::new(),
+            account_id: String::new(),
+            user: String::new(),
+            admin: false,
+            signed_in: SignedIn::Header,
+            payload: Payload::Unsigned,
+        }
+    }
+
     /// The caller `access_key` of `creds`, signed in `signed_in`, its body protected by `payload`.
     ///
     /// Errors: InvalidAccessKeyId.
@@ -192,15 +205,7 @@ pub fn authenticate(
     } else {
         // No signature at all: an anonymous caller, allowed what policies and ACLs grant to
         // everyone (see `access`).
-        return Ok(Auth {
-            anonymous: true,
-            access_key: String::new(),
-            account_id: String::new(),
-            user: String::new(),
-            admin: false,
-            signed_in: SignedIn::Header,
-            payload: Payload::Unsigned,
-        });
+        return Ok(Auth::anonymous());
     }?;
     // A temporary credential's session token: signed as a header, or in a presigned URL.
     let token = match req.header("x-amz-security-token") {

@@ -214,10 +214,10 @@ impl Ctx {
         let body = self.body.take().unwrap_or_else(Body::empty);
         Ok(pump::pump_body(
             body,
-            self.state.config.idle_timeout,
+            self.state.config.rate_floor(),
             raw_limit(&self.auth.payload, max_bytes),
             self.raw_length(),
-            self.state.buffers.clone(),
+            self.state.buffers.for_account(&self.share_account()),
         ))
     }
 
@@ -240,9 +240,10 @@ impl Ctx {
         let inline_bytes = self.state.store.config().inline_threshold_bytes;
         let to_hdds = !matches!(self.declared_length(), Some(n) if n <= inline_bytes);
         let state = self.state.clone();
+        let account = self.share_account();
         async move {
             if to_hdds {
-                state.admission.stream().await.map(Some)
+                state.admission.stream(&account).await.map(Some)
             } else {
                 Ok(None)
             }

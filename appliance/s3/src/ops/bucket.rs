@@ -2,12 +2,11 @@
 //! ListObjects (v1), ListObjectsV2, DeleteObjects (of versions too).
 
 use axum::body::Body;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
 use hoard::{ListPage, ListQuery};
 
-use super::refuse_unsupported;
 use super::PROTECTION;
 use crate::engine::blocking;
 use crate::error::S3Result;
@@ -15,55 +14,6 @@ use crate::request::Ctx;
 use crate::response::{bad_header, iso8601, xml_response};
 use crate::s3_error;
 use crate::xml::{self, XmlBuilder};
-
-pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
-    refuse_unsupported(&ctx)?;
-    match ctx.method.clone() {
-        Method::GET if ctx.has("lifecycle") => super::lifecycle::get(&ctx),
-        Method::PUT if ctx.has("lifecycle") => super::lifecycle::put(ctx, false).await,
-        Method::DELETE if ctx.has("lifecycle") => super::lifecycle::put(ctx, true).await,
-        Method::GET if ctx.has("tagging") => super::tagging::get_bucket(ctx).await,
-        Method::PUT if ctx.has("tagging") => super::tagging::put_bucket(ctx, false).await,
-        Method::DELETE if ctx.has("tagging") => super::tagging::put_bucket(ctx, true).await,
-        Method::GET if ctx.has("cors") => super::cors::get(ctx).await,
-        Method::PUT if ctx.has("cors") => super::cors::put(ctx).await,
-        Method::DELETE if ctx.has("cors") => super::cors::delete(ctx).await,
-        Method::GET if ctx.has("acl") => super::access_control::get_bucket_acl(&ctx),
-        Method::PUT if ctx.has("acl") => super::access_control::put_bucket_acl(ctx).await,
-        Method::GET if ctx.has("policyStatus") => super::access_control::get_policy_status(&ctx),
-        Method::GET if ctx.has("policy") => super::access_control::get_policy(&ctx),
-        Method::PUT if ctx.has("policy") => super::access_control::put_policy(ctx).await,
-        Method::DELETE if ctx.has("policy") => super::access_control::delete_policy(ctx).await,
-        Method::GET if ctx.has("publicAccessBlock") => {
-            super::access_control::get_public_access_block(&ctx)
-        }
-        Method::PUT if ctx.has("publicAccessBlock") => {
-            super::access_control::put_public_access_block(ctx).await
-        }
-        Method::DELETE if ctx.has("publicAccessBlock") => {
-            super::access_control::delete_public_access_block(ctx).await
-        }
-        Method::GET if ctx.has("versioning") => Ok(super::versioning::get(&ctx)),
-        Method::PUT if ctx.has("versioning") => super::versioning::put(ctx).await,
-        Method::PUT => create_bucket(ctx).await,
-        Method::DELETE => delete_bucket(ctx).await,
-        Method::HEAD => Ok(Response::builder()
-            .status(StatusCode::OK)
-            .body(Body::empty())
-            .expect("static response")),
-        Method::GET if ctx.has("location") => location(ctx),
-        Method::GET if ctx.has(PROTECTION) => protection(ctx).await,
-        Method::GET if ctx.has("uploads") => super::multipart::list_uploads(ctx).await,
-        Method::GET if ctx.has("versions") => super::versioning::list_versions(ctx).await,
-        Method::GET => list_objects(ctx).await,
-        Method::POST if ctx.has("delete") => delete_objects(ctx).await,
-        m => Err(s3_error!(
-            MethodNotAllowed,
-            METHOD_NOT_ALLOWED,
-            "{m} is not allowed on a bucket"
-        )),
-    }
-}
 
 pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
@@ -88,7 +38,7 @@ pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
     xml_response(x.finish("ListAllMyBucketsResult"))
 }
 
-async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let protection = match ctx.header(PROTECTION) {
         Some(text) => Some(
             text.trim()
@@ -122,7 +72,7 @@ async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
         .map_err(bad_header)
 }
 
-async fn delete_bucket(ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn delete_bucket(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let name = ctx.bucket().to_string();
     blocking(move || store.delete_bucket(&name)).await?;
@@ -133,7 +83,7 @@ async fn delete_bucket(ctx: Ctx) -> S3Result<Response> {
 }
 
 /// `GET /<bucket>?x-hoard-protection`: `<Protection>replicas:2</Protection>`.
-async fn protection(ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn protection(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let name = ctx.bucket().to_string();
     let info = blocking(move || store.head_bucket(&name)).await?;
@@ -142,7 +92,7 @@ async fn protection(ctx: Ctx) -> S3Result<Response> {
     xml_response(x.finish("Protection"))
 }
 
-fn location(ctx: Ctx) -> S3Result<Response> {
+pub(super) fn location(ctx: Ctx) -> S3Result<Response> {
     let region = &ctx.state.config.region;
     let mut x = XmlBuilder::new("LocationConstraint");
     if region != "us-east-1" {
@@ -184,7 +134,7 @@ pub(super) fn url_encoding(ctx: &Ctx) -> S3Result<bool> {
     }
 }
 
-async fn list_objects(ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn list_objects(ctx: Ctx) -> S3Result<Response> {
     let v2 = ctx.q("list-type") == Some("2");
     let url_encode = url_encoding(&ctx)?;
     let token = match ctx.q("continuation-token").filter(|_| v2) {
@@ -287,7 +237,7 @@ async fn list_objects(ctx: Ctx) -> S3Result<Response> {
     xml_response(x.finish("ListBucketResult"))
 }
 
-async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     if !ctx.has_body_digest() {
         return Err(s3_error!(
             InvalidRequest,

@@ -282,7 +282,7 @@ pub(super) async fn upload_part_copy(
             Some(hoard::ByteRange::FromTo(first, last))
         }
     };
-    let _permit = ctx.state.admission.stream().await?;
+    let _permit = ctx.state.admission.stream(&ctx.share_account()).await?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let part = blocking(move || {

@@ -16,6 +16,7 @@ mod lifecycle;
 mod multipart;
 mod object;
 mod post_object;
+pub mod route;
 mod tagging;
 mod tenancy;
 mod versioning;
@@ -23,7 +24,6 @@ mod versioning;
 use std::sync::Arc;
 
 use axum::extract::Request;
-use axum::http::Method;
 use axum::response::Response;
 
 use crate::auth::access;
@@ -32,6 +32,7 @@ use crate::auth::{self, RequestView};
 use crate::engine::blocking;
 use crate::error::S3Result;
 pub(crate) use admin::process_resident_bytes;
+pub use route::{Endpoint, Target};
 
 use crate::request::{now_secs, parse_query, parse_target, Ctx, PeerAddr, RequestNote};
 use crate::s3_error;
@@ -62,22 +63,50 @@ pub async fn dispatch(
         .unwrap_or("")
         .to_string();
     let (vhost, bucket, key) = parse_target(&host, &raw_path, &state.config.domains)?;
-    let view = RequestView {
-        method: &parts.method,
-        raw_path: &raw_path,
-        query: &query,
-        headers: &parts.headers,
-        vhost_bucket: vhost.as_deref(),
-    };
-    let auth = auth::authenticate(&view, &state.credentials, &state.config.region, now_secs())?;
     // Admin requests live outside the bucket namespace, on path-style requests only: in
     // virtual-host style, `/_hoard/status` is a key of the Host's bucket.
-    note.account = auth.account_id.clone();
+    let admin = vhost.is_none() && raw_path.starts_with(admin::PREFIX);
+    let target = match (&bucket, &key) {
+        (None, _) => Target::Service,
+        (Some(_), None) => Target::Bucket,
+        (Some(_), Some(_)) => Target::Object,
+    };
+    let endpoint = match admin {
+        true => None,
+        false => Some(Endpoint::parse(
+            &parts.method,
+            target,
+            query.iter().map(|(k, _)| k.as_str()),
+            parts.headers.contains_key("x-amz-copy-source"),
+        )?),
+    };
     note.bucket = bucket.clone();
-    if vhost.is_none() && raw_path.starts_with(admin::PREFIX) {
+    let auth = match endpoint {
+        // A preflight is never authenticated: a browser sends it before the request it asks
+        // about, with that request's query (a presigned URL's signature too) but no credential.
+        Some(Endpoint::PreflightCors) => auth::Auth::anonymous(),
+        _ => {
+            let view = RequestView {
+                method: &parts.method,
+                raw_path: &raw_path,
+                query: &query,
+                headers: &parts.headers,
+                vhost_bucket: vhost.as_deref(),
+            };
+            auth::authenticate(&view, &state.credentials, &state.config.region, now_secs())?
+        }
+    };
+    note.account = auth.account_id.clone();
+    // Held to the end of the request: each account (anonymous callers together) has its share
+    // of the request permits, so no one caller can stop the others.
+    let _permit = state.admission.request(match auth.anonymous {
+        true => crate::qos::ANONYMOUS,
+        false => &auth.account_id,
+    })?;
+    let Some(endpoint) = endpoint else {
         note.operation = "Admin";
         return admin::dispatch(&state, &parts.method, &raw_path, &query, &auth).await;
-    }
+    };
     let mut ctx = Ctx {
         state,
         method: parts.method,
@@ -85,6 +114,7 @@ pub async fn dispatch(
         query,
         bucket,
         key,
+        endpoint,
         auth,
         peer,
         access: None,
@@ -93,30 +123,26 @@ pub async fn dispatch(
         body: Some(body),
     };
 
-    note.operation = operation_of(&ctx);
+    note.operation = endpoint.name();
     refuse_control_characters(&ctx)?;
-    if ctx.method == Method::OPTIONS {
-        return match ctx.bucket {
-            Some(_) => cors::preflight(ctx).await,
-            None => Err(s3_error!(
-                BadRequest,
-                BAD_REQUEST,
-                "a CORS preflight names a bucket"
-            )),
-        };
+    if endpoint == Endpoint::PreflightCors {
+        return cors::preflight(ctx).await;
     }
     let cors = authorize(&mut ctx, peer).await?;
     if ctx.auth.anonymous {
-        // Anonymous callers count against the bucket owner's account.
+        // Anonymous callers' usage is the bucket owner's (S3 bills the owner); their rate
+        // limits are their own (`RequestNote::qos_scope`).
+        note.anonymous = true;
         note.account = ctx
             .access
             .as_ref()
             .map(|a| a.owner.clone())
             .unwrap_or_default();
     }
+    let (qos_account, qos_bucket) = note.qos_scope();
     ctx.state
         .qos
-        .admit(&note.account, ctx.bucket.as_deref(), note.bytes_in)
+        .admit(qos_account, qos_bucket, note.bytes_in)
         .map_err(|e| e.with_headers(&cors))?;
     match route(ctx).await {
         Ok(mut response) => {
@@ -134,49 +160,71 @@ pub async fn dispatch(
     }
 }
 
-/// The operation's name, for metrics and usage: the S3 action without `s3:`
-/// (`GetObject`, `PutObject`, `ListBucket`, ...), `ListBuckets`, `PostObject` or
-/// `PreflightCORS`.
-fn operation_of(ctx: &Ctx) -> &'static str {
-    if ctx.method == Method::OPTIONS {
-        return "PreflightCORS";
-    }
-    if ctx.bucket.is_none() {
-        return "ListBuckets";
-    }
-    if post_object::is_post_upload(ctx) {
-        return "PostObject";
-    }
-    let action = access::action_of(ctx.method.as_str(), ctx.key.is_some(), |s| ctx.has(s));
-    action.strip_prefix("s3:").unwrap_or(action)
-}
-
 /// The tags an object's stored headers carry (lifecycle filters).
 pub(crate) fn object_tags(headers: &[(String, String)]) -> Vec<(String, String)> {
     tagging::of_headers(headers).unwrap_or_default()
 }
 
-/// Runs an authorized request.
+/// Runs an authorized request: the handler of its [`Endpoint`], the same value whose action
+/// [`authorize`] checked.
 async fn route(ctx: Ctx) -> S3Result<Response> {
-    if post_object::is_post_upload(&ctx) {
-        return post_object::post(ctx).await;
-    }
-    let m = ctx.method.clone();
-    match (ctx.bucket.is_some(), ctx.key.is_some()) {
-        (false, _) if m == Method::GET => bucket::list_buckets(ctx).await,
-        (false, _) => Err(s3_error!(
-            MethodNotAllowed,
-            METHOD_NOT_ALLOWED,
-            "{m} is not allowed on the service"
-        )),
-        (true, false) => bucket::dispatch(ctx).await,
-        (true, true) => {
-            if ctx.has("uploads") || ctx.has("uploadId") {
-                multipart::dispatch(ctx).await
-            } else {
-                object::dispatch(ctx).await
-            }
+    use Endpoint as E;
+    match ctx.endpoint {
+        E::ListBuckets => bucket::list_buckets(ctx).await,
+        E::CreateBucket => bucket::create_bucket(ctx).await,
+        E::DeleteBucket => bucket::delete_bucket(ctx).await,
+        E::HeadBucket => Ok(Response::builder()
+            .status(axum::http::StatusCode::OK)
+            .body(axum::body::Body::empty())
+            .expect("static response")),
+        E::ListObjects => bucket::list_objects(ctx).await,
+        E::ListObjectVersions => versioning::list_versions(ctx).await,
+        E::ListMultipartUploads => multipart::list_uploads(ctx).await,
+        E::GetBucketLocation => bucket::location(ctx),
+        E::GetBucketProtection => bucket::protection(ctx).await,
+        E::DeleteObjects => bucket::delete_objects(ctx).await,
+        E::PostObject => post_object::post(ctx).await,
+        E::GetBucketAcl => access_control::get_bucket_acl(&ctx),
+        E::PutBucketAcl => access_control::put_bucket_acl(ctx).await,
+        E::GetBucketPolicy => access_control::get_policy(&ctx),
+        E::PutBucketPolicy => access_control::put_policy(ctx).await,
+        E::DeleteBucketPolicy => access_control::delete_policy(ctx).await,
+        E::GetBucketPolicyStatus => access_control::get_policy_status(&ctx),
+        E::GetPublicAccessBlock => access_control::get_public_access_block(&ctx),
+        E::PutPublicAccessBlock => access_control::put_public_access_block(ctx).await,
+        E::DeletePublicAccessBlock => access_control::delete_public_access_block(ctx).await,
+        E::GetBucketLifecycle => lifecycle::get(&ctx),
+        E::PutBucketLifecycle => lifecycle::put(ctx, false).await,
+        E::DeleteBucketLifecycle => lifecycle::put(ctx, true).await,
+        E::GetBucketTagging => tagging::get_bucket(ctx).await,
+        E::PutBucketTagging => tagging::put_bucket(ctx, false).await,
+        E::DeleteBucketTagging => tagging::put_bucket(ctx, true).await,
+        E::GetBucketCors => cors::get(ctx).await,
+        E::PutBucketCors => cors::put(ctx).await,
+        E::DeleteBucketCors => cors::delete(ctx).await,
+        E::GetBucketVersioning => Ok(versioning::get(&ctx)),
+        E::PutBucketVersioning => versioning::put(ctx).await,
+        E::GetObject => object::get_object(ctx, false).await,
+        E::HeadObject => object::get_object(ctx, true).await,
+        E::PutObject => object::put_object(ctx).await,
+        E::CopyObject => copy::copy_object(ctx).await,
+        E::DeleteObject => object::delete_object(ctx).await,
+        E::GetObjectAttributes => object::get_attributes(ctx).await,
+        E::GetObjectTagging => tagging::get_object(ctx).await,
+        E::PutObjectTagging => tagging::put_object(ctx, false).await,
+        E::DeleteObjectTagging => tagging::put_object(ctx, true).await,
+        E::GetObjectAcl => access_control::get_object_acl(ctx).await,
+        E::PutObjectAcl => access_control::put_object_acl(ctx).await,
+        E::CreateMultipartUpload => multipart::create(ctx).await,
+        E::UploadPart => multipart::upload_part(ctx).await,
+        E::UploadPartCopy => {
+            let (id, part_number) = (multipart::upload_id(&ctx)?, multipart::part_number(&ctx)?);
+            copy::upload_part_copy(ctx, id, part_number).await
         }
+        E::CompleteMultipartUpload => multipart::complete(ctx).await,
+        E::AbortMultipartUpload => multipart::abort(ctx).await,
+        E::ListParts => multipart::list_parts(ctx).await,
+        E::PreflightCors => cors::preflight(ctx).await,
     }
 }
 
@@ -204,8 +252,11 @@ async fn authorize(
         }
         return Ok(Vec::new());
     };
-    let action = access::action_of(ctx.method.as_str(), ctx.key.is_some(), |s| ctx.has(s));
-    if action == "s3:CreateBucket" {
+    let action = ctx
+        .endpoint
+        .action(ctx.has("versionId"))
+        .expect("every authorized endpoint names an action");
+    if ctx.endpoint == Endpoint::CreateBucket {
         if ctx.auth.anonymous {
             return Err(s3_error!(
                 AccessDenied,
@@ -242,10 +293,19 @@ async fn authorize(
     };
     // DeleteObjects is decided key by key (`bucket::delete_objects`), a browser POST upload
     // once its form says who signed it (`post_object`).
-    let per_key = ctx.method == Method::POST && ctx.has("delete") && ctx.key.is_none();
-    if !per_key && !post_object::is_post_upload(ctx) {
-        verdict.check().map_err(|e| e.with_headers(&cors))?;
+    match ctx.endpoint {
+        // Decided key by key once the body names the keys (`bucket::delete_objects`), but
+        // refused here, unread, when nothing could allow the caller any key.
+        Endpoint::DeleteObjects => {
+            let cx = request_context(ctx, action, &resource, peer);
+            let actions = ["s3:DeleteObject", "s3:DeleteObjectVersion"];
+            access::authorize_some_key(&bucket_access, &ctx.auth, &cx, &actions)
+        }
+        // Decided once the form says who signed it (`post_object`).
+        Endpoint::PostObject => Ok(()),
+        _ => verdict.check(),
     }
+    .map_err(|e| e.with_headers(&cors))?;
     ctx.access = Some(bucket_access);
     ctx.verdict = Some(verdict);
     ctx.versioning = info.versioning;
@@ -276,28 +336,6 @@ pub(crate) fn request_context<'a>(
     }
 }
 
-/// The sub-resources we do not implement; asking for one gets NotImplemented, not a wrong answer.
-const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "encryption",
-    "inventory",
-    "logging",
-    "metrics",
-    "notification",
-    "object-lock",
-    "ownershipControls",
-    "replication",
-    "requestPayment",
-    "restore",
-    "retention",
-    "legal-hold",
-    "select",
-    "torrent",
-    "website",
-    "accelerate",
-    "analytics",
-    "intelligent-tiering",
-];
-
 /// Keys with control characters (U+0000..U+001F, U+007F) are refused where objects are created
 /// (PutObject, CreateMultipartUpload): XML 1.0 cannot carry them, so listings that named them
 /// would be ill-formed for every client's parser. Existing keys are never affected; S3 itself
@@ -305,7 +343,10 @@ const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
 ///
 /// Errors: InvalidArgument naming the character.
 fn refuse_control_characters(ctx: &Ctx) -> S3Result<()> {
-    let creates = ctx.method == Method::PUT || (ctx.method == Method::POST && ctx.has("uploads"));
+    let creates = matches!(
+        ctx.endpoint,
+        Endpoint::PutObject | Endpoint::CopyObject | Endpoint::CreateMultipartUpload
+    );
     let Some(key) = ctx.key.as_deref().filter(|_| creates) else {
         return Ok(());
     };
@@ -315,17 +356,6 @@ fn refuse_control_characters(ctx: &Ctx) -> S3Result<()> {
             BAD_REQUEST,
             "object key contains the control character U+{:04X}, which S3 listings (XML 1.0) cannot carry",
             c as u32
-        ));
-    }
-    Ok(())
-}
-
-fn refuse_unsupported(ctx: &Ctx) -> S3Result<()> {
-    if let Some(sub) = UNSUPPORTED_SUBRESOURCES.iter().find(|s| ctx.has(s)) {
-        return Err(s3_error!(
-            NotImplemented,
-            NOT_IMPLEMENTED,
-            "the ?{sub} sub-resource is not implemented"
         ));
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! AbortMultipartUpload, ListParts, ListMultipartUploads.
 
 use axum::body::Body;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use hoard::{CompletedPart, UploadOptions};
 
@@ -14,26 +14,7 @@ use crate::response::{iso8601, stored_response, xml_response};
 use crate::s3_error;
 use crate::xml::{self, XmlBuilder};
 
-pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
-    match ctx.method.clone() {
-        Method::POST if ctx.has("uploads") => create(ctx).await,
-        Method::POST => complete(ctx).await,
-        Method::PUT if ctx.header("x-amz-copy-source").is_some() => {
-            let (id, part_number) = (upload_id(&ctx)?, part_number(&ctx)?);
-            super::copy::upload_part_copy(ctx, id, part_number).await
-        }
-        Method::PUT => upload_part(ctx).await,
-        Method::DELETE => abort(ctx).await,
-        Method::GET => list_parts(ctx).await,
-        m => Err(s3_error!(
-            MethodNotAllowed,
-            METHOD_NOT_ALLOWED,
-            "{m} is not allowed on a multipart upload"
-        )),
-    }
-}
-
-fn part_number(ctx: &Ctx) -> S3Result<u32> {
+pub(super) fn part_number(ctx: &Ctx) -> S3Result<u32> {
     ctx.q("partNumber")
         .and_then(|n| n.parse().ok())
         .ok_or_else(|| {
@@ -45,14 +26,14 @@ fn part_number(ctx: &Ctx) -> S3Result<u32> {
         })
 }
 
-fn upload_id(ctx: &Ctx) -> S3Result<String> {
+pub(super) fn upload_id(ctx: &Ctx) -> S3Result<String> {
     ctx.q("uploadId")
         .filter(|id| !id.is_empty())
         .map(str::to_string)
         .ok_or_else(|| s3_error!(InvalidArgument, BAD_REQUEST, "uploadId is required"))
 }
 
-async fn create(ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn create(ctx: Ctx) -> S3Result<Response> {
     let algorithm = match ctx.header("x-amz-checksum-algorithm") {
         Some(a) => Some(ChecksumAlgorithm::parse(a).ok_or_else(|| {
             s3_error!(
@@ -123,7 +104,7 @@ async fn create(ctx: Ctx) -> S3Result<Response> {
     Ok(resp)
 }
 
-async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let part_number = part_number(&ctx)?;
     ctx.require_length()?;
@@ -137,7 +118,7 @@ async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
     stored_response(&part.etag, &part.checksums)
 }
 
-async fn complete(mut ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let body = ctx.small_body(xml::MAX_XML_REQUEST_BYTES).await?;
     let parts: Vec<CompletedPart> = xml::parse_complete_multipart(&body)?
@@ -196,7 +177,7 @@ async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     Ok(resp)
 }
 
-async fn abort(ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn abort(ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
@@ -220,7 +201,7 @@ fn parse_count(ctx: &Ctx, name: &str, default: usize) -> S3Result<usize> {
     }
 }
 
-async fn list_parts(ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn list_parts(ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let marker = parse_count(&ctx, "part-number-marker", 0)? as u32;
     let max = parse_count(&ctx, "max-parts", 1000)?;

@@ -5,13 +5,12 @@
 use std::io::Read;
 
 use axum::body::Body;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use hoard::{ByteRange, ObjectInfo, PutOptions, WriteCondition};
 
-use super::refuse_unsupported;
-use crate::body::pump::{BufferBudget, Frame, MAX_FRAME_BYTES};
+use crate::body::pump::{AccountBudget, Frame, RateFloor, MAX_FRAME_BYTES};
 use crate::engine::blocking;
 use crate::error::S3Result;
 use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
@@ -20,31 +19,7 @@ use crate::s3_error;
 use crate::state::Permit;
 use crate::xml::XmlBuilder;
 
-pub(super) async fn dispatch(ctx: Ctx) -> S3Result<Response> {
-    refuse_unsupported(&ctx)?;
-    match ctx.method.clone() {
-        Method::GET if ctx.has("attributes") => get_attributes(ctx).await,
-        Method::GET if ctx.has("tagging") => super::tagging::get_object(ctx).await,
-        Method::PUT if ctx.has("tagging") => super::tagging::put_object(ctx, false).await,
-        Method::DELETE if ctx.has("tagging") => super::tagging::put_object(ctx, true).await,
-        Method::GET if ctx.has("acl") => super::access_control::get_object_acl(ctx).await,
-        Method::PUT if ctx.has("acl") => super::access_control::put_object_acl(ctx).await,
-        Method::PUT if ctx.header("x-amz-copy-source").is_some() => {
-            super::copy::copy_object(ctx).await
-        }
-        Method::PUT => put_object(ctx).await,
-        Method::GET => get_object(ctx, false).await,
-        Method::HEAD => get_object(ctx, true).await,
-        Method::DELETE => delete_object(ctx).await,
-        m => Err(s3_error!(
-            MethodNotAllowed,
-            METHOD_NOT_ALLOWED,
-            "{m} is not allowed on an object"
-        )),
-    }
-}
-
-async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     ctx.require_length()?;
     let condition = write_condition(&ctx)?;
     check_write_condition(&ctx, &condition).await?;
@@ -163,7 +138,7 @@ fn etag_matches(list: &str, etag: &str) -> bool {
 /// (default 1000) and `x-amz-part-number-marker`.
 ///
 /// Errors: InvalidArgument for a missing or unknown attribute; NoSuchKey.
-async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
     const KNOWN: [&str; 5] = [
         "ETag",
         "Checksum",
@@ -426,7 +401,7 @@ fn part_range(
     Ok(Some(ByteRange::FromTo(start, start + size - 1)))
 }
 
-async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
+pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let range = match ctx.header("range") {
         Some(v) => parse_range(v)?,
         None => None,
@@ -446,7 +421,7 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         // Reading from the HDDs takes a stream permit; objects small enough to be inline in
         // the index do not.
         let permit = if recorded.size > store.config().inline_threshold_bytes {
-            Some(ctx.state.admission.stream().await?)
+            Some(ctx.state.admission.stream(&ctx.share_account()).await?)
         } else {
             None
         };
@@ -544,30 +519,30 @@ async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let Some(reader) = reader.filter(|_| start < end) else {
         return resp.body(Body::empty()).map_err(bad_header);
     };
-    let idle = ctx.state.config.idle_timeout;
     resp.body(Body::from_stream(stream_object(
         reader,
-        idle,
+        ctx.state.config.rate_floor(),
         permit,
-        ctx.state.buffers.clone(),
+        ctx.state.buffers.for_account(&ctx.share_account()),
     )))
     .map_err(bad_header)
 }
 
 /// Streams an object to the connection. Device reads run on blocking threads one frame at a
 /// time; waiting for the client happens here, in async code, so a client that stops reading
-/// holds no engine thread. One that reads nothing for `idle` is cut: the stream ends early (the
-/// connection closes short of Content-Length) and the reader, with its read-ahead buffers, is
-/// dropped.
+/// holds no engine thread. One that reads slower than `floor` allows is cut: the stream ends
+/// early (the connection closes short of Content-Length) and the reader, with its read-ahead
+/// buffers and its stream permit, is dropped.
 fn stream_object(
     reader: hoard::ObjectReader,
-    idle: std::time::Duration,
+    mut floor: RateFloor,
     permit: Option<Permit>,
-    budget: BufferBudget,
+    budget: AccountBudget,
 ) -> FrameStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Frame>>(1);
     tokio::spawn(async move {
         let _permit = permit;
+        let floor_idle = floor.allowance().unwrap_or_default();
         let (start, end) = reader.range();
         let mut remaining = end - start;
         let mut reader = Some(reader);
@@ -575,7 +550,7 @@ fn stream_object(
             let Some(mut r) = reader.take() else { return };
             let want = remaining.min(MAX_FRAME_BYTES as u64) as usize;
             // Room first: a frame's bytes are counted before they are read.
-            let room = match budget.reserve(want, idle).await {
+            let room = match budget.reserve(want, floor_idle).await {
                 Ok(room) => room,
                 Err(e) => {
                     tracing::warn!("GET cut: {e}");
@@ -605,12 +580,20 @@ fn stream_object(
             let short = buf.len() < want;
             remaining -= buf.len() as u64;
             if !buf.is_empty() {
+                let len = buf.len() as u64;
                 let frame = Frame::new(Bytes::from(buf), room);
-                match tokio::time::timeout(idle, tx.send(Ok(frame))).await {
+                let Some(limit) = floor.allowance() else {
+                    tracing::info!("GET cut: {}", floor.timeout());
+                    return;
+                };
+                let waiting = std::time::Instant::now();
+                let sent = tokio::time::timeout(limit, tx.send(Ok(frame))).await;
+                floor.record(waiting.elapsed(), len);
+                match sent {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return, // the connection is gone
                     Err(_) => {
-                        tracing::info!("GET cut: the client read nothing for {idle:?}");
+                        tracing::info!("GET cut: {}", floor.timeout());
                         return;
                     }
                 }
@@ -647,7 +630,7 @@ impl futures_util::Stream for FrameStream {
 
 /// DeleteObject: without `versionId`, the key's object (in a versioned bucket, a new
 /// delete marker hides it); with one, that version for good.
-async fn delete_object(ctx: Ctx) -> S3Result<Response> {
+pub(super) async fn delete_object(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let version = ctx.version_id()?;

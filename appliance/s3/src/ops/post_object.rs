@@ -48,18 +48,6 @@ const MAX_FIELDS: usize = 100;
 /// Largest policy document, decoded.
 const MAX_POLICY_BYTES: usize = 20 * 1024;
 
-/// Whether a request is a browser POST upload (`POST /<bucket>` with a form body).
-pub fn is_post_upload(ctx: &Ctx) -> bool {
-    ctx.method == axum::http::Method::POST
-        && ctx.key.is_none()
-        && ctx.query.is_empty()
-        && ctx.header("content-type").is_some_and(|t| {
-            t.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("multipart/form-data")
-        })
-}
-
 fn malformed(detail: impl std::fmt::Display) -> S3Error {
     s3_error!(
         MalformedPOSTRequest,
@@ -397,7 +385,7 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
     let max = max.min(MAX_PUT_BYTES);
     // The file, streamed to the engine in batches; nothing is committed unless it ends
     // within the range.
-    let _permit = ctx.state.admission.stream().await?;
+    let _permit = ctx.state.admission.stream(&ctx.share_account()).await?;
     let store = ctx.state.store.clone();
     let (bucket, k) = (ctx.bucket().to_string(), key.clone());
     let writer = blocking(move || store.begin_put(&bucket, &k, opts)).await?;

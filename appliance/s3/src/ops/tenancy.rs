@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `GET qos` | lists the limits set | 200 `{"limits":[{"scope":{"kind":"account","name":ID},"requests_per_s":..,"bytes_per_s":..}]}` |
 //! | `PUT qos/accounts/ID?requests_per_s=R&bytes_per_s=B` | sets an account's limits (either may be left out: unlimited) | 200 |
+//! | `PUT qos/accounts/anonymous?...` | sets the share of every anonymous caller together | 200 |
 //! | `PUT qos/buckets/NAME?...` | sets a bucket's limits | 200 |
 //! | `DELETE qos/accounts/ID`, `DELETE qos/buckets/NAME` | removes the limits | 204 |
 //! | `GET usage[?account=ID][&bucket=B][&from=YYYYMMDDHH][&to=YYYYMMDDHH][&format=csv]` | usage per hour, account and bucket ([`crate::usage`]) | 200 JSON `{"usage":[...]}` or CSV |
@@ -83,7 +84,7 @@ pub fn dispatch(
     let scope_of = |kind: &str, name: &str| -> S3Result<Scope> {
         match kind {
             "accounts" => {
-                if !state.credentials.account_exists(name) {
+                if name != crate::qos::ANONYMOUS && !state.credentials.account_exists(name) {
                     return Err(s3_error!(NoSuchEntity, NOT_FOUND, "no account {name}"));
                 }
                 Ok(Scope::Account(name.to_string()))

@@ -1,0 +1,415 @@
+"""The front door, probed as an attacker would (issue 19): raw requests that combine
+sub-resources, replayed SigV2 signatures with parameters of the replayer's choosing, anonymous
+callers spending a tenant's QoS budget, a second server on a live store. Each test reproduces
+a finding against the build before its fix and passes after it."""
+
+import base64
+import email.utils
+import hashlib
+import hmac
+import http.client
+import os
+import stat
+import subprocess
+import time
+
+import boto3
+import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.config import Config
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
+
+from hoard_server import HOARD, admin, free_port, scratch_server
+
+ROOT_KEY = ("security-root-access", "security-root-secret-0123456789")
+
+
+@pytest.fixture(scope="module")
+def server():
+    yield from scratch_server(*ROOT_KEY)
+
+
+@pytest.fixture(scope="module")
+def tenants(server):
+    """Two accounts, `owner` and `other`, one user and key each."""
+    keys = {}
+    for name in ("owner", "other"):
+        account = admin(server, "create-account", name)
+        admin(server, "create-user", account["id"], "u")
+        k = admin(server, "create-key", account["id"], "u")
+        keys[name] = (account["id"], (k["access_key"], k["secret_key"]))
+    return keys
+
+
+def s3(server, key, **config):
+    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                        aws_access_key_id=key[0], aws_secret_access_key=key[1],
+                        config=Config(retries={"max_attempts": 1}, **config))
+
+
+def code(call):
+    with pytest.raises(ClientError) as e:
+        call()
+    return e.value.response["Error"]["Code"]
+
+
+def raw(server, method, target, headers=None, body=b""):
+    """One request on its own connection, exactly as given: (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request(method, target, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r.status, data
+
+
+def sigv4(server, key, method, target, body=b""):
+    """`target` signed with SigV4 in the Authorization header, then sent as is."""
+    url = server.endpoint + target
+    req = AWSRequest(method=method, url=url, data=body)
+    S3SigV4Auth(Credentials(*key), "s3", "us-east-1").add_auth(req)
+    return raw(server, method, target, dict(req.headers.items()), body)
+
+
+def sigv2_headers(key, method, resource, date=None):
+    """A SigV2 `Authorization` header over `resource` (path plus the sub-resources SigV2
+    signs), as legacy clients compute it."""
+    date = date or email.utils.formatdate(usegmt=True)
+    to_sign = f"{method}\n\n\n{date}\n{resource}"
+    sig = base64.b64encode(hmac.new(key[1].encode(), to_sign.encode(), hashlib.sha1).digest())
+    return {"Date": date, "Authorization": f"AWS {key[0]}:{sig.decode()}"}
+
+
+def test_a_second_sub_resource_never_reroutes_a_multipart_request(server, tenants):
+    """Finding 1: `?acl` (or `?tagging`, `?attributes`) on UploadPart or ListParts was
+    authorized as the ACL operation and run as the multipart one: an anonymous client
+    replaced parts of the owner's upload in a public-read bucket."""
+    _, owner_key = tenants["owner"]
+    _, other_key = tenants["other"]
+    owner, other = s3(server, owner_key), s3(server, other_key)
+    owner.create_bucket(Bucket="mp-public", ACL="public-read")
+    upload = owner.create_multipart_upload(Bucket="mp-public", Key="big")["UploadId"]
+    part = b"owner's bytes " * 400_000  # 5.6 MB: a part that may be followed by another
+    etag = owner.upload_part(Bucket="mp-public", Key="big", UploadId=upload, PartNumber=1,
+                             Body=part)["ETag"]
+    base = f"/mp-public/big?uploadId={upload}"
+    for sub in ("acl", "tagging", "attributes"):
+        status, body = raw(server, "PUT", f"{base}&{sub}&partNumber=1", body=b"attacker")
+        assert status == 400 and b"InvalidRequest" in body, (sub, status, body)
+        status, body = raw(server, "GET", f"{base}&{sub}")
+        assert status == 400 and b"InvalidRequest" in body, (sub, status, body)
+    # Without the extra sub-resource, the multipart operations refuse an anonymous caller
+    # (READ on the bucket grants neither UploadPart nor ListParts).
+    assert raw(server, "PUT", f"{base}&partNumber=2", body=b"attacker")[0] == 403
+    assert raw(server, "GET", base)[0] == 403
+    # Another account cannot copy its own bytes into the owner's upload.
+    other.create_bucket(Bucket="mp-attacker")
+    other.put_object(Bucket="mp-attacker", Key="evil", Body=b"evil" * 1000)
+    assert code(lambda: other.upload_part_copy(
+        Bucket="mp-public", Key="big", UploadId=upload, PartNumber=1,
+        CopySource={"Bucket": "mp-attacker", "Key": "evil"})) == "AccessDenied"
+    # The owner's upload holds exactly the owner's part, and completes to the owner's bytes.
+    parts = owner.list_parts(Bucket="mp-public", Key="big", UploadId=upload)["Parts"]
+    assert [(p["PartNumber"], p["ETag"]) for p in parts] == [(1, etag)]
+    owner.complete_multipart_upload(Bucket="mp-public", Key="big", UploadId=upload,
+                                    MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]})
+    assert owner.get_object(Bucket="mp-public", Key="big")["Body"].read() == part
+
+
+def test_an_acl_grantee_reaches_only_the_acl(server, tenants):
+    """Medium finding: a READ_ACP/WRITE_ACP grantee read and set lifecycle, CORS and tags
+    with `?acl&lifecycle`, `?acl&cors`, `?acl&tagging`."""
+    _, owner_key = tenants["owner"]
+    other_id, other_key = tenants["other"]
+    owner = s3(server, owner_key)
+    owner.create_bucket(Bucket="acp-granted")
+    owner.put_bucket_acl(Bucket="acp-granted", GrantReadACP=f'id="{other_id}"',
+                         GrantWriteACP=f'id="{other_id}"', GrantFullControl=f'id="{tenants["owner"][0]}"')
+    expire_all = (b'<LifecycleConfiguration><Rule><ID>x</ID><Filter><Prefix></Prefix></Filter>'
+                  b'<Status>Enabled</Status><Expiration><Days>1</Days></Expiration></Rule>'
+                  b'</LifecycleConfiguration>')
+    for sub, body in (("lifecycle", expire_all), ("cors", b"<CORSConfiguration/>"),
+                      ("tagging", b"<Tagging><TagSet/></Tagging>")):
+        status, answer = sigv4(server, other_key, "PUT", f"/acp-granted?acl&{sub}", body)
+        assert status == 400 and b"InvalidRequest" in answer, (sub, status, answer)
+        status, answer = sigv4(server, other_key, "GET", f"/acp-granted?acl&{sub}")
+        assert status == 400 and b"InvalidRequest" in answer, (sub, status, answer)
+    assert code(lambda: owner.get_bucket_lifecycle_configuration(Bucket="acp-granted")) == \
+        "NoSuchLifecycleConfiguration"
+    # The grant itself still works: the grantee reads the ACL.
+    status, answer = sigv4(server, other_key, "GET", "/acp-granted?acl")
+    assert status == 200 and other_id.encode() in answer
+
+
+def test_sigv2_signatures_cannot_be_replayed_with_chosen_parameters(server, tenants):
+    """Finding 5: SigV2 signs only S3's sub-resources, so a signature seen once was replayed
+    with Hoard's own parameters added: an admin created, a public access block deleted."""
+    _, owner_key = tenants["owner"]
+    owner = s3(server, owner_key)
+    owner.create_bucket(Bucket="v2-replay")
+    owner.put_object(Bucket="v2-replay", Key="k", Body=b"x")
+    owner.put_public_access_block(Bucket="v2-replay", PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True})
+
+    # A DeleteBucket the owner signed fails (the bucket is not empty); replayed with
+    # ?publicAccessBlock it must not become DeletePublicAccessBlock.
+    h = sigv2_headers(owner_key, "DELETE", "/v2-replay")
+    status, body = raw(server, "DELETE", "/v2-replay", h)
+    assert status == 409 and b"BucketNotEmpty" in body
+    status, body = raw(server, "DELETE", "/v2-replay?publicAccessBlock", h)
+    assert status == 403 and b"publicAccessBlock" in body, (status, body)
+    block = owner.get_public_access_block(Bucket="v2-replay")["PublicAccessBlockConfiguration"]
+    assert block["BlockPublicAcls"] and block["RestrictPublicBuckets"]
+
+    # Admin requests take no SigV2 at all, so no replay can add ?name=...&admin=true.
+    h = sigv2_headers(ROOT_KEY, "GET", "/_hoard/status")
+    status, body = raw(server, "GET", "/_hoard/status", h)
+    assert status == 403 and b"SigV4" in body, (status, body)
+    before = admin(server, "accounts")
+    h = sigv2_headers(ROOT_KEY, "POST", "/_hoard/accounts")
+    status, _ = raw(server, "POST", "/_hoard/accounts?name=evil", h)
+    assert status == 403
+    assert admin(server, "accounts") == before
+
+    # SigV2 keeps working for what it signs: reads, writes and listings with their
+    # unsigned paging parameters (boto3's legacy "s3" signer).
+    v2 = s3(server, owner_key, signature_version="s3")
+    v2.put_object(Bucket="v2-replay", Key="dir/a", Body=b"a")
+    assert v2.get_object(Bucket="v2-replay", Key="dir/a")["Body"].read() == b"a"
+    listed = v2.list_objects(Bucket="v2-replay", Prefix="dir/", MaxKeys=10)["Contents"]
+    assert [o["Key"] for o in listed] == ["dir/a"]
+    assert code(lambda: v2.get_object_attributes(
+        Bucket="v2-replay", Key="dir/a", ObjectAttributes=["ETag"])) == "AccessDenied"
+
+
+def test_anonymous_callers_spend_no_tenant_budget(server, tenants):
+    """Finding 4: anonymous requests, refused or not, were charged to the bucket owner's
+    rate limit; they draw on a share of their own (`anonymous`)."""
+    owner_id, owner_key = tenants["owner"]
+    owner = s3(server, owner_key)
+    owner.create_bucket(Bucket="qos-anon")
+    owner.put_object(Bucket="qos-anon", Key="private", Body=b"mine")
+    admin(server, "set-limits", "account", owner_id, "--requests-per-s", "5", parse=False)
+    try:
+        time.sleep(1.2)  # the owner's bucket of tokens is full
+        for _ in range(40):
+            assert raw(server, "GET", "/qos-anon/private")[0] == 403
+        # The owner's full second of tokens is still there.
+        for _ in range(5):
+            owner.head_object(Bucket="qos-anon", Key="private")
+        # Anonymous callers' own share is limited like an account's.
+        admin(server, "set-limits", "account", "anonymous", "--requests-per-s", "2", parse=False)
+        statuses = [raw(server, "GET", "/qos-anon/private")[0] for _ in range(10)]
+        assert 503 in statuses and 403 in statuses, statuses
+    finally:
+        admin(server, "clear-limits", "account", owner_id, parse=False)
+        admin(server, "clear-limits", "account", "anonymous", parse=False)
+
+
+def test_a_second_server_on_a_live_store_is_refused(server, tenants):
+    """Finding 6: nothing locked the store; two servers on one data directory lost
+    acknowledged writes. The second start is refused before it reads anything, naming the
+    holder's PID; the store's files are private to its user."""
+    _, owner_key = tenants["owner"]
+    owner = s3(server, owner_key)
+    owner.create_bucket(Bucket="locked")
+    for i in range(5):
+        owner.put_object(Bucket="locked", Key=f"k{i}", Body=b"v%d" % i)
+    env = dict(os.environ, HOARD_ACCESS_KEY=ROOT_KEY[0], HOARD_SECRET_KEY=ROOT_KEY[1])
+    second = subprocess.run(
+        [HOARD, "serve", "--data", str(server.data), "--listen", f"127.0.0.1:{free_port()}"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode != 0
+    assert f"in use by process {server.proc.pid}" in second.stderr, second.stderr
+    for i in range(5):
+        assert owner.get_object(Bucket="locked", Key=f"k{i}")["Body"].read() == b"v%d" % i
+    assert stat.S_IMODE(os.stat(server.data).st_mode) == 0o700
+    files = [f for f in os.listdir(server.data) if f.endswith(".img")]
+    assert files, os.listdir(server.data)
+    for f in files:
+        assert stat.S_IMODE(os.stat(os.path.join(server.data, f)).st_mode) == 0o600, f
+
+
+# --- Fair shares and the minimum rate (findings 2 and 3) --------------------------------------
+
+IDLE_S = 3  # the DoS server's idle timeout: its grace before the minimum rate applies
+
+
+@pytest.fixture(scope="module")
+def dos_server(tmp_path_factory):
+    """A server whose idle timeout is 3 s (the dev profile's otherwise), so cuts come fast."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "hwprofiles", "dev.toml")) as f:
+        text = f.read()
+    profile = tmp_path_factory.mktemp("profile") / "dev-short-idle.toml"
+    profile.write_text(text + f"\n[engine]\nrequest_idle_timeout_s = {IDLE_S}\n")
+    yield from scratch_server(*ROOT_KEY, args=["--profile", str(profile)])
+
+
+def trickle(server, head, count):
+    """`count` connections that send `head` (a request line and headers promising a body)
+    and then one body byte: slowloris clients. Returns the sockets."""
+    import socket
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(head + b"x")
+        socks.append(s)
+    return socks
+
+
+def answers(socks, timeout_s):
+    """The status each trickling connection got (None: still held open)."""
+    import select
+    out = []
+    deadline = time.time() + timeout_s
+    for s in socks:
+        s.settimeout(max(0.01, deadline - time.time()))
+        try:
+            line = s.recv(4096).split(b"\r\n", 1)[0]
+            out.append(int(line.split()[1]) if line else 0)
+        except (TimeoutError, OSError):
+            out.append(None)
+    return out
+
+
+def test_anonymous_slowloris_posts_leave_every_tenant_served(dos_server):
+    """Finding 2: 256 anonymous POST form uploads sending a byte now and then held every
+    request permit; every other request answered 503. Anonymous callers together hold at
+    most a quarter of the permits; the rest are refused at once; and each held one is cut
+    by the minimum rate once its grace has passed."""
+    server = dos_server
+    owner = s3(server, ROOT_KEY)
+    owner.create_bucket(Bucket="dos-forms")
+    head = (b"POST /dos-forms HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 100000\r\n\r\n")
+    socks = trickle(server, head, 96)
+    try:
+        time.sleep(0.5)
+        # Everyone else is served while they hold what they hold.
+        owner.put_object(Bucket="dos-forms", Key="k", Body=b"v" * 65536)
+        assert owner.get_object(Bucket="dos-forms", Key="k")["Body"].read() == b"v" * 65536
+        owner.head_bucket(Bucket="dos-forms")
+        owner.list_objects_v2(Bucket="dos-forms")
+        assert admin(server, "status", parse=False)
+        got = answers(socks, 0.5)
+        refused = [g for g in got if g == 503]
+        held = [g for g in got if g is None]
+        assert len(held) == 256 // 4 and len(refused) == 96 - 64, got
+        # Past the grace, the held ones fall below the minimum rate and are cut.
+        got = answers([s for s, g in zip(socks, got) if g is None], IDLE_S + 5)
+        assert all(g == 400 for g in got), got
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_one_slow_tenant_takes_only_its_share_of_data_streams(dos_server):
+    """Finding 3: 16 signed PUTs sending a byte per 10 s took every data stream; another
+    account's GET and PUT of 64 KiB answered 503. An account holds at most half of the
+    streams; another one is still served; the slow PUTs are cut with RequestTimeout."""
+    server = dos_server
+    slow_id = admin(server, "create-account", "slow")["id"]
+    admin(server, "create-user", slow_id, "u")
+    k = admin(server, "create-key", slow_id, "u")
+    slow_key = (k["access_key"], k["secret_key"])
+    slow = s3(server, slow_key)
+    slow.create_bucket(Bucket="dos-slow")
+    body = b"s" * 100_000
+    req = AWSRequest(method="PUT", url=f"{server.endpoint}/dos-slow/big", data=body)
+    S3SigV4Auth(Credentials(*slow_key), "s3", "us-east-1").add_auth(req)
+    head = (f"PUT /dos-slow/big HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
+            + b"".join(f"{n}: {v}\r\n".encode() for n, v in req.headers.items())
+            + b"Content-Length: 100000\r\n\r\n")
+    owner = s3(server, ROOT_KEY)
+    owner.create_bucket(Bucket="dos-other")
+    owner.put_object(Bucket="dos-other", Key="read-me", Body=b"r" * 65536)
+    socks = trickle(server, head, 16)
+    try:
+        time.sleep(0.5)
+        for i in range(4):
+            owner.put_object(Bucket="dos-other", Key=f"w{i}", Body=b"w" * 65536)
+            assert owner.get_object(Bucket="dos-other", Key="read-me")["Body"].read() == b"r" * 65536
+        got = answers(socks, IDLE_S + 6)
+        # Half of the 16 streams were theirs; the rest waited 2 s and were refused; every
+        # held one was cut once below the minimum rate.
+        assert sorted(got).count(503) == 8 and sorted(got).count(400) == 8, got
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_an_anonymous_delete_objects_body_is_never_read(server, tenants):
+    """Finding 2: DeleteObjects bodies (2 MiB) were read before the caller was authorized.
+    A caller that nothing could allow to delete is refused on the head alone."""
+    _, owner_key = tenants["owner"]
+    owner = s3(server, owner_key)
+    owner.create_bucket(Bucket="dos-delete", ACL="public-read")
+    import socket
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"POST /dos-delete?delete HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+              b"Content-MD5: AAAAAAAAAAAAAAAAAAAAAA==\r\nContent-Length: 2000000\r\n\r\n")
+    s.settimeout(5)
+    answer = s.recv(4096)  # nothing of the body was sent
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 403"), answer
+
+
+def test_block_public_access_judges_public_as_s3_does(server, tenants):
+    """Medium finding: with all four flags on, a policy allowing `*` from
+    0.0.0.0/1 + 128.0.0.0/1 (everyone), or under StringEqualsIfExists aws:PrincipalAccount,
+    was accepted and judged not public; anonymous callers read and listed."""
+    import json
+    _, owner_key = tenants["owner"]
+    owner = s3(server, owner_key)
+    owner.create_bucket(Bucket="bpa")
+    owner.put_object(Bucket="bpa", Key="secret", Body=b"s")
+    owner.put_public_access_block(Bucket="bpa", PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True})
+    conditions = [
+        {"IpAddress": {"aws:SourceIp": ["0.0.0.0/1", "128.0.0.0/1"]}},
+        {"IpAddress": {"aws:SourceIp": ["::/1", "8000::/1"]}},
+        {"StringEqualsIfExists": {"aws:PrincipalAccount": "111122223333"}},
+    ]
+    for c in conditions:
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::bpa", "arn:aws:s3:::bpa/*"], "Condition": c}]}
+        assert code(lambda: owner.put_bucket_policy(Bucket="bpa", Policy=json.dumps(policy))) == \
+            "AccessDenied", c
+    assert raw(server, "GET", "/bpa/secret")[0] == 403
+    assert raw(server, "GET", "/bpa?list-type=2")[0] == 403
+    # Without the block, the same policy is public, and says so.
+    owner.delete_public_access_block(Bucket="bpa")
+    owner.put_bucket_policy(Bucket="bpa", Policy=json.dumps({"Statement": [{
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::bpa/*", "Condition": conditions[0]}]}))
+    assert owner.get_bucket_policy_status(Bucket="bpa")["PolicyStatus"]["IsPublic"] is True
+
+
+def test_a_presigned_put_that_signs_the_body_hash_gets_that_body(server, tenants):
+    """Medium finding: a presigned PUT whose signature covers X-Amz-Content-Sha256 accepted
+    any body."""
+    from botocore.auth import S3SigV4QueryAuth
+    _, owner_key = tenants["owner"]
+    owner = s3(server, owner_key)
+    owner.create_bucket(Bucket="presigned-hash")
+    good = b"the body that was signed"
+    digest = hashlib.sha256(good).hexdigest()
+    req = AWSRequest(method="PUT", url=f"{server.endpoint}/presigned-hash/k",
+                     headers={"x-amz-content-sha256": digest})
+    S3SigV4QueryAuth(Credentials(*owner_key), "s3", "us-east-1", expires=300).add_auth(req)
+    target = req.url[len(server.endpoint):]
+    signed = req.url.split("X-Amz-SignedHeaders=")[1].split("&")[0]
+    assert "x-amz-content-sha256" in signed, signed
+    status, body = raw(server, "PUT", target, {"x-amz-content-sha256": digest},
+                       b"another body, same length!")
+    assert status == 400 and b"XAmzContentSHA256Mismatch" in body, (status, body)
+    assert code(lambda: owner.head_object(Bucket="presigned-hash", Key="k")) == "404"
+    status, _ = raw(server, "PUT", target, {"x-amz-content-sha256": digest}, good)
+    assert status == 200
+    assert owner.get_object(Bucket="presigned-hash", Key="k")["Body"].read() == good
