@@ -1,5 +1,7 @@
 //! S3 XML: response documents written with quick-xml, and the request documents we parse
-//! (CompleteMultipartUpload, Delete), with size limits.
+//! (CompleteMultipartUpload, Delete, versioning, ACL, CORS, tagging, lifecycle, public access
+//! block), with size limits. Text in request documents is data and kept byte for byte (see
+//! [`walk`]).
 
 use quick_xml::events::{BytesDecl, BytesEnd, BytesStart, BytesText, Event};
 use quick_xml::{Reader, Writer};
@@ -145,7 +147,19 @@ enum Node<'a> {
     End(&'a str),
 }
 
-/// Walks an XML document, reporting text nodes and element ends.
+/// Whether `c` may appear in an XML 1.0 document (section 2.2, "Characters"): of the C0
+/// controls only tab, newline and carriage return; a character reference cannot name the
+/// others either.
+pub fn is_xml_char(c: char) -> bool {
+    !matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+}
+
+/// Walks an XML document, reporting the text of each leaf element and every element end.
+///
+/// Text is data, kept byte for byte (XML 1.0 trims nothing from element content: a key
+/// `" a "` is that key): only whitespace between the children of an element is layout and
+/// dropped. Text beside child elements, and characters XML 1.0 does not allow (`&#1;` too),
+/// are refused.
 fn walk(body: &[u8], mut visit: impl FnMut(Node<'_>) -> S3Result<()>) -> S3Result<()> {
     if body.len() > MAX_XML_REQUEST_BYTES {
         return Err(malformed(format!(
@@ -153,38 +167,82 @@ fn walk(body: &[u8], mut visit: impl FnMut(Node<'_>) -> S3Result<()>) -> S3Resul
         )));
     }
     let mut reader = Reader::from_reader(body);
-    reader.config_mut().trim_text(true);
-    let mut path: Vec<String> = Vec::new();
+    reader.config_mut().trim_text(false);
+    // The open elements: name, text so far, whether a child element was seen.
+    let mut open: Vec<(String, String, bool)> = Vec::new();
+    let path_of = |open: &[(String, String, bool)]| {
+        open.iter()
+            .map(|(n, _, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
     let mut buf = Vec::new();
     loop {
         match reader.read_event_into(&mut buf).map_err(malformed)? {
             Event::Start(e) => {
-                if path.len() > 8 {
+                if open.len() > 8 {
                     return Err(malformed("nesting too deep"));
                 }
-                path.push(String::from_utf8_lossy(e.local_name().as_ref()).into_owned());
+                if let Some(parent) = open.last_mut() {
+                    parent.2 = true;
+                }
+                let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                open.push((name, String::new(), false));
             }
             Event::End(_) => {
-                visit(Node::End(&path.join("/")))?;
-                path.pop();
+                let path = path_of(&open);
+                let (name, text, has_children) = open.pop().expect("quick-xml matches ends");
+                match (has_children, text.trim().is_empty()) {
+                    (false, _) if !text.is_empty() => visit(Node::Text(&path, text))?,
+                    (true, false) => {
+                        return Err(malformed(format!("text beside the elements of {name}")))
+                    }
+                    _ => {}
+                }
+                visit(Node::End(&path))?;
             }
             Event::Empty(e) => {
-                let mut p = path.join("/");
+                if let Some(parent) = open.last_mut() {
+                    parent.2 = true;
+                }
+                let mut p = path_of(&open);
                 p.push('/');
                 p.push_str(&String::from_utf8_lossy(e.local_name().as_ref()));
                 visit(Node::End(&p))?;
             }
             Event::Text(t) => {
-                let text = t.unescape().map_err(malformed)?.into_owned();
-                visit(Node::Text(&path.join("/"), text))?;
+                let text = t.unescape().map_err(malformed)?;
+                append_text(&mut open, &text)?;
+            }
+            Event::CData(t) => {
+                let text = std::str::from_utf8(&t).map_err(malformed)?.to_string();
+                append_text(&mut open, &text)?;
             }
             Event::Eof => break,
             _ => {}
         }
         buf.clear();
     }
-    if !path.is_empty() {
+    if !open.is_empty() {
         return Err(malformed("document ended inside an element"));
+    }
+    Ok(())
+}
+
+/// Adds text to the innermost open element (whitespace outside the root is layout).
+///
+/// Errors: MalformedXML for text outside the root or a character XML 1.0 does not allow.
+fn append_text(open: &mut [(String, String, bool)], text: &str) -> S3Result<()> {
+    if let Some(c) = text.chars().find(|c| !is_xml_char(*c)) {
+        return Err(malformed(format!(
+            "the character U+{:04X} is not allowed in XML 1.0",
+            c as u32
+        )));
+    }
+    match open.last_mut() {
+        Some((_, t, _)) => t.push_str(text),
+        None if text.trim().is_empty() => {}
+        None => return Err(malformed("text outside the root element")),
     }
     Ok(())
 }
@@ -206,7 +264,8 @@ pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
             }
             Node::Text("CompleteMultipartUpload/Part/PartNumber", text) => {
                 number = Some(
-                    text.parse()
+                    text.trim()
+                        .parse()
                         .map_err(|_| malformed(format!("PartNumber {text:?} is not a number")))?,
                 )
             }
@@ -360,7 +419,7 @@ pub fn parse_cors(body: &[u8]) -> S3Result<Vec<crate::ops::cors::CorsRule>> {
                 "AllowedHeader" => rule.allowed_headers.push(text),
                 "ExposeHeader" => rule.expose_headers.push(text),
                 "MaxAgeSeconds" => {
-                    rule.max_age_seconds = Some(text.parse().map_err(|_| {
+                    rule.max_age_seconds = Some(text.trim().parse().map_err(|_| {
                         malformed(format!("MaxAgeSeconds {text:?} is not a number"))
                     })?)
                 }
@@ -576,6 +635,26 @@ mod tests {
             "MalformedXML"
         );
         assert_eq!(parse_complete_multipart(b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part></CompleteMultipartUpload>").unwrap_err().code, "MalformedXML");
+    }
+
+    #[test]
+    fn text_is_kept_byte_for_byte() {
+        let body = b"<Delete>\n  <Object><Key> </Key></Object>\n  <Object><Key>_ </Key></Object>\n  <Object><Key> a </Key></Object><Object><Key>\t</Key></Object><Object><Key>x\n</Key></Object><Object><Key>&#32;b&#9;</Key></Object><Object><Key><![CDATA[ c ]]></Key></Object>\n</Delete>";
+        let (keys, _) = parse_delete(body).unwrap();
+        let keys: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, [" ", "_ ", " a ", "\t", "x\n", " b\t", " c "]);
+        let tags = parse_tagging(
+            b"<Tagging><TagSet><Tag><Key> sp </Key><Value>  v  </Value></Tag></TagSet></Tagging>",
+        )
+        .unwrap();
+        assert_eq!(tags, [(" sp ".to_string(), "  v  ".to_string())]);
+        for bad in [
+            &b"<Delete><Object><Key>&#1;</Key></Object></Delete>"[..],
+            b"<Delete><Object><Key>a\x01</Key></Object></Delete>",
+            b"<Delete>stray<Object><Key>a</Key></Object></Delete>",
+        ] {
+            assert_eq!(parse_delete(bad).unwrap_err().code, "MalformedXML");
+        }
     }
 
     #[test]
