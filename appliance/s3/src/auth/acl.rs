@@ -89,6 +89,22 @@ pub struct Grant {
     pub permission: Permission,
 }
 
+/// Most grants an ACL may hold (S3 User Guide, "Access control list (ACL) overview": "You can
+/// grant permissions ... up to 100 grants per ACL").
+pub const MAX_GRANTS: usize = 100;
+
+/// Errors: InvalidArgument past [`MAX_GRANTS`] grants.
+fn check_grant_count(n: usize) -> S3Result<()> {
+    if n > MAX_GRANTS {
+        return Err(s3_error!(
+            InvalidArgument,
+            BAD_REQUEST,
+            "an ACL holds at most {MAX_GRANTS} grants; this one has {n}"
+        ));
+    }
+    Ok(())
+}
+
 /// An ACL: the owner (an account ID) and its grants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Acl {
@@ -212,6 +228,7 @@ impl Acl {
                             grantee,
                             permission,
                         });
+                        check_grant_count(acl.grants.len())?;
                     }
                 }
                 Ok(Some(acl))
@@ -350,6 +367,7 @@ impl Acl {
                 grantee,
                 permission,
             });
+            check_grant_count(acl.grants.len())?;
         }
         Ok(acl)
     }
