@@ -16,6 +16,10 @@
 //!    AuthenticatedUsers count for nothing under `IgnorePublicAcls`.
 //! 5. Otherwise: `403 AccessDenied`.
 //!
+//! One exception comes first: a store admin may always read, replace and delete a bucket's
+//! policy, so a deny-all policy cannot lock a bucket away for good (AWS lets the owning
+//! account's root user do so).
+//!
 //! Anonymous callers (no signature) are a principal like any other: `"*"` in a policy,
 //! `AllUsers` in an ACL; they get exactly what those grant. An object written into the bucket
 //! by another account (through a policy or a public-write ACL) is owned by that account, as
@@ -163,6 +167,13 @@ impl AccessCache {
     }
 }
 
+/// The actions on a bucket's policy itself.
+const POLICY_ACTIONS: &[&str] = &[
+    "s3:GetBucketPolicy",
+    "s3:PutBucketPolicy",
+    "s3:DeleteBucketPolicy",
+];
+
 /// Actions only the bucket owner's account may take.
 const OWNER_ONLY: &[&str] = &[
     "s3:GetBucketPolicy",
@@ -288,6 +299,16 @@ pub fn authorize(access: &BucketAccess, auth: &Auth, cx: &RequestContext<'_>) ->
         object: None,
         denial: Some(why),
     };
+    // A store admin may always read, replace and delete a bucket's policy, whatever it says
+    // and whoever owns the bucket: a deny-all policy cannot lock a bucket away for good (AWS
+    // lets the owning account's root user do so).
+    if auth.admin && POLICY_ACTIONS.contains(&cx.action) {
+        return Verdict {
+            bucket_allowed: true,
+            object: None,
+            denial: None,
+        };
+    }
     if decision == Decision::Deny {
         return deny(s3_error!(
             AccessDenied,
