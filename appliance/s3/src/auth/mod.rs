@@ -208,8 +208,12 @@ pub fn authenticate(
         return Ok(Auth::anonymous());
     }?;
     // A temporary credential's session token: signed as a header, or in a presigned URL.
+    // (SigV2 presigned URLs carry it as `x-amz-security-token`, signed among the x-amz-*.)
     let token = match req.header("x-amz-security-token") {
-        "" => req.query("X-Amz-Security-Token").unwrap_or(""),
+        "" => req
+            .query("X-Amz-Security-Token")
+            .or_else(|| req.query("x-amz-security-token"))
+            .unwrap_or(""),
         t => t,
     };
     creds.check_session(&auth.access_key, token, now_secs)?;

@@ -50,7 +50,7 @@ const QUERY_AUTH_PARAMETERS: &[&str] = &[
 /// admin request (they take parameters SigV2 cannot sign: SigV4 only).
 ///
 /// Errors: AccessDenied naming the parameter.
-fn refuse_unsigned_parameters(req: &RequestView<'_>) -> S3Result<()> {
+fn refuse_unsigned_parameters(req: &RequestView<'_>, presigned: bool) -> S3Result<()> {
     if req.vhost_bucket.is_none() && req.raw_path.starts_with("/_hoard/") {
         return Err(s3_error!(
             AccessDenied,
@@ -61,7 +61,7 @@ fn refuse_unsigned_parameters(req: &RequestView<'_>) -> S3Result<()> {
     let unsigned = req.query.iter().map(|(k, _)| k.as_str()).find(|k| {
         !SUBRESOURCES.contains(k)
             && !UNSIGNED_LISTING_PARAMETERS.contains(k)
-            && !QUERY_AUTH_PARAMETERS.contains(k)
+            && !(presigned && (QUERY_AUTH_PARAMETERS.contains(k) || is_amz(k)))
     });
     match unsigned {
         Some(k) => Err(s3_error!(
@@ -71,6 +71,10 @@ fn refuse_unsigned_parameters(req: &RequestView<'_>) -> S3Result<()> {
         )),
         None => Ok(()),
     }
+}
+
+fn is_amz(name: &str) -> bool {
+    name.len() > 6 && name[..6].eq_ignore_ascii_case("x-amz-")
 }
 
 /// Sub-resources that are part of the string to sign, in sorted order.
@@ -119,11 +123,12 @@ fn strings_to_sign(req: &RequestView<'_>, date: DateLine<'_>) -> Vec<String> {
         DateLine::Header if req.headers.contains_key("x-amz-date") => "",
         DateLine::Header => req.header("date"),
     };
-    let as_sent = string_to_sign(req, date_line, req.raw_path);
+    let presigned = matches!(date, DateLine::Expires(_));
+    let as_sent = string_to_sign(req, date_line, req.raw_path, presigned);
     let path = req.raw_path.strip_prefix('/').unwrap_or(req.raw_path);
     if req.vhost_bucket.is_none() && !path.is_empty() && !path.contains('/') {
         vec![
-            string_to_sign(req, date_line, &format!("{}/", req.raw_path)),
+            string_to_sign(req, date_line, &format!("{}/", req.raw_path), presigned),
             as_sent,
         ]
     } else {
@@ -137,12 +142,35 @@ fn verify_any(secret: &str, candidates: &[String], signature: &str) -> bool {
         .any(|c| signatures_equal(&sign(secret, c), signature))
 }
 
-fn string_to_sign(req: &RequestView<'_>, date_line: &str, raw_path: &str) -> String {
+/// The string to sign; a presigned URL's `x-amz-*` query parameters count as headers (botocore
+/// signs a temporary credential's token as a header, then sends it in the query).
+fn string_to_sign(
+    req: &RequestView<'_>,
+    date_line: &str,
+    raw_path: &str,
+    presigned: bool,
+) -> String {
     let mut amz: Vec<(String, String)> = Vec::new();
-    for (name, value) in req.headers.iter() {
+    let headers = req.headers.iter().map(|(n, v)| {
+        (
+            n.as_str().to_string(),
+            String::from_utf8_lossy(v.as_bytes()),
+        )
+    });
+    let query = req
+        .query
+        .iter()
+        .filter(|(k, _)| presigned && is_amz(k))
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                std::borrow::Cow::Borrowed(v.as_str()),
+            )
+        });
+    for (name, value) in headers.chain(query) {
         let name = name.as_str();
         if name.starts_with("x-amz-") {
-            let value = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
+            let value = value.trim().to_string();
             match amz.iter_mut().find(|(n, _)| n == name) {
                 Some((_, v)) => {
                     v.push(',');
@@ -201,7 +229,7 @@ pub fn verify_header(
     creds: &Credentials,
     now_secs: u64,
 ) -> S3Result<Auth> {
-    refuse_unsigned_parameters(req)?;
+    refuse_unsigned_parameters(req, false)?;
     let (access_key, signature) = rest.split_once(':').ok_or_else(|| {
         s3_error!(
             AuthorizationHeaderMalformed,
@@ -235,7 +263,7 @@ pub fn verify_presigned(
     creds: &Credentials,
     now_secs: u64,
 ) -> S3Result<Auth> {
-    refuse_unsigned_parameters(req)?;
+    refuse_unsigned_parameters(req, true)?;
     let access_key = req.query("AWSAccessKeyId").unwrap_or_default();
     let signature = req.query("Signature").unwrap_or_default();
     let expires = req.query("Expires").unwrap_or_default();
@@ -295,7 +323,7 @@ mod tests {
             headers: &headers,
             vhost_bucket: Some("johnsmith"),
         };
-        let to_sign = string_to_sign(&req, "Tue, 27 Mar 2007 19:36:42 +0000", req.raw_path);
+        let to_sign = string_to_sign(&req, "Tue, 27 Mar 2007 19:36:42 +0000", req.raw_path, false);
         assert_eq!(
             to_sign,
             "GET\n\n\nTue, 27 Mar 2007 19:36:42 +0000\n/johnsmith/photos/puppy.jpg"
