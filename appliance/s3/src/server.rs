@@ -21,6 +21,9 @@ use crate::ops;
 use crate::response::error_response;
 use crate::state::{AppState, S3Config, Shutdown};
 
+/// Most headers a request may carry (hyper's default is 100).
+pub const MAX_HEADERS: usize = 256;
+
 /// The axum router: every request goes to [`handle`], which dispatches on method, path and
 /// query as S3 does (routes cannot express virtual-host addressing or sub-resources).
 pub fn router(state: Arc<AppState>) -> axum::Router {
@@ -63,7 +66,10 @@ pub async fn serve(
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(state.config.header_read_timeout)
-            .max_buf_size(state.config.max_header_bytes.max(8192));
+            .max_buf_size(state.config.max_header_bytes.max(8192))
+            // S3 requests may carry many headers (2 KB of x-amz-meta-* can be ~100 of
+            // them, beside the standard ones); the head's size stays bounded by the buffer.
+            .max_headers(MAX_HEADERS);
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

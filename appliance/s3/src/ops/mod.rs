@@ -97,6 +97,7 @@ pub async fn dispatch(
         }
     };
     note.account = auth.account_id.clone();
+    note.anonymous = auth.anonymous;
     // Held to the end of the request: each account (anonymous callers together) has its share
     // of the request permits, so no one caller can stop the others.
     let _permit = state.admission.request(match auth.anonymous {
@@ -126,13 +127,14 @@ pub async fn dispatch(
     note.operation = endpoint.name();
     refuse_control_characters(&ctx)?;
     if endpoint == Endpoint::PreflightCors {
+        // Unauthenticated, so limited as anonymous callers are.
+        ctx.state.qos.admit(crate::qos::ANONYMOUS, None, 0)?;
         return cors::preflight(ctx).await;
     }
     let cors = authorize(&mut ctx, peer).await?;
     if ctx.auth.anonymous {
         // Anonymous callers' usage is the bucket owner's (S3 bills the owner); their rate
         // limits are their own (`RequestNote::qos_scope`).
-        note.anonymous = true;
         note.account = ctx
             .access
             .as_ref()
@@ -337,9 +339,10 @@ pub(crate) fn request_context<'a>(
 }
 
 /// Keys with control characters (U+0000..U+001F, U+007F) are refused where objects are created
-/// (PutObject, CreateMultipartUpload): XML 1.0 cannot carry them, so listings that named them
-/// would be ill-formed for every client's parser. Existing keys are never affected; S3 itself
-/// stores such keys, and this is a deliberate, documented difference.
+/// (PutObject, CopyObject, CreateMultipartUpload, browser POST uploads): XML 1.0 cannot carry
+/// them, so listings that named them would be ill-formed for every client's parser. Existing
+/// keys are never affected; S3 itself stores such keys, and this is a deliberate, documented
+/// difference.
 ///
 /// Errors: InvalidArgument naming the character.
 fn refuse_control_characters(ctx: &Ctx) -> S3Result<()> {
@@ -347,9 +350,16 @@ fn refuse_control_characters(ctx: &Ctx) -> S3Result<()> {
         ctx.endpoint,
         Endpoint::PutObject | Endpoint::CopyObject | Endpoint::CreateMultipartUpload
     );
-    let Some(key) = ctx.key.as_deref().filter(|_| creates) else {
-        return Ok(());
-    };
+    match ctx.key.as_deref().filter(|_| creates) {
+        Some(key) => refuse_control_key(key),
+        None => Ok(()),
+    }
+}
+
+/// The check of [`refuse_control_characters`] on one key.
+///
+/// Errors: InvalidArgument naming the character.
+pub(crate) fn refuse_control_key(key: &str) -> S3Result<()> {
     if let Some(c) = key.chars().find(|c| c.is_ascii_control()) {
         return Err(s3_error!(
             InvalidArgument,

@@ -321,6 +321,7 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
         })?
         .replace("${filename}", &file_name);
     hoard::store::validate_key(&key)?;
+    super::refuse_control_key(&key)?;
     if let Some(v) = form.fields.iter_mut().find(|(n, _)| n == "key") {
         v.1 = key.clone();
     }
