@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import http.client
 import os
+import re
 import stat
 import subprocess
 import time
@@ -183,6 +184,22 @@ def test_sigv2_signatures_cannot_be_replayed_with_chosen_parameters(server, tena
     assert [o["Key"] for o in listed] == ["dir/a"]
     assert code(lambda: v2.get_object_attributes(
         Bucket="v2-replay", Key="dir/a", ObjectAttributes=["ETag"])) == "AccessDenied"
+
+    # A SigV2 presigned URL of a temporary credential carries its token in the query,
+    # signed among the x-amz-* (it always failed before); without the token it is refused.
+    owner_id = tenants["owner"][0]
+    temp = admin(server, "temporary", owner_id, "u", "--seconds", "600")
+    temp_v2 = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                           aws_access_key_id=temp["access_key"],
+                           aws_secret_access_key=temp["secret_key"],
+                           aws_session_token=temp["session_token"],
+                           config=Config(signature_version="s3"))
+    url = temp_v2.generate_presigned_url("get_object", Params={"Bucket": "v2-replay", "Key": "dir/a"})
+    assert "x-amz-security-token=" in url
+    target = url[len(server.endpoint):]
+    assert raw(server, "GET", target) == (200, b"a")
+    stripped = re.sub(r"&?x-amz-security-token=[^&]*", "", target)
+    assert raw(server, "GET", stripped)[0] in (400, 403)
 
 
 def test_anonymous_callers_spend_no_tenant_budget(server, tenants):
