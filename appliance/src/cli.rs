@@ -94,9 +94,19 @@ pub struct ServeArgs {
     /// Directory for device files and credentials.
     #[arg(long, default_value = "./hoard-data")]
     pub data: PathBuf,
-    /// Address to serve S3 on.
-    #[arg(long, default_value = "127.0.0.1:9000")]
-    pub listen: SocketAddr,
+    /// Address to serve S3 on in plain HTTP (default 127.0.0.1:9000 unless --listen-tls is
+    /// given alone).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address to serve S3 on over HTTPS (needs --tls-cert and --tls-key).
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub listen_tls: Option<SocketAddr>,
+    /// The HTTPS certificate chain, PEM, leaf first (reloaded on SIGHUP).
+    #[arg(long, requires = "listen_tls")]
+    pub tls_cert: Option<PathBuf>,
+    /// The HTTPS certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "listen_tls")]
+    pub tls_key: Option<PathBuf>,
     /// I/O backend: auto, uring or portable (overrides the profile).
     #[arg(long)]
     pub io_backend: Option<String>,
@@ -208,6 +218,24 @@ fn space(profile: Option<&PathBuf>, data: PathBuf, check: bool) -> hoard::Result
 }
 
 fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // TLS first: a certificate that does not load stops the start before the store opens.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(std::sync::Arc::new(hoard_s3::tls::Tls::new(
+            hoard_s3::tls::CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+        )?)),
+        _ => None,
+    };
+    let fingerprint = tls.as_ref().map(|t| t.fingerprint());
+    let endpoints = hoard_s3::Endpoints {
+        plain: match (args.listen, args.listen_tls) {
+            (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 9000))),
+            (plain, _) => plain,
+        },
+        tls: args.listen_tls.zip(tls),
+    };
     let profile = load_profile(args.profile.as_ref())?;
     let io_backend = args
         .io_backend
@@ -239,11 +267,18 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         lifecycle_interval: std::time::Duration::from_secs(args.lifecycle_interval_seconds.max(1)),
         ..S3Config::default()
     };
-    hoard_s3::run(store, credentials, s3, args.listen, move |store, addr| {
-        println!(
-            "Hoard {} serving S3 on http://{addr}",
-            env!("CARGO_PKG_VERSION")
-        );
+    hoard_s3::run(store, credentials, s3, endpoints, move |store, bound| {
+        for (scheme, addr) in [("http", bound.plain), ("https", bound.tls)] {
+            if let Some(addr) = addr {
+                println!(
+                    "Hoard {} serving S3 on {scheme}://{addr}",
+                    env!("CARGO_PKG_VERSION")
+                );
+            }
+        }
+        if let Some(f) = &fingerprint {
+            println!("  TLS certificate SHA-256 fingerprint {f}");
+        }
         println!(
             "  store {} (profile {}, data {})",
             store.store_uuid(),

@@ -7,7 +7,7 @@
 //! and the one authorization of every request) → [`body`] (readers:
 //! connection pump, aws-chunked, checksums, assembled in one place) → [`ops`] (routing, then
 //! bucket, object, multipart and admin operations, which call the engine through [`engine`]) →
-//! [`response`], [`xml`] and [`error`]. Beside every request: [`qos`] (per-tenant rate
+//! [`response`], [`xml`] and [`error`]; [`tls`] (rustls) on the connections that ask for it. Beside every request: [`qos`] (per-tenant rate
 //! limits), [`usage`] (per-hour accounting), [`metrics`] (Prometheus) and the [`lifecycle`]
 //! worker. [`run`] serves S3 for a store; `hoard serve` and the
 //! appliance both start it there.
@@ -26,9 +26,10 @@ pub mod request;
 pub mod response;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod usage;
 pub mod xml;
 
 pub use auth::Credentials;
-pub use server::run;
+pub use server::{run, Bound, Endpoints};
 pub use state::{AppState, S3Config, Shutdown};

@@ -59,6 +59,11 @@ impl RequestNote {
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
+/// Whether the request came over TLS (`aws:SecureTransport`), put in every request's
+/// extensions by the server.
+#[derive(Clone, Copy, Debug)]
+pub struct SecureTransport(pub bool);
+
 /// One request, parsed and authenticated.
 pub struct Ctx {
     /// Shared state.
@@ -79,6 +84,8 @@ pub struct Ctx {
     pub auth: Auth,
     /// The client's address.
     pub peer: Option<std::net::IpAddr>,
+    /// Whether the request came over TLS.
+    pub secure: bool,
     /// The bucket's owner, ACL, policy and public access block (requests on a bucket that
     /// exists).
     pub access: Option<std::sync::Arc<crate::auth::access::BucketAccess>>,

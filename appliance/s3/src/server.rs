@@ -20,6 +20,7 @@ use crate::auth::Credentials;
 use crate::ops;
 use crate::response::error_response;
 use crate::state::{AppState, S3Config, Shutdown};
+use crate::tls::Tls;
 
 /// Most headers a request may carry (hyper's default is 100).
 pub const MAX_HEADERS: usize = 256;
@@ -30,35 +31,68 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(state)
 }
 
-/// Serves S3 on `listener` until `shutdown` resolves, then lets in-flight requests finish (at
+/// A socket to serve S3 on: plain HTTP, or HTTPS with [`Tls`].
+pub struct Listener {
+    /// The bound socket.
+    pub tcp: TcpListener,
+    /// TLS for every connection it accepts; `None`: plain HTTP.
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// Longest a client may take over its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves S3 on `listeners` until `shutdown` resolves, then lets in-flight requests finish (at
 /// most `drain` long).
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> std::io::Result<()> {
     let app = router(state.clone());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // One accept loop per socket, all feeding this one.
+    let (tx, mut accepted) = tokio::sync::mpsc::channel(64);
+    let mut loops = Vec::new();
+    for l in listeners {
+        let tx = tx.clone();
+        loops.push(tokio::spawn(async move {
+            loop {
+                match l.tcp.accept().await {
+                    Ok((stream, peer)) => {
+                        if tx.send((stream, peer, l.tls.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }));
+    }
+    drop(tx);
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+        let (stream, peer, tls): (tokio::net::TcpStream, SocketAddr, Option<Arc<Tls>>) = tokio::select! {
+            a = accepted.recv() => match a {
+                Some(a) => a,
+                None => break,
             },
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // Each request carries its client's address (policy conditions on aws:SourceIp).
+        let secure = tls.is_some();
+        // Each request carries its client's address and whether it came over TLS (policy
+        // conditions on aws:SourceIp and aws:SecureTransport).
         let service = TowerToHyperService::new(tower::ServiceExt::map_request(
             app.clone(),
             move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(crate::request::PeerAddr(peer));
+                req.extensions_mut()
+                    .insert(crate::request::SecureTransport(secure));
                 req
             },
         ));
@@ -70,13 +104,38 @@ pub async fn serve(
             // S3 requests may carry many headers (2 KB of x-amz-meta-* can be ~100 of
             // them, beside the standard ones); the head's size stays bounded by the buffer.
             .max_headers(MAX_HEADERS);
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let done = match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(stream);
+                    let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = done {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
+    }
+    for l in loops {
+        l.abort();
     }
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
@@ -159,7 +218,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     response
 }
 
-/// Serves S3 for `store` on `listen` (with the store's repair worker: rebuild, scrub) until a
+/// Serves S3 for `store` on `endpoints` (with the store's repair worker: rebuild, scrub) until a
 /// shutdown is asked for (SIGINT, SIGTERM, SIGPWR or `POST /_hoard/shutdown`), then stops accepting connections, lets in-flight requests
 /// finish (at most 30 s) and closes the store cleanly. `on_ready` runs once the port is bound.
 /// Returns why it stopped.
@@ -170,8 +229,8 @@ pub fn run(
     store: Store,
     credentials: Credentials,
     s3: S3Config,
-    listen: SocketAddr,
-    on_ready: impl FnOnce(&Store, SocketAddr),
+    endpoints: Endpoints,
+    on_ready: impl FnOnce(&Store, Bound),
 ) -> Result<String, Box<dyn std::error::Error>> {
     let config = store.config().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -180,7 +239,8 @@ pub fn run(
         .thread_name("hoard-s3")
         .build()?;
     let shutdown = Shutdown::default();
-    let s3 = s3.with_limits_of(&config);
+    let mut s3 = s3.with_limits_of(&config);
+    s3.tls = endpoints.tls.as_ref().map(|(_, tls)| tls.clone());
     tracing::info!(
         max_requests = s3.max_requests,
         max_streams = s3.max_streams,
@@ -195,7 +255,22 @@ pub fn run(
         shutdown.clone(),
     )?);
     let reason = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let mut listeners = Vec::new();
+        let mut bound = Bound::default();
+        if let Some(addr) = endpoints.plain {
+            let tcp = tokio::net::TcpListener::bind(addr).await?;
+            bound.plain = Some(tcp.local_addr()?);
+            listeners.push(Listener { tcp, tls: None });
+        }
+        if let Some((addr, tls)) = endpoints.tls {
+            let tcp = tokio::net::TcpListener::bind(addr).await?;
+            bound.tls = Some(tcp.local_addr()?);
+            tokio::spawn(reload_on_sighup(tls.clone()));
+            listeners.push(Listener {
+                tcp,
+                tls: Some(tls),
+            });
+        }
         // Handlers first: once ready is announced, a SIGTERM must mean a clean shutdown.
         tokio::spawn(forward_signals(signal_streams(), shutdown.clone()));
         // Rebuild, scrub, queued repairs and garbage collection run beside the requests from
@@ -209,12 +284,12 @@ pub fn run(
             tracing::info!(%addr, "serving Prometheus metrics on /metrics");
             tokio::spawn(serve_metrics(metrics, state.clone()));
         }
-        on_ready(&store, listener.local_addr()?);
+        on_ready(&store, bound);
         use std::io::Write;
         std::io::stdout().flush()?;
         let stopped = shutdown.clone();
         serve(
-            listener,
+            listeners,
             state.clone(),
             async move {
                 let reason = stopped.requested().await;
@@ -236,6 +311,43 @@ pub fn run(
     store.close()?;
     tracing::info!("store closed cleanly");
     Ok(reason)
+}
+
+/// Where to serve S3: plain HTTP, HTTPS, or both.
+#[derive(Debug, Default)]
+pub struct Endpoints {
+    /// Plain HTTP.
+    pub plain: Option<SocketAddr>,
+    /// HTTPS, with its certificate.
+    pub tls: Option<(SocketAddr, Arc<Tls>)>,
+}
+
+/// The addresses bound (port 0 resolved).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Bound {
+    /// Plain HTTP.
+    pub plain: Option<SocketAddr>,
+    /// HTTPS.
+    pub tls: Option<SocketAddr>,
+}
+
+/// Reloads the certificate on every SIGHUP (a bad one is logged and the one in force stays).
+async fn reload_on_sighup(tls: Arc<Tls>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!(
+            "cannot install a SIGHUP handler: reload certificates with the admin request"
+        );
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(fingerprint) => tracing::info!(%fingerprint, "TLS certificate reloaded (SIGHUP)"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS certificate not reloaded; the one in force stays")
+            }
+        }
+    }
 }
 
 /// Keeps usage counts every minute (see [`crate::usage`]).

@@ -43,6 +43,8 @@ pub struct S3Config {
     pub lifecycle_day: Duration,
     /// Time between lifecycle passes.
     pub lifecycle_interval: Duration,
+    /// The HTTPS endpoint's certificate, reloaded by admin requests (set by `server::run`).
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl S3Config {
@@ -78,6 +80,7 @@ impl Default for S3Config {
             metrics_listen: None,
             lifecycle_day: Duration::from_secs(86_400),
             lifecycle_interval: Duration::from_secs(3600),
+            tls: None,
         }
     }
 }

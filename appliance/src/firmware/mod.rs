@@ -157,12 +157,15 @@ fn boot_and_serve() -> Result<String, BoxError> {
             .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
         ..S3Config::default()
     };
-    let listen = SocketAddr::from(([0, 0, 0, 0], params.port));
+    let endpoints = hoard_s3::Endpoints {
+        plain: Some(SocketAddr::from(([0, 0, 0, 0], params.port))),
+        tls: None,
+    };
     let address = params.ip.address;
-    hoard_s3::run(store, credentials, s3, listen, move |_, bound| {
+    hoard_s3::run(store, credentials, s3, endpoints, move |_, bound| {
         println!(
             "hoard: S3 ready on http://{address}:{} after {:.2} s of uptime (credentials {source})",
-            bound.port(),
+            bound.plain.map_or(0, |a| a.port()),
             uptime_s()
         );
         // The power button raises SIGPWR in this process, so every power-off path is one.

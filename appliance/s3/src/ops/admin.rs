@@ -22,6 +22,11 @@
 //!   keys (see [`super::directory`]).
 //! - `/_hoard/qos...`, `/_hoard/usage`, `/_hoard/metrics`: tenants' limits, usage reports
 //!   and Prometheus metrics (see [`super::tenancy`]).
+//! - `GET /_hoard/tls`: the HTTPS certificate's SHA-256 fingerprint; `POST /_hoard/tls/reload`
+//!   reads the certificate and key again (as SIGHUP does); `PUT /_hoard/tls` with a PEM bundle
+//!   (certificate chain, leaf first, and its private key) checks it, keeps it in place of the
+//!   old pair and puts it in force. New connections get the new certificate; open ones keep
+//!   theirs. A bundle that does not parse or fit is refused and the old one stays.
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
 
@@ -53,6 +58,7 @@ pub async fn dispatch(
     path: &str,
     query: &[(String, String)],
     auth: &Auth,
+    body: Body,
 ) -> S3Result<Response> {
     if auth.anonymous {
         return Err(s3_error!(
@@ -126,7 +132,31 @@ pub async fn dispatch(
                 .body(Body::from("scrub requested\n"))
                 .map_err(|e| s3_error!(InternalError, INTERNAL_SERVER_ERROR, "{e}"))
         }
-        ("status" | "shutdown" | "scrub", m) => Err(s3_error!(
+        ("tls/reload", &Method::POST) => {
+            let tls = https_of(state)?;
+            let fingerprint = tls.reload().map_err(bad_certificate)?;
+            tracing::info!(access_key = %auth.access_key, %fingerprint, "TLS certificate reloaded");
+            certificate_answer(&fingerprint)
+        }
+        ("tls", &Method::PUT) => {
+            let tls = https_of(state)?;
+            // Read only now: the caller is an admin, and the bundle is bounded.
+            let bundle = axum::body::to_bytes(body, MAX_CERTIFICATE_BUNDLE_BYTES)
+                .await
+                .map_err(|e| {
+                    s3_error!(
+                        InvalidRequest,
+                        BAD_REQUEST,
+                        "a certificate bundle is at most {MAX_CERTIFICATE_BUNDLE_BYTES} bytes of PEM: {e}"
+                    )
+                })?;
+            let fingerprint = blocking_s3(move || tls.install(&bundle).map_err(bad_certificate))
+                .await?;
+            tracing::warn!(access_key = %auth.access_key, %fingerprint, "TLS certificate replaced");
+            certificate_answer(&fingerprint)
+        }
+        ("tls", &Method::GET) => certificate_answer(&https_of(state)?.fingerprint()),
+        ("status" | "shutdown" | "scrub" | "tls" | "tls/reload", m) => Err(s3_error!(
             MethodNotAllowed,
             METHOD_NOT_ALLOWED,
             "{m} is not allowed on {path}"
@@ -134,9 +164,44 @@ pub async fn dispatch(
         _ => Err(s3_error!(
             NotImplemented,
             NOT_IMPLEMENTED,
-            "{path} is not an admin request this server knows (status, shutdown, scrub, accounts, keys, qos, usage, metrics)"
+            "{path} is not an admin request this server knows (status, shutdown, scrub, tls, accounts, keys, qos, usage, metrics)"
         )),
     }
+}
+
+/// Largest PEM bundle `PUT /_hoard/tls` takes.
+pub const MAX_CERTIFICATE_BUNDLE_BYTES: usize = 64 * 1024;
+
+/// The HTTPS endpoint's certificate.
+///
+/// Errors: InvalidRequest when the server serves no HTTPS.
+fn https_of(state: &AppState) -> S3Result<Arc<crate::tls::Tls>> {
+    state.config.tls.clone().ok_or_else(|| {
+        s3_error!(
+            InvalidRequest,
+            BAD_REQUEST,
+            "this server serves no HTTPS (start it with --listen-tls)"
+        )
+    })
+}
+
+fn bad_certificate(why: String) -> crate::error::S3Error {
+    s3_error!(
+        InvalidRequest,
+        BAD_REQUEST,
+        "the certificate was not put in force ({why}); the one in force stays"
+    )
+}
+
+/// `{"fingerprint_sha256": "AB:CD:..."}`.
+fn certificate_answer(fingerprint: &str) -> S3Result<Response> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from(
+            serde_json::json!({ "fingerprint_sha256": fingerprint }).to_string(),
+        ))
+        .map_err(|e| s3_error!(InternalError, INTERNAL_SERVER_ERROR, "{e}"))
 }
 
 /// The refusal of an admin path: MethodNotAllowed when it is `known` (another method would

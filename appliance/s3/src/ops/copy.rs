@@ -71,6 +71,7 @@ fn source_check(
     let state = ctx.state.clone();
     let auth = ctx.auth.clone();
     let peer = ctx.peer;
+    let secure = ctx.secure;
     let header = |n: &str| ctx.header(n).map(str::to_string);
     let (user_agent, referer) = (header("user-agent"), header("referer"));
     let (if_match, if_none_match) = (
@@ -100,7 +101,7 @@ fn source_check(
             },
             resource: &resource,
             source_ip: peer,
-            secure_transport: false,
+            secure_transport: secure,
             now_secs: crate::request::now_secs(),
             prefix: None,
             delimiter: None,

@@ -54,6 +54,10 @@ pub async fn dispatch(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
+    let secure = parts
+        .extensions
+        .get::<crate::request::SecureTransport>()
+        .is_some_and(|s| s.0);
     let raw_path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query().unwrap_or(""))?;
     let host = parts
@@ -106,7 +110,7 @@ pub async fn dispatch(
     })?;
     let Some(endpoint) = endpoint else {
         note.operation = "Admin";
-        return admin::dispatch(&state, &parts.method, &raw_path, &query, &auth).await;
+        return admin::dispatch(&state, &parts.method, &raw_path, &query, &auth, body).await;
     };
     let mut ctx = Ctx {
         state,
@@ -118,6 +122,7 @@ pub async fn dispatch(
         endpoint,
         auth,
         peer,
+        secure,
         access: None,
         verdict: None,
         versioning: hoard::Versioning::Unversioned,
@@ -328,7 +333,7 @@ pub(crate) fn request_context<'a>(
         action,
         resource,
         source_ip: peer,
-        secure_transport: false,
+        secure_transport: ctx.secure,
         now_secs: now_secs(),
         prefix: ctx.q("prefix"),
         delimiter: ctx.q("delimiter"),
