@@ -54,7 +54,10 @@ struct Guest {
     child: Option<Child>,
     console: Arc<Mutex<String>>,
     monitor: PathBuf,
+    /// The plain-HTTP S3 endpoint the SDK uses (asked for with hoard.http_port).
     endpoint: String,
+    /// The host port of the guest's HTTPS S3 port (its default, and only one unless asked).
+    https_port: u16,
     credentials: (String, String),
 }
 
@@ -68,11 +71,14 @@ impl Guest {
             "{} is missing: run appliance/scripts/build-image first",
             manifest.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let free_port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (port, https_port) = (free_port(), free_port());
         let monitor = disks.join("monitor.sock");
         let mut cmd = Command::new(repo_root().join("appliance/scripts/boot-qemu"));
         cmd.arg("--disks")
@@ -81,7 +87,8 @@ impl Guest {
             .arg(firmware_dir())
             .arg("--monitor")
             .arg(&monitor)
-            .args(["--s3-port", &port.to_string()]);
+            .args(["--s3-port", &https_port.to_string()])
+            .args(["--http-port", &port.to_string()]);
         for name in omit {
             cmd.args(["--omit-disk", name]);
         }
@@ -112,8 +119,48 @@ impl Guest {
             console,
             monitor,
             endpoint: format!("http://127.0.0.1:{port}"),
+            https_port,
             credentials: Default::default(),
         }
+    }
+
+    /// Checks the HTTPS S3 port: the certificate it serves is the one whose fingerprint the
+    /// console printed, and with it as the CA, curl reaches S3 over verified TLS by the name
+    /// `hoard` the certificate carries. Returns the fingerprint.
+    fn check_https(&self) -> String {
+        let line = self.console_line("TLS certificate (");
+        let printed = line.trim().rsplit(' ').next().unwrap().to_string();
+        let port = self.https_port;
+        let shown = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(["-servername", "hoard"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl s_client");
+        let text = String::from_utf8_lossy(&shown.stdout);
+        let begin = text
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("a certificate");
+        let end = text.find("-----END CERTIFICATE-----").unwrap() + 25;
+        let pem = self.monitor.with_file_name("served.pem");
+        std::fs::write(&pem, &text[begin..end]).unwrap();
+        let fp = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(&pem)
+            .output()
+            .unwrap();
+        let fp = String::from_utf8_lossy(&fp.stdout);
+        assert_eq!(fp.trim().rsplit('=').next().unwrap(), printed, "{line}");
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&pem)
+            .args(["--connect-to", &format!("hoard:{port}:127.0.0.1:{port}")])
+            .arg(format!("https://hoard:{port}/"))
+            .output()
+            .unwrap();
+        // Anonymous ListBuckets over a verified TLS connection.
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "403", "{out:?}");
+        printed
     }
 
     /// Boots (see [`Guest::spawn`]) and waits for S3. On first boot (`known_credentials` is
@@ -444,6 +491,15 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
             guest.console()
         );
     }
+    // HTTPS by default, with a certificate made on this first boot.
+    assert!(
+        guest
+            .console_line("TLS certificate (")
+            .contains("made on this boot"),
+        "{}",
+        guest.console()
+    );
+    let fingerprint = guest.check_https();
     let s3 = guest.client(true);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     for (key, data) in &objects {
@@ -493,6 +549,14 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     let console = guest.console();
     assert!(!console.contains("formatting"), "{console}");
     assert!(console.contains("metadata: member"), "{console}");
+    // The same certificate, kept sealed in the store.
+    assert!(
+        guest
+            .console_line("TLS certificate (")
+            .contains("kept in the store"),
+        "{console}"
+    );
+    assert_eq!(guest.check_https(), fingerprint);
     let s3 = guest.client(true);
     for (key, data) in &objects {
         let got = body_bytes(

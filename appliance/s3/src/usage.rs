@@ -44,10 +44,14 @@ impl Class {
         match operation {
             o if o.starts_with("List") => Class::List,
             o if o.starts_with("Delete") || o == "AbortMultipartUpload" => Class::Delete,
-            o if o.starts_with("Get") => Class::Read,
-            o if o.starts_with("Put") || o.starts_with("Post") || o == "CreateBucket" => {
-                Class::Write
-            }
+            o if o.starts_with("Get") || o == "HeadObject" => Class::Read,
+            o if o.starts_with("Put") || o.starts_with("Post") => Class::Write,
+            "CreateBucket"
+            | "CopyObject"
+            | "CreateMultipartUpload"
+            | "UploadPart"
+            | "UploadPartCopy"
+            | "CompleteMultipartUpload" => Class::Write,
             _ => Class::Other,
         }
     }
@@ -328,6 +332,17 @@ mod tests {
         assert_eq!(Class::of("PostObject"), Class::Write);
         assert_eq!(Class::of("DeleteObject"), Class::Delete);
         assert_eq!(Class::of("PreflightCORS"), Class::Other);
+        // The route table's names of operations S3 bills as GETs and PUTs.
+        assert_eq!(Class::of("HeadObject"), Class::Read);
+        for write in [
+            "CopyObject",
+            "UploadPart",
+            "UploadPartCopy",
+            "CompleteMultipartUpload",
+        ] {
+            assert_eq!(Class::of(write), Class::Write, "{write}");
+        }
+        assert_eq!(Class::of("ListParts"), Class::List);
         assert_eq!(
             parse_record_name("usage/2026112612/123456789012/photos"),
             Some(("2026112612".into(), "123456789012".into(), "photos".into()))

@@ -6,7 +6,8 @@
 //! | `hoard.profile=NAME` | hardware profile shipped in the image | the one the drives match best |
 //! | `hoard.ip=A.B.C.D/N` | address of the first NIC | `10.0.2.15/24` (QEMU user network) |
 //! | `hoard.gw=A.B.C.D` | default gateway (`none` for none) | `10.0.2.2` |
-//! | `hoard.port=N` | S3 port | `9000` |
+//! | `hoard.port=N` | S3 port, HTTPS (the certificate is made on first boot and kept sealed in the store) | `9000` |
+//! | `hoard.http_port=N` | also serve S3 in plain HTTP on this port | none: HTTPS only |
 //! | `hoard.access_key=`, `hoard.secret_key=` | S3 credentials | generated on first boot, kept in the store |
 //! | `hoard.io_backend=` | `auto`, `uring` or `portable` | the profile's |
 //! | `hoard.domain=D` | virtual-host-style domain | none |
@@ -25,8 +26,10 @@ pub struct BootParams {
     pub profile: Option<String>,
     /// NIC configuration.
     pub ip: Ipv4Config,
-    /// S3 port.
+    /// S3 port (HTTPS).
     pub port: u16,
+    /// Port for plain-HTTP S3 too, if any.
+    pub http_port: Option<u16>,
     /// S3 credentials (both or neither).
     pub credentials: Option<(String, String)>,
     /// I/O backend override.
@@ -91,6 +94,19 @@ impl BootParams {
                     })?,
             ),
         };
+        let http_port = match take("http_port") {
+            None => None,
+            Some(p) => Some(
+                p.parse::<u16>()
+                    .ok()
+                    .filter(|&h| h != 0 && h != port && Some(h) != metrics_port)
+                    .ok_or_else(|| {
+                        format!(
+                            "hoard.http_port={p} is not a port number other than the S3 and metrics ports"
+                        )
+                    })?,
+            ),
+        };
         let credentials = match (take("access_key"), take("secret_key")) {
             (Some(a), Some(s)) => Some((a, s)),
             (None, None) => None,
@@ -100,6 +116,7 @@ impl BootParams {
             profile: take("profile"),
             ip,
             port,
+            http_port,
             credentials,
             io_backend: take("io_backend"),
             domain: take("domain"),
@@ -125,14 +142,16 @@ mod tests {
         assert_eq!(p.credentials, None);
         assert_eq!(p.region, "us-east-1");
         assert_eq!(p.metrics_port, None);
+        assert_eq!(p.http_port, None, "HTTPS only unless asked");
     }
 
     #[test]
     fn every_parameter_is_read() {
         let p = BootParams::parse(
-            "console=ttyS0 hoard.profile=4u-1.5pb hoard.ip=192.168.1.10/24 hoard.gw=none hoard.port=80 hoard.access_key=AK hoard.secret_key=SK hoard.domain=s3.lan hoard.metrics_port=9100",
+            "console=ttyS0 hoard.profile=4u-1.5pb hoard.ip=192.168.1.10/24 hoard.gw=none hoard.port=80 hoard.access_key=AK hoard.secret_key=SK hoard.domain=s3.lan hoard.metrics_port=9100 hoard.http_port=8080",
         )
         .unwrap();
+        assert_eq!(p.http_port, Some(8080));
         assert_eq!(p.metrics_port, Some(9100));
         assert_eq!(p.profile.as_deref(), Some("4u-1.5pb"));
         assert_eq!(p.ip.address, Ipv4Addr::new(192, 168, 1, 10));
@@ -150,6 +169,7 @@ mod tests {
             ("hoard.port=0", "hoard.port=0"),
             ("hoard.access_key=AK", "together"),
             ("hoard.metrics_port=9000", "hoard.metrics_port=9000"),
+            ("hoard.http_port=9000", "hoard.http_port=9000"),
             ("hoard.colour=blue", "hoard.colour"),
         ] {
             let err = BootParams::parse(line).unwrap_err();

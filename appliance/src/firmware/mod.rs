@@ -6,7 +6,8 @@
 //! drives to its slots (the engine's `hoard::store::assembly`), formatting blank drives on first
 //! boot only and adopting a blank HDD into an empty bay; open the store (degraded when a data
 //! drive is missing); watch for drives hot-plugged later ([`hotplug`]); configure the NIC
-//! ([`net`]); serve S3 until
+//! ([`net`]); serve S3 over HTTPS (a certificate made on first boot and kept sealed in the
+//! store; plain HTTP only where `hoard.http_port` asks) until
 //! the power button, ctrl-alt-del, SIGTERM, SIGPWR or the admin request asks to stop
 //! ([`power`]); then close the store cleanly and power off. PID 1 never exits: a fatal error is
 //! printed on the console and the machine reboots.
@@ -157,15 +158,25 @@ fn boot_and_serve() -> Result<String, BoxError> {
             .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
         ..S3Config::default()
     };
+    let (tls, tls_source) = https_certificate(&store, params.ip.address)?;
+    println!(
+        "hoard: TLS certificate ({tls_source}) SHA-256 fingerprint {}",
+        tls.fingerprint()
+    );
     let endpoints = hoard_s3::Endpoints {
-        plain: Some(SocketAddr::from(([0, 0, 0, 0], params.port))),
-        tls: None,
+        plain: params
+            .http_port
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
+        tls: Some((SocketAddr::from(([0, 0, 0, 0], params.port)), tls)),
     };
     let address = params.ip.address;
     hoard_s3::run(store, credentials, s3, endpoints, move |_, bound| {
+        let plain = bound.plain.map_or(String::new(), |a| {
+            format!(" and http://{address}:{}", a.port())
+        });
         println!(
-            "hoard: S3 ready on http://{address}:{} after {:.2} s of uptime (credentials {source})",
-            bound.plain.map_or(0, |a| a.port()),
+            "hoard: S3 ready on https://{address}:{}{plain} after {:.2} s of uptime (credentials {source})",
+            bound.tls.map_or(0, |a| a.port()),
             uptime_s()
         );
         // The power button raises SIGPWR in this process, so every power-off path is one.
@@ -293,6 +304,55 @@ pub fn best_profile(
             )
             .into()
         })
+}
+
+/// The store setting holding the HTTPS certificate chain and key (one PEM bundle, sealed).
+pub const TLS_SETTING: &str = "tls-certificate";
+
+/// The HTTPS certificate: kept in the store (sealed under the store's secrets key, as the
+/// credentials are), else made now (rcgen: a P-256 key, self-signed, naming `hoard`,
+/// `localhost`, the NIC's `address` and 127.0.0.1) and kept. `PUT /_hoard/tls` replaces it,
+/// sealed in the same setting, so the next boot serves the new one.
+fn https_certificate(
+    store: &Store,
+    address: std::net::Ipv4Addr,
+) -> Result<(Arc<hoard_s3::tls::Tls>, &'static str), BoxError> {
+    let sealer = hoard_s3::auth::seal::Sealer::new(&store.secrets_key());
+    let stored = store
+        .setting(TLS_SETTING)?
+        .and_then(|v| sealer.open(&String::from_utf8_lossy(&v), TLS_SETTING).ok());
+    let keep = {
+        let store = store.clone();
+        move |cert: &[u8], key: &[u8]| -> Result<(), String> {
+            let sealer = hoard_s3::auth::seal::Sealer::new(&store.secrets_key());
+            let bundle = [cert, key].concat();
+            let sealed = sealer.seal(&String::from_utf8_lossy(&bundle), TLS_SETTING);
+            store
+                .put_setting(TLS_SETTING, sealed.as_bytes())
+                .map_err(|e| e.to_string())
+        }
+    };
+    let (bundle, source) = match stored {
+        Some(bundle) => (bundle.into_bytes(), "kept in the store"),
+        None => {
+            let names = vec![
+                "hoard".to_string(),
+                "localhost".to_string(),
+                address.to_string(),
+                "127.0.0.1".to_string(),
+            ];
+            let made = rcgen::generate_simple_self_signed(names)?;
+            let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
+            keep(cert.as_bytes(), key.as_bytes())?;
+            ([cert, key].concat().into_bytes(), "made on this boot")
+        }
+    };
+    let tls = hoard_s3::tls::Tls::new(hoard_s3::tls::CertSource::Memory {
+        cert_pem: bundle.clone(),
+        key_pem: bundle,
+        persist: Arc::new(keep),
+    })?;
+    Ok((Arc::new(tls), source))
 }
 
 /// S3 credentials: from the kernel command line, else kept in the store (sealed under the
