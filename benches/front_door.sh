@@ -11,6 +11,7 @@
 #
 # Needs wrk, nginx, curl and openssl (apt-get install --no-install-recommends wrk nginx-light).
 set -euo pipefail
+[ -n "${FRONT_DOOR_TRACE:-}" ] && set -x
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${FRONT_DOOR_SECONDS:-5}
 bins=${HOARD_BIN:-$root/target/release/hoard}
@@ -27,13 +28,21 @@ head -c 4096 /dev/urandom >"$work/small"
 head -c $((64 << 20)) /dev/urandom >"$work/big"
 printf 'wrk.method = "PUT"\nwrk.body = string.rep("x", 4096)\n' >"$work/put.lua"
 
-rate() { # URL [wrk args]: requests per second
-  local url=$1; shift
-  wrk -t1 -c16 -d"${secs}s" "$@" "$url" | awk '/Requests\/sec/ {print int($2)}'
+rate() { # URL [wrk args]: requests per second (every answer must be a success)
+  local url=$1 out; shift
+  out=$(wrk -t1 -c16 -d"${secs}s" "$@" "$url")
+  if grep -q "Non-2xx" <<<"$out"; then
+    echo "front_door: $url answered errors: $(grep Non-2xx <<<"$out")" >&2
+    exit 1
+  fi
+  awk '/Requests\/sec/ {print int($2)}' <<<"$out"
 }
 
-cpu_s() { # PID: user + system CPU seconds so far
-  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+cpu_s() { # PID: user + system CPU seconds so far, of it and its children (nginx's workers)
+  local pids
+  pids="$1 $(pgrep -P "$1" | tr '\n' ' ')"
+  for p in $pids; do cat "/proc/$p/stat"; done |
+    awk -v hz="$(getconf CLK_TCK)" '{s += $14 + $15} END {print s / hz}'
 }
 
 big() { # NAME BASE PID CURL-ARGS...: 64 MiB GET and PUT, MiB/s and CPU s per GiB
@@ -43,17 +52,20 @@ big() { # NAME BASE PID CURL-ARGS...: 64 MiB GET and PUT, MiB/s and CPU s per Gi
   for _ in $(seq $n); do curl -sf "$@" -o /dev/null "$base/big"; done
   t1=$(date +%s.%N); c1=$(cpu_s "$pid")
   awk -v n=$n -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v name="$name" \
-    'BEGIN {printf "%-34s GET 64 MiB  %7.0f MiB/s  %5.2f CPU s/GiB\n", name, n*64/(t1-t0), (c1-c0)/(n/16)}'
+    'BEGIN {printf "%-44s GET 64 MiB  %7.0f MiB/s  %5.2f CPU s/GiB\n", name, n*64/(t1-t0), (c1-c0)/(n/16)}'
   c0=$(cpu_s "$pid"); t0=$(date +%s.%N)
   for _ in $(seq $n); do curl -sf "$@" -o /dev/null -T "$work/big" "$base/big-put"; done
   t1=$(date +%s.%N); c1=$(cpu_s "$pid")
   awk -v n=$n -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v name="$name" \
-    'BEGIN {printf "%-34s PUT 64 MiB  %7.0f MiB/s  %5.2f CPU s/GiB\n", name, n*64/(t1-t0), (c1-c0)/(n/16)}'
+    'BEGIN {printf "%-44s PUT 64 MiB  %7.0f MiB/s  %5.2f CPU s/GiB\n", name, n*64/(t1-t0), (c1-c0)/(n/16)}'
 }
 
-# nginx: the same objects as static files, HTTP and HTTPS, the same certificate.
+# nginx: the same objects as static files, HTTP and HTTPS, the same certificate. Its workers
+# run as another user: they must read and write its folders.
 mkdir -p "$work/nginx/logs" "$work/nginx/www"
+chmod 755 "$work"
 cp "$work/small" "$work/big" "$work/nginx/www/"
+chmod -R a+rwX "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
 worker_processes auto;
 pid nginx.pid;
@@ -78,10 +90,10 @@ nginx -p "$work/nginx" -c nginx.conf
 sleep 0.5
 ngx_pid=$(cat "$work/nginx/nginx.pid")
 echo "front_door: $secs s per rate; 2 cores shared by client and server"
-printf '%-34s %s\n' "nginx HTTP  GET 4 KiB" "$(rate http://127.0.0.1:18080/small) req/s"
-printf '%-34s %s\n' "nginx HTTPS GET 4 KiB" "$(rate https://127.0.0.1:18443/small) req/s"
-printf '%-34s %s\n' "nginx HTTP  PUT 4 KiB" "$(rate http://127.0.0.1:18080/put-small -s "$work/put.lua") req/s"
-printf '%-34s %s\n' "nginx HTTPS PUT 4 KiB" "$(rate https://127.0.0.1:18443/put-small -s "$work/put.lua") req/s"
+printf '%-44s %s\n' "nginx HTTP  GET 4 KiB" "$(rate http://127.0.0.1:18080/small) req/s"
+printf '%-44s %s\n' "nginx HTTPS GET 4 KiB" "$(rate https://127.0.0.1:18443/small) req/s"
+printf '%-44s %s\n' "nginx HTTP  PUT 4 KiB" "$(rate http://127.0.0.1:18080/put-small -s "$work/put.lua") req/s"
+printf '%-44s %s\n' "nginx HTTPS PUT 4 KiB" "$(rate https://127.0.0.1:18443/put-small -s "$work/put.lua") req/s"
 big "nginx HTTP" http://127.0.0.1:18080 "$ngx_pid"
 big "nginx HTTPS" https://127.0.0.1:18443 "$ngx_pid" --cacert "$work/cert.pem"
 
@@ -104,12 +116,12 @@ for bin in $bins; do
     curl -sf -H 'x-amz-acl: public-read' -T "$work/$obj" "http://127.0.0.1:19080/bench/$obj"
   done
   name="hoard $i ($(basename "$(dirname "$bin")")/$(basename "$bin"))"
-  printf '%-34s %s\n' "$name HTTP  GET 4 KiB" "$(rate http://127.0.0.1:19080/bench/small) req/s"
-  printf '%-34s %s\n' "$name HTTP  PUT 4 KiB" "$(rate http://127.0.0.1:19080/bench/put-small -s "$work/put.lua") req/s"
+  printf '%-44s %s\n' "$name HTTP  GET 4 KiB" "$(rate http://127.0.0.1:19080/bench/small) req/s"
+  printf '%-44s %s\n' "$name HTTP  PUT 4 KiB" "$(rate http://127.0.0.1:19080/bench/put-small -s "$work/put.lua") req/s"
   big "$name HTTP" http://127.0.0.1:19080/bench "$pid"
   if [ ${#https[@]} -gt 0 ]; then
-    printf '%-34s %s\n' "$name HTTPS GET 4 KiB" "$(rate https://127.0.0.1:19443/bench/small) req/s"
-    printf '%-34s %s\n' "$name HTTPS PUT 4 KiB" "$(rate https://127.0.0.1:19443/bench/put-small -s "$work/put.lua") req/s"
+    printf '%-44s %s\n' "$name HTTPS GET 4 KiB" "$(rate https://127.0.0.1:19443/bench/small) req/s"
+    printf '%-44s %s\n' "$name HTTPS PUT 4 KiB" "$(rate https://127.0.0.1:19443/bench/put-small -s "$work/put.lua") req/s"
     big "$name HTTPS" https://127.0.0.1:19443/bench "$pid" --cacert "$work/cert.pem"
   fi
   kill "$pid"; wait "$pid" || true
