@@ -8,7 +8,8 @@ account may do anything; a bucket ACL grant gives what S3's "ACL permission to a
 mapping gives (READ: list; WRITE: write and delete objects, Hoard adding the upload's parts
 list and abort; READ_ACP / WRITE_ACP: the bucket ACL); the policy, public access block,
 lifecycle, CORS, tags, versioning and location are the owner's alone; a private object's reads
-are its owner's; a store admin may recover the bucket policy and nothing else."""
+are its owner's; a store admin may recover the bucket policy and nothing else; an admin of
+another account has no more rights than its account."""
 
 import json
 import pathlib
@@ -137,6 +138,8 @@ CALLERS = {
     "anonymous": (None, set()),
     "anonymous, public-read": ("public-read", READ),
     "store admin": (None, POLICY),
+    "owner's account admin": (None, "all"),
+    "other account's admin": (None, set()),
 }
 
 
@@ -180,6 +183,12 @@ def callers(server):
         return a["id"], keys
     owner_id, (owner_key, mate_key) = account("owner", ["alice", "bob"])
     other_id, (other_key,) = account("other", ["carol"])
+    admins = {}
+    for name, account_id in (("owner's account admin", owner_id),
+                             ("other account's admin", other_id)):
+        admin(server, "create-user", account_id, "admin", "--admin")
+        k = admin(server, "create-key", account_id, "admin")
+        admins[name] = client(server, (k["access_key"], k["secret_key"]))
     temp = admin(server, "temporary", owner_id, "alice", "--seconds", "3600")
     expiring = admin(server, "temporary", owner_id, "alice", "--seconds", "1")
     clients = {
@@ -192,6 +201,7 @@ def callers(server):
         "anonymous": client(server),
         "anonymous, public-read": client(server),
         "store admin": client(server, ROOT_KEY),
+        **admins,
     }
     for name in CALLERS:
         if name.startswith("other"):

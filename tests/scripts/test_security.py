@@ -430,3 +430,40 @@ def test_a_presigned_put_that_signs_the_body_hash_gets_that_body(server, tenants
     status, _ = raw(server, "PUT", target, {"x-amz-content-sha256": digest}, good)
     assert status == 200
     assert owner.get_object(Bucket="presigned-hash", Key="k")["Body"].read() == good
+
+
+def test_an_account_admin_manages_only_its_own_account(server, tenants):
+    """Low finding: an --admin user of one account managed every account. An admin user of
+    the root account is a store admin; one of any other account administers that account's
+    users, keys and usage only."""
+    owner_id, _ = tenants["owner"]
+    other_id, _ = tenants["other"]
+    admin(server, "create-user", owner_id, "boss", "--admin")
+    k = admin(server, "create-key", owner_id, "boss")
+    boss = (k["access_key"], k["secret_key"])
+
+    def as_boss(*args):
+        return admin(server, *args, key=boss, check=False)
+
+    # Its own account: users, keys, temporary credentials, listings of its own.
+    assert as_boss("create-user", owner_id, "intern").returncode == 0
+    assert as_boss("create-key", owner_id, "intern").returncode == 0
+    assert as_boss("temporary", owner_id, "intern", "--seconds", "60").returncode == 0
+    import json
+    listed = json.loads(as_boss("accounts").stdout)["accounts"]
+    assert [a["id"] for a in listed] == [owner_id]
+    keys = json.loads(as_boss("keys").stdout)["keys"]
+    assert keys and {k["account_id"] for k in keys} == {owner_id}
+    # Another account, and the store itself, are out of its reach.
+    other_key = admin(server, "keys", "--account", other_id)["keys"][0]["access_key"]
+    for args in (("create-user", other_id, "mole"), ("create-key", other_id, "u"),
+                 ("users", other_id), ("disable-key", other_key), ("rotate-key", other_key),
+                 ("delete-key", other_key), ("create-account", "mine"),
+                 ("delete-account", other_id), ("status",), ("limits",),
+                 ("set-limits", "account", owner_id, "--requests-per-s", "1000")):
+        out = as_boss(*args)
+        assert out.returncode != 0 and "AccessDenied" in out.stderr, (args, out.stderr)
+    assert [k["status"] for k in admin(server, "keys", "--account", other_id)["keys"]
+            if k["access_key"] == other_key] == ["Active"]
+    # The store admin still manages every account.
+    assert admin(server, "users", other_id)["users"]

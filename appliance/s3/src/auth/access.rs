@@ -16,9 +16,9 @@
 //!    AuthenticatedUsers count for nothing under `IgnorePublicAcls`.
 //! 5. Otherwise: `403 AccessDenied`.
 //!
-//! One exception comes first: a store admin may always read, replace and delete a bucket's
-//! policy, so a deny-all policy cannot lock a bucket away for good (AWS lets the owning
-//! account's root user do so).
+//! One exception comes first: a store admin, and an admin of the owning account, may always
+//! read, replace and delete a bucket's policy, so a deny-all policy cannot lock a bucket away
+//! for good (AWS lets the owning account's root user do so).
 //!
 //! Anonymous callers (no signature) are a principal like any other: `"*"` in a policy,
 //! `AllUsers` in an ACL; they get exactly what those grant. An object written into the bucket
@@ -299,10 +299,10 @@ pub fn authorize(access: &BucketAccess, auth: &Auth, cx: &RequestContext<'_>) ->
         object: None,
         denial: Some(why),
     };
-    // A store admin may always read, replace and delete a bucket's policy, whatever it says
-    // and whoever owns the bucket: a deny-all policy cannot lock a bucket away for good (AWS
-    // lets the owning account's root user do so).
-    if auth.admin && POLICY_ACTIONS.contains(&cx.action) {
+    // A store admin, and an admin of the owning account, may always read, replace and delete
+    // a bucket's policy, whatever it says: a deny-all policy cannot lock a bucket away for
+    // good (AWS lets the owning account's root user do so).
+    if auth.admin && (owner || auth.store_admin) && POLICY_ACTIONS.contains(&cx.action) {
         return Verdict {
             bucket_allowed: true,
             object: None,

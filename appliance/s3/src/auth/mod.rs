@@ -76,8 +76,11 @@ pub struct Auth {
     pub account_id: String,
     /// The user the key belongs to.
     pub user: String,
-    /// The key may call admin requests.
+    /// The key may call admin requests (those on its own account only, unless it is also a
+    /// store admin).
     pub admin: bool,
+    /// An admin user of the root account: may make every admin request, on every account.
+    pub store_admin: bool,
     /// Where the signature was.
     pub signed_in: SignedIn,
     /// Body protection.
@@ -93,6 +96,7 @@ impl Auth {
             account_id: String::new(),
             user: String::new(),
             admin: false,
+            store_admin: false,
             signed_in: SignedIn::Header,
             payload: Payload::Unsigned,
         }
@@ -111,6 +115,7 @@ impl Auth {
         Ok(Auth {
             anonymous: false,
             access_key: access_key.to_string(),
+            store_admin: p.admin && p.account_id == creds.root_account(),
             account_id: p.account_id,
             user: p.user,
             admin: p.admin,

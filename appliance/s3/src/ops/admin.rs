@@ -1,6 +1,9 @@
 //! Hoard's own administrative requests, under `/_hoard/` (outside the bucket namespace: bucket
 //! names cannot contain `_`), recognised on path-style requests only (in virtual-host style the
-//! path is a key). They need an admin credential and a signature in the `Authorization` header
+//! path is a key). An admin user of the root account is a **store admin** and may make every
+//! one of them; an admin user of another account is an **account admin**, who may manage only
+//! its own account's users and keys and read only its own usage ([`Scope`]). They need an
+//! admin credential and a signature in the `Authorization` header
 //! (SigV4 or SigV2; never a presigned URL, which leaks through logs and browser history), so
 //! any client that signs arbitrary requests can call them, e.g.
 //! `curl --aws-sigv4 aws:amz:us-east-1:s3 --user KEY:SECRET -X POST http://HOST:9000/_hoard/shutdown`.
@@ -98,17 +101,36 @@ pub async fn dispatch(
                 })
         })
         .collect::<S3Result<Vec<String>>>()?;
+    // A store admin (an admin user of the root account) manages the store and every
+    // account; an account admin (an admin user of any other account) only its own account's
+    // users, keys and usage.
+    let scope = match auth.account_id == state.credentials.root_account() {
+        true => Scope::Store,
+        false => Scope::Account(auth.account_id.clone()),
+    };
     if directory::ROOTS.contains(&segments[0].as_str()) {
         let (state, method, query) = (state.clone(), method.clone(), query.to_vec());
         let caller = auth.access_key.clone();
         return blocking_s3(move || {
-            directory::dispatch(&state, &method, &segments, &query, &caller)
+            directory::dispatch(&state, &method, &segments, &query, &caller, &scope)
         })
         .await;
     }
     if tenancy::ROOTS.contains(&segments[0].as_str()) {
-        let (state, method, query) = (state.clone(), method.clone(), query.to_vec());
+        let (state, method, mut query) = (state.clone(), method.clone(), query.to_vec());
+        match (&scope, segments.as_slice()) {
+            (Scope::Store, _) => {}
+            // An account admin's usage report is its own account's, whatever it asks.
+            (Scope::Account(own), [usage]) if usage == "usage" => {
+                query.retain(|(k, _)| k != "account");
+                query.push(("account".into(), own.clone()));
+            }
+            (Scope::Account(_), _) => return Err(scope.store_only(path)),
+        }
         return blocking_s3(move || tenancy::dispatch(&state, &method, &segments, &query)).await;
+    }
+    if let Scope::Account(_) = scope {
+        return Err(scope.store_only(path));
     }
     match (action, method) {
         ("status", &Method::GET) => status(state),
@@ -166,6 +188,37 @@ pub async fn dispatch(
             NOT_IMPLEMENTED,
             "{path} is not an admin request this server knows (status, shutdown, scrub, tls, accounts, keys, qos, usage, metrics)"
         )),
+    }
+}
+
+/// Whom an admin request may act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The store and every account (an admin user of the root account).
+    Store,
+    /// One account's users, keys and usage (an admin user of that account).
+    Account(String),
+}
+
+impl Scope {
+    /// Whether the caller may act on `account`.
+    pub fn covers(&self, account: &str) -> bool {
+        match self {
+            Scope::Store => true,
+            Scope::Account(own) => own == account,
+        }
+    }
+
+    /// The refusal of a request outside an account admin's account.
+    pub fn store_only(&self, what: &str) -> crate::error::S3Error {
+        match self {
+            Scope::Store => unreachable!("a store admin may do everything"),
+            Scope::Account(own) => s3_error!(
+                AccessDenied,
+                FORBIDDEN,
+                "{what} needs a store admin (an admin user of the root account); this caller is an admin of account {own} only"
+            ),
+        }
     }
 }
 

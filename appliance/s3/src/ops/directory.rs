@@ -1,6 +1,8 @@
 //! Admin requests on the directory of accounts, users and access keys
 //! ([`crate::auth::principals`]), under `/_hoard/` like the other admin requests (an admin
-//! credential, signed in the `Authorization` header). Inputs are query parameters (so the
+//! credential, signed in the `Authorization` header). A store admin may make all of them; an
+//! account admin only those on its own account (it lists only its account and its keys, and
+//! may not make or delete accounts). Inputs are query parameters (so the
 //! request signature covers them); answers are JSON; errors are S3 error documents with IAM's
 //! codes (`NoSuchEntity` 404, `EntityAlreadyExists` and `DeleteConflict` 409, `LimitExceeded`
 //! 409, `InvalidArgument` 400). `hoard admin` calls them.
@@ -84,9 +86,37 @@ pub fn dispatch(
     segments: &[String],
     query: &[(String, String)],
     caller: &str,
+    scope: &super::admin::Scope,
 ) -> S3Result<Response> {
     let creds = &state.credentials;
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let path = format!("/_hoard/{}", segments.join("/"));
+    // An account admin acts on its own account only: the account a path names, or the one
+    // an access key belongs to.
+    let account_of_path = match s.as_slice() {
+        ["accounts", id, ..] => Some(id.to_string()),
+        ["keys", ak] => Some(
+            creds
+                .keys(None)
+                .into_iter()
+                .find(|k| k.access_key == *ak)
+                .map(|k| k.account_id)
+                .ok_or_else(|| s3_error!(NoSuchEntity, NOT_FOUND, "no access key {ak}"))?,
+        ),
+        _ => None,
+    };
+    match (scope, method, s.as_slice(), &account_of_path) {
+        (super::admin::Scope::Store, ..) => {}
+        (_, &Method::POST, ["accounts"], _) | (_, &Method::DELETE, ["accounts", _], _) => {
+            return Err(scope.store_only(&path))
+        }
+        (_, _, _, Some(account)) if !scope.covers(account) => return Err(scope.store_only(&path)),
+        _ => {}
+    }
+    let own = match scope {
+        super::admin::Scope::Store => None,
+        super::admin::Scope::Account(a) => Some(a.as_str()),
+    };
     #[derive(Serialize)]
     struct Accounts<T> {
         accounts: T,
@@ -104,7 +134,11 @@ pub fn dispatch(
         (&Method::GET, ["accounts"]) => json_response(
             StatusCode::OK,
             &Accounts {
-                accounts: creds.accounts(),
+                accounts: creds
+                    .accounts()
+                    .into_iter()
+                    .filter(|a| own.is_none_or(|o| a.id == o))
+                    .collect::<Vec<_>>(),
             },
         ),
         (&Method::POST, ["accounts"]) => {
@@ -146,10 +180,12 @@ pub fn dispatch(
             json_response(created, &creds.issue_temporary(id, name, seconds)?)
         }
         (&Method::GET, ["keys"]) => {
-            let account = query
-                .iter()
-                .find(|(k, _)| k == "account")
-                .map(|(_, v)| v.as_str());
+            let account = own.or_else(|| {
+                query
+                    .iter()
+                    .find(|(k, _)| k == "account")
+                    .map(|(_, v)| v.as_str())
+            });
             json_response(
                 StatusCode::OK,
                 &Keys {
