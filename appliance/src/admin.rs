@@ -23,6 +23,10 @@ pub struct AdminArgs {
     /// Where `hoard serve` keeps its credentials file, used when no key is given.
     #[arg(long, default_value = "./hoard-data")]
     pub data: PathBuf,
+    /// A credentials file (access key, then secret key, one a line), used when no key is
+    /// given; default: `DATA/credentials`.
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
     /// Region of the signature.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -290,7 +294,10 @@ pub fn run(args: AdminArgs) -> Result<(), BoxError> {
     let (access_key, secret_key) = match (&args.access_key, &args.secret_key) {
         (Some(a), Some(s)) => (a.clone(), s.clone()),
         _ => {
-            let path = args.data.join("credentials");
+            let path = args
+                .credentials
+                .clone()
+                .unwrap_or_else(|| args.data.join("credentials"));
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 format!(
                     "no --access-key/--secret-key and no credentials file {}: {e}",

@@ -107,6 +107,11 @@ pub struct ServeArgs {
     /// The HTTPS certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, requires = "listen_tls")]
     pub tls_key: Option<PathBuf>,
+    /// The root key pair: a file holding the access key and the secret key, one a line,
+    /// readable by its owner only (instead of HOARD_ACCESS_KEY/HOARD_SECRET_KEY, which leave
+    /// the secret in the process environment).
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
     /// I/O backend: auto, uring or portable (overrides the profile).
     #[arg(long)]
     pub io_backend: Option<String>,
@@ -248,7 +253,14 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         format_blank: true,
         io_backend,
     })?;
-    let (access_key, secret_key, source) = Credentials::load_or_create(&args.data)?;
+    let (access_key, secret_key, source) =
+        Credentials::load_or_create(&args.data, args.credentials.as_deref())?;
+    if source == "environment" {
+        eprintln!(
+            "hoard: the root secret key came from HOARD_SECRET_KEY, so it stays readable in this process's environment (/proc/{}/environ); prefer --credentials FILE",
+            std::process::id()
+        );
+    }
     let credentials = Credentials::open(&store, &access_key, &secret_key)?;
     let account_id = credentials.root_account().to_string();
     // The secret is shown in full once, when it is generated; later it is in the credentials

@@ -467,3 +467,43 @@ def test_an_account_admin_manages_only_its_own_account(server, tenants):
             if k["access_key"] == other_key] == ["Active"]
     # The store admin still manages every account.
     assert admin(server, "users", other_id)["users"]
+
+
+def test_the_root_key_can_come_from_a_private_file(tmp_path):
+    """Low finding: the README's way of choosing the root key left the secret in the process
+    environment. `--credentials FILE` reads it from a file only its owner may read."""
+    import tempfile
+    from hoard_server import ROOT
+    (ROOT / "target" / "test-scratch").mkdir(parents=True, exist_ok=True)
+    data = tempfile.mkdtemp(dir=ROOT / "target" / "test-scratch")  # O_DIRECT: not tmpfs
+
+    key = ("file-root-access", "file-root-secret-0123456789")
+    creds = tmp_path / "root.key"
+    creds.write_text(f"{key[0]}\n{key[1]}\n")
+    creds.chmod(0o644)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOARD_")}
+    refused = subprocess.run(
+        [HOARD, "serve", "--data", data, "--credentials", str(creds),
+         "--listen", f"127.0.0.1:{free_port()}"], env=env, capture_output=True, text=True,
+        timeout=60)
+    assert refused.returncode != 0 and "chmod 600" in refused.stderr, refused.stderr
+    creds.chmod(0o600)
+    port = free_port()
+    proc = subprocess.Popen(
+        [HOARD, "serve", "--data", data, "--credentials", str(creds),
+         "--listen", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if "credentials (file)" in line:
+                break
+        with open(f"/proc/{proc.pid}/environ", "rb") as f:
+            assert key[1].encode() not in f.read()
+        c = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                         aws_access_key_id=key[0], aws_secret_access_key=key[1])
+        c.create_bucket(Bucket="from-file")
+        assert [b["Name"] for b in c.list_buckets()["Buckets"]] == ["from-file"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        import shutil
+        shutil.rmtree(data, ignore_errors=True)

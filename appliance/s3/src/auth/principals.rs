@@ -422,10 +422,41 @@ impl Credentials {
         (access, secret)
     }
 
-    /// The key pair from `HOARD_ACCESS_KEY`/`HOARD_SECRET_KEY`, else from `dir/credentials`,
-    /// else newly generated and stored there (mode 0600): (access key, secret key, where from:
-    /// `environment`, `stored` or `generated`).
-    pub fn load_or_create(dir: &Path) -> std::io::Result<(String, String, &'static str)> {
+    /// The key pair from `file` (the access key, then the secret key, one a line; it must not
+    /// be readable by group or others), else from `HOARD_ACCESS_KEY`/`HOARD_SECRET_KEY` (which
+    /// leaves the secret in the process's environment, `/proc/PID/environ`), else from
+    /// `dir/credentials`, else newly generated and stored there (mode 0600): (access key,
+    /// secret key, where from: `file`, `environment`, `stored` or `generated`).
+    ///
+    /// Errors: `file` unreadable, readable by others, or without two lines.
+    pub fn load_or_create(
+        dir: &Path,
+        file: Option<&Path>,
+    ) -> std::io::Result<(String, String, &'static str)> {
+        if let Some(file) = file {
+            use std::os::unix::fs::PermissionsExt;
+            let bad = |why: String| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("credentials file {}: {why}", file.display()),
+                )
+            };
+            let mode = std::fs::metadata(file)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(bad(format!(
+                    "mode {:o} lets other users read the secret; chmod 600 it",
+                    mode & 0o777
+                )));
+            }
+            let text = std::fs::read_to_string(file)?;
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            return match (lines.next(), lines.next()) {
+                (Some(a), Some(s)) => Ok((a.to_string(), s.to_string(), "file")),
+                _ => Err(bad(
+                    "it needs the access key and the secret key, one a line".into(),
+                )),
+            };
+        }
         if let (Ok(a), Ok(s)) = (
             std::env::var("HOARD_ACCESS_KEY"),
             std::env::var("HOARD_SECRET_KEY"),
