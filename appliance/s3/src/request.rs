@@ -248,6 +248,41 @@ impl Ctx {
     }
 }
 
+/// Parses a `Range` header (RFC 9110 section 14.2; S3 takes one range of bytes): `Some`
+/// range, or `None` for a header S3 ignores (another unit, several ranges, a first byte after
+/// the last).
+///
+/// Errors: InvalidRange (416) for a `bytes=` range that does not parse.
+pub fn parse_range(v: &str) -> S3Result<Option<hoard::ByteRange>> {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let invalid = || {
+        s3_error!(
+            InvalidRange,
+            RANGE_NOT_SATISFIABLE,
+            "the Range header {v:?} is not valid"
+        )
+    };
+    let (a, b) = spec.split_once('-').ok_or_else(invalid)?;
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| invalid());
+    Ok(Some(match (a.trim().is_empty(), b.trim().is_empty()) {
+        (true, false) => hoard::ByteRange::Last(num(b)?),
+        (false, true) => hoard::ByteRange::From(num(a)?),
+        (false, false) => {
+            let (a, b) = (num(a)?, num(b)?);
+            if a > b {
+                return Ok(None);
+            }
+            hoard::ByteRange::FromTo(a, b)
+        }
+        (true, true) => return Err(invalid()),
+    }))
+}
+
 /// Unix seconds now.
 pub fn now_secs() -> u64 {
     SystemTime::now()
@@ -269,7 +304,10 @@ fn decode_component(s: &str, what: &str) -> S3Result<String> {
         })
 }
 
-pub(crate) fn parse_query(raw: &str) -> S3Result<Vec<(String, String)>> {
+/// Splits a query string into percent-decoded (name, value) pairs, in order.
+///
+/// Errors: InvalidURI for a component that is not UTF-8 once decoded.
+pub fn parse_query(raw: &str) -> S3Result<Vec<(String, String)>> {
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
@@ -280,7 +318,9 @@ pub(crate) fn parse_query(raw: &str) -> S3Result<Vec<(String, String)>> {
 }
 
 /// Splits a request into (vhost bucket, bucket, key) from Host and path.
-pub(crate) fn parse_target(
+///
+/// Errors: InvalidURI for a bucket name or key that is not UTF-8 once decoded.
+pub fn parse_target(
     host: &str,
     raw_path: &str,
     domains: &[String],

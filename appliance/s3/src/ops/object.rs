@@ -96,35 +96,6 @@ fn add_expiration(ctx: &Ctx, info: &ObjectInfo, headers: &mut axum::http::Header
 
 /// Parses `Range: bytes=...`; `None` for an absent or unsupported (multi-range) header, which
 /// RFC 9110 lets a server ignore.
-fn parse_range(v: &str) -> S3Result<Option<ByteRange>> {
-    let Some(spec) = v.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Ok(None);
-    }
-    let invalid = || {
-        s3_error!(
-            InvalidRange,
-            RANGE_NOT_SATISFIABLE,
-            "the Range header {v:?} is not valid"
-        )
-    };
-    let (a, b) = spec.split_once('-').ok_or_else(invalid)?;
-    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| invalid());
-    Ok(Some(match (a.trim().is_empty(), b.trim().is_empty()) {
-        (true, false) => ByteRange::Last(num(b)?),
-        (false, true) => ByteRange::From(num(a)?),
-        (false, false) => {
-            let (a, b) = (num(a)?, num(b)?);
-            if a > b {
-                return Ok(None);
-            }
-            ByteRange::FromTo(a, b)
-        }
-        (true, true) => return Err(invalid()),
-    }))
-}
 
 fn etag_matches(list: &str, etag: &str) -> bool {
     list.split(',')
@@ -403,7 +374,7 @@ fn part_range(
 
 pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let range = match ctx.header("range") {
-        Some(v) => parse_range(v)?,
+        Some(v) => crate::request::parse_range(v)?,
         None => None,
     };
     let store = ctx.state.store.clone();
@@ -662,13 +633,19 @@ mod tests {
     #[test]
     fn ranges_parse() {
         assert_eq!(
-            parse_range("bytes=0-9").unwrap(),
+            crate::request::parse_range("bytes=0-9").unwrap(),
             Some(ByteRange::FromTo(0, 9))
         );
-        assert_eq!(parse_range("bytes=5-").unwrap(), Some(ByteRange::From(5)));
-        assert_eq!(parse_range("bytes=-3").unwrap(), Some(ByteRange::Last(3)));
-        assert_eq!(parse_range("bytes=0-1,4-5").unwrap(), None);
-        assert_eq!(parse_range("items=0-1").unwrap(), None);
-        assert!(parse_range("bytes=x-1").is_err());
+        assert_eq!(
+            crate::request::parse_range("bytes=5-").unwrap(),
+            Some(ByteRange::From(5))
+        );
+        assert_eq!(
+            crate::request::parse_range("bytes=-3").unwrap(),
+            Some(ByteRange::Last(3))
+        );
+        assert_eq!(crate::request::parse_range("bytes=0-1,4-5").unwrap(), None);
+        assert_eq!(crate::request::parse_range("items=0-1").unwrap(), None);
+        assert!(crate::request::parse_range("bytes=x-1").is_err());
     }
 }
