@@ -74,3 +74,15 @@ def admin(server, *args, key=None, check=True, parse=True):
         return out
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout) if parse and out.stdout.strip() else out.stdout
+
+
+def make_tenants(server, names, user="u"):
+    """An account per name, each with one user (`user`) and one access key:
+    {name: (account ID, (access key, secret key))}."""
+    keys = {}
+    for name in names:
+        account = admin(server, "create-account", name)
+        admin(server, "create-user", account["id"], user)
+        k = admin(server, "create-key", account["id"], user)
+        keys[name] = (account["id"], (k["access_key"], k["secret_key"]))
+    return keys

@@ -12,7 +12,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from hoard_server import admin, scratch_server
+from hoard_server import admin, make_tenants, scratch_server
 
 ROOT_KEY = ("access-root-access", "access-root-secret-0123456789")
 
@@ -49,13 +49,7 @@ def curl(url, method="GET", data=None):
 @pytest.fixture(scope="module")
 def tenants(server):
     """Two accounts: `owner` (owns the buckets) and `other`, one user each."""
-    keys = {}
-    for name in ("owner", "other"):
-        account = admin(server, "create-account", name)
-        admin(server, "create-user", account["id"], "u")
-        k = admin(server, "create-key", account["id"], "u")
-        keys[name] = (account["id"], (k["access_key"], k["secret_key"]))
-    return keys
+    return make_tenants(server, ("owner", "other"))
 
 
 def test_canned_acls_and_anonymous_callers(server, tenants):

@@ -22,7 +22,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from hoard_server import HOARD, admin, free_port, scratch_server
+from hoard_server import HOARD, admin, free_port, make_tenants, scratch_server
 
 ROOT_KEY = ("security-root-access", "security-root-secret-0123456789")
 
@@ -35,13 +35,7 @@ def server():
 @pytest.fixture(scope="module")
 def tenants(server):
     """Two accounts, `owner` and `other`, one user and key each."""
-    keys = {}
-    for name in ("owner", "other"):
-        account = admin(server, "create-account", name)
-        admin(server, "create-user", account["id"], "u")
-        k = admin(server, "create-key", account["id"], "u")
-        keys[name] = (account["id"], (k["access_key"], k["secret_key"]))
-    return keys
+    return make_tenants(server, ("owner", "other"))
 
 
 def s3(server, key, **config):
@@ -54,6 +48,12 @@ def code(call):
     with pytest.raises(ClientError) as e:
         call()
     return e.value.response["Error"]["Code"]
+
+
+def block_all_public_access(client, bucket):
+    client.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True})
 
 
 def raw(server, method, target, headers=None, body=b""):
@@ -151,9 +151,7 @@ def test_sigv2_signatures_cannot_be_replayed_with_chosen_parameters(server, tena
     owner = s3(server, owner_key)
     owner.create_bucket(Bucket="v2-replay")
     owner.put_object(Bucket="v2-replay", Key="k", Body=b"x")
-    owner.put_public_access_block(Bucket="v2-replay", PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-        "RestrictPublicBuckets": True})
+    block_all_public_access(owner, "v2-replay")
 
     # A DeleteBucket the owner signed fails (the bucket is not empty); replayed with
     # ?publicAccessBlock it must not become DeletePublicAccessBlock.
@@ -384,9 +382,7 @@ def test_block_public_access_judges_public_as_s3_does(server, tenants):
     owner = s3(server, owner_key)
     owner.create_bucket(Bucket="bpa")
     owner.put_object(Bucket="bpa", Key="secret", Body=b"s")
-    owner.put_public_access_block(Bucket="bpa", PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-        "RestrictPublicBuckets": True})
+    block_all_public_access(owner, "bpa")
     conditions = [
         {"IpAddress": {"aws:SourceIp": ["0.0.0.0/1", "128.0.0.0/1"]}},
         {"IpAddress": {"aws:SourceIp": ["::/1", "8000::/1"]}},

@@ -24,10 +24,28 @@ use axum::http::Method;
 use crate::error::S3Result;
 use crate::s3_error;
 
-/// Every S3 operation Hoard serves, one variant per operation of the S3 API Reference (plus
-/// Hoard's protection query and the CORS preflight).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
+/// Declares [`Endpoint`] and its variants' names from one list.
+macro_rules! endpoints {
+    ($($(#[$doc:meta])* $variant:ident,)*) => {
+        /// Every S3 operation Hoard serves, one variant per operation of the S3 API Reference
+        /// (plus Hoard's protection query and the CORS preflight).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Endpoint {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Endpoint {
+            /// The variant's name (`GetObject`).
+            fn variant_name(self) -> &'static str {
+                match self {
+                    $(Endpoint::$variant => stringify!($variant),)*
+                }
+            }
+        }
+    };
+}
+
+endpoints! {
     /// `GET /`.
     ListBuckets,
     /// `PUT /bucket`.
@@ -424,67 +442,8 @@ impl Endpoint {
             E::PreflightCors => "PreflightCORS",
             // The S3 action names of these, which usage reports have always used.
             E::ListObjects | E::HeadBucket => "ListBucket",
-            e => e.debug_name(),
+            e => e.variant_name(),
         }
-    }
-
-    fn debug_name(self) -> &'static str {
-        macro_rules! names {
-            ($($v:ident),* $(,)?) => {
-                match self { $(E::$v => stringify!($v),)* }
-            };
-        }
-        names!(
-            ListBuckets,
-            CreateBucket,
-            DeleteBucket,
-            HeadBucket,
-            ListObjects,
-            ListObjectVersions,
-            ListMultipartUploads,
-            GetBucketLocation,
-            GetBucketProtection,
-            DeleteObjects,
-            PostObject,
-            GetBucketAcl,
-            PutBucketAcl,
-            GetBucketPolicy,
-            PutBucketPolicy,
-            DeleteBucketPolicy,
-            GetBucketPolicyStatus,
-            GetPublicAccessBlock,
-            PutPublicAccessBlock,
-            DeletePublicAccessBlock,
-            GetBucketLifecycle,
-            PutBucketLifecycle,
-            DeleteBucketLifecycle,
-            GetBucketTagging,
-            PutBucketTagging,
-            DeleteBucketTagging,
-            GetBucketCors,
-            PutBucketCors,
-            DeleteBucketCors,
-            GetBucketVersioning,
-            PutBucketVersioning,
-            GetObject,
-            HeadObject,
-            PutObject,
-            CopyObject,
-            DeleteObject,
-            GetObjectAttributes,
-            GetObjectTagging,
-            PutObjectTagging,
-            DeleteObjectTagging,
-            GetObjectAcl,
-            PutObjectAcl,
-            CreateMultipartUpload,
-            UploadPart,
-            UploadPartCopy,
-            CompleteMultipartUpload,
-            AbortMultipartUpload,
-            ListParts,
-            PreflightCors,
-        )
     }
 }
 
