@@ -11,9 +11,16 @@ use http_body_util::{BodyExt, Empty};
 /// `hoard admin` options.
 #[derive(Args, Debug)]
 pub struct AdminArgs {
-    /// The server's S3 endpoint.
+    /// The server's S3 endpoint: `http://HOST:PORT` or `https://HOST:PORT`.
     #[arg(long, env = "HOARD_ENDPOINT", default_value = "http://127.0.0.1:9000")]
     pub endpoint: String,
+    /// HTTPS: trust the certificates (PEM) of this CA file instead of the system's roots.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// HTTPS: trust exactly the server certificate with this SHA-256 fingerprint (`AB:CD:...`,
+    /// as the appliance prints on its console), whatever names it; for a self-signed one.
+    #[arg(long, env = "HOARD_FINGERPRINT")]
+    pub fingerprint: Option<String>,
     /// Admin access key ID.
     #[arg(long, env = "HOARD_ACCESS_KEY")]
     pub access_key: Option<String>,
@@ -311,12 +318,21 @@ pub fn run(args: AdminArgs) -> Result<(), BoxError> {
             }
         }
     };
-    let authority = args
-        .endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("endpoint {} must start with http://", args.endpoint))?
-        .trim_end_matches('/')
-        .to_string();
+    let (tls, authority) = match (
+        args.endpoint.strip_prefix("http://"),
+        args.endpoint.strip_prefix("https://"),
+    ) {
+        (Some(a), _) => (None, a),
+        (_, Some(a)) => (Some(tls_client(&args)?), a),
+        _ => {
+            return Err(format!(
+                "endpoint {} must start with http:// or https://",
+                args.endpoint
+            )
+            .into())
+        }
+    };
+    let authority = authority.trim_end_matches('/').to_string();
     let (method, path, query) = request_of(&args.action);
     let raw_path = format!("/_hoard/{path}");
     let amz_date = hoard_s3::auth::amz_date(
@@ -356,9 +372,33 @@ pub fn run(args: AdminArgs) -> Result<(), BoxError> {
         let stream = tokio::net::TcpStream::connect(&authority)
             .await
             .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-        tokio::spawn(connection);
+        let mut sender = match tls {
+            None => {
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await?;
+                tokio::spawn(connection);
+                sender
+            }
+            Some(config) => {
+                let host = authority
+                    .rsplit_once(':')
+                    .map_or(authority.as_str(), |(h, _)| h)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| format!("{host} is not a server name: {e}"))?;
+                let stream = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| format!("TLS with {authority}: {e}"))?;
+                let (sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await?;
+                tokio::spawn(connection);
+                sender
+            }
+        };
         let mut request = hyper::Request::builder().method(method).uri(&uri);
         for (k, v) in &headers {
             request = request.header(k, v);
@@ -378,4 +418,100 @@ pub fn run(args: AdminArgs) -> Result<(), BoxError> {
         println!("{}", text.trim_end());
     }
     Ok(())
+}
+
+/// The TLS client of an `https://` endpoint: the system's roots (Debian's
+/// `/etc/ssl/certs/ca-certificates.crt`), or `--ca-cert`'s, or exactly the certificate of
+/// `--fingerprint`.
+///
+/// Errors: an unreadable or empty CA file; a malformed fingerprint.
+fn tls_client(args: &AdminArgs) -> Result<std::sync::Arc<rustls::ClientConfig>, BoxError> {
+    use rustls::pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let config = match &args.fingerprint {
+        Some(fp) => {
+            let want = fp.trim().to_ascii_uppercase().replace(':', "");
+            if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "--fingerprint {fp}: a SHA-256 fingerprint is 32 bytes in hex, AB:CD:..."
+                )
+                .into());
+            }
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(std::sync::Arc::new(Pinned {
+                    sha256_hex: want,
+                    schemes: provider.signature_verification_algorithms,
+                }))
+                .with_no_client_auth()
+        }
+        None => {
+            let path = args
+                .ca_cert
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_file_iter(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            {
+                roots.add(cert.map_err(|e| format!("{}: {e}", path.display()))?)?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{} holds no certificate", path.display()).into());
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(std::sync::Arc::new(config))
+}
+
+/// Trusts exactly one server certificate, by its SHA-256 (certificate pinning), and checks
+/// the handshake's signatures with its key as any verifier does.
+#[derive(Debug)]
+struct Pinned {
+    sha256_hex: String,
+    schemes: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let got = hoard_s3::tls::fingerprint_of(end_entity).replace(':', "");
+        match got == self.sha256_hex {
+            true => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            false => Err(rustls::Error::General(format!(
+                "the server's certificate has SHA-256 fingerprint {got}, not the one given"
+            ))),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.schemes)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.schemes.supported_schemes()
+    }
 }

@@ -206,3 +206,49 @@ def test_a_certificate_swap_under_load_loses_no_request(server, certs):
     assert served_fingerprint(server.tls_port) == file_fingerprint(first)
     status, answer = admin_request(server, "POST", "/_hoard/tls/reload")
     assert status == 200 and json.loads(answer)["fingerprint_sha256"] == file_fingerprint(first)
+
+
+def make_ca_and_leaf(directory):
+    """A CA, and a leaf certificate it signed for localhost and 127.0.0.1 (not a CA itself):
+    (CA cert path, leaf bundle bytes: leaf cert then key)."""
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    ca_key, ca = directory / "ca.key", directory / "ca.crt"
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=Test CA")
+    key, csr, leaf = directory / "leaf.key", directory / "leaf.csr", directory / "leaf.crt"
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost")
+    ext = directory / "leaf.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(leaf), "-days", "2", "-extfile", str(ext))
+    return ca, leaf.read_bytes() + key.read_bytes()
+
+
+def test_hoard_admin_speaks_https_with_a_ca_or_a_pinned_fingerprint(server, certs):
+    """The appliance serves HTTPS only, with a self-signed certificate whose fingerprint its
+    console prints: `hoard admin` trusts exactly that pinned certificate, or a CA file for a
+    certificate a CA issued. (Runs last: it installs a CA-issued certificate.)"""
+    from hoard_server import HOARD
+    d, _ = certs
+    env = dict(os.environ, HOARD_ENDPOINT=server.https, HOARD_ACCESS_KEY=ROOT_KEY[0],
+               HOARD_SECRET_KEY=ROOT_KEY[1])
+
+    def admin(*args):
+        return subprocess.run([HOARD, "admin", *args, "accounts"], env=env, capture_output=True,
+                              text=True, timeout=60)
+    pinned = served_fingerprint(server.tls_port)
+    ok = admin("--fingerprint", pinned)
+    assert ok.returncode == 0 and "root" in ok.stdout, ok.stderr
+    wrong = admin("--fingerprint", "00:" * 31 + "00")
+    assert wrong.returncode != 0 and "fingerprint" in wrong.stderr, wrong.stderr
+    # The system's roots do not know a self-signed certificate.
+    assert admin().returncode != 0
+    # A certificate a CA issued, trusted through the CA file.
+    ca, bundle = make_ca_and_leaf(d)
+    status, answer = admin_request(server, "PUT", "/_hoard/tls", bundle)
+    assert status == 200, answer
+    for endpoint in (server.https, server.https.replace("127.0.0.1", "localhost")):
+        env["HOARD_ENDPOINT"] = endpoint
+        ok = admin("--ca-cert", str(ca))
+        assert ok.returncode == 0 and "root" in ok.stdout, (endpoint, ok.stderr)
