@@ -32,6 +32,7 @@ use crate::auth::{self, RequestView};
 use crate::engine::blocking;
 use crate::error::S3Result;
 pub(crate) use admin::process_resident_bytes;
+pub use post_object::check_form;
 pub use route::{Endpoint, Target};
 
 use crate::request::{now_secs, parse_query, parse_target, Ctx, PeerAddr, RequestNote};

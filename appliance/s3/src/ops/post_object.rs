@@ -281,15 +281,37 @@ fn signer(ctx: &Ctx, form: &Form) -> S3Result<Option<Auth>> {
 }
 
 /// `POST /<bucket>` with a form: see the module doc.
-pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
-    let content_type = ctx.header("content-type").unwrap_or("").to_string();
-    let boundary = multer::parse_boundary(&content_type).map_err(malformed)?;
-    let stream = ctx.raw_body_stream(MAX_PUT_BYTES + MAX_FIELD_BYTES as u64 + 64 * 1024)?;
-    let mut multipart = multer::Multipart::new(stream, boundary);
-    // The fields before `file`.
+/// A reader of a form body: each field but `file` holds at most [`MAX_FIELD_BYTES`] (multer
+/// stops reading past it: a field is never buffered whole beyond that), `file` at most
+/// [`MAX_PUT_BYTES`].
+///
+/// Errors: MalformedPOSTRequest for a content type without a boundary.
+fn form_reader<S>(content_type: &str, stream: S) -> S3Result<multer::Multipart<'static>>
+where
+    S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
+{
+    let boundary = multer::parse_boundary(content_type).map_err(malformed)?;
+    let limits = multer::SizeLimit::new()
+        .per_field(MAX_FIELD_BYTES as u64)
+        .for_field("file", MAX_PUT_BYTES);
+    Ok(multer::Multipart::with_constraints(
+        stream,
+        boundary,
+        multer::Constraints::new().size_limit(limits),
+    ))
+}
+
+/// Reads the fields before `file` (at most [`MAX_FIELDS`], [`MAX_FIELD_BYTES`] in all) and
+/// the key they name (`${filename}` replaced by the file's name), checked as a PUT's key is.
+/// Returns the form (its `key` field rewritten), the file field, and the key.
+///
+/// Errors: MalformedPOSTRequest; InvalidArgument for no key or a bad one.
+async fn read_fields(
+    multipart: &mut multer::Multipart<'static>,
+) -> S3Result<(Form, multer::Field<'static>, String)> {
     let mut form = Form { fields: Vec::new() };
     let mut field_bytes = 0;
-    let (mut file, file_name) = loop {
+    let (file, file_name) = loop {
         let field = multipart
             .next_field()
             .await
@@ -309,7 +331,6 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
         }
         form.fields.push((name, value));
     };
-    // The key, with the file's name for ${filename}.
     let key = form
         .get("key")
         .ok_or_else(|| {
@@ -325,6 +346,35 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
     if let Some(v) = form.fields.iter_mut().find(|(n, _)| n == "key") {
         v.1 = key.clone();
     }
+    Ok((form, file, key))
+}
+
+/// What a browser POST's form goes through before anyone is believed, on a whole `body`:
+/// its fields before `file`, its key, and its policy document (parsed, then checked against
+/// the fields and `bucket` at `now_secs`). Returns the key. A hook for the fuzz target
+/// `fuzz/fuzz_targets/post_form.rs`; [`post`] runs the same steps on a streamed body.
+///
+/// Errors: as [`post`]'s before the signature is checked.
+pub async fn check_form(
+    content_type: &str,
+    body: bytes::Bytes,
+    bucket: &str,
+    now_secs: u64,
+) -> S3Result<String> {
+    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(body)]);
+    let mut multipart = form_reader(content_type, stream)?;
+    let (form, _file, key) = read_fields(&mut multipart).await?;
+    if let Some(p) = form.get("policy") {
+        PostPolicy::parse(p)?.check(&form, bucket, now_secs)?;
+    }
+    Ok(key)
+}
+
+pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
+    let content_type = ctx.header("content-type").unwrap_or("").to_string();
+    let stream = ctx.raw_body_stream(MAX_PUT_BYTES + MAX_FIELD_BYTES as u64 + 64 * 1024)?;
+    let mut multipart = form_reader(&content_type, stream)?;
+    let (form, mut file, key) = read_fields(&mut multipart).await?;
     // Who signed it (before anything of the policy is believed), what the policy allows, and
     // whether that caller may write the key.
     if let Some(auth) = signer(&ctx, &form)? {
