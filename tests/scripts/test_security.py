@@ -529,3 +529,28 @@ def test_a_form_field_is_never_held_whole_past_its_limit(server, tenants):
     finally:
         s.close()
     assert answer.startswith(b"HTTP/1.1 400") and b"MalformedPOSTRequest" in answer, answer
+
+
+def test_parallel_gets_stay_within_a_byte_limit(server, tenants):
+    """Low finding: GET bytes were charged when answered, so parallel GETs admitted at once
+    overshot a byte limit about 4x. Now each charges its bytes before sending and is refused
+    while the limit is in debt. 16 curl processes GET a 1 MB object at once under a 1 MB/s
+    limit: the first second's tokens serve one or two."""
+    owner_id, owner_key = tenants["owner"]
+    owner = s3(server, owner_key)
+    owner.create_bucket(Bucket="byte-limited")
+    owner.put_object(Bucket="byte-limited", Key="1m", Body=b"b" * 1_000_000)
+    admin(server, "set-limits", "account", owner_id, "--bytes-per-s", "1000000", parse=False)
+    try:
+        time.sleep(1.2)  # a full second of tokens
+        cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download}",
+               "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", f"{owner_key[0]}:{owner_key[1]}",
+               "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+               f"{server.endpoint}/byte-limited/1m"]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(16)]
+        results = [p.communicate(timeout=60)[0].split() for p in procs]
+        served = [int(size) for status, size in results if status == "200"]
+        assert all(status in ("200", "503") for status, _ in results), results
+        assert 1 <= len(served) <= 3 and sum(served) <= 3_000_000, results
+    finally:
+        admin(server, "clear-limits", "account", owner_id, parse=False)

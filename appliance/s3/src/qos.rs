@@ -38,6 +38,22 @@ pub fn share_cap(capacity: usize, account: &str) -> usize {
     }
 }
 
+/// Marks an answer whose body bytes were charged already ([`Qos::take_bytes`]).
+#[derive(Clone, Copy, Debug)]
+pub struct BytesCharged;
+
+/// The (account, bucket) whose limits a caller draws on: its account and the bucket; for an
+/// anonymous caller, [`ANONYMOUS`] alone.
+pub fn scope_of<'a>(
+    auth: &'a crate::auth::Auth,
+    bucket: Option<&'a str>,
+) -> (&'a str, Option<&'a str>) {
+    match auth.anonymous {
+        true => (ANONYMOUS, None),
+        false => (&auth.account_id, bucket),
+    }
+}
+
 /// A tenant's or bucket's limits; `None` is unlimited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
@@ -255,6 +271,37 @@ impl Qos {
                 b.lock()
                     .take(body_bytes as f64, now)
                     .map_err(|wait| slow_down(scope, "bytes/s", wait))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `bytes` (a GET's body, about to be sent) from the byte buckets of `account` and
+    /// `bucket`: refused while one is in debt, else charged whatever the balance.
+    ///
+    /// Errors: SlowDown (503) with `Retry-After`.
+    pub fn take_bytes(&self, account: &str, bucket: Option<&str>, bytes: u64) -> S3Result<()> {
+        let now = Instant::now();
+        let scopes = [
+            Some(Scope::Account(account.to_string())),
+            bucket.map(|b| Scope::Bucket(b.to_string())),
+        ];
+        let limited: Vec<(Scope, Arc<Limiter>)> = scopes
+            .into_iter()
+            .flatten()
+            .filter_map(|s| self.limiter(&s).map(|l| (s, l)))
+            .collect();
+        // Every scope is checked before any is charged: a refusal charges nothing.
+        for (scope, l) in &limited {
+            if let Some(b) = &l.bytes {
+                b.lock()
+                    .take(0.0, now)
+                    .map_err(|wait| slow_down(scope, "bytes/s", wait))?;
+            }
+        }
+        for (_, l) in &limited {
+            if let Some(b) = &l.bytes {
+                b.lock().charge(bytes as f64, now);
             }
         }
         Ok(())

@@ -203,8 +203,14 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             bytes_in,
             bytes_out,
         );
-        let (qos_account, qos_bucket) = note.qos_scope();
-        state.qos.charge_out(qos_account, qos_bucket, bytes_out);
+        if response
+            .extensions()
+            .get::<crate::qos::BytesCharged>()
+            .is_none()
+        {
+            let (qos_account, qos_bucket) = note.qos_scope();
+            state.qos.charge_out(qos_account, qos_bucket, bytes_out);
+        }
     }
     let refused_with_body = has_body && !response.status().is_success();
     let headers = response.headers_mut();

@@ -423,6 +423,15 @@ pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     if let Some(status) = check_preconditions(&ctx, &info)? {
         return resp.status(status).body(Body::empty()).map_err(bad_header);
     }
+    // The bytes to send are charged to the QoS byte limits now, before any is sent, and the
+    // GET is refused while a limit is in debt: parallel GETs admitted at once overshoot a
+    // limit by at most the one that found it solvent (charged when answered, they went ~4x
+    // over). The server then charges nothing more for this answer.
+    if let Some(r) = &reader {
+        let (start, end) = r.range();
+        let (account, bucket) = crate::qos::scope_of(&ctx.auth, ctx.bucket.as_deref());
+        ctx.state.qos.take_bytes(account, bucket, end - start)?;
+    }
     resp = resp.header(
         header::CONTENT_TYPE,
         ctx.q("response-content-type").unwrap_or(&info.content_type),
@@ -490,13 +499,16 @@ pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let Some(reader) = reader.filter(|_| start < end) else {
         return resp.body(Body::empty()).map_err(bad_header);
     };
-    resp.body(Body::from_stream(stream_object(
-        reader,
-        ctx.state.config.rate_floor(),
-        permit,
-        ctx.state.buffers.for_account(&ctx.share_account()),
-    )))
-    .map_err(bad_header)
+    let mut response = resp
+        .body(Body::from_stream(stream_object(
+            reader,
+            ctx.state.config.rate_floor(),
+            permit,
+            ctx.state.buffers.for_account(&ctx.share_account()),
+        )))
+        .map_err(bad_header)?;
+    response.extensions_mut().insert(crate::qos::BytesCharged);
+    Ok(response)
 }
 
 /// Streams an object to the connection. Device reads run on blocking threads one frame at a
