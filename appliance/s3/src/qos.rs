@@ -25,7 +25,7 @@ use crate::s3_error;
 const PREFIX: &str = "qos/";
 
 /// The account name under which anonymous callers' requests are limited (`hoard admin
-/// set-qos --account anonymous`); no account ID is ever this word.
+/// set-limits account anonymous ...`); no account ID is ever this word.
 pub const ANONYMOUS: &str = "anonymous";
 
 /// The most of `capacity` shared units (request permits, data streams, body buffer room) one

@@ -135,10 +135,7 @@ impl Ctx {
     /// Whom the request's admission shares count against: the caller's account, or
     /// [`crate::qos::ANONYMOUS`].
     pub fn share_account(&self) -> String {
-        match self.auth.anonymous {
-            true => crate::qos::ANONYMOUS.to_string(),
-            false => self.auth.account_id.clone(),
-        }
+        crate::qos::scope_of(&self.auth, None).0.to_string()
     }
 
     /// The `versionId` query parameter, parsed.

@@ -486,11 +486,19 @@ fn open_direct(path: &Path) -> io::Result<File> {
             ),
             _ => e,
         })?;
+    lock_exclusive(&file)?;
+    Ok(file)
+}
+
+/// Takes an exclusive `flock` on `file` (released when it is closed).
+///
+/// Errors: `WouldBlock` saying "in use by process PID" (the holder, from `/proc/locks`).
+fn lock_exclusive(file: &File) -> io::Result<()> {
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
             io::ErrorKind::WouldBlock,
-            match lock_holder(&file) {
+            match lock_holder(file) {
                 Some(pid) => format!("in use by process {pid}, which holds its lock"),
                 None => "in use by another process, which holds its lock".to_string(),
             },
@@ -544,23 +552,12 @@ pub fn lock_data_dir(dir: &Path, files: &[PathBuf]) -> Result<File> {
         .create(dir)
         .map_err(|e| Error::io(&name, e))?;
     let handle = File::open(dir).map_err(|e| Error::io(&name, e))?;
-    match handle.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = match lock_holder(&handle) {
-                Some(pid) => format!("process {pid}"),
-                None => "another process".to_string(),
-            };
-            return Err(Error::io(
-                &name,
-                io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    format!("the store is in use by {holder}, which holds its lock"),
-                ),
-            ));
+    lock_exclusive(&handle).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => {
+            Error::io(&name, io::Error::new(e.kind(), format!("the store is {e}")))
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&name, e)),
-    }
+        _ => Error::io(&name, e),
+    })?;
     let private = |path: &Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::io(&path.display().to_string(), e))
