@@ -2,8 +2,9 @@
 //! empty pool.
 //!
 //! `cargo bench -p hoard-benches --bench gc` measures, on real files (O_DIRECT, four
-//! HDD files of 1 GiB, 1 MiB chunks, 16 MiB segments (64 per drive; a 512 KiB shard's
-//! needle leaves 2% of a segment's tail unused, as a 4U segment of 128 chunks leaves under 1%), `ec:2+1`, inline storage off so every object goes
+//! HDD files of 1 GiB with the chunk and segment sizes the profile derives for them (1 MiB
+//! chunks, 8 MiB segments, 127 per drive, a reserve of 2), `ec:2+1`, inline storage off so
+//! every object goes
 //! to the HDDs), for objects of 1 MiB and 64 KiB (the latter stored as 2 copies: hybrid
 //! protection below `replicate_below_bytes`):
 //! - (`HOARD_GC_BENCH=1MiB/80pct` runs one configuration.)
@@ -56,8 +57,6 @@ protection = "ec:2+1"
 ssd = ["ssd0.img"]
 hdd = ["hdd0.img", "hdd1.img", "hdd2.img", "hdd3.img"]
 [engine]
-chunk_size_bytes = 1048576
-segment_size_bytes = 16777216
 inline_threshold_bytes = 0
 gc_interval_ms = 100
 "#

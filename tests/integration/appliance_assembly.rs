@@ -33,7 +33,7 @@ seq_mb_s = 250
 random_read_iops = 170
 [engine]
 chunk_size_bytes = 1_048_576
-segment_size_bytes = 8_388_608
+segment_size_bytes = 2_097_152
 wal_size_bytes = 16_777_216
 "#;
 

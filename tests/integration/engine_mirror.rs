@@ -32,7 +32,7 @@ ssd = ["ssd0.img", "ssd1.img"]
 hdd = ["hdd0.img", "hdd1.img"]
 [engine]
 chunk_size_bytes = 1_048_576
-segment_size_bytes = 16_777_216
+segment_size_bytes = 4_194_304
 wal_size_bytes = 16_777_216
 "#;
 

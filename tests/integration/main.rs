@@ -15,6 +15,7 @@ mod engine_repair;
 mod engine_space;
 mod engine_versions;
 mod s3_auth;
+mod s3_churn;
 mod s3_hardening;
 mod s3_list;
 mod s3_multipart;

@@ -31,6 +31,27 @@ pub fn hoard_binary() -> PathBuf {
     bin
 }
 
+/// The optimized `hoard` for long runs: `HOARD_BIN`, else the appliance image's static release
+/// build (`target/x86_64-unknown-linux-gnu/release/hoard`, from `appliance/scripts/build-image`)
+/// when it is at least as new as the debug build beside this test (so never a stale one), else
+/// the debug build.
+pub fn optimized_binary() -> PathBuf {
+    let debug = hoard_binary();
+    if std::env::var_os("HOARD_BIN").is_some() {
+        return debug;
+    }
+    let target = debug
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let release = target.join("x86_64-unknown-linux-gnu/release/hoard");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(&release), modified(&debug)) {
+        (Some(r), Some(d)) if r >= d => release,
+        _ => debug,
+    }
+}
+
 /// Scratch directory on a filesystem with O_DIRECT (not tmpfs): under the target directory.
 pub fn scratch_dir() -> tempfile::TempDir {
     let exe = std::env::current_exe().expect("test executable path");
@@ -85,6 +106,11 @@ impl Server {
         Server::start_with(data, None, ACCESS_KEY, SECRET_KEY, Some(profile))
     }
 
+    /// [`Server::start_with_profile`] running the binary `bin`.
+    pub fn start_binary_with_profile(bin: &Path, data: &Path, profile: &Path) -> Server {
+        Server::start_bin(bin, data, None, ACCESS_KEY, SECRET_KEY, Some(profile))
+    }
+
     fn start_with(
         data: &Path,
         port: Option<u16>,
@@ -92,8 +118,19 @@ impl Server {
         secret: &str,
         profile: Option<&Path>,
     ) -> Server {
+        Server::start_bin(&hoard_binary(), data, port, access, secret, profile)
+    }
+
+    fn start_bin(
+        bin: &Path,
+        data: &Path,
+        port: Option<u16>,
+        access: &str,
+        secret: &str,
+        profile: Option<&Path>,
+    ) -> Server {
         let port = port.unwrap_or_else(free_port);
-        let mut cmd = Command::new(hoard_binary());
+        let mut cmd = Command::new(bin);
         cmd.args(["serve", "--data"]).arg(data);
         if let Some(p) = profile {
             cmd.arg("--profile").arg(p);

@@ -86,3 +86,21 @@ def make_tenants(server, names, user="u"):
         k = admin(server, "create-key", account["id"], user)
         keys[name] = (account["id"], (k["access_key"], k["secret_key"]))
     return keys
+
+
+def signed(server, key, method, target, body=b"", headers=None):
+    """`target` (path and query) signed by botocore's S3 SigV4 signer with `key`, headers
+    included, then sent exactly as given on its own connection: (status, headers, body)."""
+    import http.client
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method=method, url=server.endpoint + target, data=body,
+                     headers=dict(headers or {}))
+    S3SigV4Auth(Credentials(*key), "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    conn.request(method, target, body=body, headers=dict(req.headers.items()))
+    r = conn.getresponse()
+    out = (r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+    conn.close()
+    return out

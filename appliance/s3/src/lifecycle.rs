@@ -45,6 +45,9 @@ pub const MAX_RULES: usize = 1000;
 pub struct Filter {
     /// Key prefix ("" for all).
     pub prefix: String,
+    /// Written as the legacy rule-level `<Prefix>` (no `<Filter>`): answered in that form.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rule_level_prefix: bool,
     /// Tags the object must all carry.
     pub tags: Vec<(String, String)>,
     /// Only objects larger than this (bytes).
@@ -211,28 +214,33 @@ impl Lifecycle {
                 + f.tags.len()
                 + usize::from(f.size_greater_than.is_some())
                 + usize::from(f.size_less_than.is_some());
-            x.open("Filter");
-            if parts > 1 {
-                x.open("And");
-            }
-            if !f.prefix.is_empty() || parts == 0 {
+            if f.rule_level_prefix {
+                // The legacy form (a prefix only), answered as it was written.
                 x.elem("Prefix", &f.prefix);
+            } else {
+                x.open("Filter");
+                if parts > 1 {
+                    x.open("And");
+                }
+                if !f.prefix.is_empty() || parts == 0 {
+                    x.elem("Prefix", &f.prefix);
+                }
+                for (k, v) in &f.tags {
+                    x.open("Tag").elem("Key", k).elem("Value", v).close("Tag");
+                }
+                x.opt(
+                    "ObjectSizeGreaterThan",
+                    f.size_greater_than.map(|n| n.to_string()),
+                );
+                x.opt(
+                    "ObjectSizeLessThan",
+                    f.size_less_than.map(|n| n.to_string()),
+                );
+                if parts > 1 {
+                    x.close("And");
+                }
+                x.close("Filter");
             }
-            for (k, v) in &f.tags {
-                x.open("Tag").elem("Key", k).elem("Value", v).close("Tag");
-            }
-            x.opt(
-                "ObjectSizeGreaterThan",
-                f.size_greater_than.map(|n| n.to_string()),
-            );
-            x.opt(
-                "ObjectSizeLessThan",
-                f.size_less_than.map(|n| n.to_string()),
-            );
-            if parts > 1 {
-                x.close("And");
-            }
-            x.close("Filter");
             x.elem("Status", if r.enabled { "Enabled" } else { "Disabled" });
             if r.expiration_days.is_some()
                 || r.expiration_date_secs.is_some()

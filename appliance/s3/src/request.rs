@@ -149,22 +149,36 @@ impl Ctx {
     }
 
     /// The `x-amz-version-id` an answer about `version` carries: every version of a
-    /// versioned bucket (`null` included) and none in a bucket never versioned.
+    /// versioned bucket (`null` included) and none in a bucket never versioned; a write to a
+    /// bucket whose versioning is suspended (which replaces the `null` version) carries none,
+    /// as S3 answers it.
     pub fn version_header(&self, version: hoard::VersionId) -> Option<(&'static str, String)> {
+        use crate::ops::Endpoint as E;
+        let write = matches!(
+            self.endpoint,
+            E::PutObject | E::CopyObject | E::CompleteMultipartUpload | E::PostObject
+        );
         match (version, self.versioning) {
             (hoard::VersionId::Null, hoard::Versioning::Unversioned) => None,
+            (hoard::VersionId::Null, hoard::Versioning::Suspended) if write => None,
             (v, _) => Some(("x-amz-version-id", v.to_string())),
         }
     }
 }
 
 impl Ctx {
-    /// PutObject and UploadPart need a declared length.
+    /// PutObject and UploadPart need a declared length, or HTTP/1.1 chunked framing (RFC 9112
+    /// section 7.1), whose end the server sees; either way the body is cut at the maximum
+    /// object size as it arrives.
     ///
     /// Errors: MissingContentLength (411).
     pub fn require_length(&self) -> S3Result<()> {
+        let chunked = self
+            .header("transfer-encoding")
+            .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
         if self.header("content-length").is_none()
             && self.header("x-amz-decoded-content-length").is_none()
+            && !chunked
         {
             return Err(s3_error!(
                 MissingContentLength,

@@ -78,7 +78,7 @@ impl XmlBuilder {
     pub fn elem(&mut self, name: &str, text: impl AsRef<str>) -> &mut Self {
         self.open(name);
         self.writer
-            .write_event(Event::Text(BytesText::new(text.as_ref())))
+            .write_event(Event::Text(text_event(text.as_ref())))
             .expect("write to Vec");
         self.close(name)
     }
@@ -86,7 +86,7 @@ impl XmlBuilder {
     /// Writes escaped text into the open element.
     pub fn elem_text(&mut self, text: &str) -> &mut Self {
         self.writer
-            .write_event(Event::Text(BytesText::new(text)))
+            .write_event(Event::Text(text_event(text)))
             .expect("write to Vec");
         self
     }
@@ -103,6 +103,18 @@ impl XmlBuilder {
     pub fn finish(mut self, root: &str) -> Vec<u8> {
         self.close(root);
         self.writer.into_inner()
+    }
+}
+
+/// Element text, escaped so that a parser reads back exactly `text`: markup characters as
+/// entities, and a carriage return as `&#13;` (XML 1.0 section 2.11: a parser turns a literal CR
+/// into LF, so a key ending in CR would read back as one ending in LF).
+fn text_event(text: &str) -> BytesText<'_> {
+    let escaped = quick_xml::escape::escape(text);
+    if escaped.contains('\r') {
+        BytesText::from_escaped(escaped.replace('\r', "&#13;"))
+    } else {
+        BytesText::from_escaped(escaped)
     }
 }
 
@@ -247,6 +259,41 @@ fn append_text(open: &mut [(String, String, bool)], text: &str) -> S3Result<()> 
     Ok(())
 }
 
+/// Parses `<CreateBucketConfiguration><LocationConstraint/></CreateBucketConfiguration>`: the
+/// location constraint, if any (S3 API Reference, CreateBucket).
+///
+/// Errors: MalformedXML for another root; NotImplemented naming any other element (a
+/// directory bucket's `Location` and `Bucket`, `Tags`), which Hoard does not implement.
+pub fn parse_create_bucket_configuration(body: &[u8]) -> S3Result<Option<String>> {
+    let mut constraint = None;
+    let mut refused = None;
+    walk(body, |node| {
+        match node {
+            Node::Text("CreateBucketConfiguration/LocationConstraint", text) => {
+                constraint = Some(text)
+            }
+            Node::End("CreateBucketConfiguration" | "CreateBucketConfiguration/LocationConstraint") => {}
+            Node::End(path) if !path.starts_with("CreateBucketConfiguration") => {
+                return Err(malformed(format!(
+                    "a CreateBucket body is CreateBucketConfiguration, not {path}"
+                )))
+            }
+            Node::Text(path, _) | Node::End(path) => {
+                refused.get_or_insert_with(|| path.to_string());
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(path) = refused {
+        return Err(crate::s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "the CreateBucket element {path} is not implemented (directory buckets and bucket tags at creation)"
+        ));
+    }
+    Ok(constraint)
+}
+
 /// Parses `<CompleteMultipartUpload><Part><PartNumber/><ETag/>...</Part>...`.
 pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
     let mut parts = Vec::new();
@@ -282,6 +329,10 @@ pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
         }
         Ok(())
     })?;
+    // The schema requires at least one Part (S3 answers MalformedXML).
+    if parts.is_empty() {
+        return Err(malformed("CompleteMultipartUpload must name at least one Part"));
+    }
     Ok(parts)
 }
 
@@ -470,6 +521,7 @@ pub fn parse_lifecycle(body: &[u8]) -> S3Result<Vec<crate::lifecycle::Rule>> {
     let mut status: Option<String> = None;
     let mut tag: (Option<String>, Option<String>) = (None, None);
     let mut seen_root = false;
+    let mut saw_filter = false;
     let number = |t: &str, what: &str| {
         t.trim()
             .parse::<u64>()
@@ -480,6 +532,9 @@ pub fn parse_lifecycle(body: &[u8]) -> S3Result<Vec<crate::lifecycle::Rule>> {
         match node {
             Node::Text(path, text) if path.starts_with(R) => {
                 let p = &path[R.len()..];
+                if p == "Prefix" {
+                    rule.filter.rule_level_prefix = true;
+                }
                 let p = p
                     .strip_prefix("Filter/And/")
                     .or_else(|| p.strip_prefix("Filter/"))
@@ -540,7 +595,12 @@ pub fn parse_lifecycle(body: &[u8]) -> S3Result<Vec<crate::lifecycle::Rule>> {
                     _ => return Err(malformed("each Tag needs a Key")),
                 }
             }
+            Node::End("LifecycleConfiguration/Rule/Prefix") => rule.filter.rule_level_prefix = true,
+            Node::End("LifecycleConfiguration/Rule/Filter") => saw_filter = true,
             Node::End("LifecycleConfiguration/Rule") => {
+                if std::mem::take(&mut saw_filter) && rule.filter.rule_level_prefix {
+                    return Err(malformed("a lifecycle Rule takes a Prefix or a Filter, not both"));
+                }
                 let mut r = std::mem::take(&mut rule);
                 match status.take().as_deref() {
                     Some("Enabled") => r.enabled = true,

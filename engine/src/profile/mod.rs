@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::device::superblock::RESERVED_BYTES;
 use crate::device::IoBackend;
 use crate::error::{Error, Result};
 
@@ -357,6 +358,19 @@ pub struct EngineConfig {
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
+/// Segments an HDD holds at the least (derived or set): enough that cost-benefit collection has
+/// victims to choose between, and that the reserve (at least [`MIN_RESERVE_SEGMENTS`], at most
+/// an eighth) fits beside the segments clients fill.
+pub const MIN_SEGMENTS_PER_HDD: u64 = 32;
+/// Segments the derived layout aims for per HDD: a small drive gets smaller segments (and
+/// chunks) rather than fewer of them.
+const TARGET_SEGMENTS_PER_HDD: u64 = 64;
+/// Free segments an HDD keeps back at the least: one for the relocation head garbage
+/// collection and rebuild fill, one more so that a victim's live needles always have room
+/// while the head is partly used.
+pub const MIN_RESERVE_SEGMENTS: u32 = 2;
+/// The smallest chunk (bytes) the layout derives, for drives too small for a 1 MiB chunk.
+const MIN_CHUNK_BYTES: u64 = 64 * 1024;
 /// Largest inline threshold a profile may set: a put buffers this much before it knows where
 /// the object goes.
 pub const MAX_INLINE_BYTES: u64 = MIB;
@@ -513,8 +527,24 @@ impl Profile {
                 ));
             }
         }
+        if let Some(segment) = self.engine.segment_size_bytes {
+            let segments = self.hdd.size_bytes.saturating_sub(RESERVED_BYTES) / segment.max(1);
+            if segments < MIN_SEGMENTS_PER_HDD {
+                return bad(format!(
+                    "engine.segment_size_bytes {segment} gives an HDD of {} only {segments} segments; at least {MIN_SEGMENTS_PER_HDD} are needed for garbage collection to keep room (leave it unset to derive one)",
+                    fmt_bytes(self.hdd.size_bytes)
+                ));
+            }
+        }
+        if let Some(reserve) = self.engine.space_reserve_segments {
+            if reserve < MIN_RESERVE_SEGMENTS {
+                return bad(format!(
+                    "engine.space_reserve_segments {reserve} is under {MIN_RESERVE_SEGMENTS}: garbage collection copies before it frees, so it needs a free segment to copy into"
+                ));
+            }
+        }
         if let Some(c) = self.engine.chunk_size_bytes {
-            if !(64 * 1024..=64 * MIB).contains(&c) || !c.is_multiple_of(4096) {
+            if !(MIN_CHUNK_BYTES..=64 * MIB).contains(&c) || !c.is_multiple_of(4096) {
                 return bad(format!(
                     "engine.chunk_size_bytes {c} must be a multiple of 4096 in 64 KiB..=64 MiB"
                 ));
@@ -539,20 +569,27 @@ impl Profile {
         let hdd = &self.hdd;
         let access_time_s = 1.0 / hdd.random_read_iops as f64;
         let seq_bytes_s = hdd.seq_mb_s as f64 * 1e6;
+        // The largest segment that still gives an HDD its target count of segments.
+        let usable_bytes = hdd.size_bytes.saturating_sub(RESERVED_BYTES);
+        let segment_cap = prev_pow2(usable_bytes / TARGET_SEGMENTS_PER_HDD).max(4 * MIN_CHUNK_BYTES);
         // A chunk read costs one access plus its transfer; 4 accesses' worth of transfer keeps
         // the access overhead near 20% of the read time.
         let ideal = (seq_bytes_s * access_time_s * 4.0) as u64;
-        let chunk = self
-            .engine
-            .chunk_size_bytes
-            .unwrap_or_else(|| ideal.next_power_of_two().clamp(MIB, 16 * MIB));
+        let chunk = self.engine.chunk_size_bytes.unwrap_or_else(|| {
+            let by_segment = self.engine.segment_size_bytes.unwrap_or(segment_cap) / 4;
+            ideal
+                .next_power_of_two()
+                .clamp(MIB, 16 * MIB)
+                .min(by_segment)
+                .max(MIN_CHUNK_BYTES)
+        });
         explain(
             "chunk_size_bytes",
             fmt_bytes(chunk),
             match self.engine.chunk_size_bytes {
                 Some(_) => "set in [engine]".into(),
                 None => format!(
-                    "HDD access {:.2} ms x {} MB/s x 4 = {} -> power of two in 1..16 MiB: one access per chunk costs ~20% of its read time",
+                    "HDD access {:.2} ms x {} MB/s x 4 = {} -> power of two in 1..16 MiB (at most a quarter of a segment): one access per chunk costs ~20% of its read time",
                     access_time_s * 1e3,
                     hdd.seq_mb_s,
                     fmt_bytes(ideal)
@@ -560,15 +597,27 @@ impl Profile {
             },
         );
 
-        let segment = self.engine.segment_size_bytes.unwrap_or_else(|| {
-            (chunk * 128)
-                .min(prev_pow2(hdd.size_bytes / 8))
-                .max(chunk * 4)
-        });
+        let segment = self
+            .engine
+            .segment_size_bytes
+            .unwrap_or_else(|| (chunk * 128).min(segment_cap).max(chunk * 4));
+        let segments_per_hdd = usable_bytes / segment;
         explain(
             "segment_size_bytes",
-            fmt_bytes(segment),
-            "128 chunks (at most 1/8 of an HDD): big enough that a segment switch (one metadata commit) is rare, small enough for garbage collection to reclaim at fine grain".into(),
+            format!("{} ({segments_per_hdd} per HDD)", fmt_bytes(segment)),
+            match self.engine.segment_size_bytes {
+                Some(_) => format!("set in [engine]; at least {MIN_SEGMENTS_PER_HDD} per HDD"),
+                None => format!(
+                    "128 chunks, at most 1/{TARGET_SEGMENTS_PER_HDD} of an HDD (a small drive gets smaller segments, never fewer than {MIN_SEGMENTS_PER_HDD}): big enough that a segment switch (one metadata commit) is rare, small enough for garbage collection to choose mostly dead victims among many"
+                ),
+            },
+        );
+        // Validation guarantees the count; the derivation the 4 chunks per segment (unless
+        // both sizes were set).
+        assert!(segments_per_hdd >= MIN_SEGMENTS_PER_HDD, "{segments_per_hdd} segments per HDD");
+        debug_assert!(
+            segment >= 4 * chunk
+                || (self.engine.chunk_size_bytes.is_some() && self.engine.segment_size_bytes.is_some())
         );
 
         let data_qd = hdd.queue_depth.clamp(1, 256);
@@ -761,7 +810,7 @@ impl Profile {
                 &format!("pool {}", pool.name),
                 format!("{} HDDs, {protection}", pool.hdd_slots.len()),
                 format!(
-                    "default protection of its buckets: every chunk {} on {} distinct HDDs, so it survives {} drive failure(s) and costs {:.2}x its size; a bucket may choose its own at creation (x-hoard-protection)",
+                    "default protection of its buckets: every chunk {} on {} distinct HDDs, so it survives {} drive failure(s) and costs {:.2}x its size; a bucket may choose its own at creation (x-hoard-protection). A write needs {} of the pool's {} HDDs with room beyond their reserve: garbage collection cleans each drive toward its own target and moves a victim's needles within that drive, so no drive stays full while the pool has reclaimable space",
                     match protection {
                         Protection::Replicas(_) => "copied",
                         Protection::ErasureCoded { .. } => "striped (Reed–Solomon)",
@@ -772,7 +821,9 @@ impl Profile {
                         Protection::Replicas(n) => n as f64,
                         Protection::ErasureCoded { data, parity } =>
                             (data + parity) as f64 / data as f64,
-                    }
+                    },
+                    protection.width(),
+                    pool.hdd_slots.len()
                 ),
             );
         }
@@ -919,17 +970,15 @@ impl Profile {
         );
 
         // Space: the reserve and garbage collection.
-        let segments_per_hdd = hdd.size_bytes.saturating_sub(MIB) / segment;
         let reserve_segments = self.engine.space_reserve_segments.unwrap_or_else(|| {
-            ((segments_per_hdd / 50)
-                .clamp(2, 64)
+            ((segments_per_hdd / 50).clamp(MIN_RESERVE_SEGMENTS as u64, 64)
                 .min(segments_per_hdd / 8)) as u32
         });
         explain(
             "space_reserve_segments",
             format!("{reserve_segments} per HDD ({})", fmt_bytes(reserve_segments as u64 * segment)),
             format!(
-                "2% of an HDD's {segments_per_hdd} segments, 2 to 64 (at most an eighth): client writes never take them, so garbage collection (which copies before it frees) and rebuild always have room; a pool whose drives are down to it refuses PUT, UploadPart and CreateMultipartUpload with 507 InsufficientStorage while GET, LIST and DELETE go on"
+                "2% of an HDD's {segments_per_hdd} segments, {MIN_RESERVE_SEGMENTS} to 64 (at most an eighth): client writes never take them, so garbage collection (which copies a victim's live needles into one of them before it frees the victim) and rebuild always have room; a pool whose drives are down to it stalls a write up to 10 s for the collector, then refuses PUT, UploadPart and CreateMultipartUpload with 507 InsufficientStorage while GET, LIST and DELETE go on"
             ),
         );
         let gc_target = self.engine.gc_free_target_pct.unwrap_or(20).clamp(1, 90);
@@ -1198,5 +1247,114 @@ mod tests {
         assert!(err.contains("count"), "{err}");
         let err = Profile::parse("name = 3").unwrap_err().to_string();
         assert!(err.contains("name"), "{err}");
+    }
+
+    /// One HDD-pool profile of the space the property test walks.
+    fn spanned_profile(hdd_bytes: u64, hdds: u32, protection: &str, seq_mb_s: u32, iops: u32, memory_bytes: u64) -> String {
+        format!(
+            r#"
+name = "span"
+description = "a profile of the property test"
+[chassis]
+cpu_cores = 8
+memory_bytes = {memory_bytes}
+[ssd]
+count = 2
+size_bytes = 1_000_000_000_000
+seq_mb_s = 3000
+random_read_iops = 500000
+[hdd]
+count = {hdds}
+size_bytes = {hdd_bytes}
+seq_mb_s = {seq_mb_s}
+random_read_iops = {iops}
+[[pool]]
+name = "default"
+hdd_slots = [{slots}]
+protection = "{protection}"
+"#,
+            slots = (0..hdds).map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Over drives of 1 GiB to 30 TB, 3 to 100 HDDs and every protection that fits the pool,
+        /// each derived setting keeps the invariant `hoard profile show` states for it.
+        #[test]
+        fn derived_settings_keep_their_invariants_over_the_profile_space(
+            hdd_bytes in GIB..30_000_000_000_000u64,
+            hdds in 3u32..=100,
+            scheme in 0usize..8,
+            seq_mb_s in 50u32..3000,
+            iops in 50u32..20_000,
+            memory_bytes in (1u64 << 30)..(1u64 << 40),
+        ) {
+            let protection = [
+                "replicas:1".to_string(),
+                "replicas:2".into(),
+                "replicas:3".into(),
+                "ec:2+1".into(),
+                format!("ec:{}+1", (hdds - 1).min(16)),
+                format!("ec:{}+2", (hdds - 2).min(16)),
+                "ec:4+2".into(),
+                "ec:8+3".into(),
+            ][scheme].clone();
+            let text = spanned_profile(hdd_bytes, hdds, &protection, seq_mb_s, iops, memory_bytes);
+            let parsed = Profile::parse(&text);
+            let width = protection.parse::<Protection>().unwrap().width();
+            if width > hdds {
+                // A stripe wider than the pool is refused, never derived.
+                proptest::prop_assert!(parsed.is_err());
+                return Ok(());
+            }
+            let c = parsed.unwrap().derive();
+            let segments = (hdd_bytes - RESERVED_BYTES) / c.segment_size_bytes;
+            proptest::prop_assert!(segments >= MIN_SEGMENTS_PER_HDD, "{segments} segments of {}", c.segment_size_bytes);
+            proptest::prop_assert!(c.segment_size_bytes >= 4 * c.chunk_size_bytes);
+            proptest::prop_assert!(c.chunk_size_bytes.is_power_of_two());
+            proptest::prop_assert!((MIN_CHUNK_BYTES..=16 * MIB).contains(&c.chunk_size_bytes));
+            // The reserve: at least two segments (a relocation head and room for a victim's
+            // needles beside it), at most an eighth of a drive.
+            proptest::prop_assert!(c.space_reserve_segments >= MIN_RESERVE_SEGMENTS);
+            proptest::prop_assert!(c.space_reserve_segments as u64 <= segments / 8);
+            // Collection can always clean: at the reserve, a drive has room for the live
+            // needles of any victim it may choose (at most 95% live).
+            proptest::prop_assert!(
+                (c.space_reserve_segments as u64 - 1) * c.segment_size_bytes
+                    >= c.segment_size_bytes * 95 / 100
+            );
+            // A stripe never needs more drives with room than the pool has.
+            proptest::prop_assert!(c.default_protection.width() <= hdds);
+            proptest::prop_assert!((1..=256).contains(&c.data_queue_depth));
+            proptest::prop_assert!((16 * MIB..=GIB).contains(&c.wal_size_bytes));
+            proptest::prop_assert!(c.max_chunk_buffers >= 1);
+            proptest::prop_assert!(c.max_chunk_buffers as u64 * c.chunk_size_bytes <= (memory_bytes / 4).max(4 * c.chunk_size_bytes));
+            proptest::prop_assert!((1..=8).contains(&c.chunks_in_flight_per_stream));
+            proptest::prop_assert!((4..=256).contains(&c.writer_threads));
+            proptest::prop_assert!((1..=90).contains(&c.gc_free_target_pct));
+            proptest::prop_assert!(c.scrub_bytes_per_s > 0);
+            let report = c.report();
+            for name in ["chunk_size_bytes", "segment_size_bytes", "space_reserve_segments", "gc_free_target_pct", "max_chunk_buffers", "wal_size_bytes", "pool default"] {
+                proptest::prop_assert!(report.contains(name), "profile show states {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_segment_size_that_leaves_too_few_segments_or_a_reserve_under_two_is_refused() {
+        let base = spanned_profile(GIB, 4, "ec:2+1", 200, 200, GIB);
+        let err = Profile::parse(&format!("{base}[engine]\nsegment_size_bytes = 67108864\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("segment_size_bytes") && err.contains("15 segments"), "{err}");
+        let err = Profile::parse(&format!("{base}[engine]\nspace_reserve_segments = 1\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("space_reserve_segments"), "{err}");
+        // The shipped QEMU geometry derives many small segments and a reserve of two.
+        let qemu = Profile::parse(include_str!("../../../hwprofiles/qemu.toml")).unwrap().derive();
+        assert_eq!(qemu.segment_size_bytes, 64 * MIB);
+        assert_eq!(qemu.space_reserve_segments, 2);
     }
 }

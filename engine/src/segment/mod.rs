@@ -282,8 +282,11 @@ impl DataDevice {
             device,
             slot,
             layout,
-            // A device smaller than the profile's drives keeps at most an eighth back.
-            reserve_segments: reserve_segments.min(layout.segment_count / 8),
+            // A device smaller than the profile's drives keeps at most an eighth back, but the
+            // two collection needs (a store formatted by an older build may have few segments).
+            reserve_segments: reserve_segments
+                .min((layout.segment_count / 8).max(2))
+                .min(layout.segment_count / 2),
             head: Mutex::new(head),
         }
     }

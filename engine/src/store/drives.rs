@@ -218,6 +218,7 @@ impl Store {
             &self.inner.store_uuid,
             slot,
             &device,
+            self.inner.space.segment_size_bytes(),
         )?;
         let boundary = match self.inner.meta.get(&schema::rebuild_boundary_key(slot))? {
             Some(v) => u64::from_le_bytes(v.as_slice().try_into().map_err(|_| {

@@ -33,6 +33,8 @@ use crate::segment::{
 pub enum WriteCondition {
     /// Only if the key has no object.
     IfNoneMatch,
+    /// Only if the key has no object with this ETag (without quotes): no object, or another.
+    IfNoneMatchEtag(String),
     /// Only if the key's object has this ETag (without quotes).
     IfMatch(String),
     /// Only if the key's object is this very version: this ETag and Last-Modified (Unix ms).
@@ -52,6 +54,9 @@ impl WriteCondition {
     ) -> Result<()> {
         let holds = match (self, current) {
             (WriteCondition::IfNoneMatch, current) => current.is_none(),
+            (WriteCondition::IfNoneMatchEtag(etag), current) => {
+                current.is_none_or(|r| r.etag != *etag)
+            }
             (WriteCondition::IfMatch(etag), Some(r)) => r.etag == *etag,
             (WriteCondition::IfVersion(etag, ms), Some(r)) => {
                 r.etag == *etag && r.last_modified_unix_ms == *ms
@@ -66,6 +71,7 @@ impl WriteCondition {
             key: key.to_string(),
             condition: match self {
                 WriteCondition::IfNoneMatch => "If-None-Match: *".to_string(),
+                WriteCondition::IfNoneMatchEtag(e) => format!("If-None-Match: \"{e}\""),
                 WriteCondition::IfMatch(e) => format!("If-Match: \"{e}\""),
                 WriteCondition::IfVersion(e, ms) => {
                     format!("the version with ETag \"{e}\" last modified at {ms} ms")
@@ -1493,7 +1499,7 @@ ssd = ["ssd0.img"]
 hdd = ["hdd0.img", "hdd1.img"]
 [engine]
 chunk_size_bytes = 1048576
-segment_size_bytes = 8388608
+segment_size_bytes = 2097152
 "#,
         )
         .unwrap();

@@ -252,6 +252,15 @@ impl Store {
         // Before anything is written: refuse metadata SSDs that an absent mirror member outran.
         let epochs = check_meta_epoch(&meta, &devices.data, &store_uuid)?;
         let mut data = Vec::with_capacity(devices.data.len());
+        // A blank drive joining a formatted pool takes the pool's segment size, which a
+        // profile of a later build may derive differently.
+        let pool_segment_bytes = data_probes
+            .iter()
+            .find_map(|p| match p {
+                Some(Probe::Hoard(sb)) => Some(sb.layout_a),
+                _ => None,
+            })
+            .unwrap_or(config.segment_size_bytes);
         for (slot, (dev, probe)) in devices.data.into_iter().zip(data_probes).enumerate() {
             let slot = slot as u32;
             let Some(dev) = dev else {
@@ -268,7 +277,8 @@ impl Store {
                     }
                 }
                 Probe::Blank if format_blank => {
-                    format_data_device(&meta, &config, &store_uuid, slot, &dev)?.0
+                    format_data_device(&meta, &config, &store_uuid, slot, &dev, pool_segment_bytes)?
+                        .0
                 }
                 Probe::Blank => return Err(blank_refusal(&dev)),
             };
@@ -324,6 +334,12 @@ impl Store {
             }
             segment_size_bytes = size;
         }
+        if crate::segment::needle_bytes(config.chunk_size_bytes as usize) as u64 > segment_size_bytes {
+            return Err(Error::Config(format!(
+                "the profile's chunks ({} bytes) do not fit the pool's segments of {segment_size_bytes} bytes; set [engine] chunk_size_bytes to a quarter of a segment or less",
+                config.chunk_size_bytes
+            )));
+        }
         let space = super::space::SpaceState::load(&meta, data.len(), segment_size_bytes)?;
         let buffers = BufferPool::new(
             crate::segment::needle_bytes(config.chunk_size_bytes as usize),
@@ -367,6 +383,8 @@ impl Store {
 /// below the boundary (and is rebuilt from redundancy) and the new drive's appends start above
 /// it (`engine/FORMAT.md`, "Rebuild and scrub").
 ///
+/// Segments are `segment_size_bytes` (the pool's: every data device of a store shares one).
+///
 /// Errors: metadata and device errors.
 pub(super) fn format_data_device(
     meta: &MetaStore,
@@ -374,8 +392,9 @@ pub(super) fn format_data_device(
     store_uuid: &[u8; 16],
     slot: u32,
     dev: &Device,
+    segment_size_bytes: u64,
 ) -> Result<(DataLayout, HeadState)> {
-    let layout = DataLayout::new(dev.size_bytes(), config.segment_size_bytes);
+    let layout = DataLayout::new(dev.size_bytes(), segment_size_bytes);
     let old = meta
         .get(&schema::segment_claim_key(slot))?
         .and_then(|v| HeadState::decode(&v))

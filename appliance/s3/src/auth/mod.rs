@@ -296,9 +296,12 @@ pub fn amz_date(unix_secs: u64) -> String {
 
 /// Request time from `x-amz-date` or `Date`, in Unix seconds: ISO 8601 basic
 /// (`20261125T215635Z`) or any HTTP date form S3 accepts (see [`parse_http_date`]).
+///
+/// An `x-amz-date` that is present decides alone: an empty or malformed one is no request time
+/// (S3 then answers AccessDenied), even beside a valid `Date`.
 pub fn request_time(req: &RequestView<'_>) -> Option<u64> {
-    let amz = req.header("x-amz-date");
-    if !amz.is_empty() {
+    if req.headers.contains_key("x-amz-date") {
+        let amz = req.header("x-amz-date");
         return parse_amz_date(amz).or_else(|| parse_http_date(amz));
     }
     parse_http_date(req.header("date"))
@@ -323,7 +326,7 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
     // A numeric zone `+HHMM` / `-HHMM` (or `UT`/`Z`): parse as GMT, then apply the offset.
     let (base, zone) = s.rsplit_once(' ')?;
     let offset_secs: i64 = match zone {
-        "UT" | "UTC" | "Z" => 0,
+        "UT" | "UTC" | "Z" | "GMT" => 0,
         z if z.len() == 5 && (z.starts_with('+') || z.starts_with('-')) => {
             let hh: i64 = z.get(1..3)?.parse().ok()?;
             let mm: i64 = z.get(3..5)?.parse().ok()?;
@@ -339,13 +342,38 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
         }
         _ => return None,
     };
-    let local = parse(&format!("{base} GMT")).or_else(|| {
-        // RFC 2822 allows a single-digit day ("Wed, 5 Nov 2026 ..."); IMF-fixdate does not.
-        let (wday, rest) = base.split_once(", ")?;
-        let (day, rest) = rest.split_once(' ')?;
-        (day.len() == 1).then(|| parse(&format!("{wday}, 0{day} {rest} GMT")))?
-    })?;
+    let local = parse(&format!("{base} GMT"))
+        .or_else(|| {
+            // RFC 2822 allows a single-digit day ("Wed, 5 Nov 2026 ..."); IMF-fixdate does not.
+            let (wday, rest) = base.split_once(", ")?;
+            let (day, rest) = rest.split_once(' ')?;
+            (day.len() == 1).then(|| parse(&format!("{wday}, 0{day} {rest} GMT")))?
+        })
+        .or_else(|| date_ignoring_weekday(base))?;
     u64::try_from(local as i64 - offset_secs).ok()
+}
+
+/// `Www, DD Mon YYYY HH:MM:SS` (no zone) in Unix seconds, whatever the weekday says: S3 reads
+/// the date and judges its skew, and does not refuse a weekday that does not match the day.
+fn date_ignoring_weekday(s: &str) -> Option<u64> {
+    let (_, rest) = s.split_once(", ")?;
+    let mut fields = rest.split(' ');
+    let (day, month, year, time) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+    if fields.next().is_some() {
+        return None;
+    }
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == month)? as u32 + 1;
+    let (day, year): (u32, i64) = (day.parse().ok()?, year.parse().ok()?);
+    let mut hms = time.split(':').map(|t| t.parse::<u32>().ok());
+    let (h, mi, se) = (hms.next()??, hms.next()??, hms.next()??);
+    if !(1..=31).contains(&day) || h > 23 || mi > 59 || se > 60 || hms.next().is_some() {
+        return None;
+    }
+    let secs = days_from_civil(year, month, day) * 86_400 + (h * 3600 + mi * 60 + se) as i64;
+    u64::try_from(secs).ok()
 }
 
 #[cfg(test)]

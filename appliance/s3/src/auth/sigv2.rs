@@ -18,6 +18,7 @@ use crate::s3_error;
 /// Query parameters S3 itself leaves out of the SigV2 string to sign: they page and filter a
 /// listing, never select another operation, and SigV2 clients send them unsigned.
 const UNSIGNED_LISTING_PARAMETERS: &[&str] = &[
+    "bucket-region",
     "continuation-token",
     "delimiter",
     "encoding-type",
@@ -25,6 +26,7 @@ const UNSIGNED_LISTING_PARAMETERS: &[&str] = &[
     "key-marker",
     "list-type",
     "marker",
+    "max-buckets",
     "max-keys",
     "max-parts",
     "max-uploads",

@@ -329,12 +329,26 @@ pub fn verify_header(
             "the Authorization header needs Credential, SignedHeaders and Signature"
         ));
     };
-    let amz_date = req.header("x-amz-date");
+    // The request time: `x-amz-date`, or else the `Date` header (SigV4 allows either, and
+    // botocore signs with `Date` when the caller set one); the string to sign carries it in
+    // ISO 8601 basic form either way.
+    let date_header;
+    let amz_date = match req.header("x-amz-date") {
+        "" if !req.header("date").is_empty() => {
+            date_header = super::parse_http_date(req.header("date"))
+                .map(super::amz_date)
+                .unwrap_or_default();
+            date_header.as_str()
+        }
+        d => d,
+    };
     let request_secs = parse_amz_date(amz_date).ok_or_else(|| {
         s3_error!(
             AccessDenied,
             FORBIDDEN,
-            "AWS authentication requires a valid Date or x-amz-date header (x-amz-date: {amz_date:?})"
+            "AWS authentication requires a valid Date or x-amz-date header (x-amz-date: {:?}, Date: {:?})",
+            req.header("x-amz-date"),
+            req.header("date")
         )
     })?;
     check_skew(request_secs, now_secs)?;
@@ -437,7 +451,8 @@ pub fn verify_presigned(
             "the presigned URL's X-Amz-Date is in the future"
         ));
     }
-    if now_secs > request_secs + expires {
+    // A lifetime of 0 s has ended when the request arrives (S3: 403, expired).
+    if expires == 0 || now_secs > request_secs + expires {
         return Err(s3_error!(
             AccessDenied,
             FORBIDDEN,

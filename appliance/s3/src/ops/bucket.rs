@@ -15,26 +15,70 @@ use crate::response::{bad_header, iso8601, xml_response};
 use crate::s3_error;
 use crate::xml::{self, XmlBuilder};
 
+/// ListBuckets, paginated as S3 has been since 2024: `max-buckets` (1..=10000; all when absent),
+/// `continuation-token` (opaque: the last name of the previous page), `prefix` and
+/// `bucket-region` (this server's region holds every bucket; another holds none).
+///
+/// Errors: InvalidArgument for a `max-buckets` out of range or a malformed token.
 pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
+    let max_buckets = match ctx.q("max-buckets") {
+        None => usize::MAX,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| {
+                s3_error!(InvalidArgument, BAD_REQUEST, "max-buckets must be 1 to 10000, not {v:?}")
+            })?,
+    };
+    let after = match ctx.q("continuation-token") {
+        None => None,
+        Some(t) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    s3_error!(InvalidArgument, BAD_REQUEST, "the continuation-token is not one this server gave")
+                })?,
+        ),
+    };
+    let prefix = ctx.q("prefix").unwrap_or("").to_string();
+    let region = ctx.state.config.region.clone();
+    let in_region = ctx.q("bucket-region").is_none_or(|r| r == region);
     let store = ctx.state.store.clone();
-    let buckets = blocking(move || store.list_buckets()).await?;
+    let mut buckets = blocking(move || store.list_buckets()).await?;
+    buckets.sort_by(|a, b| a.name.cmp(&b.name));
+    let credentials = &ctx.state.credentials;
+    let mine: Vec<_> = buckets
+        .iter()
+        .filter(|b| in_region && credentials.owning_account(&b.owner) == ctx.auth.account_id)
+        .filter(|b| b.name.starts_with(&prefix))
+        .filter(|b| after.as_deref().is_none_or(|a| b.name.as_str() > a))
+        .collect();
+    let page = &mine[..mine.len().min(max_buckets)];
     let mut x = XmlBuilder::new("ListAllMyBucketsResult");
     x.open("Owner")
         .elem("ID", &ctx.auth.account_id)
         .elem("DisplayName", &ctx.auth.account_id)
         .close("Owner");
     x.open("Buckets");
-    let credentials = &ctx.state.credentials;
-    for b in buckets
-        .iter()
-        .filter(|b| credentials.owning_account(&b.owner) == ctx.auth.account_id)
-    {
+    for b in page {
         x.open("Bucket")
             .elem("Name", &b.name)
             .elem("CreationDate", iso8601(b.created_unix_ms))
+            .elem("BucketRegion", &region)
             .close("Bucket");
     }
     x.close("Buckets");
+    if page.len() < mine.len() {
+        let last = page.last().map_or("", |b| b.name.as_str());
+        x.elem(
+            "ContinuationToken",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last),
+        );
+    }
+    x.opt("Prefix", ctx.q("prefix"));
     xml_response(x.finish("ListAllMyBucketsResult"))
 }
 
@@ -48,20 +92,40 @@ pub(super) async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
         None => None,
     };
     let acl = super::access_control::new_bucket_acl(&ctx)?;
-    // The body may carry CreateBucketConfiguration (a location constraint); one region here.
-    let _config = ctx.small_body(64 * 1024).await?;
+    // The body may carry CreateBucketConfiguration: its location constraint must be this
+    // server's region (S3: the region's endpoint refuses another; us-east-1 is the empty one).
+    let config = ctx.small_body(64 * 1024).await?;
+    let region = ctx.state.config.region.clone();
+    if !config.iter().all(u8::is_ascii_whitespace) {
+        let constraint = xml::parse_create_bucket_configuration(&config)?.unwrap_or_default();
+        let means = |c: &str| c == region || (region == "us-east-1" && c.is_empty());
+        if !means(&constraint) {
+            return Err(s3_error!(
+                IllegalLocationConstraintException,
+                BAD_REQUEST,
+                "The {constraint:?} location constraint is incompatible for the region specific endpoint this request was sent to ({region})"
+            ));
+        }
+    }
     let store = ctx.state.store.clone();
     let (name, owner) = (ctx.bucket().to_string(), ctx.auth.account_id.clone());
     blocking(move || {
-        store.create_bucket_with(&name, &owner, protection)?;
-        // A crash between the two commits leaves the bucket private: the safe side.
-        match acl {
-            Some(acl) => store.set_bucket_attribute(
-                &name,
-                crate::auth::acl::BUCKET_ACL_ATTRIBUTE,
-                Some(&acl),
-            ),
-            None => Ok(()),
+        let acl_attribute = crate::auth::acl::BUCKET_ACL_ATTRIBUTE;
+        match store.create_bucket_with(&name, &owner, protection) {
+            // S3 in us-east-1 answers 200 to a caller re-creating a bucket it owns, and resets
+            // the bucket's ACL (to the request's, else private); every other region answers
+            // 409 BucketAlreadyOwnedByYou (S3 API Reference, "Error responses").
+            Err(hoard::Error::BucketAlreadyExists { owned_by_caller: true, .. })
+                if region == "us-east-1" =>
+            {
+                store.set_bucket_attribute(&name, acl_attribute, acl.as_deref())
+            }
+            Err(e) => Err(e),
+            // A crash between the two commits leaves the bucket private: the safe side.
+            Ok(_) => match acl {
+                Some(acl) => store.set_bucket_attribute(&name, acl_attribute, Some(&acl)),
+                None => Ok(()),
+            },
         }
     })
     .await?;
@@ -187,8 +251,13 @@ pub(super) async fn list_objects(ctx: Ctx) -> S3Result<Response> {
         }
     };
     let mut x = XmlBuilder::new("ListBucketResult");
-    x.elem("Name", ctx.bucket())
-        .elem("Prefix", enc(&query.prefix));
+    // With encoding-type=url, S3 encodes the top-level Prefix in v2 only (v1 encodes Delimiter,
+    // Marker, NextMarker, Key and the common prefixes; botocore decodes exactly those).
+    let prefix = match v2 {
+        true => enc(&query.prefix),
+        false => query.prefix.clone(),
+    };
+    x.elem("Name", ctx.bucket()).elem("Prefix", prefix);
     if let Some(d) = &query.delimiter {
         x.elem("Delimiter", enc(d));
     }

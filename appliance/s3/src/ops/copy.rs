@@ -74,6 +74,7 @@ fn source_check(
     let secure = ctx.secure;
     let header = |n: &str| ctx.header(n).map(str::to_string);
     let (user_agent, referer) = (header("user-agent"), header("referer"));
+    let expected_owner = header("x-amz-source-expected-bucket-owner");
     let (if_match, if_none_match) = (
         header("x-amz-copy-source-if-match"),
         header("x-amz-copy-source-if-none-match"),
@@ -111,6 +112,12 @@ fn source_check(
         };
         let verdict = access::authorize(&access, &auth, &cx);
         verdict.check()?;
+        super::headers::check_expected_owner(
+            "x-amz-source-expected-bucket-owner",
+            expected_owner.as_deref(),
+            &bucket,
+            &owner,
+        )?;
         Ok(move |info: &hoard::ObjectInfo| -> hoard::Result<()> {
             let refuse = |e: S3Error| hoard::Error::Body(e.into_io());
             verdict.check_object(&info.headers).map_err(refuse)?;
@@ -289,6 +296,16 @@ pub(super) async fn upload_part_copy(
     let part = blocking(move || {
         let mut reader = store.get_object_version(&src_bucket, &src_key, src_version, range)?;
         check(reader.info())?;
+        // The whole range must lie in the source (S3: 416 InvalidRange); a GET's Range is
+        // clamped instead.
+        if let Some(hoard::ByteRange::FromTo(first, last)) = range {
+            if last >= reader.info().size {
+                return Err(hoard::Error::InvalidRange {
+                    start: first,
+                    size_bytes: reader.info().size,
+                });
+            }
+        }
         let copied = reader.range().1 - reader.range().0;
         if copied > MAX_PUT_BYTES {
             return Err(hoard::Error::EntityTooLarge {

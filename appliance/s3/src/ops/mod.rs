@@ -12,6 +12,7 @@ mod bucket;
 mod copy;
 pub mod cors;
 mod directory;
+mod headers;
 mod lifecycle;
 mod multipart;
 mod object;
@@ -138,6 +139,7 @@ pub async fn dispatch(
         return cors::preflight(ctx).await;
     }
     let cors = authorize(&mut ctx, peer).await?;
+    headers::refuse_unimplemented(&ctx.headers).map_err(|e| e.with_headers(&cors))?;
     if ctx.auth.anonymous {
         // Anonymous callers' usage is the bucket owner's (S3 bills the owner); their rate
         // limits are their own (`RequestNote::qos_scope`).
@@ -152,7 +154,15 @@ pub async fn dispatch(
         .qos
         .admit(qos_account, qos_bucket, note.bytes_in)
         .map_err(|e| e.with_headers(&cors))?;
+    let hide_missing = missing_keys_hidden(&ctx, peer);
     match route(ctx).await {
+        // S3: a caller who may not list the bucket learns nothing of which keys exist.
+        Err(e) if hide_missing && e.code == "NoSuchKey" => Err(s3_error!(
+            AccessDenied,
+            FORBIDDEN,
+            "Access Denied (without s3:ListBucket, a missing key is not told from a forbidden one)"
+        )
+        .with_headers(&cors)),
         Ok(mut response) => {
             for (name, value) in &cors {
                 if let (Ok(n), Ok(v)) = (
@@ -313,11 +323,34 @@ async fn authorize(
         Endpoint::PostObject => Ok(()),
         _ => verdict.check(),
     }
+    .and_then(|()| {
+        let header = "x-amz-expected-bucket-owner";
+        headers::check_expected_owner(header, ctx.header(header), &bucket, &owner)
+    })
     .map_err(|e| e.with_headers(&cors))?;
     ctx.access = Some(bucket_access);
     ctx.verdict = Some(verdict);
     ctx.versioning = info.versioning;
     Ok(cors)
+}
+
+/// Whether a GET or HEAD of a missing key answers 403 rather than 404: S3 tells a caller that
+/// a key does not exist only if it may list the bucket (`s3:ListBucket`, with the key as the
+/// `s3:prefix`; S3 User Guide, "Permissions for object operations").
+fn missing_keys_hidden(ctx: &Ctx, peer: Option<std::net::IpAddr>) -> bool {
+    if !matches!(ctx.endpoint, Endpoint::GetObject | Endpoint::HeadObject) {
+        return false;
+    }
+    let resource = ctx.bucket().to_string();
+    let cx = RequestContext {
+        prefix: ctx.key.as_deref(),
+        delimiter: None,
+        max_keys: None,
+        ..request_context(ctx, "s3:ListBucket", &resource, peer)
+    };
+    access::authorize(ctx.access(), &ctx.auth, &cx)
+        .check()
+        .is_err()
 }
 
 /// The request as bucket policy conditions see it.
@@ -344,11 +377,12 @@ pub(crate) fn request_context<'a>(
     }
 }
 
-/// Keys with control characters (U+0000..U+001F, U+007F) are refused where objects are created
-/// (PutObject, CopyObject, CreateMultipartUpload, browser POST uploads): XML 1.0 cannot carry
-/// them, so listings that named them would be ill-formed for every client's parser. Existing
-/// keys are never affected; S3 itself stores such keys, and this is a deliberate, documented
-/// difference.
+/// Keys with control characters that XML 1.0 cannot carry (U+0000..U+001F but tab, LF and CR;
+/// U+007F is allowed by XML but refused with them, as no client means it) are refused where
+/// objects are created (PutObject, CopyObject, CreateMultipartUpload, browser POST uploads):
+/// listings that named them would be ill-formed for every client's parser. Tab, LF and CR are
+/// kept (a listing writes CR as `&#13;`). Existing keys are never affected; S3 itself stores
+/// such keys, and this is a deliberate, documented difference.
 ///
 /// Errors: InvalidArgument naming the character.
 fn refuse_control_characters(ctx: &Ctx) -> S3Result<()> {
@@ -366,7 +400,10 @@ fn refuse_control_characters(ctx: &Ctx) -> S3Result<()> {
 ///
 /// Errors: InvalidArgument naming the character.
 pub(crate) fn refuse_control_key(key: &str) -> S3Result<()> {
-    if let Some(c) = key.chars().find(|c| c.is_ascii_control()) {
+    if let Some(c) = key
+        .chars()
+        .find(|c| c.is_ascii_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
         return Err(s3_error!(
             InvalidArgument,
             BAD_REQUEST,

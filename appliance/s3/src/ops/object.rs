@@ -211,9 +211,10 @@ pub(super) async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
 
 /// The condition of a conditional write (PutObject, CompleteMultipartUpload; S3 User Guide,
 /// "Add preconditions to S3 operations with conditional requests"): `If-None-Match: *` (only
-/// if the key has no object) or `If-Match: "<etag>"` (only if its object has that ETag).
+/// if the key has no object), `If-None-Match: "<etag>"` (only if its object, if any, has
+/// another ETag) or `If-Match: "<etag>"` (only if its object has that ETag).
 ///
-/// Errors: NotImplemented for `If-None-Match` other than `*`; InvalidRequest for both at once.
+/// Errors: InvalidRequest for both at once.
 pub(super) fn write_condition(ctx: &Ctx) -> S3Result<Option<WriteCondition>> {
     match (ctx.header("if-none-match"), ctx.header("if-match")) {
         (None, None) => Ok(None),
@@ -223,11 +224,9 @@ pub(super) fn write_condition(ctx: &Ctx) -> S3Result<Option<WriteCondition>> {
             "a write takes If-None-Match or If-Match, not both"
         )),
         (Some(v), None) if v.trim() == "*" => Ok(Some(WriteCondition::IfNoneMatch)),
-        (Some(v), None) => Err(s3_error!(
-            NotImplemented,
-            NOT_IMPLEMENTED,
-            "a write's If-None-Match must be *, not {v:?}"
-        )),
+        (Some(v), None) => Ok(Some(WriteCondition::IfNoneMatchEtag(
+            v.trim().trim_matches('"').to_string(),
+        ))),
         (None, Some(v)) => Ok(Some(WriteCondition::IfMatch(
             v.trim().trim_matches('"').to_string(),
         ))),
@@ -266,6 +265,9 @@ pub(super) fn check_write_condition(
         match (condition, current) {
             (WriteCondition::IfNoneMatch, None) => Ok(()),
             (WriteCondition::IfNoneMatch, Some(_)) => Err(failed()),
+            (WriteCondition::IfNoneMatchEtag(_), None) => Ok(()),
+            (WriteCondition::IfNoneMatchEtag(etag), Some(have)) if etag == have => Err(failed()),
+            (WriteCondition::IfNoneMatchEtag(_), Some(_)) => Ok(()),
             (WriteCondition::IfMatch(_), None) => Err(s3_error!(
                 NoSuchKey,
                 NOT_FOUND,

@@ -12,15 +12,20 @@
 //! - **Policy**: `expiration` (ISO 8601) and `conditions`: `{"field": "value"}` and `["eq",
 //!   "$field", "value"]` (exact), `["starts-with", "$field", "prefix"]` (`""` allows any),
 //!   `["content-length-range", min, max]` (the file's bytes). Every form field but `policy`,
-//!   the signature fields, `file` and `x-ignore-*` must be named by a condition. Field names
-//!   are case-insensitive.
+//!   the signature fields, `file`, `x-ignore-*` and `x-amz-checksum-*` must be named by a
+//!   condition. Field names are case-insensitive.
 //! - **Fields**: `key` (`${filename}` is replaced by the file's name), `acl`, `Content-Type`,
 //!   `Cache-Control`, `Content-Disposition`, `Content-Encoding`, `Expires`, `x-amz-meta-*`,
-//!   `x-amz-security-token`, `success_action_redirect` (303 to it with `bucket`, `key` and
+//!   `x-amz-security-token`, `x-amz-checksum-<algorithm>` (the file's checksum, verified: a
+//!   mismatch is `BadDigest`), `success_action_redirect` (303 to it with `bucket`, `key` and
 //!   `etag` appended), `success_action_status` (200, 201 with a `PostResponse` document, or
 //!   204, the default). Fields after `file` are ignored.
-//! - **Errors**: an expired policy, a failed condition or an unnamed field is
-//!   `403 AccessDenied` ("Invalid according to Policy: ..."); a forged signature
+//! - **Errors**: a policy that is not one (not JSON, no or a malformed `expiration`, no or
+//!   empty `conditions`, a `content-length-range` without two ordered whole numbers) is
+//!   `400 InvalidPolicyDocument`; a policy without a signature `400 InvalidArgument`; an
+//!   expired policy, a failed condition or an unnamed field
+//!   `403 AccessDenied` ("Invalid according to Policy: ..."); a field Hoard does not implement
+//!   (`x-amz-server-side-encryption`, ...) `501 NotImplemented`; a forged signature
 //!   `SignatureDoesNotMatch`; a file outside `content-length-range` `EntityTooLarge` or
 //!   `EntityTooSmall`; a body that is not multipart/form-data `MalformedPOSTRequest`. Nothing
 //!   is stored unless everything holds: the object is committed after the file's last byte.
@@ -33,6 +38,7 @@ use serde_json::Value;
 
 use crate::auth::access;
 use crate::auth::{signatures_equal, sigv2, sigv4, Auth, Payload, SignedIn};
+use crate::body::checksum::{ChecksumAlgorithm, ChecksumCheck, Expected};
 use crate::body::{BatchWriter, WRITE_BATCH_BYTES};
 use crate::engine::blocking;
 use crate::error::{S3Error, S3Result};
@@ -61,6 +67,16 @@ fn policy_refusal(detail: impl std::fmt::Display) -> S3Error {
         AccessDenied,
         FORBIDDEN,
         "Invalid according to Policy: {detail}"
+    )
+}
+
+/// A policy document that is not one (S3: 400 InvalidPolicyDocument, "Invalid Policy: ..."),
+/// as opposed to a valid policy the form does not satisfy (403, [`policy_refusal`]).
+fn invalid_policy(detail: impl std::fmt::Display) -> S3Error {
+    s3_error!(
+        InvalidPolicyDocument,
+        BAD_REQUEST,
+        "Invalid Policy: {detail}"
     )
 }
 
@@ -95,31 +111,38 @@ impl PostPolicy {
             return Err(malformed("the policy is larger than 20 KB"));
         }
         let doc: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| policy_refusal(format!("the policy is not JSON: {e}")))?;
+            .map_err(|e| invalid_policy(format!("Invalid JSON: {e}")))?;
+        // Field names are case-sensitive: `EXPIRATION` is no expiration.
         let expiration = doc
             .get("expiration")
-            .and_then(Value::as_str)
-            .ok_or_else(|| policy_refusal("the policy has no expiration"))?;
-        let expiration_secs = parse_iso8601(expiration).ok_or_else(|| {
-            policy_refusal(format!("expiration {expiration:?} is not an ISO 8601 time"))
-        })?;
+            .ok_or_else(|| invalid_policy("Policy missing expiration."))?;
+        let expiration_secs = expiration
+            .as_str()
+            .and_then(parse_iso8601)
+            .ok_or_else(|| invalid_policy(format!("Invalid 'expiration' value: {expiration}")))?;
         let conditions = doc
             .get("conditions")
-            .and_then(Value::as_array)
+            .ok_or_else(|| invalid_policy("Policy missing conditions."))?
+            .as_array()
             .cloned()
-            .ok_or_else(|| policy_refusal("the policy has no conditions list"))?;
+            .ok_or_else(|| invalid_policy("'conditions' must be a list"))?;
+        if conditions.is_empty() {
+            return Err(invalid_policy("'conditions' is empty; it must name at least the bucket"));
+        }
         let mut length = None;
         for c in &conditions {
-            if let Some([Value::String(op), min, max]) = c.as_array().map(Vec::as_slice) {
-                if op != "content-length-range" {
-                    continue;
+            let Some(items) = c.as_array() else { continue };
+            if items.first().and_then(Value::as_str) != Some("content-length-range") {
+                continue;
+            }
+            let bound = |v: Option<&Value>| v.and_then(Value::as_u64);
+            match (items.len(), bound(items.get(1)), bound(items.get(2))) {
+                (3, Some(min), Some(max)) if min <= max => length = Some((min, max)),
+                _ => {
+                    return Err(invalid_policy(format!(
+                        "Invalid content-length-range: {c} (two whole numbers, the lower first)"
+                    )))
                 }
-                let (Some(min), Some(max)) = (min.as_u64(), max.as_u64()) else {
-                    return Err(policy_refusal(format!(
-                        "content-length-range needs two whole numbers: {c}"
-                    )));
-                };
-                length = Some((min, max));
             }
         }
         Ok(PostPolicy {
@@ -180,11 +203,15 @@ impl PostPolicy {
                 _ => return Err(policy_refusal(format!("unknown condition {c}"))),
             }
         }
+        // A checksum of the file is verified against the file, not against the policy.
         let exempt = |n: &str| {
             matches!(
                 n,
                 "policy" | "x-amz-signature" | "signature" | "awsaccesskeyid" | "file"
             ) || n.starts_with("x-ignore-")
+                || n.strip_prefix("x-amz-checksum-")
+                    .and_then(ChecksumAlgorithm::parse)
+                    .is_some()
         };
         let extra: Vec<&str> = form
             .fields
@@ -267,9 +294,9 @@ fn signer(ctx: &Ctx, form: &Form) -> S3Result<Option<Auth>> {
         access_key.to_string()
     } else {
         return Err(s3_error!(
-            AccessDenied,
-            FORBIDDEN,
-            "a form with a policy must be signed (X-Amz-Signature, or AWSAccessKeyId and Signature)"
+            InvalidArgument,
+            BAD_REQUEST,
+            "Bucket POST must contain a signature: X-Amz-Signature (with X-Amz-Credential), or AWSAccessKeyId and Signature"
         ));
     };
     creds.check_session(
@@ -387,6 +414,14 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
     if let Some(p) = &policy {
         p.check(&form, ctx.bucket(), now_secs())?;
     }
+    super::headers::refuse_unimplemented_fields(
+        form.fields.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+    )?;
+    // A field `x-amz-checksum-<algorithm>` is the file's checksum: verified as it streams.
+    let mut checksum = form.fields.iter().find_map(|(n, v)| {
+        let algorithm = ChecksumAlgorithm::parse(n.strip_prefix("x-amz-checksum-")?)?;
+        Some(ChecksumCheck::new(algorithm, Expected::Header(v.trim().to_string())))
+    });
     let resource = format!("{}/{key}", ctx.bucket());
     {
         let cx = super::request_context(&ctx, "s3:PutObject", &resource, ctx.peer);
@@ -452,6 +487,9 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
                 "your proposed upload exceeds the maximum allowed size of {max} bytes"
             ));
         }
+        if let Some(c) = checksum.as_mut() {
+            c.update(&chunk);
+        }
         batch.extend_from_slice(&chunk);
         if batch.len() >= WRITE_BATCH_BYTES {
             writer.write(std::mem::take(&mut batch), ()).await?;
@@ -467,7 +505,12 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
     if !batch.is_empty() {
         writer.write(batch, ()).await?;
     }
-    let writer = writer.finish().await?;
+    // A checksum mismatch drops the writer: nothing is committed.
+    let verified = checksum.map(|c| c.finish(&[])).transpose()?;
+    let mut writer = writer.finish().await?;
+    if let Some((algorithm, base64)) = verified {
+        writer.set_verified_checksum(&algorithm, &base64);
+    }
     let info = blocking(move || writer.finish()).await?;
     answer(&ctx, &form, &key, &info.etag)
 }
@@ -572,11 +615,33 @@ mod tests {
             .unwrap_err()
             .message
             .contains("Extra input fields: acl"));
-        let expired = policy(r#"{"expiration":"2020-01-01T00:00:00Z","conditions":[]}"#);
+        let expired = policy(r#"{"expiration":"2020-01-01T00:00:00Z","conditions":[{"bucket":"b"}]}"#);
         assert!(expired
             .check(&form(&[]), "b", now)
             .unwrap_err()
             .message
             .contains("expired"));
+    }
+
+    /// A document that is no policy is 400 InvalidPolicyDocument, as S3 answers it.
+    #[test]
+    fn malformed_policies_are_invalid_policy_documents() {
+        use base64::Engine as _;
+        for doc in [
+            "not json",
+            r#"{"expiration":"2030-01-01","conditions":[{"bucket":"b"}]}"#,
+            r#"{"EXPIRATION":"2030-01-01T00:00:00Z","conditions":[{"bucket":"b"}]}"#,
+            r#"{"expiration":"2030-01-01T00:00:00Z","CONDITIONS":[{"bucket":"b"}]}"#,
+            r#"{"expiration":"2030-01-01T00:00:00Z"}"#,
+            r#"{"conditions":[{"bucket":"b"}]}"#,
+            r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[]}"#,
+            r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["content-length-range",5]]}"#,
+            r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["content-length-range",-1,5]]}"#,
+            r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["content-length-range",9,5]]}"#,
+        ] {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(doc);
+            let e = PostPolicy::parse(&b64).err().unwrap_or_else(|| panic!("{doc} parsed"));
+            assert_eq!((e.code, e.status.as_u16()), ("InvalidPolicyDocument", 400), "{doc}");
+        }
     }
 }

@@ -1,0 +1,332 @@
+"""Answers a client can trust: what a request document says is what Hoard does (keys, tag
+keys and values, lifecycle prefixes kept byte-exact, whitespace and XML entities included),
+and answers as the AWS S3 API Reference gives them."""
+
+import re
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from hoard_server import scratch_server, signed
+
+ROOT_KEY = ("answers-root-access", "answers-root-secret-0123456789")
+# Keys that differ from others only by whitespace: a trimming reader confuses them.
+SPACE_KEYS = [" ", "_ ", " a ", "\t", "k\n", "_", "a", "k"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    yield from scratch_server(*ROOT_KEY)
+
+
+@pytest.fixture(scope="module")
+def s3(server):
+    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                        aws_access_key_id=ROOT_KEY[0], aws_secret_access_key=ROOT_KEY[1],
+                        config=Config(retries={"max_attempts": 1}))
+
+
+def error_code(body):
+    m = re.search(rb"<Code>([^<]*)</Code>", body)
+    return m and m.group(1).decode()
+
+
+def entities(text):
+    """`text` with every whitespace character written as a numeric character reference."""
+    return "".join(f"&#{ord(c)};" if c.isspace() else c for c in text)
+
+
+def listed(s3, bucket, **kw):
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, **kw).get("Contents", []))
+
+
+def test_whitespace_in_keys_survives_delete_objects_and_listings(server, s3):
+    s3.create_bucket(Bucket="spaces")
+    for k in SPACE_KEYS:
+        s3.put_object(Bucket="spaces", Key=k, Body=k.encode() + b"!")
+    # boto3 asks for encoding-type=url and decodes: every key comes back exactly, v1 and v2.
+    assert listed(s3, "spaces") == sorted(SPACE_KEYS)
+    assert sorted(o["Key"] for o in s3.list_objects(Bucket="spaces")["Contents"]) == sorted(SPACE_KEYS)
+    assert listed(s3, "spaces", Prefix="_ ") == ["_ "]
+    assert listed(s3, "spaces", Prefix=" ") == [" ", " a "]
+
+    # DeleteObjects through boto3: "_ " deletes "_ " (not "_"), and the answer names it exactly.
+    out = s3.delete_objects(Bucket="spaces", Delete={"Objects": [{"Key": "_ "}, {"Key": " "}]})
+    assert sorted(d["Key"] for d in out["Deleted"]) == [" ", "_ "]
+    assert out.get("Errors", []) == []
+    assert listed(s3, "spaces") == sorted(set(SPACE_KEYS) - {"_ ", " "})
+    assert s3.get_object(Bucket="spaces", Key="_")["Body"].read() == b"_!"
+
+    # The same by XML entities (a raw document): " a ", "\t" and "k\n".
+    doc = "<Delete><Quiet>false</Quiet>" + "".join(
+        f"<Object><Key>{entities(k)}</Key></Object>" for k in [" a ", "\t", "k\n"]) + "</Delete>"
+    import base64
+    import hashlib
+    body = doc.encode()
+    status, _, reply = signed(server, ROOT_KEY, "POST", "/spaces?delete", body,
+                              {"Content-MD5": base64.b64encode(hashlib.md5(body).digest()).decode(),
+                               "Content-Type": "application/xml"})
+    assert status == 200, reply
+    deleted = re.findall(rb"<Deleted><Key>(.*?)</Key>", reply, re.S)
+    assert sorted(deleted) == sorted([b" a ", b"\t", b"k\n"]), reply
+    assert listed(s3, "spaces") == ["_", "a", "k"]
+    for k in ["_", "a", "k"]:
+        assert s3.get_object(Bucket="spaces", Key=k)["Body"].read() == k.encode() + b"!"
+
+
+def test_whitespace_in_tags_is_kept(server, s3):
+    s3.create_bucket(Bucket="tag-spaces")
+    s3.put_object(Bucket="tag-spaces", Key="o", Body=b"o")
+    tags = [{"Key": " sp ", "Value": "  v  "}, {"Key": "t\t", "Value": "\n"}, {"Key": "sp", "Value": "v"}]
+    s3.put_object_tagging(Bucket="tag-spaces", Key="o", Tagging={"TagSet": tags})
+    got = s3.get_object_tagging(Bucket="tag-spaces", Key="o")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in got) == sorted((t["Key"], t["Value"]) for t in tags)
+    # By entities, on the bucket.
+    doc = ("<Tagging><TagSet><Tag><Key>" + entities(" b ") + "</Key><Value>" + entities(" w\t")
+           + "</Value></Tag></TagSet></Tagging>").encode()
+    import base64
+    import hashlib
+    status, _, reply = signed(server, ROOT_KEY, "PUT", "/tag-spaces?tagging", doc,
+                              {"Content-MD5": base64.b64encode(hashlib.md5(doc).digest()).decode()})
+    assert status in (200, 204), reply
+    got = s3.get_bucket_tagging(Bucket="tag-spaces")["TagSet"]
+    assert got == [{"Key": " b ", "Value": " w\t"}]
+
+
+def test_a_lifecycle_prefix_with_a_trailing_space_matches_only_what_it_says(server, s3):
+    s3.create_bucket(Bucket="lc-spaces")
+    rules = [{"ID": "logs-space", "Status": "Enabled", "Filter": {"Prefix": "logs "},
+              "Expiration": {"Days": 3}},
+             {"ID": "tab", "Status": "Enabled", "Filter": {"Prefix": "\tt"},
+              "Expiration": {"Days": 5}}]
+    s3.put_bucket_lifecycle_configuration(Bucket="lc-spaces", LifecycleConfiguration={"Rules": rules})
+    got = s3.get_bucket_lifecycle_configuration(Bucket="lc-spaces")["Rules"]
+    assert [r["Filter"]["Prefix"] for r in got] == ["logs ", "\tt"]
+    for key, rule in [("logs a", "logs-space"), ("logsa", None), ("logs", None),
+                      ("\tt1", "tab"), ("t1", None)]:
+        s3.put_object(Bucket="lc-spaces", Key=key, Body=b"x")
+        headers = s3.head_object(Bucket="lc-spaces", Key=key)["ResponseMetadata"]["HTTPHeaders"]
+        if rule is None:
+            assert "x-amz-expiration" not in headers, key
+        else:
+            assert f'rule-id="{rule}"' in headers["x-amz-expiration"], key
+
+
+def test_conditional_reads_and_copies_by_date(s3):
+    import datetime
+    s3.create_bucket(Bucket="dates")
+    s3.put_object(Bucket="dates", Key="k", Body=b"v")
+    modified = s3.head_object(Bucket="dates", Key="k")["LastModified"]
+    before, after = modified - datetime.timedelta(hours=1), modified + datetime.timedelta(hours=1)
+    assert s3.get_object(Bucket="dates", Key="k", IfModifiedSince=before)["Body"].read() == b"v"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="dates", Key="k", IfModifiedSince=after)
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 304
+    assert s3.get_object(Bucket="dates", Key="k", IfUnmodifiedSince=after)["Body"].read() == b"v"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="dates", Key="k", IfUnmodifiedSince=before)
+    assert e.value.response["Error"]["Code"] == "PreconditionFailed"
+    s3.copy_object(Bucket="dates", Key="c1", CopySource="dates/k", CopySourceIfModifiedSince=before)
+    s3.copy_object(Bucket="dates", Key="c2", CopySource="dates/k", CopySourceIfUnmodifiedSince=after)
+    for kw in [dict(CopySourceIfModifiedSince=after), dict(CopySourceIfUnmodifiedSince=before)]:
+        with pytest.raises(ClientError) as e:
+            s3.copy_object(Bucket="dates", Key="c3", CopySource="dates/k", **kw)
+        assert e.value.response["Error"]["Code"] == "PreconditionFailed", kw
+    assert listed(s3, "dates") == ["c1", "c2", "k"]
+
+
+def test_sdk_checksum_algorithm_names_the_checksum_that_is_checked(server, s3):
+    """`x-amz-sdk-checksum-algorithm` (boto3's ChecksumAlgorithm) names the x-amz-checksum-*
+    header that carries the body's checksum: the checksum is verified."""
+    s3.create_bucket(Bucket="sdk-sum")
+    s3.put_object(Bucket="sdk-sum", Key="a", Body=b"a")
+    out = s3.delete_objects(Bucket="sdk-sum", Delete={"Objects": [{"Key": "a"}]},
+                            ChecksumAlgorithm="SHA256")
+    assert [d["Key"] for d in out["Deleted"]] == ["a"]
+    doc = b"<Delete><Object><Key>a</Key></Object></Delete>"
+    status, _, body = signed(server, ROOT_KEY, "POST", "/sdk-sum?delete", doc,
+                             {"x-amz-sdk-checksum-algorithm": "SHA256",
+                              "x-amz-checksum-sha256": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="})
+    assert status == 400 and error_code(body) == "BadDigest", body
+
+
+def test_if_none_match_with_an_etag_on_writes(s3):
+    s3.create_bucket(Bucket="inm")
+    etag = s3.put_object(Bucket="inm", Key="k", Body=b"one")["ETag"]
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket="inm", Key="k", Body=b"two", IfNoneMatch=etag)
+    assert e.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert s3.get_object(Bucket="inm", Key="k")["Body"].read() == b"one"
+    s3.put_object(Bucket="inm", Key="k", Body=b"three", IfNoneMatch='"0123456789abcdef0123456789abcdef"')
+    s3.put_object(Bucket="inm", Key="new", Body=b"n", IfNoneMatch=etag)
+    # CompleteMultipartUpload too.
+    etag = s3.head_object(Bucket="inm", Key="k")["ETag"]
+    up = s3.create_multipart_upload(Bucket="inm", Key="k")["UploadId"]
+    part = s3.upload_part(Bucket="inm", Key="k", UploadId=up, PartNumber=1, Body=b"p")["ETag"]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket="inm", Key="k", UploadId=up, IfNoneMatch=etag,
+                                     MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
+    assert e.value.response["Error"]["Code"] == "PreconditionFailed"
+    s3.complete_multipart_upload(Bucket="inm", Key="k", UploadId=up, IfNoneMatch='"other"',
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part}]})
+    assert s3.get_object(Bucket="inm", Key="k")["Body"].read() == b"p"
+
+
+def test_complete_multipart_upload_checks_the_objects_checksum_header(s3):
+    """On Complete, x-amz-checksum-<algo> is the whole object's expected checksum (composite
+    `...-N` here), checked against the combined checksum, not against the XML body."""
+    s3.create_bucket(Bucket="mpsum")
+    up = s3.create_multipart_upload(Bucket="mpsum", Key="k", ChecksumAlgorithm="CRC32")["UploadId"]
+    parts = []
+    for n in (1, 2):
+        body = bytes([n]) * (5 << 20 if n == 1 else 1000)
+        r = s3.upload_part(Bucket="mpsum", Key="k", UploadId=up, PartNumber=n, Body=body,
+                           ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    import base64
+    import zlib
+    raw = b"".join(base64.b64decode(p["ChecksumCRC32"]) for p in parts)
+    composite = base64.b64encode(zlib.crc32(raw).to_bytes(4, "big")).decode() + "-2"
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket="mpsum", Key="k", UploadId=up, ChecksumCRC32="AAAAAA==-2",
+                                     MultipartUpload={"Parts": parts})
+    assert e.value.response["Error"]["Code"] == "BadDigest"
+    out = s3.complete_multipart_upload(Bucket="mpsum", Key="k", UploadId=up, ChecksumCRC32=composite,
+                                       MultipartUpload={"Parts": parts})
+    assert out["ChecksumCRC32"] == composite
+
+
+def test_complete_with_no_parts_is_malformed_xml(server, s3):
+    s3.create_bucket(Bucket="noparts")
+    up = s3.create_multipart_upload(Bucket="noparts", Key="k")["UploadId"]
+    doc = b"<CompleteMultipartUpload></CompleteMultipartUpload>"
+    status, _, body = signed(server, ROOT_KEY, "POST", f"/noparts/k?uploadId={up}", doc)
+    assert (status, error_code(body)) == (400, "MalformedXML"), body
+
+
+def test_upload_part_copy_past_the_source_end_is_invalid_range(s3):
+    s3.create_bucket(Bucket="upc")
+    s3.put_object(Bucket="upc", Key="src", Body=b"x" * 100)
+    up = s3.create_multipart_upload(Bucket="upc", Key="dst")["UploadId"]
+    with pytest.raises(ClientError) as e:
+        s3.upload_part_copy(Bucket="upc", Key="dst", UploadId=up, PartNumber=1,
+                            CopySource="upc/src", CopySourceRange="bytes=50-200")
+    assert e.value.response["Error"]["Code"] == "InvalidRange"
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 416
+    r = s3.upload_part_copy(Bucket="upc", Key="dst", UploadId=up, PartNumber=1,
+                            CopySource="upc/src", CopySourceRange="bytes=50-99")
+    assert r["CopyPartResult"]["ETag"]
+
+
+def test_create_bucket_you_own_in_us_east_1_is_200_and_resets_the_acl(s3):
+    s3.create_bucket(Bucket="again", ACL="public-read")
+    assert any(g["Grantee"].get("URI", "").endswith("AllUsers")
+               for g in s3.get_bucket_acl(Bucket="again")["Grants"])
+    s3.put_object(Bucket="again", Key="kept", Body=b"k")
+    s3.create_bucket(Bucket="again")
+    assert not any(g["Grantee"].get("URI", "").endswith("AllUsers")
+                   for g in s3.get_bucket_acl(Bucket="again")["Grants"])
+    assert s3.get_object(Bucket="again", Key="kept")["Body"].read() == b"k"
+    # Another region's constraint is refused; us-east-1's is the empty one.
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket="elsewhere", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    assert e.value.response["Error"]["Code"] == "IllegalLocationConstraintException"
+
+
+def test_suspended_versioning_writes_send_no_version_header(s3):
+    s3.create_bucket(Bucket="susp")
+    s3.put_bucket_versioning(Bucket="susp", VersioningConfiguration={"Status": "Enabled"})
+    assert s3.put_object(Bucket="susp", Key="k", Body=b"1").get("VersionId")
+    s3.put_bucket_versioning(Bucket="susp", VersioningConfiguration={"Status": "Suspended"})
+    out = s3.put_object(Bucket="susp", Key="k", Body=b"2")
+    assert "x-amz-version-id" not in out["ResponseMetadata"]["HTTPHeaders"]
+    # Reading the null version still names it.
+    got = s3.get_object(Bucket="susp", Key="k")
+    assert got["ResponseMetadata"]["HTTPHeaders"]["x-amz-version-id"] == "null"
+
+
+def test_lifecycle_legacy_prefix_is_answered_as_written(server, s3):
+    s3.create_bucket(Bucket="lc-legacy")
+    doc = (b"<LifecycleConfiguration><Rule><ID>old</ID><Prefix>logs/</Prefix><Status>Enabled</Status>"
+           b"<Expiration><Days>3</Days></Expiration></Rule></LifecycleConfiguration>")
+    import base64
+    import hashlib
+    md5 = base64.b64encode(hashlib.md5(doc).digest()).decode()
+    status, _, body = signed(server, ROOT_KEY, "PUT", "/lc-legacy?lifecycle", doc, {"Content-MD5": md5})
+    assert status == 200, body
+    status, _, body = signed(server, ROOT_KEY, "GET", "/lc-legacy?lifecycle")
+    assert b"<Rule><ID>old</ID><Prefix>logs/</Prefix><Status>" in body, body
+    assert b"<Filter>" not in body
+    rule = s3.get_bucket_lifecycle_configuration(Bucket="lc-legacy")["Rules"][0]
+    assert rule["Prefix"] == "logs/" and "Filter" not in rule
+    both = doc.replace(b"<Prefix>logs/</Prefix>", b"<Prefix>a</Prefix><Filter><Prefix>b</Prefix></Filter>")
+    md5 = base64.b64encode(hashlib.md5(both).digest()).decode()
+    status, _, body = signed(server, ROOT_KEY, "PUT", "/lc-legacy?lifecycle", both, {"Content-MD5": md5})
+    assert (status, error_code(body)) == (400, "MalformedXML"), body
+
+
+def test_list_objects_v1_url_encoding_leaves_the_prefix_alone(server, s3):
+    s3.create_bucket(Bucket="enc")
+    s3.put_object(Bucket="enc", Key="a b/c d", Body=b"x")
+    status, _, body = signed(server, ROOT_KEY, "GET", "/enc?encoding-type=url&prefix=a%20b%2F&delimiter=%2F")
+    assert status == 200
+    assert b"<Prefix>a b/</Prefix>" in body.split(b"<Contents>")[0], body
+    assert b"<Key>a%20b/c%20d</Key>" in body, body
+    status, _, body = signed(server, ROOT_KEY, "GET", "/enc?list-type=2&encoding-type=url&prefix=a%20b%2F")
+    assert b"<Prefix>a%20b/</Prefix>" in body, body
+    # boto3 decodes exactly what S3 encodes.
+    assert [o["Key"] for o in s3.list_objects(Bucket="enc", Prefix="a b/")["Contents"]] == ["a b/c d"]
+    assert s3.list_objects(Bucket="enc", Prefix="a b/")["Prefix"] == "a b/"
+
+
+def test_list_buckets_pages(server, s3):
+    names = [f"page-{i:02}" for i in range(5)]
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    got, token = [], None
+    while True:
+        kw = {"MaxBuckets": 2, "Prefix": "page-"}
+        if token:
+            kw["ContinuationToken"] = token
+        out = s3.list_buckets(**kw)
+        got += [b["Name"] for b in out["Buckets"]]
+        assert len(out["Buckets"]) <= 2
+        token = out.get("ContinuationToken")
+        if not token:
+            break
+    assert got == names
+    assert s3.list_buckets(BucketRegion="eu-west-1")["Buckets"] == []
+    assert s3.list_buckets(BucketRegion="us-east-1", Prefix="page-0")["Buckets"][0]["BucketRegion"] == "us-east-1"
+
+
+def test_chunked_put_without_content_length(server):
+    """HTTP/1.1 chunked framing with UNSIGNED-PAYLOAD and no Content-Length is accepted."""
+    import http.client
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method="PUT", url=server.endpoint + "/chunked-te/k",
+                     headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
+    boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                 aws_access_key_id=ROOT_KEY[0], aws_secret_access_key=ROOT_KEY[1]).create_bucket(Bucket="chunked-te")
+
+    class Unsigned(S3SigV4Auth):
+        def payload(self, request):
+            return "UNSIGNED-PAYLOAD"
+    Unsigned(Credentials(*ROOT_KEY), "s3", "us-east-1").add_auth(req)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.putrequest("PUT", "/chunked-te/k")
+    for k, v in req.headers.items():
+        conn.putheader(k, v)
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    for piece in [b"hello ", b"chunked ", b"world"]:
+        conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+    conn.send(b"0\r\n\r\n")
+    r = conn.getresponse()
+    assert r.status == 200, r.read()
+    r.read()
+    status, _, body = signed(server, ROOT_KEY, "GET", "/chunked-te/k")
+    assert (status, body) == (200, b"hello chunked world")
