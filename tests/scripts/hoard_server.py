@@ -88,16 +88,21 @@ def make_tenants(server, names, user="u"):
     return keys
 
 
-def signed(server, key, method, target, body=b"", headers=None):
+def signed(server, key, method, target, body=b"", headers=None, payload=None):
     """`target` (path and query) signed by botocore's S3 SigV4 signer with `key`, headers
-    included, then sent exactly as given on its own connection: (status, headers, body)."""
+    included, then sent exactly as given on its own connection: (status, headers, body).
+    `payload` replaces the body's SHA-256 as x-amz-content-sha256 (`UNSIGNED-PAYLOAD`)."""
     import http.client
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
+
+    class Signer(S3SigV4Auth):
+        def payload(self, request):
+            return payload or super().payload(request)
     req = AWSRequest(method=method, url=server.endpoint + target, data=body,
                      headers=dict(headers or {}))
-    S3SigV4Auth(Credentials(*key), "s3", "us-east-1").add_auth(req)
+    Signer(Credentials(*key), "s3", "us-east-1").add_auth(req)
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     conn.request(method, target, body=body, headers=dict(req.headers.items()))
     r = conn.getresponse()

@@ -330,3 +330,88 @@ def test_chunked_put_without_content_length(server):
     r.read()
     status, _, body = signed(server, ROOT_KEY, "GET", "/chunked-te/k")
     assert (status, body) == (200, b"hello chunked world")
+
+
+def test_policy_condition_keys_are_evaluated_as_s3_defines_them(server, s3):
+    import json
+    from hoard_server import make_tenants
+    tenants = make_tenants(server, ["keys-writer"])
+    writer_id, writer_key = tenants["keys-writer"]
+
+    def client(**cfg):
+        return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                            aws_access_key_id=writer_key[0], aws_secret_access_key=writer_key[1],
+                            config=Config(retries={"max_attempts": 1}, **cfg))
+    w = client()
+    s3.create_bucket(Bucket="keys")
+    s3.put_bucket_versioning(Bucket="keys", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="keys", Key="secret", Body=b"s", Tagging="class=secret")
+    v1 = s3.put_object(Bucket="keys", Key="open", Body=b"o1")["VersionId"]
+    s3.put_object(Bucket="keys", Key="open", Body=b"o2")
+    arn = "arn:aws:s3:::keys/*"
+    who = {"AWS": writer_id}
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": who, "Action": "s3:PutObject", "Resource": arn,
+         "Condition": {"StringEquals": {"s3:x-amz-acl": "bucket-owner-full-control",
+                                        "s3:RequestObjectTag/project": "blue"},
+                       "ForAllValues:StringEquals": {"s3:RequestObjectTagKeys": ["project"]}}},
+        {"Effect": "Allow", "Principal": who, "Action": "s3:PutObjectTagging", "Resource": arn,
+         "Condition": {"StringEquals": {"s3:RequestObjectTag/project": "blue"}}},
+        {"Effect": "Allow", "Principal": who, "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+         "Resource": arn},
+        {"Effect": "Deny", "Principal": who, "Action": "s3:GetObject", "Resource": arn,
+         "Condition": {"StringEquals": {"s3:ExistingObjectTag/class": "secret"}}},
+        {"Effect": "Deny", "Principal": who, "Action": "s3:GetObjectVersion", "Resource": arn,
+         "Condition": {"StringEquals": {"s3:versionid": v1}}},
+        {"Effect": "Deny", "Principal": who, "Action": "s3:*", "Resource": arn,
+         "Condition": {"StringEquals": {"s3:signatureversion": "AWS"}}},
+        {"Effect": "Deny", "Principal": who, "Action": "s3:GetObject", "Resource": arn,
+         "Condition": {"StringEquals": {"s3:authType": "REST-QUERY-STRING"}}},
+        {"Effect": "Deny", "Principal": who, "Action": "s3:PutObject", "Resource": arn,
+         "Condition": {"StringEquals": {"s3:x-amz-content-sha256": "UNSIGNED-PAYLOAD"}}},
+        {"Effect": "Deny", "Principal": who, "Action": "s3:PutObject", "Resource": arn,
+         "Condition": {"StringLike": {"s3:x-amz-copy-source": "keys/secret*"}}},
+    ]}
+    s3.put_bucket_policy(Bucket="keys", Policy=json.dumps(policy))
+
+    def denied(call):
+        with pytest.raises(ClientError) as e:
+            call()
+        return e.value.response["Error"]["Code"] == "AccessDenied"
+    # s3:x-amz-acl, s3:RequestObjectTag/<key>, s3:RequestObjectTagKeys on PutObject.
+    ok = dict(ACL="bucket-owner-full-control", Tagging="project=blue")
+    w.put_object(Bucket="keys", Key="w1", Body=b"w", **ok)
+    assert denied(lambda: w.put_object(Bucket="keys", Key="w2", Body=b"w", Tagging="project=blue"))
+    assert denied(lambda: w.put_object(Bucket="keys", Key="w2", Body=b"w", ACL="bucket-owner-full-control",
+                                       Tagging="project=red"))
+    assert denied(lambda: w.put_object(Bucket="keys", Key="w2", Body=b"w", ACL="bucket-owner-full-control",
+                                       Tagging="project=blue&extra=1"))
+    # PutObjectTagging: decided on the tags of its body.
+    w.put_object_tagging(Bucket="keys", Key="w1", Tagging={"TagSet": [{"Key": "project", "Value": "blue"}]})
+    assert denied(lambda: w.put_object_tagging(Bucket="keys", Key="w1",
+                                               Tagging={"TagSet": [{"Key": "project", "Value": "red"}]}))
+    assert s3.get_object_tagging(Bucket="keys", Key="w1")["TagSet"] == [{"Key": "project", "Value": "blue"}]
+    # s3:ExistingObjectTag/<key>: the tagged object is denied, another is not.
+    assert w.get_object(Bucket="keys", Key="open")["Body"].read() == b"o2"
+    assert denied(lambda: w.get_object(Bucket="keys", Key="secret"))
+    # s3:versionid.
+    assert denied(lambda: w.get_object(Bucket="keys", Key="open", VersionId=v1))
+    # s3:x-amz-copy-source: a copy of the secret is denied (the copy's PutObject).
+    assert denied(lambda: w.copy_object(Bucket="keys", Key="w3", CopySource="keys/secret", **ok))
+    # s3:signatureversion: SigV2 is denied, SigV4 is not.
+    v2 = client(signature_version="s3")
+    assert denied(lambda: v2.get_object(Bucket="keys", Key="open"))
+    # s3:authType: a presigned GET is denied, the same request signed in the header is not.
+    import urllib.request
+    url = w.generate_presigned_url("get_object", Params={"Bucket": "keys", "Key": "open"}, ExpiresIn=60)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url)
+    assert e.value.code == 403
+    # s3:x-amz-content-sha256: an unsigned payload is denied (SigV4 over plain HTTP signs the
+    # payload by default; ask for UNSIGNED-PAYLOAD).
+    put_headers = {"x-amz-acl": "bucket-owner-full-control", "x-amz-tagging": "project=blue"}
+    status, _, body = signed(server, writer_key, "PUT", "/keys/w4", b"w", put_headers,
+                             payload="UNSIGNED-PAYLOAD")
+    assert (status, error_code(body)) == (403, "AccessDenied"), body
+    status, _, body = signed(server, writer_key, "PUT", "/keys/w4", b"w", put_headers)
+    assert status == 200, body

@@ -59,10 +59,11 @@ impl RequestNote {
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub std::net::SocketAddr);
 
-/// Whether the request came over TLS (`aws:SecureTransport`), put in every request's
-/// extensions by the server.
+/// Whether the request came over TLS (`aws:SecureTransport`), and which version
+/// (`s3:TlsVersion`: `1.2`, `1.3`), put in every request's extensions by the server. `None`:
+/// plain HTTP.
 #[derive(Clone, Copy, Debug)]
-pub struct SecureTransport(pub bool);
+pub struct SecureTransport(pub Option<&'static str>);
 
 /// One request, parsed and authenticated.
 pub struct Ctx {
@@ -86,6 +87,14 @@ pub struct Ctx {
     pub peer: Option<std::net::IpAddr>,
     /// Whether the request came over TLS.
     pub secure: bool,
+    /// The TLS version (`1.2`, `1.3`) when `secure`.
+    pub tls_version: Option<&'static str>,
+    /// The tags of the object acted on, loaded for a bucket policy that reads them
+    /// (`s3:ExistingObjectTag/<key>`).
+    pub existing_tags: Option<Vec<(String, String)>>,
+    /// The tags the request sets (`x-amz-tagging`, or a PutObjectTagging body once read), for
+    /// `s3:RequestObjectTag/<key>`.
+    pub request_tags: Option<Vec<(String, String)>>,
     /// The bucket's owner, ACL, policy and public access block (requests on a bucket that
     /// exists).
     pub access: Option<std::sync::Arc<crate::auth::access::BucketAccess>>,

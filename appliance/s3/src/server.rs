@@ -84,18 +84,21 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let secure = tls.is_some();
-        // Each request carries its client's address and whether it came over TLS (policy
-        // conditions on aws:SourceIp and aws:SecureTransport).
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-            app.clone(),
-            move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(crate::request::PeerAddr(peer));
-                req.extensions_mut()
-                    .insert(crate::request::SecureTransport(secure));
-                req
-            },
-        ));
+        // Each request carries its client's address and whether (and by which TLS version)
+        // it came over TLS: policy conditions on aws:SourceIp, aws:SecureTransport and
+        // s3:TlsVersion.
+        let app = app.clone();
+        let service_for = move |tls_version: Option<&'static str>| {
+            TowerToHyperService::new(tower::ServiceExt::map_request(
+                app.clone(),
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(crate::request::PeerAddr(peer));
+                    req.extensions_mut()
+                        .insert(crate::request::SecureTransport(tls_version));
+                    req
+                },
+            ))
+        };
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -108,7 +111,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let done = match tls {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection(TokioIo::new(stream), service_for(None));
                     watcher.watch(conn).await
                 }
                 Some(tls) => {
@@ -125,6 +128,12 @@ pub async fn serve(
                             return;
                         }
                     };
+                    let version = match stream.get_ref().1.protocol_version() {
+                        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+                        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+                        _ => "1.0",
+                    };
+                    let service = service_for(Some(version));
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(conn).await
                 }

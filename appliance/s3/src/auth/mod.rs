@@ -85,7 +85,19 @@ pub struct Auth {
     pub signed_in: SignedIn,
     /// Body protection.
     pub payload: Payload,
+    /// How it was signed: `AWS` (SigV2) or `AWS4-HMAC-SHA256` (SigV4), as the policy key
+    /// `s3:signatureversion` names it; empty for an anonymous caller.
+    pub signature_version: &'static str,
+    /// When it was signed (Unix seconds), if the signature says (`s3:signatureAge`).
+    pub signed_at_secs: Option<u64>,
+    /// Signed by a browser POST form's policy (`s3:authType` `POST`).
+    pub signed_in_form: bool,
 }
+
+/// `s3:signatureversion` of SigV2.
+pub const SIGV2: &str = "AWS";
+/// `s3:signatureversion` of SigV4.
+pub const SIGV4: &str = "AWS4-HMAC-SHA256";
 
 impl Auth {
     /// A caller with no signature (allowed what policies and ACLs grant to everyone).
@@ -99,6 +111,26 @@ impl Auth {
             store_admin: false,
             signed_in: SignedIn::Header,
             payload: Payload::Unsigned,
+            signature_version: "",
+            signed_at_secs: None,
+            signed_in_form: false,
+        }
+    }
+
+    /// The same caller, recorded as signed with `version` at `at_secs`.
+    pub(crate) fn signed(mut self, version: &'static str, at_secs: Option<u64>) -> Auth {
+        self.signature_version = version;
+        self.signed_at_secs = at_secs;
+        self
+    }
+
+    /// `s3:authType`: `REST-HEADER`, `REST-QUERY-STRING` or `POST`; none when anonymous.
+    pub fn auth_type(&self) -> Option<&'static str> {
+        match (self.anonymous, self.signed_in_form, self.signed_in) {
+            (true, _, _) => None,
+            (false, true, _) => Some("POST"),
+            (false, false, SignedIn::Header) => Some("REST-HEADER"),
+            (false, false, SignedIn::Query) => Some("REST-QUERY-STRING"),
         }
     }
 
@@ -121,6 +153,9 @@ impl Auth {
             admin: p.admin,
             signed_in,
             payload,
+            signature_version: "",
+            signed_at_secs: None,
+            signed_in_form: false,
         })
     }
 }

@@ -17,11 +17,20 @@
 //!   `NotIpAddress`, `Bool`, `DateEquals`, `DateNotEquals`, `DateLessThan`,
 //!   `DateLessThanEquals`, `DateGreaterThan`, `DateGreaterThanEquals`, `NumericEquals`,
 //!   `NumericNotEquals`, `NumericLessThan`, `NumericLessThanEquals`, `NumericGreaterThan`,
-//!   `NumericGreaterThanEquals`, each also with `...IfExists`, and `Null`. Keys:
-//!   `aws:SourceIp`, `aws:SecureTransport`, `aws:CurrentTime`, `aws:EpochTime`,
-//!   `aws:PrincipalAccount`, `aws:username`, `aws:UserAgent`, `aws:Referer`, `s3:prefix`,
-//!   `s3:delimiter`, `s3:max-keys`. An unknown operator or key is refused when the policy is
-//!   put (`MalformedPolicy`), so nothing is silently ignored.
+//!   `NumericGreaterThanEquals`, each also with `...IfExists`, and `Null`; `ForAnyValue:` and
+//!   `ForAllValues:` before any of them for keys of several values. Keys: `aws:SourceIp`,
+//!   `aws:SecureTransport`, `aws:CurrentTime`, `aws:EpochTime`, `aws:PrincipalAccount`,
+//!   `aws:username`, `aws:UserAgent`, `aws:Referer`; `s3:prefix`, `s3:delimiter`,
+//!   `s3:max-keys` (listings); `s3:signatureversion`, `s3:authType`, `s3:signatureAge` (ms),
+//!   `s3:x-amz-content-sha256`, `s3:TlsVersion` (every action); `s3:versionid` (the
+//!   `...Version` actions); `s3:x-amz-acl` and `s3:x-amz-grant-*` (the ACL-setting actions);
+//!   `s3:x-amz-copy-source`, `s3:x-amz-metadata-directive` and the `s3:x-amz-server-side-
+//!   encryption*` keys (PutObject); `s3:object-lock-*` (PutObject, PutObjectRetention,
+//!   PutObjectLegalHold); `s3:RequestObjectTag/<key>` and `s3:RequestObjectTagKeys` (PutObject,
+//!   PutObjectTagging); `s3:ExistingObjectTag/<key>` (the object reads, tagging and ACL
+//!   actions). A key applies only to the actions the S3 User Guide lists it for; for others it
+//!   is absent. An unknown operator or key is refused when the policy is put
+//!   (`MalformedPolicy`), so nothing is silently ignored.
 //!
 //! A key absent from the request (`s3:prefix` on a GetObject, `aws:username` of an
 //! anonymous caller) matches no value: a positive operator is false, a negated one
@@ -51,7 +60,7 @@ pub enum Decision {
 }
 
 /// The request as conditions and matching see it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RequestContext<'a> {
     /// The caller's account (`None`: anonymous).
     pub account: Option<&'a str>,
@@ -77,6 +86,23 @@ pub struct RequestContext<'a> {
     pub user_agent: Option<&'a str>,
     /// `Referer`.
     pub referer: Option<&'a str>,
+    /// The request's headers (`s3:x-amz-acl`, `s3:x-amz-copy-source`, ...).
+    pub headers: Option<&'a axum::http::HeaderMap>,
+    /// `versionId` of the request (`s3:versionid`).
+    pub version_id: Option<&'a str>,
+    /// `AWS` or `AWS4-HMAC-SHA256` (`s3:signatureversion`); none when anonymous.
+    pub signature_version: Option<&'a str>,
+    /// `REST-HEADER`, `REST-QUERY-STRING` or `POST` (`s3:authType`).
+    pub auth_type: Option<&'a str>,
+    /// Milliseconds since the request was signed (`s3:signatureAge`).
+    pub signature_age_ms: Option<u64>,
+    /// `1.2` or `1.3` over TLS (`s3:TlsVersion`).
+    pub tls_version: Option<&'a str>,
+    /// The tags of the object the request acts on (`s3:ExistingObjectTag/<key>`), when the
+    /// policy needs them and the object exists.
+    pub existing_tags: Option<&'a [(String, String)]>,
+    /// The tags the request sets (`s3:RequestObjectTag/<key>`, `s3:RequestObjectTagKeys`).
+    pub request_tags: Option<&'a [(String, String)]>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,26 +200,108 @@ impl Op {
     }
 }
 
-/// Condition keys Hoard knows (lower-case; keys are case-insensitive).
-const KEYS: &[&str] = &[
-    "aws:sourceip",
-    "aws:securetransport",
-    "aws:currenttime",
-    "aws:epochtime",
-    "aws:principalaccount",
-    "aws:username",
-    "aws:useragent",
-    "aws:referer",
-    "s3:prefix",
-    "s3:delimiter",
-    "s3:max-keys",
+/// Condition keys Hoard knows (lower-case; keys are case-insensitive), each with the actions
+/// it applies to (`*`: every action; S3 User Guide, "Amazon S3 condition key examples", and the
+/// Service Authorization Reference's table of S3 actions and their condition keys). For any
+/// other action the key is absent from the request.
+const KEYS: &[(&str, &[&str])] = &[
+    ("aws:sourceip", ANY),
+    ("aws:securetransport", ANY),
+    ("aws:currenttime", ANY),
+    ("aws:epochtime", ANY),
+    ("aws:principalaccount", ANY),
+    ("aws:username", ANY),
+    ("aws:useragent", ANY),
+    ("aws:referer", ANY),
+    ("s3:prefix", LISTING),
+    ("s3:delimiter", LISTING),
+    ("s3:max-keys", LISTING),
+    ("s3:signatureversion", ANY),
+    ("s3:authtype", ANY),
+    ("s3:signatureage", ANY),
+    ("s3:x-amz-content-sha256", ANY),
+    ("s3:tlsversion", ANY),
+    ("s3:versionid", VERSIONED),
+    ("s3:x-amz-acl", ACL_SETTING),
+    ("s3:x-amz-grant-read", ACL_SETTING),
+    ("s3:x-amz-grant-write", ACL_SETTING),
+    ("s3:x-amz-grant-read-acp", ACL_SETTING),
+    ("s3:x-amz-grant-write-acp", ACL_SETTING),
+    ("s3:x-amz-grant-full-control", ACL_SETTING),
+    ("s3:x-amz-copy-source", PUT_OBJECT),
+    ("s3:x-amz-metadata-directive", PUT_OBJECT),
+    ("s3:x-amz-server-side-encryption", PUT_OBJECT),
+    ("s3:x-amz-server-side-encryption-aws-kms-key-id", PUT_OBJECT),
+    ("s3:x-amz-server-side-encryption-customer-algorithm", PUT_OBJECT),
+    ("s3:object-lock-mode", LOCK_SETTING),
+    ("s3:object-lock-retain-until-date", LOCK_SETTING),
+    ("s3:object-lock-remaining-retention-days", LOCK_SETTING),
+    ("s3:object-lock-legal-hold", &["s3:putobject", "s3:putobjectlegalhold"]),
+    ("s3:requestobjecttagkeys", TAG_SETTING),
+    ("s3:requestobjecttag/", TAG_SETTING),
+    ("s3:existingobjecttag/", EXISTING_TAGS),
 ];
+
+const ANY: &[&str] = &["*"];
+const LISTING: &[&str] = &["s3:listbucket", "s3:listbucketversions"];
+const VERSIONED: &[&str] = &[
+    "s3:getobjectversion",
+    "s3:deleteobjectversion",
+    "s3:getobjectversiontagging",
+    "s3:putobjectversiontagging",
+    "s3:deleteobjectversiontagging",
+    "s3:getobjectversionacl",
+    "s3:putobjectversionacl",
+    "s3:getobjectversionattributes",
+];
+const ACL_SETTING: &[&str] = &[
+    "s3:putobject",
+    "s3:putobjectacl",
+    "s3:putobjectversionacl",
+    "s3:putbucketacl",
+    "s3:createbucket",
+];
+const PUT_OBJECT: &[&str] = &["s3:putobject"];
+const LOCK_SETTING: &[&str] = &["s3:putobject", "s3:putobjectretention"];
+const TAG_SETTING: &[&str] = &["s3:putobject", "s3:putobjecttagging", "s3:putobjectversiontagging"];
+const EXISTING_TAGS: &[&str] = &[
+    "s3:getobject",
+    "s3:getobjectversion",
+    "s3:getobjecttagging",
+    "s3:getobjectversiontagging",
+    "s3:putobjecttagging",
+    "s3:putobjectversiontagging",
+    "s3:deleteobjecttagging",
+    "s3:deleteobjectversiontagging",
+    "s3:getobjectacl",
+    "s3:getobjectversionacl",
+    "s3:putobjectacl",
+    "s3:putobjectversionacl",
+];
+
+/// How a condition treats a key with several values (`s3:RequestObjectTagKeys`): IAM's
+/// `ForAnyValue:` and `ForAllValues:` qualifiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SetOp {
+    /// No qualifier: the key's one value (or, for a key of several, any of them).
+    Single,
+    /// At least one of the request's values matches.
+    ForAnyValue,
+    /// Every value of the request matches (none at all does too).
+    ForAllValues,
+}
 
 #[derive(Clone, Debug)]
 struct Condition {
     op: Op,
     if_exists: bool,
+    set: SetOp,
+    /// The key, lower-case; for the tag keys, their prefix (`s3:existingobjecttag/`).
     key: &'static str,
+    /// The tag a tag key names (case-sensitive, as tags are).
+    tag: Option<String>,
+    /// The actions the key applies to.
+    actions: &'static [&'static str],
     values: Vec<String>,
 }
 
@@ -398,39 +506,99 @@ impl Condition {
         Ok(())
     }
 
-    fn holds(&self, cx: &RequestContext<'_>) -> bool {
-        let ip_text;
-        let time_text;
-        let value: Option<&str> = match self.key {
-            "aws:sourceip" => {
-                ip_text = cx.source_ip.map(|i| i.to_string());
-                ip_text.as_deref()
-            }
-            "aws:securetransport" => Some(if cx.secure_transport { "true" } else { "false" }),
-            "aws:currenttime" | "aws:epochtime" => {
-                time_text = cx.now_secs.to_string();
-                Some(time_text.as_str())
-            }
-            "aws:principalaccount" => cx.account,
-            "aws:username" => cx.user,
-            "aws:useragent" => cx.user_agent,
-            "aws:referer" => cx.referer,
-            "s3:prefix" => cx.prefix,
-            "s3:delimiter" => cx.delimiter,
-            "s3:max-keys" => cx.max_keys,
-            _ => None,
+    /// The request's values of the key (none: the key is absent from this request).
+    fn request_values<'a>(&self, cx: &RequestContext<'a>) -> Option<Vec<std::borrow::Cow<'a, str>>> {
+        use std::borrow::Cow;
+        let action = cx.action.to_ascii_lowercase();
+        if !self.actions.iter().any(|a| *a == "*" || *a == action) {
+            return None;
+        }
+        let header = |name: &str| {
+            cx.headers
+                .and_then(|h| h.get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(Cow::Borrowed)
         };
+        let one = |v: Option<Cow<'a, str>>| v.map(|v| vec![v]);
+        match self.key {
+            "aws:sourceip" => one(cx.source_ip.map(|i| Cow::Owned(i.to_string()))),
+            "aws:securetransport" => one(Some(Cow::Borrowed(match cx.secure_transport {
+                true => "true",
+                false => "false",
+            }))),
+            "aws:currenttime" | "aws:epochtime" => one(Some(Cow::Owned(cx.now_secs.to_string()))),
+            "aws:principalaccount" => one(cx.account.map(Cow::Borrowed)),
+            "aws:username" => one(cx.user.map(Cow::Borrowed)),
+            "aws:useragent" => one(cx.user_agent.map(Cow::Borrowed)),
+            "aws:referer" => one(cx.referer.map(Cow::Borrowed)),
+            "s3:prefix" => one(cx.prefix.map(Cow::Borrowed)),
+            "s3:delimiter" => one(cx.delimiter.map(Cow::Borrowed)),
+            "s3:max-keys" => one(cx.max_keys.map(Cow::Borrowed)),
+            "s3:signatureversion" => one(cx.signature_version.map(Cow::Borrowed)),
+            "s3:authtype" => one(cx.auth_type.map(Cow::Borrowed)),
+            "s3:signatureage" => one(cx.signature_age_ms.map(|ms| Cow::Owned(ms.to_string()))),
+            "s3:tlsversion" => one(cx.tls_version.map(Cow::Borrowed)),
+            "s3:versionid" => one(cx.version_id.map(Cow::Borrowed)),
+            "s3:object-lock-remaining-retention-days" => None,
+            "s3:existingobjecttag/" => {
+                let tag = self.tag.as_deref()?;
+                one(cx
+                    .existing_tags?
+                    .iter()
+                    .find(|(k, _)| k == tag)
+                    .map(|(_, v)| Cow::Borrowed(v.as_str())))
+            }
+            "s3:requestobjecttag/" => {
+                let tag = self.tag.as_deref()?;
+                one(cx
+                    .request_tags?
+                    .iter()
+                    .find(|(k, _)| k == tag)
+                    .map(|(_, v)| Cow::Borrowed(v.as_str())))
+            }
+            "s3:requestobjecttagkeys" => Some(
+                cx.request_tags?
+                    .iter()
+                    .map(|(k, _)| Cow::Borrowed(k.as_str()))
+                    .collect(),
+            ),
+            key => {
+                // The request-header keys: `s3:x-amz-acl` is the header `x-amz-acl`, and the
+                // object-lock keys are `x-amz-object-lock-*`.
+                let name = key.strip_prefix("s3:")?;
+                let name = match name.strip_prefix("object-lock-") {
+                    Some(rest) => format!("x-amz-object-lock-{rest}"),
+                    None => name.to_string(),
+                };
+                one(header(&name))
+            }
+        }
+    }
+
+    fn holds(&self, cx: &RequestContext<'_>) -> bool {
+        let values = self.request_values(cx);
         if self.op == Op::Null {
             // Null: true means "the key is absent".
-            let absent = value.is_none();
+            let absent = values.as_ref().is_none_or(Vec::is_empty);
             return self
                 .values
                 .iter()
                 .any(|v| v.eq_ignore_ascii_case("true") == absent);
         }
-        let Some(value) = value else {
-            return self.if_exists || self.op.negated();
+        let values = match values {
+            Some(v) if !v.is_empty() => v,
+            // ForAllValues over no values holds (IAM: vacuously).
+            _ if self.set == SetOp::ForAllValues => return true,
+            _ => return self.if_exists || self.op.negated(),
         };
+        match self.set {
+            SetOp::ForAllValues => values.iter().all(|v| self.holds_for(v)),
+            SetOp::Single | SetOp::ForAnyValue => values.iter().any(|v| self.holds_for(v)),
+        }
+    }
+
+    /// Whether the operator holds for one request value.
+    fn holds_for(&self, value: &str) -> bool {
         let any = |f: &dyn Fn(&str) -> bool| self.values.iter().any(|v| f(v));
         match self.op {
             Op::StringEquals => any(&|v| v == value),
@@ -581,22 +749,41 @@ impl Statement {
                 return Err(malformed("Condition must be an object"));
             };
             for (op_name, keys) in ops {
-                let (op, if_exists) = Op::parse(op_name)
+                let (set, base_name) = match op_name.split_once(':') {
+                    Some(("ForAnyValue", rest)) => (SetOp::ForAnyValue, rest),
+                    Some(("ForAllValues", rest)) => (SetOp::ForAllValues, rest),
+                    _ => (SetOp::Single, op_name.as_str()),
+                };
+                let (op, if_exists) = Op::parse(base_name)
                     .ok_or_else(|| malformed(format!("Unknown condition operator {op_name}")))?;
                 let Value::Object(keys) = keys else {
                     return Err(malformed(format!("{op_name} must map keys to values")));
                 };
                 for (key, values) in keys {
                     let lower = key.to_ascii_lowercase();
-                    let key = KEYS.iter().find(|k| **k == lower).ok_or_else(|| {
-                        malformed(format!(
-                            "Policy has an invalid condition key: {key} (known: aws:SourceIp, aws:SecureTransport, aws:CurrentTime, aws:EpochTime, aws:PrincipalAccount, aws:username, aws:UserAgent, aws:Referer, s3:prefix, s3:delimiter, s3:max-keys)"
-                        ))
-                    })?;
+                    let (name, actions, tag) = KEYS
+                        .iter()
+                        .find_map(|(k, actions)| match k.strip_suffix('/') {
+                            // A tag key: the prefix, then the tag's own (case-kept) name.
+                            Some(_) => lower.strip_prefix(k).filter(|t| !t.is_empty()).map(|_| {
+                                (*k, *actions, Some(key[k.len()..].to_string()))
+                            }),
+                            None => (**k == lower).then_some((*k, *actions, None)),
+                        })
+                        .ok_or_else(|| {
+                            let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+                            malformed(format!(
+                                "Policy has an invalid condition key: {key} (known: {})",
+                                known.join(", ")
+                            ))
+                        })?;
                     let c = Condition {
                         op,
                         if_exists,
-                        key,
+                        set,
+                        key: name,
+                        tag,
+                        actions,
                         values: strings(values, key)?,
                     };
                     c.check_values()?;
@@ -704,6 +891,24 @@ impl Policy {
             .any(|s| s.allow && s.names(cx) && (public_allows || !s.is_public()))
     }
 
+    /// Whether a condition reads the tags of the object acted on (`s3:ExistingObjectTag/...`):
+    /// the caller then loads them before deciding.
+    pub fn uses_existing_tags(&self) -> bool {
+        self.uses_key("s3:existingobjecttag/")
+    }
+
+    /// Whether a condition reads the tags the request sets (`s3:RequestObjectTag/...`,
+    /// `s3:RequestObjectTagKeys`).
+    pub fn uses_request_tags(&self) -> bool {
+        self.uses_key("s3:requestobjecttag/") || self.uses_key("s3:requestobjecttagkeys")
+    }
+
+    fn uses_key(&self, key: &str) -> bool {
+        self.statements
+            .iter()
+            .any(|s| s.conditions.iter().any(|c| c.key == key))
+    }
+
     /// Whether it allows anyone at all (S3's PolicyStatus `IsPublic`): an Allow to `*` not
     /// pinned to source addresses or a principal account by a condition.
     pub fn is_public(&self) -> bool {
@@ -729,6 +934,7 @@ mod tests {
             max_keys: None,
             user_agent: None,
             referer: None,
+            ..Default::default()
         }
     }
 
@@ -860,5 +1066,61 @@ mod tests {
         )
         .unwrap();
         assert!(!lan_only.is_public());
+    }
+}
+#[cfg(test)]
+mod request_keys {
+    use super::*;
+
+    fn policy(condition: &str) -> Policy {
+        let doc = format!(
+            r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"111122223333"}},"Action":"s3:*","Resource":"arn:aws:s3:::keys/*","Condition":{condition}}}]}}"#
+        );
+        Policy::parse(doc.as_bytes(), "keys").unwrap()
+    }
+
+    fn cx<'a>(action: &'a str) -> RequestContext<'a> {
+        RequestContext {
+            account: Some("111122223333"),
+            action,
+            resource: "keys/k",
+            ..Default::default()
+        }
+    }
+
+    /// The keys the script tests cannot send easily: the signature's age, the TLS version,
+    /// and a key on an action it does not apply to (absent there).
+    #[test]
+    fn signature_age_tls_version_and_applicability() {
+        let young = policy(r#"{"NumericLessThan":{"s3:signatureAge":"600000"}}"#);
+        let fresh = RequestContext { signature_age_ms: Some(5_000), ..cx("s3:GetObject") };
+        let stale = RequestContext { signature_age_ms: Some(900_000), ..cx("s3:GetObject") };
+        assert_eq!(young.decide(&fresh, true), Decision::Allow);
+        assert_eq!(young.decide(&stale, true), Decision::NotApplicable);
+        let tls = policy(r#"{"NumericGreaterThanEquals":{"s3:TlsVersion":"1.2"}}"#);
+        let over13 = RequestContext { tls_version: Some("1.3"), ..cx("s3:GetObject") };
+        assert_eq!(tls.decide(&over13, true), Decision::Allow);
+        assert_eq!(tls.decide(&cx("s3:GetObject"), true), Decision::NotApplicable, "plain HTTP");
+        // s3:x-amz-acl applies to PutObject, not GetObject: there it is absent.
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-amz-acl", "private".parse().unwrap());
+        let acl = policy(r#"{"StringEquals":{"s3:x-amz-acl":"private"}}"#);
+        let put = RequestContext { headers: Some(&headers), ..cx("s3:PutObject") };
+        let get = RequestContext { headers: Some(&headers), ..cx("s3:GetObject") };
+        assert_eq!(acl.decide(&put, true), Decision::Allow);
+        assert_eq!(acl.decide(&get, true), Decision::NotApplicable);
+        // Tag keys keep their case; ForAllValues over no tags holds.
+        let tags = vec![("Project".to_string(), "blue".to_string())];
+        let tagged = policy(r#"{"StringEquals":{"s3:RequestObjectTag/Project":"blue"}}"#);
+        let with = RequestContext { request_tags: Some(&tags), ..cx("s3:PutObject") };
+        assert_eq!(tagged.decide(&with, true), Decision::Allow);
+        let keys = policy(r#"{"ForAllValues:StringEquals":{"s3:RequestObjectTagKeys":["Project"]}}"#);
+        assert_eq!(keys.decide(&with, true), Decision::Allow);
+        assert_eq!(keys.decide(&cx("s3:PutObject"), true), Decision::Allow);
+        assert!(Policy::parse(
+            br#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"StringEquals":{"s3:ExistingObjectTag/":"x"}}}]}"#,
+            "keys"
+        )
+        .is_err(), "a tag key needs a tag name");
     }
 }

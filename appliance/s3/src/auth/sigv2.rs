@@ -257,7 +257,8 @@ pub fn verify_header(
     ) {
         return Err(signature_mismatch());
     }
-    Auth::of(creds, access_key, SignedIn::Header, Payload::Unsigned)
+    Ok(Auth::of(creds, access_key, SignedIn::Header, Payload::Unsigned)?
+        .signed(super::SIGV2, Some(request_secs)))
 }
 
 /// Verifies a SigV2 presigned URL. `Expires` is always signed and may lie at most
@@ -300,7 +301,7 @@ pub fn verify_presigned(
     ) {
         return Err(signature_mismatch());
     }
-    Auth::of(creds, access_key, SignedIn::Query, Payload::Unsigned)
+    Ok(Auth::of(creds, access_key, SignedIn::Query, Payload::Unsigned)?.signed(super::SIGV2, None))
 }
 
 #[cfg(test)]

@@ -395,7 +395,8 @@ pub fn verify_header(
             ));
         }
     };
-    Auth::of(creds, &v.access_key, SignedIn::Header, payload)
+    Ok(Auth::of(creds, &v.access_key, SignedIn::Header, payload)?
+        .signed(super::SIGV4, Some(request_secs)))
 }
 
 /// Verifies a presigned URL (`X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=...`) for the
@@ -503,7 +504,8 @@ pub fn verify_presigned(
         Some(h) => Payload::Sha256(h.to_ascii_lowercase()),
         None => Payload::Unsigned,
     };
-    Auth::of(creds, &v.access_key, SignedIn::Query, payload)
+    Ok(Auth::of(creds, &v.access_key, SignedIn::Query, payload)?
+        .signed(super::SIGV4, Some(request_secs)))
 }
 
 /// Whether `h` is a SHA-256 in hex (64 hex digits).

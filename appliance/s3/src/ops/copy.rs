@@ -109,6 +109,7 @@ fn source_check(
             max_keys: None,
             user_agent: user_agent.as_deref(),
             referer: referer.as_deref(),
+            ..Default::default()
         };
         let verdict = access::authorize(&access, &auth, &cx);
         verdict.check()?;

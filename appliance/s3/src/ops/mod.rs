@@ -56,10 +56,11 @@ pub async fn dispatch(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let peer = parts.extensions.get::<PeerAddr>().map(|p| p.0.ip());
-    let secure = parts
+    let tls_version = parts
         .extensions
         .get::<crate::request::SecureTransport>()
-        .is_some_and(|s| s.0);
+        .and_then(|s| s.0);
+    let secure = tls_version.is_some();
     let raw_path = parts.uri.path().to_string();
     let query = parse_query(parts.uri.query().unwrap_or(""))?;
     let host = parts
@@ -125,6 +126,9 @@ pub async fn dispatch(
         auth,
         peer,
         secure,
+        tls_version,
+        existing_tags: None,
+        request_tags: None,
         access: None,
         verdict: None,
         versioning: hoard::Versioning::Unversioned,
@@ -301,6 +305,10 @@ async fn authorize(
         None => Vec::new(),
     };
     let bucket_access = ctx.state.access_cache.get(&bucket, &owner, attributes)?;
+    let shared = bucket_access.clone();
+    if let Some(policy) = &shared.policy {
+        load_policy_inputs(ctx, policy).await?;
+    }
     let resource = match &ctx.key {
         Some(k) => format!("{bucket}/{k}"),
         None => bucket.clone(),
@@ -321,6 +329,17 @@ async fn authorize(
         }
         // Decided once the form says who signed it (`post_object`).
         Endpoint::PostObject => Ok(()),
+        // A policy on the tags it sets is decided once the body names them
+        // (`tagging::put_object`); refused here, unread, when nothing could allow it.
+        Endpoint::PutObjectTagging
+            if bucket_access
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.uses_request_tags()) =>
+        {
+            let cx = request_context(ctx, action, &resource, peer);
+            access::authorize_some_key(&bucket_access, &ctx.auth, &cx, &[action])
+        }
         _ => verdict.check(),
     }
     .and_then(|()| {
@@ -332,6 +351,23 @@ async fn authorize(
     ctx.verdict = Some(verdict);
     ctx.versioning = info.versioning;
     Ok(cors)
+}
+
+/// Decides the request again with what its handler has learnt since [`authorize`] (the tags a
+/// PutObjectTagging body sets).
+///
+/// Errors: AccessDenied.
+pub(super) fn authorize_again(ctx: &mut Ctx) -> S3Result<()> {
+    let action = ctx
+        .endpoint
+        .action(ctx.has("versionId"))
+        .expect("an authorized endpoint names an action");
+    let resource = format!("{}/{}", ctx.bucket(), ctx.key());
+    let cx = request_context(ctx, action, &resource, ctx.peer);
+    let verdict = access::authorize(ctx.access(), &ctx.auth, &cx);
+    verdict.check()?;
+    ctx.verdict = Some(verdict);
+    Ok(())
 }
 
 /// Whether a GET or HEAD of a missing key answers 403 rather than 404: S3 tells a caller that
@@ -361,6 +397,7 @@ pub(crate) fn request_context<'a>(
     peer: Option<std::net::IpAddr>,
 ) -> RequestContext<'a> {
     let signed = !ctx.auth.anonymous;
+    let now = now_secs();
     RequestContext {
         account: signed.then_some(ctx.auth.account_id.as_str()),
         user: signed.then_some(ctx.auth.user.as_str()),
@@ -368,13 +405,66 @@ pub(crate) fn request_context<'a>(
         resource,
         source_ip: peer,
         secure_transport: ctx.secure,
-        now_secs: now_secs(),
+        now_secs: now,
         prefix: ctx.q("prefix"),
         delimiter: ctx.q("delimiter"),
         max_keys: ctx.q("max-keys"),
         user_agent: ctx.header("user-agent"),
         referer: ctx.header("referer"),
+        headers: Some(&ctx.headers),
+        version_id: ctx.q("versionId"),
+        signature_version: signed.then_some(ctx.auth.signature_version),
+        auth_type: ctx.auth.auth_type(),
+        signature_age_ms: ctx
+            .auth
+            .signed_at_secs
+            .map(|at| now.saturating_sub(at) * 1000),
+        tls_version: ctx.tls_version,
+        existing_tags: ctx.existing_tags.as_deref(),
+        request_tags: ctx.request_tags.as_deref(),
     }
+}
+
+/// Loads what the bucket's policy reads of the request before deciding: the tags of the
+/// object acted on (`s3:ExistingObjectTag/<key>`, for the actions it applies to; none when the
+/// object does not exist) and the tags an `x-amz-tagging` header sets
+/// (`s3:RequestObjectTag/<key>`).
+///
+/// Errors: InvalidArgument for a malformed `x-amz-tagging`; metadata errors.
+async fn load_policy_inputs(ctx: &mut Ctx, policy: &auth::policy::Policy) -> S3Result<()> {
+    use Endpoint as E;
+    if policy.uses_request_tags() {
+        if let Some(value) = ctx.header("x-amz-tagging") {
+            ctx.request_tags = Some(tagging::decode(value)?);
+        }
+    }
+    let reads_tags = matches!(
+        ctx.endpoint,
+        E::GetObject
+            | E::HeadObject
+            | E::GetObjectTagging
+            | E::PutObjectTagging
+            | E::DeleteObjectTagging
+            | E::GetObjectAcl
+            | E::PutObjectAcl
+    );
+    if !(reads_tags && policy.uses_existing_tags()) {
+        return Ok(());
+    }
+    let version = match ctx.q("versionId") {
+        Some(v) => Some(hoard::VersionId::parse(v)?),
+        None => None,
+    };
+    let store = ctx.state.store.clone();
+    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
+    let headers = blocking(move || match store.head_object_version(&bucket, &key, version) {
+        Ok(info) => Ok(Some(info.headers)),
+        Err(hoard::Error::NoSuchKey { .. } | hoard::Error::DeleteMarker { .. }) => Ok(None),
+        Err(e) => Err(e),
+    })
+    .await?;
+    ctx.existing_tags = headers.map(|h| object_tags(&h));
+    Ok(())
 }
 
 /// Keys with control characters that XML 1.0 cannot carry (U+0000..U+001F but tab, LF and CR;

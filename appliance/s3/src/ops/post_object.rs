@@ -304,7 +304,14 @@ fn signer(ctx: &Ctx, form: &Form) -> S3Result<Option<Auth>> {
         form.get("x-amz-security-token").unwrap_or(""),
         now_secs(),
     )?;
-    Auth::of(creds, &access_key, SignedIn::Header, Payload::Unsigned).map(Some)
+    let version = match form.get("x-amz-signature") {
+        Some(_) => crate::auth::SIGV4,
+        None => crate::auth::SIGV2,
+    };
+    let mut auth = Auth::of(creds, &access_key, SignedIn::Header, Payload::Unsigned)?
+        .signed(version, None);
+    auth.signed_in_form = true;
+    Ok(Some(auth))
 }
 
 /// `POST /<bucket>` with a form: see the module doc.

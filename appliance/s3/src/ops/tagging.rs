@@ -144,13 +144,20 @@ pub(super) async fn get_object(ctx: Ctx) -> S3Result<Response> {
 pub(super) async fn put_object(mut ctx: Ctx, delete: bool) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info = super::object::readable_version(&ctx).await?;
     let value = match delete {
         true => None,
-        false => Some(body_tags(&mut ctx, MAX_OBJECT_TAGS).await?)
-            .filter(|t| !t.is_empty())
-            .map(|t| encode(&t)),
+        false => {
+            let tags = body_tags(&mut ctx, MAX_OBJECT_TAGS).await?;
+            // A bucket policy on the tags set (`s3:RequestObjectTag/<key>`) is decided now
+            // that the body names them; `ops::authorize` refused callers nothing could allow.
+            if ctx.access().policy.as_ref().is_some_and(|p| p.uses_request_tags()) {
+                ctx.request_tags = Some(tags.clone());
+                super::authorize_again(&mut ctx)?;
+            }
+            Some(tags).filter(|t| !t.is_empty()).map(|t| encode(&t))
+        }
     };
+    let info = super::object::readable_version(&ctx).await?;
     let changes = vec![(OBJECT_TAGGING_HEADER.to_string(), value)];
     blocking(move || store.update_object_headers(&bucket, &key, Some(info.version), &changes))
         .await?;
