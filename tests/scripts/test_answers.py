@@ -415,3 +415,74 @@ def test_policy_condition_keys_are_evaluated_as_s3_defines_them(server, s3):
     assert (status, error_code(body)) == (403, "AccessDenied"), body
     status, _, body = signed(server, writer_key, "PUT", "/keys/w4", b"w", put_headers)
     assert status == 200, body
+
+
+def test_object_ownership_controls(server, s3):
+    """BucketOwnerEnforced disables ACLs and gives the bucket owner every object;
+    BucketOwnerPreferred gives it objects written with bucket-owner-full-control; a bucket
+    created without the header stays ObjectWriter (Hoard's default, unlike S3's since 2023)."""
+    import json
+    from hoard_server import make_tenants
+    tenants = make_tenants(server, ["own-writer"])
+    writer_id, writer_key = tenants["own-writer"]
+    w = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                     aws_access_key_id=writer_key[0], aws_secret_access_key=writer_key[1],
+                     config=Config(retries={"max_attempts": 1}))
+    owner_id = s3.list_buckets()["Owner"]["ID"]
+
+    def grant_writes(bucket):
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": writer_id},
+            "Action": ["s3:PutObject", "s3:GetObject"], "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+
+    def code(call):
+        with pytest.raises(ClientError) as e:
+            call()
+        return e.value.response["Error"]["Code"]
+
+    # Default: ObjectWriter, and GetBucketOwnershipControls says none is set.
+    s3.create_bucket(Bucket="own-default")
+    assert code(lambda: s3.get_bucket_ownership_controls(Bucket="own-default")) == \
+        "OwnershipControlsNotFoundError"
+    grant_writes("own-default")
+    w.put_object(Bucket="own-default", Key="k", Body=b"w")
+    # The writer owns it (the bucket owner may not even read its ACL).
+    assert w.get_object_acl(Bucket="own-default", Key="k")["Owner"]["ID"] == writer_id
+
+    # BucketOwnerEnforced at creation: ACLs refused, the bucket owner owns what others write.
+    s3.create_bucket(Bucket="own-enforced", ObjectOwnership="BucketOwnerEnforced")
+    rules = s3.get_bucket_ownership_controls(Bucket="own-enforced")["OwnershipControls"]["Rules"]
+    assert rules == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    grant_writes("own-enforced")
+    w.put_object(Bucket="own-enforced", Key="k", Body=b"w")
+    w.put_object(Bucket="own-enforced", Key="k2", Body=b"w", ACL="bucket-owner-full-control")
+    assert code(lambda: w.put_object(Bucket="own-enforced", Key="k3", Body=b"w", ACL="public-read")) == \
+        "AccessControlListNotSupported"
+    assert code(lambda: s3.put_bucket_acl(Bucket="own-enforced", ACL="public-read")) == \
+        "AccessControlListNotSupported"
+    acl = s3.get_object_acl(Bucket="own-enforced", Key="k")
+    assert acl["Owner"]["ID"] == owner_id
+    assert [g["Permission"] for g in acl["Grants"]] == ["FULL_CONTROL"]
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="own-enforced", Key="k3")
+    # ACL grants count for nothing: a public-read bucket ACL set before cannot be enforced over.
+    s3.create_bucket(Bucket="own-acl", ACL="public-read")
+    assert code(lambda: s3.put_bucket_ownership_controls(
+        Bucket="own-acl", OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]})) == \
+        "InvalidBucketAclWithObjectOwnership"
+    assert code(lambda: s3.create_bucket(Bucket="own-bad", ACL="public-read",
+                                         ObjectOwnership="BucketOwnerEnforced")) == \
+        "InvalidBucketAclWithObjectOwnership"
+
+    # BucketOwnerPreferred: bucket-owner-full-control hands the object to the bucket owner.
+    s3.create_bucket(Bucket="own-pref")
+    s3.put_bucket_ownership_controls(
+        Bucket="own-pref", OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]})
+    grant_writes("own-pref")
+    w.put_object(Bucket="own-pref", Key="given", Body=b"w", ACL="bucket-owner-full-control")
+    w.put_object(Bucket="own-pref", Key="kept", Body=b"w")
+    assert s3.get_object_acl(Bucket="own-pref", Key="given")["Owner"]["ID"] == owner_id
+    assert w.get_object_acl(Bucket="own-pref", Key="kept")["Owner"]["ID"] == writer_id
+    s3.delete_bucket_ownership_controls(Bucket="own-pref")
+    assert code(lambda: s3.get_bucket_ownership_controls(Bucket="own-pref")) == \
+        "OwnershipControlsNotFoundError"

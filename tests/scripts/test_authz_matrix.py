@@ -55,6 +55,9 @@ def operations(env):
             Bucket=b, Policy=owner_policy.replace("BUCKET", b))),
         ("GetBucketPolicyStatus", lambda c, b: c.get_bucket_policy_status(Bucket=b)),
         ("GetPublicAccessBlock", lambda c, b: c.get_public_access_block(Bucket=b)),
+        ("PutBucketOwnershipControls", lambda c, b: c.put_bucket_ownership_controls(
+            Bucket=b, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]})),
+        ("GetBucketOwnershipControls", lambda c, b: c.get_bucket_ownership_controls(Bucket=b)),
         ("PutPublicAccessBlock", lambda c, b: c.put_public_access_block(
             Bucket=b, PublicAccessBlockConfiguration={
                 "BlockPublicAcls": False, "IgnorePublicAcls": False,
@@ -100,6 +103,7 @@ def operations(env):
             Bucket=b, Delete={"Objects": [{"Key": "absent"}]})),
         ("DeleteObject", lambda c, b: c.delete_object(Bucket=b, Key="absent")),
         ("DeletePublicAccessBlock", lambda c, b: c.delete_public_access_block(Bucket=b)),
+        ("DeleteBucketOwnershipControls", lambda c, b: c.delete_bucket_ownership_controls(Bucket=b)),
         ("DeleteBucketLifecycle", lambda c, b: c.delete_bucket_lifecycle(Bucket=b)),
         ("DeleteBucketTagging", lambda c, b: c.delete_bucket_tagging(Bucket=b)),
         ("DeleteBucketCors", lambda c, b: c.delete_bucket_cors(Bucket=b)),

@@ -72,6 +72,7 @@ HONOURED = {
     "x-amz-object-attributes": "scripts/test_object_semantics.py",
     "x-amz-max-parts": "scripts/test_object_semantics.py",
     "x-amz-part-number-marker": "scripts/test_object_semantics.py",
+    "x-amz-object-ownership": "scripts/test_answers.py",
     "x-amz-expected-bucket-owner": "scripts/test_headers.py",
     "x-amz-source-expected-bucket-owner": "scripts/test_headers.py",
 }
@@ -93,7 +94,6 @@ REFUSED = {
     "x-amz-object-lock-legal-hold": "ON",
     "x-amz-bucket-object-lock-enabled": "true",
     "x-amz-bucket-object-lock-token": "token",
-    "x-amz-object-ownership": "BucketOwnerEnforced",
     "x-amz-bucket-namespace": "account-regional",
     "x-amz-mfa": "arn:aws:iam::123456789012:mfa/user 123456",
     "x-amz-website-redirect-location": "/elsewhere",
@@ -214,7 +214,7 @@ def test_harmless_values_of_refused_headers_are_accepted(server):
     s3 = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
                       aws_access_key_id=ROOT_KEY[0], aws_secret_access_key=ROOT_KEY[1],
                       config=Config(retries={"max_attempts": 1}))
-    s3.create_bucket(Bucket="harmless", ObjectLockEnabledForBucket=False, ObjectOwnership="ObjectWriter")
+    s3.create_bucket(Bucket="harmless", ObjectLockEnabledForBucket=False)
     s3.put_object(Bucket="harmless", Key="k", Body=b"v", StorageClass="STANDARD")
     assert s3.get_object(Bucket="harmless", Key="k")["Body"].read() == b"v"
 

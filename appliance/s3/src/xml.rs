@@ -259,6 +259,28 @@ fn append_text(open: &mut [(String, String, bool)], text: &str) -> S3Result<()> 
     Ok(())
 }
 
+/// Parses `<OwnershipControls><Rule><ObjectOwnership>X</ObjectOwnership></Rule>` (exactly one
+/// rule): the ownership's name.
+///
+/// Errors: MalformedXML.
+pub fn parse_ownership_controls(body: &[u8]) -> S3Result<String> {
+    let mut values = Vec::new();
+    walk(body, |node| {
+        match node {
+            Node::Text("OwnershipControls/Rule/ObjectOwnership", text) => values.push(text),
+            Node::Text(path, _) => {
+                return Err(malformed(format!("unknown element {path} in OwnershipControls")))
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    match <[String; 1]>::try_from(values) {
+        Ok([one]) => Ok(one),
+        Err(_) => Err(malformed("OwnershipControls takes exactly one Rule with an ObjectOwnership")),
+    }
+}
+
 /// Parses `<CreateBucketConfiguration><LocationConstraint/></CreateBucketConfiguration>`: the
 /// location constraint, if any (S3 API Reference, CreateBucket).
 ///

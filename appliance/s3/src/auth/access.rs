@@ -32,7 +32,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::acl::{Acl, Permission, BUCKET_ACL_ATTRIBUTE, OBJECT_ACL_HEADER};
+use super::acl::{Acl, Ownership, Permission, BUCKET_ACL_ATTRIBUTE, OBJECT_ACL_HEADER, OWNERSHIP_ATTRIBUTE};
 use super::policy::{Decision, Policy, RequestContext, BUCKET_POLICY_ATTRIBUTE};
 use super::Auth;
 use crate::error::{S3Error, S3Result};
@@ -73,6 +73,8 @@ pub struct BucketAccess {
     pub block: PublicAccessBlock,
     /// Whether a public access block is set (all four false is a setting too).
     pub block_set: bool,
+    /// Object ownership: with BucketOwnerEnforced, ACLs grant nothing.
+    pub ownership: Ownership,
     /// Every attribute of the bucket, as read (lifecycle rules, CORS...).
     pub attributes: Vec<(String, Vec<u8>)>,
 }
@@ -115,9 +117,14 @@ impl BucketAccess {
             })?,
             None => PublicAccessBlock::default(),
         };
+        let ownership = match get(OWNERSHIP_ATTRIBUTE) {
+            Some(v) => Ownership::parse(&String::from_utf8_lossy(v))?,
+            None => Ownership::default(),
+        };
         Ok(BucketAccess {
             bucket: bucket.to_string(),
             owner: owner.to_string(),
+            ownership,
             acl,
             policy_text,
             policy,
@@ -324,7 +331,8 @@ pub fn authorize(access: &BucketAccess, auth: &Auth, cx: &RequestContext<'_>) ->
     if OWNER_ONLY.contains(&cx.action) && !owner {
         return deny(denied(cx.action, cx.resource, caller));
     }
-    let needs = acl_permission(cx.action);
+    // With ACLs disabled (BucketOwnerEnforced) only the owner and the policy grant access.
+    let needs = acl_permission(cx.action).filter(|_| access.ownership.acls_enabled());
     let ignore_public = access.block.ignore_public_acls;
     let bucket_allowed = owner
         || decision == Decision::Allow
@@ -367,7 +375,8 @@ pub fn authorize_some_key(
     let owner = caller == Some(access.owner.as_str());
     let public_allows = owner || !access.block.restrict_public_buckets;
     let may = |action: &&str| {
-        let by_acl = acl_permission(action).is_some_and(|(p, on_object)| {
+        let acls = access.ownership.acls_enabled();
+        let by_acl = acl_permission(action).filter(|_| acls).is_some_and(|(p, on_object)| {
             !on_object
                 && access
                     .acl

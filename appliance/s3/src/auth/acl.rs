@@ -189,13 +189,6 @@ impl Acl {
         bucket_owner: &str,
         account_exists: impl Fn(&str) -> bool,
     ) -> S3Result<Option<Acl>> {
-        const GRANT_HEADERS: [(&str, Permission); 5] = [
-            ("x-amz-grant-read", Permission::Read),
-            ("x-amz-grant-write", Permission::Write),
-            ("x-amz-grant-read-acp", Permission::ReadAcp),
-            ("x-amz-grant-write-acp", Permission::WriteAcp),
-            ("x-amz-grant-full-control", Permission::FullControl),
-        ];
         let canned = header("x-amz-acl");
         let grants: Vec<(String, Permission)> = GRANT_HEADERS
             .iter()
@@ -371,6 +364,86 @@ impl Acl {
         }
         Ok(acl)
     }
+}
+
+/// The headers that grant a permission at creation, and the permission each grants.
+pub const GRANT_HEADERS: [(&str, Permission); 5] = [
+    ("x-amz-grant-read", Permission::Read),
+    ("x-amz-grant-write", Permission::Write),
+    ("x-amz-grant-read-acp", Permission::ReadAcp),
+    ("x-amz-grant-write-acp", Permission::WriteAcp),
+    ("x-amz-grant-full-control", Permission::FullControl),
+];
+
+/// Whether an ACL asks for nothing a BucketOwnerEnforced bucket lacks: `owner` holds
+/// FULL_CONTROL, and no one else anything (S3 accepts exactly that, or
+/// `bucket-owner-full-control`, on a bucket whose ACLs are disabled).
+pub fn is_owner_full_control(acl: &Acl, owner: &str) -> bool {
+    acl.grants.iter().all(|g| {
+        g.grantee == Grantee::Account(owner.to_string()) && g.permission == Permission::FullControl
+    })
+}
+
+/// The bucket attribute holding a bucket's object ownership (S3's OwnershipControls).
+pub const OWNERSHIP_ATTRIBUTE: &str = "ownership-controls";
+
+/// Who owns the objects written to a bucket, and whether ACLs count (S3 User Guide,
+/// "Controlling ownership of objects and disabling ACLs for your bucket").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ownership {
+    /// ACLs are disabled: the bucket owner owns every object and only policies grant access.
+    BucketOwnerEnforced,
+    /// An object written with the `bucket-owner-full-control` canned ACL is the bucket
+    /// owner's; others are their writer's.
+    BucketOwnerPreferred,
+    /// The writer owns what it writes (Hoard's default; S3's before 2023).
+    #[default]
+    ObjectWriter,
+}
+
+impl Ownership {
+    /// S3's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ownership::BucketOwnerEnforced => "BucketOwnerEnforced",
+            Ownership::BucketOwnerPreferred => "BucketOwnerPreferred",
+            Ownership::ObjectWriter => "ObjectWriter",
+        }
+    }
+
+    /// Parses S3's name.
+    ///
+    /// Errors: InvalidArgument naming the value.
+    pub fn parse(s: &str) -> S3Result<Ownership> {
+        [
+            Ownership::BucketOwnerEnforced,
+            Ownership::BucketOwnerPreferred,
+            Ownership::ObjectWriter,
+        ]
+        .into_iter()
+        .find(|o| o.name() == s.trim())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                BAD_REQUEST,
+                "object ownership must be BucketOwnerEnforced, BucketOwnerPreferred or ObjectWriter, not {s:?}"
+            )
+        })
+    }
+
+    /// Whether ACLs count for access (all but BucketOwnerEnforced).
+    pub fn acls_enabled(self) -> bool {
+        self != Ownership::BucketOwnerEnforced
+    }
+}
+
+/// The error for an ACL on a bucket whose ACLs are disabled.
+pub fn acls_not_supported() -> crate::error::S3Error {
+    s3_error!(
+        AccessControlListNotSupported,
+        BAD_REQUEST,
+        "The bucket does not allow ACLs (its object ownership is BucketOwnerEnforced)"
+    )
 }
 
 fn bad_grantee(item: &str) -> crate::error::S3Error {

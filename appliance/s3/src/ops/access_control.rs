@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::auth::access::{self, PUBLIC_ACCESS_BLOCK_ATTRIBUTE};
-use crate::auth::acl::{Acl, BUCKET_ACL_ATTRIBUTE, OBJECT_ACL_HEADER};
+use crate::auth::acl::{self, Acl, Ownership, BUCKET_ACL_ATTRIBUTE, OBJECT_ACL_HEADER};
 use crate::auth::policy::{Policy, BUCKET_POLICY_ATTRIBUTE, MAX_POLICY_BYTES};
 use crate::engine::blocking;
 use crate::error::S3Result;
@@ -96,6 +96,22 @@ fn object_acl_from(
     header: impl Fn(&str) -> Option<String>,
 ) -> S3Result<Option<(String, String)>> {
     let access = ctx.access();
+    // Object ownership: with ACLs disabled every object is the bucket owner's, and an ACL
+    // other than `bucket-owner-full-control` is refused; BucketOwnerPreferred gives the bucket
+    // owner an object written with that ACL.
+    let canned = header("x-amz-acl");
+    let to_bucket_owner = canned.as_deref().map(str::trim) == Some("bucket-owner-full-control");
+    match access.ownership {
+        Ownership::BucketOwnerEnforced => {
+            let grants = acl::GRANT_HEADERS.iter().any(|(h, _)| header(h).is_some());
+            if grants || (canned.is_some() && !to_bucket_owner) {
+                return Err(acl::acls_not_supported());
+            }
+            return Ok(None);
+        }
+        Ownership::BucketOwnerPreferred if to_bucket_owner => return Ok(None),
+        _ => {}
+    }
     let writer = match ctx.auth.anonymous {
         true => access.owner.as_str(),
         false => ctx.auth.account_id.as_str(),
@@ -117,6 +133,9 @@ pub(super) fn get_bucket_acl(ctx: &Ctx) -> S3Result<Response> {
 pub(super) async fn put_bucket_acl(mut ctx: Ctx) -> S3Result<Response> {
     let owner = ctx.access().owner.clone();
     let acl = new_acl(&mut ctx, &owner).await?;
+    if !ctx.access().ownership.acls_enabled() && !acl::is_owner_full_control(&acl, &owner) {
+        return Err(acl::acls_not_supported());
+    }
     access::check_acl_allowed(ctx.access(), &acl)?;
     let store = ctx.state.store.clone();
     let bucket = ctx.bucket().to_string();
@@ -155,6 +174,10 @@ async fn new_acl(ctx: &mut Ctx, owner: &str) -> S3Result<Acl> {
 
 /// The ACL of an object's current version (the bucket owner's `private` if it has none).
 fn object_acl(ctx: &Ctx, headers: &[(String, String)]) -> S3Result<Acl> {
+    if !ctx.access().ownership.acls_enabled() {
+        // ACLs disabled: the bucket owner owns every object, whatever it was written with.
+        return Ok(Acl::private(&ctx.access().owner));
+    }
     match headers.iter().find(|(n, _)| n == OBJECT_ACL_HEADER) {
         Some((_, v)) => Acl::from_json(v.as_bytes()),
         None => Ok(Acl::private(&ctx.access().owner)),
@@ -174,8 +197,13 @@ pub(super) async fn put_object_acl(mut ctx: Ctx) -> S3Result<Response> {
     let info = super::object::readable_version(&ctx).await?;
     let owner = object_acl(&ctx, &info.headers)?.owner;
     let acl = new_acl(&mut ctx, &owner).await?;
+    // ACLs disabled: only the bucket owner's full control, which every object has already.
+    let enforced = !ctx.access().ownership.acls_enabled();
+    if enforced && !acl::is_owner_full_control(&acl, &owner) {
+        return Err(acl::acls_not_supported());
+    }
     access::check_acl_allowed(ctx.access(), &acl)?;
-    let changes = vec![(OBJECT_ACL_HEADER.to_string(), Some(acl.to_json()))];
+    let changes = vec![(OBJECT_ACL_HEADER.to_string(), (!enforced).then(|| acl.to_json()))];
     blocking(move || store.update_object_headers(&bucket, &key, Some(info.version), &changes))
         .await?;
     Response::builder()
@@ -313,4 +341,68 @@ pub(super) async fn put_public_access_block(mut ctx: Ctx) -> S3Result<Response> 
 pub(super) async fn delete_public_access_block(ctx: Ctx) -> S3Result<Response> {
     set_attribute_of(&ctx, PUBLIC_ACCESS_BLOCK_ATTRIBUTE, None).await?;
     no_content()
+}
+
+/// `GET /<bucket>?ownershipControls` (404 OwnershipControlsNotFoundError when none was set:
+/// the bucket then behaves as ObjectWriter).
+pub(super) fn get_ownership_controls(ctx: &Ctx) -> S3Result<Response> {
+    let set = ctx
+        .access()
+        .attributes
+        .iter()
+        .any(|(n, _)| n == acl::OWNERSHIP_ATTRIBUTE);
+    if !set {
+        return Err(s3_error!(
+            OwnershipControlsNotFoundError,
+            NOT_FOUND,
+            "The bucket ownership controls were not found (bucket {} behaves as ObjectWriter)",
+            ctx.bucket()
+        ));
+    }
+    let mut x = XmlBuilder::new("OwnershipControls");
+    x.open("Rule")
+        .elem("ObjectOwnership", ctx.access().ownership.name())
+        .close("Rule");
+    xml_response(x.finish("OwnershipControls"))
+}
+
+/// `PUT /<bucket>?ownershipControls`: `<OwnershipControls><Rule><ObjectOwnership>`. Disabling
+/// ACLs (BucketOwnerEnforced) is refused while the bucket's ACL grants anyone but the owner.
+///
+/// Errors: MalformedXML; InvalidArgument (an unknown value);
+/// InvalidBucketAclWithObjectOwnership.
+pub(super) async fn put_ownership_controls(mut ctx: Ctx) -> S3Result<Response> {
+    let body = ctx.small_body(64 * 1024).await?;
+    let ownership = Ownership::parse(&xml::parse_ownership_controls(&body)?)?;
+    check_ownership_fits_acl(ownership, &ctx.access().acl, &ctx.access().owner)?;
+    set_attribute_of(
+        &ctx,
+        acl::OWNERSHIP_ATTRIBUTE,
+        Some(ownership.name().as_bytes().to_vec()),
+    )
+    .await?;
+    Response::builder()
+        .status(StatusCode::OK)
+        .body(Body::empty())
+        .map_err(bad_header)
+}
+
+/// `DELETE /<bucket>?ownershipControls`: back to ObjectWriter.
+pub(super) async fn delete_ownership_controls(ctx: Ctx) -> S3Result<Response> {
+    set_attribute_of(&ctx, acl::OWNERSHIP_ATTRIBUTE, None).await?;
+    no_content()
+}
+
+/// S3 refuses BucketOwnerEnforced on a bucket whose ACL grants anyone but its owner.
+///
+/// Errors: InvalidBucketAclWithObjectOwnership.
+pub(super) fn check_ownership_fits_acl(ownership: Ownership, bucket_acl: &Acl, owner: &str) -> S3Result<()> {
+    if ownership.acls_enabled() || acl::is_owner_full_control(bucket_acl, owner) {
+        return Ok(());
+    }
+    Err(s3_error!(
+        InvalidBucketAclWithObjectOwnership,
+        BAD_REQUEST,
+        "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"
+    ))
 }

@@ -92,6 +92,16 @@ pub(super) async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
         None => None,
     };
     let acl = super::access_control::new_bucket_acl(&ctx)?;
+    // x-amz-object-ownership (S3 User Guide, "Setting Object Ownership on an existing
+    // bucket"): none keeps Hoard's default, ObjectWriter.
+    let ownership = ctx
+        .header("x-amz-object-ownership")
+        .map(crate::auth::acl::Ownership::parse)
+        .transpose()?;
+    if let (Some(o), Some(acl)) = (ownership, &acl) {
+        let acl = crate::auth::acl::Acl::from_json(acl)?;
+        super::access_control::check_ownership_fits_acl(o, &acl, &ctx.auth.account_id)?;
+    }
     // The body may carry CreateBucketConfiguration: its location constraint must be this
     // server's region (S3: the region's endpoint refuses another; us-east-1 is the empty one).
     let config = ctx.small_body(64 * 1024).await?;
@@ -121,11 +131,21 @@ pub(super) async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
                 store.set_bucket_attribute(&name, acl_attribute, acl.as_deref())
             }
             Err(e) => Err(e),
-            // A crash between the two commits leaves the bucket private: the safe side.
-            Ok(_) => match acl {
-                Some(acl) => store.set_bucket_attribute(&name, acl_attribute, Some(&acl)),
-                None => Ok(()),
-            },
+            // A crash between the commits leaves the bucket private and ObjectWriter: the
+            // safe side for its ACL, and what an unset ownership means.
+            Ok(_) => {
+                if let Some(acl) = acl {
+                    store.set_bucket_attribute(&name, acl_attribute, Some(&acl))?;
+                }
+                match ownership {
+                    Some(o) => store.set_bucket_attribute(
+                        &name,
+                        crate::auth::acl::OWNERSHIP_ATTRIBUTE,
+                        Some(o.name().as_bytes()),
+                    ),
+                    None => Ok(()),
+                }
+            }
         }
     })
     .await?;

@@ -49,11 +49,6 @@ const REFUSED: &[Refused] = &[
     Refused { name: "x-amz-bucket-object-lock-enabled", harmless: &["false"], asks: OBJECT_LOCK },
     Refused { name: "x-amz-bucket-object-lock-token", harmless: &[], asks: OBJECT_LOCK },
     Refused {
-        name: "x-amz-object-ownership",
-        harmless: &["ObjectWriter"],
-        asks: "bucket ownership controls other than ObjectWriter, which this server does not implement yet",
-    },
-    Refused {
         name: "x-amz-bucket-namespace",
         harmless: &["global"],
         asks: "an account-regional bucket namespace; this server has the one global namespace",

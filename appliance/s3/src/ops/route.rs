@@ -86,6 +86,12 @@ endpoints! {
     PutPublicAccessBlock,
     /// `DELETE /bucket?publicAccessBlock`.
     DeletePublicAccessBlock,
+    /// `GET /bucket?ownershipControls`.
+    GetBucketOwnershipControls,
+    /// `PUT /bucket?ownershipControls`.
+    PutBucketOwnershipControls,
+    /// `DELETE /bucket?ownershipControls`.
+    DeleteBucketOwnershipControls,
     /// `GET /bucket?lifecycle`.
     GetBucketLifecycle,
     /// `PUT /bucket?lifecycle`.
@@ -227,6 +233,14 @@ pub const ROUTES: &[Row] = &[
         Some("publicAccessBlock"),
         E::DeletePublicAccessBlock,
     ),
+    row("GET", B, Some("ownershipControls"), E::GetBucketOwnershipControls),
+    row("PUT", B, Some("ownershipControls"), E::PutBucketOwnershipControls),
+    row(
+        "DELETE",
+        B,
+        Some("ownershipControls"),
+        E::DeleteBucketOwnershipControls,
+    ),
     row("GET", B, Some("lifecycle"), E::GetBucketLifecycle),
     row("PUT", B, Some("lifecycle"), E::PutBucketLifecycle),
     row("DELETE", B, Some("lifecycle"), E::DeleteBucketLifecycle),
@@ -272,7 +286,6 @@ pub const UNSUPPORTED_SELECTORS: &[&str] = &[
     "metrics",
     "notification",
     "object-lock",
-    "ownershipControls",
     "renameObject",
     "replication",
     "requestPayment",
@@ -411,6 +424,10 @@ impl Endpoint {
             E::GetPublicAccessBlock => Some("s3:GetBucketPublicAccessBlock"),
             E::PutPublicAccessBlock | E::DeletePublicAccessBlock => {
                 Some("s3:PutBucketPublicAccessBlock")
+            }
+            E::GetBucketOwnershipControls => Some("s3:GetBucketOwnershipControls"),
+            E::PutBucketOwnershipControls | E::DeleteBucketOwnershipControls => {
+                Some("s3:PutBucketOwnershipControls")
             }
             E::GetBucketLifecycle => Some("s3:GetLifecycleConfiguration"),
             E::PutBucketLifecycle | E::DeleteBucketLifecycle => {
