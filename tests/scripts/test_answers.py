@@ -486,3 +486,99 @@ def test_object_ownership_controls(server, s3):
     s3.delete_bucket_ownership_controls(Bucket="own-pref")
     assert code(lambda: s3.get_bucket_ownership_controls(Bucket="own-pref")) == \
         "OwnershipControlsNotFoundError"
+
+
+def sigv2(key, method, resource, date_header=None, amz_date=None):
+    """SigV2 headers over `resource`, with the given Date and/or x-amz-date (signed as S3's
+    SigV2 signs them: an x-amz-date replaces the Date line)."""
+    import base64
+    import hashlib
+    import hmac
+    headers, amz = {}, ""
+    if date_header is not None:
+        headers["Date"] = date_header
+    if amz_date is not None:
+        headers["x-amz-date"] = amz_date
+        amz = f"x-amz-date:{amz_date}\n"
+    line = "" if amz_date is not None else (date_header or "")
+    to_sign = f"{method}\n\n\n{line}\n{amz}{resource}"
+    sig = base64.b64encode(hmac.new(key[1].encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
+    headers["Authorization"] = f"AWS {key[0]}:{sig}"
+    return headers
+
+
+def test_request_dates_as_s3_reads_them(server, s3):
+    import email.utils
+    import http.client
+    import time as _time
+    s3.create_bucket(Bucket="dates-v2")
+    s3.put_object(Bucket="dates-v2", Key="k", Body=b"v")
+
+    def get(headers, target="/dates-v2/k"):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request("GET", target, headers=headers)
+        r = conn.getresponse()
+        out = (r.status, r.read())
+        conn.close()
+        return out
+
+    now = email.utils.formatdate(usegmt=True)
+    # A weekday that does not match the day is read past, as S3 does.
+    weekdays = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    wrong = weekdays[(weekdays.index(now[:3]) + 1) % 7] + now[3:]
+    assert get(sigv2(ROOT_KEY, "GET", "/dates-v2/k", date_header=wrong)) == (200, b"v")
+    old = email.utils.formatdate(_time.time() - 3600, usegmt=True)
+    old_wrong = weekdays[(weekdays.index(old[:3]) + 1) % 7] + old[3:]
+    status, body = get(sigv2(ROOT_KEY, "GET", "/dates-v2/k", date_header=old_wrong))
+    assert (status, error_code(body)) == (403, "RequestTimeTooSkewed"), body
+    # An empty x-amz-date is no date, even beside a valid Date: AccessDenied.
+    status, body = get(sigv2(ROOT_KEY, "GET", "/dates-v2/k", date_header=now, amz_date=""))
+    assert (status, error_code(body)) == (403, "AccessDenied"), body
+    # SigV4 signed with Date and no X-Amz-Date (botocore signs so when the caller sets Date).
+    status, _, body = signed(server, ROOT_KEY, "GET", "/dates-v2/k", headers={"Date": now})
+    assert (status, body) == (200, b"v")
+    # A presigned URL that lives 0 s has expired when it arrives.
+    import urllib.error
+    import urllib.request
+    v4 = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                      aws_access_key_id=ROOT_KEY[0], aws_secret_access_key=ROOT_KEY[1],
+                      config=Config(signature_version="s3v4"))
+    url = v4.generate_presigned_url("get_object", Params={"Bucket": "dates-v2", "Key": "k"}, ExpiresIn=0)
+    assert "X-Amz-Expires=0" in url
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url)
+    assert e.value.code == 403 and b"expired" in e.value.read()
+
+
+def test_a_missing_key_is_403_to_a_caller_who_may_not_list(server, s3):
+    import json
+    from hoard_server import make_tenants
+    reader_id, reader_key = make_tenants(server, ["missing-reader"])["missing-reader"]
+    r = boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                     aws_access_key_id=reader_key[0], aws_secret_access_key=reader_key[1],
+                     config=Config(retries={"max_attempts": 1}))
+    s3.create_bucket(Bucket="hidden")
+    s3.put_object(Bucket="hidden", Key="there", Body=b"t")
+    get_only = {"Effect": "Allow", "Principal": {"AWS": reader_id}, "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::hidden/*"}
+    s3.put_bucket_policy(Bucket="hidden", Policy=json.dumps({"Statement": [get_only]}))
+    assert r.get_object(Bucket="hidden", Key="there")["Body"].read() == b"t"
+    for call in [lambda: r.head_object(Bucket="hidden", Key="absent"),
+                 lambda: r.get_object(Bucket="hidden", Key="absent")]:
+        with pytest.raises(ClientError) as e:
+            call()
+        assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # With s3:ListBucket (for that prefix), the key is told missing.
+    listing = {"Effect": "Allow", "Principal": {"AWS": reader_id}, "Action": "s3:ListBucket",
+               "Resource": "arn:aws:s3:::hidden", "Condition": {"StringLike": {"s3:prefix": "abs*"}}}
+    s3.put_bucket_policy(Bucket="hidden", Policy=json.dumps({"Statement": [get_only, listing]}))
+    with pytest.raises(ClientError) as e:
+        r.head_object(Bucket="hidden", Key="absent")
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(ClientError) as e:
+        r.get_object(Bucket="hidden", Key="other")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    # The owner always learns it.
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket="hidden", Key="absent")
+    assert e.value.response["Error"]["Code"] == "NoSuchKey"

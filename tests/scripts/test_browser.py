@@ -249,3 +249,70 @@ def test_a_browser_uploads_through_a_form_served_from_a_bucket(server, uploader,
         assert "Contents" not in client.list_objects_v2(Bucket="uploads", Prefix="from-browser/big")
     finally:
         driver.quit()
+
+
+def signed_policy_form(key, policy_doc, object_key="p.txt"):
+    """Form fields carrying `policy_doc` (a str, sent as written) signed with SigV4 by `key`."""
+    import datetime
+    import hashlib
+    import hmac
+    now = datetime.datetime.now(datetime.timezone.utc)
+    date, stamp = now.strftime("%Y%m%d"), now.strftime("%Y%m%dT%H%M%SZ")
+    b64 = base64.b64encode(policy_doc.encode()).decode()
+    k = ("AWS4" + key[1]).encode()
+    for part in (date, "us-east-1", "s3", "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    return {"key": object_key, "x-amz-algorithm": "AWS4-HMAC-SHA256",
+            "x-amz-credential": f"{key[0]}/{date}/us-east-1/s3/aws4_request",
+            "x-amz-date": stamp, "policy": b64,
+            "x-amz-signature": hmac.new(k, b64.encode(), hashlib.sha256).hexdigest()}
+
+
+def test_malformed_policies_are_400_and_checksum_fields_are_verified(server, uploader):
+    """S3 answers a policy that is not one with 400 (InvalidPolicyDocument; a policy without a
+    signature InvalidArgument), not 403; a form's x-amz-checksum-<algorithm> is the file's
+    checksum, verified."""
+    client = s3(server, uploader)
+    client.create_bucket(Bucket="policy-forms")
+    url = f"{server.endpoint}/policy-forms"
+    exp = "2030-01-01T00:00:00.000Z"
+    cond = ('[{"bucket":"policy-forms"},["starts-with","$key",""],["starts-with","$x-amz-algorithm",""],'
+            '["starts-with","$x-amz-credential",""],["starts-with","$x-amz-date",""]]')
+    for doc in [
+        '{"expiration":"2030-01-01","conditions":%s}' % cond,
+        '{"EXPIRATION":"%s","conditions":%s}' % (exp, cond),
+        '{"expiration":"%s","CONDITIONS":%s}' % (exp, cond),
+        '{"conditions":%s}' % cond,
+        '{"expiration":"%s"}' % exp,
+        '{"expiration":"%s","conditions":[]}' % exp,
+        '{"expiration":"%s","conditions":[{"bucket":"policy-forms"},["content-length-range",10]]}' % exp,
+        '{"expiration":"%s","conditions":[{"bucket":"policy-forms"},["content-length-range",-1,10]]}' % exp,
+        'not json',
+    ]:
+        s, body, _ = post_form(url, signed_policy_form(uploader, doc), b"x")
+        assert (s, b"InvalidPolicyDocument" in body) == (400, True), (doc, s, body)
+    fields = signed_policy_form(uploader, '{"expiration":"%s","conditions":%s}' % (exp, cond))
+    unsigned = {k: v for k, v in fields.items() if k != "x-amz-signature" and k != "x-amz-credential"}
+    s, body, _ = post_form(url, unsigned, b"x")
+    assert s == 400 and b"InvalidArgument" in body, body
+    # The file's checksum: verified, not an extra field the policy must name.
+    import hashlib
+    data = b"checked payload"
+    good = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    s, body, _ = post_form(url, dict(fields, **{"x-amz-checksum-sha256": good}), data)
+    assert s == 204, body
+    assert client.head_object(Bucket="policy-forms", Key="p.txt", ChecksumMode="ENABLED")["ChecksumSHA256"] == good
+    bad = dict(signed_policy_form(uploader, '{"expiration":"%s","conditions":%s}' % (exp, cond), "q.txt"),
+               **{"x-amz-checksum-sha256": good})
+    s, body, _ = post_form(url, bad, b"other payload")
+    assert s == 400 and b"BadDigest" in body, body
+    with pytest.raises(ClientError):
+        client.head_object(Bucket="policy-forms", Key="q.txt")
+    # A form field asking for encryption is refused, not ignored.
+    with_sse = cond[:-1] + ',["starts-with","$x-amz-server-side-encryption",""]]'
+    enc = dict(signed_policy_form(uploader, '{"expiration":"%s","conditions":%s}' % (exp, with_sse), "e.txt"),
+               **{"x-amz-server-side-encryption": "AES256"})
+    s, body, _ = post_form(url, enc, b"secret")
+    assert s == 501 and b"x-amz-server-side-encryption" in body, body
+    with pytest.raises(ClientError):
+        client.head_object(Bucket="policy-forms", Key="e.txt")
