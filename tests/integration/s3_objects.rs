@@ -11,11 +11,9 @@ async fn bucket_lifecycle() {
     let s3 = server.client();
     s3.create_bucket().bucket("alpha").send().await.unwrap();
     s3.head_bucket().bucket("alpha").send().await.unwrap();
-    let again = s3.create_bucket().bucket("alpha").send().await.unwrap_err();
-    assert_eq!(
-        error_code(&again).as_deref(),
-        Some("BucketAlreadyOwnedByYou")
-    );
+    // Re-creating one's own bucket in us-east-1 is S3's legacy 200 (409 BucketAlreadyOwnedByYou
+    // in every other region; `tests/scripts/test_answers.py` checks both).
+    s3.create_bucket().bucket("alpha").send().await.unwrap();
     let bad = s3
         .create_bucket()
         .bucket("Bad_Name")

@@ -582,3 +582,22 @@ def test_a_missing_key_is_403_to_a_caller_who_may_not_list(server, s3):
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket="hidden", Key="absent")
     assert e.value.response["Error"]["Code"] == "NoSuchKey"
+
+
+def test_create_bucket_you_own_elsewhere_than_us_east_1_is_409():
+    gen = scratch_server(*ROOT_KEY, args=["--region", "eu-west-1"])
+    server = next(gen)
+    try:
+        c = boto3.client("s3", endpoint_url=server.endpoint, region_name="eu-west-1",
+                         aws_access_key_id=ROOT_KEY[0], aws_secret_access_key=ROOT_KEY[1],
+                         config=Config(retries={"max_attempts": 1}))
+        conf = {"LocationConstraint": "eu-west-1"}
+        c.create_bucket(Bucket="eu-bucket", CreateBucketConfiguration=conf)
+        with pytest.raises(ClientError) as e:
+            c.create_bucket(Bucket="eu-bucket", CreateBucketConfiguration=conf)
+        assert e.value.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
+        with pytest.raises(ClientError) as e:
+            c.create_bucket(Bucket="us-bucket", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+        assert e.value.response["Error"]["Code"] == "IllegalLocationConstraintException"
+    finally:
+        next(gen, None)
