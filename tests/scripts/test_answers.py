@@ -196,6 +196,12 @@ def test_complete_multipart_upload_checks_the_objects_checksum_header(s3):
     out = s3.complete_multipart_upload(Bucket="mpsum", Key="k", UploadId=up, ChecksumCRC32=composite,
                                        MultipartUpload={"Parts": parts})
     assert out["ChecksumCRC32"] == composite
+    # GetObjectAttributes lists each part with its checksum.
+    attrs = s3.get_object_attributes(Bucket="mpsum", Key="k", ObjectAttributes=["ObjectParts"])
+    listed_parts = attrs["ObjectParts"]["Parts"]
+    assert [(p["PartNumber"], p["ChecksumCRC32"]) for p in listed_parts] == \
+        [(p["PartNumber"], p["ChecksumCRC32"]) for p in parts]
+    assert "x-hoard-part-checksums" not in s3.head_object(Bucket="mpsum", Key="k")["ResponseMetadata"]["HTTPHeaders"]
 
 
 def test_complete_with_no_parts_is_malformed_xml(server, s3):

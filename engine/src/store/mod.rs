@@ -37,7 +37,7 @@ pub use gc::{GcRound, GcStatus};
 pub use list::{ListPage, ListQuery, ObjectSummary};
 pub use multipart::{
     ChecksumCombiner, CompletedPart, PartInfo, PartWriter, PartsPage, UploadInfo, UploadOptions,
-    UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES,
+    UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES, PART_CHECKSUMS_HEADER,
 };
 pub use objects::{
     ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions, WriteCondition,

@@ -23,6 +23,11 @@ pub const MAX_PART_BYTES: u64 = 5 << 30;
 /// Highest part number (S3: 10,000).
 pub const MAX_PART_NUMBER: u32 = 10_000;
 
+/// The stored header of a completed multipart object with flexible checksums: its parts'
+/// checksums (base64, of the upload's algorithm) in part order, comma-separated
+/// (`engine/FORMAT.md`, "Object headers"); never sent as a response header.
+pub const PART_CHECKSUMS_HEADER: &str = "x-hoard-part-checksums";
+
 /// A part named in CompleteMultipartUpload.
 #[derive(Clone, Debug)]
 pub struct CompletedPart {
@@ -491,6 +496,11 @@ impl Store {
             record
                 .headers
                 .push(("x-amz-checksum-type".into(), checksum_type.into()));
+            // Each part's checksum, for GetObjectAttributes' ObjectParts.
+            let values: Vec<&str> = part_checksums.iter().map(|(_, v)| v.as_str()).collect();
+            record
+                .headers
+                .push((PART_CHECKSUMS_HEADER.into(), values.join(",")));
         }
         // The chosen parts' runs move into the object record (their space stays live); the
         // others' space is dropped.

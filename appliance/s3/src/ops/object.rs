@@ -187,11 +187,19 @@ pub(super) async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
             .elem("NextPartNumberMarker", next.to_string())
             .elem("MaxParts", max_parts.to_string())
             .elem("IsTruncated", (next < total).to_string());
+        // Each part's checksum, of the object's algorithm, where the completion kept them.
+        let algorithm = info.checksums.first().map(|(a, _)| a.as_str());
+        let part_checksums: Vec<&str> = info
+            .headers
+            .iter()
+            .find(|(n, _)| n == hoard::store::PART_CHECKSUMS_HEADER)
+            .map_or_else(Vec::new, |(_, v)| v.split(',').collect());
         for (n, size) in page {
-            x.open("Part")
-                .elem("PartNumber", n.to_string())
-                .elem("Size", size.to_string())
-                .close("Part");
+            x.open("Part").elem("PartNumber", n.to_string());
+            if let (Some(a), Some(value)) = (algorithm, part_checksums.get(n as usize - 1)) {
+                x.elem(&format!("Checksum{a}"), value);
+            }
+            x.elem("Size", size.to_string()).close("Part");
         }
         x.close("ObjectParts");
     }
