@@ -16,6 +16,9 @@ fuzz_target!(|data: &[u8]| {
         (Some("111122223333"), "s3:ListBucket", "bucket"),
         (Some("111122223333"), "s3:DeleteObject", "bucket/a/b"),
     ] {
+        let tags = vec![("project".to_string(), "blue".to_string())];
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-amz-acl", axum::http::HeaderValue::from_static("private"));
         let cx = RequestContext {
             account,
             user: account.map(|_| "alice"),
@@ -29,6 +32,14 @@ fuzz_target!(|data: &[u8]| {
             max_keys: Some("1000"),
             user_agent: Some("fuzz"),
             referer: None,
+            version_id: Some("0000000000000001"),
+            signature_version: account.map(|_| "AWS4-HMAC-SHA256"),
+            auth_type: account.map(|_| "REST-HEADER"),
+            signature_age_ms: Some(1_000),
+            tls_version: Some("1.3"),
+            existing_tags: Some(&tags),
+            request_tags: Some(&tags),
+            headers: Some(&headers),
         };
         let _ = policy.decide(&cx, true);
         let _ = policy.may_allow(&cx, false);

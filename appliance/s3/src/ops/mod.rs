@@ -380,6 +380,12 @@ fn missing_keys_hidden(ctx: &Ctx, peer: Option<std::net::IpAddr>) -> bool {
     if !matches!(ctx.endpoint, Endpoint::GetObject | Endpoint::HeadObject) {
         return false;
     }
+    // The owner's account may list its bucket unless a policy denies it: no evaluation on
+    // the common path.
+    let access = ctx.access();
+    if !ctx.auth.anonymous && ctx.auth.account_id == access.owner && access.policy.is_none() {
+        return false;
+    }
     let resource = ctx.bucket().to_string();
     let cx = RequestContext {
         prefix: ctx.key.as_deref(),
