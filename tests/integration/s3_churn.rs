@@ -184,13 +184,13 @@ async fn verify(server: &Server, model: &BTreeMap<u64, u64>) {
         );
     }
     let mut listed = 0usize;
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket("churn")
-        .into_paginator()
-        .send();
+    let mut pages = s3.list_objects_v2().bucket("churn").into_paginator().send();
     while let Some(page) = pages.next().await {
         listed += page.unwrap().contents().len();
     }
-    assert_eq!(listed, model.len(), "the listing holds exactly the live keys");
+    assert_eq!(
+        listed,
+        model.len(),
+        "the listing holds exactly the live keys"
+    );
 }

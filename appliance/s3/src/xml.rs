@@ -269,7 +269,9 @@ pub fn parse_ownership_controls(body: &[u8]) -> S3Result<String> {
         match node {
             Node::Text("OwnershipControls/Rule/ObjectOwnership", text) => values.push(text),
             Node::Text(path, _) => {
-                return Err(malformed(format!("unknown element {path} in OwnershipControls")))
+                return Err(malformed(format!(
+                    "unknown element {path} in OwnershipControls"
+                )))
             }
             _ => {}
         }
@@ -277,7 +279,9 @@ pub fn parse_ownership_controls(body: &[u8]) -> S3Result<String> {
     })?;
     match <[String; 1]>::try_from(values) {
         Ok([one]) => Ok(one),
-        Err(_) => Err(malformed("OwnershipControls takes exactly one Rule with an ObjectOwnership")),
+        Err(_) => Err(malformed(
+            "OwnershipControls takes exactly one Rule with an ObjectOwnership",
+        )),
     }
 }
 
@@ -294,7 +298,9 @@ pub fn parse_create_bucket_configuration(body: &[u8]) -> S3Result<Option<String>
             Node::Text("CreateBucketConfiguration/LocationConstraint", text) => {
                 constraint = Some(text)
             }
-            Node::End("CreateBucketConfiguration" | "CreateBucketConfiguration/LocationConstraint") => {}
+            Node::End(
+                "CreateBucketConfiguration" | "CreateBucketConfiguration/LocationConstraint",
+            ) => {}
             Node::End(path) if !path.starts_with("CreateBucketConfiguration") => {
                 return Err(malformed(format!(
                     "a CreateBucket body is CreateBucketConfiguration, not {path}"
@@ -353,7 +359,9 @@ pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
     })?;
     // The schema requires at least one Part (S3 answers MalformedXML).
     if parts.is_empty() {
-        return Err(malformed("CompleteMultipartUpload must name at least one Part"));
+        return Err(malformed(
+            "CompleteMultipartUpload must name at least one Part",
+        ));
     }
     Ok(parts)
 }
@@ -621,7 +629,9 @@ pub fn parse_lifecycle(body: &[u8]) -> S3Result<Vec<crate::lifecycle::Rule>> {
             Node::End("LifecycleConfiguration/Rule/Filter") => saw_filter = true,
             Node::End("LifecycleConfiguration/Rule") => {
                 if std::mem::take(&mut saw_filter) && rule.filter.rule_level_prefix {
-                    return Err(malformed("a lifecycle Rule takes a Prefix or a Filter, not both"));
+                    return Err(malformed(
+                        "a lifecycle Rule takes a Prefix or a Filter, not both",
+                    ));
                 }
                 let mut r = std::mem::take(&mut rule);
                 match status.take().as_deref() {

@@ -571,7 +571,8 @@ impl Profile {
         let seq_bytes_s = hdd.seq_mb_s as f64 * 1e6;
         // The largest segment that still gives an HDD its target count of segments.
         let usable_bytes = hdd.size_bytes.saturating_sub(RESERVED_BYTES);
-        let segment_cap = prev_pow2(usable_bytes / TARGET_SEGMENTS_PER_HDD).max(4 * MIN_CHUNK_BYTES);
+        let segment_cap =
+            prev_pow2(usable_bytes / TARGET_SEGMENTS_PER_HDD).max(4 * MIN_CHUNK_BYTES);
         // A chunk read costs one access plus its transfer; 4 accesses' worth of transfer keeps
         // the access overhead near 20% of the read time.
         let ideal = (seq_bytes_s * access_time_s * 4.0) as u64;
@@ -614,10 +615,14 @@ impl Profile {
         );
         // Validation guarantees the count; the derivation the 4 chunks per segment (unless
         // both sizes were set).
-        assert!(segments_per_hdd >= MIN_SEGMENTS_PER_HDD, "{segments_per_hdd} segments per HDD");
+        assert!(
+            segments_per_hdd >= MIN_SEGMENTS_PER_HDD,
+            "{segments_per_hdd} segments per HDD"
+        );
         debug_assert!(
             segment >= 4 * chunk
-                || (self.engine.chunk_size_bytes.is_some() && self.engine.segment_size_bytes.is_some())
+                || (self.engine.chunk_size_bytes.is_some()
+                    && self.engine.segment_size_bytes.is_some())
         );
 
         let data_qd = hdd.queue_depth.clamp(1, 256);
@@ -971,7 +976,8 @@ impl Profile {
 
         // Space: the reserve and garbage collection.
         let reserve_segments = self.engine.space_reserve_segments.unwrap_or_else(|| {
-            ((segments_per_hdd / 50).clamp(MIN_RESERVE_SEGMENTS as u64, 64)
+            ((segments_per_hdd / 50)
+                .clamp(MIN_RESERVE_SEGMENTS as u64, 64)
                 .min(segments_per_hdd / 8)) as u32
         });
         explain(
@@ -1250,7 +1256,14 @@ mod tests {
     }
 
     /// One HDD-pool profile of the space the property test walks.
-    fn spanned_profile(hdd_bytes: u64, hdds: u32, protection: &str, seq_mb_s: u32, iops: u32, memory_bytes: u64) -> String {
+    fn spanned_profile(
+        hdd_bytes: u64,
+        hdds: u32,
+        protection: &str,
+        seq_mb_s: u32,
+        iops: u32,
+        memory_bytes: u64,
+    ) -> String {
         format!(
             r#"
 name = "span"
@@ -1273,7 +1286,10 @@ name = "default"
 hdd_slots = [{slots}]
 protection = "{protection}"
 "#,
-            slots = (0..hdds).map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+            slots = (0..hdds)
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )
     }
 
@@ -1347,13 +1363,18 @@ protection = "{protection}"
         let err = Profile::parse(&format!("{base}[engine]\nsegment_size_bytes = 67108864\n"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("segment_size_bytes") && err.contains("15 segments"), "{err}");
+        assert!(
+            err.contains("segment_size_bytes") && err.contains("15 segments"),
+            "{err}"
+        );
         let err = Profile::parse(&format!("{base}[engine]\nspace_reserve_segments = 1\n"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("space_reserve_segments"), "{err}");
         // The shipped QEMU geometry derives many small segments and a reserve of two.
-        let qemu = Profile::parse(include_str!("../../../hwprofiles/qemu.toml")).unwrap().derive();
+        let qemu = Profile::parse(include_str!("../../../hwprofiles/qemu.toml"))
+            .unwrap()
+            .derive();
         assert_eq!(qemu.segment_size_bytes, 64 * MIB);
         assert_eq!(qemu.space_reserve_segments, 2);
     }

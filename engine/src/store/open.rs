@@ -334,7 +334,9 @@ impl Store {
             }
             segment_size_bytes = size;
         }
-        if crate::segment::needle_bytes(config.chunk_size_bytes as usize) as u64 > segment_size_bytes {
+        if crate::segment::needle_bytes(config.chunk_size_bytes as usize) as u64
+            > segment_size_bytes
+        {
             return Err(Error::Config(format!(
                 "the profile's chunks ({} bytes) do not fit the pool's segments of {segment_size_bytes} bytes; set [engine] chunk_size_bytes to a quarter of a segment or less",
                 config.chunk_size_bytes

@@ -32,7 +32,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::acl::{Acl, Ownership, Permission, BUCKET_ACL_ATTRIBUTE, OBJECT_ACL_HEADER, OWNERSHIP_ATTRIBUTE};
+use super::acl::{
+    Acl, Ownership, Permission, BUCKET_ACL_ATTRIBUTE, OBJECT_ACL_HEADER, OWNERSHIP_ATTRIBUTE,
+};
 use super::policy::{Decision, Policy, RequestContext, BUCKET_POLICY_ATTRIBUTE};
 use super::Auth;
 use crate::error::{S3Error, S3Result};
@@ -376,12 +378,14 @@ pub fn authorize_some_key(
     let public_allows = owner || !access.block.restrict_public_buckets;
     let may = |action: &&str| {
         let acls = access.ownership.acls_enabled();
-        let by_acl = acl_permission(action).filter(|_| acls).is_some_and(|(p, on_object)| {
-            !on_object
-                && access
-                    .acl
-                    .allows(caller, p, access.block.ignore_public_acls)
-        });
+        let by_acl = acl_permission(action)
+            .filter(|_| acls)
+            .is_some_and(|(p, on_object)| {
+                !on_object
+                    && access
+                        .acl
+                        .allows(caller, p, access.block.ignore_public_acls)
+            });
         let cx = RequestContext {
             action,
             ..cx.clone()

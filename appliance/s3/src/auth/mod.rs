@@ -393,7 +393,12 @@ pub fn parse_http_date(s: &str) -> Option<u64> {
 fn date_ignoring_weekday(s: &str) -> Option<u64> {
     let (_, rest) = s.split_once(", ")?;
     let mut fields = rest.split(' ');
-    let (day, month, year, time) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+    let (day, month, year, time) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
     if fields.next().is_some() {
         return None;
     }

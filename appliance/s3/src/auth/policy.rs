@@ -232,11 +232,17 @@ const KEYS: &[(&str, &[&str])] = &[
     ("s3:x-amz-metadata-directive", PUT_OBJECT),
     ("s3:x-amz-server-side-encryption", PUT_OBJECT),
     ("s3:x-amz-server-side-encryption-aws-kms-key-id", PUT_OBJECT),
-    ("s3:x-amz-server-side-encryption-customer-algorithm", PUT_OBJECT),
+    (
+        "s3:x-amz-server-side-encryption-customer-algorithm",
+        PUT_OBJECT,
+    ),
     ("s3:object-lock-mode", LOCK_SETTING),
     ("s3:object-lock-retain-until-date", LOCK_SETTING),
     ("s3:object-lock-remaining-retention-days", LOCK_SETTING),
-    ("s3:object-lock-legal-hold", &["s3:putobject", "s3:putobjectlegalhold"]),
+    (
+        "s3:object-lock-legal-hold",
+        &["s3:putobject", "s3:putobjectlegalhold"],
+    ),
     ("s3:requestobjecttagkeys", TAG_SETTING),
     ("s3:requestobjecttag/", TAG_SETTING),
     ("s3:existingobjecttag/", EXISTING_TAGS),
@@ -263,7 +269,11 @@ const ACL_SETTING: &[&str] = &[
 ];
 const PUT_OBJECT: &[&str] = &["s3:putobject"];
 const LOCK_SETTING: &[&str] = &["s3:putobject", "s3:putobjectretention"];
-const TAG_SETTING: &[&str] = &["s3:putobject", "s3:putobjecttagging", "s3:putobjectversiontagging"];
+const TAG_SETTING: &[&str] = &[
+    "s3:putobject",
+    "s3:putobjecttagging",
+    "s3:putobjectversiontagging",
+];
 const EXISTING_TAGS: &[&str] = &[
     "s3:getobject",
     "s3:getobjectversion",
@@ -507,7 +517,10 @@ impl Condition {
     }
 
     /// The request's values of the key (none: the key is absent from this request).
-    fn request_values<'a>(&self, cx: &RequestContext<'a>) -> Option<Vec<std::borrow::Cow<'a, str>>> {
+    fn request_values<'a>(
+        &self,
+        cx: &RequestContext<'a>,
+    ) -> Option<Vec<std::borrow::Cow<'a, str>>> {
         use std::borrow::Cow;
         let action = cx.action.to_ascii_lowercase();
         if !self.actions.iter().any(|a| *a == "*" || *a == action) {
@@ -765,9 +778,10 @@ impl Statement {
                         .iter()
                         .find_map(|(k, actions)| match k.strip_suffix('/') {
                             // A tag key: the prefix, then the tag's own (case-kept) name.
-                            Some(_) => lower.strip_prefix(k).filter(|t| !t.is_empty()).map(|_| {
-                                (*k, *actions, Some(key[k.len()..].to_string()))
-                            }),
+                            Some(_) => lower
+                                .strip_prefix(k)
+                                .filter(|t| !t.is_empty())
+                                .map(|_| (*k, *actions, Some(key[k.len()..].to_string()))),
                             None => (**k == lower).then_some((*k, *actions, None)),
                         })
                         .ok_or_else(|| {
@@ -1093,28 +1107,51 @@ mod request_keys {
     #[test]
     fn signature_age_tls_version_and_applicability() {
         let young = policy(r#"{"NumericLessThan":{"s3:signatureAge":"600000"}}"#);
-        let fresh = RequestContext { signature_age_ms: Some(5_000), ..cx("s3:GetObject") };
-        let stale = RequestContext { signature_age_ms: Some(900_000), ..cx("s3:GetObject") };
+        let fresh = RequestContext {
+            signature_age_ms: Some(5_000),
+            ..cx("s3:GetObject")
+        };
+        let stale = RequestContext {
+            signature_age_ms: Some(900_000),
+            ..cx("s3:GetObject")
+        };
         assert_eq!(young.decide(&fresh, true), Decision::Allow);
         assert_eq!(young.decide(&stale, true), Decision::NotApplicable);
         let tls = policy(r#"{"NumericGreaterThanEquals":{"s3:TlsVersion":"1.2"}}"#);
-        let over13 = RequestContext { tls_version: Some("1.3"), ..cx("s3:GetObject") };
+        let over13 = RequestContext {
+            tls_version: Some("1.3"),
+            ..cx("s3:GetObject")
+        };
         assert_eq!(tls.decide(&over13, true), Decision::Allow);
-        assert_eq!(tls.decide(&cx("s3:GetObject"), true), Decision::NotApplicable, "plain HTTP");
+        assert_eq!(
+            tls.decide(&cx("s3:GetObject"), true),
+            Decision::NotApplicable,
+            "plain HTTP"
+        );
         // s3:x-amz-acl applies to PutObject, not GetObject: there it is absent.
         let mut headers = axum::http::HeaderMap::new();
         headers.insert("x-amz-acl", "private".parse().unwrap());
         let acl = policy(r#"{"StringEquals":{"s3:x-amz-acl":"private"}}"#);
-        let put = RequestContext { headers: Some(&headers), ..cx("s3:PutObject") };
-        let get = RequestContext { headers: Some(&headers), ..cx("s3:GetObject") };
+        let put = RequestContext {
+            headers: Some(&headers),
+            ..cx("s3:PutObject")
+        };
+        let get = RequestContext {
+            headers: Some(&headers),
+            ..cx("s3:GetObject")
+        };
         assert_eq!(acl.decide(&put, true), Decision::Allow);
         assert_eq!(acl.decide(&get, true), Decision::NotApplicable);
         // Tag keys keep their case; ForAllValues over no tags holds.
         let tags = vec![("Project".to_string(), "blue".to_string())];
         let tagged = policy(r#"{"StringEquals":{"s3:RequestObjectTag/Project":"blue"}}"#);
-        let with = RequestContext { request_tags: Some(&tags), ..cx("s3:PutObject") };
+        let with = RequestContext {
+            request_tags: Some(&tags),
+            ..cx("s3:PutObject")
+        };
         assert_eq!(tagged.decide(&with, true), Decision::Allow);
-        let keys = policy(r#"{"ForAllValues:StringEquals":{"s3:RequestObjectTagKeys":["Project"]}}"#);
+        let keys =
+            policy(r#"{"ForAllValues:StringEquals":{"s3:RequestObjectTagKeys":["Project"]}}"#);
         assert_eq!(keys.decide(&with, true), Decision::Allow);
         assert_eq!(keys.decide(&cx("s3:PutObject"), true), Decision::Allow);
         assert!(Policy::parse(

@@ -257,8 +257,10 @@ pub fn verify_header(
     ) {
         return Err(signature_mismatch());
     }
-    Ok(Auth::of(creds, access_key, SignedIn::Header, Payload::Unsigned)?
-        .signed(super::SIGV2, Some(request_secs)))
+    Ok(
+        Auth::of(creds, access_key, SignedIn::Header, Payload::Unsigned)?
+            .signed(super::SIGV2, Some(request_secs)),
+    )
 }
 
 /// Verifies a SigV2 presigned URL. `Expires` is always signed and may lie at most

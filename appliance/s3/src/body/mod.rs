@@ -313,7 +313,10 @@ impl Ctx {
         // On CompleteMultipartUpload an `x-amz-checksum-*` header is the whole object's
         // expected checksum (checked against the parts' combined one), not the XML body's.
         let object_checksum = self.endpoint == crate::ops::Endpoint::CompleteMultipartUpload;
-        for algorithm in ChecksumAlgorithm::ALL.into_iter().filter(|_| !object_checksum) {
+        for algorithm in ChecksumAlgorithm::ALL
+            .into_iter()
+            .filter(|_| !object_checksum)
+        {
             if let Some(v) = self.header(&algorithm.header()) {
                 if found.is_some() {
                     return Err(s3_error!(

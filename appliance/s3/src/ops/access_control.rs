@@ -203,7 +203,10 @@ pub(super) async fn put_object_acl(mut ctx: Ctx) -> S3Result<Response> {
         return Err(acl::acls_not_supported());
     }
     access::check_acl_allowed(ctx.access(), &acl)?;
-    let changes = vec![(OBJECT_ACL_HEADER.to_string(), (!enforced).then(|| acl.to_json()))];
+    let changes = vec![(
+        OBJECT_ACL_HEADER.to_string(),
+        (!enforced).then(|| acl.to_json()),
+    )];
     blocking(move || store.update_object_headers(&bucket, &key, Some(info.version), &changes))
         .await?;
     Response::builder()
@@ -396,7 +399,11 @@ pub(super) async fn delete_ownership_controls(ctx: Ctx) -> S3Result<Response> {
 /// S3 refuses BucketOwnerEnforced on a bucket whose ACL grants anyone but its owner.
 ///
 /// Errors: InvalidBucketAclWithObjectOwnership.
-pub(super) fn check_ownership_fits_acl(ownership: Ownership, bucket_acl: &Acl, owner: &str) -> S3Result<()> {
+pub(super) fn check_ownership_fits_acl(
+    ownership: Ownership,
+    bucket_acl: &Acl,
+    owner: &str,
+) -> S3Result<()> {
     if ownership.acls_enabled() || acl::is_owner_full_control(bucket_acl, owner) {
         return Ok(());
     }

@@ -28,7 +28,11 @@ pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
             .ok()
             .filter(|n| (1..=10_000).contains(n))
             .ok_or_else(|| {
-                s3_error!(InvalidArgument, BAD_REQUEST, "max-buckets must be 1 to 10000, not {v:?}")
+                s3_error!(
+                    InvalidArgument,
+                    BAD_REQUEST,
+                    "max-buckets must be 1 to 10000, not {v:?}"
+                )
             })?,
     };
     let after = match ctx.q("continuation-token") {
@@ -39,7 +43,11 @@ pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| {
-                    s3_error!(InvalidArgument, BAD_REQUEST, "the continuation-token is not one this server gave")
+                    s3_error!(
+                        InvalidArgument,
+                        BAD_REQUEST,
+                        "the continuation-token is not one this server gave"
+                    )
                 })?,
         ),
     };
@@ -125,9 +133,10 @@ pub(super) async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
             // S3 in us-east-1 answers 200 to a caller re-creating a bucket it owns, and resets
             // the bucket's ACL (to the request's, else private); every other region answers
             // 409 BucketAlreadyOwnedByYou (S3 API Reference, "Error responses").
-            Err(hoard::Error::BucketAlreadyExists { owned_by_caller: true, .. })
-                if region == "us-east-1" =>
-            {
+            Err(hoard::Error::BucketAlreadyExists {
+                owned_by_caller: true,
+                ..
+            }) if region == "us-east-1" => {
                 store.set_bucket_attribute(&name, acl_attribute, acl.as_deref())
             }
             Err(e) => Err(e),

@@ -201,11 +201,17 @@ mod tests {
         h.insert("x-amz-server-side-encryption", "AES256".parse().unwrap());
         let e = refuse_unimplemented(&h).unwrap_err();
         assert_eq!(e.code, "NotImplemented");
-        assert!(e.message.contains("x-amz-server-side-encryption"), "{}", e.message);
+        assert!(
+            e.message.contains("x-amz-server-side-encryption"),
+            "{}",
+            e.message
+        );
         let mut names: Vec<_> = REFUSED.iter().map(|r| r.name).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), REFUSED.len(), "each header is listed once");
-        assert!(REFUSED.iter().all(|r| r.name == r.name.to_ascii_lowercase()));
+        assert!(REFUSED
+            .iter()
+            .all(|r| r.name == r.name.to_ascii_lowercase()));
     }
 }

@@ -466,11 +466,13 @@ async fn load_policy_inputs(ctx: &mut Ctx, policy: &auth::policy::Policy) -> S3R
     };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let headers = blocking(move || match store.head_object_version(&bucket, &key, version) {
-        Ok(info) => Ok(Some(info.headers)),
-        Err(hoard::Error::NoSuchKey { .. } | hoard::Error::DeleteMarker { .. }) => Ok(None),
-        Err(e) => Err(e),
-    })
+    let headers = blocking(
+        move || match store.head_object_version(&bucket, &key, version) {
+            Ok(info) => Ok(Some(info.headers)),
+            Err(hoard::Error::NoSuchKey { .. } | hoard::Error::DeleteMarker { .. }) => Ok(None),
+            Err(e) => Err(e),
+        },
+    )
     .await?;
     ctx.existing_tags = headers.map(|h| object_tags(&h));
     Ok(())

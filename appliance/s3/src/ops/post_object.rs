@@ -127,7 +127,9 @@ impl PostPolicy {
             .cloned()
             .ok_or_else(|| invalid_policy("'conditions' must be a list"))?;
         if conditions.is_empty() {
-            return Err(invalid_policy("'conditions' is empty; it must name at least the bucket"));
+            return Err(invalid_policy(
+                "'conditions' is empty; it must name at least the bucket",
+            ));
         }
         let mut length = None;
         for c in &conditions {
@@ -308,8 +310,8 @@ fn signer(ctx: &Ctx, form: &Form) -> S3Result<Option<Auth>> {
         Some(_) => crate::auth::SIGV4,
         None => crate::auth::SIGV2,
     };
-    let mut auth = Auth::of(creds, &access_key, SignedIn::Header, Payload::Unsigned)?
-        .signed(version, None);
+    let mut auth =
+        Auth::of(creds, &access_key, SignedIn::Header, Payload::Unsigned)?.signed(version, None);
     auth.signed_in_form = true;
     Ok(Some(auth))
 }
@@ -427,7 +429,10 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
     // A field `x-amz-checksum-<algorithm>` is the file's checksum: verified as it streams.
     let mut checksum = form.fields.iter().find_map(|(n, v)| {
         let algorithm = ChecksumAlgorithm::parse(n.strip_prefix("x-amz-checksum-")?)?;
-        Some(ChecksumCheck::new(algorithm, Expected::Header(v.trim().to_string())))
+        Some(ChecksumCheck::new(
+            algorithm,
+            Expected::Header(v.trim().to_string()),
+        ))
     });
     let resource = format!("{}/{key}", ctx.bucket());
     {
@@ -622,7 +627,8 @@ mod tests {
             .unwrap_err()
             .message
             .contains("Extra input fields: acl"));
-        let expired = policy(r#"{"expiration":"2020-01-01T00:00:00Z","conditions":[{"bucket":"b"}]}"#);
+        let expired =
+            policy(r#"{"expiration":"2020-01-01T00:00:00Z","conditions":[{"bucket":"b"}]}"#);
         assert!(expired
             .check(&form(&[]), "b", now)
             .unwrap_err()
@@ -647,8 +653,14 @@ mod tests {
             r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["content-length-range",9,5]]}"#,
         ] {
             let b64 = base64::engine::general_purpose::STANDARD.encode(doc);
-            let e = PostPolicy::parse(&b64).err().unwrap_or_else(|| panic!("{doc} parsed"));
-            assert_eq!((e.code, e.status.as_u16()), ("InvalidPolicyDocument", 400), "{doc}");
+            let e = PostPolicy::parse(&b64)
+                .err()
+                .unwrap_or_else(|| panic!("{doc} parsed"));
+            assert_eq!(
+                (e.code, e.status.as_u16()),
+                ("InvalidPolicyDocument", 400),
+                "{doc}"
+            );
         }
     }
 }

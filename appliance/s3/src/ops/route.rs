@@ -233,8 +233,18 @@ pub const ROUTES: &[Row] = &[
         Some("publicAccessBlock"),
         E::DeletePublicAccessBlock,
     ),
-    row("GET", B, Some("ownershipControls"), E::GetBucketOwnershipControls),
-    row("PUT", B, Some("ownershipControls"), E::PutBucketOwnershipControls),
+    row(
+        "GET",
+        B,
+        Some("ownershipControls"),
+        E::GetBucketOwnershipControls,
+    ),
+    row(
+        "PUT",
+        B,
+        Some("ownershipControls"),
+        E::PutBucketOwnershipControls,
+    ),
     row(
         "DELETE",
         B,

@@ -150,7 +150,12 @@ pub(super) async fn put_object(mut ctx: Ctx, delete: bool) -> S3Result<Response>
             let tags = body_tags(&mut ctx, MAX_OBJECT_TAGS).await?;
             // A bucket policy on the tags set (`s3:RequestObjectTag/<key>`) is decided now
             // that the body names them; `ops::authorize` refused callers nothing could allow.
-            if ctx.access().policy.as_ref().is_some_and(|p| p.uses_request_tags()) {
+            if ctx
+                .access()
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.uses_request_tags())
+            {
                 ctx.request_tags = Some(tags.clone());
                 super::authorize_again(&mut ctx)?;
             }
