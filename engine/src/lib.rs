@@ -13,6 +13,14 @@
 //! ```
 //!
 //! On-disk formats are specified in `engine/FORMAT.md`.
+//!
+//! # Example
+//!
+//! Open a store on files with the dev profile, create a bucket, put an object, read a range
+//! of it, list, delete and close. This is `engine/examples/embed.rs`, run as this crate's
+//! doctest (and shown in README, "Use the engine in your program"):
+//!
+#![doc = concat!("```\n", include_str!("../examples/embed.rs"), "```")]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
@@ -34,3 +42,17 @@ pub use store::{
     SpaceCheck, SpaceStatus, Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions,
     UploadsPage, VersionEntry, VersionId, VersionPage, VersionQuery, Versioning, WriteCondition,
 };
+
+#[cfg(test)]
+mod tests {
+    /// README shows the example as it is.
+    #[test]
+    fn readme_shows_the_embed_example() {
+        let readme = include_str!("../../README.md");
+        let example = include_str!("../examples/embed.rs");
+        assert!(
+            readme.contains(&format!("```rust\n{example}```")),
+            "README's \"Use the engine in your program\" must be engine/examples/embed.rs, as is"
+        );
+    }
+}
