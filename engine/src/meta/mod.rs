@@ -9,7 +9,7 @@
 //! is full. Knows nothing of buckets or objects: it stores byte keys
 //! and values (the store's schema lives in `store/schema.rs`). Must not touch HDDs.
 //!
-//! Back of the envelope (dev machine, ../shared/facts/machine.md): one fdatasync of an overwrite
+//! Back of the envelope (the development VM's disk, measured with fio): one fdatasync of an overwrite
 //! ~40 us, so one writer commits ~10-20k batches/s; group commit puts every batch waiting while a
 //! frame is written into the next frame, so 64 writers share one fdatasync.
 
