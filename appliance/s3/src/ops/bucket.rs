@@ -15,6 +15,29 @@ use crate::response::{bad_header, iso8601, xml_response};
 use crate::s3_error;
 use crate::xml::{self, XmlBuilder};
 
+/// A listing's continuation token (ListObjectsV2, ListBuckets): the last name of the page,
+/// base64url, opaque to clients.
+fn encode_token(last: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last)
+}
+
+/// The name a continuation token of [`encode_token`] resumes after.
+///
+/// Errors: InvalidArgument for a token this server did not give.
+fn decode_token(token: &str) -> S3Result<String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                BAD_REQUEST,
+                "the continuation token provided is incorrect"
+            )
+        })
+}
+
 /// ListBuckets, paginated as S3 has been since 2024: `max-buckets` (1..=10000; all when absent),
 /// `continuation-token` (opaque: the last name of the previous page), `prefix` and
 /// `bucket-region` (this server's region holds every bucket; another holds none).
@@ -35,22 +58,7 @@ pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
                 )
             })?,
     };
-    let after = match ctx.q("continuation-token") {
-        None => None,
-        Some(t) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    s3_error!(
-                        InvalidArgument,
-                        BAD_REQUEST,
-                        "the continuation-token is not one this server gave"
-                    )
-                })?,
-        ),
-    };
+    let after = ctx.q("continuation-token").map(decode_token).transpose()?;
     let prefix = ctx.q("prefix").unwrap_or("").to_string();
     let region = ctx.state.config.region.clone();
     let in_region = ctx.q("bucket-region").is_none_or(|r| r == region);
@@ -81,10 +89,7 @@ pub(super) async fn list_buckets(ctx: Ctx) -> S3Result<Response> {
     x.close("Buckets");
     if page.len() < mine.len() {
         let last = page.last().map_or("", |b| b.name.as_str());
-        x.elem(
-            "ContinuationToken",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last),
-        );
+        x.elem("ContinuationToken", encode_token(last));
     }
     x.opt("Prefix", ctx.q("prefix"));
     xml_response(x.finish("ListAllMyBucketsResult"))
@@ -230,22 +235,11 @@ pub(super) fn url_encoding(ctx: &Ctx) -> S3Result<bool> {
 pub(super) async fn list_objects(ctx: Ctx) -> S3Result<Response> {
     let v2 = ctx.q("list-type") == Some("2");
     let url_encode = url_encoding(&ctx)?;
-    let token = match ctx.q("continuation-token").filter(|_| v2) {
-        Some(t) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    s3_error!(
-                        InvalidArgument,
-                        BAD_REQUEST,
-                        "the continuation token provided is incorrect"
-                    )
-                })?,
-        ),
-        None => None,
-    };
+    let token = ctx
+        .q("continuation-token")
+        .filter(|_| v2)
+        .map(decode_token)
+        .transpose()?;
     let start_after = if v2 {
         token
             .clone()
@@ -304,9 +298,7 @@ pub(super) async fn list_objects(ctx: Ctx) -> S3Result<Response> {
         x.opt("StartAfter", ctx.q("start-after").map(enc));
         x.opt(
             "NextContinuationToken",
-            page.next_marker
-                .as_ref()
-                .map(|m| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(m)),
+            page.next_marker.as_ref().map(|m| encode_token(m)),
         );
     } else {
         x.elem("Marker", enc(ctx.q("marker").unwrap_or_default()));
