@@ -73,6 +73,7 @@ fn decide(case: &Case, headers: &HeaderMap, path: &str, bucket: usize) -> bool {
         max_keys: None,
         user_agent: None,
         referer: None,
+        ..Default::default()
     };
     let verdict = authorize(&access, &auth, &cx);
     verdict.check().is_ok() && verdict.check_object(&[]).is_ok()
@@ -104,7 +105,7 @@ fn now() -> (String, u64) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    (hoard_s3::auth::amz_date(secs), secs)
+    (hoard_s3::protocol::dates::amz_date(secs), secs)
 }
 
 fn policy(bucket: &str, reader: &str) -> String {

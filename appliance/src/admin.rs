@@ -176,7 +176,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The request an action makes: (method, path under `/_hoard/`, query).
 fn request_of(action: &AdminAction) -> (&'static str, String, Vec<(String, String)>) {
-    let enc = |s: &str| hoard_s3::auth::sigv4::uri_encode(s, false);
+    let enc = |s: &str| hoard_s3::protocol::uri::uri_encode(s, false);
     let q = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
     match action {
         AdminAction::Status => ("GET", "status".into(), vec![]),
@@ -335,7 +335,7 @@ pub fn run(args: AdminArgs) -> Result<(), BoxError> {
     let authority = authority.trim_end_matches('/').to_string();
     let (method, path, query) = request_of(&args.action);
     let raw_path = format!("/_hoard/{path}");
-    let amz_date = hoard_s3::auth::amz_date(
+    let amz_date = hoard_s3::protocol::dates::amz_date(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs(),
@@ -355,8 +355,8 @@ pub fn run(args: AdminArgs) -> Result<(), BoxError> {
         .map(|(k, v)| {
             format!(
                 "{}={}",
-                hoard_s3::auth::sigv4::uri_encode(k, false),
-                hoard_s3::auth::sigv4::uri_encode(v, false)
+                hoard_s3::protocol::uri::uri_encode(k, false),
+                hoard_s3::protocol::uri::uri_encode(v, false)
             )
         })
         .collect::<Vec<_>>()

@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use hoard_s3::auth::{authenticate, Credentials, RequestView};
-use hoard_s3::ops::route::{Endpoint, Target};
-use hoard_s3::request::{parse_query, parse_range, parse_target};
+use hoard_s3::protocol::{Endpoint, Target};
+use hoard_s3::protocol::uri::parse_query;
+use hoard_s3::request::{parse_range, parse_target};
 use libfuzzer_sys::fuzz_target;
 
 /// A store and its directory, made once per fuzzing process.

@@ -14,6 +14,7 @@ mod engine_protection;
 mod engine_repair;
 mod engine_space;
 mod engine_versions;
+mod layers;
 mod s3_auth;
 mod s3_churn;
 mod s3_hardening;

@@ -21,6 +21,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod metrics;
 pub mod ops;
+pub mod protocol;
 pub mod qos;
 pub mod request;
 pub mod response;

@@ -25,7 +25,6 @@
 //!   lasts (`hoard serve --lifecycle-day-seconds`), and its "midnights" are multiples of it
 //!   since the epoch; a `Date` is always a real date.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -33,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{S3Error, S3Result};
 use crate::s3_error;
-use crate::state::AppState;
+use crate::xml::{walk, Node};
 
 /// The bucket attribute holding a bucket's lifecycle rules.
 pub const LIFECYCLE_ATTRIBUTE: &str = "lifecycle";
@@ -156,7 +155,7 @@ impl Lifecycle {
     /// duplicate ID, a zero or missing day count, a date not at midnight, tags with
     /// AbortIncompleteMultipartUpload, a transition).
     pub fn from_xml(body: &[u8]) -> S3Result<Lifecycle> {
-        let rules = crate::xml::parse_lifecycle(body)?;
+        let rules = parse_lifecycle(body)?;
         if rules.is_empty() || rules.len() > MAX_RULES {
             return Err(malformed(format!(
                 "a lifecycle configuration holds 1 to {MAX_RULES} rules, not {}",
@@ -251,7 +250,7 @@ impl Lifecycle {
                 x.opt(
                     "Date",
                     r.expiration_date_secs
-                        .map(|s| crate::response::iso8601(s * 1000)),
+                        .map(|s| crate::protocol::dates::iso8601(s * 1000)),
                 );
                 if r.expired_object_delete_marker {
                     x.elem("ExpiredObjectDeleteMarker", "true");
@@ -329,7 +328,7 @@ impl Lifecycle {
         day: Duration,
     ) -> Option<(u64, &str)> {
         let since = v.noncurrent_since_unix_ms?;
-        let tags = || crate::ops::object_tags(&v.headers);
+        let tags = || crate::protocol::tags::stored(&v.headers);
         self.rules
             .iter()
             .filter(|r| r.enabled && r.filter.matches(&v.key, v.size, tags))
@@ -380,11 +379,11 @@ pub fn expiration_header(
 ) -> Option<String> {
     let rules = Lifecycle::of(attributes).ok()??;
     let headers = info.headers.clone();
-    let tags = move || crate::ops::object_tags(&headers);
+    let tags = move || crate::protocol::tags::stored(&headers);
     let (at, rule) = rules.expiry(&info.key, info.size, info.last_modified_unix_ms, &tags, day)?;
     Some(format!(
         "expiry-date=\"{}\", rule-id=\"{}\"",
-        crate::response::http_date(at * 1000),
+        crate::protocol::dates::http_date(at * 1000),
         rule
     ))
 }
@@ -398,9 +397,8 @@ impl LifecycleWorker {
     /// One pass over every bucket with rules (blocking: metadata scans and deletes).
     ///
     /// Errors: metadata errors.
-    pub fn pass(&self, state: &AppState) -> hoard::Result<(u64, u64)> {
-        let store = &state.store;
-        let now_ms = crate::request::now_secs() * 1000;
+    pub fn pass(&self, store: &hoard::Store) -> hoard::Result<(u64, u64)> {
+        let now_ms = crate::protocol::dates::now_secs() * 1000;
         let (mut expired, mut aborted, mut versions) = (0u64, 0u64, 0u64);
         let pace = Duration::from_secs_f64(1.0 / self.deletes_per_s.max(1) as f64);
         for bucket in store.list_buckets()? {
@@ -428,7 +426,7 @@ impl LifecycleWorker {
                     let tags = || {
                         store
                             .head_object(name, key)
-                            .map(|i| crate::ops::object_tags(&i.headers))
+                            .map(|i| crate::protocol::tags::stored(&i.headers))
                             .unwrap_or_default()
                     };
                     let Some((at, rule)) =
@@ -501,7 +499,7 @@ impl LifecycleWorker {
         s.objects_expired += expired;
         s.versions_expired += versions;
         s.uploads_aborted += aborted;
-        s.last_pass_unix_ms = crate::request::now_secs() * 1000;
+        s.last_pass_unix_ms = crate::protocol::dates::now_secs() * 1000;
         Ok((expired + versions, aborted))
     }
 
@@ -588,17 +586,120 @@ fn remove_lone_marker(
     }
 }
 
-/// Runs lifecycle passes every `interval` until the server stops.
-pub async fn run(state: Arc<AppState>) {
-    loop {
-        let s = state.clone();
-        match crate::engine::blocking(move || s.lifecycle.pass(&s)).await {
-            Ok((0, 0)) => {}
-            Ok((expired, aborted)) => {
-                tracing::info!(expired, aborted, "lifecycle pass done")
+/// Parses `<LifecycleConfiguration><Rule>...` into rules, as written (validated by
+/// `Lifecycle::from_xml`).
+pub fn parse_lifecycle(body: &[u8]) -> S3Result<Vec<crate::lifecycle::Rule>> {
+    let mut rules = Vec::new();
+    let mut rule = crate::lifecycle::Rule::default();
+    let mut status: Option<String> = None;
+    let mut tag: (Option<String>, Option<String>) = (None, None);
+    let mut seen_root = false;
+    let mut saw_filter = false;
+    let number = |t: &str, what: &str| {
+        t.trim()
+            .parse::<u64>()
+            .map_err(|_| crate::xml::malformed(format!("{what} {t:?} is not a whole number")))
+    };
+    walk(body, |node| {
+        const R: &str = "LifecycleConfiguration/Rule/";
+        match node {
+            Node::Text(path, text) if path.starts_with(R) => {
+                let p = &path[R.len()..];
+                if p == "Prefix" {
+                    rule.filter.rule_level_prefix = true;
+                }
+                let p = p
+                    .strip_prefix("Filter/And/")
+                    .or_else(|| p.strip_prefix("Filter/"))
+                    .unwrap_or(p);
+                match p {
+                    "ID" => rule.id = text,
+                    "Status" => status = Some(text),
+                    "Prefix" => rule.filter.prefix = text,
+                    "Tag/Key" => tag.0 = Some(text),
+                    "Tag/Value" => tag.1 = Some(text),
+                    "ObjectSizeGreaterThan" => {
+                        rule.filter.size_greater_than = Some(number(&text, p)?)
+                    }
+                    "ObjectSizeLessThan" => rule.filter.size_less_than = Some(number(&text, p)?),
+                    "Expiration/Days" => rule.expiration_days = Some(number(&text, p)?),
+                    "Expiration/Date" => {
+                        let secs = crate::protocol::dates::parse_amz_date(&format!(
+                            "{}T000000Z",
+                            text.get(..10).unwrap_or("").replace('-', "")
+                        ))
+                        .ok_or_else(|| crate::xml::malformed(format!("Date {text:?} is not an ISO 8601 date")))?;
+                        if text.len() > 10 && !text[10..].starts_with("T00:00:00") {
+                            return Err(s3_error!(
+                                InvalidArgument,
+                                BAD_REQUEST,
+                                "an expiration Date must be at midnight UTC, not {text}"
+                            ));
+                        }
+                        rule.expiration_date_secs = Some(secs);
+                    }
+                    "Expiration/ExpiredObjectDeleteMarker" => {
+                        rule.expired_object_delete_marker = text.eq_ignore_ascii_case("true")
+                    }
+                    "NoncurrentVersionExpiration/NoncurrentDays" => {
+                        rule.noncurrent_days = Some(number(&text, p)?)
+                    }
+                    "NoncurrentVersionExpiration/NewerNoncurrentVersions" => {
+                        rule.newer_noncurrent_versions = Some(number(&text, p)?)
+                    }
+                    "AbortIncompleteMultipartUpload/DaysAfterInitiation" => {
+                        rule.abort_upload_days = Some(number(&text, p)?)
+                    }
+                    t if t.starts_with("Transition") || t.starts_with("NoncurrentVersionTransition") => {
+                        return Err(s3_error!(
+                            InvalidArgument,
+                            BAD_REQUEST,
+                            "lifecycle transitions are not supported: this server has one storage class"
+                        ))
+                    }
+                    other => return Err(crate::xml::malformed(format!("unknown element {other} in a lifecycle Rule"))),
+                }
             }
-            Err(e) => tracing::warn!(error = %e, "lifecycle pass failed; retrying at the next"),
+            Node::End(p)
+                if p.ends_with("/Tag") && p.starts_with("LifecycleConfiguration/Rule/") =>
+            {
+                match (tag.0.take(), tag.1.take()) {
+                    (Some(k), v) => rule.filter.tags.push((k, v.unwrap_or_default())),
+                    _ => return Err(crate::xml::malformed("each Tag needs a Key")),
+                }
+            }
+            Node::End("LifecycleConfiguration/Rule/Prefix") => rule.filter.rule_level_prefix = true,
+            Node::End("LifecycleConfiguration/Rule/Filter") => saw_filter = true,
+            Node::End("LifecycleConfiguration/Rule") => {
+                if std::mem::take(&mut saw_filter) && rule.filter.rule_level_prefix {
+                    return Err(crate::xml::malformed(
+                        "a lifecycle Rule takes a Prefix or a Filter, not both",
+                    ));
+                }
+                let mut r = std::mem::take(&mut rule);
+                match status.take().as_deref() {
+                    Some("Enabled") => r.enabled = true,
+                    Some("Disabled") => r.enabled = false,
+                    _ => {
+                        return Err(crate::xml::malformed(
+                            "each Rule needs Status Enabled or Disabled",
+                        ))
+                    }
+                }
+                if r.id.is_empty() {
+                    r.id = format!("rule-{}", rules.len() + 1);
+                }
+                rules.push(r);
+            }
+            Node::End("LifecycleConfiguration") => seen_root = true,
+            _ => {}
         }
-        tokio::time::sleep(state.lifecycle.interval).await;
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(crate::xml::malformed(
+            "the body is not a LifecycleConfiguration document",
+        ));
     }
+    Ok(rules)
 }

@@ -19,8 +19,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::state::AppState;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     operation: String,
@@ -220,18 +218,17 @@ impl Metrics {
         }
     }
 
-    /// The exposition text, with the store's figures read now.
-    pub fn render(&self, state: &AppState) -> String {
-        let store = &state.store;
+    /// The exposition text, with the store's figures read now and the server's `gauges`.
+    pub fn render(&self, store: &hoard::Store, gauges: ServerGauges) -> String {
         let label = |u: &str| UseLabel {
             r#use: u.to_string(),
         };
         self.in_flight
             .get_or_create(&label("requests"))
-            .set(state.admission.requests_in_flight() as u64);
+            .set(gauges.requests_in_flight);
         self.in_flight
             .get_or_create(&label("streams"))
-            .set(state.admission.streams_in_flight() as u64);
+            .set(gauges.streams_in_flight);
         self.drive_state.clear();
         for d in store.data_slots() {
             let l = DriveLabels {
@@ -265,7 +262,7 @@ impl Metrics {
             catch_up(&self.metadata.get_or_create(&label(name)), value);
         }
         let memory = store.memory();
-        let (resident, peak) = crate::ops::process_resident_bytes();
+        let (resident, peak) = process_resident_bytes();
         for (name, value) in [
             ("budget", memory.budget_bytes),
             ("resident", resident),
@@ -273,7 +270,7 @@ impl Metrics {
             ("index", memory.index_bytes),
             ("block_cache", memory.block_cache_bytes),
             ("chunk_buffers", memory.chunk_buffer_bytes),
-            ("request_bodies", state.buffers.held_bytes()),
+            ("request_bodies", gauges.request_body_bytes),
         ] {
             self.memory.get_or_create(&label(name)).set(value);
         }
@@ -293,4 +290,30 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         out
     }
+}
+
+/// What the server itself holds at the moment of a scrape (the store reports the rest).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ServerGauges {
+    /// Requests being handled.
+    pub requests_in_flight: u64,
+    /// Data streams open (bodies being written, GETs being read).
+    pub streams_in_flight: u64,
+    /// Bytes of request bodies held in memory.
+    pub request_body_bytes: u64,
+}
+
+/// The process's resident set size now and at its peak, in bytes (`VmRSS` and `VmHWM` of
+/// /proc/self/status, proc(5)); zeros where /proc is not mounted.
+pub fn process_resident_bytes() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.trim().strip_suffix("kB"))
+            .and_then(|kib| kib.trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

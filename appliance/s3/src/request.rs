@@ -3,7 +3,6 @@
 //! it may carry (user metadata, declared length, Content-MD5).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method};
@@ -11,6 +10,7 @@ use base64::Engine;
 
 use crate::auth::Auth;
 use crate::error::S3Result;
+use crate::protocol::uri::decode_component;
 use crate::s3_error;
 use crate::state::AppState;
 
@@ -80,7 +80,7 @@ pub struct Ctx {
     /// Key, if the request names one.
     pub key: Option<String>,
     /// The operation, from the one route table (`ops::route`).
-    pub endpoint: crate::ops::Endpoint,
+    pub endpoint: crate::protocol::Endpoint,
     /// The caller.
     pub auth: Auth,
     /// The client's address.
@@ -157,12 +157,51 @@ impl Ctx {
             .map_err(Into::into)
     }
 
+    /// The record of the version an object request names (`versionId`; the latest without),
+    /// once the object's ACL lets the caller read it (object reads are settled with the
+    /// record). A future holding no `&Ctx`, which is not `Sync`.
+    ///
+    /// Errors: InvalidArgument for a malformed version ID; NoSuchKey, NoSuchVersion, a delete
+    /// marker's 404 or 405; AccessDenied.
+    pub fn readable_version(
+        &self,
+    ) -> impl std::future::Future<Output = S3Result<hoard::ObjectInfo>> + Send + 'static {
+        let store = self.state.store.clone();
+        let (bucket, key) = (self.bucket().to_string(), self.key().to_string());
+        let version = self.version_id();
+        let verdict = self.verdict.clone();
+        async move {
+            let version = version?;
+            let info =
+                crate::engine::blocking(move || store.head_object_version(&bucket, &key, version))
+                    .await?;
+            if let Some(v) = &verdict {
+                v.check_object(&info.headers)?;
+            }
+            Ok(info)
+        }
+    }
+
+    /// Adds `x-amz-version-id` of `version` to `headers`, where the bucket's versioning says
+    /// an answer carries it ([`Ctx::version_header`]).
+    pub fn add_version_header(
+        &self,
+        version: hoard::VersionId,
+        headers: &mut axum::http::HeaderMap,
+    ) {
+        if let Some((name, value)) = self.version_header(version) {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+
     /// The `x-amz-version-id` an answer about `version` carries: every version of a
     /// versioned bucket (`null` included) and none in a bucket never versioned; a write to a
     /// bucket whose versioning is suspended (which replaces the `null` version) carries none,
     /// as S3 answers it.
     pub fn version_header(&self, version: hoard::VersionId) -> Option<(&'static str, String)> {
-        use crate::ops::Endpoint as E;
+        use crate::protocol::Endpoint as E;
         let write = matches!(
             self.endpoint,
             E::PutObject | E::CopyObject | E::CompleteMultipartUpload | E::PostObject
@@ -301,40 +340,6 @@ pub fn parse_range(v: &str) -> S3Result<Option<hoard::ByteRange>> {
         }
         (true, true) => return Err(invalid()),
     }))
-}
-
-/// Unix seconds now.
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn decode_component(s: &str, what: &str) -> S3Result<String> {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8()
-        .map(|c| c.into_owned())
-        .map_err(|_| {
-            s3_error!(
-                InvalidURI,
-                BAD_REQUEST,
-                "the {what} is not valid UTF-8 once decoded"
-            )
-        })
-}
-
-/// Splits a query string into percent-decoded (name, value) pairs, in order.
-///
-/// Errors: InvalidURI for a component that is not UTF-8 once decoded.
-pub fn parse_query(raw: &str) -> S3Result<Vec<(String, String)>> {
-    raw.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((decode_component(k, "query")?, decode_component(v, "query")?))
-        })
-        .collect()
 }
 
 /// Splits a request into (vhost bucket, bucket, key) from Host and path.

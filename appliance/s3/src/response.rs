@@ -1,8 +1,6 @@
 //! Responses: S3 error documents, XML documents, the answer to a stored body, and the date
 //! formats S3 uses.
 
-use std::time::UNIX_EPOCH;
-
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -55,35 +53,6 @@ pub fn xml_response(doc: Vec<u8>) -> S3Result<Response> {
         })
 }
 
-/// ISO 8601 with milliseconds, as S3 XML uses (`2026-11-22T02:41:01.000Z`).
-pub fn iso8601(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // civil_from_days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        unix_ms % 1000
-    )
-}
-
-/// HTTP date (RFC 9110) for Last-Modified.
-pub fn http_date(unix_ms: u64) -> String {
-    httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_millis(unix_ms))
-}
-
 /// A response header built from stored or requested values (user metadata, `response-*`
 /// overrides) that HTTP cannot carry.
 pub(crate) fn bad_header(e: axum::http::Error) -> S3Error {
@@ -116,15 +85,4 @@ pub(crate) fn stored_response(etag: &str, checksums: &[(String, String)]) -> S3R
     with_checksums(resp, checksums)
         .body(Body::empty())
         .map_err(bad_header)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_format() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601(1_369_353_600_123), "2013-05-24T00:00:00.123Z");
-    }
 }

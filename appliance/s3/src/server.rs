@@ -293,7 +293,7 @@ pub fn run(
         store.start_repair_worker();
         store.start_gc_worker();
         tokio::spawn(keep_usage(state.clone()));
-        tokio::spawn(crate::lifecycle::run(state.clone()));
+        tokio::spawn(run_lifecycle(state.clone()));
         if let Some(addr) = state.config.metrics_listen {
             let metrics = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "serving Prometheus metrics on /metrics");
@@ -387,9 +387,11 @@ async fn serve_metrics(listener: TcpListener, state: Arc<AppState>) {
         axum::routing::get(move || {
             let state = state.clone();
             async move {
-                let text = tokio::task::spawn_blocking(move || state.metrics.render(&state))
-                    .await
-                    .unwrap_or_default();
+                let text = tokio::task::spawn_blocking(move || {
+                    state.metrics.render(&state.store, state.server_gauges())
+                })
+                .await
+                .unwrap_or_default();
                 (
                     [(
                         "content-type",
@@ -436,4 +438,19 @@ async fn forward_signals(streams: SignalStreams, shutdown: Shutdown) {
         _ = pwr.recv() => "SIGPWR",
     };
     shutdown.request(name);
+}
+
+/// Runs lifecycle passes every `interval` until the server stops.
+async fn run_lifecycle(state: Arc<AppState>) {
+    loop {
+        let s = state.clone();
+        match crate::engine::blocking(move || s.lifecycle.pass(&s.store)).await {
+            Ok((0, 0)) => {}
+            Ok((expired, aborted)) => {
+                tracing::info!(expired, aborted, "lifecycle pass done")
+            }
+            Err(e) => tracing::warn!(error = %e, "lifecycle pass failed; retrying at the next"),
+        }
+        tokio::time::sleep(state.lifecycle.interval).await;
+    }
 }

@@ -113,6 +113,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The server's gauges for a metrics scrape.
+    pub fn server_gauges(&self) -> crate::metrics::ServerGauges {
+        crate::metrics::ServerGauges {
+            requests_in_flight: self.admission.requests_in_flight() as u64,
+            streams_in_flight: self.admission.streams_in_flight() as u64,
+            request_body_bytes: self.buffers.held_bytes(),
+        }
+    }
+
     /// State for serving `store` (its QoS limits read from it).
     ///
     /// Errors: metadata errors; a stored limit that does not parse.

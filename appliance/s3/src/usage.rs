@@ -119,7 +119,7 @@ pub struct UsageLog {
 
 /// The UTC hour of Unix milliseconds `ms`, `YYYYMMDDHH`.
 pub fn hour_of(ms: u64) -> String {
-    let iso = crate::response::iso8601(ms); // 2026-11-26T07:00:00.000Z
+    let iso = crate::protocol::dates::iso8601(ms); // 2026-11-26T07:00:00.000Z
     format!(
         "{}{}{}{}",
         &iso[0..4],

@@ -39,6 +39,7 @@ use super::policy::{Decision, Policy, RequestContext, BUCKET_POLICY_ATTRIBUTE};
 use super::Auth;
 use crate::error::{S3Error, S3Result};
 use crate::s3_error;
+use crate::xml::{malformed, walk, Node};
 
 /// The bucket attribute holding the public access block.
 pub const PUBLIC_ACCESS_BLOCK_ATTRIBUTE: &str = "public-access-block";
@@ -416,4 +417,44 @@ pub fn check_acl_allowed(access: &BucketAccess, acl: &Acl) -> S3Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Parses `<PublicAccessBlockConfiguration>` (each of its four flags `true` or `false`,
+/// absent meaning false).
+pub fn parse_public_access_block(body: &[u8]) -> S3Result<crate::auth::access::PublicAccessBlock> {
+    let mut block = crate::auth::access::PublicAccessBlock::default();
+    let mut seen_root = false;
+    walk(body, |node| {
+        if let Node::Text(path, text) = &node {
+            let Some(name) = path.strip_prefix("PublicAccessBlockConfiguration/") else {
+                return Ok(());
+            };
+            let value = match text.as_str() {
+                "true" | "TRUE" | "True" => true,
+                "false" | "FALSE" | "False" => false,
+                other => {
+                    return Err(malformed(format!(
+                        "{name} must be true or false, not {other:?}"
+                    )))
+                }
+            };
+            match name {
+                "BlockPublicAcls" => block.block_public_acls = value,
+                "IgnorePublicAcls" => block.ignore_public_acls = value,
+                "BlockPublicPolicy" => block.block_public_policy = value,
+                "RestrictPublicBuckets" => block.restrict_public_buckets = value,
+                other => return Err(malformed(format!("unknown element {other}"))),
+            }
+        }
+        if let Node::End("PublicAccessBlockConfiguration") = node {
+            seen_root = true;
+        }
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(malformed(
+            "the body is not a PublicAccessBlockConfiguration document",
+        ));
+    }
+    Ok(block)
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::S3Result;
 use crate::s3_error;
 use crate::xml::XmlBuilder;
+use crate::xml::{malformed, walk, Node};
 
 /// The bucket attribute holding a bucket's ACL.
 pub const BUCKET_ACL_ATTRIBUTE: &str = "acl";
@@ -323,7 +324,7 @@ impl Acl {
         owner: &str,
         account_exists: impl Fn(&str) -> bool,
     ) -> S3Result<Acl> {
-        let doc = crate::xml::parse_access_control_policy(body)?;
+        let doc = parse_access_control_policy(body)?;
         if let Some(o) = doc.owner.as_deref().filter(|o| *o != owner) {
             return Err(s3_error!(
                 AccessDenied,
@@ -484,6 +485,91 @@ fn group_grantee(uri: &str) -> S3Result<Grantee> {
             "group {other} is not one this server knows ({ALL_USERS_URI} or {AUTHENTICATED_USERS_URI})"
         )),
     }
+}
+
+/// Parses `<OwnershipControls><Rule><ObjectOwnership>X</ObjectOwnership></Rule>` (exactly one
+/// rule): the ownership's name.
+///
+/// Errors: MalformedXML.
+pub fn parse_ownership_controls(body: &[u8]) -> S3Result<String> {
+    let mut values = Vec::new();
+    walk(body, |node| {
+        match node {
+            Node::Text("OwnershipControls/Rule/ObjectOwnership", text) => values.push(text),
+            Node::Text(path, _) => {
+                return Err(malformed(format!(
+                    "unknown element {path} in OwnershipControls"
+                )))
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    match <[String; 1]>::try_from(values) {
+        Ok([one]) => Ok(one),
+        Err(_) => Err(malformed(
+            "OwnershipControls takes exactly one Rule with an ObjectOwnership",
+        )),
+    }
+}
+
+/// A grant of an `AccessControlPolicy` document, as written.
+#[derive(Debug, Default)]
+pub struct RequestGrant {
+    /// `Grantee/ID`.
+    pub id: Option<String>,
+    /// `Grantee/URI`.
+    pub uri: Option<String>,
+    /// `Grantee/EmailAddress`.
+    pub email: Option<String>,
+    /// `Permission`.
+    pub permission: String,
+}
+
+/// An `AccessControlPolicy` document, as written.
+#[derive(Debug, Default)]
+pub struct RequestAcl {
+    /// `Owner/ID`, if given.
+    pub owner: Option<String>,
+    /// The grants, in order.
+    pub grants: Vec<RequestGrant>,
+}
+
+/// Parses `<AccessControlPolicy><Owner><ID/></Owner><AccessControlList><Grant><Grantee>
+/// <ID/>|<URI/>|<EmailAddress/></Grantee><Permission/></Grant>...`.
+pub fn parse_access_control_policy(body: &[u8]) -> S3Result<RequestAcl> {
+    let mut doc = RequestAcl::default();
+    let mut grant = RequestGrant::default();
+    let mut seen_root = false;
+    walk(body, |node| {
+        const G: &str = "AccessControlPolicy/AccessControlList/Grant";
+        match node {
+            Node::Text("AccessControlPolicy/Owner/ID", t) => doc.owner = Some(t),
+            Node::Text(p, t) if p == format!("{G}/Grantee/ID") => grant.id = Some(t),
+            Node::Text(p, t) if p == format!("{G}/Grantee/URI") => grant.uri = Some(t),
+            Node::Text(p, t) if p == format!("{G}/Grantee/EmailAddress") => grant.email = Some(t),
+            Node::Text(p, t) if p == format!("{G}/Permission") => grant.permission = t,
+            Node::End(G) => doc.grants.push(std::mem::take(&mut grant)),
+            Node::End("AccessControlPolicy") => seen_root = true,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(s3_error!(
+            MalformedACLError,
+            BAD_REQUEST,
+            "the body is not an AccessControlPolicy document"
+        ));
+    }
+    if doc.grants.len() > 100 {
+        return Err(s3_error!(
+            MalformedACLError,
+            BAD_REQUEST,
+            "an ACL holds at most 100 grants"
+        ));
+    }
+    Ok(doc)
 }
 
 #[cfg(test)]

@@ -446,7 +446,7 @@ fn parse_time(s: &str) -> Option<f64> {
     if date.as_bytes()[4] != b'-' || date.as_bytes()[7] != b'-' || !(1..=12).contains(&m) {
         return None;
     }
-    let days = super::days_from_civil(y, m, d);
+    let days = crate::protocol::dates::days_from_civil(y, m, d);
     let mut secs = days * 86_400;
     if s.len() > 10 {
         let t = s.get(11..)?.trim_end_matches('Z');

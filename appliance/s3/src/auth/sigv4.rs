@@ -5,10 +5,12 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use super::{
-    check_skew, parse_amz_date, signature_mismatch, signatures_equal, Auth, Credentials, Payload,
-    RequestView, SignedIn, StreamingAuth,
+    check_skew, signature_mismatch, signatures_equal, Auth, Credentials, Payload, RequestView,
+    SignedIn, StreamingAuth,
 };
 use crate::error::S3Result;
+use crate::protocol::dates::parse_amz_date;
+use crate::protocol::uri::uri_encode;
 use crate::s3_error;
 
 /// `x-amz-content-sha256` of a body sent without a signature.
@@ -34,22 +36,6 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
     let k = hmac_sha256(&k, region.as_bytes());
     let k = hmac_sha256(&k, service.as_bytes());
     hmac_sha256(&k, b"aws4_request")
-}
-
-/// SigV4 URI encoding: every byte but `A-Za-z0-9-._~` as `%XX` (upper-case), `/` kept if asked.
-pub fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'.' | b'_' | b'~')
-            || (keep_slash && b == b'/')
-        {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The canonical URI of a raw (percent-encoded) path: decoded, then encoded by SigV4's rules.
@@ -335,8 +321,8 @@ pub fn verify_header(
     let date_header;
     let amz_date = match req.header("x-amz-date") {
         "" if !req.header("date").is_empty() => {
-            date_header = super::parse_http_date(req.header("date"))
-                .map(super::amz_date)
+            date_header = crate::protocol::dates::parse_http_date(req.header("date"))
+                .map(crate::protocol::dates::amz_date)
                 .unwrap_or_default();
             date_header.as_str()
         }

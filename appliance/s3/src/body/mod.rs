@@ -312,7 +312,7 @@ impl Ctx {
         let mut found = None;
         // On CompleteMultipartUpload an `x-amz-checksum-*` header is the whole object's
         // expected checksum (checked against the parts' combined one), not the XML body's.
-        let object_checksum = self.endpoint == crate::ops::Endpoint::CompleteMultipartUpload;
+        let object_checksum = self.endpoint == crate::protocol::Endpoint::CompleteMultipartUpload;
         for algorithm in ChecksumAlgorithm::ALL
             .into_iter()
             .filter(|_| !object_checksum)

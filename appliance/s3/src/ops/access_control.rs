@@ -186,7 +186,7 @@ fn object_acl(ctx: &Ctx, headers: &[(String, String)]) -> S3Result<Acl> {
 
 /// `GET /<bucket>/<key>?acl`.
 pub(super) async fn get_object_acl(ctx: Ctx) -> S3Result<Response> {
-    let info = super::object::readable_version(&ctx).await?;
+    let info = ctx.readable_version().await?;
     xml_response(object_acl(&ctx, &info.headers)?.to_xml())
 }
 
@@ -194,7 +194,7 @@ pub(super) async fn get_object_acl(ctx: Ctx) -> S3Result<Response> {
 pub(super) async fn put_object_acl(mut ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let info = super::object::readable_version(&ctx).await?;
+    let info = ctx.readable_version().await?;
     let owner = object_acl(&ctx, &info.headers)?.owner;
     let acl = new_acl(&mut ctx, &owner).await?;
     // ACLs disabled: only the bucket owner's full control, which every object has already.
@@ -331,7 +331,7 @@ pub(super) fn get_public_access_block(ctx: &Ctx) -> S3Result<Response> {
 /// `PUT /<bucket>?publicAccessBlock`.
 pub(super) async fn put_public_access_block(mut ctx: Ctx) -> S3Result<Response> {
     let body = ctx.small_body(64 * 1024).await?;
-    let block = xml::parse_public_access_block(&body)?;
+    let block = crate::auth::access::parse_public_access_block(&body)?;
     let value = serde_json::to_vec(&block).expect("a block serialises");
     set_attribute_of(&ctx, PUBLIC_ACCESS_BLOCK_ATTRIBUTE, Some(value)).await?;
     Response::builder()
@@ -376,7 +376,7 @@ pub(super) fn get_ownership_controls(ctx: &Ctx) -> S3Result<Response> {
 /// InvalidBucketAclWithObjectOwnership.
 pub(super) async fn put_ownership_controls(mut ctx: Ctx) -> S3Result<Response> {
     let body = ctx.small_body(64 * 1024).await?;
-    let ownership = Ownership::parse(&xml::parse_ownership_controls(&body)?)?;
+    let ownership = Ownership::parse(&crate::auth::acl::parse_ownership_controls(&body)?)?;
     check_ownership_fits_acl(ownership, &ctx.access().acl, &ctx.access().owner)?;
     set_attribute_of(
         &ctx,

@@ -7,13 +7,15 @@ use axum::response::Response;
 use base64::Engine;
 use hoard::{ListPage, ListQuery};
 
-use super::PROTECTION;
 use crate::engine::blocking;
 use crate::error::S3Result;
+use crate::protocol::dates::iso8601;
+use crate::protocol::headers::PROTECTION;
 use crate::request::Ctx;
-use crate::response::{bad_header, iso8601, xml_response};
+use crate::response::{bad_header, xml_response};
 use crate::s3_error;
 use crate::xml::{self, XmlBuilder};
+use crate::xml::{malformed, walk, Node};
 
 /// A listing's continuation token (ListObjectsV2, ListBuckets): the last name of the page,
 /// base64url, opaque to clients.
@@ -120,7 +122,7 @@ pub(super) async fn create_bucket(mut ctx: Ctx) -> S3Result<Response> {
     let config = ctx.small_body(64 * 1024).await?;
     let region = ctx.state.config.region.clone();
     if !config.iter().all(u8::is_ascii_whitespace) {
-        let constraint = xml::parse_create_bucket_configuration(&config)?.unwrap_or_default();
+        let constraint = parse_create_bucket_configuration(&config)?.unwrap_or_default();
         let means = |c: &str| c == region || (region == "us-east-1" && c.is_empty());
         if !means(&constraint) {
             return Err(s3_error!(
@@ -268,7 +270,7 @@ pub(super) async fn list_objects(ctx: Ctx) -> S3Result<Response> {
 
     let enc = |s: &str| {
         if url_encode {
-            crate::auth::sigv4::uri_encode(s, true)
+            crate::protocol::uri::uri_encode(s, true)
         } else {
             s.to_string()
         }
@@ -336,7 +338,7 @@ pub(super) async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
         ));
     }
     let body = ctx.small_body(xml::MAX_XML_REQUEST_BYTES).await?;
-    let (keys, quiet) = xml::parse_delete(&body)?;
+    let (keys, quiet) = parse_delete(&body)?;
     // S3 authorizes s3:DeleteObject (s3:DeleteObjectVersion with a version) on each key: a
     // policy may allow some prefixes only.
     let allowed: Vec<crate::error::S3Result<Option<hoard::VersionId>>> = keys
@@ -405,4 +407,69 @@ pub(super) async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
         }
     }
     xml_response(x.finish("DeleteResult"))
+}
+
+/// Parses `<CreateBucketConfiguration><LocationConstraint/></CreateBucketConfiguration>`: the
+/// location constraint, if any (S3 API Reference, CreateBucket).
+///
+/// Errors: MalformedXML for another root; NotImplemented naming any other element (a
+/// directory bucket's `Location` and `Bucket`, `Tags`), which Hoard does not implement.
+pub fn parse_create_bucket_configuration(body: &[u8]) -> S3Result<Option<String>> {
+    let mut constraint = None;
+    let mut refused = None;
+    walk(body, |node| {
+        match node {
+            Node::Text("CreateBucketConfiguration/LocationConstraint", text) => {
+                constraint = Some(text)
+            }
+            Node::End(
+                "CreateBucketConfiguration" | "CreateBucketConfiguration/LocationConstraint",
+            ) => {}
+            Node::End(path) if !path.starts_with("CreateBucketConfiguration") => {
+                return Err(malformed(format!(
+                    "a CreateBucket body is CreateBucketConfiguration, not {path}"
+                )))
+            }
+            Node::Text(path, _) | Node::End(path) => {
+                refused.get_or_insert_with(|| path.to_string());
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(path) = refused {
+        return Err(crate::s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "the CreateBucket element {path} is not implemented (directory buckets and bucket tags at creation)"
+        ));
+    }
+    Ok(constraint)
+}
+
+/// Parses `<Delete><Quiet/>?<Object><Key/><VersionId/>?</Object>...</Delete>`; returns
+/// ((key, version ID as sent), quiet).
+///
+/// Errors: MalformedXML for an Object without a Key, or more than 1000.
+#[allow(clippy::type_complexity)]
+pub fn parse_delete(body: &[u8]) -> S3Result<(Vec<(String, Option<String>)>, bool)> {
+    let mut keys = Vec::new();
+    let mut quiet = false;
+    let (mut key, mut version) = (None, None);
+    walk(body, |node| {
+        match node {
+            Node::Text("Delete/Object/Key", text) => key = Some(text),
+            Node::Text("Delete/Object/VersionId", text) => version = Some(text),
+            Node::End("Delete/Object") => match key.take() {
+                Some(k) => keys.push((k, version.take())),
+                None => return Err(malformed("each Object needs a Key")),
+            },
+            Node::Text("Delete/Quiet", text) => quiet = text.eq_ignore_ascii_case("true"),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if keys.len() > 1000 {
+        return Err(malformed("at most 1000 keys per Delete request"));
+    }
+    Ok((keys, quiet))
 }

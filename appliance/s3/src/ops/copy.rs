@@ -17,8 +17,9 @@ use axum::response::Response;
 use crate::auth::access;
 use crate::engine::blocking;
 use crate::error::{S3Error, S3Result};
+use crate::protocol::dates::iso8601;
 use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
-use crate::response::{iso8601, xml_response};
+use crate::response::xml_response;
 use crate::s3_error;
 use crate::xml::XmlBuilder;
 
@@ -79,7 +80,7 @@ fn source_check(
         header("x-amz-copy-source-if-match"),
         header("x-amz-copy-source-if-none-match"),
     );
-    let parse = |v: Option<String>| v.and_then(|v| crate::auth::parse_http_date(&v));
+    let parse = |v: Option<String>| v.and_then(|v| crate::protocol::dates::parse_http_date(&v));
     let (modified_since, unmodified_since) = (
         parse(header("x-amz-copy-source-if-modified-since")),
         parse(header("x-amz-copy-source-if-unmodified-since")),
@@ -103,7 +104,7 @@ fn source_check(
             resource: &resource,
             source_ip: peer,
             secure_transport: secure,
-            now_secs: crate::request::now_secs(),
+            now_secs: crate::protocol::dates::now_secs(),
             prefix: None,
             delimiter: None,
             max_keys: None,
@@ -113,7 +114,7 @@ fn source_check(
         };
         let verdict = access::authorize(&access, &auth, &cx);
         verdict.check()?;
-        super::headers::check_expected_owner(
+        crate::protocol::headers::check_expected_owner(
             "x-amz-source-expected-bucket-owner",
             expected_owner.as_deref(),
             &bucket,
@@ -203,7 +204,7 @@ pub(super) async fn copy_object(ctx: Ctx) -> S3Result<Response> {
     )];
     if replace_tags {
         header_changes.push((
-            tagging::OBJECT_TAGGING_HEADER.to_string(),
+            crate::protocol::tags::OBJECT_TAGGING_HEADER.to_string(),
             tagging::from_header(&ctx)?.map(|(_, v)| v),
         ));
     }
@@ -249,7 +250,7 @@ pub(super) async fn copy_object(ctx: Ctx) -> S3Result<Response> {
         .elem("ETag", format!("\"{}\"", info.etag));
     crate::xml::checksum_elems(&mut x, &info.checksums, None);
     let mut resp = xml_response(x.finish("CopyObjectResult"))?;
-    super::object::add_version(&ctx, info.version, resp.headers_mut());
+    ctx.add_version_header(info.version, resp.headers_mut());
     if let Some(v) = source.filter(|v| *v != hoard::VersionId::Null || src_version.is_some()) {
         if let Ok(value) = axum::http::HeaderValue::from_str(&v.to_string()) {
             resp.headers_mut()

@@ -20,7 +20,8 @@ use crate::error::S3Result;
 use crate::request::Ctx;
 use crate::response::{bad_header, xml_response};
 use crate::s3_error;
-use crate::xml::{self, XmlBuilder};
+use crate::xml::XmlBuilder;
+use crate::xml::{malformed, walk, Node};
 
 /// The bucket attribute holding the CORS configuration (JSON).
 pub const CORS_ATTRIBUTE: &str = "cors";
@@ -109,7 +110,7 @@ impl CorsConfig {
     /// Errors: MalformedXML; InvalidRequest for an unsupported method, a rule without an
     /// origin or a method, more than one `*` in an origin or header, or too many rules.
     pub fn from_xml(body: &[u8]) -> S3Result<CorsConfig> {
-        let rules = xml::parse_cors(body)?;
+        let rules = parse_cors(body)?;
         if rules.is_empty() || rules.len() > MAX_RULES {
             return Err(s3_error!(
                 InvalidRequest,
@@ -313,6 +314,39 @@ pub async fn delete(ctx: Ctx) -> S3Result<Response> {
         .status(StatusCode::NO_CONTENT)
         .body(Body::empty())
         .map_err(bad_header)
+}
+
+/// Parses `<CORSConfiguration><CORSRule>...` into rules, as written.
+pub fn parse_cors(body: &[u8]) -> S3Result<Vec<crate::ops::cors::CorsRule>> {
+    let mut rules = Vec::new();
+    let mut rule = crate::ops::cors::CorsRule::default();
+    let mut seen_root = false;
+    walk(body, |node| {
+        const R: &str = "CORSConfiguration/CORSRule/";
+        match node {
+            Node::Text(path, text) if path.starts_with(R) => match &path[R.len()..] {
+                "ID" => rule.id = Some(text),
+                "AllowedOrigin" => rule.allowed_origins.push(text),
+                "AllowedMethod" => rule.allowed_methods.push(text),
+                "AllowedHeader" => rule.allowed_headers.push(text),
+                "ExposeHeader" => rule.expose_headers.push(text),
+                "MaxAgeSeconds" => {
+                    rule.max_age_seconds = Some(text.trim().parse().map_err(|_| {
+                        malformed(format!("MaxAgeSeconds {text:?} is not a number"))
+                    })?)
+                }
+                other => return Err(malformed(format!("unknown element {other} in a CORSRule"))),
+            },
+            Node::End("CORSConfiguration/CORSRule") => rules.push(std::mem::take(&mut rule)),
+            Node::End("CORSConfiguration") => seen_root = true,
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(malformed("the body is not a CORSConfiguration document"));
+    }
+    Ok(rules)
 }
 
 #[cfg(test)]

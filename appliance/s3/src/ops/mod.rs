@@ -2,25 +2,21 @@
 //! [`multipart`], [`copy`], [`post_object`] (browser uploads), [`access_control`] (`?acl`,
 //! `?policy`, `?publicAccessBlock`), [`cors`], [`tagging`], [`lifecycle`], [`versioning`]
 //! (`?versioning`, `?versions`), and Hoard's own
-//! [`admin`] requests ([`directory`]: accounts, users, keys; [`tenancy`]: limits, usage,
+//! [`admin`] requests ([`admin::directory`]: accounts, users, keys; [`admin::tenancy`]: limits, usage,
 //! metrics). Routing and the one authorization of every request ([`crate::auth::access`])
 //! live here; each operation lives in the file of what it acts on.
 
 mod access_control;
 mod admin;
-mod bucket;
+pub mod bucket;
 mod copy;
 pub mod cors;
-mod directory;
-mod headers;
 mod lifecycle;
-mod multipart;
+pub mod multipart;
 mod object;
 mod post_object;
-pub mod route;
 mod tagging;
-mod tenancy;
-mod versioning;
+pub mod versioning;
 
 use std::sync::Arc;
 
@@ -32,11 +28,13 @@ use crate::auth::policy::RequestContext;
 use crate::auth::{self, RequestView};
 use crate::engine::blocking;
 use crate::error::S3Result;
-pub(crate) use admin::process_resident_bytes;
+use crate::protocol::headers;
+use crate::protocol::{Endpoint, Target};
 pub use post_object::check_form;
-pub use route::{Endpoint, Target};
 
-use crate::request::{now_secs, parse_query, parse_target, Ctx, PeerAddr, RequestNote};
+use crate::protocol::dates::now_secs;
+use crate::protocol::uri::parse_query;
+use crate::request::{parse_target, Ctx, PeerAddr, RequestNote};
 use crate::s3_error;
 use crate::state::AppState;
 
@@ -182,11 +180,6 @@ pub async fn dispatch(
     }
 }
 
-/// The tags an object's stored headers carry (lifecycle filters).
-pub(crate) fn object_tags(headers: &[(String, String)]) -> Vec<(String, String)> {
-    tagging::of_headers(headers).unwrap_or_default()
-}
-
 /// Runs an authorized request: the handler of its [`Endpoint`], the same value whose action
 /// [`authorize`] checked.
 async fn route(ctx: Ctx) -> S3Result<Response> {
@@ -252,10 +245,6 @@ async fn route(ctx: Ctx) -> S3Result<Response> {
         E::PreflightCors => cors::preflight(ctx).await,
     }
 }
-
-/// Hoard's header (at CreateBucket) and sub-resource (GET) for a bucket's protection:
-/// `replicas:N` or `ec:K+M`; the pool's default when absent.
-pub const PROTECTION: &str = "x-hoard-protection";
 
 /// Decides whether the caller may make this request ([`access::authorize`]); for a request on
 /// an existing bucket, loads the bucket's access settings into `ctx` first. Object reads are
@@ -444,7 +433,7 @@ async fn load_policy_inputs(ctx: &mut Ctx, policy: &auth::policy::Policy) -> S3R
     use Endpoint as E;
     if policy.uses_request_tags() {
         if let Some(value) = ctx.header("x-amz-tagging") {
-            ctx.request_tags = Some(tagging::decode(value)?);
+            ctx.request_tags = Some(crate::protocol::tags::decode(value)?);
         }
     }
     let reads_tags = matches!(
@@ -474,7 +463,7 @@ async fn load_policy_inputs(ctx: &mut Ctx, policy: &auth::policy::Policy) -> S3R
         },
     )
     .await?;
-    ctx.existing_tags = headers.map(|h| object_tags(&h));
+    ctx.existing_tags = headers.map(|h| crate::protocol::tags::stored(&h));
     Ok(())
 }
 

@@ -9,10 +9,12 @@ use hoard::{CompletedPart, UploadOptions};
 use crate::body::checksum::{combine_parts, ChecksumAlgorithm};
 use crate::engine::blocking;
 use crate::error::S3Result;
+use crate::protocol::dates::iso8601;
 use crate::request::{Ctx, MAX_PUT_BYTES};
-use crate::response::{iso8601, stored_response, xml_response};
+use crate::response::{stored_response, xml_response};
 use crate::s3_error;
 use crate::xml::{self, XmlBuilder};
+use crate::xml::{malformed, walk, Node};
 
 pub(super) fn part_number(ctx: &Ctx) -> S3Result<u32> {
     ctx.q("partNumber")
@@ -121,7 +123,7 @@ pub(super) async fn upload_part(mut ctx: Ctx) -> S3Result<Response> {
 pub(super) async fn complete(mut ctx: Ctx) -> S3Result<Response> {
     let id = upload_id(&ctx)?;
     let body = ctx.small_body(xml::MAX_XML_REQUEST_BYTES).await?;
-    let parts: Vec<CompletedPart> = xml::parse_complete_multipart(&body)?
+    let parts: Vec<CompletedPart> = parse_complete_multipart(&body)?
         .into_iter()
         .map(|p| CompletedPart {
             part_number: p.part_number,
@@ -173,7 +175,7 @@ pub(super) async fn complete(mut ctx: Ctx) -> S3Result<Response> {
         .map(|(_, t)| t.as_str());
     xml::checksum_elems(&mut x, &info.checksums, checksum_type);
     let mut resp = xml_response(x.finish("CompleteMultipartUploadResult"))?;
-    super::object::add_version(&ctx, info.version, resp.headers_mut());
+    ctx.add_version_header(info.version, resp.headers_mut());
     Ok(resp)
 }
 
@@ -279,4 +281,92 @@ pub(super) async fn list_uploads(ctx: Ctx) -> S3Result<Response> {
             .close("Upload");
     }
     xml_response(x.finish("ListMultipartUploadsResult"))
+}
+
+/// A part named in a CompleteMultipartUpload request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestPart {
+    /// PartNumber.
+    pub part_number: u32,
+    /// ETag.
+    pub etag: String,
+    /// `Checksum<ALGORITHM>` elements: (algorithm as S3 names it, base64 value).
+    pub checksums: Vec<(String, String)>,
+}
+
+/// Parses `<CompleteMultipartUpload><Part><PartNumber/><ETag/>...</Part>...`.
+pub fn parse_complete_multipart(body: &[u8]) -> S3Result<Vec<RequestPart>> {
+    let mut parts = Vec::new();
+    let mut number: Option<u32> = None;
+    let mut etag: Option<String> = None;
+    let mut checksums = Vec::new();
+    walk(body, |node| {
+        match node {
+            Node::Text(path, text) if path.starts_with("CompleteMultipartUpload/Part/Checksum") => {
+                let algorithm = &path["CompleteMultipartUpload/Part/Checksum".len()..];
+                // ChecksumType is not a checksum.
+                if algorithm != "Type" {
+                    checksums.push((algorithm.to_string(), text));
+                }
+            }
+            Node::Text("CompleteMultipartUpload/Part/PartNumber", text) => {
+                number = Some(
+                    text.trim()
+                        .parse()
+                        .map_err(|_| malformed(format!("PartNumber {text:?} is not a number")))?,
+                )
+            }
+            Node::Text("CompleteMultipartUpload/Part/ETag", text) => etag = Some(text),
+            Node::End("CompleteMultipartUpload/Part") => match (number.take(), etag.take()) {
+                (Some(part_number), Some(etag)) => parts.push(RequestPart {
+                    part_number,
+                    etag,
+                    checksums: std::mem::take(&mut checksums),
+                }),
+                _ => return Err(malformed("each Part needs PartNumber and ETag")),
+            },
+            _ => {}
+        }
+        Ok(())
+    })?;
+    // The schema requires at least one Part (S3 answers MalformedXML).
+    if parts.is_empty() {
+        return Err(malformed(
+            "CompleteMultipartUpload must name at least one Part",
+        ));
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complete_request_parses_and_rejects_garbage() {
+        let body = br#"<?xml version="1.0"?><CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Part><ETag>"a&amp;b"</ETag><PartNumber>1</PartNumber><ChecksumCRC32>x</ChecksumCRC32></Part><Part><PartNumber>2</PartNumber><ETag>c</ETag></Part></CompleteMultipartUpload>"#;
+        let parts = parse_complete_multipart(body).unwrap();
+        assert_eq!(
+            parts,
+            vec![
+                RequestPart {
+                    part_number: 1,
+                    etag: "\"a&b\"".into(),
+                    checksums: vec![("CRC32".into(), "x".into())],
+                },
+                RequestPart {
+                    part_number: 2,
+                    etag: "c".into(),
+                    checksums: vec![],
+                }
+            ]
+        );
+        assert_eq!(
+            parse_complete_multipart(b"<CompleteMultipartUpload><Part>")
+                .unwrap_err()
+                .code,
+            "MalformedXML"
+        );
+        assert_eq!(parse_complete_multipart(b"<CompleteMultipartUpload><Part><PartNumber>x</PartNumber></Part></CompleteMultipartUpload>").unwrap_err().code, "MalformedXML");
+    }
 }

@@ -13,8 +13,9 @@ use hoard::{ByteRange, ObjectInfo, PutOptions, WriteCondition};
 use crate::body::pump::{AccountBudget, Frame, RateFloor, MAX_FRAME_BYTES};
 use crate::engine::blocking;
 use crate::error::S3Result;
+use crate::protocol::dates::http_date;
 use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
-use crate::response::{bad_header, http_date, stored_response, with_checksums, xml_response};
+use crate::response::{bad_header, stored_response, with_checksums, xml_response};
 use crate::s3_error;
 use crate::state::Permit;
 use crate::xml::XmlBuilder;
@@ -42,44 +43,8 @@ pub(super) async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let info = blocking(move || writer.finish()).await?;
     let mut response = stored_response(&info.etag, &info.checksums)?;
     add_expiration(&ctx, &info, response.headers_mut());
-    add_version(&ctx, info.version, response.headers_mut());
+    ctx.add_version_header(info.version, response.headers_mut());
     Ok(response)
-}
-
-/// The record of the version an object request names (`versionId`; the latest without),
-/// once the object's ACL lets the caller read it (object reads are settled with the record).
-/// A future holding no `&Ctx`, which is not `Sync`.
-///
-/// Errors: InvalidArgument for a malformed version ID; NoSuchKey, NoSuchVersion, a delete
-/// marker's 404 or 405; AccessDenied.
-pub(super) fn readable_version(
-    ctx: &Ctx,
-) -> impl std::future::Future<Output = S3Result<ObjectInfo>> + Send + 'static {
-    let store = ctx.state.store.clone();
-    let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let version = ctx.version_id();
-    let verdict = ctx.verdict.clone();
-    async move {
-        let version = version?;
-        let info = blocking(move || store.head_object_version(&bucket, &key, version)).await?;
-        if let Some(v) = &verdict {
-            v.check_object(&info.headers)?;
-        }
-        Ok(info)
-    }
-}
-
-/// `x-amz-version-id` of `version`, where the bucket's versioning says an answer carries it.
-pub(super) fn add_version(
-    ctx: &Ctx,
-    version: hoard::VersionId,
-    headers: &mut axum::http::HeaderMap,
-) {
-    if let Some((name, value)) = ctx.version_header(version) {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
-            headers.insert(name, v);
-        }
-    }
 }
 
 /// `x-amz-expiration` when a lifecycle rule of the bucket expires the object.
@@ -154,7 +119,7 @@ pub(super) async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
             number("x-amz-part-number-marker", 0)?,
         )
     };
-    let info = readable_version(&ctx).await?;
+    let info = ctx.readable_version().await?;
     let has = |a: &str| wanted.iter().any(|w| w == a);
     let mut x = XmlBuilder::new("GetObjectAttributesResponse");
     if has("ETag") {
@@ -213,7 +178,7 @@ pub(super) async fn get_attributes(ctx: Ctx) -> S3Result<Response> {
     if let Ok(v) = axum::http::HeaderValue::from_str(&http_date(info.last_modified_unix_ms)) {
         resp.headers_mut().insert(header::LAST_MODIFIED, v);
     }
-    add_version(&ctx, info.version, resp.headers_mut());
+    ctx.add_version_header(info.version, resp.headers_mut());
     Ok(resp)
 }
 
@@ -391,7 +356,7 @@ pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     // The record first: it sizes the request (a part's range, whether a stream permit is
     // needed) and answers HEAD.
-    let recorded = readable_version(&ctx).await?;
+    let recorded = ctx.readable_version().await?;
     let version = ctx.version_id()?;
     let range = part_range(&ctx, &recorded, range)?;
     // A GET opens the object (reading and verifying its first chunk) before answering, so a
@@ -449,13 +414,13 @@ pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     for (name, value) in &info.user_metadata {
         resp = resp.header(format!("x-amz-meta-{name}"), value);
     }
-    let tags = super::tagging::of_headers(&info.headers)?.len();
+    let tags = crate::protocol::tags::of_headers(&info.headers)?.len();
     if tags > 0 {
         resp = resp.header("x-amz-tagging-count", tags);
     }
     if let Some(headers) = resp.headers_mut() {
         add_expiration(&ctx, &info, headers);
-        add_version(&ctx, info.version, headers);
+        ctx.add_version_header(info.version, headers);
     }
     // Stored standard headers, unless a `response-*` override replaces them below.
     for (name, value) in info
@@ -637,7 +602,7 @@ pub(super) async fn delete_object(ctx: Ctx) -> S3Result<Response> {
         .body(Body::empty())
         .expect("static response");
     if let Some(v) = outcome.version {
-        add_version(&ctx, v, resp.headers_mut());
+        ctx.add_version_header(v, resp.headers_mut());
     }
     if outcome.delete_marker {
         resp.headers_mut().insert(

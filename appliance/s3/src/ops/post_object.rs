@@ -42,7 +42,8 @@ use crate::body::checksum::{ChecksumAlgorithm, ChecksumCheck, Expected};
 use crate::body::{BatchWriter, WRITE_BATCH_BYTES};
 use crate::engine::blocking;
 use crate::error::{S3Error, S3Result};
-use crate::request::{now_secs, Ctx, MAX_PUT_BYTES};
+use crate::protocol::dates::now_secs;
+use crate::request::{Ctx, MAX_PUT_BYTES};
 use crate::response::bad_header;
 use crate::s3_error;
 use crate::xml::XmlBuilder;
@@ -239,7 +240,7 @@ fn parse_iso8601(s: &str) -> Option<u64> {
         .chars()
         .filter(|c| *c != '-' && *c != ':')
         .collect();
-    crate::auth::parse_amz_date(&format!("{compact}Z"))
+    crate::protocol::dates::parse_amz_date(&format!("{compact}Z"))
 }
 
 /// Who signed the form: the caller it authenticates as.
@@ -423,7 +424,7 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
     if let Some(p) = &policy {
         p.check(&form, ctx.bucket(), now_secs())?;
     }
-    super::headers::refuse_unimplemented_fields(
+    crate::protocol::headers::refuse_unimplemented_fields(
         form.fields.iter().map(|(n, v)| (n.as_str(), v.as_str())),
     )?;
     // A field `x-amz-checksum-<algorithm>` is the file's checksum: verified as it streams.
@@ -529,8 +530,12 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
 
 /// The answer to a stored upload: a redirect, or the status the form asked for.
 fn answer(ctx: &Ctx, form: &Form, key: &str, etag: &str) -> S3Result<Response> {
-    let enc = |s: &str| sigv4::uri_encode(s, false);
-    let location = format!("/{}/{}", ctx.bucket(), sigv4::uri_encode(key, true));
+    let enc = |s: &str| crate::protocol::uri::uri_encode(s, false);
+    let location = format!(
+        "/{}/{}",
+        ctx.bucket(),
+        crate::protocol::uri::uri_encode(key, true)
+    );
     let redirect = form
         .get("success_action_redirect")
         .or_else(|| form.get("redirect"))

@@ -15,78 +15,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use crate::engine::blocking;
-use crate::error::{S3Error, S3Result};
+use crate::error::S3Result;
+use crate::protocol::tags::{
+    check, decode, encode, of_headers, parse_tagging, tagging_xml, TagSet,
+    BUCKET_TAGGING_ATTRIBUTE, MAX_BUCKET_TAGS, MAX_OBJECT_TAGS, OBJECT_TAGGING_HEADER,
+};
 use crate::request::Ctx;
 use crate::response::{bad_header, xml_response};
 use crate::s3_error;
-use crate::xml::{self, XmlBuilder};
-
-/// The stored object header holding an object's tags.
-pub const OBJECT_TAGGING_HEADER: &str = "x-hoard-tagging";
-/// The bucket attribute holding a bucket's tags.
-pub const BUCKET_TAGGING_ATTRIBUTE: &str = "tagging";
-/// Most tags on an object.
-pub const MAX_OBJECT_TAGS: usize = 10;
-/// Most tags on a bucket.
-pub const MAX_BUCKET_TAGS: usize = 50;
-
-/// A tag set, in order.
-pub type TagSet = Vec<(String, String)>;
-
-fn invalid(detail: impl std::fmt::Display) -> S3Error {
-    s3_error!(InvalidTag, BAD_REQUEST, "{detail}")
-}
-
-/// Checks a tag set against S3's limits (`max` tags).
-///
-/// Errors: InvalidTag naming the tag; BadRequest for too many tags.
-pub fn check(tags: &TagSet, max: usize) -> S3Result<()> {
-    if tags.len() > max {
-        return Err(s3_error!(
-            BadRequest,
-            BAD_REQUEST,
-            "at most {max} tags, not {}",
-            tags.len()
-        ));
-    }
-    for (i, (k, v)) in tags.iter().enumerate() {
-        if k.is_empty() || k.chars().count() > 128 {
-            return Err(invalid(format!(
-                "tag key {k:?} must be 1 to 128 characters"
-            )));
-        }
-        if v.chars().count() > 256 {
-            return Err(invalid(format!(
-                "the value of tag {k:?} is longer than 256 characters"
-            )));
-        }
-        if k.to_ascii_lowercase().starts_with("aws:") {
-            return Err(invalid(format!(
-                "tag key {k:?}: the aws: prefix is reserved"
-            )));
-        }
-        if tags[..i].iter().any(|(other, _)| other == k) {
-            return Err(invalid(format!("tag key {k:?} appears twice")));
-        }
-    }
-    Ok(())
-}
-
-/// Encodes a tag set as a URL query (`k1=v1&k2=v2`), as `x-amz-tagging` carries it.
-pub fn encode(tags: &TagSet) -> String {
-    let enc = |s: &str| crate::auth::sigv4::uri_encode(s, false);
-    tags.iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// Decodes `x-amz-tagging` (a URL query, form-encoded: `+` is a space).
-///
-/// Errors: InvalidArgument for bad percent-encoding.
-pub fn decode(query: &str) -> S3Result<TagSet> {
-    crate::request::parse_query(&query.replace('+', "%20"))
-}
 
 /// The `x-amz-tagging` header of a create request, checked, as the stored header to keep.
 ///
@@ -100,27 +36,9 @@ pub fn from_header(ctx: &Ctx) -> S3Result<Option<(String, String)>> {
     Ok((!tags.is_empty()).then(|| (OBJECT_TAGGING_HEADER.to_string(), encode(&tags))))
 }
 
-/// The tags an object's stored headers hold.
-pub fn of_headers(headers: &[(String, String)]) -> S3Result<TagSet> {
-    match headers.iter().find(|(n, _)| n == OBJECT_TAGGING_HEADER) {
-        Some((_, v)) => decode(v),
-        None => Ok(Vec::new()),
-    }
-}
-
-fn tagging_xml(tags: &TagSet) -> Vec<u8> {
-    let mut x = XmlBuilder::new("Tagging");
-    x.open("TagSet");
-    for (k, v) in tags {
-        x.open("Tag").elem("Key", k).elem("Value", v).close("Tag");
-    }
-    x.close("TagSet");
-    x.finish("Tagging")
-}
-
 async fn body_tags(ctx: &mut Ctx, max: usize) -> S3Result<TagSet> {
     let body = ctx.small_body(64 * 1024).await?;
-    let tags = xml::parse_tagging(&body)?;
+    let tags = parse_tagging(&body)?;
     check(&tags, max)?;
     Ok(tags)
 }
@@ -134,9 +52,9 @@ fn no_content() -> S3Result<Response> {
 
 /// `GET /<bucket>/<key>?tagging`.
 pub(super) async fn get_object(ctx: Ctx) -> S3Result<Response> {
-    let info = super::object::readable_version(&ctx).await?;
+    let info = ctx.readable_version().await?;
     let mut resp = xml_response(tagging_xml(&of_headers(&info.headers)?))?;
-    super::object::add_version(&ctx, info.version, resp.headers_mut());
+    ctx.add_version_header(info.version, resp.headers_mut());
     Ok(resp)
 }
 
@@ -162,7 +80,7 @@ pub(super) async fn put_object(mut ctx: Ctx, delete: bool) -> S3Result<Response>
             Some(tags).filter(|t| !t.is_empty()).map(|t| encode(&t))
         }
     };
-    let info = super::object::readable_version(&ctx).await?;
+    let info = ctx.readable_version().await?;
     let changes = vec![(OBJECT_TAGGING_HEADER.to_string(), value)];
     blocking(move || store.update_object_headers(&bucket, &key, Some(info.version), &changes))
         .await?;
@@ -174,7 +92,7 @@ pub(super) async fn put_object(mut ctx: Ctx, delete: bool) -> S3Result<Response>
             .map_err(bad_header)?,
     };
     // S3 names the version whose tags these are.
-    super::object::add_version(&ctx, info.version, resp.headers_mut());
+    ctx.add_version_header(info.version, resp.headers_mut());
     Ok(resp)
 }
 

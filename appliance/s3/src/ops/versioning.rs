@@ -10,10 +10,12 @@ use hoard::{VersionId, VersionPage, VersionQuery, Versioning};
 use super::bucket::{parse_max, url_encoding};
 use crate::engine::blocking;
 use crate::error::S3Result;
+use crate::protocol::dates::iso8601;
 use crate::request::Ctx;
-use crate::response::{bad_header, iso8601, xml_response};
+use crate::response::{bad_header, xml_response};
 use crate::s3_error;
 use crate::xml::{self, XmlBuilder};
+use crate::xml::{malformed, walk, Node};
 
 /// `GET /<bucket>?versioning`: the state, or an empty configuration for a bucket never
 /// versioned.
@@ -36,7 +38,7 @@ pub(super) fn get(ctx: &Ctx) -> Response {
 /// Errors: MalformedXML; NotImplemented for MFA delete.
 pub(super) async fn put(mut ctx: Ctx) -> S3Result<Response> {
     let body = ctx.small_body(xml::MAX_XML_REQUEST_BYTES).await?;
-    let state = xml::parse_versioning(&body)?;
+    let state = parse_versioning(&body)?;
     let store = ctx.state.store.clone();
     let bucket = ctx.bucket().to_string();
     blocking(move || store.set_bucket_versioning(&bucket, state)).await?;
@@ -84,7 +86,7 @@ pub(super) async fn list_versions(ctx: Ctx) -> S3Result<Response> {
         blocking(move || store.list_object_versions(&bucket, &q)).await?
     };
     let enc = |s: &str| match url_encode {
-        true => crate::auth::sigv4::uri_encode(s, true),
+        true => crate::protocol::uri::uri_encode(s, true),
         false => s.to_string(),
     };
     let owner = &ctx.access().owner;
@@ -135,4 +137,36 @@ pub(super) async fn list_versions(ctx: Ctx) -> S3Result<Response> {
             .close("CommonPrefixes");
     }
     xml_response(x.finish("ListVersionsResult"))
+}
+
+/// Parses `<VersioningConfiguration><Status>Enabled|Suspended</Status>
+/// <MfaDelete/>?</VersioningConfiguration>` (PutBucketVersioning).
+///
+/// Errors: MalformedXML without a Status or with another one; NotImplemented for MFA delete.
+pub fn parse_versioning(body: &[u8]) -> S3Result<hoard::Versioning> {
+    let mut status = None;
+    let mut mfa = None;
+    walk(body, |node| {
+        match node {
+            Node::Text("VersioningConfiguration/Status", text) => status = Some(text),
+            Node::Text("VersioningConfiguration/MfaDelete", text) => mfa = Some(text),
+            _ => {}
+        }
+        Ok(())
+    })?;
+    if mfa.as_deref() == Some("Enabled") {
+        return Err(crate::s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "MFA delete is not supported"
+        ));
+    }
+    match status.as_deref() {
+        Some("Enabled") => Ok(hoard::Versioning::Enabled),
+        Some("Suspended") => Ok(hoard::Versioning::Suspended),
+        Some(other) => Err(malformed(format!(
+            "versioning Status must be Enabled or Suspended, not {other:?}"
+        ))),
+        None => Err(malformed("VersioningConfiguration needs a Status")),
+    }
 }

@@ -155,11 +155,11 @@ pub fn dispatch(
         (&Method::GET, ["metrics"]) => respond(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            state.metrics.render(state),
+            state.metrics.render(&state.store, state.server_gauges()),
         ),
         (_, ["qos"] | ["qos", _, _] | ["usage"] | ["metrics"]) => {
-            Err(super::admin::path_refusal(method, segments, true))
+            Err(super::path_refusal(method, segments, true))
         }
-        _ => Err(super::admin::path_refusal(method, segments, false)),
+        _ => Err(super::path_refusal(method, segments, false)),
     }
 }

@@ -86,7 +86,7 @@ pub fn dispatch(
     segments: &[String],
     query: &[(String, String)],
     caller: &str,
-    scope: &super::admin::Scope,
+    scope: &super::Scope,
 ) -> S3Result<Response> {
     let creds = &state.credentials;
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -106,7 +106,7 @@ pub fn dispatch(
         _ => None,
     };
     match (scope, method, s.as_slice(), &account_of_path) {
-        (super::admin::Scope::Store, ..) => {}
+        (super::Scope::Store, ..) => {}
         (_, &Method::POST, ["accounts"], _) | (_, &Method::DELETE, ["accounts", _], _) => {
             return Err(scope.store_only(&path))
         }
@@ -114,8 +114,8 @@ pub fn dispatch(
         _ => {}
     }
     let own = match scope {
-        super::admin::Scope::Store => None,
-        super::admin::Scope::Account(a) => Some(a.as_str()),
+        super::Scope::Store => None,
+        super::Scope::Account(a) => Some(a.as_str()),
     };
     #[derive(Serialize)]
     struct Accounts<T> {
@@ -223,7 +223,7 @@ pub fn dispatch(
             | ["accounts", _, "users", _, "keys" | "temporary-credentials"]
             | ["keys"]
             | ["keys", _],
-        ) => Err(super::admin::path_refusal(method, segments, true)),
-        _ => Err(super::admin::path_refusal(method, segments, false)),
+        ) => Err(super::path_refusal(method, segments, true)),
+        _ => Err(super::path_refusal(method, segments, false)),
     }
 }

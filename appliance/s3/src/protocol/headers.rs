@@ -16,6 +16,10 @@ use axum::http::HeaderMap;
 use crate::error::S3Result;
 use crate::s3_error;
 
+/// Hoard's header (at CreateBucket) and sub-resource (GET) for a bucket's protection:
+/// `replicas:N` or `ec:K+M`; the pool's default when absent.
+pub const PROTECTION: &str = "x-hoard-protection";
+
 /// A header Hoard refuses, and the values that ask for nothing (accepted as if absent).
 struct Refused {
     /// Lower-case header name.
@@ -133,7 +137,7 @@ const REFUSED: &[Refused] = &[
 /// Refuses the first header of `headers` that asks for what Hoard does not implement.
 ///
 /// Errors: NotImplemented (501) naming the header and what it asks for.
-pub(super) fn refuse_unimplemented(headers: &HeaderMap) -> S3Result<()> {
+pub fn refuse_unimplemented(headers: &HeaderMap) -> S3Result<()> {
     refuse_unimplemented_fields(
         headers
             .iter()
@@ -145,7 +149,7 @@ pub(super) fn refuse_unimplemented(headers: &HeaderMap) -> S3Result<()> {
 /// carry the same requests as headers.
 ///
 /// Errors: NotImplemented (501) naming the field and what it asks for.
-pub(super) fn refuse_unimplemented_fields<'a>(
+pub fn refuse_unimplemented_fields<'a>(
     fields: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> S3Result<()> {
     for (name, value) in fields {
@@ -172,7 +176,7 @@ pub(super) fn refuse_unimplemented_fields<'a>(
 /// source) against the account that owns it.
 ///
 /// Errors: AccessDenied (403) when it names another account, as S3 answers.
-pub(super) fn check_expected_owner(
+pub fn check_expected_owner(
     header: &str,
     expected: Option<&str>,
     bucket: &str,

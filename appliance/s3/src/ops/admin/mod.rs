@@ -39,7 +39,8 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 
-use super::{directory, tenancy};
+pub mod directory;
+pub mod tenancy;
 use crate::auth::{Auth, SignedIn};
 use crate::engine::blocking_s3;
 use crate::error::S3Result;
@@ -441,7 +442,7 @@ fn status(state: &AppState) -> S3Result<Response> {
             .close("MetadataSsd");
     }
     let memory = store.memory();
-    let (resident, peak) = process_resident_bytes();
+    let (resident, peak) = crate::metrics::process_resident_bytes();
     x.open("Memory")
         .elem("BudgetBytes", memory.budget_bytes.to_string())
         .elem("ResidentBytes", resident.to_string())
@@ -485,19 +486,4 @@ fn status(state: &AppState) -> S3Result<Response> {
         },
     );
     xml_response(x.finish("HoardStatus"))
-}
-
-/// The process's resident set size now and at its peak, in bytes (`VmRSS` and `VmHWM` of
-/// /proc/self/status, proc(5)); zeros where /proc is not mounted.
-pub(crate) fn process_resident_bytes() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.trim().strip_suffix("kB"))
-            .and_then(|kib| kib.trim().parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }

@@ -216,7 +216,12 @@ pub const ROUTES: &[Row] = &[
     row("GET", B, Some("versions"), E::ListObjectVersions),
     row("GET", B, Some("uploads"), E::ListMultipartUploads),
     row("GET", B, Some("location"), E::GetBucketLocation),
-    row("GET", B, Some(super::PROTECTION), E::GetBucketProtection),
+    row(
+        "GET",
+        B,
+        Some(crate::protocol::headers::PROTECTION),
+        E::GetBucketProtection,
+    ),
     row("POST", B, Some("delete"), E::DeleteObjects),
     row("POST", B, None, E::PostObject),
     row("GET", B, Some("acl"), E::GetBucketAcl),
