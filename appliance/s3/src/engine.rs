@@ -1,6 +1,8 @@
 //! Calls into the engine: each runs on the blocking pool (engine calls wait on devices, never
 //! on clients: bodies reach the engine as batches already in memory, see `body`), its error
 //! mapped to an S3 error.
+//!
+//! Must not import anything of this crate but `error`.
 
 use crate::error::{S3Error, S3Result};
 use crate::s3_error;

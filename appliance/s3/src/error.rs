@@ -1,5 +1,7 @@
 //! S3 errors: one type, one place that maps engine errors to S3 codes (Amazon S3 API Reference,
 //! "Error responses" / "List of error codes").
+//!
+//! Must not import anything of this crate: every file reports through it.
 
 use axum::http::StatusCode;
 

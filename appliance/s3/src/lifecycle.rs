@@ -24,6 +24,9 @@
 //! - **A shortened clock** for tests: `day` (default 86,400 s) is how long a lifecycle day
 //!   lasts (`hoard serve --lifecycle-day-seconds`), and its "midnights" are multiples of it
 //!   since the epoch; a `Date` is always a real date.
+//!
+//! Must not import `state`, `request`, `ops` or `server`: the server runs its passes on the
+//! store it hands over; it reads tags through `protocol::tags`.
 
 use std::time::Duration;
 

@@ -11,6 +11,9 @@
 //! - metadata: batches, flushes, bytes applied, flushed and compacted (compaction);
 //! - memory: the profile's budget, the process's resident size, the store's own uses;
 //! - space: raw, free and live bytes of the pool; garbage collection bytes written.
+//!
+//! Must not import `state`, `request`, `ops` or `server`: callers hand it the store and the
+//! server's gauges.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -10,6 +10,9 @@
 //! `qos/b/<bucket>`, JSON), so they survive restarts. Anonymous requests draw on a share of
 //! their own, the account [`ANONYMOUS`] (its limit is set like any account's), and on no
 //! tenant's account or bucket: refused or not, they never spend a tenant's budget.
+//!
+//! Must not import `state`, `request`, `ops`, `body` or `server`: `state` holds the limiter and
+//! the request asks it.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,6 +1,9 @@
 //! A request as the operations see it: its target (bucket and key, path-style or
 //! virtual-host-style), decoded query, headers, the authenticated caller, and the limits on what
 //! it may carry (user metadata, declared length, Content-MD5).
+//!
+//! Must not import `ops`, `body` or `server`: the operations and the body readers build on
+//! [`Ctx`], not the reverse.
 
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
 //! Responses: S3 error documents, XML documents, the answer to a stored body, and the date
 //! formats S3 uses.
+//!
+//! Must not import `auth` or anything above it (`ops`, `request`, `state`, `body` or `server`).
 
 use axum::body::Body;
 use axum::http::StatusCode;

@@ -2,6 +2,9 @@
 //! the entry of every request (admission, then `ops`), and shutdown (signals, the admin
 //! request, the power button) with a bounded drain. [`run`] is the one way to serve S3, for
 //! `hoard serve` and the appliance.
+//!
+//! Must not import: no rule, it is the top layer and may import every other; nothing imports
+//! it but the crate root.
 
 use std::future::Future;
 use std::net::SocketAddr;

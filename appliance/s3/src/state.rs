@@ -1,6 +1,9 @@
 //! What every request shares: the engine, who may call, the endpoint's limits and names
 //! ([`S3Config`], from the profile), admission control ([`Admission`]), the body memory budget
 //! and the shutdown signal. The server creates it; operations read it.
+//!
+//! Must not import `request`, `ops` or `server`: it holds the services (`auth`, `qos`, `usage`,
+//! `metrics`, `lifecycle`, the body budget) and knows no request.
 
 use std::sync::Arc;
 use std::time::Duration;

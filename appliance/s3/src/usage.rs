@@ -12,6 +12,8 @@
 //!   objects and bytes are counted from its records and kept in that hour's record.
 //! - **Reports**: `GET /_hoard/usage` (admin) as JSON, or CSV with `format=csv`, filtered by
 //!   `account`, `bucket`, `from` and `to` (hours, `YYYYMMDDHH`, inclusive).
+//!
+//! Must not import `state`, `request`, `ops`, `body` or `server`.
 
 use std::collections::BTreeMap;
 

@@ -29,6 +29,9 @@
 //! Object reads cannot be decided before the object's record is read: [`authorize`] returns
 //! a [`Verdict`] whose [`Verdict::check_object`] the operation calls with the record's stored
 //! headers (no extra metadata read).
+//!
+//! Must not import `ops`, `request`, `state`, `body` or `server`: it decides from the request
+//! context and the bucket settings it is handed.
 
 use serde::{Deserialize, Serialize};
 

@@ -8,6 +8,9 @@
 //! object's lives with its version as the stored header [`OBJECT_ACL_HEADER`], so an
 //! overwrite replaces it and a delete removes it. An object without one is the bucket owner's,
 //! private. Stored as JSON.
+//!
+//! Must not import `ops`, `request`, `state`, `body` or `server`, nor `auth::access` (which
+//! reads ACLs, not the reverse).
 
 use serde::{Deserialize, Serialize};
 

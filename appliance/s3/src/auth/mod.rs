@@ -9,6 +9,10 @@
 //! ([`sigv2`]: boto3's `generate_presigned_url` default). Streaming (`aws-chunked`) body
 //! signatures are checked while the body is read (`s3::body`), with the seed signature and signing
 //! key returned here.
+//!
+//! Must not import `ops`, `request`, `state`, `body` or `server`: authentication reads a
+//! request's head as a [`RequestView`] and knows no operation; below it only `protocol`,
+//! `response`, `xml` and `error`.
 
 pub mod access;
 pub mod acl;

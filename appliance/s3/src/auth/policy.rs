@@ -35,6 +35,9 @@
 //! A key absent from the request (`s3:prefix` on a GetObject, `aws:username` of an
 //! anonymous caller) matches no value: a positive operator is false, a negated one
 //! (`StringNotEquals`, `NotIpAddress`, ...) true, and `...IfExists` true.
+//!
+//! Must not import `ops`, `request`, `state`, `body` or `server`, nor `auth::access` or
+//! `auth::acl` (policies are evaluated on their own).
 
 use std::net::IpAddr;
 

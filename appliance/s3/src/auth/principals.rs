@@ -19,6 +19,9 @@
 //!   the expiry the key answers `ExpiredToken`; expired keys are dropped at the next change.
 //! - A key that is inactive (disabled, or rotated out) answers `InvalidAccessKeyId`, as S3
 //!   does for an inactive key.
+//!
+//! Must not import `ops`, `request`, `state`, `body` or `server`, nor the authorization files
+//! (`access`, `acl`, `policy`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

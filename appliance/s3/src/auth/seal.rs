@@ -4,6 +4,8 @@
 //! region). The sealed form is base64 of a random 96-bit nonce followed by the ciphertext and
 //! its 128-bit tag; the record's name is the associated data, so a sealed secret copied onto
 //! another record does not open.
+//!
+//! Must not import anything of this crate: it is the sealing primitive the directory uses.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};

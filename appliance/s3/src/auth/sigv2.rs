@@ -2,6 +2,9 @@
 //! Requests"): `Authorization: AWS AKID:signature` and presigned query URLs
 //! (`AWSAccessKeyId`, `Expires`, `Signature`), still produced by boto3's
 //! `generate_presigned_url` for us-east-1 and by legacy boto and `s3cmd --signature-v2`.
+//!
+//! Must not import `ops`, `request`, `state`, `body` or `server`, nor the authorization files
+//! (`access`, `acl`, `policy`).
 
 use base64::Engine;
 use hmac::{Hmac, Mac};

@@ -1,5 +1,8 @@
 //! AWS Signature Version 4 (Amazon S3 API Reference, "Authenticating Requests (AWS Signature
 //! Version 4)"): the Authorization header form and the presigned query-string form.
+//!
+//! Must not import `ops`, `request`, `state`, `body` or `server`, nor the authorization files
+//! (`access`, `acl`, `policy`).
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

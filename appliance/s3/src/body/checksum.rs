@@ -1,6 +1,9 @@
 //! Body digests verified at end of body: a signed payload's SHA-256 and the flexible checksums
 //! (`x-amz-checksum-*`, Amazon S3 User Guide, "Checking object integrity"), and the checksums
 //! of multipart objects combined from their parts'.
+//!
+//! Must not import `state`, `request`, `ops` or `body` itself (`super`): it is a pure decoder
+//! below them.
 
 use base64::Engine;
 use sha1::Sha1;

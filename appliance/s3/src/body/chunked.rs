@@ -8,6 +8,9 @@
 //! passes straight through (hashed on the way for its signature, which is checked at the
 //! chunk's end, before the body can end), and a header or trailer line is held only up to
 //! [`MAX_LINE_BYTES`].
+//!
+//! Must not import `state`, `request`, `ops` or `body` itself (`super`): it is a pure decoder
+//! below them (it uses `auth::sigv4` for chunk signatures).
 
 use sha2::{Digest, Sha256};
 

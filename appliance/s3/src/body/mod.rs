@@ -10,6 +10,9 @@
 //! in batches on the blocking pool ([`BodySink`]: `ObjectWriter`, `PartWriter`), one batch
 //! written while the next arrives. Verification ends before the engine's `finish` commits, so
 //! a body that does not verify is never stored.
+//!
+//! Must not import `ops` or `server`: the operations call it; its readers (`pump`, `chunked`,
+//! `checksum`) sit below `state` and must not import `state`, `request` or this file.
 
 pub mod checksum;
 pub mod chunked;

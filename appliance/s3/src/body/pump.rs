@@ -13,6 +13,9 @@
 //! waiting for it, fails with `RequestTimeout`; one that cannot get room for `idle` fails
 //! with `SlowDown`; one larger than its limit fails with `EntityTooLarge`. GET bodies keep the
 //! same floor on what their client reads (`ops::object`).
+//!
+//! Must not import `state`, `request`, `ops` or `body` itself (`super`): `state` holds its
+//! budget, not the reverse.
 
 use std::io;
 use std::sync::Arc;

@@ -3,6 +3,9 @@
 //! (GetBucketPolicyStatus) and `?publicAccessBlock` (Get/Put/DeletePublicAccessBlock), and
 //! the ACL a new bucket or object is created with. Who may call each was decided by
 //! `auth::access` before they run.
+//!
+//! Must not import `server` or any other operation file: `object`, `bucket`, `copy`,
+//! `multipart` and `post_object` use its ACL helpers.
 
 use axum::body::Body;
 use axum::http::StatusCode;

@@ -1,5 +1,7 @@
 //! Bucket operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket, GetBucketLocation,
 //! ListObjects (v1), ListObjectsV2, DeleteObjects (of versions too).
+//!
+//! Must not import `server` or an operation file but `access_control`.
 
 use axum::body::Body;
 use axum::http::StatusCode;

@@ -11,6 +11,9 @@
 //! - Both honour `x-amz-copy-source-if-match`, `-if-none-match`, `-if-modified-since` and
 //!   `-if-unmodified-since` (412 PreconditionFailed), and need `s3:GetObject` on the source
 //!   (its bucket's policy and ACL, its object ACL) besides `s3:PutObject` on the destination.
+//!
+//! Must not import `server`; of the other operations only the helpers of `object`, `tagging`
+//! and `access_control`.
 
 use axum::response::Response;
 

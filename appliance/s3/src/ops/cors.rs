@@ -8,6 +8,8 @@
 //! wildcards), one of its `AllowedMethod`s is the method (the requested one for a preflight),
 //! and, for a preflight, every header in `Access-Control-Request-Headers` matches one of its
 //! `AllowedHeader`s (case-insensitive, `*` wildcards). The first matching rule answers.
+//!
+//! Must not import `server` or the other operation files.
 
 use axum::body::Body;
 use axum::http::StatusCode;

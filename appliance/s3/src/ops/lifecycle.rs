@@ -1,5 +1,8 @@
 //! `?lifecycle` on a bucket: GetBucketLifecycleConfiguration, PutBucketLifecycleConfiguration
 //! and DeleteBucketLifecycle (the rules and their worker are in [`crate::lifecycle`]).
+//!
+//! Must not import `server` or the other operation files; the rules and the worker are in
+//! `crate::lifecycle`.
 
 use axum::body::Body;
 use axum::http::StatusCode;

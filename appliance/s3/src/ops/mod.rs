@@ -5,6 +5,9 @@
 //! [`admin`] requests ([`admin::directory`]: accounts, users, keys; [`admin::tenancy`]: limits, usage,
 //! metrics). Routing and the one authorization of every request ([`crate::auth::access`])
 //! live here; each operation lives in the file of what it acts on.
+//!
+//! Must not import `server`: the server calls [`dispatch`]. Everything else of the crate is
+//! below it.
 
 mod access_control;
 mod admin;

@@ -1,5 +1,8 @@
 //! Multipart upload operations: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
 //! AbortMultipartUpload, ListParts, ListMultipartUploads.
+//!
+//! Must not import `server`; of the other operations only the helpers of `object`, `tagging`
+//! and `access_control`.
 
 use axum::body::Body;
 use axum::http::StatusCode;

@@ -1,6 +1,9 @@
 //! Object operations: PutObject, GetObject (ranges, conditionals, response overrides),
 //! HeadObject, DeleteObject, each of one version with `versionId` (S3 versioning; the
 //! engine's `store/versions.rs` keeps the versions).
+//!
+//! Must not import `server` or an operation file but `access_control` and `tagging` (`copy` and
+//! `multipart` build on it, not the reverse).
 
 use std::io::Read;
 

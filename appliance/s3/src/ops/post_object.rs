@@ -29,6 +29,8 @@
 //!   `SignatureDoesNotMatch`; a file outside `content-length-range` `EntityTooLarge` or
 //!   `EntityTooSmall`; a body that is not multipart/form-data `MalformedPOSTRequest`. Nothing
 //!   is stored unless everything holds: the object is committed after the file's last byte.
+//!
+//! Must not import `server`; of the other operations only `access_control`'s helpers.
 
 use axum::body::Body;
 use axum::http::StatusCode;

@@ -9,6 +9,9 @@
 //! `tagging` (the same encoding). S3's limits hold: at most 10 tags on an object and 50 on a
 //! bucket, keys of 1 to 128 characters and values of at most 256, keys unique, no `aws:`
 //! prefix.
+//!
+//! Must not import `server` or the other operation files; the tag set itself is
+//! `protocol::tags`.
 
 use axum::body::Body;
 use axum::http::StatusCode;

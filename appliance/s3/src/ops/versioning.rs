@@ -1,6 +1,8 @@
 //! `?versioning` and `?versions` on a bucket: GetBucketVersioning, PutBucketVersioning and
 //! ListObjectVersions (Amazon S3 API Reference). The versions themselves are the engine's
 //! (`store/versions.rs`); `versionId` on object requests is handled where each one lives.
+//!
+//! Must not import `server` or an operation file but `bucket`.
 
 use axum::body::Body;
 use axum::http::StatusCode;

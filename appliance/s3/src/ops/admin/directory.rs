@@ -21,6 +21,8 @@
 //! | `POST keys/AK?status=Active\|Inactive` | enables or disables a key | 200 the key |
 //! | `POST keys/AK?rotate` | new key for the same user, the old one made Inactive | 201 the new key |
 //! | `DELETE keys/AK` | deletes a key | 204 |
+//!
+//! Must not import `server`, the S3 operation files or `tenancy`.
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};

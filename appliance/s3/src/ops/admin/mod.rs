@@ -32,6 +32,9 @@
 //!   theirs. A bundle that does not parse or fit is refused and the old one stays.
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
+//!
+//! Must not import `server` or the S3 operation files (`bucket`, `object`, ...): admin requests
+//! reach the engine and the directory directly.
 
 use std::sync::Arc;
 

@@ -10,6 +10,8 @@
 //! | `DELETE qos/accounts/ID`, `DELETE qos/buckets/NAME` | removes the limits | 204 |
 //! | `GET usage[?account=ID][&bucket=B][&from=YYYYMMDDHH][&to=YYYYMMDDHH][&format=csv]` | usage per hour, account and bucket ([`crate::usage`]) | 200 JSON `{"usage":[...]}` or CSV |
 //! | `GET metrics` | the Prometheus exposition ([`crate::metrics`]) | 200 `application/openmetrics-text; version=1.0.0` |
+//!
+//! Must not import `server`, the S3 operation files or `directory`.
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
