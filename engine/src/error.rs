@@ -1,5 +1,7 @@
 //! The engine's one error type. Every variant names the thing it is about (device, bucket, key,
 //! upload) so a message read in a log or an S3 error body says what went wrong and where.
+//!
+//! Must not import anything of this crate: every layer reports through it.
 
 use std::io;
 

@@ -5,12 +5,16 @@
 //! io_uring (with a pread/pwrite fallback). Data flows one way:
 //!
 //! ```text
-//! store (buckets, objects, multipart, listing)
-//!   -> placement (which HDD holds each chunk)
+//! store (buckets, objects, versions, multipart, listing, copy; space, GC, repair)
+//!   -> volume (which drives are the store's: superblocks, format, adoption, assembly)
+//!   -> schema (metadata keys and records)
+//!   -> profile (hwprofiles/*.toml -> EngineConfig, the settings of every layer below)
 //!   -> segment (append-only data log per HDD)  +  meta (WAL + LSM index, mirrored on the SSDs)
-//!   -> device (io_uring / pread, O_DIRECT, aligned buffers, superblocks)
-//! profile: hwprofiles/*.toml -> EngineConfig
+//!   -> placement (which HDD holds each chunk)
+//!   -> device (io_uring / pread, O_DIRECT, aligned buffers, superblock bytes)
 //! ```
+//!
+//! Each layer imports only those below it (`tests/integration/layers.rs` checks it).
 //!
 //! On-disk formats are specified in `engine/FORMAT.md`.
 //!
@@ -29,8 +33,10 @@ pub mod error;
 pub mod meta;
 pub mod placement;
 pub mod profile;
+pub mod schema;
 pub mod segment;
 pub mod store;
+pub mod volume;
 
 pub use error::{Error, Result};
 pub use profile::{EngineConfig, Profile, Protection};
@@ -39,9 +45,10 @@ pub use store::{
     DataSlotStatus, DeleteOutcome, DriveSpace, DriveState, GcRound, GcStatus, ListPage, ListQuery,
     MemoryUse, ObjectInfo, ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter,
     PartsPage, PassKind, PassStatus, PutOptions, RepairCounters, RepairStatus, SegmentSpace,
-    SpaceCheck, SpaceStatus, Store, StoreDevices, StoreOptions, UploadInfo, UploadOptions,
-    UploadsPage, VersionEntry, VersionId, VersionPage, VersionQuery, Versioning, WriteCondition,
+    SpaceCheck, SpaceStatus, Store, StoreOptions, UploadInfo, UploadOptions, UploadsPage,
+    VersionEntry, VersionId, VersionPage, VersionQuery, Versioning, WriteCondition,
 };
+pub use volume::StoreDevices;
 
 #[cfg(test)]
 mod tests {

@@ -7,8 +7,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use hoard::store::assembly::{Assembly, Disposition};
 use hoard::store::PutOptions;
+use hoard::volume::assembly::{Assembly, Disposition};
 use hoard::{Error, Profile, Store};
 use hoard_appliance::firmware::discover::BlockDevice;
 use sha2::{Digest, Sha256};

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-pub use hoard::store::assembly::BlockDevice;
+pub use hoard::volume::assembly::BlockDevice;
 
 /// Kernel name prefixes of devices that are never storage drives.
 const IGNORED_PREFIXES: [&str; 7] = ["loop", "ram", "zram", "sr", "fd", "dm-", "md"];

@@ -3,7 +3,7 @@
 //! Owns the boot sequence, in order: mount proc, sys, devtmpfs and a tmpfs on /run; load the
 //! kernel modules shipped in `/lib/modules` ([`kmod`]); read the `hoard.*` kernel parameters
 //! ([`cmdline`]); discover block devices ([`discover`]); pick the hardware profile and match
-//! drives to its slots (the engine's `hoard::store::assembly`), formatting blank drives on first
+//! drives to its slots (the engine's `hoard::volume::assembly`), formatting blank drives on first
 //! boot only and adopting a blank HDD into an empty bay; open the store (degraded when a data
 //! drive is missing); watch for drives hot-plugged later ([`hotplug`]); configure the NIC
 //! ([`net`]); serve S3 over HTTPS (a certificate made on first boot and kept sealed in the
@@ -28,7 +28,7 @@ use hoard::{Profile, Store};
 use nix::mount::{mount, MsFlags};
 
 use cmdline::BootParams;
-use hoard::store::assembly::Assembly;
+use hoard::volume::assembly::Assembly;
 use hoard_s3::{Credentials, S3Config};
 
 /// Where the image keeps its kernel modules (flat `<name>.ko` files).

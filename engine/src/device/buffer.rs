@@ -2,6 +2,9 @@
 //!
 //! O_DIRECT needs the buffer address, the length and the device offset aligned to the logical
 //! block size; we align everything to [`BLOCK_SIZE`] (4 KiB), which every current disk accepts.
+//!
+//! Must not import anything of this crate above `device` but `error`: it knows no segment,
+//! metadata, schema or store.
 
 use std::alloc::{self, Layout};
 use std::ops::{Deref, DerefMut};

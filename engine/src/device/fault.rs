@@ -5,6 +5,9 @@
 //! writes, syncs or reads with EIO, flip bits, and "cut the power" after a number of writes:
 //! from then on every I/O fails, and [`FaultControl::durable_image`] returns what the media
 //! holds — unsynced writes dropped, and optionally the last one torn (half its blocks written).
+//!
+//! Must not import anything of this crate above `device` but `error`: it knows no segment,
+//! metadata, schema or store.
 
 use std::io;
 use std::sync::Arc;

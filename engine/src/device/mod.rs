@@ -6,6 +6,9 @@
 //! ([`portable`]) chosen when io_uring cannot be set up or when forced, and a fault-injecting
 //! in-memory backend ([`fault`]) for crash tests. Must not know about segments, metadata or
 //! objects.
+//!
+//! Must not import anything of this crate above `device` but `error`: it knows no segment,
+//! metadata, schema or store.
 
 pub mod buffer;
 pub mod fault;

@@ -1,5 +1,8 @@
 //! pread/pwrite backend: the portable fallback behind the same [`Backend`] interface, used when
 //! io_uring cannot be set up or when the profile forces it. I/O runs on the calling thread.
+//!
+//! Must not import anything of this crate above `device` but `error`: it knows no segment,
+//! metadata, schema or store.
 
 use std::fs::File;
 

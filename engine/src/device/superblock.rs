@@ -1,5 +1,8 @@
 //! The superblock: the first 4 KiB of every Hoard device, saying whose it is and what it holds.
 //! Layout in `engine/FORMAT.md` ("Superblock").
+//!
+//! Must not import anything of this crate above `device` but `error`: it knows no segment,
+//! metadata, schema or store. (The volume decides what a superblock means for a store.)
 
 use super::{AlignedBuf, Device, BLOCK_SIZE};
 use crate::error::{Error, Result};

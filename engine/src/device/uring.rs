@@ -5,6 +5,9 @@
 //! linked SQEs: the write with `IO_LINK`, then `fsync(DATASYNC)`; if the write fails or is short
 //! the kernel cancels the fsync and the request fails. Buffers move into the worker with the
 //! request and come back with the completion, so the kernel never sees freed memory.
+//!
+//! Must not import anything of this crate above `device` but `error`: it knows no segment,
+//! metadata, schema or store.
 
 use std::fs::File;
 use std::io;

@@ -1,4 +1,6 @@
 //! Fixed-width little-endian encoding helpers for metadata records (never `usize` on disk).
+//!
+//! Must not import anything of this crate but `error`.
 
 /// Appends fields to a byte vector.
 #[derive(Default)]

@@ -2,6 +2,8 @@
 //!
 //! The store's index is the LSM ([`super::lsm`]); [`MemIndex`], a `BTreeMap`, is the model the
 //! tests compare against. [`Batch`], [`Op`] and [`Scan`] are shared by both.
+//!
+//! Must not import `schema`, `volume`, `store` or `segment`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

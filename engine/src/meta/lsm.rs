@@ -21,6 +21,8 @@
 //! then records that position as where replay starts; its compaction thread merges without
 //! holding the manifest, so a flush never waits for a compaction, only for another manifest
 //! write.
+//!
+//! Must not import `schema`, `volume`, `store` or `segment`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};

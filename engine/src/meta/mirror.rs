@@ -14,6 +14,8 @@
 //! synced; the anchor blocks are copied last. Writes made meanwhile go to the target too, so
 //! it converges to the primary's image, except for the commit regions (the manifest slots),
 //! which it receives only by the final copy: until then it never names a table it may not hold.
+//!
+//! Must not import `schema`, `volume`, `store` or `segment`.
 
 use std::sync::Arc;
 

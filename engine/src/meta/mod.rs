@@ -7,11 +7,13 @@
 //! maintenance threads, one flushing frozen memtables and one compacting (paced by the profile's
 //! bandwidth budget, never delaying a flush), so commits never wait for either unless the WAL
 //! is full. Knows nothing of buckets or objects: it stores byte keys
-//! and values (the store's schema lives in `store/schema.rs`). Must not touch HDDs.
+//! and values (the store's schema lives in `schema/`). Must not touch HDDs.
 //!
 //! Back of the envelope (the development VM's disk, measured with fio): one fdatasync of an overwrite
 //! ~40 us, so one writer commits ~10-20k batches/s; group commit puts every batch waiting while a
 //! frame is written into the next frame, so 64 writers share one fdatasync.
+//!
+//! Must not import `schema`, `volume`, `store` or `segment`: it stores opaque keys and values.
 
 pub mod codec;
 pub mod index;

@@ -13,6 +13,8 @@
 //! then fail over to a mirror copy. A table keeps its block index and bloom filter in memory;
 //! data blocks are read on demand into a shared [`BlockCache`] with a RAM budget, and scans read
 //! ahead [`READ_AHEAD_BYTES`] per device read.
+//!
+//! Must not import `schema`, `volume`, `store` or `segment`.
 
 use std::sync::Arc;
 

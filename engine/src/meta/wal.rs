@@ -5,6 +5,8 @@
 //! (LSN: the byte position in the endless log) and two checksums seeded with the store's salt, so
 //! replay stops at the first frame that is torn, stale (from an earlier lap of the ring) or from
 //! another store. Layout in `engine/FORMAT.md` ("Write-ahead log").
+//!
+//! Must not import `schema`, `volume`, `store` or `segment`.
 
 use crate::device::{align_up, AlignedBuf, BLOCK_SIZE};
 use crate::error::{Error, Result};

@@ -7,6 +7,9 @@
 //! `max_per_group` of them to one failure group (bays that fail together: a backplane, an
 //! expander), so losing a whole group loses no more than the protection tolerates
 //! ([`StripePlacer`]).
+//!
+//! Must not import anything of this crate but `error`: it computes where a stripe goes from the
+//! pool's state it is handed, and touches no device.
 
 /// Failure groups of a pool's data slots: `group_of[slot]` is the slot's group.
 #[derive(Clone, Debug, PartialEq, Eq)]

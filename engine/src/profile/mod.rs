@@ -3,6 +3,8 @@
 //! Owns: parsing and validating a profile, and deriving every engine tunable (queue depths,
 //! chunk and segment sizes, WAL size, buffer budgets, writer threads) with a sentence saying why,
 //! which `hoard profile show` prints. Must not open devices.
+//!
+//! Must not import `schema`, `volume` or `store`: it derives their settings, they read it.
 
 use std::path::{Path, PathBuf};
 

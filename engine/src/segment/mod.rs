@@ -11,6 +11,8 @@
 //! references it (`store/space.rs`). After a crash the heads restart in fresh or free segments
 //! and never overwrite data that metadata might reference. Must not know about buckets or
 //! objects beyond chunk identity. Layout in `engine/FORMAT.md` ("Data devices", "Needle").
+//!
+//! Must not import `meta`, `schema`, `volume` or `store`: a segment holds needles, not records.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -18,7 +20,23 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::device::superblock::RESERVED_BYTES;
-use crate::device::{align_up, AlignedBuf, Device, PendingIo, PendingRead};
+use crate::device::{align_up, Device, PendingIo};
+
+/// The buffers, I/O tickets and counters of segment reads and writes: the device layer's, as
+/// the layers above meet them through a [`DataDevice`].
+pub use crate::device::{AlignedBuf, BufferPool, IoStats, IoTicket, PendingRead, PooledBuf};
+/// Where the first segment of a data device starts, in bytes (below it: the superblock area,
+/// `engine/FORMAT.md`).
+pub const FIRST_SEGMENT_OFFSET_BYTES: u64 = RESERVED_BYTES;
+
+/// Makes every write to `devices` durable: one sync per device, in parallel
+/// ([`Device::sync_all`]).
+///
+/// Errors: the first device error.
+pub fn sync_all(devices: &[Arc<DataDevice>]) -> crate::error::Result<()> {
+    let devices: Vec<&Device> = devices.iter().map(|d| d.device()).collect();
+    Device::sync_all(&devices)
+}
 use crate::error::{Error, Result};
 
 /// Magic at the start of every needle ("NDL1").

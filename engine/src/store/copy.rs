@@ -17,15 +17,18 @@
 //!
 //! A copy into a bucket of another protection cannot share (the stripes would not be the
 //! destination's): its bytes are read and written as a new object.
+//!
+//! Must not import `device`; of the store's files only `objects`, `versions` and the store
+//! itself.
 
-use super::objects::{ObjectInfo, PutOptions, WriteCondition};
-use super::schema::{InlineData, Versioning};
+use super::objects::{apply_header_changes, ObjectInfo, PutOptions, WriteCondition};
 use super::versions::{Located, VersionId};
 use super::{validate_key, Store};
 #[cfg(doc)]
 use crate::error::Error;
 use crate::error::Result;
 use crate::meta::Batch;
+use crate::schema::{InlineData, Versioning};
 
 /// What a copy keeps and changes.
 #[derive(Clone, Debug, Default)]
@@ -152,18 +155,5 @@ impl Store {
             .into_iter()
             .map(|s| self.inner.key_locks[s].lock())
             .collect()
-    }
-}
-
-/// Sets (`Some`) or removes (`None`) stored headers by name.
-pub(super) fn apply_header_changes(
-    headers: &mut Vec<(String, String)>,
-    changes: &[(String, Option<String>)],
-) {
-    for (name, value) in changes {
-        headers.retain(|(n, _)| n != name);
-        if let Some(v) = value {
-            headers.push((name.clone(), v.clone()));
-        }
     }
 }

@@ -8,14 +8,19 @@
 //! pieces lie below the slot's rebuild boundary until a rebuild rewrites them). A slot's drive
 //! changes only by [`Store::adopt_data_drive`]: a blank drive goes into an empty or failed slot,
 //! formatted as at open (`open::format_data_device`), and a rebuild is due.
+//!
+//! Must not import `device`: probing and formatting a drive is the volume's
+//! ([`crate::volume::adopt_blank_data_drive`]).
 
 use std::sync::Arc;
 
-use super::{open, schema, Store};
-use crate::device::superblock::{self, Probe};
-use crate::device::Device;
+use super::Store;
 use crate::error::{Error, Result};
+use crate::profile::Profile;
+use crate::schema;
 use crate::segment::DataDevice;
+use crate::volume::assembly::{BlockDevice, Class, Disposition};
+use crate::volume::{uuid_string, Device};
 
 /// The state of a data slot's drive.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +49,7 @@ pub struct DataSlotStatus {
     /// Segments free on it.
     pub free_segments: u32,
     /// I/O submitted to it since it was opened (zero for a missing drive).
-    pub io: crate::device::IoStats,
+    pub io: crate::segment::IoStats,
 }
 
 impl Store {
@@ -77,8 +82,8 @@ impl Store {
     pub(crate) fn wait_read(
         &self,
         slot: u32,
-        io: crate::device::PendingRead,
-    ) -> Result<crate::device::AlignedBuf> {
+        io: crate::segment::PendingRead,
+    ) -> Result<crate::segment::AlignedBuf> {
         let (result, took) = io.wait_timed();
         let timeout_ms = self.inner.config.drive_timeout_ms;
         match &result {
@@ -199,25 +204,12 @@ impl Store {
                 )));
             }
         }
-        match superblock::probe(&device)? {
-            Probe::Blank => {}
-            Probe::Hoard(sb) => {
-                return Err(Error::Incompatible {
-                    device: device.name().to_string(),
-                    detail: format!(
-                        "holds a superblock (store {}, slot {}): only a blank drive is adopted",
-                        superblock::uuid_string(&sb.store_uuid),
-                        sb.slot
-                    ),
-                })
-            }
-        }
-        let (layout, head) = open::format_data_device(
+        let data_device = crate::volume::adopt_blank_data_drive(
             &self.inner.meta,
             &self.inner.config,
             &self.inner.store_uuid,
             slot,
-            &device,
+            device,
             self.inner.space.segment_size_bytes(),
         )?;
         let boundary = match self.inner.meta.get(&schema::rebuild_boundary_key(slot))? {
@@ -229,13 +221,7 @@ impl Store {
             None => 0,
         };
         self.set_rebuild_boundary(slot, boundary);
-        *cell.write() = Some(Arc::new(DataDevice::new(
-            device,
-            slot,
-            layout,
-            head,
-            self.inner.config.space_reserve_segments,
-        )));
+        *cell.write() = Some(Arc::new(data_device));
         tracing::warn!(
             slot,
             boundary,
@@ -243,5 +229,53 @@ impl Store {
         );
         self.rebuild_due();
         Ok(())
+    }
+}
+
+impl Store {
+    /// A drive that appeared while the store runs (hot-plugged): if it is a blank HDD of
+    /// `profile`'s class and a data slot is empty or holds a failed drive, it is adopted into
+    /// the lowest such slot ([`Store::adopt_data_drive`]: formatted, then rebuilt onto).
+    /// Returns the slot.
+    ///
+    /// Errors: [`Error::Incompatible`] saying why the drive is not adopted (not an HDD of the
+    /// profile, not blank, no slot needs it); device and metadata errors.
+    pub fn adopt_discovered(&self, profile: &Profile, device: BlockDevice) -> crate::Result<u32> {
+        let name = device.path.display().to_string();
+        let refuse = |detail: String| Error::Incompatible {
+            device: name.clone(),
+            detail,
+        };
+        let drive = crate::volume::assembly::classify(profile, self.config(), device);
+        match (
+            &drive.disposition,
+            drive.class,
+            &drive.superblock,
+            drive.handle,
+        ) {
+            (Disposition::Undecided, Some(Class::Hdd), None, Some(handle)) => {
+                let slot = self
+                    .data_slots()
+                    .into_iter()
+                    .find(|s| matches!(s.state, DriveState::Missing | DriveState::Failed))
+                    .map(|s| s.slot)
+                    .ok_or_else(|| {
+                        refuse("every HDD slot holds a working drive; left unused".into())
+                    })?;
+                self.adopt_data_drive(slot, handle)?;
+                Ok(slot)
+            }
+            (Disposition::Refused(why) | Disposition::Unused(why), ..) => Err(refuse(why.clone())),
+            (_, Some(Class::Ssd), ..) => Err(refuse(
+                "an SSD: only HDDs are adopted while serving (a metadata SSD joins at boot)".into(),
+            )),
+            (_, _, Some(sb), _) => Err(refuse(format!(
+                "holds the superblock of store {} ({:?} slot {}): only a blank drive is adopted",
+                uuid_string(&sb.store_uuid),
+                sb.role,
+                sb.slot
+            ))),
+            _ => Err(refuse(format!("not an HDD of profile {}", profile.name))),
+        }
     }
 }

@@ -22,6 +22,9 @@
 //!    beyond the reserve, or are refused with `InsufficientStorage`.
 //! 3. **Fold** live-space delta records into base records once enough have accumulated.
 //! 4. **Expire** incomplete multipart uploads older than `upload_expiry_ms` (once a minute).
+//!
+//! Must not import `device`; of the store's files only `repair` (the collection pass), `space`
+//! and the store itself.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -29,10 +32,10 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use super::repair::{PassKind, PassStatus};
-use super::schema::{self, Location, UploadRecord};
 use super::{now_unix_ms, Store};
 use crate::error::Result;
 use crate::meta::Scan;
+use crate::schema::{self, Location, UploadRecord};
 
 /// Delta records after which the worker folds them.
 const FOLD_AFTER_RECORDS: u64 = 100_000;
@@ -159,7 +162,7 @@ impl Store {
                 room[slot as usize] = dev.free_segments().saturating_sub(1) as u64 * seg;
                 let first = match self.rebuild_boundary(slot) {
                     0 => 0,
-                    b => dev.segment_of(b.max(crate::device::superblock::RESERVED_BYTES)),
+                    b => dev.segment_of(b.max(crate::segment::FIRST_SEGMENT_OFFSET_BYTES)),
                 };
                 let table = space.segments(slot, dev.claimed_segments());
                 for (segment, s) in table.iter().enumerate().skip(first as usize) {

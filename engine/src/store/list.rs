@@ -3,11 +3,13 @@
 //!
 //! With a delimiter, every key sharing a common prefix is skipped with one seek, so a page costs
 //! O(page size) index steps however many keys each common prefix holds.
+//!
+//! Must not import `device`, or the store's write paths (`objects`, `multipart`, `copy`).
 
-use super::schema::{self, ObjectRecord};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::meta::Scan;
+use crate::schema::{self, ObjectRecord};
 
 /// Largest page S3 returns.
 pub const MAX_KEYS_LIMIT: usize = 1000;

@@ -6,8 +6,10 @@
 //! after its data and metadata are durable (1); an object is visible wholly old or wholly new,
 //! because its one metadata record is committed after all its chunks are durable (2); every
 //! chunk read is verified (3); bad input gets a typed error and changes nothing (9).
+//!
+//! Must not import `device`: drives are the volume's (`crate::volume`), bytes on them the
+//! segments'. Nothing in the crate imports `store` but the crate root.
 
-pub mod assembly;
 mod copy;
 mod drives;
 mod gc;
@@ -16,21 +18,22 @@ mod multipart;
 mod objects;
 mod open;
 mod repair;
-pub mod schema;
 mod space;
 mod versions;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::device::BufferPool;
 use crate::error::{Error, Result};
 use crate::meta::{Batch, MetaStore, Scan};
 use crate::profile::{EngineConfig, Protection};
-use crate::segment::{DataDevice, HeadState, SegmentClaims};
+use crate::schema;
+pub(crate) use crate::schema::now_unix_ms;
+use crate::segment::{BufferPool, DataDevice, HeadState, SegmentClaims};
 
+use crate::schema::BucketRecord;
+pub use crate::schema::Versioning;
 pub use copy::CopyOptions;
 pub use drives::{DataSlotStatus, DriveState};
 pub use gc::{GcRound, GcStatus};
@@ -42,10 +45,8 @@ pub use multipart::{
 pub use objects::{
     ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions, WriteCondition,
 };
-pub use open::{StoreDevices, StoreOptions};
+pub use open::StoreOptions;
 pub use repair::{PassKind, PassStatus, RepairCounters, RepairStatus};
-use schema::BucketRecord;
-pub use schema::Versioning;
 pub use space::{DriveSpace, SegmentSpace, SpaceCheck, SpaceStatus};
 pub use versions::{DeleteOutcome, VersionEntry, VersionId, VersionPage, VersionQuery};
 
@@ -151,13 +152,6 @@ impl SegmentClaims for MetaStore {
     }
 }
 
-pub(crate) fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Checks a bucket name against S3's rules (Bucket naming rules, Amazon S3 User Guide).
 ///
 /// Errors: [`Error::InvalidBucketName`] with the rule it breaks.
@@ -225,7 +219,7 @@ impl Store {
 
     /// The store's UUID (as in every superblock).
     pub fn store_uuid(&self) -> String {
-        crate::device::superblock::uuid_string(&self.inner.store_uuid)
+        crate::volume::uuid_string(&self.inner.store_uuid)
     }
 
     /// Metadata counters.
@@ -245,10 +239,11 @@ impl Store {
             let mut seen = self.inner.epoch_failures.lock();
             if failures != *seen {
                 let present = self.present_data_devices();
-                let data: Vec<&crate::device::Device> =
-                    present.iter().map(|d| d.device()).collect();
-                match open::advance_meta_epoch_now(&self.inner.meta, &data, &self.inner.store_uuid)
-                {
+                match crate::volume::advance_meta_epoch_now(
+                    &self.inner.meta,
+                    &present,
+                    &self.inner.store_uuid,
+                ) {
                     Ok(epoch) => {
                         tracing::warn!(epoch, "a metadata SSD failed: metadata epoch advanced");
                         *seen = failures;

@@ -5,16 +5,18 @@
 //! Complete validates the named parts and commits, in one batch, the object record (the parts'
 //! chunk runs concatenated, ETag = MD5 of the part MD5s + `-N`) and the removal of the upload
 //! and all its part records: the object appears whole or not at all.
+//!
+//! Must not import `device`; of the store's files only `objects` and the store itself.
 
 use std::io::Read;
 
 use md5::{Digest, Md5};
 
 use super::objects::{new_object_id, ChecksumCell, ChunkWriter, ObjectInfo, WriteCondition};
-use super::schema::{self, ObjectRecord, PartRecord, UploadRecord};
 use super::{validate_key, Store, MAX_OBJECT_BYTES};
 use crate::error::{Error, Result};
 use crate::meta::{Batch, Scan};
+use crate::schema::{self, ObjectRecord, PartRecord, UploadRecord};
 
 /// Smallest part but the last, in bytes (S3: 5 MiB).
 pub const MIN_PART_BYTES: u64 = 5 << 20;

@@ -6,6 +6,8 @@
 //!
 //! Memory: a put or get holds at most `chunks_in_flight_per_stream` chunk buffers, so memory is
 //! bounded by chunk size x in-flight chunks, whatever the object size.
+//!
+//! Must not import `device`, `copy` or `multipart` (they build on it).
 
 use std::collections::VecDeque;
 use std::io::{self, Read};
@@ -13,17 +15,16 @@ use std::sync::Arc;
 
 use md5::{Digest, Md5};
 
-use super::schema::{self, Chunk, ChunkRun, InlineData, Location, ObjectRecord, Versioning};
 use super::versions::{delete_marker_record, DeleteOutcome, VersionId};
 use super::{validate_key, Store, MAX_OBJECT_BYTES};
-use crate::device::{AlignedBuf, IoTicket, PendingRead, PooledBuf};
 use crate::error::{Error, Result};
 use crate::meta::Batch;
 use crate::placement::StripePlacer;
 use crate::profile::Protection;
+use crate::schema::{self, Chunk, ChunkRun, InlineData, Location, ObjectRecord, Versioning};
 use crate::segment::{
-    needle_bytes, seal_needle, verify_needle, ChunkId, DataDevice, Reservation, Stream,
-    NEEDLE_HEADER_BYTES,
+    needle_bytes, seal_needle, verify_needle, AlignedBuf, ChunkId, DataDevice, IoTicket,
+    PendingRead, PooledBuf, Reservation, Stream, NEEDLE_HEADER_BYTES,
 };
 
 /// A condition on the version a write replaces, checked under the key's lock in the same
@@ -1051,7 +1052,7 @@ impl Store {
         let _key = self.key_lock(bucket, key);
         let found = self.version_at(bucket, key, version, &self.inner.meta.snapshot())?;
         let mut record = found.record;
-        super::copy::apply_header_changes(&mut record.headers, changes);
+        apply_header_changes(&mut record.headers, changes);
         let mut batch = Batch::new();
         batch.put(found.record_key, record.encode());
         // The same locations stay referenced: no live-space change.
@@ -1462,6 +1463,19 @@ impl Read for ObjectReader {
                 }
             }
             self.advance()?;
+        }
+    }
+}
+
+/// Sets (`Some`) or removes (`None`) stored headers by name.
+pub(super) fn apply_header_changes(
+    headers: &mut Vec<(String, String)>,
+    changes: &[(String, Option<String>)],
+) {
+    for (name, value) in changes {
+        headers.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            headers.push((name.clone(), v.clone()));
         }
     }
 }

@@ -28,6 +28,8 @@
 //! - The cursor and counters are committed in the same metadata batch as the records they
 //!   count: after a crash the pass resumes after the last committed batch, and no repair is
 //!   counted twice or lost.
+//!
+//! Must not import `device`, `objects`, `multipart` or `copy`: it works on records and needles.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,16 +38,18 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::schema::{self, ChunkRun, Location, ObjectRecord, PartRecord};
 use super::space::ReadEpoch;
 use super::{now_unix_ms, Store};
-use crate::device::{AlignedBuf, IoTicket, PendingRead};
 use crate::error::{Error, Result};
 use crate::meta::codec::{DecodeError, Decoder, Encoder};
 use crate::meta::{Batch, Scan};
+use crate::schema::{
+    self, decode_runs, for_each_run_record, has_runs, ChunkRun, Location, ObjectRecord, PartRecord,
+    RECORDS_WITH_RUNS_START,
+};
 use crate::segment::{
-    needle_bytes, seal_needle, verify_needle, ChunkId, DataDevice, Reservation, Stream,
-    NEEDLE_HEADER_BYTES,
+    needle_bytes, seal_needle, verify_needle, AlignedBuf, ChunkId, DataDevice, IoTicket,
+    PendingRead, Reservation, Stream, NEEDLE_HEADER_BYTES,
 };
 
 /// The store setting holding the running (or last) pass ([`PassStatus`]).
@@ -540,7 +544,7 @@ impl Store {
             .and_then(|v| crate::segment::HeadState::decode(&v))
             .map_or(0, |h| h.next_unclaimed as u64);
         let bytes = next * self.inner.config.segment_size_bytes;
-        bytes.min(below.saturating_sub(crate::device::superblock::RESERVED_BYTES))
+        bytes.min(below.saturating_sub(crate::segment::FIRST_SEGMENT_OFFSET_BYTES))
     }
 
     /// Counts the copies and shards on lost drives that a rebuild would rewrite (walks every
@@ -1149,8 +1153,7 @@ impl Store {
         }
         // One sync per drive written makes the batch's needles durable before any record
         // references them.
-        let devices: Vec<&crate::device::Device> = written.iter().map(|d| d.device()).collect();
-        if let Err(e) = crate::device::Device::sync_all(&devices) {
+        if let Err(e) = crate::segment::sync_all(&written) {
             first_error.get_or_insert(e);
         }
         if let Some(e) = first_error {
@@ -1641,58 +1644,6 @@ fn reconstruct_all(
             .flat_map(|h| h.join().expect("reconstruction does not panic"))
             .collect()
     })
-}
-
-/// Where the records that name chunk runs begin: noncurrent versions (`n/`), then latest
-/// versions (`o/`), then parts (`p/`); no other key prefix sorts among them
-/// (`engine/FORMAT.md`), so one scan from here visits them all.
-const RECORDS_WITH_RUNS_START: &[u8] = b"n/";
-
-/// Whether `key` is a record that may name chunk runs (`n/`, `o/` or `p/`).
-fn has_runs(key: &[u8]) -> bool {
-    key.starts_with(b"n/") || key.starts_with(b"o/") || key.starts_with(b"p/")
-}
-
-/// Visits every noncurrent version record (`n/`), every latest version record (`o/`), then
-/// every part record (`p/`) at `snapshot` with its runs.
-///
-/// Errors: metadata errors; an undecodable record.
-pub(super) fn for_each_run_record(
-    meta: &crate::meta::MetaStore,
-    snapshot: &crate::meta::Snapshot,
-    visit: &mut dyn FnMut(&[u8], &[ChunkRun]),
-) -> Result<()> {
-    let mut err = None;
-    meta.scan_at(RECORDS_WITH_RUNS_START, snapshot, &mut |k, v| {
-        if !has_runs(k) {
-            return Scan::Stop;
-        }
-        match decode_runs(k, v) {
-            Ok(runs) => {
-                visit(k, &runs);
-                Scan::Continue
-            }
-            Err(e) => {
-                err = Some(e);
-                Scan::Stop
-            }
-        }
-    })?;
-    err.map_or(Ok(()), Err)
-}
-
-/// The runs of the record at `key` (`n/`, `o/`: an object version's; `p/`: a part's one run).
-pub(super) fn decode_runs(key: &[u8], value: &[u8]) -> Result<Vec<ChunkRun>> {
-    if key.starts_with(b"p/") {
-        Ok(vec![PartRecord::decode(value)?.run])
-    } else {
-        let record = ObjectRecord::decode(value)?;
-        Ok(if record.inline {
-            Vec::new()
-        } else {
-            record.runs
-        })
-    }
 }
 
 /// The upload ID of a part record key (`p/<upload id><part number>`).

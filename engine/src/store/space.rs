@@ -27,6 +27,8 @@
 //!   rebuild; client writes are refused with [`Error::InsufficientStorage`] when too few drives
 //!   have room beyond it, or when the metadata SSDs' table area is 90% full. Reads, deletes and
 //!   garbage collection go on, and writes resume as soon as space is freed.
+//!
+//! Must not import `device` or `repair`: repair frees through it, not the reverse.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,11 +36,11 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::schema::{self, ChunkRun, Location};
 use super::{now_unix_ms, Store};
 use crate::error::{Error, Result};
 use crate::meta::{Batch, MetaStore, Scan, Snapshot};
 use crate::profile::Protection;
+use crate::schema::{self, ChunkRun, Location};
 use crate::segment::{needle_bytes, DataDevice};
 
 /// The setting that marks a store whose live-space records are complete (u8 version 1).
@@ -197,7 +199,7 @@ impl SpaceDelta {
 
 /// The segment holding needle offset `offset`.
 pub(super) fn segment_of(offset: u64, segment_size_bytes: u64) -> u32 {
-    let reserved = crate::device::superblock::RESERVED_BYTES;
+    let reserved = crate::segment::FIRST_SEGMENT_OFFSET_BYTES;
     assert!(
         offset >= reserved,
         "a needle offset lies past the reserved area"
@@ -292,7 +294,7 @@ fn recount(meta: &MetaStore, snapshot: &Snapshot, segment_size_bytes: u64) -> Re
         segment_size_bytes,
         map: BTreeMap::new(),
     };
-    super::repair::for_each_run_record(meta, snapshot, &mut |_, runs| delta.add_runs(runs, 1))?;
+    schema::for_each_run_record(meta, snapshot, &mut |_, runs| delta.add_runs(runs, 1))?;
     Ok(delta)
 }
 
@@ -518,7 +520,7 @@ impl Store {
             // rebuild clears it.
             let first = match self.rebuild_boundary(slot) {
                 0 => 0,
-                b => dev.segment_of(b.max(crate::device::superblock::RESERVED_BYTES)),
+                b => dev.segment_of(b.max(crate::segment::FIRST_SEGMENT_OFFSET_BYTES)),
             };
             let claimed = dev.claimed_segments();
             let candidates: Vec<u32> = {

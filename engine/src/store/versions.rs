@@ -17,16 +17,18 @@
 //! issued and past the key's latest version), so they are unique, grow with time, and a key's
 //! newer version always has the greater sequence. A version ID is the sequence as 16 hex
 //! digits, or `null` for the version unversioned and suspended writes replace.
+//!
+//! Must not import `device`, `objects`, `multipart` or `copy`.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
 
 use super::list;
-use super::schema::{self, InlineData, ObjectRecord, Versioning};
 use super::space::SpaceDelta;
 use super::{now_unix_ms, Store};
 use crate::error::{Error, Result};
 use crate::meta::{Batch, Scan, Snapshot};
+use crate::schema::{self, InlineData, ObjectRecord, Versioning};
 
 /// A version ID as S3 clients see it (`x-amz-version-id`, `versionId`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

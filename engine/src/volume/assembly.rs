@@ -19,6 +19,9 @@
 //!    runs, [`Store::adopt_discovered`] does the same for a drive that appears.
 //! 5. If data drives of a store are present but its metadata SSD is not (missing, blank or
 //!    damaged), the metadata cannot be trusted and nothing starts: formatting would orphan them.
+//!
+//! Must not import `store`: the firmware hands its result (`StoreDevices`) to
+//! `Store::open_devices`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -98,8 +101,8 @@ pub struct Drive {
     pub class: Option<Class>,
     /// The decision.
     pub disposition: Disposition,
-    handle: Option<Arc<Device>>,
-    superblock: Option<Superblock>,
+    pub(crate) handle: Option<Arc<Device>>,
+    pub(crate) superblock: Option<Superblock>,
 }
 
 /// The drives matched to a profile's slots.
@@ -400,7 +403,9 @@ impl Drive {
     }
 }
 
-fn classify(profile: &Profile, config: &EngineConfig, device: BlockDevice) -> Drive {
+/// What becomes of one discovered drive under `profile`: its class, and whether it is
+/// refused, unused or still to be placed (by the superblock it holds, read here).
+pub(crate) fn classify(profile: &Profile, config: &EngineConfig, device: BlockDevice) -> Drive {
     let mut drive = Drive {
         class: None,
         disposition: Disposition::Undecided,
@@ -511,57 +516,4 @@ fn range(class: &crate::profile::DriveClass) -> String {
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
-}
-
-impl super::Store {
-    /// A drive that appeared while the store runs (hot-plugged): if it is a blank HDD of
-    /// `profile`'s class and a data slot is empty or holds a failed drive, it is adopted into
-    /// the lowest such slot ([`super::Store::adopt_data_drive`]: formatted, then rebuilt onto).
-    /// Returns the slot.
-    ///
-    /// Errors: [`Error::Incompatible`] saying why the drive is not adopted (not an HDD of the
-    /// profile, not blank, no slot needs it); device and metadata errors.
-    pub fn adopt_discovered(&self, profile: &Profile, device: BlockDevice) -> crate::Result<u32> {
-        let name = device.path.display().to_string();
-        let refuse = |detail: String| Error::Incompatible {
-            device: name.clone(),
-            detail,
-        };
-        let drive = classify(profile, self.config(), device);
-        match (
-            &drive.disposition,
-            drive.class,
-            &drive.superblock,
-            drive.handle,
-        ) {
-            (Disposition::Undecided, Some(Class::Hdd), None, Some(handle)) => {
-                let slot = self
-                    .data_slots()
-                    .into_iter()
-                    .find(|s| {
-                        matches!(
-                            s.state,
-                            super::DriveState::Missing | super::DriveState::Failed
-                        )
-                    })
-                    .map(|s| s.slot)
-                    .ok_or_else(|| {
-                        refuse("every HDD slot holds a working drive; left unused".into())
-                    })?;
-                self.adopt_data_drive(slot, handle)?;
-                Ok(slot)
-            }
-            (Disposition::Refused(why) | Disposition::Unused(why), ..) => Err(refuse(why.clone())),
-            (_, Some(Class::Ssd), ..) => Err(refuse(
-                "an SSD: only HDDs are adopted while serving (a metadata SSD joins at boot)".into(),
-            )),
-            (_, _, Some(sb), _) => Err(refuse(format!(
-                "holds the superblock of store {} ({:?} slot {}): only a blank drive is adopted",
-                uuid_string(&sb.store_uuid),
-                sb.role,
-                sb.slot
-            ))),
-            _ => Err(refuse(format!("not an HDD of profile {}", profile.name))),
-        }
-    }
 }

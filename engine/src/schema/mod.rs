@@ -1,9 +1,13 @@
 //! The store's metadata schema: key layout and record encodings (`engine/FORMAT.md`, "Metadata
 //! keys and records"). Keys sort so that one bucket's objects are contiguous and in S3 order
 //! (UTF-8 byte order of the key).
+//!
+//! Must not import `volume` or `store`, nor `device` or `segment`: keys and records are bytes
+//! in `meta`.
 
 use crate::error::{Error, Result};
 use crate::meta::codec::{DecodeError, Decoder, Encoder};
+use crate::meta::Scan;
 use crate::profile::Protection;
 
 /// Record format version written by this build (first byte of every value). Version 2 added
@@ -696,6 +700,66 @@ impl PartRecord {
             })
         })()
         .map_err(|e| corrupt("part", e))
+    }
+}
+
+/// Unix milliseconds now, as records carry times.
+pub(crate) fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Where the records that name chunk runs begin: noncurrent versions (`n/`), then latest
+/// versions (`o/`), then parts (`p/`); no other key prefix sorts among them
+/// (`engine/FORMAT.md`), so one scan from here visits them all.
+pub const RECORDS_WITH_RUNS_START: &[u8] = b"n/";
+
+/// Whether `key` is a record that may name chunk runs (`n/`, `o/` or `p/`).
+pub fn has_runs(key: &[u8]) -> bool {
+    key.starts_with(b"n/") || key.starts_with(b"o/") || key.starts_with(b"p/")
+}
+
+/// Visits every noncurrent version record (`n/`), every latest version record (`o/`), then
+/// every part record (`p/`) at `snapshot` with its runs.
+///
+/// Errors: metadata errors; an undecodable record.
+pub fn for_each_run_record(
+    meta: &crate::meta::MetaStore,
+    snapshot: &crate::meta::Snapshot,
+    visit: &mut dyn FnMut(&[u8], &[ChunkRun]),
+) -> Result<()> {
+    let mut err = None;
+    meta.scan_at(RECORDS_WITH_RUNS_START, snapshot, &mut |k, v| {
+        if !has_runs(k) {
+            return Scan::Stop;
+        }
+        match decode_runs(k, v) {
+            Ok(runs) => {
+                visit(k, &runs);
+                Scan::Continue
+            }
+            Err(e) => {
+                err = Some(e);
+                Scan::Stop
+            }
+        }
+    })?;
+    err.map_or(Ok(()), Err)
+}
+
+/// The runs of the record at `key` (`n/`, `o/`: an object version's; `p/`: a part's one run).
+pub fn decode_runs(key: &[u8], value: &[u8]) -> Result<Vec<ChunkRun>> {
+    if key.starts_with(b"p/") {
+        Ok(vec![PartRecord::decode(value)?.run])
+    } else {
+        let record = ObjectRecord::decode(value)?;
+        Ok(if record.inline {
+            Vec::new()
+        } else {
+            record.runs
+        })
     }
 }
 
