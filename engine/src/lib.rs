@@ -33,6 +33,7 @@ pub mod error;
 pub mod meta;
 pub mod placement;
 pub mod profile;
+pub mod protection;
 pub mod schema;
 pub mod segment;
 pub mod store;

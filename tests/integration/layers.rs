@@ -467,7 +467,8 @@ const S3_LAYERS: &[&[&str]] = &[
 const ENGINE_LAYERS: &[&[&str]] = &[
     &["error"],
     &["device"],
-    &["placement"],
+    // Where shards go, and the arithmetic of a stripe: no I/O.
+    &["placement", "protection"],
     &["segment", "meta"],
     // The profile derives every layer's settings (the device backend, the LSM's sizes).
     &["profile"],

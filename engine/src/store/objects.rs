@@ -420,23 +420,13 @@ impl ChunkWriter {
             });
         }
         let shard_len = schema::shard_bytes(n as u32, k as u8);
-        let data = &pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n];
-        let mut shards: Vec<Vec<u8>> = (0..k)
-            .map(|s| {
-                let mut shard = vec![0u8; shard_len];
-                let from = (s * shard_len).min(n);
-                let to = (from + shard_len).min(n);
-                shard[..to - from].copy_from_slice(&data[from..to]);
-                shard
-            })
-            .collect();
+        let shards = crate::protection::encode_stripe(
+            &pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n],
+            k,
+            m,
+            shard_len,
+        );
         drop(pbuf);
-        // Shard counts are checked at bucket creation and shard sizes are even and non-zero,
-        // the coder's only conditions.
-        let parity = reed_solomon_simd::encode(k, m, &shards)
-            .expect("a supported shard count and an even, non-zero shard size");
-        shards.extend(parity);
-        debug_assert_eq!(shards.len(), k + m);
         let needle_len = needle_bytes(shard_len);
         let places =
             store.reserve_copies(self.object_id, index, needle_len as u64, self.protection)?;
@@ -1286,20 +1276,9 @@ impl ObjectReader {
             )));
         }
         if good[..k].iter().any(Option::is_none) {
-            let present = |range: std::ops::Range<usize>| {
-                good[range.clone()]
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(s, g)| g.as_ref().map(|g| (s, g.clone())))
-                    .collect::<Vec<_>>()
-            };
-            let restored = reed_solomon_simd::decode(k, m, present(0..k), present(k..k + m))
-                .map_err(|e| {
-                    self.unreadable(format!("chunk {index}: reconstruction failed: {e}"))
-                })?;
-            for (s, shard) in restored {
-                good[s] = Some(shard);
-            }
+            crate::protection::restore_data_shards(k, m, &mut good).map_err(|e| {
+                self.unreadable(format!("chunk {index}: reconstruction failed: {e}"))
+            })?;
             tracing::warn!(
                 bucket = %self.bucket,
                 key = %self.info.key,

@@ -1550,72 +1550,6 @@ fn payload_bytes(run: &ChunkRun, c: usize) -> usize {
     run.payload_bytes(c)
 }
 
-/// The payloads of the bad locations of a chunk, from its good ones: a good copy for
-/// `replicas:N`; for `ec:K+M` the data shards (decoded from K good shards when any is missing)
-/// and the parity re-encoded from them. Returns (location, payload) per bad location.
-fn reconstruct(
-    data_shards: u8,
-    payload: &[Option<Vec<u8>>],
-    bad: &[bool],
-) -> std::result::Result<Vec<(usize, Vec<u8>)>, String> {
-    let good = payload.iter().filter(|p| p.is_some()).count();
-    let bad_at = || bad.iter().enumerate().filter(|(_, b)| **b).map(|(l, _)| l);
-    // A needle moved by garbage collection was read good: it is its own payload.
-    if bad_at().all(|l| payload[l].is_some()) {
-        return Ok(bad_at()
-            .map(|l| (l, payload[l].clone().expect("read good")))
-            .collect());
-    }
-    if data_shards == 0 {
-        let copy = payload
-            .iter()
-            .flatten()
-            .next()
-            .ok_or_else(|| format!("none of its {} copies is good", payload.len()))?;
-        return Ok(bad_at().map(|l| (l, copy.clone())).collect());
-    }
-    let k = data_shards as usize;
-    let m = payload.len() - k;
-    if good < k {
-        return Err(format!(
-            "{good} of its {} shards are good and it needs {k}",
-            k + m
-        ));
-    }
-    // Missing data shards are decoded from any K good ones (the coder numbers originals 0..K
-    // and recovery shards 0..M); the good payloads are only borrowed.
-    let restored = if payload[..k].iter().any(Option::is_none) {
-        let originals = (0..k).filter_map(|s| payload[s].as_deref().map(|p| (s, p)));
-        let recovery = (k..k + m).filter_map(|s| payload[s].as_deref().map(|p| (s - k, p)));
-        reed_solomon_simd::decode(k, m, originals, recovery)
-            .map_err(|e| format!("reconstruction failed: {e}"))?
-    } else {
-        Default::default()
-    };
-    let data = |s: usize| -> &[u8] {
-        payload[s]
-            .as_deref()
-            .or_else(|| restored.get(&s).map(Vec::as_slice))
-            .expect("every data shard is good or restored")
-    };
-    let parity = if bad[k..].iter().any(|b| *b) {
-        reed_solomon_simd::encode(k, m, (0..k).map(data))
-            .map_err(|e| format!("re-encoding parity failed: {e}"))?
-    } else {
-        Vec::new()
-    };
-    Ok(bad_at()
-        .map(|l| {
-            let shard = if l < k {
-                data(l).to_vec()
-            } else {
-                parity[l - k].clone()
-            };
-            (l, shard)
-        })
-        .collect())
-}
-
 /// [`reconstruct`] for each job of `needing`, on up to one thread per core.
 fn reconstruct_all(
     works: &[Work],
@@ -1625,7 +1559,10 @@ fn reconstruct_all(
     let one = |j: usize| {
         let job = &jobs[j];
         let run = &works[job.work].runs[job.run];
-        (j, reconstruct(run.data_shards, &job.payload, &job.bad))
+        (
+            j,
+            crate::protection::reconstruct(run.data_shards, &job.payload, &job.bad),
+        )
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
