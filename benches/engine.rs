@@ -17,7 +17,8 @@ use std::io::Read;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hoard::{Profile, Protection, PutOptions, Store, StoreOptions};
+use hoard::store::PutOptions;
+use hoard::{Profile, Protection, Store, StoreOptions};
 
 #[path = "support/raw_device.rs"]
 mod raw_device;

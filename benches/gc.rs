@@ -22,7 +22,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hoard::{Profile, PutOptions, Store, StoreOptions};
+use hoard::store::PutOptions;
+use hoard::{Profile, Store, StoreOptions};
 
 #[path = "support/raw_device.rs"]
 mod raw_device;

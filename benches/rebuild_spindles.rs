@@ -31,7 +31,8 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hoard::device::{AlignedBuf, Device};
-use hoard::{Profile, PutOptions, Store, StoreOptions};
+use hoard::store::PutOptions;
+use hoard::{Profile, Store, StoreOptions};
 
 // Only the scratch directory and the I/O backend of the shared support are used here.
 #[allow(dead_code)]

@@ -94,7 +94,7 @@ fn fill(data: &Path, n: u64) {
     store.create_bucket("flat", "bench").unwrap();
     store.create_bucket("versioned", "bench").unwrap();
     store
-        .set_bucket_versioning("versioned", hoard::Versioning::Enabled)
+        .set_bucket_versioning("versioned", hoard::store::Versioning::Enabled)
         .unwrap();
     let rate = fill_round(&store, "flat", n);
     println!("s3_versions: filled flat with {n} objects at {rate:.0} PUT/s ({WRITERS} writer threads, in process)");

@@ -8,7 +8,8 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use hoard::{ByteRange, ListQuery, Profile, PutOptions, Store, StoreOptions};
+use hoard::store::{ByteRange, ListQuery, PutOptions};
+use hoard::{Profile, Store, StoreOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (data_dir, scratch) = match std::env::args().nth(1) {

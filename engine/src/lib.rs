@@ -26,7 +26,7 @@
 //!
 #![doc = concat!("```\n", include_str!("../examples/embed.rs"), "```")]
 #![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod device;
 pub mod error;
@@ -41,14 +41,7 @@ pub mod volume;
 
 pub use error::{Error, Result};
 pub use profile::{EngineConfig, Profile, Protection};
-pub use store::{
-    BucketInfo, ByteRange, ChecksumCell, ChecksumCombiner, CompletedPart, CopyOptions,
-    DataSlotStatus, DeleteOutcome, DriveSpace, DriveState, GcRound, GcStatus, ListPage, ListQuery,
-    MemoryUse, ObjectInfo, ObjectReader, ObjectSummary, ObjectWriter, PartInfo, PartWriter,
-    PartsPage, PassKind, PassStatus, PutOptions, RepairCounters, RepairStatus, SegmentSpace,
-    SpaceCheck, SpaceStatus, Store, StoreOptions, UploadInfo, UploadOptions, UploadsPage,
-    VersionEntry, VersionId, VersionPage, VersionQuery, Versioning, WriteCondition,
-};
+pub use store::{Store, StoreOptions};
 pub use volume::StoreDevices;
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::io::Read;
 
 use hoard::device::fault::FaultControl;
 use hoard::device::IoBackend;
-use hoard::{CompletedPart, Error, Profile, PutOptions, Store, StoreOptions};
+use hoard::store::{CompletedPart, PutOptions};
+use hoard::{Error, Profile, Store, StoreOptions};
 
 use crate::support::{md5_hex, pattern, scratch_dir, tiny_profile, Rig};
 
@@ -441,7 +442,11 @@ fn small_objects_live_in_the_index_and_never_touch_an_hdd() {
     expected.remove("small/001");
     // Ranges of an inline object.
     let mut r = store
-        .get_object("bkt", "small/002", Some(hoard::ByteRange::FromTo(10, 19)))
+        .get_object(
+            "bkt",
+            "small/002",
+            Some(hoard::store::ByteRange::FromTo(10, 19)),
+        )
         .unwrap();
     let mut part = Vec::new();
     r.read_to_end(&mut part).unwrap();
@@ -459,7 +464,7 @@ fn small_objects_live_in_the_index_and_never_touch_an_hdd() {
     let page = store
         .list_objects(
             "bkt",
-            &hoard::ListQuery {
+            &hoard::store::ListQuery {
                 prefix: "small/".into(),
                 max_keys: 1000,
                 ..Default::default()
@@ -483,12 +488,12 @@ fn small_objects_live_in_the_index_and_never_touch_an_hdd() {
 /// commits only over the version it names.
 #[test]
 fn conditional_writes_are_atomic_with_their_commit() {
-    use hoard::WriteCondition;
+    use hoard::store::WriteCondition;
     let mut rig = blank_rig(8 << 20, 16 << 20);
     let store = rig.open(true).unwrap();
     store.create_bucket("bkt", "o").unwrap();
     let barrier = std::sync::Barrier::new(16);
-    let results: Vec<hoard::Result<hoard::ObjectInfo>> = std::thread::scope(|s| {
+    let results: Vec<hoard::Result<hoard::store::ObjectInfo>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..16u64)
             .map(|i| {
                 let (store, barrier) = (&store, &barrier);
@@ -544,7 +549,7 @@ fn conditional_writes_are_atomic_with_their_commit() {
 /// needles once per record, and once both are gone the space comes back.
 #[test]
 fn copies_share_chunks_and_write_nothing_to_the_hdds() {
-    use hoard::CopyOptions;
+    use hoard::store::CopyOptions;
     let mut rig = blank_rig(16 << 20, 64 << 20);
     let store = rig.open(true).unwrap();
     store.create_bucket("src", "o").unwrap();

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use hoard::device::fault::FaultBackend;
 use hoard::device::Device;
-use hoard::{ListQuery, Profile, PutOptions, Store, StoreDevices};
+use hoard::store::{ListQuery, PutOptions};
+use hoard::{Profile, Store, StoreDevices};
 use proptest::prelude::*;
 
 fn store() -> Store {

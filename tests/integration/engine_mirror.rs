@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use hoard::device::fault::FaultBackend;
 use hoard::device::{Device, IoBackend};
 use hoard::meta::MemberState;
-use hoard::{Profile, PutOptions, Store, StoreDevices, StoreOptions};
+use hoard::store::PutOptions;
+use hoard::{Profile, Store, StoreDevices, StoreOptions};
 
 use crate::support::{pattern, scratch_dir};
 

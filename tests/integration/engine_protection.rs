@@ -3,7 +3,8 @@
 //! copy corrupt; with two drives lost, an object that had both copies there fails naming itself
 //! and no object ever returns wrong bytes; writes go on with a drive missing.
 
-use hoard::{Error, Protection, PutOptions};
+use hoard::store::PutOptions;
+use hoard::{Error, Protection};
 
 use crate::support::{pattern, Rig};
 

@@ -4,7 +4,8 @@
 //! byte-exact; a scrub finds and repairs flipped bits; a power cut mid-rebuild resumes and
 //! counts every repair exactly once.
 
-use hoard::{Protection, PutOptions, Store, UploadOptions};
+use hoard::store::{PutOptions, UploadOptions};
+use hoard::{Protection, Store};
 
 use crate::support::pattern;
 
@@ -54,7 +55,7 @@ fn fill(store: &Store, protection: Protection) -> Vec<(String, Vec<u8>)> {
                     None,
                 )
                 .unwrap();
-            done.push(hoard::CompletedPart {
+            done.push(hoard::store::CompletedPart {
                 part_number: p as u32 + 1,
                 etag: info.etag,
                 checksums: Vec::new(),
@@ -302,7 +303,7 @@ fn overwrites_during_a_rebuild_win() {
 #[test]
 fn a_failed_drive_is_replaced_while_the_store_runs() {
     use hoard::device::{fault::FaultBackend, Device};
-    use hoard::DriveState;
+    use hoard::store::DriveState;
     let protection = Protection::ErasureCoded { data: 2, parity: 1 };
     let mut media = media(4);
     let store = media.open(true).unwrap();

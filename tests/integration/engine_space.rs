@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hoard::{CompletedPart, Error, Protection, PutOptions, Store, UploadOptions};
+use hoard::store::{CompletedPart, PutOptions, UploadOptions};
+use hoard::{Error, Protection, Store};
 
 use crate::support::{fault_media, pattern, read_object as read, tiny_profile, Rig};
 
@@ -414,7 +415,7 @@ fn a_full_pool_refuses_writes_keeps_reads_and_deletes_and_recovers() {
     let page = store
         .list_objects(
             "bkt",
-            &hoard::ListQuery {
+            &hoard::store::ListQuery {
                 max_keys: 1000,
                 ..Default::default()
             },

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use hoard::{ListQuery, PutOptions, Store, VersionId, VersionQuery, Versioning};
+use hoard::store::{ListQuery, PutOptions, VersionId, VersionQuery, Versioning};
+use hoard::Store;
 use proptest::prelude::*;
 
 use crate::support::{fault_media, pattern, Rig};
@@ -229,7 +230,7 @@ proptest! {
                         KEYS[s],
                         "ver",
                         KEYS[d],
-                        hoard::CopyOptions { source_version: Some(source.id), ..Default::default() },
+                        hoard::store::CopyOptions { source_version: Some(source.id), ..Default::default() },
                         &|_| Ok(()),
                     );
                     match source.data {

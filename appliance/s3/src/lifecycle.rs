@@ -326,7 +326,7 @@ impl Lifecycle {
     /// `newer` noncurrent versions of its key are newer than it.
     pub fn noncurrent_expiry(
         &self,
-        v: &hoard::VersionEntry,
+        v: &hoard::store::VersionEntry,
         newer: u64,
         day: Duration,
     ) -> Option<(u64, &str)> {
@@ -377,7 +377,7 @@ pub fn due_after(from_ms: u64, days: u64, day: Duration) -> u64 {
 /// The `x-amz-expiration` value for an object, if a rule expires it.
 pub fn expiration_header(
     attributes: &[(String, Vec<u8>)],
-    info: &hoard::ObjectInfo,
+    info: &hoard::store::ObjectInfo,
     day: Duration,
 ) -> Option<String> {
     let rules = Lifecycle::of(attributes).ok()??;
@@ -417,7 +417,7 @@ impl LifecycleWorker {
             loop {
                 let page = store.list_objects(
                     &bucket.name,
-                    &hoard::ListQuery {
+                    &hoard::store::ListQuery {
                         prefix: String::new(),
                         delimiter: None,
                         start_after: after.clone(),
@@ -440,8 +440,10 @@ impl LifecycleWorker {
                     if at * 1000 > now_ms {
                         continue;
                     }
-                    let this =
-                        hoard::WriteCondition::IfVersion(o.etag.clone(), o.last_modified_unix_ms);
+                    let this = hoard::store::WriteCondition::IfVersion(
+                        o.etag.clone(),
+                        o.last_modified_unix_ms,
+                    );
                     match store.delete_object_if(name, key, Some(&this)) {
                         Ok(_) => {
                             expired += 1;
@@ -459,7 +461,9 @@ impl LifecycleWorker {
                     _ => break,
                 }
             }
-            if bucket.versioning != hoard::Versioning::Unversioned && rules.acts_on_versions() {
+            if bucket.versioning != hoard::store::Versioning::Unversioned
+                && rules.acts_on_versions()
+            {
                 versions += self.expire_versions(store, &bucket.name, &rules, now_ms, pace)?;
             }
             let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
@@ -520,7 +524,7 @@ impl LifecycleWorker {
         pace: Duration,
     ) -> hoard::Result<u64> {
         let mut removed = 0u64;
-        let mut query = hoard::VersionQuery {
+        let mut query = hoard::store::VersionQuery {
             max_keys: 1000,
             ..Default::default()
         };
@@ -528,8 +532,11 @@ impl LifecycleWorker {
         // version if that is a delete marker with nothing after it so far.
         let mut current_key: Option<String> = None;
         let mut noncurrent_seen = 0u64;
-        let mut lone_marker: Option<hoard::VersionEntry> = None;
-        let mut remove = |key: &str, version: hoard::VersionId, why: &str| -> hoard::Result<()> {
+        let mut lone_marker: Option<hoard::store::VersionEntry> = None;
+        let mut remove = |key: &str,
+                          version: hoard::store::VersionId,
+                          why: &str|
+         -> hoard::Result<()> {
             match store.delete_object_version(bucket, key, version) {
                 Ok(_) => {
                     removed += 1;
@@ -577,8 +584,8 @@ impl LifecycleWorker {
 /// rule removes expired delete markers there.
 fn remove_lone_marker(
     rules: &Lifecycle,
-    marker: Option<hoard::VersionEntry>,
-    remove: &mut dyn FnMut(&str, hoard::VersionId, &str) -> hoard::Result<()>,
+    marker: Option<hoard::store::VersionEntry>,
+    remove: &mut dyn FnMut(&str, hoard::store::VersionId, &str) -> hoard::Result<()>,
 ) -> hoard::Result<()> {
     match marker {
         Some(m) => match rules.removes_expired_marker(&m.key) {

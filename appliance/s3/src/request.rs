@@ -104,7 +104,7 @@ pub struct Ctx {
     /// What authorization decided; object reads settle it with the object's record.
     pub verdict: Option<crate::auth::access::Verdict>,
     /// The bucket's versioning state (requests on a bucket that exists).
-    pub versioning: hoard::Versioning,
+    pub versioning: hoard::store::Versioning,
     pub(crate) body: Option<Body>,
 }
 
@@ -153,9 +153,9 @@ impl Ctx {
     /// The `versionId` query parameter, parsed.
     ///
     /// Errors: InvalidArgument for a malformed version ID.
-    pub fn version_id(&self) -> S3Result<Option<hoard::VersionId>> {
+    pub fn version_id(&self) -> S3Result<Option<hoard::store::VersionId>> {
         self.q("versionId")
-            .map(hoard::VersionId::parse)
+            .map(hoard::store::VersionId::parse)
             .transpose()
             .map_err(Into::into)
     }
@@ -168,7 +168,8 @@ impl Ctx {
     /// marker's 404 or 405; AccessDenied.
     pub fn readable_version(
         &self,
-    ) -> impl std::future::Future<Output = S3Result<hoard::ObjectInfo>> + Send + 'static {
+    ) -> impl std::future::Future<Output = S3Result<hoard::store::ObjectInfo>> + Send + 'static
+    {
         let store = self.state.store.clone();
         let (bucket, key) = (self.bucket().to_string(), self.key().to_string());
         let version = self.version_id();
@@ -189,7 +190,7 @@ impl Ctx {
     /// an answer carries it ([`Ctx::version_header`]).
     pub fn add_version_header(
         &self,
-        version: hoard::VersionId,
+        version: hoard::store::VersionId,
         headers: &mut axum::http::HeaderMap,
     ) {
         if let Some((name, value)) = self.version_header(version) {
@@ -203,15 +204,18 @@ impl Ctx {
     /// versioned bucket (`null` included) and none in a bucket never versioned; a write to a
     /// bucket whose versioning is suspended (which replaces the `null` version) carries none,
     /// as S3 answers it.
-    pub fn version_header(&self, version: hoard::VersionId) -> Option<(&'static str, String)> {
+    pub fn version_header(
+        &self,
+        version: hoard::store::VersionId,
+    ) -> Option<(&'static str, String)> {
         use crate::protocol::Endpoint as E;
         let write = matches!(
             self.endpoint,
             E::PutObject | E::CopyObject | E::CompleteMultipartUpload | E::PostObject
         );
         match (version, self.versioning) {
-            (hoard::VersionId::Null, hoard::Versioning::Unversioned) => None,
-            (hoard::VersionId::Null, hoard::Versioning::Suspended) if write => None,
+            (hoard::store::VersionId::Null, hoard::store::Versioning::Unversioned) => None,
+            (hoard::store::VersionId::Null, hoard::store::Versioning::Suspended) if write => None,
             (v, _) => Some(("x-amz-version-id", v.to_string())),
         }
     }
@@ -315,7 +319,7 @@ impl Ctx {
 /// the last).
 ///
 /// Errors: InvalidRange (416) for a `bytes=` range that does not parse.
-pub fn parse_range(v: &str) -> S3Result<Option<hoard::ByteRange>> {
+pub fn parse_range(v: &str) -> S3Result<Option<hoard::store::ByteRange>> {
     let Some(spec) = v.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
@@ -332,14 +336,14 @@ pub fn parse_range(v: &str) -> S3Result<Option<hoard::ByteRange>> {
     let (a, b) = spec.split_once('-').ok_or_else(invalid)?;
     let num = |s: &str| s.trim().parse::<u64>().map_err(|_| invalid());
     Ok(Some(match (a.trim().is_empty(), b.trim().is_empty()) {
-        (true, false) => hoard::ByteRange::Last(num(b)?),
-        (false, true) => hoard::ByteRange::From(num(a)?),
+        (true, false) => hoard::store::ByteRange::Last(num(b)?),
+        (false, true) => hoard::store::ByteRange::From(num(a)?),
         (false, false) => {
             let (a, b) = (num(a)?, num(b)?);
             if a > b {
                 return Ok(None);
             }
-            hoard::ByteRange::FromTo(a, b)
+            hoard::store::ByteRange::FromTo(a, b)
         }
         (true, true) => return Err(invalid()),
     }))

@@ -28,7 +28,7 @@ use crate::tls::Tls;
 /// Most headers a request may carry (hyper's default is 100).
 pub const MAX_HEADERS: usize = 256;
 
-/// The axum router: every request goes to [`handle`], which dispatches on method, path and
+/// The axum router: every request goes to `handle`, which dispatches on method, path and
 /// query as S3 does (routes cannot express virtual-host addressing or sub-resources).
 pub fn router(state: Arc<AppState>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(state)

@@ -86,7 +86,7 @@ pub struct IoDone {
     pub completed_at: std::time::Instant,
 }
 
-/// A submitted request; [`IoTicket::wait`] blocks until it completes.
+/// A submitted request; its `wait` blocks until it completes.
 pub struct IoTicket(TicketInner);
 
 enum TicketInner {

@@ -16,7 +16,7 @@
 //!    an empty SSD slot is a replacement: it is adopted into the metadata mirror and resilvered
 //!    online; a blank HDD in an empty HDD slot is a replacement too: the store adopts it and
 //!    rebuilds onto it what the slot's old drive held (`store/repair.rs`). While the store
-//!    runs, [`Store::adopt_discovered`] does the same for a drive that appears.
+//!    runs, [`crate::store::Store::adopt_discovered`] does the same for a drive that appears.
 //! 5. If data drives of a store are present but its metadata SSD is not (missing, blank or
 //!    damaged), the metadata cannot be trusted and nothing starts: formatting would orphan them.
 //!

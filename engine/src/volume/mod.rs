@@ -62,8 +62,8 @@ pub struct Members {
 /// Creates the device files of a file-backed store the profile describes (missing ones:
 /// first start or a replaced drive), takes the data directory's lock, then opens them all.
 ///
-/// Errors: [`Error::Config`] for a profile without `[files]`; [`Error::Locked`]-style device
-/// errors naming the file when another process holds the directory.
+/// Errors: [`Error::Config`] for a profile without `[files]`; device errors naming the file
+/// (another process holding the directory among them).
 pub fn open_files(
     profile: &Profile,
     data_dir: &Path,

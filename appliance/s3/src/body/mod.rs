@@ -40,21 +40,21 @@ pub trait BodySink: Send + 'static {
     fn set_verified_checksum(&mut self, algorithm: &str, base64: &str);
 }
 
-impl BodySink for hoard::ObjectWriter {
+impl BodySink for hoard::store::ObjectWriter {
     fn write(&mut self, data: &[u8]) -> hoard::Result<()> {
-        hoard::ObjectWriter::write(self, data)
+        hoard::store::ObjectWriter::write(self, data)
     }
     fn set_verified_checksum(&mut self, algorithm: &str, base64: &str) {
-        hoard::ObjectWriter::set_verified_checksum(self, algorithm, base64)
+        hoard::store::ObjectWriter::set_verified_checksum(self, algorithm, base64)
     }
 }
 
-impl BodySink for hoard::PartWriter {
+impl BodySink for hoard::store::PartWriter {
     fn write(&mut self, data: &[u8]) -> hoard::Result<()> {
-        hoard::PartWriter::write(self, data)
+        hoard::store::PartWriter::write(self, data)
     }
     fn set_verified_checksum(&mut self, algorithm: &str, base64: &str) {
-        hoard::PartWriter::set_verified_checksum(self, algorithm, base64)
+        hoard::store::PartWriter::set_verified_checksum(self, algorithm, base64)
     }
 }
 

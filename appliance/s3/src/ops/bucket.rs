@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
-use hoard::{ListPage, ListQuery};
+use hoard::store::{ListPage, ListQuery};
 
 use crate::engine::blocking;
 use crate::error::S3Result;
@@ -343,12 +343,12 @@ pub(super) async fn delete_objects(mut ctx: Ctx) -> S3Result<Response> {
     let (keys, quiet) = parse_delete(&body)?;
     // S3 authorizes s3:DeleteObject (s3:DeleteObjectVersion with a version) on each key: a
     // policy may allow some prefixes only.
-    let allowed: Vec<crate::error::S3Result<Option<hoard::VersionId>>> = keys
+    let allowed: Vec<crate::error::S3Result<Option<hoard::store::VersionId>>> = keys
         .iter()
         .map(|(k, v)| {
             let version = v
                 .as_deref()
-                .map(hoard::VersionId::parse)
+                .map(hoard::store::VersionId::parse)
                 .transpose()
                 .map_err(crate::error::S3Error::from)?;
             let action = match version {

@@ -32,10 +32,10 @@ use super::tagging;
 /// The source a copy names: (bucket, key, version: its latest when `None`).
 ///
 /// Errors: InvalidArgument for a malformed `x-amz-copy-source` or version ID.
-fn copy_source(ctx: &Ctx) -> S3Result<(String, String, Option<hoard::VersionId>)> {
+fn copy_source(ctx: &Ctx) -> S3Result<(String, String, Option<hoard::store::VersionId>)> {
     let raw = ctx.header("x-amz-copy-source").unwrap_or("");
     let (path, version) = match raw.split_once("?versionId=") {
-        Some((p, v)) => (p, Some(hoard::VersionId::parse(v)?)),
+        Some((p, v)) => (p, Some(hoard::store::VersionId::parse(v)?)),
         None => (raw, None),
     };
     let decoded = percent_encoding::percent_decode_str(path)
@@ -67,9 +67,11 @@ fn source_check(
     ctx: &Ctx,
     bucket: &str,
     key: &str,
-    version: Option<hoard::VersionId>,
+    version: Option<hoard::store::VersionId>,
 ) -> impl std::future::Future<
-    Output = S3Result<impl Fn(&hoard::ObjectInfo) -> hoard::Result<()> + Send + Sync + 'static>,
+    Output = S3Result<
+        impl Fn(&hoard::store::ObjectInfo) -> hoard::Result<()> + Send + Sync + 'static,
+    >,
 > + Send
        + 'static {
     let state = ctx.state.clone();
@@ -123,31 +125,33 @@ fn source_check(
             &bucket,
             &owner,
         )?;
-        Ok(move |info: &hoard::ObjectInfo| -> hoard::Result<()> {
-            let refuse = |e: S3Error| hoard::Error::Body(e.into_io());
-            verdict.check_object(&info.headers).map_err(refuse)?;
-            let modified = info.last_modified_unix_ms / 1000;
-            let etag_in = |list: &str| {
-                list.split(',')
-                    .map(|t| t.trim().trim_matches('"'))
-                    .any(|t| t == "*" || t == info.etag)
-            };
-            // S3: a matching if-match overrides a failing if-unmodified-since, and an
-            // if-none-match overrides if-modified-since.
-            let held = if_match.as_deref().map_or(true, etag_in)
-                && if_none_match.as_deref().map_or(true, |n| !etag_in(n))
-                && (if_match.is_some() || unmodified_since.is_none_or_before(modified))
-                && (if_none_match.is_some() || modified_since.is_none_or_after(modified));
-            if held {
-                Ok(())
-            } else {
-                Err(refuse(s3_error!(
-                    PreconditionFailed,
-                    PRECONDITION_FAILED,
-                    "At least one of the pre-conditions you specified did not hold"
-                )))
-            }
-        })
+        Ok(
+            move |info: &hoard::store::ObjectInfo| -> hoard::Result<()> {
+                let refuse = |e: S3Error| hoard::Error::Body(e.into_io());
+                verdict.check_object(&info.headers).map_err(refuse)?;
+                let modified = info.last_modified_unix_ms / 1000;
+                let etag_in = |list: &str| {
+                    list.split(',')
+                        .map(|t| t.trim().trim_matches('"'))
+                        .any(|t| t == "*" || t == info.etag)
+                };
+                // S3: a matching if-match overrides a failing if-unmodified-since, and an
+                // if-none-match overrides if-modified-since.
+                let held = if_match.as_deref().map_or(true, etag_in)
+                    && if_none_match.as_deref().map_or(true, |n| !etag_in(n))
+                    && (if_match.is_some() || unmodified_since.is_none_or_before(modified))
+                    && (if_none_match.is_some() || modified_since.is_none_or_after(modified));
+                if held {
+                    Ok(())
+                } else {
+                    Err(refuse(s3_error!(
+                        PreconditionFailed,
+                        PRECONDITION_FAILED,
+                        "At least one of the pre-conditions you specified did not hold"
+                    )))
+                }
+            },
+        )
     }
 }
 
@@ -228,7 +232,7 @@ pub(super) async fn copy_object(ctx: Ctx) -> S3Result<Response> {
         }
         false => None,
     };
-    let opts = hoard::CopyOptions {
+    let opts = hoard::store::CopyOptions {
         metadata,
         header_changes,
         condition,
@@ -238,7 +242,7 @@ pub(super) async fn copy_object(ctx: Ctx) -> S3Result<Response> {
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let (info, source) = blocking(move || {
         let source = parking_lot::Mutex::new(None);
-        let check_and_note = |info: &hoard::ObjectInfo| {
+        let check_and_note = |info: &hoard::store::ObjectInfo| {
             check(info)?;
             *source.lock() = Some(info.version);
             Ok(())
@@ -254,7 +258,8 @@ pub(super) async fn copy_object(ctx: Ctx) -> S3Result<Response> {
     crate::xml::checksum_elems(&mut x, &info.checksums, None);
     let mut resp = xml_response(x.finish("CopyObjectResult"))?;
     ctx.add_version_header(info.version, resp.headers_mut());
-    if let Some(v) = source.filter(|v| *v != hoard::VersionId::Null || src_version.is_some()) {
+    if let Some(v) = source.filter(|v| *v != hoard::store::VersionId::Null || src_version.is_some())
+    {
         if let Ok(value) = axum::http::HeaderValue::from_str(&v.to_string()) {
             resp.headers_mut()
                 .insert("x-amz-copy-source-version-id", value);
@@ -292,7 +297,7 @@ pub(super) async fn upload_part_copy(
             if last < first || last - first + 1 > MAX_PUT_BYTES {
                 return Err(bad());
             }
-            Some(hoard::ByteRange::FromTo(first, last))
+            Some(hoard::store::ByteRange::FromTo(first, last))
         }
     };
     let _permit = ctx.state.admission.stream(&ctx.share_account()).await?;
@@ -303,7 +308,7 @@ pub(super) async fn upload_part_copy(
         check(reader.info())?;
         // The whole range must lie in the source (S3: 416 InvalidRange); a GET's Range is
         // clamped instead.
-        if let Some(hoard::ByteRange::FromTo(first, last)) = range {
+        if let Some(hoard::store::ByteRange::FromTo(first, last)) = range {
             if last >= reader.info().size {
                 return Err(hoard::Error::InvalidRange {
                     start: first,

@@ -9,16 +9,16 @@
 //! Must not import `server`: the server calls [`dispatch`]. Everything else of the crate is
 //! below it.
 
-mod access_control;
-mod admin;
+pub mod access_control;
+pub mod admin;
 pub mod bucket;
-mod copy;
+pub mod copy;
 pub mod cors;
-mod lifecycle;
+pub mod lifecycle;
 pub mod multipart;
-mod object;
-mod post_object;
-mod tagging;
+pub mod object;
+pub mod post_object;
+pub mod tagging;
 pub mod versioning;
 
 use std::sync::Arc;
@@ -132,7 +132,7 @@ pub async fn dispatch(
         request_tags: None,
         access: None,
         verdict: None,
-        versioning: hoard::Versioning::Unversioned,
+        versioning: hoard::store::Versioning::Unversioned,
         body: Some(body),
     };
 
@@ -453,7 +453,7 @@ async fn load_policy_inputs(ctx: &mut Ctx, policy: &auth::policy::Policy) -> S3R
         return Ok(());
     }
     let version = match ctx.q("versionId") {
-        Some(v) => Some(hoard::VersionId::parse(v)?),
+        Some(v) => Some(hoard::store::VersionId::parse(v)?),
         None => None,
     };
     let store = ctx.state.store.clone();

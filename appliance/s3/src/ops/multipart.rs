@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
-use hoard::{CompletedPart, UploadOptions};
+use hoard::store::{CompletedPart, UploadOptions};
 
 use crate::body::checksum::{combine_parts, ChecksumAlgorithm};
 use crate::engine::blocking;

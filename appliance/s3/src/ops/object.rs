@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use hoard::{ByteRange, ObjectInfo, PutOptions, WriteCondition};
+use hoard::store::{ByteRange, ObjectInfo, PutOptions, WriteCondition};
 
 use crate::body::pump::{AccountBudget, Frame, RateFloor, MAX_FRAME_BYTES};
 use crate::engine::blocking;
@@ -495,7 +495,7 @@ pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
 /// early (the connection closes short of Content-Length) and the reader, with its read-ahead
 /// buffers and its stream permit, is dropped.
 fn stream_object(
-    reader: hoard::ObjectReader,
+    reader: hoard::store::ObjectReader,
     mut floor: RateFloor,
     permit: Option<Permit>,
     budget: AccountBudget,

@@ -391,9 +391,9 @@ async fn read_fields(
 /// What a browser POST's form goes through before anyone is believed, on a whole `body`:
 /// its fields before `file`, its key, and its policy document (parsed, then checked against
 /// the fields and `bucket` at `now_secs`). Returns the key. A hook for the fuzz target
-/// `fuzz/fuzz_targets/post_form.rs`; [`post`] runs the same steps on a streamed body.
+/// `fuzz/fuzz_targets/post_form.rs`; `post` runs the same steps on a streamed body.
 ///
-/// Errors: as [`post`]'s before the signature is checked.
+/// Errors: as `post`'s before the signature is checked.
 pub async fn check_form(
     content_type: &str,
     body: bytes::Bytes,
@@ -468,7 +468,7 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
             crate::request::MAX_USER_METADATA_BYTES
         ));
     }
-    let opts = hoard::PutOptions {
+    let opts = hoard::store::PutOptions {
         content_type: form
             .get("content-type")
             .map(str::to_string)

@@ -7,7 +7,7 @@
 use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
-use hoard::{VersionId, VersionPage, VersionQuery, Versioning};
+use hoard::store::{VersionId, VersionPage, VersionQuery, Versioning};
 
 use super::bucket::{parse_max, url_encoding};
 use crate::engine::blocking;
@@ -145,7 +145,7 @@ pub(super) async fn list_versions(ctx: Ctx) -> S3Result<Response> {
 /// <MfaDelete/>?</VersioningConfiguration>` (PutBucketVersioning).
 ///
 /// Errors: MalformedXML without a Status or with another one; NotImplemented for MFA delete.
-pub fn parse_versioning(body: &[u8]) -> S3Result<hoard::Versioning> {
+pub fn parse_versioning(body: &[u8]) -> S3Result<hoard::store::Versioning> {
     let mut status = None;
     let mut mfa = None;
     walk(body, |node| {
@@ -164,8 +164,8 @@ pub fn parse_versioning(body: &[u8]) -> S3Result<hoard::Versioning> {
         ));
     }
     match status.as_deref() {
-        Some("Enabled") => Ok(hoard::Versioning::Enabled),
-        Some("Suspended") => Ok(hoard::Versioning::Suspended),
+        Some("Enabled") => Ok(hoard::store::Versioning::Enabled),
+        Some("Suspended") => Ok(hoard::store::Versioning::Suspended),
         Some(other) => Err(malformed(format!(
             "versioning Status must be Enabled or Suspended, not {other:?}"
         ))),

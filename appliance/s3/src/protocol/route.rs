@@ -4,7 +4,7 @@
 //! `Endpoint` and `authorization_type()` are the model).
 //!
 //! A row of [`ROUTES`] is (method, target, selector, copy source): the target is the service,
-//! a bucket or an object; the selector is the one sub-resource of [`SELECTORS`] the query
+//! a bucket or an object; the selector is the one sub-resource of `SELECTORS` the query
 //! names (`?acl`, `?uploadId`, ...), or none; the copy source is whether the request carries
 //! `x-amz-copy-source`. A request names at most one selector: `?acl&uploadId` is refused,
 //! never resolved by a precedence (that is how `?acl` once reached the multipart handlers

@@ -22,9 +22,9 @@
 //! - `POST /_hoard/scrub`: start a scrub pass now (202 Accepted; progress in the status).
 //!   A scheduled scrub runs at the profile's pace; one asked for runs at the rebuild's.
 //! - `/_hoard/accounts...` and `/_hoard/keys...`: the directory of accounts, users and access
-//!   keys (see [`super::directory`]).
+//!   keys (see [`directory`]).
 //! - `/_hoard/qos...`, `/_hoard/usage`, `/_hoard/metrics`: tenants' limits, usage reports
-//!   and Prometheus metrics (see [`super::tenancy`]).
+//!   and Prometheus metrics (see [`tenancy`]).
 //! - `GET /_hoard/tls`: the HTTPS certificate's SHA-256 fingerprint; `POST /_hoard/tls/reload`
 //!   reads the certificate and key again (as SIGHUP does); `PUT /_hoard/tls` with a PEM bundle
 //!   (certificate chain, leaf first, and its private key) checks it, keeps it in place of the
@@ -299,7 +299,7 @@ fn repair_status(store: &hoard::Store, x: &mut XmlBuilder) -> S3Result<()> {
         .elem("LostBytesEstimate", repair.lost_bytes_estimate.to_string())
         .elem("ScrubRequested", repair.scrub_requested.to_string())
         .elem("QueuedRecords", repair.queued_records.to_string());
-    let pass = |x: &mut XmlBuilder, tag: &str, p: &hoard::PassStatus| {
+    let pass = |x: &mut XmlBuilder, tag: &str, p: &hoard::store::PassStatus| {
         let c = &p.counters;
         x.open(tag)
             .elem("Kind", p.kind.name())
@@ -315,7 +315,7 @@ fn repair_status(store: &hoard::Store, x: &mut XmlBuilder) -> S3Result<()> {
             .elem("RateBytesPerSecond", p.rate_bytes_per_s().to_string());
         if p.finished_unix_ms == 0 {
             x.elem("Cursor", p.cursor_text());
-            if p.kind == hoard::PassKind::Rebuild {
+            if p.kind == hoard::store::PassKind::Rebuild {
                 let left = repair.lost_bytes_estimate.saturating_sub(c.bytes_written);
                 let eta_s = left / p.rate_bytes_per_s().max(1);
                 x.elem("EtaSeconds", eta_s.to_string());
@@ -342,7 +342,7 @@ fn repair_status(store: &hoard::Store, x: &mut XmlBuilder) -> S3Result<()> {
 /// The `<Space>` and `<GarbageCollection>` elements of the status document.
 fn space_status(store: &hoard::Store, x: &mut XmlBuilder) {
     let space = store.space_status();
-    let bytes = |x: &mut XmlBuilder, d: &hoard::DriveSpace| {
+    let bytes = |x: &mut XmlBuilder, d: &hoard::store::DriveSpace| {
         x.elem("RawBytes", d.raw_bytes.to_string())
             .elem("UsedBytes", d.used_bytes.to_string())
             .elem("LiveBytes", d.live_bytes.to_string())
@@ -422,10 +422,10 @@ fn status(state: &AppState) -> S3Result<Response> {
             .elem(
                 "State",
                 match drive.state {
-                    hoard::DriveState::Healthy => "healthy",
-                    hoard::DriveState::Missing => "missing",
-                    hoard::DriveState::Failed => "failed",
-                    hoard::DriveState::Rebuilding => "rebuilding",
+                    hoard::store::DriveState::Healthy => "healthy",
+                    hoard::store::DriveState::Missing => "missing",
+                    hoard::store::DriveState::Failed => "failed",
+                    hoard::store::DriveState::Rebuilding => "rebuilding",
                 },
             )
             .elem("ReadErrors", drive.read_errors.to_string())
