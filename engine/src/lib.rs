@@ -5,12 +5,13 @@
 //! io_uring (with a pread/pwrite fallback). Data flows one way:
 //!
 //! ```text
-//! store (buckets, objects, versions, multipart, listing, copy; space, GC, repair)
-//!   -> volume (which drives are the store's: superblocks, format, adoption, assembly)
+//! store (buckets, objects, versions, multipart, listing, copy; the GC, rebuild, scrub passes)
+//!   -> volume (which drives are the store's: superblocks, format, adoption, assembly),
+//!      space (live bytes per segment, reader epochs, freeing), repair (its state and queue)
 //!   -> schema (metadata keys and records)
 //!   -> profile (hwprofiles/*.toml -> EngineConfig, the settings of every layer below)
 //!   -> segment (append-only data log per HDD)  +  meta (WAL + LSM index, mirrored on the SSDs)
-//!   -> placement (which HDD holds each chunk)
+//!   -> placement (which HDD holds each chunk), protection (the stripe arithmetic)
 //!   -> device (io_uring / pread, O_DIRECT, aligned buffers, superblock bytes)
 //! ```
 //!
@@ -34,8 +35,10 @@ pub mod meta;
 pub mod placement;
 pub mod profile;
 pub mod protection;
+pub mod repair;
 pub mod schema;
 pub mod segment;
+pub mod space;
 pub mod store;
 pub mod volume;
 

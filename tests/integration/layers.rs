@@ -474,8 +474,9 @@ const ENGINE_LAYERS: &[&[&str]] = &[
     &["profile"],
     // The metadata keys and records.
     &["schema"],
-    // Which devices are one store's members (superblocks, formatting, adoption).
-    &["volume"],
+    // Which devices are one store's members (superblocks, formatting, adoption); the live
+    // space of every segment; repair's state, queue and status.
+    &["volume", "space", "repair"],
     &["store"],
 ];
 

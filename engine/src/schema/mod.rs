@@ -763,6 +763,39 @@ pub fn decode_runs(key: &[u8], value: &[u8]) -> Result<Vec<ChunkRun>> {
     }
 }
 
+/// The upload ID of a part record key (`p/<upload id><part number>`).
+pub fn part_upload_id(key: &[u8]) -> Option<String> {
+    let rest = key.strip_prefix(b"p/")?;
+    let id = rest.get(..rest.len().checked_sub(4)?)?;
+    Some(String::from_utf8_lossy(id).into_owned())
+}
+
+/// A record key for logs: `bucket/key`, `bucket/key version <id>`, or
+/// `upload <id> part <n>`.
+pub fn record_name(key: &[u8]) -> String {
+    if let Some(rest) = key.strip_prefix(b"o/") {
+        return String::from_utf8_lossy(rest).replacen('\0', "/", 1);
+    }
+    if let Some(rest) = key.strip_prefix(b"n/") {
+        let bucket_end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        let bucket = String::from_utf8_lossy(&rest[..bucket_end]);
+        return match parse_noncurrent_key(rest.get(bucket_end + 1..).unwrap_or(&[])) {
+            Some((k, v)) => format!("{bucket}/{k} version {v:016x}"),
+            None => String::from_utf8_lossy(key).into_owned(),
+        };
+    }
+    match (
+        part_upload_id(key),
+        key.len().checked_sub(4).map(|at| &key[at..]),
+    ) {
+        (Some(id), Some(n)) => format!(
+            "upload {id} part {}",
+            u32::from_be_bytes(n.try_into().expect("4 bytes"))
+        ),
+        _ => String::from_utf8_lossy(key).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

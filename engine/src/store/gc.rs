@@ -31,10 +31,10 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::repair::{PassKind, PassStatus};
 use super::{now_unix_ms, Store};
 use crate::error::Result;
 use crate::meta::Scan;
+use crate::repair::{PassKind, PassStatus};
 use crate::schema::{self, Location, UploadRecord};
 
 /// Delta records after which the worker folds them.
@@ -104,7 +104,7 @@ impl Store {
         if victims.is_empty() {
             return false;
         }
-        let segment = super::space::segment_of(loc.offset, self.inner.space.segment_size_bytes());
+        let segment = crate::space::segment_of(loc.offset, self.inner.space.segment_size_bytes());
         victims.contains(&(loc.slot, segment))
     }
 

@@ -32,8 +32,10 @@ use crate::schema;
 pub(crate) use crate::schema::now_unix_ms;
 use crate::segment::{BufferPool, DataDevice, HeadState, SegmentClaims};
 
+pub use crate::repair::{PassKind, PassStatus, RepairCounters, RepairStatus};
 use crate::schema::BucketRecord;
 pub use crate::schema::Versioning;
+pub use crate::space::{DriveSpace, SegmentSpace, SpaceCheck, SpaceStatus};
 pub use copy::CopyOptions;
 pub use drives::{DataSlotStatus, DriveState};
 pub use gc::{GcRound, GcStatus};
@@ -46,8 +48,6 @@ pub use objects::{
     ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions, WriteCondition,
 };
 pub use open::StoreOptions;
-pub use repair::{PassKind, PassStatus, RepairCounters, RepairStatus};
-pub use space::{DriveSpace, SegmentSpace, SpaceCheck, SpaceStatus};
 pub use versions::{DeleteOutcome, VersionEntry, VersionId, VersionPage, VersionQuery};
 
 /// Largest object, in bytes (S3: 5 TiB).
@@ -111,14 +111,14 @@ struct Inner {
     /// Striped by bucket and key: serialises the commits of one key (see [`Store::key_lock`]).
     key_locks: Vec<Mutex<()>>,
     /// Live space per segment, reader epochs, freeing ([`space`]).
-    space: space::SpaceState,
+    space: Arc<crate::space::SpaceState>,
     /// The garbage collector ([`gc`]).
     gc: gc::GcState,
     /// Metadata mirror failures the metadata epoch has been advanced for (see
     /// [`Store::commit`]).
     epoch_failures: Mutex<u64>,
     /// Rebuild and scrub ([`repair`]).
-    repair: repair::RepairState,
+    repair: crate::repair::RepairState,
     /// Serialises drive adoptions ([`Store::adopt_data_drive`]).
     adopt: Mutex<()>,
     /// Bucket attributes read since they last changed ([`Store::bucket_attributes`]).

@@ -783,7 +783,7 @@ impl Store {
         record: &mut ObjectRecord,
         inline_data: Option<&[u8]>,
         extra: Batch,
-        delta: super::space::SpaceDelta,
+        delta: crate::space::SpaceDelta,
         condition: Option<&WriteCondition>,
     ) -> Result<()> {
         let _ns = self.inner.namespace.read();
@@ -1093,7 +1093,7 @@ pub struct ObjectReader {
     /// The whole object, when it is stored inline.
     inline: Option<Vec<u8>>,
     /// Keeps the segments the record points into from being freed while it reads.
-    _epoch: super::space::ReadEpoch,
+    _epoch: crate::space::ReadEpoch,
 }
 
 impl ObjectReader {

@@ -67,8 +67,12 @@ impl Store {
         let data: Vec<RwLock<Option<Arc<DataDevice>>>> =
             data.into_iter().map(RwLock::new).collect();
         let meta_failures = meta.mirror_failures();
-        let repair = super::repair::RepairState::new(rebuild_boundaries(&meta, data.len())?);
-        let space = super::space::SpaceState::load(&meta, data.len(), segment_size_bytes)?;
+        let repair = crate::repair::RepairState::new(rebuild_boundaries(&meta, data.len())?);
+        let space = Arc::new(crate::space::SpaceState::load(
+            &meta,
+            data.len(),
+            segment_size_bytes,
+        )?);
         let buffers = BufferPool::new(
             crate::segment::needle_bytes(config.chunk_size_bytes as usize),
             config.max_chunk_buffers as usize,

@@ -24,11 +24,11 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 
 use super::list;
-use super::space::SpaceDelta;
 use super::{now_unix_ms, Store};
 use crate::error::{Error, Result};
 use crate::meta::{Batch, Scan, Snapshot};
 use crate::schema::{self, InlineData, ObjectRecord, Versioning};
+use crate::space::SpaceDelta;
 
 /// A version ID as S3 clients see it (`x-amz-version-id`, `versionId`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
