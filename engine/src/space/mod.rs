@@ -9,7 +9,7 @@
 //!   part, complete, abort, and the moves of rebuild and garbage collection) writes, in the
 //!   same metadata batch, one delta record per segment it touches: needle bytes and needles
 //!   added or dropped. A segment's live space is the sum of its records, so it is exact after
-//!   any crash; [`Store::check_space`] recounts it from the object and part records and must
+//!   any crash; [`crate::store::Store::check_space`] recounts it from the object and part records and must
 //!   agree. The garbage collector folds a segment's deltas into one base record now and then.
 //!   The in-memory table holds the same sums; a commit that fails applies only what it adds,
 //!   so live space is never under-counted (a failed commit may still be replayed at open).
@@ -17,7 +17,7 @@
 //!   device holds no reservation in it and it is not open for appends, (2) its live bytes are 0,
 //!   and (3) every reader that began before (2) was seen has finished. A writer applies its
 //!   live bytes before it releases its reservations, so (1) then (2) never misses a commit in
-//!   flight. Readers (GETs, repair and GC batches) hold a [`ReadEpoch`] from before they read a
+//!   flight. Readers (GETs, repair and GC batches) hold a `ReadEpoch` from before they read a
 //!   record until they have read its needles; a dead segment is tagged with the current epoch,
 //!   which then advances, and is freed once no reader holding an epoch at or below the tag
 //!   remains. A reader that began after the tag read its record after the commit that dropped
