@@ -508,3 +508,70 @@ fn the_engine_imports_only_downward_and_in_no_circle() {
     }
     assert!(found.is_empty(), "hoard:\n{}", found.join("\n"));
 }
+
+/// The dependencies `[dependencies]` of `manifest` declares, by the name code uses
+/// (`md-5` is `md5`; `-` is `_`).
+fn declared_dependencies(manifest: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest).unwrap();
+    let mut out = Vec::new();
+    let mut in_dependencies = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_dependencies = line == "[dependencies]";
+            continue;
+        }
+        if !in_dependencies || line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let name = line
+            .split(|c: char| c == '.' || c == '=' || c.is_whitespace())
+            .next()
+            .unwrap();
+        out.push(match name {
+            "md-5" => "md5".to_string(),
+            other => other.replace('-', "_"),
+        });
+    }
+    out
+}
+
+/// Every `.rs` file's text below `dir`.
+fn sources(dir: &Path, out: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().map(|e| e == "rs").unwrap_or(false) {
+            out.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+}
+
+/// No crate declares a dependency none of its files names (`name::`, `use name`, `name!`):
+/// what is declared is what is built, audited and shipped.
+#[test]
+fn every_declared_dependency_is_used() {
+    let mut unused = Vec::new();
+    for (manifest, src) in [
+        ("engine/Cargo.toml", "engine/src"),
+        ("appliance/Cargo.toml", "appliance/src"),
+        ("appliance/s3/Cargo.toml", "appliance/s3/src"),
+    ] {
+        let mut text = String::new();
+        sources(&workspace().join(src), &mut text);
+        for dep in declared_dependencies(&workspace().join(manifest)) {
+            let named = [format!("{dep}::"), format!("use {dep}"), format!("{dep}!")]
+                .iter()
+                .any(|p| text.contains(p.as_str()));
+            if !named {
+                unused.push(format!("{manifest}: {dep}"));
+            }
+        }
+    }
+    assert!(
+        unused.is_empty(),
+        "declared, never used:\n{}",
+        unused.join("\n")
+    );
+}
