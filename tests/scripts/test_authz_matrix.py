@@ -1,5 +1,5 @@
 """The authorization matrix (issue 19): every bucket and object operation of the route table
-(`appliance/s3/src/ops/route.rs`), called as real clients call it (boto3, with the bodies it
+(`appliance/s3/src/protocol/route.rs`), called as real clients call it (boto3, with the bodies it
 sends), by every kind of caller: the owner's user, another user of the owner's account, the
 owner's temporary credential, an expired one, another account with no grant and with each
 bucket ACL grant, anonymous callers with none and with `public-read`, and a store admin of
@@ -160,7 +160,7 @@ def client(server, key=None, token=None):
 
 
 def route_endpoints():
-    text = (ROOT / "appliance" / "s3" / "src" / "ops" / "route.rs").read_text()
+    text = (ROOT / "appliance" / "s3" / "src" / "protocol" / "route.rs").read_text()
     table = text[text.index("pub const ROUTES"):text.index("pub const UNSUPPORTED_SELECTORS")]
     return set(re.findall(r"E::(\w+)", table))
 

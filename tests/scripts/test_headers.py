@@ -92,6 +92,11 @@ REFUSED = {
     "x-amz-object-lock-mode": "GOVERNANCE",
     "x-amz-object-lock-retain-until-date": "2030-01-01T00:00:00Z",
     "x-amz-object-lock-legal-hold": "ON",
+    "x-amz-object-lock-event-hold": "ON",
+    "x-amz-object-lock-event-hold-duration-days": "5",
+    "x-amz-object-lock-event-hold-duration-years": "1",
+    # COPY and EXCLUDE hold (no object has annotations); anything else asks for them.
+    "x-amz-object-annotation-directive": "REPLACE",
     "x-amz-bucket-object-lock-enabled": "true",
     "x-amz-bucket-object-lock-token": "token",
     "x-amz-bucket-namespace": "account-regional",

@@ -82,7 +82,7 @@ pub struct Ctx {
     pub bucket: Option<String>,
     /// Key, if the request names one.
     pub key: Option<String>,
-    /// The operation, from the one route table (`ops::route`).
+    /// The operation, from the one route table (`protocol::route`).
     pub endpoint: crate::protocol::Endpoint,
     /// The caller.
     pub auth: Auth,

@@ -50,12 +50,21 @@ const REFUSED: &[Refused] = &[
     Refused { name: "x-amz-object-lock-mode", harmless: &[], asks: OBJECT_LOCK },
     Refused { name: "x-amz-object-lock-retain-until-date", harmless: &[], asks: OBJECT_LOCK },
     Refused { name: "x-amz-object-lock-legal-hold", harmless: &["OFF"], asks: OBJECT_LOCK },
+    Refused { name: "x-amz-object-lock-event-hold", harmless: &["OFF"], asks: OBJECT_LOCK },
+    Refused { name: "x-amz-object-lock-event-hold-duration-days", harmless: &[], asks: OBJECT_LOCK },
+    Refused { name: "x-amz-object-lock-event-hold-duration-years", harmless: &[], asks: OBJECT_LOCK },
     Refused { name: "x-amz-bucket-object-lock-enabled", harmless: &["false"], asks: OBJECT_LOCK },
     Refused { name: "x-amz-bucket-object-lock-token", harmless: &[], asks: OBJECT_LOCK },
     Refused {
         name: "x-amz-bucket-namespace",
         harmless: &["global"],
         asks: "an account-regional bucket namespace; this server has the one global namespace",
+    },
+    Refused {
+        // No object carries annotations here, so copying them or excluding them both hold.
+        name: "x-amz-object-annotation-directive",
+        harmless: &["COPY", "EXCLUDE"],
+        asks: "object annotations, which this server does not implement",
     },
     Refused {
         name: "x-amz-mfa",
