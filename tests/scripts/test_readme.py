@@ -146,7 +146,7 @@ def test_every_readme_command_runs_as_written(clone):
         assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
         out = done.stdout
         # What the commands showed, as README says they would.
-        assert "<Status" in out or "Status" in out, out[:2000]
+        assert "<HoardStatus" in out, out[:2000]
         assert "2026/holiday.jpg" in out, out
         assert (repo / "copy.jpg").read_bytes() == (repo / "holiday.jpg").read_bytes()
         assert "ec:2+1" in out, out

@@ -4,7 +4,7 @@
 //! Basis and Its Application to Reed-Solomon Erasure Codes", FOCS 2014); any K of the K+M
 //! shards restore the chunk. A replicated chunk (`replicas:N`) is N equal copies.
 //!
-//! Owns: splitting and encoding a stripe ([`encode_stripe`]), restoring the data shards of a
+//! Owns: splitting and encoding a stripe ([`split_stripe`], [`add_parity`]), restoring the data shards of a
 //! degraded read ([`restore_data_shards`]), and recomputing the bad locations of a chunk for
 //! rebuild and scrub ([`reconstruct`]). Where shards live (placement), how they are framed
 //! (segment needles) and which are bad (repair's reads) are decided elsewhere.
@@ -12,20 +12,19 @@
 //! Must not import anything of this crate: it is pure computation on byte buffers, with no
 //! I/O, so that the store's writes, its degraded reads and repair share one stripe code.
 
-/// Splits `data` into `k` data shards of `shard_len` bytes (the last zero-padded) and appends
-/// the `m` parity shards: `k + m` shards in stripe order.
+/// Splits `data` into `k` data shards of `shard_len` bytes (the last zero-padded), copied out
+/// so the caller may release `data`'s buffer before [`add_parity`] computes the rest.
 ///
 /// `shard_len` must be even, non-zero and at least `data.len() / k` (see
-/// `schema::shard_bytes`); `k` and `m` a shard count the bucket's protection allows (checked at
-/// bucket creation). Panics otherwise: that is a bug of the caller, never outside input.
-pub fn encode_stripe(data: &[u8], k: usize, m: usize, shard_len: usize) -> Vec<Vec<u8>> {
+/// `schema::shard_bytes`). Panics otherwise: that is a bug of the caller, never outside input.
+pub fn split_stripe(data: &[u8], k: usize, shard_len: usize) -> Vec<Vec<u8>> {
     assert!(
         shard_len > 0 && shard_len % 2 == 0 && shard_len * k >= data.len(),
         "shards of {shard_len} bytes cannot hold {} bytes in {k}",
         data.len()
     );
     let n = data.len();
-    let mut shards: Vec<Vec<u8>> = (0..k)
+    (0..k)
         .map(|s| {
             let mut shard = vec![0u8; shard_len];
             let from = (s * shard_len).min(n);
@@ -33,14 +32,22 @@ pub fn encode_stripe(data: &[u8], k: usize, m: usize, shard_len: usize) -> Vec<V
             shard[..to - from].copy_from_slice(&data[from..to]);
             shard
         })
-        .collect();
+        .collect()
+}
+
+/// Appends the `m` parity shards of the `k` data shards in `shards`: `k + m` shards in stripe
+/// order.
+///
+/// `k` and `m` must be a shard count the bucket's protection allows (checked at bucket
+/// creation), the shards those of [`split_stripe`]. Panics otherwise.
+pub fn add_parity(shards: &mut Vec<Vec<u8>>, m: usize) {
+    let k = shards.len();
     // Shard counts are checked at bucket creation and shard sizes are even and non-zero,
     // the coder's only conditions.
-    let parity = reed_solomon_simd::encode(k, m, &shards)
+    let parity = reed_solomon_simd::encode(k, m, &*shards)
         .expect("a supported shard count and an even, non-zero shard size");
     shards.extend(parity);
     debug_assert_eq!(shards.len(), k + m);
-    shards
 }
 
 /// Fills the missing data shards (`good[..k]`) of a stripe of `k + m` shards from the good
@@ -142,7 +149,8 @@ mod tests {
         let data: Vec<u8> = (0..1001u32).map(|i| (i * 7 % 251) as u8).collect();
         let (k, m) = (4, 2);
         let shard_len = (data.len().div_ceil(k) + 1) & !1;
-        let shards = encode_stripe(&data, k, m, shard_len);
+        let mut shards = split_stripe(&data, k, shard_len);
+        add_parity(&mut shards, m);
         assert_eq!(shards.len(), k + m);
         for lost in [[0, 1], [0, 5], [3, 4], [4, 5]] {
             let mut good: Vec<Option<Vec<u8>>> = shards.iter().cloned().map(Some).collect();

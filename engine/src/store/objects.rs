@@ -420,13 +420,14 @@ impl ChunkWriter {
             });
         }
         let shard_len = schema::shard_bytes(n as u32, k as u8);
-        let shards = crate::protection::encode_stripe(
+        let mut shards = crate::protection::split_stripe(
             &pbuf[NEEDLE_HEADER_BYTES..NEEDLE_HEADER_BYTES + n],
             k,
-            m,
             shard_len,
         );
+        // The chunk buffer goes back to the pool before the parity is computed.
         drop(pbuf);
+        crate::protection::add_parity(&mut shards, m);
         let needle_len = needle_bytes(shard_len);
         let places =
             store.reserve_copies(self.object_id, index, needle_len as u64, self.protection)?;
