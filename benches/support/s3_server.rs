@@ -27,17 +27,24 @@ pub fn hoard_binary() -> PathBuf {
 /// `hoard serve` on `data`, killed on drop.
 pub struct Server {
     child: Child,
+    #[allow(dead_code)] // not every benchmark that includes this file reads it
     pub endpoint: String,
 }
 
 impl Server {
+    #[allow(dead_code)] // not every benchmark that includes this file starts it so
     pub fn start(data: &Path) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut child = Command::new(hoard_binary())
+        Server::start_with(&hoard_binary(), data, port)
+    }
+
+    /// `bin serve` on `data`, listening on 127.0.0.1:`port`.
+    pub fn start_with(bin: &Path, data: &Path, port: u16) -> Server {
+        let mut child = Command::new(bin)
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -61,6 +68,12 @@ impl Server {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         }
+    }
+
+    /// The server's process ID.
+    #[allow(dead_code)] // not every benchmark that includes this file reads it
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// (VmRSS, VmHWM) of the server in bytes.
