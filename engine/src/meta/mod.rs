@@ -81,12 +81,32 @@ struct Writer {
     wal: WalWriter,
 }
 
+/// A batch's place in the commit order, from [`MetaStore::stage`]: batches are written, made
+/// visible and settled (written or failed) in ticket order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+/// Runs once a staged batch has settled, in ticket order, with whether it was committed.
+pub type OnSettled = Box<dyn FnOnce(bool) + Send>;
+
+/// A batch waiting for a frame.
+struct Queued {
+    ticket: u64,
+    batch: Arc<Batch>,
+    on_settled: Option<OnSettled>,
+}
+
 #[derive(Default)]
 struct CommitQueue {
-    pending: Vec<(u64, Batch)>,
+    pending: Vec<Queued>,
     next_ticket: u64,
+    /// Every ticket below this one has settled.
+    settled: u64,
     leader_active: bool,
     done: HashMap<u64, Result<(), String>>,
+    /// Staged batches' changes not yet visible to readers, by key: the newest staged batch
+    /// that changes the key and the index of its last op on it (see [`MetaStore::get_staged`]).
+    staged: HashMap<Vec<u8>, (u64, Arc<Batch>, usize)>,
     /// Set by [`MetaStore::close`]: later commits fail with [`Error::Closed`].
     closed: bool,
 }
@@ -466,73 +486,219 @@ impl MetaStore {
     /// poisoned and every later commit fails too) or the batch is too large for a frame;
     /// [`Error::Closed`] after [`MetaStore::close`].
     pub fn commit(&self, batch: Batch) -> Result<()> {
+        let ticket = self.enqueue(batch, false, None)?;
+        self.wait(ticket)
+    }
+
+    /// Queues `batch` for the next frame without waiting for it, and makes its changes visible
+    /// to [`MetaStore::get_staged`] at once (to readers only once durable, as a commit's). A
+    /// caller that serialises its read-modify-writes of some keys (the store's key locks) can
+    /// so stage one, let the next writer of the same key read it and stage its own, and have
+    /// both share one durable write: [`MetaStore::wait`] returns the outcome. `on_settled`
+    /// runs once the batch is written or has failed, in ticket order (before `wait` returns).
+    /// A failed frame fails every batch queued behind it too, as they may have been computed
+    /// from it.
+    ///
+    /// Errors: [`Error::MetadataUnavailable`] for a batch too large for a frame;
+    /// [`Error::Closed`] after [`MetaStore::close`]. Nothing is queued then.
+    pub fn stage(&self, batch: Batch, on_settled: Option<OnSettled>) -> Result<Ticket> {
+        self.enqueue(batch, true, on_settled)
+    }
+
+    fn enqueue(
+        &self,
+        batch: Batch,
+        visible: bool,
+        on_settled: Option<OnSettled>,
+    ) -> Result<Ticket> {
+        let max_frame = self.layout.wal.max_frame_bytes();
+        if wal::frame_bytes(batch.encoded_len()) > max_frame {
+            return Err(Error::MetadataUnavailable {
+                detail: format!(
+                    "a metadata batch of {} bytes is larger than a WAL frame ({max_frame} bytes)",
+                    batch.encoded_len()
+                ),
+            });
+        }
+        let batch = Arc::new(batch);
         let mut q = self.queue.lock();
         if q.closed {
             return Err(Error::Closed);
         }
         let ticket = q.next_ticket;
         q.next_ticket += 1;
-        q.pending.push((ticket, batch));
+        if visible {
+            for (i, op) in batch.ops.iter().enumerate() {
+                let key = match op {
+                    Op::Put(k, _) | Op::Delete(k) => k,
+                };
+                q.staged.insert(key.clone(), (ticket, batch.clone(), i));
+            }
+        }
+        q.pending.push(Queued {
+            ticket,
+            batch,
+            on_settled,
+        });
+        Ok(Ticket(ticket))
+    }
+
+    /// Waits for a staged batch to be durable and visible (see [`MetaStore::stage`]); the
+    /// waiting callers take turns leading the group commit.
+    ///
+    /// Errors: as [`MetaStore::commit`].
+    pub fn wait(&self, ticket: Ticket) -> Result<()> {
+        let mut q = self.queue.lock();
         loop {
-            if let Some(result) = q.done.remove(&ticket) {
+            if let Some(result) = q.done.remove(&ticket.0) {
                 return result.map_err(|detail| Error::MetadataUnavailable { detail });
             }
-            if q.leader_active {
-                self.committed.wait(&mut q);
-                continue;
-            }
-            q.leader_active = true;
-            let work = std::mem::take(&mut q.pending);
-            let results = MutexGuard::unlocked(&mut q, || self.write_group(work));
-            q.done.extend(results);
-            q.leader_active = false;
-            self.committed.notify_all();
+            self.lead_or_wait(&mut q);
         }
     }
 
-    fn write_group(&self, work: Vec<(u64, Batch)>) -> Vec<(u64, Result<(), String>)> {
+    /// Waits until `ticket` and every batch before it have settled (written or failed),
+    /// without taking its outcome (that is its stager's).
+    pub fn wait_settled(&self, ticket: Ticket) {
+        let mut q = self.queue.lock();
+        while q.settled <= ticket.0 {
+            self.lead_or_wait(&mut q);
+        }
+    }
+
+    /// One turn of a waiter: writes the queued batches if no one is, else waits for the one
+    /// who is to finish.
+    fn lead_or_wait(&self, q: &mut MutexGuard<'_, CommitQueue>) {
+        if q.leader_active {
+            self.committed.wait(q);
+            return;
+        }
+        q.leader_active = true;
+        let work = std::mem::take(&mut q.pending);
+        let results = MutexGuard::unlocked(q, || self.write_group(work));
+        let failed = results.iter().find_map(|(_, r)| r.as_ref().err().cloned());
+        let mut settled: Vec<(u64, Arc<Batch>, Option<OnSettled>, bool)> = results
+            .into_iter()
+            .map(|(queued, r)| {
+                let ok = r.is_ok();
+                q.done.insert(queued.ticket, r);
+                (queued.ticket, queued.batch, queued.on_settled, ok)
+            })
+            .collect();
+        if let Some(detail) = failed {
+            // Batches staged while the failed one was visible to stagers may build on it.
+            for queued in std::mem::take(&mut q.pending) {
+                q.done.insert(
+                    queued.ticket,
+                    Err(format!(
+                        "an earlier batch this one may build on failed: {detail}"
+                    )),
+                );
+                settled.push((queued.ticket, queued.batch, queued.on_settled, false));
+            }
+        }
+        for (ticket, batch, _, _) in &settled {
+            for op in &batch.ops {
+                let key = match op {
+                    Op::Put(k, _) | Op::Delete(k) => k,
+                };
+                if q.staged.get(key).is_some_and(|(t, _, _)| t == ticket) {
+                    q.staged.remove(key);
+                }
+            }
+        }
+        if let Some((last, ..)) = settled.last() {
+            debug_assert!(settled.windows(2).all(|w| w[0].0 < w[1].0));
+            q.settled = last + 1;
+        }
+        let callbacks: Vec<(OnSettled, bool)> = settled
+            .into_iter()
+            .filter_map(|(_, _, f, ok)| f.map(|f| (f, ok)))
+            .collect();
+        if !callbacks.is_empty() {
+            MutexGuard::unlocked(q, || {
+                for (f, ok) in callbacks {
+                    f(ok);
+                }
+            });
+        }
+        q.leader_active = false;
+        self.committed.notify_all();
+    }
+
+    /// The value of `key` with the staged batches' changes (see [`MetaStore::stage`]): the
+    /// newest staged change of it, else what readers see.
+    ///
+    /// Errors: as [`MetaStore::get`].
+    pub fn get_staged(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        {
+            let q = self.queue.lock();
+            if let Some((_, batch, i)) = q.staged.get(key) {
+                return Ok(match &batch.ops[*i] {
+                    Op::Put(_, v) => Some(v.clone()),
+                    Op::Delete(_) => None,
+                });
+            }
+        }
+        // Not staged, or applied to the memtable before its staged entry was removed.
+        self.get(key)
+    }
+
+    fn write_group(&self, work: Vec<Queued>) -> Vec<(Queued, Result<(), String>)> {
         let mut writer = self.writer.lock();
         self.reclaim(&mut writer);
         let max_frame = self.layout.wal.max_frame_bytes();
         let mut results = Vec::with_capacity(work.len());
-        let mut i = 0;
-        while i < work.len() {
+        let mut failed: Option<String> = None;
+        let mut work = work.into_iter().peekable();
+        while let Some(first) = work.next() {
             // Take as many batches as fit one frame (at least one).
-            let mut j = i;
-            let mut payload = 0usize;
-            while j < work.len() {
-                let next = payload + work[j].1.encoded_len();
-                if j > i && wal::frame_bytes(next) > max_frame {
+            let mut payload = first.batch.encoded_len();
+            let mut frame = vec![first];
+            while let Some(next) = work.peek() {
+                let bigger = payload + next.batch.encoded_len();
+                if wal::frame_bytes(bigger) > max_frame {
                     break;
                 }
-                payload = next;
-                j += 1;
+                payload = bigger;
+                frame.push(work.next().expect("peeked"));
             }
-            let group: Vec<&Batch> = work[i..j].iter().map(|(_, b)| b).collect();
-            let bytes = wal::frame_bytes(payload);
-            let mut outcome = Ok(());
-            if !writer.wal.has_room(bytes) && bytes <= max_frame {
-                outcome = self.make_room(&mut writer, bytes);
-            }
-            if outcome.is_ok() {
-                outcome = writer.wal.append(&*self.io, &group);
-            }
+            let outcome = match &failed {
+                // A later frame may hold batches computed from the failed one's.
+                Some(detail) => Err(Error::MetadataUnavailable {
+                    detail: format!("an earlier frame failed: {detail}"),
+                }),
+                None => {
+                    let group: Vec<&Batch> = frame.iter().map(|q| &*q.batch).collect();
+                    let bytes = wal::frame_bytes(payload);
+                    let mut outcome = Ok(());
+                    if !writer.wal.has_room(bytes) && bytes <= max_frame {
+                        outcome = self.make_room(&mut writer, bytes);
+                    }
+                    if outcome.is_ok() {
+                        outcome = writer.wal.append(&*self.io, &group);
+                    }
+                    if outcome.is_ok() {
+                        for b in &group {
+                            self.lsm.apply(b);
+                        }
+                    }
+                    outcome
+                }
+            };
             match outcome {
                 Ok(()) => {
-                    for b in &group {
-                        self.lsm.apply(b);
-                    }
                     let mut stats = self.stats.lock();
-                    stats.batches += group.len() as u64;
+                    stats.batches += frame.len() as u64;
                     stats.frames += 1;
-                    results.extend(work[i..j].iter().map(|(t, _)| (*t, Ok(()))));
+                    results.extend(frame.into_iter().map(|q| (q, Ok(()))));
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    results.extend(work[i..j].iter().map(|(t, _)| (*t, Err(msg.clone()))));
+                    failed.get_or_insert_with(|| msg.clone());
+                    results.extend(frame.into_iter().map(|q| (q, Err(msg.clone()))));
                 }
             }
-            i = j;
         }
         if self.lsm.needs_flush() || writer.wal.live_bytes() > self.layout.wal.size_bytes / 2 {
             self.start_flush(&writer);

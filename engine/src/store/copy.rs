@@ -144,16 +144,13 @@ impl Store {
 
     /// The key locks of several keys, taken in stripe order (each stripe once), so two
     /// callers locking overlapping keys cannot deadlock.
-    fn key_locks_of(&self, keys: &[(&str, &str)]) -> Vec<parking_lot::MutexGuard<'_, ()>> {
+    fn key_locks_of(&self, keys: &[(&str, &str)]) -> Vec<super::KeyLock<'_>> {
         let mut stripes: Vec<usize> = keys
             .iter()
             .map(|(b, k)| self.key_lock_stripe(b, k))
             .collect();
         stripes.sort_unstable();
         stripes.dedup();
-        stripes
-            .into_iter()
-            .map(|s| self.inner.key_locks[s].lock())
-            .collect()
+        stripes.into_iter().map(|s| self.lock_stripe(s)).collect()
     }
 }

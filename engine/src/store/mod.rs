@@ -90,6 +90,18 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// A held stripe of the key locks ([`Store::key_lock`]).
+type KeyLock<'a> = parking_lot::MutexGuard<'a, KeyStripe>;
+
+/// One stripe of the key locks. Its holder may read and commit the keys that hash to it.
+#[derive(Default)]
+struct KeyStripe {
+    /// The last batch staged under this stripe and not yet seen settled: a writer that reads
+    /// through the staged changes (`Store::commit_object`'s unversioned path) leaves it for
+    /// the next holder, who waits for it unless it reads through them too.
+    staged: Option<crate::meta::Ticket>,
+}
+
 struct Inner {
     config: EngineConfig,
     store_uuid: [u8; 16],
@@ -109,7 +121,7 @@ struct Inner {
     /// Striped by upload ID: serialises part commits, complete and abort of one upload.
     upload_locks: Vec<Mutex<()>>,
     /// Striped by bucket and key: serialises the commits of one key (see [`Store::key_lock`]).
-    key_locks: Vec<Mutex<()>>,
+    key_locks: Vec<Mutex<KeyStripe>>,
     /// Live space per segment, reader epochs, freeing ([`space`]).
     space: Arc<crate::space::SpaceState>,
     /// The garbage collector ([`gc`]).
@@ -234,6 +246,20 @@ impl Store {
     /// Errors: as [`MetaStore::commit`](crate::meta::MetaStore::commit).
     fn commit(&self, batch: Batch) -> Result<()> {
         let result = self.inner.meta.commit(batch);
+        self.advance_epoch_after_failures();
+        result
+    }
+
+    /// Waits for a batch staged with [`Store::stage_with_space`], then as [`Store::commit`].
+    fn wait_staged(&self, ticket: crate::meta::Ticket) -> Result<()> {
+        let result = self.inner.meta.wait(ticket);
+        self.advance_epoch_after_failures();
+        result
+    }
+
+    /// After a commit: if a metadata SSD has failed since the metadata epoch was last
+    /// advanced, advances it.
+    fn advance_epoch_after_failures(&self) {
         let failures = self.inner.meta.mirror_failures();
         if failures != *self.inner.epoch_failures.lock() {
             let mut seen = self.inner.epoch_failures.lock();
@@ -252,7 +278,6 @@ impl Store {
                 }
             }
         }
-        result
     }
 
     /// What the store holds in RAM now, beside its budget.

@@ -789,17 +789,41 @@ impl Store {
     ) -> Result<()> {
         let _ns = self.inner.namespace.read();
         let versioning = self.bucket(bucket)?.versioning;
-        let _key = self.key_lock(bucket, key);
-        self.commit_version_locked(
-            bucket,
-            key,
-            versioning,
-            record,
-            inline_data,
-            extra,
-            delta,
-            condition,
-        )
+        if versioning != Versioning::Unversioned || !extra.ops.is_empty() {
+            let _key = self.key_lock(bucket, key);
+            return self.commit_version_locked(
+                bucket,
+                key,
+                versioning,
+                record,
+                inline_data,
+                extra,
+                delta,
+                condition,
+            );
+        }
+        // An unversioned key's new object replaces just its record and inline data: it is
+        // staged under the key's lock, reading the key through the batches staged before it
+        // (the condition is checked on the latest of them), and waited for outside it, so
+        // writers of one key share a durable write as writers of many do. The bucket cannot
+        // be deleted meanwhile (the namespace stays held).
+        let ticket = {
+            let stripe = self.key_lock_stripe(bucket, key);
+            let mut held = self.inner.key_locks[stripe].lock();
+            let (batch, delta) = self.version_batch_locked(
+                bucket,
+                key,
+                versioning,
+                record,
+                inline_data,
+                delta,
+                condition,
+            )?;
+            let ticket = self.stage_with_space(batch, delta)?;
+            held.staged = Some(ticket);
+            ticket
+        };
+        self.wait_staged(ticket)
     }
 
     /// The object's metadata.
@@ -1053,8 +1077,19 @@ impl Store {
 
     /// The lock serialising commits to one key (striped by a hash of bucket and key): held
     /// from reading the record a commit replaces to the commit, so its space is dropped once.
-    pub(super) fn key_lock(&self, bucket: &str, key: &str) -> parking_lot::MutexGuard<'_, ()> {
-        self.inner.key_locks[self.key_lock_stripe(bucket, key)].lock()
+    /// Every batch staged under the stripe has settled when it is granted, so its holder reads
+    /// what readers see.
+    pub(super) fn key_lock(&self, bucket: &str, key: &str) -> super::KeyLock<'_> {
+        self.lock_stripe(self.key_lock_stripe(bucket, key))
+    }
+
+    /// Stripe `stripe` of the key locks, once every batch staged under it has settled.
+    pub(super) fn lock_stripe(&self, stripe: usize) -> super::KeyLock<'_> {
+        let mut held = self.inner.key_locks[stripe].lock();
+        if let Some(ticket) = held.staged.take() {
+            self.inner.meta.wait_settled(ticket);
+        }
+        held
     }
 
     /// The stripe of [`Store::key_lock`] that serialises `key` of `bucket`.

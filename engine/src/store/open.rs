@@ -88,7 +88,7 @@ impl Store {
                 buffers,
                 namespace: RwLock::new(()),
                 upload_locks: (0..64).map(|_| Mutex::new(())).collect(),
-                key_locks: (0..256).map(|_| Mutex::new(())).collect(),
+                key_locks: (0..256).map(|_| Mutex::new(Default::default())).collect(),
                 space,
                 gc: super::gc::GcState::default(),
                 epoch_failures: Mutex::new(meta_failures),

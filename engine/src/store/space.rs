@@ -14,7 +14,7 @@ use crate::meta::Batch;
 use crate::profile::Protection;
 use crate::schema;
 use crate::space::{
-    encode_space, read_records, recount, DriveSpace, ReadEpoch, SpaceCheck, SpaceDelta,
+    encode_space, read_records, recount, DriveSpace, ReadEpoch, SpaceCheck, SpaceDelta, SpaceState,
     SpaceStatus, KEYS_PER_BATCH, META_FULL_PCT, STALL_MS,
 };
 
@@ -32,10 +32,37 @@ impl Store {
     ///
     /// Errors: as [`Store::commit`].
     pub(crate) fn commit_with_space(&self, mut batch: Batch, delta: &SpaceDelta) -> Result<()> {
+        let now = self.add_space_records(&mut batch, delta);
+        let result = self.commit(batch);
+        apply_space(&self.inner.space, delta, result.is_ok(), now);
+        result
+    }
+
+    /// Stages `batch` with the live-space records of `delta` in it (see
+    /// [`MetaStore::stage`](crate::meta::MetaStore::stage)); `delta` is applied to the
+    /// in-memory table when it settles, in commit order, as [`Store::commit_with_space`] does.
+    ///
+    /// Errors: as [`MetaStore::stage`](crate::meta::MetaStore::stage).
+    pub(crate) fn stage_with_space(
+        &self,
+        mut batch: Batch,
+        delta: SpaceDelta,
+    ) -> Result<crate::meta::Ticket> {
+        let now = self.add_space_records(&mut batch, &delta);
+        let space = self.inner.space.clone();
+        self.inner.meta.stage(
+            batch,
+            Some(Box::new(move |committed| {
+                apply_space(&space, &delta, committed, now)
+            })),
+        )
+    }
+
+    /// Adds the live-space records of `delta` to `batch`; returns the time they carry.
+    fn add_space_records(&self, batch: &mut Batch, delta: &SpaceDelta) -> u64 {
         let space = &self.inner.space;
         let now = now_unix_ms();
-        let empty = delta.is_empty();
-        if !empty {
+        if !delta.is_empty() {
             let sequence = space.next_sequence.fetch_add(1, Ordering::Relaxed);
             for (&(slot, segment), &(bytes, needles)) in &delta.map {
                 if bytes != 0 || needles != 0 {
@@ -47,14 +74,7 @@ impl Store {
                 }
             }
         }
-        let result = self.commit(batch);
-        if !empty {
-            space.apply(delta, result.is_ok(), now);
-            space
-                .unfolded
-                .fetch_add(delta.map.len() as u64, Ordering::Relaxed);
-        }
-        result
+        now
     }
 
     /// Registers a reader: until the returned guard drops, no segment its records can point
@@ -354,4 +374,16 @@ impl Store {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
+}
+
+/// Applies a settled commit's live-space changes to the in-memory table (only what it adds,
+/// if the commit failed).
+fn apply_space(space: &SpaceState, delta: &SpaceDelta, committed: bool, now: u64) {
+    if delta.is_empty() {
+        return;
+    }
+    space.apply(delta, committed, now);
+    space
+        .unfolded
+        .fetch_add(delta.map.len() as u64, Ordering::Relaxed);
 }

@@ -195,9 +195,14 @@ impl Store {
         }
     }
 
-    /// The key's latest version (`o/`), read now (callers hold the key's lock).
+    /// The key's latest version (`o/`), read now through the batches staged under its lock
+    /// (callers hold the key's lock).
     pub(super) fn latest_record(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
-        match self.inner.meta.get(&schema::object_key(bucket, key))? {
+        match self
+            .inner
+            .meta
+            .get_staged(&schema::object_key(bucket, key))?
+        {
             Some(v) => Ok(Some(decode_record(&v)?)),
             None => Ok(None),
         }
@@ -219,9 +224,35 @@ impl Store {
         record: &mut ObjectRecord,
         inline_data: Option<&[u8]>,
         mut extra: Batch,
-        mut delta: SpaceDelta,
+        delta: SpaceDelta,
         condition: Option<&super::WriteCondition>,
     ) -> Result<()> {
+        let (mut batch, delta) = self.version_batch_locked(
+            bucket,
+            key,
+            versioning,
+            record,
+            inline_data,
+            delta,
+            condition,
+        )?;
+        batch.ops.append(&mut extra.ops);
+        self.commit_with_space(batch, &delta)
+    }
+
+    /// The batch and live-space changes that make `record` the key's new latest version, as
+    /// [`Store::commit_version_locked`] commits them (without its `extra`).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn version_batch_locked(
+        &self,
+        bucket: &str,
+        key: &str,
+        versioning: Versioning,
+        record: &mut ObjectRecord,
+        inline_data: Option<&[u8]>,
+        mut delta: SpaceDelta,
+        condition: Option<&super::WriteCondition>,
+    ) -> Result<(Batch, SpaceDelta)> {
         debug_assert_eq!(record.inline, inline_data.is_some());
         let old = self.latest_record(bucket, key)?;
         if let Some(c) = condition {
@@ -247,8 +278,7 @@ impl Store {
             Some(data) => batch.put(schema::inline_key(bucket, key), InlineData::encode(data)),
             None => batch.delete(schema::inline_key(bucket, key)),
         };
-        batch.ops.append(&mut extra.ops);
-        self.commit_with_space(batch, &delta)
+        Ok((batch, delta))
     }
 
     /// Adds to `batch` and `delta` what a new latest version does to the one it replaces
