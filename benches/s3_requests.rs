@@ -610,7 +610,10 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter argument is ignored (use S3_REQUESTS_ONLY).
     let only = std::env::var("S3_REQUESTS_ONLY").unwrap_or_default();
     let bins: Vec<PathBuf> = match std::env::var("HOARD_BIN") {
-        Ok(v) => v.split_whitespace().map(PathBuf::from).collect(),
+        Ok(v) => v
+            .split_whitespace()
+            .map(|p| s3_server::from_workspace(Path::new(p)))
+            .collect(),
         Err(_) => vec![s3_server::hoard_binary()],
     };
     for bin in &bins {

@@ -12,9 +12,18 @@ use aws_sdk_s3::Client;
 pub const ACCESS_KEY: &str = "HOARDBENCHACCESSKEY1";
 pub const SECRET_KEY: &str = "hoard-bench-secret-key-0123456789abcdef";
 
+/// `path` as given, or, when relative and not found there, from the workspace root (cargo
+/// runs benchmarks in `benches/`).
+pub fn from_workspace(path: &Path) -> PathBuf {
+    if path.is_relative() && !path.exists() {
+        return Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path);
+    }
+    path.to_path_buf()
+}
+
 pub fn hoard_binary() -> PathBuf {
     let path = std::env::var_os("HOARD_BIN")
-        .map(PathBuf::from)
+        .map(|p| from_workspace(Path::new(&p)))
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/hoard"));
     assert!(
         path.exists(),

@@ -115,6 +115,11 @@ pub enum Error {
     /// The store was closed; it accepts no more writes.
     #[error("the store is closed")]
     Closed,
+    /// A call made inside [`memory_only`](crate::store::memory_only) needed a device read or
+    /// write (a metadata block not in the block cache, an object not inline): nothing was
+    /// done that matters; make the call again where the thread may wait for a device.
+    #[error("the call needs a device I/O, and this thread may not wait for one (memory_only)")]
+    WouldBlock,
     /// A hardware profile or configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -1,6 +1,8 @@
 //! Calls into the engine: each runs on the blocking pool (engine calls wait on devices, never
 //! on clients: bodies reach the engine as batches already in memory, see `body`), its error
-//! mapped to an S3 error.
+//! mapped to an S3 error; or, for reads that are usually answered from memory (metadata
+//! cache hits, inline objects), first on the async thread itself ([`memory_first`]), so a
+//! small GET is not handed between threads.
 //!
 //! Must not import anything of this crate but `error`.
 
@@ -18,6 +20,18 @@ pub async fn blocking<T: Send + 'static>(
             INTERNAL_SERVER_ERROR,
             "worker failed: {e}"
         )),
+    }
+}
+
+/// Runs an engine read on this async thread with device waits refused
+/// ([`hoard::store::memory_only`]); only if it needed a device does it run again on a
+/// blocking thread. `f` is called once or twice, so it must not have effects beyond reads.
+pub async fn memory_first<T: Send + 'static>(
+    f: impl Fn() -> hoard::Result<T> + Send + 'static,
+) -> S3Result<T> {
+    match hoard::store::memory_only(&f) {
+        Err(hoard::Error::WouldBlock) => blocking(f).await,
+        r => r.map_err(S3Error::from),
     }
 }
 

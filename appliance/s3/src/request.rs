@@ -176,9 +176,10 @@ impl Ctx {
         let verdict = self.verdict.clone();
         async move {
             let version = version?;
-            let info =
-                crate::engine::blocking(move || store.head_object_version(&bucket, &key, version))
-                    .await?;
+            let info = crate::engine::memory_first(move || {
+                store.head_object_version(&bucket, &key, version)
+            })
+            .await?;
             if let Some(v) = &verdict {
                 v.check_object(&info.headers)?;
             }

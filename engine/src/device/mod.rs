@@ -28,6 +28,36 @@ pub use buffer::{align_up, align_up_u64, AlignedBuf, BufferPool, PooledBuf, BLOC
 
 use crate::error::{Error, Result};
 
+thread_local! {
+    /// Set inside [`memory_only`]: this thread must not wait for a device.
+    static MEMORY_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with device waits refused on this thread: an engine call inside it that would
+/// read or write a device (a metadata block not in the block cache, an object that is not
+/// inline) fails with [`Error::WouldBlock`] before it submits any I/O. An async server runs
+/// its cheap calls (cache hits, inline objects) so on its own threads and only the rest on a
+/// blocking thread. Locks may still be waited for (briefly: none is held across an fsync on
+/// a read path).
+pub fn memory_only<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MEMORY_ONLY.with(|m| m.set(self.0));
+        }
+    }
+    let _restore = Restore(MEMORY_ONLY.with(|m| m.replace(true)));
+    f()
+}
+
+/// [`Error::WouldBlock`] inside [`memory_only`]: call before starting device I/O.
+pub fn may_wait() -> Result<()> {
+    match MEMORY_ONLY.with(|m| m.get()) {
+        true => Err(Error::WouldBlock),
+        false => Ok(()),
+    }
+}
+
 /// Which I/O backend a device uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -343,6 +373,7 @@ impl Device {
     /// Starts reading `buf.len()` bytes at `offset`. The returned [`PendingRead`] does not
     /// borrow the device, so a stream can keep reads in flight (read-ahead).
     pub fn submit_read(&self, buf: AlignedBuf, offset: u64) -> Result<PendingRead> {
+        debug_assert!(may_wait().is_ok(), "a device read inside memory_only");
         self.check(offset, buf.len())?;
         self.io.reads.fetch_add(1, Ordering::Relaxed);
         self.io
@@ -365,6 +396,7 @@ impl Device {
         offset: u64,
         durable: bool,
     ) -> Result<PendingIo<'_>> {
+        debug_assert!(may_wait().is_ok(), "a device write inside memory_only");
         self.check(offset, buf.len())?;
         if self.is_poisoned() {
             return Err(Error::Poisoned {

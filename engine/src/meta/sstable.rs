@@ -683,6 +683,7 @@ fn verified(bytes: &[u8]) -> Option<&[u8]> {
 
 /// Reads `len` bytes at an unaligned `offset` through aligned reads.
 fn read_span(io: &dyn MetaIo, offset: u64, len: usize) -> Result<Vec<u8>> {
+    crate::device::may_wait()?;
     let start = offset & !(BLOCK_SIZE as u64 - 1);
     let end = align_up((offset + len as u64) as usize) as u64;
     let buf = io.read_at(AlignedBuf::new((end - start) as usize), start)?;

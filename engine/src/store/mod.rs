@@ -32,6 +32,7 @@ use crate::schema;
 pub(crate) use crate::schema::now_unix_ms;
 use crate::segment::{BufferPool, DataDevice, HeadState, SegmentClaims};
 
+pub use crate::device::memory_only;
 pub use crate::repair::{PassKind, PassStatus, RepairCounters, RepairStatus};
 use crate::schema::BucketRecord;
 pub use crate::schema::Versioning;

@@ -60,7 +60,11 @@ impl PartWriter {
     /// Appends `data` to the part. Blocks only on devices, never on the caller.
     ///
     /// Errors: [`Error::EntityTooLarge`] past 5 GiB; device errors.
+    ///
+    /// Inside [`memory_only`](crate::store::memory_only) it fails with
+    /// [`Error::WouldBlock`] and changes nothing.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        crate::device::may_wait()?;
         self.chunks.write(&self.store, data)
     }
 

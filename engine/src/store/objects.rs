@@ -542,14 +542,20 @@ impl ObjectWriter {
     /// Appends `data` to the object. Blocks only on devices (chunk writes), never on the caller.
     ///
     /// Errors: [`Error::EntityTooLarge`] past 5 TiB; device errors.
+    ///
+    /// Inside [`memory_only`](crate::store::memory_only), a write that stays within the
+    /// inline threshold is buffered; one that would write chunks fails with
+    /// [`Error::WouldBlock`] and changes nothing.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         if let Some(chunks) = &mut self.chunks {
+            crate::device::may_wait()?;
             return chunks.write(&self.store, data);
         }
         if (self.head.len() + data.len()) as u64 <= self.threshold {
             self.head.extend_from_slice(data);
             return Ok(());
         }
+        crate::device::may_wait()?;
         let mut chunks = ChunkWriter::new(new_object_id(), MAX_OBJECT_BYTES, self.protection);
         chunks.write(&self.store, &std::mem::take(&mut self.head))?;
         chunks.write(&self.store, data)?;
@@ -918,6 +924,8 @@ impl Store {
                 _epoch: epoch,
             });
         }
+        // Chunks are read from the HDDs: not inside `memory_only`.
+        crate::device::may_wait()?;
         let mut chunks = Vec::new();
         let mut logical = 0u64;
         for run in &record.runs {
@@ -1147,6 +1155,17 @@ impl ObjectReader {
     /// hold no chunk buffer).
     pub fn is_inline(&self) -> bool {
         self.inline.is_some()
+    }
+
+    /// Whether the rest of the range is in memory (the object is inline, or the rest lies in
+    /// the chunk already read): reading it then waits for no device.
+    pub fn rest_in_memory(&self) -> bool {
+        if self.inline.is_some() || self.pos >= self.end {
+            return true;
+        }
+        self.current
+            .as_ref()
+            .is_some_and(|(_, at, to)| (to - at) as u64 >= self.end - self.pos)
     }
 
     fn unreadable(&self, detail: String) -> io::Error {

@@ -34,7 +34,9 @@ pub const WRITE_BATCH_BYTES: usize = 4 * FRAME_BYTES;
 
 /// Where a verified body goes: the engine's push-mode writers.
 pub trait BodySink: Send + 'static {
-    /// Appends decoded bytes (runs on the blocking pool; waits only on devices).
+    /// Appends decoded bytes (runs on the blocking pool; waits only on devices). Tried first
+    /// inside [`hoard::store::memory_only`]: a sink that would wait for a device fails then
+    /// with [`hoard::Error::WouldBlock`], having changed nothing.
     fn write(&mut self, data: &[u8]) -> hoard::Result<()>;
     /// Records the flexible checksum the body verified.
     fn set_verified_checksum(&mut self, algorithm: &str, base64: &str);
@@ -386,6 +388,15 @@ impl<S: BodySink> BatchWriter<S> {
             .sink
             .take()
             .expect("the sink is back from its last write");
+        // Buffered in memory (a small object's bytes): no thread hop.
+        match hoard::store::memory_only(|| s.write(&data)) {
+            Err(hoard::Error::WouldBlock) => {}
+            Ok(()) => {
+                self.sink = Some(s);
+                return Ok(());
+            }
+            Err(e) => return Err(S3Error::from(e)),
+        }
         self.job = Some(tokio::task::spawn_blocking(move || {
             let result = s.write(&data);
             drop(hold);

@@ -29,7 +29,7 @@ use axum::response::Response;
 use crate::auth::access;
 use crate::auth::policy::RequestContext;
 use crate::auth::{self, RequestView};
-use crate::engine::blocking;
+use crate::engine::memory_first;
 use crate::error::S3Result;
 use crate::protocol::headers;
 use crate::protocol::{Endpoint, Target};
@@ -285,7 +285,7 @@ async fn authorize(
     }
     let store = ctx.state.store.clone();
     let name = bucket.clone();
-    let (info, attributes) = blocking(move || store.bucket_attributes(&name)).await?;
+    let (info, attributes) = memory_first(move || store.bucket_attributes(&name)).await?;
     let owner = ctx
         .state
         .credentials
@@ -458,7 +458,7 @@ async fn load_policy_inputs(ctx: &mut Ctx, policy: &auth::policy::Policy) -> S3R
     };
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let headers = blocking(
+    let headers = memory_first(
         move || match store.head_object_version(&bucket, &key, version) {
             Ok(info) => Ok(Some(info.headers)),
             Err(hoard::Error::NoSuchKey { .. } | hoard::Error::DeleteMarker { .. }) => Ok(None),

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use hoard::store::{ByteRange, ObjectInfo, PutOptions, WriteCondition};
 
 use crate::body::pump::{AccountBudget, Frame, RateFloor, MAX_FRAME_BYTES};
-use crate::engine::blocking;
-use crate::error::S3Result;
+use crate::engine::{blocking, memory_first};
+use crate::error::{S3Error, S3Result};
 use crate::protocol::dates::http_date;
 use crate::request::{Ctx, MAX_PUT_BYTES, STORED_HEADERS};
 use crate::response::{bad_header, stored_response, with_checksums, xml_response};
@@ -41,7 +41,7 @@ pub(super) async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let _permit = ctx.stream_permit_for_body().await?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
-    let writer = blocking(move || store.begin_put(&bucket, &key, opts)).await?;
+    let writer = memory_first(move || store.begin_put(&bucket, &key, opts.clone())).await?;
     let writer = ctx.stream_body_into(writer, MAX_PUT_BYTES).await?;
     let info = blocking(move || writer.finish()).await?;
     let mut response = stored_response(&info.etag, &info.checksums)?;
@@ -225,7 +225,7 @@ pub(super) fn check_write_condition(
             return Ok(());
         };
         let k = key.clone();
-        let current = blocking(move || match store.head_object(&bucket, &k) {
+        let current = memory_first(move || match store.head_object(&bucket, &k) {
             Ok(info) => Ok(Some(info.etag)),
             Err(hoard::Error::NoSuchKey { .. } | hoard::Error::DeleteMarker { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -374,8 +374,10 @@ pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         } else {
             None
         };
+        // An inline object opens from memory on this thread; others read their first chunk
+        // on a blocking thread.
         let reader =
-            blocking(move || store.get_object_version(&bucket, &key, version, range)).await?;
+            memory_first(move || store.get_object_version(&bucket, &key, version, range)).await?;
         // The same version as the record that sized the part (an unversioned overwrite keeps
         // the version ID `null`, so the ETag and Last-Modified are compared too).
         let opened = reader.info();
@@ -477,14 +479,14 @@ pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
     let Some(reader) = reader.filter(|_| start < end) else {
         return resp.body(Body::empty()).map_err(bad_header);
     };
-    let mut response = resp
-        .body(Body::from_stream(stream_object(
-            reader,
-            ctx.state.config.rate_floor(),
-            permit,
-            ctx.state.buffers.for_account(&ctx.share_account()),
-        )))
-        .map_err(bad_header)?;
+    let budget = ctx.state.buffers.for_account(&ctx.share_account());
+    let floor = ctx.state.config.rate_floor();
+    let body = if reader.rest_in_memory() && end - start <= MAX_FRAME_BYTES as u64 {
+        in_memory_body(reader, floor, permit, budget).await?
+    } else {
+        Body::from_stream(stream_object(reader, floor, permit, budget))
+    };
+    let mut response = resp.body(body).map_err(bad_header)?;
     response.extensions_mut().insert(crate::qos::BytesCharged);
     Ok(response)
 }
@@ -571,6 +573,61 @@ fn stream_object(
         }
     });
     FrameStream(rx)
+}
+
+/// The body of an object whose bytes to send are in memory already (inline, or within the
+/// chunk the open read): one frame, built on this thread, holding its room in the account's
+/// buffer budget and the stream permit until it is sent.
+async fn in_memory_body(
+    mut reader: hoard::store::ObjectReader,
+    floor: RateFloor,
+    permit: Option<Permit>,
+    budget: AccountBudget,
+) -> S3Result<Body> {
+    let (start, end) = reader.range();
+    let len = (end - start) as usize;
+    let room = budget
+        .reserve(len, floor.allowance().unwrap_or_default())
+        .await?;
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match hoard::store::memory_only(|| reader.read(&mut buf[filled..])) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) => return Err(S3Error::from(hoard::Error::Body(e))),
+        }
+    }
+    debug_assert_eq!(filled, len, "an object's in-memory rest ends early");
+    buf.truncate(filled);
+    let frame = Frame::new(Bytes::from(buf), room);
+    Ok(Body::from_stream(OneFrame {
+        frame,
+        sent: false,
+        _permit: permit,
+    }))
+}
+
+/// One frame as a `Stream` of body frames; its room and the permit are released when the
+/// body is dropped, once it is sent.
+struct OneFrame {
+    frame: Frame,
+    sent: bool,
+    _permit: Option<Permit>,
+}
+
+impl futures_util::Stream for OneFrame {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        if std::mem::replace(&mut self.sent, true) {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::Poll::Ready(Some(Ok(self.frame.bytes.clone())))
+    }
 }
 
 /// The receiving end of a frame channel as a `Stream` of body frames.
