@@ -148,7 +148,16 @@ fn stage_seconds(metrics_url: Option<&str>) -> BTreeMap<String, f64> {
     let Some(url) = metrics_url else { return out };
     // An admin request, signed in the Authorization header (curl signs it).
     let user = format!("{}:{}", s3_server::ACCESS_KEY, s3_server::SECRET_KEY);
-    let signed = ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", &user];
+    let empty_sha256 =
+        "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let signed = [
+        "--aws-sigv4",
+        "aws:amz:us-east-1:s3",
+        "--user",
+        &user,
+        "-H",
+        empty_sha256,
+    ];
     let Ok(o) = Command::new("curl")
         .arg("-sf")
         .args(signed)

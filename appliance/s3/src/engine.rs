@@ -6,14 +6,41 @@
 //!
 //! Must not import anything of this crate but `error`.
 
+use std::cell::Cell;
+
 use crate::error::{S3Error, S3Result};
 use crate::s3_error;
+
+tokio::task_local! {
+    /// Nanoseconds the current request has spent in engine calls (see [`timed`]).
+    static ENGINE_NANOS: Cell<u64>;
+}
+
+/// Runs `f` (a request) counting the time its engine calls take ([`engine_nanos`]).
+pub async fn timed<F: std::future::Future>(f: F) -> F::Output {
+    ENGINE_NANOS.scope(Cell::new(0), f).await
+}
+
+/// Nanoseconds the current request (inside [`timed`]) has spent in engine calls so far; 0
+/// outside one.
+pub fn engine_nanos() -> u64 {
+    ENGINE_NANOS.try_with(|n| n.get()).unwrap_or(0)
+}
+
+/// Adds the time since `started` to the current request's engine time.
+fn charge(started: std::time::Instant) {
+    let nanos = started.elapsed().as_nanos() as u64;
+    let _ = ENGINE_NANOS.try_with(|n| n.set(n.get() + nanos));
+}
 
 /// Runs an engine call on a blocking thread.
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> hoard::Result<T> + Send + 'static,
 ) -> S3Result<T> {
-    match tokio::task::spawn_blocking(f).await {
+    let started = std::time::Instant::now();
+    let done = tokio::task::spawn_blocking(f).await;
+    charge(started);
+    match done {
         Ok(r) => r.map_err(S3Error::from),
         Err(e) => Err(s3_error!(
             InternalError,
@@ -29,7 +56,10 @@ pub async fn blocking<T: Send + 'static>(
 pub async fn memory_first<T: Send + 'static>(
     f: impl Fn() -> hoard::Result<T> + Send + 'static,
 ) -> S3Result<T> {
-    match hoard::store::memory_only(&f) {
+    let started = std::time::Instant::now();
+    let first = hoard::store::memory_only(&f);
+    charge(started);
+    match first {
         Err(hoard::Error::WouldBlock) => blocking(f).await,
         r => r.map_err(S3Error::from),
     }
@@ -39,7 +69,10 @@ pub async fn memory_first<T: Send + 'static>(
 pub async fn blocking_s3<T: Send + 'static>(
     f: impl FnOnce() -> S3Result<T> + Send + 'static,
 ) -> S3Result<T> {
-    match tokio::task::spawn_blocking(f).await {
+    let started = std::time::Instant::now();
+    let done = tokio::task::spawn_blocking(f).await;
+    charge(started);
+    match done {
         Ok(r) => r,
         Err(e) => Err(s3_error!(
             InternalError,

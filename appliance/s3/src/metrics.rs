@@ -10,10 +10,13 @@
 //! - per data drive (`slot`, `device`): reads, writes and their bytes, read errors, state;
 //! - metadata: batches, flushes, bytes applied, flushed and compacted (compaction);
 //! - memory: the profile's budget, the process's resident size, the store's own uses;
-//! - space: raw, free and live bytes of the pool; garbage collection bytes written.
+//! - space: raw, free and live bytes of the pool; garbage collection bytes written;
+//! - `hoard_request_stage_seconds_total{stage}`: the server time of requests by stage
+//!   ([`Stage`]), so what each stage costs per request is the counter's rate over the
+//!   request rate (the `s3_requests` benchmark prints it).
 //!
-//! Must not import `state`, `request`, `ops` or `server`: callers hand it the store and the
-//! server's gauges.
+//! Must not import `state`, `request`, `ops` or `server`: callers hand it the store, the
+//! server's gauges and each request's [`StageClock`].
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -55,7 +58,94 @@ struct UseLabel {
     r#use: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabel {
+    stage: &'static str,
+}
+
 type U64Gauge = Gauge<u64, std::sync::atomic::AtomicU64>;
+type SecondsCounter = Counter<f64, std::sync::atomic::AtomicU64>;
+
+/// The stages of a request's time in the server, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading the target and query, routing.
+    Parse,
+    /// Verifying the signature (SigV4, SigV2, presigned) and looking up the key.
+    Authentication,
+    /// Taking a request permit from the caller's share.
+    Admission,
+    /// Bucket access settings, ACLs and the bucket policy decided (engine reads apart).
+    Authorization,
+    /// Header checks and the QoS limits.
+    Qos,
+    /// The operation's own work outside the engine (body, headers, XML).
+    Handler,
+    /// Engine calls: on the async thread from memory, or the wait for a blocking thread.
+    Engine,
+    /// Metrics, usage and the answer's error document, after the operation.
+    Record,
+}
+
+impl Stage {
+    const ALL: [Stage; 8] = [
+        Stage::Parse,
+        Stage::Authentication,
+        Stage::Admission,
+        Stage::Authorization,
+        Stage::Qos,
+        Stage::Handler,
+        Stage::Engine,
+        Stage::Record,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Parse => "parse",
+            Stage::Authentication => "authentication",
+            Stage::Admission => "admission",
+            Stage::Authorization => "authorization",
+            Stage::Qos => "qos",
+            Stage::Handler => "handler",
+            Stage::Engine => "engine",
+            Stage::Record => "record",
+        }
+    }
+}
+
+/// One request's time by [`Stage`]: each [`StageClock::lap`] charges the time since the last
+/// one to a stage, less what engine calls took meanwhile ([`crate::engine::engine_nanos`]),
+/// which is charged to [`Stage::Engine`].
+#[derive(Clone, Debug)]
+pub struct StageClock {
+    last: std::time::Instant,
+    engine_at_last: u64,
+    nanos: [u64; Stage::ALL.len()],
+}
+
+impl Default for StageClock {
+    fn default() -> Self {
+        StageClock {
+            last: std::time::Instant::now(),
+            engine_at_last: crate::engine::engine_nanos(),
+            nanos: [0; Stage::ALL.len()],
+        }
+    }
+}
+
+impl StageClock {
+    /// Charges the time since the last lap to `stage`.
+    pub fn lap(&mut self, stage: Stage) {
+        let now = std::time::Instant::now();
+        let engine = crate::engine::engine_nanos();
+        let engine_spent = engine.saturating_sub(self.engine_at_last);
+        let spent = now.duration_since(self.last).as_nanos() as u64;
+        self.nanos[stage as usize] += spent.saturating_sub(engine_spent);
+        self.nanos[Stage::Engine as usize] += engine_spent;
+        self.last = now;
+        self.engine_at_last = engine;
+    }
+}
 
 /// The registry and the metrics in it.
 pub struct Metrics {
@@ -74,6 +164,8 @@ pub struct Metrics {
     memory: Family<UseLabel, U64Gauge>,
     space: Family<UseLabel, U64Gauge>,
     gc_bytes: Counter,
+    stage_nanos: [std::sync::atomic::AtomicU64; Stage::ALL.len()],
+    stage_seconds: Family<StageLabel, SecondsCounter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -114,6 +206,8 @@ impl Metrics {
             memory: Family::default(),
             space: Family::default(),
             gc_bytes: Counter::default(),
+            stage_nanos: Default::default(),
+            stage_seconds: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -187,7 +281,21 @@ impl Metrics {
             "Bytes garbage collection wrote moving live needles",
             m.gc_bytes.clone(),
         );
+        r.register(
+            "hoard_request_stage_seconds",
+            "Server time of S3 requests by stage (parse, authentication, admission, authorization, qos, handler, engine, record)",
+            m.stage_seconds.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Adds one request's stage times (atomics only: no label lookup per request).
+    pub fn observe_stages(&self, clock: &StageClock) {
+        for (total, nanos) in self.stage_nanos.iter().zip(clock.nanos) {
+            if nanos > 0 {
+                total.fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }
 
     /// Records one answered request.
@@ -226,6 +334,16 @@ impl Metrics {
         let label = |u: &str| UseLabel {
             r#use: u.to_string(),
         };
+        for stage in Stage::ALL {
+            let nanos = self.stage_nanos[stage as usize].load(std::sync::atomic::Ordering::Relaxed);
+            let counter = self.stage_seconds.get_or_create(&StageLabel {
+                stage: stage.name(),
+            });
+            let behind = nanos as f64 / 1e9 - counter.get();
+            if behind > 0.0 {
+                counter.inc_by(behind);
+            }
+        }
         self.in_flight
             .get_or_create(&label("requests"))
             .set(gauges.requests_in_flight);

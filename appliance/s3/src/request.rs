@@ -44,6 +44,8 @@ pub struct RequestNote {
     pub bytes_in: u64,
     /// Whether the caller signed nothing.
     pub anonymous: bool,
+    /// Its server time so far, by stage.
+    pub stages: crate::metrics::StageClock,
 }
 
 impl RequestNote {

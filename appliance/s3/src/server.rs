@@ -175,7 +175,7 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let mut note = crate::request::RequestNote::default();
     // The request permit is taken once the caller is known (`ops::dispatch`), from its
     // account's share.
-    let result = ops::dispatch(state.clone(), req, &mut note).await;
+    let result = crate::engine::timed(ops::dispatch(state.clone(), req, &mut note)).await;
     let mut response = match result {
         Ok(r) => r,
         Err(e) => error_response(&e, &resource, &request_id, method == Method::HEAD),
@@ -233,6 +233,8 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
         headers.insert("x-amz-request-id", v);
     }
     headers.insert("server", HeaderValue::from_static("Hoard"));
+    note.stages.lap(crate::metrics::Stage::Record);
+    state.metrics.observe_stages(&note.stages);
     response
 }
 

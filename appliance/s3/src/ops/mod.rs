@@ -35,6 +35,7 @@ use crate::protocol::headers;
 use crate::protocol::{Endpoint, Target};
 pub use post_object::check_form;
 
+use crate::metrics::Stage;
 use crate::protocol::dates::now_secs;
 use crate::protocol::uri::parse_query;
 use crate::request::{parse_target, Ctx, PeerAddr, RequestNote};
@@ -89,6 +90,7 @@ pub async fn dispatch(
         )?),
     };
     note.bucket = bucket.clone();
+    note.stages.lap(Stage::Parse);
     let auth = match endpoint {
         // A preflight is never authenticated: a browser sends it before the request it asks
         // about, with that request's query (a presigned URL's signature too) but no credential.
@@ -104,6 +106,7 @@ pub async fn dispatch(
             auth::authenticate(&view, &state.credentials, &state.config.region, now_secs())?
         }
     };
+    note.stages.lap(Stage::Authentication);
     note.account = auth.account_id.clone();
     note.anonymous = auth.anonymous;
     // Held to the end of the request: each account (anonymous callers together) has its share
@@ -112,6 +115,7 @@ pub async fn dispatch(
         true => crate::qos::ANONYMOUS,
         false => &auth.account_id,
     })?;
+    note.stages.lap(Stage::Admission);
     let Some(endpoint) = endpoint else {
         note.operation = "Admin";
         return admin::dispatch(&state, &parts.method, &raw_path, &query, &auth, body).await;
@@ -144,6 +148,7 @@ pub async fn dispatch(
         return cors::preflight(ctx).await;
     }
     let cors = authorize(&mut ctx, peer).await?;
+    note.stages.lap(Stage::Authorization);
     headers::refuse_unimplemented(&ctx.headers).map_err(|e| e.with_headers(&cors))?;
     if ctx.auth.anonymous {
         // Anonymous callers' usage is the bucket owner's (S3 bills the owner); their rate
@@ -160,7 +165,10 @@ pub async fn dispatch(
         .admit(qos_account, qos_bucket, note.bytes_in)
         .map_err(|e| e.with_headers(&cors))?;
     let hide_missing = missing_keys_hidden(&ctx, peer);
-    match route(ctx).await {
+    note.stages.lap(Stage::Qos);
+    let routed = route(ctx).await;
+    note.stages.lap(Stage::Handler);
+    match routed {
         // S3: a caller who may not list the bucket learns nothing of which keys exist.
         Err(e) if hide_missing && e.code == "NoSuchKey" => Err(s3_error!(
             AccessDenied,
