@@ -65,6 +65,14 @@ pub async fn memory_first<T: Send + 'static>(
     }
 }
 
+/// Awaits an engine future (a staged commit's durability), its time charged to the engine.
+pub async fn wait<T>(f: impl std::future::Future<Output = hoard::Result<T>>) -> S3Result<T> {
+    let started = std::time::Instant::now();
+    let result = f.await;
+    charge(started);
+    result.map_err(S3Error::from)
+}
+
 /// Runs a blocking call that answers in S3 terms (the directory's changes) on a blocking thread.
 pub async fn blocking_s3<T: Send + 'static>(
     f: impl FnOnce() -> S3Result<T> + Send + 'static,

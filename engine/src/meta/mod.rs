@@ -107,8 +107,22 @@ struct CommitQueue {
     /// Staged batches' changes not yet visible to readers, by key: the newest staged batch
     /// that changes the key and the index of its last op on it (see [`MetaStore::get_staged`]).
     staged: HashMap<Vec<u8>, (u64, Arc<Batch>, usize)>,
+    /// The waiters of unsettled tickets, each on its own condition variable: a group's
+    /// leader wakes exactly the ones it settled, and one waiter of a ticket still queued to
+    /// lead the next group (no thundering herd of every waiter per frame).
+    sleepers: HashMap<u64, Arc<Condvar>>,
+    /// The async waiters of unsettled tickets ([`MetaStore::poll_settled`]), woken by the
+    /// leader that settles them; the committer thread leads for them.
+    wakers: HashMap<u64, std::task::Waker>,
+    /// Tickets whose waiter went away ([`MetaStore::abandon`]): their outcome is not kept.
+    abandoned: std::collections::HashSet<u64>,
     /// Set by [`MetaStore::close`]: later commits fail with [`Error::Closed`].
     closed: bool,
+}
+
+thread_local! {
+    /// This thread's condition variable for [`CommitQueue::sleepers`].
+    static SLEEPER: Arc<Condvar> = Arc::new(Condvar::new());
 }
 
 /// Counters for benchmarks and `hoard` logs.
@@ -170,6 +184,8 @@ pub struct MetaStore {
     writer: Mutex<Writer>,
     queue: Mutex<CommitQueue>,
     committed: Condvar,
+    /// Wakes the committer thread ([`MetaStore::serve_async_waiters`]).
+    work: Condvar,
     stats: Mutex<MetaStats>,
     maintenance: Mutex<Maintenance>,
 }
@@ -333,6 +349,7 @@ impl MetaStore {
             lsm,
             queue: Mutex::new(CommitQueue::default()),
             committed: Condvar::new(),
+            work: Condvar::new(),
             stats: Mutex::new(MetaStats::default()),
             maintenance: Mutex::new(maintenance),
         })
@@ -553,6 +570,13 @@ impl MetaStore {
             if let Some(result) = q.done.remove(&ticket.0) {
                 return result.map_err(|detail| Error::MetadataUnavailable { detail });
             }
+            if q.leader_active {
+                let cv = SLEEPER.with(|c| c.clone());
+                q.sleepers.insert(ticket.0, cv.clone());
+                cv.wait(&mut q);
+                q.sleepers.remove(&ticket.0);
+                continue;
+            }
             self.lead_or_wait(&mut q);
         }
     }
@@ -564,6 +588,67 @@ impl MetaStore {
         while q.settled <= ticket.0 {
             self.lead_or_wait(&mut q);
         }
+    }
+
+    /// Polls a staged batch's outcome from async code (see [`MetaStore::stage`]): `Ready`
+    /// once it is durable and visible (or failed); else the waker is woken when it settles.
+    /// The group commit is led for async waiters by the committer thread, which must be
+    /// running [`MetaStore::serve_async_waiters`] (the store starts it).
+    pub fn poll_settled(
+        &self,
+        ticket: Ticket,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        let mut q = self.queue.lock();
+        if let Some(result) = q.done.remove(&ticket.0) {
+            q.wakers.remove(&ticket.0);
+            return std::task::Poll::Ready(
+                result.map_err(|detail| Error::MetadataUnavailable { detail }),
+            );
+        }
+        q.wakers.insert(ticket.0, cx.waker().clone());
+        if !q.leader_active {
+            self.work.notify_one();
+        }
+        std::task::Poll::Pending
+    }
+
+    /// Forgets the outcome of a staged batch whose async waiter went away (the batch itself
+    /// still commits, or has).
+    pub fn abandon(&self, ticket: Ticket) {
+        let mut q = self.queue.lock();
+        q.wakers.remove(&ticket.0);
+        if q.done.remove(&ticket.0).is_none() && q.settled <= ticket.0 {
+            q.abandoned.insert(ticket.0);
+        }
+    }
+
+    /// The committer's turn: waits up to `idle` for async waiters with queued batches and no
+    /// leader, then leads groups while there are such. Returns so its caller can check
+    /// whether to go on.
+    pub fn serve_async_waiters(&self, idle: Duration) {
+        let mut q = self.queue.lock();
+        let needs_leader =
+            |q: &CommitQueue| !q.leader_active && !q.pending.is_empty() && !q.wakers.is_empty();
+        if !needs_leader(&q) {
+            self.work.wait_for(&mut q, idle);
+        }
+        while needs_leader(&q) {
+            self.lead_or_wait(&mut q);
+        }
+    }
+
+    /// Waits until every batch queued so far has settled. A caller that excludes stagers (the
+    /// store's namespace lock, held exclusively) so sees every staged change visible.
+    pub fn barrier(&self) {
+        let last = {
+            let q = self.queue.lock();
+            match q.next_ticket {
+                0 => return,
+                n => n - 1,
+            }
+        };
+        self.wait_settled(Ticket(last));
     }
 
     /// One turn of a waiter: writes the queued batches if no one is, else waits for the one
@@ -581,19 +666,19 @@ impl MetaStore {
             .into_iter()
             .map(|(queued, r)| {
                 let ok = r.is_ok();
-                q.done.insert(queued.ticket, r);
+                if !q.abandoned.remove(&queued.ticket) {
+                    q.done.insert(queued.ticket, r);
+                }
                 (queued.ticket, queued.batch, queued.on_settled, ok)
             })
             .collect();
         if let Some(detail) = failed {
             // Batches staged while the failed one was visible to stagers may build on it.
             for queued in std::mem::take(&mut q.pending) {
-                q.done.insert(
-                    queued.ticket,
-                    Err(format!(
-                        "an earlier batch this one may build on failed: {detail}"
-                    )),
-                );
+                if !q.abandoned.remove(&queued.ticket) {
+                    let why = format!("an earlier batch this one may build on failed: {detail}");
+                    q.done.insert(queued.ticket, Err(why));
+                }
                 settled.push((queued.ticket, queued.batch, queued.on_settled, false));
             }
         }
@@ -607,6 +692,7 @@ impl MetaStore {
                 }
             }
         }
+        let settled_tickets: Vec<u64> = settled.iter().map(|(t, ..)| *t).collect();
         if let Some((last, ..)) = settled.last() {
             debug_assert!(settled.windows(2).all(|w| w[0].0 < w[1].0));
             q.settled = last + 1;
@@ -623,7 +709,34 @@ impl MetaStore {
             });
         }
         q.leader_active = false;
+        let mut wake = Vec::new();
+        for ticket in settled_tickets {
+            if let Some(cv) = q.sleepers.remove(&ticket) {
+                cv.notify_one();
+            }
+            if let Some(w) = q.wakers.remove(&ticket) {
+                wake.push(w);
+            }
+        }
+        // The next group's leader: the waiter of the oldest ticket still queued, if one waits;
+        // else the committer, for async waiters.
+        let next = q
+            .pending
+            .iter()
+            .find_map(|p| q.sleepers.get(&p.ticket).cloned());
+        match next {
+            Some(cv) => {
+                cv.notify_one();
+            }
+            None if !q.pending.is_empty() => {
+                self.work.notify_one();
+            }
+            None => {}
+        }
         self.committed.notify_all();
+        if !wake.is_empty() {
+            MutexGuard::unlocked(q, || wake.into_iter().for_each(|w| w.wake()));
+        }
     }
 
     /// The value of `key` with the staged batches' changes (see [`MetaStore::stage`]): the

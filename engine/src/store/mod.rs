@@ -46,7 +46,8 @@ pub use multipart::{
     UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES, PART_CHECKSUMS_HEADER,
 };
 pub use objects::{
-    ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions, WriteCondition,
+    ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions, StagedPut,
+    WriteCondition,
 };
 pub use open::StoreOptions;
 pub use versions::{DeleteOutcome, VersionEntry, VersionId, VersionPage, VersionQuery};
@@ -251,6 +252,34 @@ impl Store {
         result
     }
 
+    /// The namespace lock held exclusively, once every staged commit has settled: writers
+    /// that stage a commit hold the lock shared only while they stage, so none is in flight
+    /// when this returns.
+    fn namespace_exclusive(&self) -> parking_lot::RwLockWriteGuard<'_, ()> {
+        let guard = self.inner.namespace.write();
+        self.inner.meta.barrier();
+        guard
+    }
+
+    /// Starts the committer thread: it leads the metadata group commit for async waiters
+    /// ([`StagedPut`]), who cannot lead it themselves. It holds the store weakly and ends
+    /// once the store is dropped.
+    fn start_committer(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("meta-commit".into())
+            .spawn(move || {
+                while let Some(inner) = weak.upgrade() {
+                    inner
+                        .meta
+                        .serve_async_waiters(std::time::Duration::from_millis(100));
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "the metadata committer thread did not start: async commits wait for the next synchronous one");
+        }
+    }
+
     /// Waits for a batch staged with [`Store::stage_with_space`], then as [`Store::commit`].
     fn wait_staged(&self, ticket: crate::meta::Ticket) -> Result<()> {
         let result = self.inner.meta.wait(ticket);
@@ -260,7 +289,7 @@ impl Store {
 
     /// After a commit: if a metadata SSD has failed since the metadata epoch was last
     /// advanced, advances it.
-    fn advance_epoch_after_failures(&self) {
+    pub(super) fn advance_epoch_after_failures(&self) {
         let failures = self.inner.meta.mirror_failures();
         if failures != *self.inner.epoch_failures.lock() {
             let mut seen = self.inner.epoch_failures.lock();
@@ -396,7 +425,7 @@ impl Store {
         validate_bucket_name(name)?;
         let protection = protection.unwrap_or(self.inner.config.default_protection);
         self.check_protection(protection)?;
-        let _ns = self.inner.namespace.write();
+        let _ns = self.namespace_exclusive();
         if let Some(existing) = self.inner.meta.get(&schema::bucket_key(name))? {
             let rec = BucketRecord::decode(&existing)?;
             return Err(Error::BucketAlreadyExists {
@@ -443,7 +472,7 @@ impl Store {
     /// Errors: [`Error::NoSuchBucket`]; [`Error::BucketNotEmpty`] if it holds objects, object
     /// versions (delete markers included) or multipart uploads.
     pub fn delete_bucket(&self, name: &str) -> Result<()> {
-        let _ns = self.inner.namespace.write();
+        let _ns = self.namespace_exclusive();
         self.bucket(name)?;
         let has_any = |prefix: Vec<u8>| -> Result<bool> {
             let mut found = false;

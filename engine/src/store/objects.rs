@@ -578,6 +578,48 @@ impl ObjectWriter {
     /// Errors: [`Error::BadDigest`] on a Content-MD5 mismatch; [`Error::NoSuchBucket`] if the
     /// bucket went away; device and metadata errors.
     pub fn finish(self) -> Result<ObjectInfo> {
+        let (store, info, ticket) = self.commit(false)?;
+        debug_assert!(ticket.is_none(), "finish waits for its commit");
+        drop(store);
+        Ok(info)
+    }
+
+    /// Whether [`ObjectWriter::finish_staged`] commits without waiting for a device on the
+    /// calling thread: the object is inline (or empty), its bucket unversioned, and the
+    /// record it replaces (if any) readable now. Run it inside
+    /// [`memory_only`](crate::store::memory_only) to learn whether that record is in memory.
+    ///
+    /// Errors: [`Error::NoSuchBucket`]; metadata errors ([`Error::WouldBlock`] inside
+    /// `memory_only` when the bucket's or the key's record is not in memory).
+    pub fn finishes_in_memory(&self) -> Result<bool> {
+        if self.chunks.is_some()
+            || self.store.bucket(&self.bucket)?.versioning != Versioning::Unversioned
+        {
+            return Ok(false);
+        }
+        self.store.latest_record(&self.bucket, &self.key)?;
+        Ok(true)
+    }
+
+    /// Commits as [`ObjectWriter::finish`] does, but stages the commit and returns a future
+    /// that resolves once it is durable, so async code need not hand a small object's put
+    /// to a blocking thread (the metadata committer thread leads the group commit). For a
+    /// writer [`ObjectWriter::finishes_in_memory`] says yes to; any other commits here,
+    /// waiting for its devices on this thread, and returns a ready future.
+    ///
+    /// Errors: as [`ObjectWriter::finish`], here or from the future.
+    pub fn finish_staged(self) -> Result<StagedPut> {
+        let (store, info, ticket) = self.commit(true)?;
+        Ok(StagedPut {
+            store,
+            ticket,
+            info: Some(info),
+        })
+    }
+
+    /// Builds the record and commits it: with `stage`, returns the ticket of a commit it
+    /// staged rather than waiting for it (see [`Store::stage_object`]).
+    fn commit(self, stage: bool) -> Result<(Store, ObjectInfo, Option<crate::meta::Ticket>)> {
         let ObjectWriter {
             store,
             bucket,
@@ -627,16 +669,32 @@ impl ObjectWriter {
         let inline_data = inline.then_some(&head[..]);
         let mut delta = store.space_delta();
         delta.add_runs(&record.runs, 1);
-        store.commit_object(
-            &bucket,
-            &key,
-            &mut record,
-            inline_data,
-            Batch::new(),
-            delta,
-            opts.condition.as_ref(),
-        )?;
-        Ok(ObjectInfo::from_record(&key, &record))
+        let condition = opts.condition.as_ref();
+        let ticket = match stage && _reservations.is_empty() {
+            true => store.stage_object(
+                &bucket,
+                &key,
+                &mut record,
+                inline_data,
+                Batch::new(),
+                delta,
+                condition,
+            )?,
+            false => {
+                store.commit_object(
+                    &bucket,
+                    &key,
+                    &mut record,
+                    inline_data,
+                    Batch::new(),
+                    delta,
+                    condition,
+                )?;
+                None
+            }
+        };
+        let info = ObjectInfo::from_record(&key, &record);
+        Ok((store, info, ticket))
     }
 }
 
@@ -793,26 +851,51 @@ impl Store {
         delta: crate::space::SpaceDelta,
         condition: Option<&WriteCondition>,
     ) -> Result<()> {
+        let staged =
+            self.stage_object(bucket, key, record, inline_data, extra, delta, condition)?;
+        match staged {
+            Some(ticket) => self.wait_staged(ticket),
+            None => Ok(()),
+        }
+    }
+
+    /// As [`Store::commit_object`], but returns without waiting for a commit it could stage
+    /// (an unversioned key's, with no `extra`): its ticket, to wait for; `None` when it
+    /// committed (and waited) itself.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn stage_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        record: &mut ObjectRecord,
+        inline_data: Option<&[u8]>,
+        extra: Batch,
+        delta: crate::space::SpaceDelta,
+        condition: Option<&WriteCondition>,
+    ) -> Result<Option<crate::meta::Ticket>> {
         let _ns = self.inner.namespace.read();
         let versioning = self.bucket(bucket)?.versioning;
         if versioning != Versioning::Unversioned || !extra.ops.is_empty() {
             let _key = self.key_lock(bucket, key);
-            return self.commit_version_locked(
-                bucket,
-                key,
-                versioning,
-                record,
-                inline_data,
-                extra,
-                delta,
-                condition,
-            );
+            return self
+                .commit_version_locked(
+                    bucket,
+                    key,
+                    versioning,
+                    record,
+                    inline_data,
+                    extra,
+                    delta,
+                    condition,
+                )
+                .map(|()| None);
         }
         // An unversioned key's new object replaces just its record and inline data: it is
         // staged under the key's lock, reading the key through the batches staged before it
         // (the condition is checked on the latest of them), and waited for outside it, so
-        // writers of one key share a durable write as writers of many do. The bucket cannot
-        // be deleted meanwhile (the namespace stays held).
+        // writers of one key share a durable write as writers of many do. Outside the
+        // namespace lock too: who takes it exclusively (bucket create and delete, repair
+        // commits) waits for the staged commits first (`Store::namespace_exclusive`).
         let ticket = {
             let stripe = self.key_lock_stripe(bucket, key);
             let mut held = self.inner.key_locks[stripe].lock();
@@ -829,7 +912,7 @@ impl Store {
             held.staged = Some(ticket);
             ticket
         };
-        self.wait_staged(ticket)
+        Ok(Some(ticket))
     }
 
     /// The object's metadata.
@@ -1104,6 +1187,44 @@ impl Store {
     pub(super) fn key_lock_stripe(&self, bucket: &str, key: &str) -> usize {
         let h = xxhash_rust::xxh3::xxh3_64(&schema::object_key(bucket, key)) as usize;
         h % self.inner.key_locks.len()
+    }
+}
+
+/// A put whose commit is staged ([`ObjectWriter::finish_staged`]): resolves to what
+/// HeadObject will answer once the commit is durable and visible. Dropped before that, the
+/// commit still happens; only its outcome is not waited for.
+pub struct StagedPut {
+    store: Store,
+    ticket: Option<crate::meta::Ticket>,
+    info: Option<ObjectInfo>,
+}
+
+impl std::future::Future for StagedPut {
+    type Output = Result<ObjectInfo>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if let Some(ticket) = self.ticket {
+            match self.store.inner.meta.poll_settled(ticket, cx) {
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+                std::task::Poll::Ready(result) => {
+                    self.ticket = None;
+                    self.store.advance_epoch_after_failures();
+                    result?;
+                }
+            }
+        }
+        std::task::Poll::Ready(Ok(self.info.take().expect("a StagedPut resolves once")))
+    }
+}
+
+impl Drop for StagedPut {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket {
+            self.store.inner.meta.abandon(ticket);
+        }
     }
 }
 

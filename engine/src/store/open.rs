@@ -104,6 +104,7 @@ impl Store {
         if freed > 0 {
             tracing::info!(segments = freed, "freed data segments no record references");
         }
+        store.start_committer();
         Ok(store)
     }
 }

@@ -1102,7 +1102,7 @@ impl Store {
             .iter()
             .map(|&s| self.inner.upload_locks[s].lock())
             .collect();
-        let _ns = self.inner.namespace.write();
+        let _ns = self.namespace_exclusive();
         let mut batch = Batch::new();
         let mut delta = self.space_delta();
         let (mut records, mut shards) = (0, 0);

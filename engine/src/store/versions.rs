@@ -169,7 +169,7 @@ impl Store {
                 "bucket {bucket}: versioning can be Enabled or Suspended, and a bucket never returns to unversioned"
             )));
         }
-        let _ns = self.inner.namespace.write();
+        let _ns = self.namespace_exclusive();
         let mut record = self.bucket(bucket)?;
         if record.versioning == state {
             return Ok(());

@@ -43,7 +43,12 @@ pub(super) async fn put_object(mut ctx: Ctx) -> S3Result<Response> {
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let writer = memory_first(move || store.begin_put(&bucket, &key, opts.clone())).await?;
     let writer = ctx.stream_body_into(writer, MAX_PUT_BYTES).await?;
-    let info = blocking(move || writer.finish()).await?;
+    // A small object of an unversioned bucket commits from this thread and waits for its
+    // durable write asynchronously; others on a blocking thread.
+    let info = match hoard::store::memory_only(|| writer.finishes_in_memory()) {
+        Ok(true) => crate::engine::wait(writer.finish_staged()?).await?,
+        _ => blocking(move || writer.finish()).await?,
+    };
     let mut response = stored_response(&info.etag, &info.checksums)?;
     add_expiration(&ctx, &info, response.headers_mut());
     ctx.add_version_header(info.version, response.headers_mut());
