@@ -37,6 +37,11 @@ pub trait MetaIo: Send + Sync {
     fn read_at(&self, buf: AlignedBuf, offset: u64) -> Result<AlignedBuf>;
     /// Writes every `(buffer, offset)` piece; durable (fdatasync) when it returns Ok.
     fn write_durable(&self, pieces: Vec<(AlignedBuf, u64)>) -> Result<()>;
+    /// A zeroed buffer of `len` bytes for a write (a WAL frame): a fresh one, or one kept
+    /// from an earlier write so frequent writes do not fault in new pages each time.
+    fn buffer(&self, len: usize) -> AlignedBuf {
+        AlignedBuf::new(len)
+    }
 }
 
 impl MetaIo for Device {
@@ -108,13 +113,14 @@ pub struct MirrorSet {
     copy_lock: RwLock<()>,
     /// Members that failed since the set was built.
     failures: std::sync::atomic::AtomicU64,
+    /// Buffers of finished writes kept for the next ones ([`MetaIo::buffer`]): a WAL frame
+    /// and its copies per member would otherwise be mapped, faulted in and unmapped each.
+    spares: parking_lot::Mutex<Vec<AlignedBuf>>,
 }
 
-fn copy_of(buf: &AlignedBuf) -> AlignedBuf {
-    let mut out = AlignedBuf::new(buf.len());
-    out.copy_from_slice(buf);
-    out
-}
+/// Buffers [`MirrorSet`] keeps for reuse, and the largest it keeps: a few frames' worth.
+const SPARE_BUFFERS: usize = 8;
+const SPARE_BUFFER_MAX_BYTES: usize = 4 << 20;
 
 impl MirrorSet {
     /// A mirror of `(slot, device, state)` members; writes into the `deferred` regions skip
@@ -143,6 +149,7 @@ impl MirrorSet {
                 .collect(),
             deferred,
             copy_lock: RwLock::new(()),
+            spares: parking_lot::Mutex::new(Vec::new()),
             failures: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -179,6 +186,42 @@ impl MirrorSet {
         m.state.lock().clone()
     }
 
+    /// A zeroed buffer of `len` bytes, kept from an earlier write when one is big enough.
+    fn spare(&self, len: usize) -> AlignedBuf {
+        let kept = {
+            let mut spares = self.spares.lock();
+            let fit = spares
+                .iter()
+                .position(|b| b.capacity() >= crate::device::align_up(len.max(1)));
+            fit.map(|i| spares.swap_remove(i))
+        };
+        match kept {
+            Some(mut buf) => {
+                buf.set_len(len.max(1));
+                buf.fill(0);
+                buf
+            }
+            None => AlignedBuf::new(len),
+        }
+    }
+
+    /// Keeps a finished write's buffer for [`MirrorSet::spare`], within the bounds.
+    fn keep(&self, buf: AlignedBuf) {
+        if buf.capacity() <= SPARE_BUFFER_MAX_BYTES {
+            let mut spares = self.spares.lock();
+            if spares.len() < SPARE_BUFFERS {
+                spares.push(buf);
+            }
+        }
+    }
+
+    /// A copy of `buf` for one member's write.
+    fn copy_of(&self, buf: &AlignedBuf) -> AlignedBuf {
+        let mut out = self.spare(buf.len());
+        out.copy_from_slice(buf);
+        out
+    }
+
     fn write_members(&self, pieces: &[(AlignedBuf, u64)], targets: &[&Member]) -> Vec<Result<()>> {
         let mut results: Vec<Result<()>> = targets.iter().map(|_| Ok(())).collect();
         if pieces.len() == 1 {
@@ -186,10 +229,10 @@ impl MirrorSet {
             let (buf, offset) = &pieces[0];
             let pending: Vec<_> = targets
                 .iter()
-                .map(|m| m.device.submit_write(copy_of(buf), *offset, true))
+                .map(|m| m.device.submit_write(self.copy_of(buf), *offset, true))
                 .collect();
             for (r, p) in results.iter_mut().zip(pending) {
-                *r = p.and_then(|p| p.wait().map(drop));
+                *r = p.and_then(|p| p.wait().map(|b| self.keep(b)));
             }
             return results;
         }
@@ -200,11 +243,11 @@ impl MirrorSet {
                     continue;
                 }
                 for (buf, offset) in window {
-                    pending.push((i, m.device.submit_write(copy_of(buf), *offset, false)));
+                    pending.push((i, m.device.submit_write(self.copy_of(buf), *offset, false)));
                 }
             }
             for (i, p) in pending {
-                if let Err(e) = p.and_then(|p| p.wait().map(drop)) {
+                if let Err(e) = p.and_then(|p| p.wait().map(|b| self.keep(b))) {
                     if results[i].is_ok() {
                         results[i] = Err(e);
                     }
@@ -336,6 +379,10 @@ impl MetaIo for MirrorSet {
         self.read_in_sync(buf, offset)
     }
 
+    fn buffer(&self, len: usize) -> AlignedBuf {
+        self.spare(len)
+    }
+
     /// Durable on every member that is in sync (or resilvering) when it returns Ok; a member
     /// that fails is marked failed. Errors only when no in-sync member took the write.
     fn write_durable(&self, pieces: Vec<(AlignedBuf, u64)>) -> Result<()> {
@@ -359,6 +406,9 @@ impl MetaIo for MirrorSet {
             .map(|m| self.state(m) == MemberState::InSync)
             .collect();
         let results = self.write_members(&pieces, &targets);
+        for (buf, _) in pieces {
+            self.keep(buf);
+        }
         let mut first_error = None;
         let mut durable = false;
         for ((m, result), in_sync) in targets.iter().zip(results).zip(in_sync) {

@@ -13,6 +13,14 @@
 //! ~40 us, so one writer commits ~10-20k batches/s; group commit puts every batch waiting while a
 //! frame is written into the next frame, so 64 writers share one fdatasync.
 //!
+//! Commits are queued in ticket order and written by whichever waiter leads the group (each
+//! waiter sleeps on its own condition variable; the leader wakes exactly those it settled and
+//! one to lead next). A batch can also be staged ([`MetaStore::stage`]): visible at once to
+//! [`MetaStore::get_staged`] (writers that serialise their read-modify-writes of a key, so the
+//! next one builds on it), to readers only once durable; waited for synchronously
+//! ([`MetaStore::wait`]) or from async code ([`MetaStore::poll_settled`], led by the store's
+//! committer thread through [`CommitSignal`]).
+//!
 //! Must not import `schema`, `volume`, `store` or `segment`: it stores opaque keys and values.
 
 pub mod codec;
@@ -118,6 +126,43 @@ struct CommitQueue {
     abandoned: std::collections::HashSet<u64>,
     /// Set by [`MetaStore::close`]: later commits fail with [`Error::Closed`].
     closed: bool,
+    /// Set when the store is dropped: the committer thread ends.
+    dropped: bool,
+}
+
+/// What the commit queue shares with the committer thread, which must not keep the store
+/// (its devices and their locks) alive while it waits.
+struct CommitShared {
+    queue: Mutex<CommitQueue>,
+    /// Woken when batches settle, for synchronous waiters.
+    committed: Condvar,
+    /// Wakes the committer thread ([`CommitSignal::wait_for_work`]).
+    work: Condvar,
+}
+
+/// The committer thread's view of the commit queue: it waits here, holding the store only
+/// weakly, until async waiters need a leader ([`MetaStore::serve_async_waiters`]).
+#[derive(Clone)]
+pub struct CommitSignal(Arc<CommitShared>);
+
+impl CommitSignal {
+    /// Waits up to `idle` for async waiters with queued batches and no leader. Returns
+    /// `None` once the store is dropped, else whether there is such work.
+    pub fn wait_for_work(&self, idle: Duration) -> Option<bool> {
+        let mut q = self.0.queue.lock();
+        if !q.dropped && !needs_async_leader(&q) {
+            self.0.work.wait_for(&mut q, idle);
+        }
+        match q.dropped {
+            true => None,
+            false => Some(needs_async_leader(&q)),
+        }
+    }
+}
+
+/// Whether async waiters have queued batches that no one is writing.
+fn needs_async_leader(q: &CommitQueue) -> bool {
+    !q.leader_active && !q.pending.is_empty() && !q.wakers.is_empty()
 }
 
 thread_local! {
@@ -182,10 +227,8 @@ pub struct MetaStore {
     layout: MetaLayout,
     lsm: Arc<Lsm>,
     writer: Mutex<Writer>,
-    queue: Mutex<CommitQueue>,
-    committed: Condvar,
-    /// Wakes the committer thread ([`MetaStore::serve_async_waiters`]).
-    work: Condvar,
+    /// The commit queue, shared with the committer thread ([`CommitSignal`]).
+    shared: Arc<CommitShared>,
     stats: Mutex<MetaStats>,
     maintenance: Mutex<Maintenance>,
 }
@@ -347,9 +390,11 @@ impl MetaStore {
             io,
             layout,
             lsm,
-            queue: Mutex::new(CommitQueue::default()),
-            committed: Condvar::new(),
-            work: Condvar::new(),
+            shared: Arc::new(CommitShared {
+                queue: Mutex::new(CommitQueue::default()),
+                committed: Condvar::new(),
+                work: Condvar::new(),
+            }),
             stats: Mutex::new(MetaStats::default()),
             maintenance: Mutex::new(maintenance),
         })
@@ -538,7 +583,7 @@ impl MetaStore {
             });
         }
         let batch = Arc::new(batch);
-        let mut q = self.queue.lock();
+        let mut q = self.shared.queue.lock();
         if q.closed {
             return Err(Error::Closed);
         }
@@ -565,7 +610,7 @@ impl MetaStore {
     ///
     /// Errors: as [`MetaStore::commit`].
     pub fn wait(&self, ticket: Ticket) -> Result<()> {
-        let mut q = self.queue.lock();
+        let mut q = self.shared.queue.lock();
         loop {
             if let Some(result) = q.done.remove(&ticket.0) {
                 return result.map_err(|detail| Error::MetadataUnavailable { detail });
@@ -584,7 +629,7 @@ impl MetaStore {
     /// Waits until `ticket` and every batch before it have settled (written or failed),
     /// without taking its outcome (that is its stager's).
     pub fn wait_settled(&self, ticket: Ticket) {
-        let mut q = self.queue.lock();
+        let mut q = self.shared.queue.lock();
         while q.settled <= ticket.0 {
             self.lead_or_wait(&mut q);
         }
@@ -599,7 +644,7 @@ impl MetaStore {
         ticket: Ticket,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<()>> {
-        let mut q = self.queue.lock();
+        let mut q = self.shared.queue.lock();
         if let Some(result) = q.done.remove(&ticket.0) {
             q.wakers.remove(&ticket.0);
             return std::task::Poll::Ready(
@@ -608,7 +653,7 @@ impl MetaStore {
         }
         q.wakers.insert(ticket.0, cx.waker().clone());
         if !q.leader_active {
-            self.work.notify_one();
+            self.shared.work.notify_one();
         }
         std::task::Poll::Pending
     }
@@ -616,33 +661,32 @@ impl MetaStore {
     /// Forgets the outcome of a staged batch whose async waiter went away (the batch itself
     /// still commits, or has).
     pub fn abandon(&self, ticket: Ticket) {
-        let mut q = self.queue.lock();
+        let mut q = self.shared.queue.lock();
         q.wakers.remove(&ticket.0);
         if q.done.remove(&ticket.0).is_none() && q.settled <= ticket.0 {
             q.abandoned.insert(ticket.0);
         }
     }
 
-    /// The committer's turn: waits up to `idle` for async waiters with queued batches and no
-    /// leader, then leads groups while there are such. Returns so its caller can check
-    /// whether to go on.
-    pub fn serve_async_waiters(&self, idle: Duration) {
-        let mut q = self.queue.lock();
-        let needs_leader =
-            |q: &CommitQueue| !q.leader_active && !q.pending.is_empty() && !q.wakers.is_empty();
-        if !needs_leader(&q) {
-            self.work.wait_for(&mut q, idle);
-        }
-        while needs_leader(&q) {
+    /// The committer's turn: leads groups while async waiters have queued batches and no
+    /// one writes them (see [`CommitSignal::wait_for_work`]).
+    pub fn serve_async_waiters(&self) {
+        let mut q = self.shared.queue.lock();
+        while needs_async_leader(&q) {
             self.lead_or_wait(&mut q);
         }
+    }
+
+    /// What the committer thread waits on.
+    pub fn commit_signal(&self) -> CommitSignal {
+        CommitSignal(self.shared.clone())
     }
 
     /// Waits until every batch queued so far has settled. A caller that excludes stagers (the
     /// store's namespace lock, held exclusively) so sees every staged change visible.
     pub fn barrier(&self) {
         let last = {
-            let q = self.queue.lock();
+            let q = self.shared.queue.lock();
             match q.next_ticket {
                 0 => return,
                 n => n - 1,
@@ -655,7 +699,7 @@ impl MetaStore {
     /// who is to finish.
     fn lead_or_wait(&self, q: &mut MutexGuard<'_, CommitQueue>) {
         if q.leader_active {
-            self.committed.wait(q);
+            self.shared.committed.wait(q);
             return;
         }
         q.leader_active = true;
@@ -729,11 +773,11 @@ impl MetaStore {
                 cv.notify_one();
             }
             None if !q.pending.is_empty() => {
-                self.work.notify_one();
+                self.shared.work.notify_one();
             }
             None => {}
         }
-        self.committed.notify_all();
+        self.shared.committed.notify_all();
         if !wake.is_empty() {
             MutexGuard::unlocked(q, || wake.into_iter().for_each(|w| w.wake()));
         }
@@ -745,7 +789,7 @@ impl MetaStore {
     /// Errors: as [`MetaStore::get`].
     pub fn get_staged(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         {
-            let q = self.queue.lock();
+            let q = self.shared.queue.lock();
             if let Some((_, batch, i)) = q.staged.get(key) {
                 return Ok(match &batch.ops[*i] {
                     Op::Put(_, v) => Some(v.clone()),
@@ -874,13 +918,13 @@ impl MetaStore {
     /// [`MetaStore::checkpoint`]) so the next open replays nothing. Calling it again only
     /// checkpoints again.
     pub fn close(&self) -> Result<()> {
-        self.queue.lock().closed = true;
+        self.shared.queue.lock().closed = true;
         self.checkpoint()
     }
 
     /// Whether [`MetaStore::close`] ran.
     pub fn is_closed(&self) -> bool {
-        self.queue.lock().closed
+        self.shared.queue.lock().closed
     }
 
     /// Flushes everything committed so far into tables (clean shutdown: the next open then
@@ -889,9 +933,9 @@ impl MetaStore {
     /// Errors: the flush's error.
     pub fn checkpoint(&self) -> Result<()> {
         // Hold leadership so no frame is written meanwhile.
-        let mut q = self.queue.lock();
+        let mut q = self.shared.queue.lock();
         while q.leader_active {
-            self.committed.wait(&mut q);
+            self.shared.committed.wait(&mut q);
         }
         q.leader_active = true;
         drop(q);
@@ -917,15 +961,17 @@ impl MetaStore {
             }
             Ok(())
         })();
-        let mut q = self.queue.lock();
+        let mut q = self.shared.queue.lock();
         q.leader_active = false;
-        self.committed.notify_all();
+        self.shared.committed.notify_all();
         result
     }
 }
 
 impl Drop for MetaStore {
     fn drop(&mut self) {
+        self.shared.queue.lock().dropped = true;
+        self.shared.work.notify_all();
         let mut m = self.maintenance.lock();
         self.lsm.stop_pacing();
         let _ = m.jobs.send(None);

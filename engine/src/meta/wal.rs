@@ -104,6 +104,22 @@ impl ReadWindow {
 
 /// Encodes batches into one frame at `lsn`; returns the 4 KiB-padded buffer.
 pub fn encode_frame(region: &WalRegion, lsn: u64, batches: &[&Batch]) -> AlignedBuf {
+    let payload: usize = batches.iter().map(|b| b.encoded_len()).sum();
+    encode_frame_into(
+        region,
+        lsn,
+        batches,
+        AlignedBuf::new(frame_bytes(payload) as usize),
+    )
+}
+
+/// As [`encode_frame`], into `buf` (zeroed, of the frame's size).
+pub fn encode_frame_into(
+    region: &WalRegion,
+    lsn: u64,
+    batches: &[&Batch],
+    mut buf: AlignedBuf,
+) -> AlignedBuf {
     let mut payload = Encoder::new();
     for batch in batches {
         payload.u32(batch.ops.len() as u32);
@@ -119,7 +135,7 @@ pub fn encode_frame(region: &WalRegion, lsn: u64, batches: &[&Batch]) -> Aligned
         }
     }
     let payload = payload.finish();
-    let mut buf = AlignedBuf::new(FRAME_HEADER_BYTES + payload.len());
+    debug_assert_eq!(buf.len(), align_up(FRAME_HEADER_BYTES + payload.len()));
     let h = &mut buf[..];
     h[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
     h[4..8].copy_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -187,7 +203,12 @@ impl WalWriter {
                 detail: "write-ahead log is full; checkpoint first".into(),
             });
         }
-        let frame = encode_frame(&self.region, self.tail_lsn, batches);
+        let frame = encode_frame_into(
+            &self.region,
+            self.tail_lsn,
+            batches,
+            device.buffer(bytes as usize),
+        );
         debug_assert_eq!(frame.len() as u64, bytes);
         self.region.write(device, self.tail_lsn, frame)?;
         self.tail_lsn += bytes;

@@ -24,7 +24,9 @@ use crate::device::{align_up, Device, PendingIo};
 
 /// The buffers, I/O tickets and counters of segment reads and writes: the device layer's, as
 /// the layers above meet them through a [`DataDevice`].
-pub use crate::device::{AlignedBuf, BufferPool, IoStats, IoTicket, PendingRead, PooledBuf};
+pub use crate::device::{
+    may_wait, memory_only, AlignedBuf, BufferPool, IoStats, IoTicket, PendingRead, PooledBuf,
+};
 /// Where the first segment of a data device starts, in bytes (below it: the superblock area,
 /// `engine/FORMAT.md`).
 pub const FIRST_SEGMENT_OFFSET_BYTES: u64 = RESERVED_BYTES;

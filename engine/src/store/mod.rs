@@ -32,10 +32,10 @@ use crate::schema;
 pub(crate) use crate::schema::now_unix_ms;
 use crate::segment::{BufferPool, DataDevice, HeadState, SegmentClaims};
 
-pub use crate::device::memory_only;
 pub use crate::repair::{PassKind, PassStatus, RepairCounters, RepairStatus};
 use crate::schema::BucketRecord;
 pub use crate::schema::Versioning;
+pub use crate::segment::memory_only;
 pub use crate::space::{DriveSpace, SegmentSpace, SpaceCheck, SpaceStatus};
 pub use copy::CopyOptions;
 pub use drives::{DataSlotStatus, DriveState};
@@ -86,7 +86,9 @@ pub struct BucketInfo {
 }
 
 /// An open store. Cheap to clone; all methods are thread-safe and blocking (call them from
-/// worker threads, not an async executor).
+/// worker threads, not an async executor), except inside [`memory_only`], where a call that
+/// would wait for a device fails with [`Error::WouldBlock`] instead, and the [`StagedPut`]
+/// future of [`ObjectWriter::finish_staged`].
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -262,17 +264,21 @@ impl Store {
     }
 
     /// Starts the committer thread: it leads the metadata group commit for async waiters
-    /// ([`StagedPut`]), who cannot lead it themselves. It holds the store weakly and ends
-    /// once the store is dropped.
+    /// ([`StagedPut`]), who cannot lead it themselves. It waits holding the store only weakly
+    /// and ends once the store is dropped.
     fn start_committer(&self) {
         let weak = Arc::downgrade(&self.inner);
+        let signal = self.inner.meta.commit_signal();
         let spawned = std::thread::Builder::new()
             .name("meta-commit".into())
             .spawn(move || {
-                while let Some(inner) = weak.upgrade() {
-                    inner
-                        .meta
-                        .serve_async_waiters(std::time::Duration::from_millis(100));
+                while let Some(work) = signal.wait_for_work(std::time::Duration::from_secs(1)) {
+                    // Held only while leading: a dropped store closes its devices at once.
+                    match (work, weak.upgrade()) {
+                        (true, Some(inner)) => inner.meta.serve_async_waiters(),
+                        (_, None) => return,
+                        (false, Some(_)) => {}
+                    }
                 }
             });
         if let Err(e) = spawned {

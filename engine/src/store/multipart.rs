@@ -64,7 +64,7 @@ impl PartWriter {
     /// Inside [`memory_only`](crate::store::memory_only) it fails with
     /// [`Error::WouldBlock`] and changes nothing.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
-        crate::device::may_wait()?;
+        crate::segment::may_wait()?;
         self.chunks.write(&self.store, data)
     }
 

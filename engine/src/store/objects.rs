@@ -548,14 +548,14 @@ impl ObjectWriter {
     /// [`Error::WouldBlock`] and changes nothing.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         if let Some(chunks) = &mut self.chunks {
-            crate::device::may_wait()?;
+            crate::segment::may_wait()?;
             return chunks.write(&self.store, data);
         }
         if (self.head.len() + data.len()) as u64 <= self.threshold {
             self.head.extend_from_slice(data);
             return Ok(());
         }
-        crate::device::may_wait()?;
+        crate::segment::may_wait()?;
         let mut chunks = ChunkWriter::new(new_object_id(), MAX_OBJECT_BYTES, self.protection);
         chunks.write(&self.store, &std::mem::take(&mut self.head))?;
         chunks.write(&self.store, data)?;
@@ -1008,7 +1008,7 @@ impl Store {
             });
         }
         // Chunks are read from the HDDs: not inside `memory_only`.
-        crate::device::may_wait()?;
+        crate::segment::may_wait()?;
         let mut chunks = Vec::new();
         let mut logical = 0u64;
         for run in &record.runs {
