@@ -25,7 +25,9 @@
 //! coordinated omission it is not: a closed loop of 32 connections), server CPU per request
 //! (/proc/PID/stat), the ratio to nginx's rate for the same test, and the server's time per
 //! request by stage (the `hoard_request_stage_seconds_total` counters of `/_hoard/metrics`,
-//! when the build has them). Not a timed test: developers run it and report the table.
+//! when the build has them: wall time, waits included, so a PUT's `engine` stage is mostly its
+//! group commit's fdatasync and a 64 KiB GET's `handler` its wait for a data stream permit).
+//! Not a timed test: developers run it and report the table.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -656,7 +658,7 @@ fn main() {
     );
     let _busy = BusyLoops::start();
     println!(
-        "{:<40} {:<24} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} stage µs/req",
+        "{:<40} {:<24} {:>8} {:>7} {:>7} {:>8} {:>8} {:>7} stage wall µs/req",
         "test", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "CPU µs", "÷nginx"
     );
     let mut reference: BTreeMap<&str, f64> = BTreeMap::new();

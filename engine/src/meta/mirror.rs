@@ -120,7 +120,7 @@ pub struct MirrorSet {
 
 /// Buffers [`MirrorSet`] keeps for reuse, and the largest it keeps: a few frames' worth.
 const SPARE_BUFFERS: usize = 8;
-const SPARE_BUFFER_MAX_BYTES: usize = 4 << 20;
+const SPARE_BUFFER_MAX_BYTES: usize = 1 << 20;
 
 impl MirrorSet {
     /// A mirror of `(slot, device, state)` members; writes into the `deferred` regions skip
