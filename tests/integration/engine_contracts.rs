@@ -633,6 +633,83 @@ fn writers_of_one_key_share_durable_writes_and_lose_nothing() {
     assert_eq!(read_all(&store, "bkt", "counter").unwrap(), b"100");
 }
 
+/// Small puts committed from async code (`ObjectWriter::finish_staged`): 64 in flight on one
+/// async thread all resolve through the committer thread, in shared durable writes; 8 whose
+/// futures are dropped at once still commit (a bucket creation, which waits for every staged
+/// commit, sees them); an object too big to be inline says it does not finish in memory; and
+/// all of it survives a crash.
+#[test]
+fn staged_puts_resolve_from_async_code_and_commit_even_when_abandoned() {
+    let mut rig = blank_rig(8 << 20, 16 << 20);
+    let store = rig.open(true).unwrap();
+    store.create_bucket("bkt", "o").unwrap();
+    let threshold = store.config().inline_threshold_bytes as usize;
+    let writer = |key: &str, data: &[u8]| {
+        let mut w = store.begin_put("bkt", key, PutOptions::default()).unwrap();
+        w.write(data).unwrap();
+        w
+    };
+    let big = writer("big", &pattern(1, threshold + 1));
+    assert!(
+        !big.finishes_in_memory().unwrap(),
+        "a chunked object needs its devices"
+    );
+    big.finish().unwrap();
+    let before = store.meta_stats();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let infos = runtime.block_on(async {
+        let staged: Vec<_> = (0..64u64)
+            .map(|i| {
+                let w = writer(&format!("k{i}"), &pattern(i, 100 + i as usize));
+                assert!(w.finishes_in_memory().unwrap());
+                w.finish_staged().unwrap()
+            })
+            .collect();
+        let mut infos = Vec::new();
+        for s in staged {
+            infos.push(s.await.unwrap());
+        }
+        infos
+    });
+    let after = store.meta_stats();
+    assert!(
+        after.frames - before.frames < 64,
+        "64 staged puts took {} durable writes",
+        after.frames - before.frames
+    );
+    for (i, info) in infos.iter().enumerate() {
+        assert_eq!(info.etag, md5_hex(&pattern(i as u64, 100 + i)));
+        assert_eq!(
+            read_all(&store, "bkt", &format!("k{i}")).unwrap(),
+            pattern(i as u64, 100 + i)
+        );
+    }
+    for i in 0..8u64 {
+        drop(
+            writer(&format!("gone{i}"), &pattern(100 + i, 50))
+                .finish_staged()
+                .unwrap(),
+        );
+    }
+    store.create_bucket("other", "o").unwrap();
+    for i in 0..8u64 {
+        assert_eq!(
+            read_all(&store, "bkt", &format!("gone{i}")).unwrap(),
+            pattern(100 + i, 50),
+            "an abandoned staged put was not committed"
+        );
+    }
+    let check = store.check_space().unwrap();
+    assert!(check.mismatches.is_empty(), "{:?}", check.mismatches);
+    drop(store);
+    rig.crash();
+    let store = rig.open(false).unwrap();
+    assert_eq!(read_all(&store, "bkt", "k63").unwrap(), pattern(63, 163));
+    assert_eq!(read_all(&store, "bkt", "gone7").unwrap(), pattern(107, 50));
+}
+
 /// A copy shares the source's chunks: copying a multi-chunk object writes nothing to the
 /// HDDs, the copy reads back after the source is deleted, live space counts the shared
 /// needles once per record, and once both are gone the space comes back.
