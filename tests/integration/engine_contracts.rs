@@ -634,8 +634,9 @@ fn writers_of_one_key_share_durable_writes_and_lose_nothing() {
 }
 
 /// Small puts committed from async code (`ObjectWriter::finish_staged`): 64 in flight on one
-/// async thread all resolve through the committer thread, in shared durable writes; 8 whose
-/// futures are dropped at once still commit (a bucket creation, which waits for every staged
+/// async thread all resolve through the committer thread, in shared durable writes; staged
+/// deletes of 8 of them (twice each) remove them; 8 puts whose futures are dropped at once
+/// still commit (a bucket creation, which waits for every staged
 /// commit, sees them); an object too big to be inline says it does not finish in memory; and
 /// all of it survives a crash.
 #[test]
@@ -685,6 +686,24 @@ fn staged_puts_resolve_from_async_code_and_commit_even_when_abandoned() {
             read_all(&store, "bkt", &format!("k{i}")).unwrap(),
             pattern(i as u64, 100 + i)
         );
+    }
+    // Deletes too: staged, awaited; a second delete of the same key answers once the first
+    // is durable.
+    runtime.block_on(async {
+        for i in 0..8 {
+            let key = format!("k{i}");
+            assert!(store.delete_finishes_in_memory("bkt", &key).unwrap());
+            let first = store.delete_object_staged("bkt", &key).unwrap();
+            let again = store.delete_object_staged("bkt", &key).unwrap();
+            first.await.unwrap();
+            again.await.unwrap();
+        }
+    });
+    for i in 0..8 {
+        assert!(matches!(
+            read_all(&store, "bkt", &format!("k{i}")),
+            Err(Error::NoSuchKey { .. })
+        ));
     }
     for i in 0..8u64 {
         drop(

@@ -46,7 +46,7 @@ pub use multipart::{
     UploadsPage, MAX_PART_NUMBER, MIN_PART_BYTES, PART_CHECKSUMS_HEADER,
 };
 pub use objects::{
-    ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions, StagedPut,
+    ByteRange, ChecksumCell, ObjectInfo, ObjectReader, ObjectWriter, PutOptions, Staged, StagedPut,
     WriteCondition,
 };
 pub use open::StoreOptions;

@@ -899,7 +899,7 @@ impl Store {
         let ticket = {
             let stripe = self.key_lock_stripe(bucket, key);
             let mut held = self.inner.key_locks[stripe].lock();
-            let (batch, delta) = self.version_batch_locked(
+            let prepared = self.version_batch_locked(
                 bucket,
                 key,
                 versioning,
@@ -907,7 +907,16 @@ impl Store {
                 inline_data,
                 delta,
                 condition,
-            )?;
+            );
+            let (batch, delta) = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    // A failed condition may have been read from staged batches: answered
+                    // only once they are durable.
+                    self.release_settled(held);
+                    return Err(e);
+                }
+            };
             let ticket = self.stage_with_space(batch, delta)?;
             held.staged = Some(ticket);
             ticket
@@ -1099,10 +1108,55 @@ impl Store {
         key: &str,
         condition: Option<&WriteCondition>,
     ) -> Result<DeleteOutcome> {
+        let (outcome, ticket) = self.stage_delete(bucket, key, condition)?;
+        if let Some(ticket) = ticket {
+            self.wait_staged(ticket)?;
+        }
+        Ok(outcome)
+    }
+
+    /// Whether [`Store::delete_object_staged`] commits without waiting for a device on the
+    /// calling thread: the bucket is unversioned and the key's record readable now (run it
+    /// inside [`memory_only`](crate::store::memory_only) to learn whether it is in memory).
+    ///
+    /// Errors: [`Error::NoSuchBucket`]; metadata errors ([`Error::WouldBlock`] inside
+    /// `memory_only`).
+    pub fn delete_finishes_in_memory(&self, bucket: &str, key: &str) -> Result<bool> {
+        if self.bucket(bucket)?.versioning != Versioning::Unversioned {
+            return Ok(false);
+        }
+        self.latest_record(bucket, key)?;
+        Ok(true)
+    }
+
+    /// Deletes an object as [`Store::delete_object`], but stages the commit and returns a
+    /// future that resolves once it is durable (see [`ObjectWriter::finish_staged`]): for a
+    /// key [`Store::delete_finishes_in_memory`] says yes to; any other commits here, waiting
+    /// on this thread, and returns a ready future.
+    ///
+    /// Errors: as [`Store::delete_object`], here or from the future.
+    pub fn delete_object_staged(&self, bucket: &str, key: &str) -> Result<Staged<DeleteOutcome>> {
+        let (outcome, ticket) = self.stage_delete(bucket, key, None)?;
+        Ok(Staged {
+            store: self.clone(),
+            ticket,
+            info: Some(outcome),
+        })
+    }
+
+    /// As [`Store::delete_object_if`], but an unversioned key's delete is staged under the
+    /// key's lock (as [`Store::stage_object`] stages a put) and its ticket returned, to wait
+    /// for; versioned deletes commit (and wait) here.
+    fn stage_delete(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: Option<&WriteCondition>,
+    ) -> Result<(DeleteOutcome, Option<crate::meta::Ticket>)> {
         let _ns = self.inner.namespace.read();
         let versioning = self.bucket(bucket)?.versioning;
-        let _key = self.key_lock(bucket, key);
         if versioning != Versioning::Unversioned {
+            let _key = self.key_lock(bucket, key);
             let mut marker = delete_marker_record();
             self.commit_version_locked(
                 bucket,
@@ -1114,17 +1168,26 @@ impl Store {
                 self.space_delta(),
                 condition,
             )?;
-            return Ok(DeleteOutcome {
+            let outcome = DeleteOutcome {
                 version: Some(VersionId::of(&marker)),
                 delete_marker: true,
-            });
+            };
+            return Ok((outcome, None));
         }
+        let stripe = self.key_lock_stripe(bucket, key);
+        let mut held = self.inner.key_locks[stripe].lock();
         let record = self.latest_record(bucket, key)?;
+        // An answer read from staged batches (no object, or a failed condition) is given
+        // only once they are durable.
         if let Some(c) = condition {
-            c.check(bucket, key, record.as_ref())?;
+            if let Err(e) = c.check(bucket, key, record.as_ref()) {
+                self.release_settled(held);
+                return Err(e);
+            }
         }
         let Some(record) = record else {
-            return Ok(DeleteOutcome::default());
+            self.release_settled(held);
+            return Ok((DeleteOutcome::default(), None));
         };
         let mut batch = Batch::new();
         batch.delete(schema::object_key(bucket, key));
@@ -1134,8 +1197,9 @@ impl Store {
         // One metadata commit: the HDDs are not touched; the space is reclaimed later.
         let mut delta = self.space_delta();
         delta.add_runs(&record.runs, -1);
-        self.commit_with_space(batch, &delta)?;
-        Ok(DeleteOutcome::default())
+        let ticket = self.stage_with_space(batch, delta)?;
+        held.staged = Some(ticket);
+        Ok((DeleteOutcome::default(), Some(ticket)))
     }
 
     /// Sets (`Some`) or removes (`None`) stored headers of one version of an object (the
@@ -1174,6 +1238,16 @@ impl Store {
         self.lock_stripe(self.key_lock_stripe(bucket, key))
     }
 
+    /// Releases a held stripe, then waits for the batches staged under it to settle: for an
+    /// answer read through them that commits nothing of its own.
+    fn release_settled(&self, held: super::KeyLock<'_>) {
+        let pending = held.staged;
+        drop(held);
+        if let Some(ticket) = pending {
+            self.inner.meta.wait_settled(ticket);
+        }
+    }
+
     /// Stripe `stripe` of the key locks, once every batch staged under it has settled.
     pub(super) fn lock_stripe(&self, stripe: usize) -> super::KeyLock<'_> {
         let mut held = self.inner.key_locks[stripe].lock();
@@ -1190,17 +1264,21 @@ impl Store {
     }
 }
 
-/// A put whose commit is staged ([`ObjectWriter::finish_staged`]): resolves to what
-/// HeadObject will answer once the commit is durable and visible. Dropped before that, the
-/// commit still happens; only its outcome is not waited for.
-pub struct StagedPut {
+/// A commit that is staged ([`ObjectWriter::finish_staged`],
+/// [`Store::delete_object_staged`]): resolves to its outcome once the commit is durable and
+/// visible. Dropped before that, the commit still happens; only its outcome is not waited
+/// for.
+pub struct Staged<T> {
     store: Store,
     ticket: Option<crate::meta::Ticket>,
-    info: Option<ObjectInfo>,
+    info: Option<T>,
 }
 
-impl std::future::Future for StagedPut {
-    type Output = Result<ObjectInfo>;
+/// A put whose commit is staged: resolves to what HeadObject will answer.
+pub type StagedPut = Staged<ObjectInfo>;
+
+impl<T: Unpin> std::future::Future for Staged<T> {
+    type Output = Result<T>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
@@ -1216,11 +1294,11 @@ impl std::future::Future for StagedPut {
                 }
             }
         }
-        std::task::Poll::Ready(Ok(self.info.take().expect("a StagedPut resolves once")))
+        std::task::Poll::Ready(Ok(self.info.take().expect("a staged commit resolves once")))
     }
 }
 
-impl Drop for StagedPut {
+impl<T> Drop for Staged<T> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket {
             self.store.inner.meta.abandon(ticket);

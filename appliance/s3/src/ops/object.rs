@@ -657,11 +657,21 @@ pub(super) async fn delete_object(ctx: Ctx) -> S3Result<Response> {
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let version = ctx.version_id()?;
-    let outcome = blocking(move || match version {
-        Some(v) => store.delete_object_version(&bucket, &key, v),
-        None => store.delete_object(&bucket, &key),
-    })
-    .await?;
+    // An unversioned key's delete commits from this thread and waits for its durable write
+    // asynchronously; others on a blocking thread.
+    let in_memory = version.is_none()
+        && hoard::store::memory_only(|| store.delete_finishes_in_memory(&bucket, &key))
+            .unwrap_or(false);
+    let outcome = match in_memory {
+        true => crate::engine::wait(store.delete_object_staged(&bucket, &key)?).await?,
+        false => {
+            blocking(move || match version {
+                Some(v) => store.delete_object_version(&bucket, &key, v),
+                None => store.delete_object(&bucket, &key),
+            })
+            .await?
+        }
+    };
     let mut resp = Response::builder()
         .status(StatusCode::NO_CONTENT)
         .body(Body::empty())
