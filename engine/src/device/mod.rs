@@ -37,8 +37,9 @@ thread_local! {
 /// read or write a device (a metadata block not in the block cache, an object that is not
 /// inline) fails with [`Error::WouldBlock`] before it submits any I/O. An async server runs
 /// its cheap calls (cache hits, inline objects) so on its own threads and only the rest on a
-/// blocking thread. Locks may still be waited for (briefly: none is held across an fsync on
-/// a read path).
+/// blocking thread. Locks may still be waited for: the store's namespace lock, which bucket
+/// creation and deletion and repair commits hold exclusively across one metadata commit, can
+/// so keep a caller waiting for one fsync.
 pub fn memory_only<T>(f: impl FnOnce() -> T) -> T {
     struct Restore(bool);
     impl Drop for Restore {
