@@ -324,36 +324,48 @@ def test_anonymous_slowloris_posts_leave_every_tenant_served(dos_server):
 
 def test_one_slow_tenant_takes_only_its_share_of_data_streams(dos_server):
     """Finding 3: 16 signed PUTs sending a byte per 10 s took every data stream; another
-    account's GET and PUT of 64 KiB answered 503. An account holds at most half of the
-    streams; another one is still served; the slow PUTs are cut with RequestTimeout."""
+    account's GET and PUT of 64 KiB answered 503. Streams are counted in the chunk buffers
+    they may hold (16 streams x 4 on the dev profile; a body of one chunk or less holds one):
+    an account holds at most half of them (8 large bodies, or 32 small ones), the last
+    quarter goes only to accounts holding little, another account is still served, and the
+    slow PUTs are cut with RequestTimeout."""
     server = dos_server
-    slow_id = admin(server, "create-account", "slow")["id"]
-    admin(server, "create-user", slow_id, "u")
-    k = admin(server, "create-key", slow_id, "u")
-    slow_key = (k["access_key"], k["secret_key"])
-    slow = s3(server, slow_key)
-    slow.create_bucket(Bucket="dos-slow")
-    body = b"s" * 100_000
-    req = AWSRequest(method="PUT", url=f"{server.endpoint}/dos-slow/big", data=body)
-    S3SigV4Auth(Credentials(*slow_key), "s3", "us-east-1").add_auth(req)
-    head = (f"PUT /dos-slow/big HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
-            + b"".join(f"{n}: {v}\r\n".encode() for n, v in req.headers.items())
-            + b"Content-Length: 100000\r\n\r\n")
+
+    def slow_tenant(name, bucket, length):
+        account = admin(server, "create-account", name)["id"]
+        admin(server, "create-user", account, "u")
+        k = admin(server, "create-key", account, "u")
+        key = (k["access_key"], k["secret_key"])
+        s3(server, key).create_bucket(Bucket=bucket)
+        req = AWSRequest(method="PUT", url=f"{server.endpoint}/{bucket}/big", data=b"s" * length)
+        S3SigV4Auth(Credentials(*key), "s3", "us-east-1").add_auth(req)
+        return (f"PUT /{bucket}/big HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode()
+                + b"".join(f"{n}: {v}\r\n".encode() for n, v in req.headers.items())
+                + f"Content-Length: {length}\r\n\r\n".encode())
+
+    large = slow_tenant("slow", "dos-slow", 8 << 20)
+    small = slow_tenant("slow-small", "dos-slow-small", 100_000)
     owner = s3(server, ROOT_KEY)
     owner.create_bucket(Bucket="dos-other")
     owner.put_object(Bucket="dos-other", Key="read-me", Body=b"r" * 65536)
-    socks = trickle(server, head, 16)
+    large_socks = trickle(server, large, 16)
+    time.sleep(0.5)
+    small_socks = trickle(server, small, 24)
     try:
         time.sleep(0.5)
         for i in range(4):
-            owner.put_object(Bucket="dos-other", Key=f"w{i}", Body=b"w" * 65536)
+            owner.put_object(Bucket="dos-other", Key=f"w{i}", Body=b"w" * (4 << 20))
             assert owner.get_object(Bucket="dos-other", Key="read-me")["Body"].read() == b"r" * 65536
-        got = answers(socks, IDLE_S + 6)
-        # Half of the 16 streams were theirs; the rest waited 2 s and were refused; every
-        # held one was cut once below the minimum rate.
-        assert sorted(got).count(503) == 8 and sorted(got).count(400) == 8, got
+        got = answers(large_socks + small_socks, IDLE_S + 6)
+        got_large, got_small = got[:16], got[16:]
+        # 8 large bodies (4 buffers each) are half of the 64 buffers; the rest waited 2 s
+        # and were refused. The small tenant took 16 more, down to the reserve of 16 that
+        # only accounts holding at most 4 may use. Every held one was cut once below the
+        # minimum rate.
+        assert got_large.count(503) == 8 and got_large.count(400) == 8, got_large
+        assert got_small.count(503) == 8 and got_small.count(400) == 16, got_small
     finally:
-        for s in socks:
+        for s in large_socks + small_socks:
             s.close()
 
 

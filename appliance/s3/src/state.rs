@@ -31,8 +31,14 @@ pub struct S3Config {
     /// Requests handled at once; beyond, `503 SlowDown`.
     pub max_requests: usize,
     /// Data streams at once (request bodies written to the HDDs, GETs read from them), each
-    /// holding up to `chunks_in_flight_per_stream` chunk buffers; beyond, `503 SlowDown`.
+    /// holding up to `chunks_per_stream` chunk buffers; beyond, `503 SlowDown`. A stream of
+    /// fewer bytes than that many chunks counts as the chunks it needs (at least one), so
+    /// small objects are admitted that many times more often ([`Admission::stream`]).
     pub max_streams: usize,
+    /// Chunk writes (or read-aheads) one stream keeps in flight: the units of a stream permit.
+    pub chunks_per_stream: usize,
+    /// Bytes of one chunk.
+    pub chunk_bytes: u64,
     /// Memory for the body frames the server holds (see `body::pump::BufferBudget`).
     pub request_buffer_bytes: u64,
     /// Time allowed to send the request line and headers.
@@ -55,6 +61,8 @@ impl S3Config {
     /// and data streams at once, body memory, the idle timeout.
     pub fn with_limits_of(mut self, engine: &hoard::EngineConfig) -> Self {
         self.max_streams = engine.max_data_streams as usize;
+        self.chunks_per_stream = engine.chunks_in_flight_per_stream as usize;
+        self.chunk_bytes = engine.chunk_size_bytes;
         self.max_requests = engine.max_requests as usize;
         self.request_buffer_bytes = engine.request_buffer_bytes;
         self.idle_timeout = Duration::from_millis(engine.request_idle_timeout_ms);
@@ -77,6 +85,8 @@ impl Default for S3Config {
             min_rate_bytes_per_s: 4096,
             max_requests: 256,
             max_streams: 16,
+            chunks_per_stream: 4,
+            chunk_bytes: 1 << 20,
             request_buffer_bytes: 32 << 20,
             header_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
@@ -161,7 +171,10 @@ impl AppState {
 #[derive(Debug)]
 pub struct Admission {
     requests: Arc<FairShare>,
+    /// In chunk buffers: `max_streams x chunks_per_stream` of them.
     streams: Arc<FairShare>,
+    chunks_per_stream: usize,
+    chunk_bytes: u64,
 }
 
 /// Longest a request waits for a data-stream permit before `503 SlowDown`.
@@ -172,9 +185,15 @@ pub type Permit = SharePermit;
 
 impl Admission {
     fn new(config: &S3Config) -> Self {
+        let chunks_per_stream = config.chunks_per_stream.max(1);
         Admission {
             requests: Arc::new(FairShare::new("requests", config.max_requests)),
-            streams: Arc::new(FairShare::new("data streams", config.max_streams)),
+            streams: Arc::new(FairShare::new(
+                "data stream chunk buffers",
+                config.max_streams.max(1) * chunks_per_stream,
+            )),
+            chunks_per_stream,
+            chunk_bytes: config.chunk_bytes.max(1),
         }
     }
 
@@ -182,21 +201,29 @@ impl Admission {
     ///
     /// Errors: SlowDown (503) when `max_requests` are running, or the account holds its share.
     pub fn request(&self, account: &str) -> S3Result<Permit> {
-        self.requests.try_take(account)
+        self.requests.try_take(account, 1)
     }
 
     /// A data-stream permit (a body written to or an object read from the HDDs) for
-    /// `account`, waiting up to [`STREAM_QUEUE_WAIT`] for one to free.
+    /// `account`, waiting up to [`STREAM_QUEUE_WAIT`] for one to free. `bytes` is the
+    /// stream's length where known: a stream holds the chunk buffers it can use, one per
+    /// chunk of `bytes` up to `chunks_per_stream` (all of them when the length is unknown),
+    /// so 64 KiB PUTs and GETs are admitted `chunks_per_stream` times as often as large ones
+    /// while the chunk buffers large streams may hold stay as bounded as before.
     ///
     /// Errors: SlowDown (503) when none frees that long.
-    pub async fn stream(&self, account: &str) -> S3Result<Permit> {
+    pub async fn stream(&self, account: &str, bytes: Option<u64>) -> S3Result<Permit> {
+        let units = match bytes {
+            Some(n) => (n.div_ceil(self.chunk_bytes) as usize).clamp(1, self.chunks_per_stream),
+            None => self.chunks_per_stream,
+        };
         let deadline = tokio::time::Instant::now() + STREAM_QUEUE_WAIT;
         loop {
             // Registered before trying, so a permit freed in between wakes this waiter.
             let freed = self.streams.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            match self.streams.try_take(account) {
+            match self.streams.try_take(account, units) {
                 Ok(p) => return Ok(p),
                 Err(e) => {
                     if tokio::time::timeout_at(deadline, freed).await.is_err() {
@@ -214,17 +241,19 @@ impl Admission {
 
     /// Data streams running now.
     pub fn streams_in_flight(&self) -> usize {
-        self.streams.held()
+        self.streams.permits()
     }
 }
 
-/// `capacity` permits shared among accounts, anonymous callers being one more account, so
-/// that no account, and no crowd of anonymous clients, can take them all:
+/// `capacity` units shared among accounts, anonymous callers being one more account, so
+/// that no account, and no crowd of anonymous clients, can take them all. A permit holds one
+/// or more units (a request one; a data stream the chunk buffers it may use) and every rule
+/// counts units:
 ///
 /// - an account holds at most half of them (anonymous callers together a quarter);
-/// - the last quarter (the reserve) goes only to accounts holding fewer than a sixteenth
-///   (at least one), so an account that holds little always finds a permit while anyone
-///   who holds much is refused first.
+/// - the last quarter (the reserve) goes only to accounts that would then hold at most a
+///   sixteenth (at least one unit), so an account that holds little always finds a permit
+///   while anyone who holds much is refused first.
 ///
 /// Work-conserving otherwise: one busy tenant alone may use half the capacity. With
 /// `capacity` 256 requests: 128 per account, 64 anonymous, 64 in reserve for accounts holding
@@ -239,7 +268,10 @@ pub struct FairShare {
 
 #[derive(Debug, Default)]
 struct ShareState {
+    /// Units held.
     total: usize,
+    /// Permits held (each of one or more units).
+    permits: usize,
     by_account: std::collections::HashMap<String, usize>,
 }
 
@@ -267,26 +299,36 @@ impl FairShare {
         (self.capacity / 16).max(1)
     }
 
-    /// Permits held now.
+    /// Units held now.
     pub fn held(&self) -> usize {
         self.held.lock().total
     }
 
-    /// A permit for `account`, if the rules of [`FairShare`] allow one now.
+    /// Permits held now.
+    pub fn permits(&self) -> usize {
+        self.held.lock().permits
+    }
+
+    /// A permit of `units` (at least 1, at most the account's cap) for `account`, if the
+    /// rules of [`FairShare`] allow one now; the rules count units.
     ///
     /// Errors: SlowDown (503) naming what ran out.
-    pub fn try_take(self: &Arc<Self>, account: &str) -> S3Result<SharePermit> {
+    pub fn try_take(self: &Arc<Self>, account: &str, units: usize) -> S3Result<SharePermit> {
+        let units = units.clamp(1, self.cap(account));
         let mut s = self.held.lock();
         let mine = s.by_account.get(account).copied().unwrap_or(0);
         let free = self.capacity - s.total;
-        let refusal = if free == 0 {
-            Some(format!("all {} {} are in use", self.capacity, self.what))
-        } else if mine >= self.cap(account) {
+        let refusal = if free < units {
+            Some(format!(
+                "{} of the {} {} are in use",
+                s.total, self.capacity, self.what
+            ))
+        } else if mine + units > self.cap(account) {
             Some(format!(
                 "this account holds {mine} of the {} {}, its most",
                 self.capacity, self.what
             ))
-        } else if free <= self.reserve() && mine >= self.floor() {
+        } else if free < self.reserve() + units && mine + units > self.floor() {
             Some(format!(
                 "{free} of the {} {} are left, kept for callers holding fewer than {}",
                 self.capacity,
@@ -303,12 +345,14 @@ impl FairShare {
                 "please reduce your request rate: {why}"
             ));
         }
-        s.total += 1;
-        *s.by_account.entry(account.to_string()).or_default() += 1;
+        s.total += units;
+        s.permits += 1;
+        *s.by_account.entry(account.to_string()).or_default() += units;
         debug_assert!(s.total <= self.capacity);
         Ok(SharePermit {
             share: self.clone(),
             account: account.to_string(),
+            units,
         })
     }
 }
@@ -318,14 +362,16 @@ impl FairShare {
 pub struct SharePermit {
     share: Arc<FairShare>,
     account: String,
+    units: usize,
 }
 
 impl Drop for SharePermit {
     fn drop(&mut self) {
         let mut s = self.share.held.lock();
-        s.total -= 1;
+        s.total -= self.units;
+        s.permits -= 1;
         if let Some(n) = s.by_account.get_mut(&self.account) {
-            *n -= 1;
+            *n -= self.units;
             if *n == 0 {
                 s.by_account.remove(&self.account);
             }
@@ -343,24 +389,64 @@ mod tests {
     fn no_account_takes_every_permit() {
         let share = Arc::new(FairShare::new("requests", 16));
         let anon: Vec<_> = (0..4)
-            .map(|_| share.try_take(crate::qos::ANONYMOUS).unwrap())
+            .map(|_| share.try_take(crate::qos::ANONYMOUS, 1).unwrap())
             .collect();
-        assert!(share.try_take(crate::qos::ANONYMOUS).is_err(), "a quarter");
-        let big: Vec<_> = (0..8).map(|_| share.try_take("big").unwrap()).collect();
-        assert!(share.try_take("big").is_err(), "half");
+        assert!(share.try_take(crate::qos::ANONYMOUS, 1).is_err(), "a quarter");
+        let big: Vec<_> = (0..8).map(|_| share.try_take("big", 1).unwrap()).collect();
+        assert!(share.try_take("big", 1).is_err(), "half");
         // 12 held, 4 left = the reserve: only an account holding less than 1 gets one.
-        let small = share.try_take("small").unwrap();
-        assert!(share.try_take("small").is_err());
+        let small = share.try_take("small", 1).unwrap();
+        assert!(share.try_take("small", 1).is_err());
         let others: Vec<_> = ["c", "d", "e"]
             .iter()
-            .map(|a| share.try_take(a).unwrap())
+            .map(|a| share.try_take(a, 1).unwrap())
             .collect();
-        assert!(share.try_take("f").is_err(), "all 16 in use");
+        assert!(share.try_take("f", 1).is_err(), "all 16 in use");
         drop(big);
         assert_eq!(share.held(), 8);
         drop((anon, small, others));
         assert_eq!(share.held(), 0);
         assert!(share.held.lock().by_account.is_empty());
+    }
+
+    /// A permit of several units counts them against every rule; small ones fit where a
+    /// large one does not.
+    #[test]
+    fn permits_count_their_units() {
+        let share = Arc::new(FairShare::new("chunk buffers", 16));
+        let large = share.try_take("a", 4).unwrap();
+        let _large2 = share.try_take("a", 4).unwrap();
+        assert!(share.try_take("a", 4).is_err(), "8 of 8 units: a's half");
+        assert!(share.try_take("a", 1).is_err());
+        drop(large);
+        let small: Vec<_> = (0..4).map(|_| share.try_take("a", 1).unwrap()).collect();
+        assert_eq!((share.held(), share.permits()), (8, 5));
+        // More units than the cap are clamped to it: an anonymous stream takes at most 4.
+        let anon = share.try_take(crate::qos::ANONYMOUS, 100).unwrap();
+        assert_eq!(share.held(), 12);
+        // 4 left, the reserve: a 1-unit permit for an account holding none.
+        assert!(share.try_take("b", 2).is_err(), "the reserve is for small holders");
+        let _b = share.try_take("b", 1).unwrap();
+        drop((small, anon));
+        assert_eq!(share.held(), 5);
+    }
+
+    #[tokio::test]
+    async fn stream_permits_weigh_their_chunks() {
+        let config = S3Config {
+            max_streams: 4,
+            chunks_per_stream: 4,
+            chunk_bytes: 1 << 20,
+            ..S3Config::default()
+        };
+        let admission = Admission::new(&config);
+        let small = admission.stream("a", Some(64 << 10)).await.unwrap();
+        let two = admission.stream("a", Some((1 << 20) + 1)).await.unwrap();
+        let unknown = admission.stream("a", None).await.unwrap();
+        assert_eq!(admission.streams.held(), 1 + 2 + 4);
+        assert_eq!(admission.streams_in_flight(), 3);
+        drop((small, two, unknown));
+        assert_eq!(admission.streams.held(), 0);
     }
 }
 

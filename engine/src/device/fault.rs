@@ -20,6 +20,8 @@ use super::{Backend, IoDone, IoRequest, IoTicket, BLOCK_SIZE};
 struct State {
     volatile: Vec<u8>,
     durable: Vec<u8>,
+    /// Syncs (durable writes and Sync requests) so far.
+    syncs: u64,
     unsynced: Vec<(u64, Vec<u8>)>,
     fail_writes: bool,
     fail_reads: bool,
@@ -140,6 +142,7 @@ impl Backend for FaultBackend {
                 durable,
             } => {
                 let result = st.write(offset, &buf, durable);
+                st.syncs += u64::from(durable);
                 IoDone {
                     completed_at: std::time::Instant::now(),
                     buf: Some(buf),
@@ -153,6 +156,7 @@ impl Backend for FaultBackend {
                     st.sync();
                     Ok(())
                 };
+                st.syncs += 1;
                 IoDone {
                     buf: None,
                     result,
@@ -165,6 +169,10 @@ impl Backend for FaultBackend {
 
     fn kind(&self) -> &'static str {
         "fault"
+    }
+
+    fn syncs(&self) -> u64 {
+        self.state.lock().syncs
     }
 }
 

@@ -155,6 +155,9 @@ pub trait Backend: Send + Sync {
     fn submit(&self, req: IoRequest) -> IoTicket;
     /// Backend name for logs (`io_uring`, `pread/pwrite`, `fault`).
     fn kind(&self) -> &'static str;
+    /// fdatasyncs issued to the media so far (fewer than durable requests where the backend
+    /// shares one among concurrent writers).
+    fn syncs(&self) -> u64;
 }
 
 /// A device: a file or block device with a backend, a size and a poisoned flag.
@@ -195,6 +198,8 @@ pub struct IoStats {
     pub writes: u64,
     /// Bytes they carried.
     pub write_bytes: u64,
+    /// fdatasyncs the backend issued (durable writes and syncs share them).
+    pub syncs: u64,
 }
 
 /// A write in flight on a [`Device`]; [`PendingIo::wait`] completes it.
@@ -302,6 +307,7 @@ impl Device {
             read_bytes: self.io.read_bytes.load(Ordering::Relaxed),
             writes: self.io.writes.load(Ordering::Relaxed),
             write_bytes: self.io.write_bytes.load(Ordering::Relaxed),
+            syncs: self.backend.syncs(),
         }
     }
 
@@ -690,6 +696,40 @@ mod tests {
     #[test]
     fn uring_roundtrip() {
         roundtrip(IoBackend::Uring);
+    }
+
+    /// Durable writes in flight together share fdatasyncs, and each is durable (read back after
+    /// its completion) when it completes.
+    #[test]
+    fn uring_durable_writes_share_fdatasyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dev.img");
+        create_device_file(&path, 1 << 20, 0).unwrap();
+        let dev = Device::open(&path, IoBackend::Uring, 64).unwrap();
+        let writes = 64u64;
+        let pending: Vec<_> = (0..writes)
+            .map(|i| {
+                let mut b = AlignedBuf::new(4096);
+                b[..8].copy_from_slice(&i.to_le_bytes());
+                dev.submit_write(b, 4096 * i, true).unwrap()
+            })
+            .collect();
+        for p in pending {
+            p.wait().unwrap();
+        }
+        dev.sync().unwrap();
+        let stats = dev.io_stats();
+        assert_eq!(stats.writes, writes);
+        assert!(
+            stats.syncs <= writes / 2,
+            "{} fdatasyncs for {writes} concurrent durable writes and a sync",
+            stats.syncs
+        );
+        assert!(stats.syncs >= 1);
+        for i in 0..writes {
+            let b = dev.read_at(AlignedBuf::new(4096), 4096 * i).unwrap();
+            assert_eq!(b[..8], i.to_le_bytes());
+        }
     }
 
     #[test]

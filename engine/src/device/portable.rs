@@ -7,6 +7,7 @@
 use std::fs::File;
 
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::{Backend, IoDone, IoRequest, IoTicket};
@@ -14,12 +15,22 @@ use super::{Backend, IoDone, IoRequest, IoTicket};
 /// pread/pwrite + fdatasync backend.
 pub struct PortableBackend {
     file: Arc<File>,
+    /// fdatasyncs so far: one per durable write or sync (calling threads do not share them).
+    syncs: AtomicU64,
 }
 
 impl PortableBackend {
     /// Wraps an O_DIRECT file.
     pub fn new(file: Arc<File>) -> Self {
-        PortableBackend { file }
+        PortableBackend {
+            file,
+            syncs: AtomicU64::new(0),
+        }
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.file.sync_data()
     }
 }
 
@@ -41,7 +52,7 @@ impl Backend for PortableBackend {
             } => {
                 let result = self.file.write_all_at(&buf, offset).and_then(|()| {
                     if durable {
-                        self.file.sync_data()
+                        self.sync_data()
                     } else {
                         Ok(())
                     }
@@ -55,7 +66,7 @@ impl Backend for PortableBackend {
             IoRequest::Sync => IoDone {
                 completed_at: std::time::Instant::now(),
                 buf: None,
-                result: self.file.sync_data(),
+                result: self.sync_data(),
             },
         };
         IoTicket::ready(done)
@@ -63,5 +74,9 @@ impl Backend for PortableBackend {
 
     fn kind(&self) -> &'static str {
         "pread/pwrite"
+    }
+
+    fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 }

@@ -683,7 +683,8 @@ impl Profile {
             "max_data_streams",
             streams.to_string(),
             format!(
-                "chunk buffers / chunks in flight per stream / 2 = {buffers} / {per_stream} / 2: concurrent bodies to and objects from the HDDs use at most half the chunk buffers, so other clients always find some; beyond, a request waits up to 2 s, then gets 503 SlowDown"
+                "chunk buffers / chunks in flight per stream / 2 = {buffers} / {per_stream} / 2: concurrent bodies to and objects from the HDDs use at most half the chunk buffers, so other clients always find some; a stream shorter than {per_stream} chunks counts as the chunks it needs (at least one), so up to {} one-chunk objects stream at once; beyond, a request waits up to 2 s, then gets 503 SlowDown",
+                streams * per_stream
             ),
         );
         let requests = (writers * 64).max(streams * 2);

@@ -236,19 +236,21 @@ impl Ctx {
                 .any(|a| self.header(&a.header()).is_some())
     }
 
-    /// A data-stream permit for a body bound for the HDDs; none for a body that declares a
-    /// length the engine stores inline in the index (it holds no chunk buffer).
+    /// A data-stream permit for a body bound for the HDDs, weighed by its declared length
+    /// ([`crate::state::Admission::stream`]); none for a body that declares a length the
+    /// engine stores inline in the index (it holds no chunk buffer).
     pub fn stream_permit_for_body(
         &self,
     ) -> impl std::future::Future<Output = S3Result<Option<crate::state::Permit>>> + Send + 'static
     {
         let inline_bytes = self.state.store.config().inline_threshold_bytes;
-        let to_hdds = !matches!(self.declared_length(), Some(n) if n <= inline_bytes);
+        let declared = self.declared_length();
+        let to_hdds = !matches!(declared, Some(n) if n <= inline_bytes);
         let state = self.state.clone();
         let account = self.share_account();
         async move {
             if to_hdds {
-                state.admission.stream(&account).await.map(Some)
+                state.admission.stream(&account, declared).await.map(Some)
             } else {
                 Ok(None)
             }

@@ -300,7 +300,16 @@ pub(super) async fn upload_part_copy(
             Some(hoard::store::ByteRange::FromTo(first, last))
         }
     };
-    let _permit = ctx.state.admission.stream(&ctx.share_account()).await?;
+    // Weighed by the range when one is given; the source's size is known only once it is open.
+    let range_bytes = match range {
+        Some(hoard::store::ByteRange::FromTo(first, last)) => Some(last - first + 1),
+        _ => None,
+    };
+    let _permit = ctx
+        .state
+        .admission
+        .stream(&ctx.share_account(), range_bytes)
+        .await?;
     let store = ctx.state.store.clone();
     let (bucket, key) = (ctx.bucket().to_string(), ctx.key().to_string());
     let part = blocking(move || {

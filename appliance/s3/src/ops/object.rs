@@ -306,6 +306,15 @@ fn check_preconditions(ctx: &Ctx, info: &ObjectInfo) -> S3Result<Option<StatusCo
 ///
 /// Errors: InvalidArgument for a number outside 1..=10000 or with a Range header;
 /// InvalidPartNumber (416) past the object's parts.
+/// The bytes a GET of `range` of `info` reads from the HDDs, counted from the start of the
+/// first chunk it touches (what its stream permit is weighed by).
+fn range_len(info: &ObjectInfo, range: &Option<ByteRange>, chunk_bytes: u64) -> u64 {
+    let (start, end) = range
+        .and_then(|r| r.resolve(info.size).ok())
+        .unwrap_or((0, info.size));
+    end - start + start % chunk_bytes.max(1)
+}
+
 fn part_range(
     ctx: &Ctx,
     info: &ObjectInfo,
@@ -375,7 +384,15 @@ pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         // Reading from the HDDs takes a stream permit; objects small enough to be inline in
         // the index do not.
         let permit = if recorded.size > store.config().inline_threshold_bytes {
-            Some(ctx.state.admission.stream(&ctx.share_account()).await?)
+            Some(
+                ctx.state
+                    .admission
+                    .stream(
+                        &ctx.share_account(),
+                        Some(range_len(&recorded, &range, store.config().chunk_size_bytes)),
+                    )
+                    .await?,
+            )
         } else {
             None
         };

@@ -486,7 +486,8 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
     let max = max.min(MAX_PUT_BYTES);
     // The file, streamed to the engine in batches; nothing is committed unless it ends
     // within the range.
-    let _permit = ctx.state.admission.stream(&ctx.share_account()).await?;
+    // The file's length is not known before it is read.
+    let _permit = ctx.state.admission.stream(&ctx.share_account(), None).await?;
     let store = ctx.state.store.clone();
     let (bucket, k) = (ctx.bucket().to_string(), key.clone());
     let writer = blocking(move || store.begin_put(&bucket, &k, opts)).await?;
