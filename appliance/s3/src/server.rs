@@ -255,7 +255,7 @@ pub fn run(
     let config = store.config().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads((config.writer_threads as usize * 16).max(64))
+        .max_blocking_threads(config.blocking_threads as usize)
         .thread_name("hoard-s3")
         .build()?;
     let shutdown = Shutdown::default();
