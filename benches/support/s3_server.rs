@@ -52,11 +52,18 @@ impl Server {
     }
 
     /// `bin serve` on `data`, listening on 127.0.0.1:`port`.
+    #[allow(dead_code)] // not every benchmark that includes this file starts it so
     pub fn start_with(bin: &Path, data: &Path, port: u16) -> Server {
+        Server::start_args(bin, data, port, &[])
+    }
+
+    /// `bin serve ARGS` on `data`, listening on 127.0.0.1:`port`.
+    pub fn start_args(bin: &Path, data: &Path, port: u16, args: &[&str]) -> Server {
         let mut child = Command::new(bin)
             .args(["serve", "--data"])
             .arg(data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
             .env("HOARD_ACCESS_KEY", ACCESS_KEY)
             .env("HOARD_SECRET_KEY", SECRET_KEY)
             .env("HOARD_LOG", "warn")

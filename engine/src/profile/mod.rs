@@ -53,6 +53,14 @@ pub struct Chassis {
     pub cpu_cores: u32,
     /// Memory Hoard may plan around, in bytes.
     pub memory_bytes: u64,
+    /// Server CPU seconds (user + system, all threads) per GiB of 64 MiB PUTs through the
+    /// S3 server, as measured by `cargo bench -p hoard-benches --bench s3_cpu` on cores of
+    /// this class; `hoard profile show` derives `cores_for_network` from it.
+    #[serde(default)]
+    pub put_cpu_seconds_per_gib: Option<f64>,
+    /// The same for 64 MiB GETs.
+    #[serde(default)]
+    pub get_cpu_seconds_per_gib: Option<f64>,
 }
 
 /// One class of drives with its measured figures.
@@ -858,6 +866,25 @@ impl Profile {
                     if nic_bytes_s < hdd_bytes_s { "the network" } else { "the HDDs" }
                 ),
             );
+            if let (Some(put), Some(get)) = (
+                self.chassis.put_cpu_seconds_per_gib,
+                self.chassis.get_cpu_seconds_per_gib,
+            ) {
+                let gib_s = nic_bytes_s.min(hdd_bytes_s) / GIB as f64;
+                explain(
+                    "cores_for_network",
+                    format!(
+                        "{:.1} / {:.1} of {}",
+                        gib_s * put,
+                        gib_s * get,
+                        self.chassis.cpu_cores
+                    ),
+                    format!(
+                        "cores kept busy by PUTs / GETs streaming at the bound: {:.2} GB/s x {put} / {get} server CPU seconds per GiB of 64 MiB objects, measured on this profile's shape (cargo bench --bench s3_cpu)",
+                        gib_s * GIB as f64 / 1e9
+                    ),
+                );
+            }
         }
 
         let memtable = prev_pow2(self.chassis.memory_bytes / 32).clamp(8 * MIB, 256 * MIB);
@@ -1220,6 +1247,15 @@ mod tests {
             chassis.pool[0].protection(),
             Ok(Protection::ErasureCoded { data: 8, parity: 2 })
         );
+        // The measured CPU cost gives the cores that fill 2 x 10GbE: 2.30 GB/s = 2.14 GiB/s.
+        let report = chassis.derive().report();
+        let line = report
+            .lines()
+            .find(|l| l.trim_start().starts_with("cores_for_network"))
+            .unwrap_or_else(|| panic!("no cores_for_network in:\n{report}"));
+        let put = 2.3e9 / GIB as f64 * chassis.chassis.put_cpu_seconds_per_gib.unwrap();
+        assert!(line.contains(&format!("{put:.1} / ")), "{line}");
+        assert!(line.contains(" of 32"), "{line}");
     }
 
     #[test]
