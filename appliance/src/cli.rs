@@ -83,6 +83,13 @@ pub enum ProfileAction {
         /// Profile file (TOML).
         file: PathBuf,
     },
+    /// Print the kernel modules the profiles' controllers and NICs need, one per line, sorted,
+    /// without repeats (the firmware image packs them; `appliance/scripts/build-image`).
+    Drivers {
+        /// Profile files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// `hoard serve` options.
@@ -162,11 +169,40 @@ pub fn run(cli: Cli) -> i32 {
                 2
             }
         },
+        Command::Profile {
+            action: ProfileAction::Drivers { files },
+        } => {
+            let mut drivers = std::collections::BTreeSet::new();
+            for file in &files {
+                match Profile::load(file) {
+                    Ok(p) => drivers.extend(p.drivers()),
+                    Err(e) => {
+                        eprintln!("hoard: {e}");
+                        return 2;
+                    }
+                }
+            }
+            for d in drivers {
+                println!("{d}");
+            }
+            0
+        }
         Command::Firmware {
             action: FirmwareAction::PackModules { tree, out, modules },
         } => match crate::firmware::kmod::pack(&tree, &modules, &out) {
             Ok(order) => {
-                println!("{}", order.join("\n"));
+                // The load order on stdout (modules.order); on stderr the firmware files the
+                // packed drivers may ask for, none of which the image carries: Debian ships
+                // them only in its non-free-firmware packages.
+                for m in &order {
+                    println!("{}", m.name);
+                    for f in &m.firmware {
+                        eprintln!(
+                            "hoard: {} declares firmware {f}: left out (Debian ships it in non-free-firmware, which the image does not carry)",
+                            m.name
+                        );
+                    }
+                }
                 0
             }
             Err(e) => {

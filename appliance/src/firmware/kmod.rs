@@ -2,7 +2,7 @@
 //! fields, loading them with `finit_module(2)`, and, when the image is built, copying a set of
 //! modules together with everything they depend on.
 //!
-//! Debian's cloud kernel package ships plain `.ko` files and no `modules.dep`, so the order is
+//! Debian's kernel packages ship plain `.ko` files and no `modules.dep`, so the order is
 //! computed from each module's own metadata: the `.modinfo` ELF section holds NUL-separated
 //! `key=value` strings, among them `name=` and `depends=` (comma-separated module names).
 
@@ -21,6 +21,8 @@ pub struct ModuleInfo {
     pub path: PathBuf,
     /// Names of the modules it needs loaded first.
     pub depends: Vec<String>,
+    /// Firmware files it may ask for (`firmware=` fields: paths under `/lib/firmware`).
+    pub firmware: Vec<String>,
 }
 
 /// Errors reading or ordering modules; each names the module or file.
@@ -94,12 +96,21 @@ pub fn read_modinfo(path: &Path) -> Result<ModuleInfo, ModuleError> {
         .map_err(|e| invalid(format!("unreadable .modinfo: {e}")))?;
     let mut name = None;
     let mut depends = Vec::new();
+    let mut firmware = Vec::new();
     for field in data.split(|&b| b == 0).filter(|f| !f.is_empty()) {
         let field = String::from_utf8_lossy(field);
+        // The kernel treats '-' and '_' in module names alike (`nvme` depends on `nvme-core`,
+        // whose name is `nvme_core`): names are kept with '_'.
         if let Some(v) = field.strip_prefix("name=") {
-            name = Some(v.to_string());
+            name = Some(v.replace('-', "_"));
         } else if let Some(v) = field.strip_prefix("depends=") {
-            depends.extend(v.split(',').filter(|d| !d.is_empty()).map(str::to_string));
+            depends.extend(
+                v.split(',')
+                    .filter(|d| !d.is_empty())
+                    .map(|d| d.replace('-', "_")),
+            );
+        } else if let Some(v) = field.strip_prefix("firmware=") {
+            firmware.push(v.to_string());
         }
     }
     Ok(ModuleInfo {
@@ -107,6 +118,7 @@ pub fn read_modinfo(path: &Path) -> Result<ModuleInfo, ModuleError> {
         name: name.unwrap_or_else(|| stem.replace('-', "_")),
         path: path.to_path_buf(),
         depends,
+        firmware,
     })
 }
 
@@ -176,12 +188,16 @@ pub fn load_order(
 }
 
 /// Copies the modules named in `wanted`, and everything they depend on, from a kernel's module
-/// tree (`lib/modules/<version>`) into `out_dir` as flat `<name>.ko` files. Returns the names
-/// copied, in load order.
+/// tree (`lib/modules/<version>`) into `out_dir` as flat `<name>.ko` files. Returns the modules
+/// copied, in load order (with the firmware files each declares).
 ///
 /// Errors: [`ModuleError::NotFound`] for a wanted module the kernel does not have (it may be
 /// built in: check the kernel config); the others as [`scan`] and [`load_order`].
-pub fn pack(tree: &Path, wanted: &[String], out_dir: &Path) -> Result<Vec<String>, ModuleError> {
+pub fn pack(
+    tree: &Path,
+    wanted: &[String],
+    out_dir: &Path,
+) -> Result<Vec<ModuleInfo>, ModuleError> {
     let all = scan(tree)?;
     let mut chosen = BTreeMap::new();
     let mut todo: Vec<String> = wanted.to_vec();
@@ -206,7 +222,7 @@ pub fn pack(tree: &Path, wanted: &[String], out_dir: &Path) -> Result<Vec<String
         let target = out_dir.join(format!("{}.ko", m.name));
         std::fs::copy(&m.path, &target).map_err(io(&target))?;
     }
-    Ok(order.into_iter().map(|m| m.name).collect())
+    Ok(order)
 }
 
 /// Loads every module in `dir` in dependency order with `finit_module(2)`. A module that is
@@ -255,6 +271,7 @@ mod tests {
                 name: name.into(),
                 path: PathBuf::from(format!("{name}.ko")),
                 depends: depends.iter().map(|d| d.to_string()).collect(),
+                firmware: Vec::new(),
             },
         )
     }

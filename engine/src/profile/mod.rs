@@ -31,6 +31,10 @@ pub struct Profile {
     /// Data pools; by default one pool of every HDD.
     #[serde(default)]
     pub pool: Vec<PoolSpec>,
+    /// Storage controllers the machine carries (their kernel drivers go into the firmware
+    /// image); none for file-backed profiles.
+    #[serde(default)]
+    pub controller: Vec<ControllerSpec>,
     /// Network interfaces.
     #[serde(default)]
     pub nic: Option<NicSpec>,
@@ -233,6 +237,34 @@ pub struct NicSpec {
     pub count: u32,
     /// Line rate of each, Gbit/s.
     pub speed_gbps: u32,
+    /// The Linux kernel module that drives it (`i40e`, `e1000e`, `virtio_net`).
+    #[serde(default)]
+    pub driver: Option<String>,
+}
+
+/// Which drives a storage controller connects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ControllerRole {
+    /// The data HDDs.
+    Hdd,
+    /// The metadata SSDs.
+    Ssd,
+    /// The boot device (a SATA DOM or M.2 drive, never a drive of the store).
+    Boot,
+}
+
+/// One storage controller (an HBA, a RAID card in JBOD mode, the chipset's AHCI, NVMe).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSpec {
+    /// Model, for humans.
+    #[serde(default)]
+    pub model: String,
+    /// The Linux kernel module that drives it (`mpt3sas`, `megaraid_sas`, `ahci`, `nvme`).
+    pub driver: String,
+    /// Which drives hang off it.
+    pub carries: ControllerRole,
 }
 
 /// File-backed devices, relative to the data directory.
@@ -527,6 +559,34 @@ impl Profile {
                 return bad("nic.count and nic.speed_gbps must be positive".into());
             }
         }
+        // Module names as the kernel writes them (`modinfo -F name`): lowercase letters,
+        // digits and underscores.
+        for driver in self
+            .controller
+            .iter()
+            .map(|c| &c.driver)
+            .chain(self.nic.iter().filter_map(|n| n.driver.as_ref()))
+        {
+            let valid = !driver.is_empty()
+                && driver
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                return bad(format!(
+                    "driver {driver:?} is not a kernel module name (lowercase letters, digits, _)"
+                ));
+            }
+        }
+        if self.files.is_none() {
+            for (role, class) in [(ControllerRole::Hdd, "hdd"), (ControllerRole::Ssd, "ssd")] {
+                if !self.controller.is_empty() && !self.controller.iter().any(|c| c.carries == role)
+                {
+                    return bad(format!(
+                        "no [[controller]] carries the {class} drives (carries = \"{class}\"); each drive class needs one"
+                    ));
+                }
+            }
+        }
         if let Some(files) = &self.files {
             if files.ssd.len() != self.ssd.count as usize
                 || files.hdd.len() != self.hdd.count as usize
@@ -566,6 +626,20 @@ impl Profile {
         Ok(())
     }
 
+    /// The kernel modules the machine's controllers and NICs need, sorted, without repeats:
+    /// what the firmware image packs for this profile (`hoard profile drivers`).
+    pub fn drivers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .controller
+            .iter()
+            .map(|c| c.driver.clone())
+            .chain(self.nic.iter().filter_map(|n| n.driver.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Device file paths under `data_dir` (file-backed profiles only): (ssd paths, hdd paths).
     pub fn device_files(&self, data_dir: &Path) -> Option<(Vec<PathBuf>, Vec<PathBuf>)> {
         let files = self.files.as_ref()?;
@@ -578,6 +652,29 @@ impl Profile {
         let mut why = Vec::new();
         let mut explain =
             |name: &str, value: String, reason: String| why.push((name.to_string(), value, reason));
+
+        let drivers = self.drivers();
+        if !drivers.is_empty() {
+            let by_role = |role: ControllerRole| {
+                self.controller
+                    .iter()
+                    .filter(|c| c.carries == role)
+                    .map(|c| c.driver.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            explain(
+                "drivers",
+                drivers.join(" "),
+                format!(
+                    "kernel modules the firmware image packs for this machine (with their dependencies): HDDs on {}, SSDs on {}, boot device on {}, NICs on {}",
+                    or_none(&by_role(ControllerRole::Hdd)),
+                    or_none(&by_role(ControllerRole::Ssd)),
+                    or_none(&by_role(ControllerRole::Boot)),
+                    or_none(self.nic.as_ref().and_then(|n| n.driver.as_deref()).unwrap_or(""))
+                ),
+            );
+        }
 
         let hdd = &self.hdd;
         let access_time_s = 1.0 / hdd.random_read_iops as f64;
@@ -1179,6 +1276,14 @@ pub fn fmt_bytes(n: u64) -> String {
     }
 }
 
+fn or_none(s: &str) -> &str {
+    if s.is_empty() {
+        "none named"
+    } else {
+        s
+    }
+}
+
 impl EngineConfig {
     /// A human-readable report of every derived setting and why.
     pub fn report(&self) -> String {
@@ -1197,6 +1302,23 @@ mod tests {
     const DEV: &str = include_str!("../../../hwprofiles/dev.toml");
 
     #[test]
+    fn drivers_are_module_names_and_every_drive_class_has_a_controller() {
+        let qemu = include_str!("../../../hwprofiles/qemu.toml");
+        let p = Profile::parse(qemu).unwrap();
+        assert_eq!(p.drivers(), ["nvme", "virtio_net", "virtio_scsi"]);
+        let bad = qemu.replace("driver = \"nvme\"", "driver = \"nvme.ko\"");
+        let err = Profile::parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("\"nvme.ko\" is not a kernel module name"), "{err}");
+        let no_ssd = qemu.replace("carries = \"ssd\"", "carries = \"boot\"");
+        let err = Profile::parse(&no_ssd).unwrap_err().to_string();
+        assert!(err.contains("carries the ssd drives"), "{err}");
+        let unknown = qemu.replace("carries = \"ssd\"", "carries = \"tape\"");
+        assert!(Profile::parse(&unknown).is_err());
+        // The dev profile's files need no controller.
+        assert!(Profile::parse(DEV).unwrap().drivers().is_empty());
+    }
+
+    #[test]
     fn dev_profile_derives() {
         let p = Profile::parse(DEV).unwrap();
         let c = p.derive();
@@ -1210,6 +1332,7 @@ mod tests {
         for (name, text) in [
             ("dev", DEV),
             ("qemu", include_str!("../../../hwprofiles/qemu.toml")),
+            ("qemu-hba", include_str!("../../../hwprofiles/qemu-hba.toml")),
             (
                 "4u-1.5pb",
                 include_str!("../../../hwprofiles/4u-1.5pb.toml"),
@@ -1247,6 +1370,12 @@ mod tests {
             chassis.pool[0].protection(),
             Ok(Protection::ErasureCoded { data: 8, parity: 2 })
         );
+        // It names the drivers of its HBAs, NVMe, boot SATA and NICs.
+        assert_eq!(
+            chassis.drivers(),
+            ["ahci", "i40e", "megaraid_sas", "mpt3sas", "nvme"]
+        );
+        assert!(chassis.derive().report().contains("HDDs on mpt3sas, megaraid_sas"));
         // The measured CPU cost gives the cores that fill 2 x 10GbE: 2.30 GB/s = 2.14 GiB/s.
         let report = chassis.derive().report();
         let line = report
