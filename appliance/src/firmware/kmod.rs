@@ -316,6 +316,43 @@ mod tests {
         ));
     }
 
+    /// A module file as the kernel build writes one: an ELF object with a `.modinfo` section.
+    fn write_module(path: &Path, modinfo: &[u8]) {
+        use object::write::Object;
+        let mut elf = Object::new(
+            object::BinaryFormat::Elf,
+            object::Architecture::X86_64,
+            object::Endianness::Little,
+        );
+        let section = elf.add_section(
+            Vec::new(),
+            b".modinfo".to_vec(),
+            object::SectionKind::ReadOnlyData,
+        );
+        elf.append_section_data(section, modinfo, 1);
+        std::fs::write(path, elf.write().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn modinfo_names_dependencies_and_firmware_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nvme.ko");
+        // As Debian's generic kernel has it: `depends=` spells nvme_core with a dash.
+        write_module(
+            &path,
+            b"license=GPL\0depends=nvme-core,t10-pi\0name=nvme\0firmware=vendor/fw.bin\0",
+        );
+        let m = read_modinfo(&path).unwrap();
+        assert_eq!(m.name, "nvme");
+        assert_eq!(m.depends, ["nvme_core", "t10_pi"]);
+        assert_eq!(m.firmware, ["vendor/fw.bin"]);
+        // Without name=, the file name stands for it, with '_' for '-'.
+        let old = dir.path().join("scsi-old.ko");
+        write_module(&old, b"depends=\0");
+        let m = read_modinfo(&old).unwrap();
+        assert_eq!((m.name.as_str(), m.depends.len()), ("scsi_old", 0));
+    }
+
     #[test]
     fn garbage_is_not_a_module() {
         let dir = tempfile::tempdir().unwrap();
