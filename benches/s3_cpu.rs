@@ -25,7 +25,7 @@ use md5::Digest;
 
 #[path = "support/s3_server.rs"]
 mod s3_server;
-use s3_server::{client, hoard_binary, Server};
+use s3_server::{client, cpu_seconds, env_number, hoard_binary, Server};
 
 const MIB: usize = 1 << 20;
 const GIB: f64 = (1u64 << 30) as f64;
@@ -33,25 +33,6 @@ const OBJECT_BYTES: usize = 64 * MIB;
 const BUCKET: &str = "cpu";
 /// What 2 x 10GbE carries at ~92% TCP payload, bytes per second (as `network_bound`).
 const NETWORK_BYTES_PER_S: f64 = 2.0 * 10e9 / 8.0 * 0.92;
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// User + system CPU seconds of process `pid` so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .take(13)
-        .map(|v| v.parse().unwrap_or(0.0))
-        .collect();
-    (f[11] + f[12]) / 100.0 // USER_HZ
-}
 
 /// The 4U profile with its drives as files of a size this machine can hold, and the memory
 /// and cores of this machine (which the CPU figure is measured on).

@@ -41,7 +41,7 @@ use aws_sdk_s3::Client;
 
 #[path = "support/s3_server.rs"]
 mod s3_server;
-use s3_server::{client, Server};
+use s3_server::{client, cpu_seconds, env_number, Server};
 
 const PORT: u16 = 19180;
 const NGINX_PORT: u16 = 18180;
@@ -111,37 +111,6 @@ fn seconds() -> u64 {
 
 fn connections() -> u64 {
     env_number("S3_REQUESTS_CONNECTIONS", 32)
-}
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// User + system CPU seconds of `pid` and its children's threads (nginx's workers).
-fn cpu_seconds(pid: u32) -> f64 {
-    let ticks = 100.0; // USER_HZ: /proc's unit on every Linux
-    let mut pids = vec![pid];
-    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        pids.extend(
-            children
-                .split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
-    }
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .map(|stat| {
-            // Fields after the command name (which may hold spaces) in parentheses.
-            let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let user: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            let system: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            (user + system) / ticks
-        })
-        .sum()
 }
 
 /// The server's stage counters (`hoard_request_stage_seconds_total{stage="..."}`), seconds.

@@ -33,6 +33,41 @@ pub fn hoard_binary() -> PathBuf {
     path
 }
 
+/// The number in environment variable `name`, or `default` when it is unset or no number.
+#[allow(dead_code)] // not every benchmark that includes this file reads settings so
+pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// User + system CPU seconds of `pid` and its children's threads (nginx's workers), from
+/// /proc.
+#[allow(dead_code)] // not every benchmark that includes this file measures CPU
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let ticks = 100.0; // USER_HZ: /proc's unit on every Linux
+    let mut pids = vec![pid];
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .map(|stat| {
+            // Fields after the command name (which may hold spaces) in parentheses.
+            let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let user: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let system: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            (user + system) / ticks
+        })
+        .sum()
+}
+
 /// `hoard serve` on `data`, killed on drop.
 pub struct Server {
     child: Child,

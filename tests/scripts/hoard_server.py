@@ -61,6 +61,20 @@ def scratch_server(access, secret, log=False, args=()):
     shutil.rmtree(data, ignore_errors=True)
 
 
+def rclone_env(server, key):
+    """The environment for rclone to reach `server` as remote `hoard:` with `key` (access,
+    secret)."""
+    env = dict(os.environ, RCLONE_CONFIG_HOARD_TYPE="s3", RCLONE_CONFIG_HOARD_PROVIDER="Other",
+               RCLONE_CONFIG_HOARD_ACCESS_KEY_ID=key[0],
+               RCLONE_CONFIG_HOARD_SECRET_ACCESS_KEY=key[1],
+               RCLONE_CONFIG_HOARD_ENDPOINT=server.endpoint, RCLONE_CONFIG_HOARD_REGION="us-east-1",
+               RCLONE_CONFIG_HOARD_FORCE_PATH_STYLE="true")
+    # rclone's AWS SDK cannot load a custom CA bundle into its HTTP transport, and plain HTTP
+    # needs none.
+    env.pop("AWS_CA_BUNDLE", None)
+    return env
+
+
 def admin(server, *args, key=None, check=True, parse=True):
     """`hoard admin ARGS` against `server`, signed with `key` (default: its root key).
     Returns the parsed JSON (or the text, with `parse=False`); with `check=False`, the

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from hoard_server import admin, scratch_server
+from hoard_server import admin, rclone_env, scratch_server
 
 ROOT_KEY = ("memory-root-access", "memory-root-secret-0123456789abcdef")
 ROUNDS = int(os.environ.get("HOARD_MEMORY_ROUNDS", "1"))
@@ -48,14 +48,7 @@ def test_peak_resident_size_stays_within_the_budget_under_mixed_load(server, tmp
         for i in range(count):
             # Every object differs in its last 8 bytes.
             (src / name / str(i)).write_bytes(body[:-8] + i.to_bytes(8, "little"))
-    env = dict(os.environ, RCLONE_CONFIG_HOARD_TYPE="s3", RCLONE_CONFIG_HOARD_PROVIDER="Other",
-               RCLONE_CONFIG_HOARD_ACCESS_KEY_ID=ROOT_KEY[0],
-               RCLONE_CONFIG_HOARD_SECRET_ACCESS_KEY=ROOT_KEY[1],
-               RCLONE_CONFIG_HOARD_ENDPOINT=server.endpoint, RCLONE_CONFIG_HOARD_REGION="us-east-1",
-               RCLONE_CONFIG_HOARD_FORCE_PATH_STYLE="true")
-    # rclone's AWS SDK cannot load a custom CA bundle into its HTTP transport, and plain HTTP
-    # needs none.
-    env.pop("AWS_CA_BUNDLE", None)
+    env = rclone_env(server, ROOT_KEY)
     # Objects over 8 MiB go up as multipart uploads of 5 MiB parts, 4 at once per object.
     flags = ["--transfers", "16", "--checkers", "16", "--s3-upload-cutoff", "8M",
              "--s3-chunk-size", "5M", "--s3-upload-concurrency", "4"]

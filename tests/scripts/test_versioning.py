@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from hoard_server import scratch_server
+from hoard_server import rclone_env, scratch_server
 
 ROOT_KEY = ("versioning-root-access", "versioning-root-secret-0123456789")
 
@@ -203,14 +203,7 @@ def test_rclone_lists_old_versions(server, s3):
     s3.put_bucket_versioning(Bucket="rcl", VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket="rcl", Key="notes.txt", Body=b"first draft")
     s3.put_object(Bucket="rcl", Key="notes.txt", Body=b"second, final draft")
-    env = dict(os.environ, RCLONE_CONFIG_HOARD_TYPE="s3", RCLONE_CONFIG_HOARD_PROVIDER="Other",
-               RCLONE_CONFIG_HOARD_ACCESS_KEY_ID=ROOT_KEY[0],
-               RCLONE_CONFIG_HOARD_SECRET_ACCESS_KEY=ROOT_KEY[1],
-               RCLONE_CONFIG_HOARD_ENDPOINT=server.endpoint, RCLONE_CONFIG_HOARD_REGION="us-east-1",
-               RCLONE_CONFIG_HOARD_FORCE_PATH_STYLE="true")
-    # rclone's AWS SDK cannot load a custom CA bundle into its HTTP transport, and plain HTTP
-    # needs none.
-    env.pop("AWS_CA_BUNDLE", None)
+    env = rclone_env(server, ROOT_KEY)
     plain = subprocess.run(["rclone", "lsl", "hoard:rcl"], env=env, check=True,
                            capture_output=True, text=True).stdout
     assert [l.split()[-1] for l in plain.splitlines()] == ["notes.txt"]
