@@ -725,7 +725,10 @@ async fn firmware_finds_drives_behind_a_sas_hba_and_ahci_and_serves_over_e1000e(
     // inline object.
     let objects: Vec<(String, Vec<u8>)> = (0..8)
         .map(|i| (format!("hba/{i}"), pattern(i, 3 * MIB)))
-        .chain(std::iter::once(("hba/small".to_string(), pattern(99, 4096))))
+        .chain(std::iter::once((
+            "hba/small".to_string(),
+            pattern(99, 4096),
+        )))
         .collect();
     let guest = Guest::boot_profile(disks, &[], None, Some(&profile));
     let console = guest.console();
@@ -738,7 +741,11 @@ async fn firmware_finds_drives_behind_a_sas_hba_and_ahci_and_serves_over_e1000e(
     let (code, status) = curl(&status_url, "GET", Some((&credentials.0, &credentials.1)));
     assert_eq!(code, 200, "{status}");
     for slot in 0..12 {
-        assert_eq!(drive_state(&status, slot), "healthy", "HDD {slot}: {status}");
+        assert_eq!(
+            drive_state(&status, slot),
+            "healthy",
+            "HDD {slot}: {status}"
+        );
     }
     assert_eq!(
         status.matches("<MetadataSsd>").count(),

@@ -391,7 +391,10 @@ mod tests {
         let anon: Vec<_> = (0..4)
             .map(|_| share.try_take(crate::qos::ANONYMOUS, 1).unwrap())
             .collect();
-        assert!(share.try_take(crate::qos::ANONYMOUS, 1).is_err(), "a quarter");
+        assert!(
+            share.try_take(crate::qos::ANONYMOUS, 1).is_err(),
+            "a quarter"
+        );
         let big: Vec<_> = (0..8).map(|_| share.try_take("big", 1).unwrap()).collect();
         assert!(share.try_take("big", 1).is_err(), "half");
         // 12 held, 4 left = the reserve: only an account holding less than 1 gets one.
@@ -425,7 +428,10 @@ mod tests {
         let anon = share.try_take(crate::qos::ANONYMOUS, 100).unwrap();
         assert_eq!(share.held(), 12);
         // 4 left, the reserve: a 1-unit permit for an account holding none.
-        assert!(share.try_take("b", 2).is_err(), "the reserve is for small holders");
+        assert!(
+            share.try_take("b", 2).is_err(),
+            "the reserve is for small holders"
+        );
         let _b = share.try_take("b", 1).unwrap();
         drop((small, anon));
         assert_eq!(share.held(), 5);

@@ -1308,7 +1308,10 @@ mod tests {
         assert_eq!(p.drivers(), ["nvme", "virtio_net", "virtio_scsi"]);
         let bad = qemu.replace("driver = \"nvme\"", "driver = \"nvme.ko\"");
         let err = Profile::parse(&bad).unwrap_err().to_string();
-        assert!(err.contains("\"nvme.ko\" is not a kernel module name"), "{err}");
+        assert!(
+            err.contains("\"nvme.ko\" is not a kernel module name"),
+            "{err}"
+        );
         let no_ssd = qemu.replace("carries = \"ssd\"", "carries = \"boot\"");
         let err = Profile::parse(&no_ssd).unwrap_err().to_string();
         assert!(err.contains("carries the ssd drives"), "{err}");
@@ -1332,7 +1335,10 @@ mod tests {
         for (name, text) in [
             ("dev", DEV),
             ("qemu", include_str!("../../../hwprofiles/qemu.toml")),
-            ("qemu-hba", include_str!("../../../hwprofiles/qemu-hba.toml")),
+            (
+                "qemu-hba",
+                include_str!("../../../hwprofiles/qemu-hba.toml"),
+            ),
             (
                 "4u-1.5pb",
                 include_str!("../../../hwprofiles/4u-1.5pb.toml"),
@@ -1375,7 +1381,10 @@ mod tests {
             chassis.drivers(),
             ["ahci", "i40e", "megaraid_sas", "mpt3sas", "nvme"]
         );
-        assert!(chassis.derive().report().contains("HDDs on mpt3sas, megaraid_sas"));
+        assert!(chassis
+            .derive()
+            .report()
+            .contains("HDDs on mpt3sas, megaraid_sas"));
         // The measured CPU cost gives the cores that fill 2 x 10GbE: 2.30 GB/s = 2.14 GiB/s.
         let report = chassis.derive().report();
         let line = report

@@ -300,21 +300,21 @@ fn check_preconditions(ctx: &Ctx, info: &ObjectInfo) -> S3Result<Option<StatusCo
     Ok(None)
 }
 
-/// `partNumber=N` of GetObject/HeadObject as the byte range of part N (Amazon S3 API Reference,
-/// GetObject "partNumber"): `None` for part 1 of an object that was not uploaded in parts (the
-/// whole object).
-///
-/// Errors: InvalidArgument for a number outside 1..=10000 or with a Range header;
-/// InvalidPartNumber (416) past the object's parts.
 /// The bytes a GET of `range` of `info` reads from the HDDs, counted from the start of the
 /// first chunk it touches (what its stream permit is weighed by).
-fn range_len(info: &ObjectInfo, range: &Option<ByteRange>, chunk_bytes: u64) -> u64 {
+fn range_len(info: &ObjectInfo, range: Option<ByteRange>, chunk_bytes: u64) -> u64 {
     let (start, end) = range
         .and_then(|r| r.resolve(info.size).ok())
         .unwrap_or((0, info.size));
     end - start + start % chunk_bytes.max(1)
 }
 
+/// `partNumber=N` of GetObject/HeadObject as the byte range of part N (Amazon S3 API Reference,
+/// GetObject "partNumber"): `None` for part 1 of an object that was not uploaded in parts (the
+/// whole object).
+///
+/// Errors: InvalidArgument for a number outside 1..=10000 or with a Range header;
+/// InvalidPartNumber (416) past the object's parts.
 fn part_range(
     ctx: &Ctx,
     info: &ObjectInfo,
@@ -384,15 +384,9 @@ pub(super) async fn get_object(ctx: Ctx, head: bool) -> S3Result<Response> {
         // Reading from the HDDs takes a stream permit; objects small enough to be inline in
         // the index do not.
         let permit = if recorded.size > store.config().inline_threshold_bytes {
-            Some(
-                ctx.state
-                    .admission
-                    .stream(
-                        &ctx.share_account(),
-                        Some(range_len(&recorded, &range, store.config().chunk_size_bytes)),
-                    )
-                    .await?,
-            )
+            let bytes = range_len(&recorded, range, store.config().chunk_size_bytes);
+            let account = ctx.share_account();
+            Some(ctx.state.admission.stream(&account, Some(bytes)).await?)
         } else {
             None
         };

@@ -485,9 +485,13 @@ pub async fn post(mut ctx: Ctx) -> S3Result<Response> {
         .unwrap_or((0, MAX_PUT_BYTES));
     let max = max.min(MAX_PUT_BYTES);
     // The file, streamed to the engine in batches; nothing is committed unless it ends
-    // within the range.
-    // The file's length is not known before it is read.
-    let _permit = ctx.state.admission.stream(&ctx.share_account(), None).await?;
+    // within the range. Its length is not known before it is read: the permit is a whole
+    // stream's.
+    let _permit = ctx
+        .state
+        .admission
+        .stream(&ctx.share_account(), None)
+        .await?;
     let store = ctx.state.store.clone();
     let (bucket, k) = (ctx.bucket().to_string(), key.clone());
     let writer = blocking(move || store.begin_put(&bucket, &k, opts)).await?;
