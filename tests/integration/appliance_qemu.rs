@@ -11,7 +11,9 @@
 //! `device_del`) while objects are read, is failed and re-protected, and a blank disk hot-added
 //! (`device_add`) is adopted into its bay and rebuilt; a fifth boot without any metadata SSD formats nothing,
 //! says why and reboots. On emulated server hardware (the qemu-hba profile: a MegaRAID SAS HBA,
-//! AHCI and e1000e, no virtio) every drive is found, formatted, served and kept across a reboot.
+//! AHCI and e1000e, no virtio) every drive is found, formatted, served and kept across a reboot;
+//! that guest takes its address from QEMU's DHCP server and, with its hardware clock 3 h behind,
+//! sets it from an NTP server on the host (chronyd) before S3 serves, to within 50 ms.
 //!
 //! Needs the image: `appliance/scripts/build-image` (which `scripts/test` runs first) and
 //! `qemu-system-x86_64`.
@@ -66,11 +68,16 @@ impl Guest {
     /// Starts boot-qemu on the images in `disks`, leaving out the drives in `omit`. No
     /// credentials go on the kernel command line.
     fn spawn(disks: &Path, omit: &[&str]) -> Guest {
-        Guest::spawn_profile(disks, omit, None)
+        Guest::spawn_profile(disks, omit, None, &[])
     }
 
-    /// [`Guest::spawn`] with a profile other than the qemu one.
-    fn spawn_profile(disks: &Path, omit: &[&str], profile: Option<&Path>) -> Guest {
+    /// [`Guest::spawn`] with a profile other than the qemu one, and more boot-qemu arguments.
+    fn spawn_profile(
+        disks: &Path,
+        omit: &[&str],
+        profile: Option<&Path>,
+        extra: &[String],
+    ) -> Guest {
         let manifest = firmware_dir().join("manifest.json");
         assert!(
             manifest.exists(),
@@ -101,6 +108,7 @@ impl Guest {
         if let Some(profile) = profile {
             cmd.arg("--profile").arg(profile);
         }
+        cmd.args(extra);
         let mut child = cmd
             .env_remove("HOARD_ACCESS_KEY")
             .env_remove("HOARD_SECRET_KEY")
@@ -176,17 +184,18 @@ impl Guest {
     /// `None`) the guest generates credentials and prints them on the console; later it must
     /// use the ones it kept in the store.
     fn boot(disks: &Path, omit: &[&str], known_credentials: Option<&(String, String)>) -> Guest {
-        Guest::boot_profile(disks, omit, known_credentials, None)
+        Guest::boot_profile(disks, omit, known_credentials, None, &[])
     }
 
-    /// [`Guest::boot`] with a profile other than the qemu one.
+    /// [`Guest::boot`] with a profile other than the qemu one, and more boot-qemu arguments.
     fn boot_profile(
         disks: &Path,
         omit: &[&str],
         known_credentials: Option<&(String, String)>,
         profile: Option<&Path>,
+        extra: &[String],
     ) -> Guest {
-        let mut guest = Guest::spawn_profile(disks, omit, profile);
+        let mut guest = Guest::spawn_profile(disks, omit, profile, extra);
         // The emulated kernel reaches PID 1 in 2-10 s. If it has not within 120 s, TCG wedged
         // the guest kernel before any of our code ran (nothing was read or written), so one
         // more boot is a fair test; a hang inside hoard is never retried.
@@ -206,7 +215,7 @@ impl Guest {
                 guest.console()
             );
             drop(guest);
-            guest = Guest::spawn_profile(disks, omit, profile);
+            guest = Guest::spawn_profile(disks, omit, profile, extra);
         }
         let deadline = Instant::now() + Duration::from_secs(300);
         // The console (QEMU's stdout) and boot-qemu's own lines (stderr) arrive on two pipes:
@@ -463,6 +472,122 @@ fn drive_state(doc: &str, slot: u32) -> String {
         .unwrap_or_default()
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The text of the first `<name>` element of `doc`.
+fn element<'a>(doc: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = doc.find(&open)? + open.len();
+    let end = start + doc[start..].find('<')?;
+    Some(&doc[start..end])
+}
+
+/// chronyd on the host as an NTP server (stratum 8 from its own clock, which it does not
+/// touch: `-x`), on a free UDP port of 127.0.0.1, which the guest reaches as 10.0.2.2.
+struct NtpServer {
+    child: Child,
+    port: u16,
+}
+
+impl NtpServer {
+    fn start(dir: &Path) -> NtpServer {
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("chrony.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbindaddress 127.0.0.1\nallow 127.0.0.1\nlocal stratum 8\n\
+                 cmdport 0\npidfile {}\n",
+                dir.join("chronyd.pid").display()
+            ),
+        )
+        .unwrap();
+        let chronyd = ["/usr/sbin/chronyd", "chronyd"]
+            .into_iter()
+            .find(|c| Command::new(c).arg("-v").output().is_ok())
+            .expect("chronyd (Debian's chrony; scripts/test installs it)");
+        let child = Command::new(chronyd)
+            .args(["-x", "-d", "-f"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until it answers an NTP client-mode packet.
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut request = [0u8; 48];
+        request[0] = (4 << 3) | 3;
+        for _ in 0..50 {
+            socket.send_to(&request, ("127.0.0.1", port)).unwrap();
+            let mut reply = [0u8; 48];
+            if socket.recv_from(&mut reply).is_ok() {
+                return NtpServer { child, port };
+            }
+        }
+        panic!("chronyd did not answer on 127.0.0.1:{port}");
+    }
+}
+
+impl Drop for NtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The guest's clock after its NTP step: its own next measurement (a slew, 16 s after the
+/// step) is within 50 ms, and its time as the status reports it is within 50 ms of the host's
+/// plus half the request's round trip.
+fn check_clock(guest: &Guest, credentials: &(String, String)) {
+    let url = format!("{}/_hoard/status", guest.endpoint);
+    let key = Some((credentials.0.as_str(), credentials.1.as_str()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (_, status) = curl(&url, "GET", key);
+        if element(&status, "Slews").is_some_and(|n| n != "0") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no second NTP poll: {status}");
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let measured: i64 = element(&status, "LastOffsetUs").unwrap().parse().unwrap();
+    assert!(
+        measured.abs() < 50_000,
+        "offset after the step: {measured} µs: {status}"
+    );
+    let mut best = i64::MAX;
+    for _ in 0..5 {
+        let before = unix_ms();
+        let (_, status) = curl(&url, "GET", key);
+        let after = unix_ms();
+        let guest_ms: u64 = element(&status, "NowUnixMs").unwrap().parse().unwrap();
+        let off = guest_ms as i64 - ((before + after) / 2) as i64;
+        let slack = ((after - before) / 2) as i64 + 50;
+        best = best.min(off.abs() - slack);
+        eprintln!(
+            "appliance_qemu: clock: guest - host = {off} ms (round trip {} ms); the guest's own NTP offset {} ms",
+            after - before,
+            measured as f64 / 1000.0
+        );
+    }
+    assert!(
+        best <= 0,
+        "the guest's clock is more than 50 ms off the host's"
+    );
+}
+
 fn mib_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
 }
@@ -519,6 +644,24 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
         guest.console()
     );
     let fingerprint = guest.check_https();
+    // No NTP server is named here (QEMU's DHCP offers none): the clock is the RTC's, and
+    // lifecycle expiry waits for a synchronisation it will not get.
+    assert!(
+        guest.console().contains("no NTP server"),
+        "{}",
+        guest.console()
+    );
+    let (code, status) = curl(
+        &format!("{}/_hoard/status", guest.endpoint),
+        "GET",
+        Some((&credentials.0, &credentials.1)),
+    );
+    assert_eq!(code, 200, "{status}");
+    assert!(status.contains("<Trusted>false</Trusted>"), "{status}");
+    assert!(
+        status.contains("<WaitingForClock>true</WaitingForClock>"),
+        "{status}"
+    );
     let s3 = guest.client(true);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     for (key, data) in &objects {
@@ -730,16 +873,67 @@ async fn firmware_finds_drives_behind_a_sas_hba_and_ahci_and_serves_over_e1000e(
             pattern(99, 4096),
         )))
         .collect();
-    let guest = Guest::boot_profile(disks, &[], None, Some(&profile));
+    // The guest's hardware clock starts 3 h behind; an NTP server on the host (chronyd,
+    // reached at QEMU's 10.0.2.2) must set it before S3 serves, or every signed request of
+    // the SDK (the host's time) would be refused as RequestTimeTooSkewed.
+    let ntp = NtpServer::start(disks);
+    let behind = unix_ms() / 1000 - 3 * 3600;
+    let rtc_base = Command::new("date")
+        .args(["-u", "-d", &format!("@{behind}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .unwrap();
+    let rtc_base = String::from_utf8(rtc_base.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let extra = [
+        "--rtc-base".to_string(),
+        rtc_base,
+        "--append".to_string(),
+        format!("hoard.ntp=10.0.2.2:{}", ntp.port),
+    ];
+    let guest = Guest::boot_profile(disks, &[], None, Some(&profile), &extra);
     let console = guest.console();
     assert!(
         console.contains("14 block device(s); profile qemu-hba"),
         "{console}"
     );
+    // The address came from QEMU's DHCP server; the clock was stepped by ~3 h.
+    assert!(
+        console.contains("10.0.2.15/24 by DHCP from 10.0.2.2"),
+        "{console}"
+    );
+    let synced = guest.console_line("clock synchronised by NTP");
+    let step_s: f64 = synced
+        .split("offset ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{synced}"));
+    assert!((step_s - 10_800.0).abs() < 5.0, "{synced}");
+    eprintln!(
+        "appliance_qemu: {}\nappliance_qemu: {}",
+        guest.console_line("by DHCP from").trim(),
+        synced.trim()
+    );
     let credentials = guest.credentials.clone();
     let status_url = format!("{}/_hoard/status", guest.endpoint);
     let (code, status) = curl(&status_url, "GET", Some((&credentials.0, &credentials.1)));
     assert_eq!(code, 200, "{status}");
+    assert!(status.contains("<Mode>dhcp</Mode>"), "{status}");
+    assert!(
+        status.contains("<Server>10.0.2.2</Server>"),
+        "the lease: {status}"
+    );
+    assert!(
+        status.contains("<Synchronized>true</Synchronized>"),
+        "{status}"
+    );
+    assert!(
+        status.contains("<WaitingForClock>false</WaitingForClock>"),
+        "{status}"
+    );
+    check_clock(&guest, &credentials);
     for slot in 0..12 {
         assert_eq!(
             drive_state(&status, slot),
@@ -767,7 +961,7 @@ async fn firmware_finds_drives_behind_a_sas_hba_and_ahci_and_serves_over_e1000e(
     let (status, console) = guest.press_power_button();
     assert!(status.success(), "{console}");
 
-    let guest = Guest::boot_profile(disks, &[], Some(&credentials), Some(&profile));
+    let guest = Guest::boot_profile(disks, &[], Some(&credentials), Some(&profile), &[]);
     guest.read_all(&objects, "after a reboot", true).await;
     let (status, console) = guest.press_power_button();
     assert!(status.success(), "{console}");

@@ -434,8 +434,8 @@ fn workspace() -> PathBuf {
 /// files of one layer never import each other in a circle.
 const S3_LAYERS: &[&[&str]] = &[
     // What every layer shares: errors, XML, dates, header names, the route table, the
-    // engine call helper, TLS configuration.
-    &["error", "xml", "engine", "tls"],
+    // engine call helper, TLS configuration, the machine's facts.
+    &["error", "xml", "engine", "tls", "host"],
     // S3 as data: the route table, header names, tags, dates, percent-encoding.
     &["protocol"],
     // How errors and documents become HTTP responses.

@@ -13,7 +13,7 @@
 //!
 //! | layer | modules | owns |
 //! |---|---|---|
-//! | foundation | [`error`], [`xml`], [`engine`], [`tls`] | S3 errors, the XML reader/writer, engine calls off the async threads, certificates |
+//! | foundation | [`error`], [`xml`], [`engine`], [`tls`], [`host`] | S3 errors, the XML reader/writer, engine calls off the async threads, certificates, the machine's facts (clock, network) |
 //! | protocol | [`protocol`] | S3 as data: the route table ([`protocol::Endpoint`]), header names, tag sets, dates, percent-encoding |
 //! | response | [`response`] | errors and documents as HTTP responses |
 //! | auth | [`auth`] | signatures, principals, ACLs, policies, the one authorization |
@@ -30,6 +30,7 @@ pub mod auth;
 pub mod body;
 pub mod engine;
 pub mod error;
+pub mod host;
 pub mod lifecycle;
 pub mod metrics;
 pub mod ops;
@@ -44,5 +45,6 @@ pub mod usage;
 pub mod xml;
 
 pub use auth::Credentials;
+pub use host::{Host, StatusSection};
 pub use server::{run, Bound, Endpoints};
 pub use state::{AppState, S3Config, Shutdown};

@@ -445,9 +445,22 @@ async fn forward_signals(streams: SignalStreams, shutdown: Shutdown) {
     shutdown.request(name);
 }
 
-/// Runs lifecycle passes every `interval` until the server stops.
+/// Runs lifecycle passes every `interval` until the server stops. While the host does not
+/// trust its clock (the appliance before its first time synchronisation), no pass runs: an
+/// expiry judged by a clock hours ahead could not be undone.
 async fn run_lifecycle(state: Arc<AppState>) {
+    let mut waited = false;
     loop {
+        if let Some(host) = &state.config.host {
+            if !host.clock_trusted() {
+                if !waited {
+                    tracing::info!("lifecycle waits until the clock is synchronised");
+                    waited = true;
+                }
+                tokio::time::sleep(state.lifecycle.interval.min(Duration::from_secs(1))).await;
+                continue;
+            }
+        }
         let s = state.clone();
         match crate::engine::blocking(move || s.lifecycle.pass(&s.store)).await {
             Ok((0, 0)) => {}

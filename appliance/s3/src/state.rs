@@ -54,6 +54,9 @@ pub struct S3Config {
     pub lifecycle_interval: Duration,
     /// The HTTPS endpoint's certificate, reloaded by admin requests (set by `server::run`).
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// The machine around the store (the appliance's clock and network), if any: its facts
+    /// are in the status, and lifecycle expiry waits until it trusts the clock.
+    pub host: Option<Arc<dyn crate::host::Host>>,
 }
 
 impl S3Config {
@@ -94,6 +97,7 @@ impl Default for S3Config {
             lifecycle_day: Duration::from_secs(86_400),
             lifecycle_interval: Duration::from_secs(3600),
             tls: None,
+            host: None,
         }
     }
 }

@@ -4,8 +4,11 @@
 //! | parameter | meaning | default |
 //! |---|---|---|
 //! | `hoard.profile=NAME` | hardware profile shipped in the image | the one the drives match best |
-//! | `hoard.ip=A.B.C.D/N` | address of the first NIC | `10.0.2.15/24` (QEMU user network) |
-//! | `hoard.gw=A.B.C.D` | default gateway (`none` for none) | `10.0.2.2` |
+//! | `hoard.ip=dhcp` or `hoard.ip=A.B.C.D/N` | the first NIC's IPv4 address: a DHCP lease, or static | `dhcp` |
+//! | `hoard.gw=A.B.C.D` | default gateway of a static address (`none` for none) | none |
+//! | `hoard.hostname=NAME` | host name (sent to the DHCP server) | `hoard` |
+//! | `hoard.ntp=ADDR[:PORT],...` | NTP servers (IPv4 or IPv6 literals; port 123 unless given) | the DHCP lease's (option 42) |
+//! | `hoard.trust_rtc=1` | trust the hardware clock before any NTP synchronisation (lifecycle expiry runs at once) | wait for NTP |
 //! | `hoard.port=N` | S3 port, HTTPS (the certificate is made on first boot and kept sealed in the store) | `9000` |
 //! | `hoard.http_port=N` | also serve S3 in plain HTTP on this port | none: HTTPS only |
 //! | `hoard.access_key=`, `hoard.secret_key=` | S3 credentials | generated on first boot, kept in the store |
@@ -15,7 +18,7 @@
 //! | `hoard.metrics_port=N` | also serve plain `GET /metrics` (Prometheus) on this port | none (only the signed `/_hoard/metrics`) |
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use super::net::Ipv4Config;
 
@@ -24,8 +27,14 @@ use super::net::Ipv4Config;
 pub struct BootParams {
     /// Profile name to use instead of matching.
     pub profile: Option<String>,
-    /// NIC configuration.
-    pub ip: Ipv4Config,
+    /// The NIC's static configuration; `None`: DHCP.
+    pub ip: Option<Ipv4Config>,
+    /// Host name.
+    pub hostname: String,
+    /// NTP servers named on the command line (else the DHCP lease's).
+    pub ntp: Vec<SocketAddr>,
+    /// Trust the RTC before the first NTP synchronisation.
+    pub trust_rtc: bool,
     /// S3 port (HTTPS).
     pub port: u16,
     /// Port for plain-HTTP S3 too, if any.
@@ -57,21 +66,43 @@ impl BootParams {
         }
         let mut take = |k: &str| params.remove(k).filter(|v| !v.is_empty());
         let gateway = match take("gw").as_deref() {
-            None => Ipv4Config::QEMU_USER.gateway,
-            Some("none") => None,
+            None | Some("none") => None,
             Some(g) => Some(
                 g.parse::<Ipv4Addr>()
                     .map_err(|_| format!("hoard.gw={g} is not an IPv4 address"))?,
             ),
         };
-        let ip = match take("ip") {
-            None => Ipv4Config {
-                gateway,
-                ..Ipv4Config::QEMU_USER
-            },
-            Some(cidr) => {
-                Ipv4Config::parse_cidr(&cidr, gateway).map_err(|e| format!("hoard.ip: {e}"))?
+        let ip = match take("ip").as_deref() {
+            None | Some("dhcp") => {
+                if gateway.is_some() {
+                    return Err("hoard.gw is for a static hoard.ip=A.B.C.D/N; DHCP's lease names the router".into());
+                }
+                None
             }
+            Some(cidr) => {
+                Some(Ipv4Config::parse_cidr(cidr, gateway).map_err(|e| format!("hoard.ip: {e}"))?)
+            }
+        };
+        let ntp = match take("ntp") {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|server| {
+                    server
+                        .parse::<SocketAddr>()
+                        .or_else(|_| server.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 123)))
+                        .map_err(|_| {
+                            format!(
+                                "hoard.ntp: {server:?} is not an IP address with an optional port"
+                            )
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let trust_rtc = match take("trust_rtc").as_deref() {
+            None | Some("0") => false,
+            Some("1") => true,
+            Some(other) => return Err(format!("hoard.trust_rtc={other}: 0 or 1")),
         };
         let port = match take("port") {
             None => 9000,
@@ -115,6 +146,9 @@ impl BootParams {
         let parsed = BootParams {
             profile: take("profile"),
             ip,
+            hostname: take("hostname").unwrap_or_else(|| "hoard".into()),
+            ntp,
+            trust_rtc,
             port,
             http_port,
             credentials,
@@ -135,9 +169,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_suit_qemu_user_networking() {
+    fn defaults_are_dhcp_and_https() {
         let p = BootParams::parse("console=ttyS0 panic=-1 quiet").unwrap();
-        assert_eq!(p.ip, Ipv4Config::QEMU_USER);
+        assert_eq!(p.ip, None, "DHCP");
+        assert_eq!(p.hostname, "hoard");
+        assert_eq!(p.ntp, Vec::<SocketAddr>::new());
+        assert!(!p.trust_rtc);
         assert_eq!(p.port, 9000);
         assert_eq!(p.credentials, None);
         assert_eq!(p.region, "us-east-1");
@@ -148,14 +185,24 @@ mod tests {
     #[test]
     fn every_parameter_is_read() {
         let p = BootParams::parse(
-            "console=ttyS0 hoard.profile=4u-1.5pb hoard.ip=192.168.1.10/24 hoard.gw=none hoard.port=80 hoard.access_key=AK hoard.secret_key=SK hoard.domain=s3.lan hoard.metrics_port=9100 hoard.http_port=8080",
+            "console=ttyS0 hoard.profile=4u-1.5pb hoard.ip=192.168.1.10/24 hoard.gw=none hoard.port=80 hoard.access_key=AK hoard.secret_key=SK hoard.domain=s3.lan hoard.metrics_port=9100 hoard.http_port=8080 hoard.ntp=10.0.2.2:11123,192.0.2.1,[2001:db8::1]:123 hoard.trust_rtc=1 hoard.hostname=vault",
         )
         .unwrap();
+        let ip = p.ip.unwrap();
+        assert_eq!(
+            p.ntp,
+            ["10.0.2.2:11123", "192.0.2.1:123", "[2001:db8::1]:123"]
+                .map(|s| s.parse::<SocketAddr>().unwrap())
+        );
+        assert!(p.trust_rtc);
+        assert_eq!(p.hostname, "vault");
         assert_eq!(p.http_port, Some(8080));
         assert_eq!(p.metrics_port, Some(9100));
         assert_eq!(p.profile.as_deref(), Some("4u-1.5pb"));
-        assert_eq!(p.ip.address, Ipv4Addr::new(192, 168, 1, 10));
-        assert_eq!(p.ip.gateway, None);
+        assert_eq!(ip.address, Ipv4Addr::new(192, 168, 1, 10));
+        assert_eq!(ip.gateway, None);
+        let gw = BootParams::parse("hoard.ip=192.168.1.10/24 hoard.gw=192.168.1.1").unwrap();
+        assert_eq!(gw.ip.unwrap().gateway, Some(Ipv4Addr::new(192, 168, 1, 1)));
         assert_eq!(p.port, 80);
         assert_eq!(p.credentials, Some(("AK".into(), "SK".into())));
         assert_eq!(p.domain.as_deref(), Some("s3.lan"));
@@ -166,6 +213,9 @@ mod tests {
         for (line, needle) in [
             ("hoard.ip=10.0.2.15", "hoard.ip"),
             ("hoard.gw=gateway", "hoard.gw=gateway"),
+            ("hoard.gw=10.0.2.2", "static"),
+            ("hoard.ntp=pool.ntp.org", "pool.ntp.org"),
+            ("hoard.trust_rtc=yes", "hoard.trust_rtc=yes"),
             ("hoard.port=0", "hoard.port=0"),
             ("hoard.access_key=AK", "together"),
             ("hoard.metrics_port=9000", "hoard.metrics_port=9000"),

@@ -6,14 +6,18 @@
 //! drives to its slots (the engine's `hoard::volume::assembly`), formatting blank drives on first
 //! boot only and adopting a blank HDD into an empty bay; open the store (degraded when a data
 //! drive is missing); watch for drives hot-plugged later ([`hotplug`]); configure the NIC
-//! ([`net`]); serve S3 over HTTPS (a certificate made on first boot and kept sealed in the
+//! ([`net`]: a static address, or a lease kept by [`dhcp`]); set the clock by NTP ([`clock`],
+//! waiting up to [`FIRST_SYNC_WAIT`] so that the first signed requests meet a right clock); serve S3 over HTTPS (a certificate made on first boot and kept sealed in the
 //! store; plain HTTP only where `hoard.http_port` asks) until
 //! the power button, ctrl-alt-del, SIGTERM, SIGPWR or the admin request asks to stop
-//! ([`power`]); then close the store cleanly and power off. PID 1 never exits: a fatal error is
+//! ([`power`]); then close the store cleanly, write the hardware clock and power off. PID 1 never exits: a fatal error is
 //! printed on the console and the machine reboots.
 
+pub mod clock;
 pub mod cmdline;
+pub mod dhcp;
 pub mod discover;
+pub mod host;
 pub mod hotplug;
 pub mod kmod;
 pub mod net;
@@ -138,17 +142,52 @@ fn boot_and_serve() -> Result<String, BoxError> {
     net::bring_up_loopback()?;
     let interface = net::wait_for_interface(Duration::from_secs(10))
         .ok_or("no network interface appeared within 10 s (is its driver module shipped?)")?;
-    net::configure(&interface, &params.ip)?;
-    println!(
-        "hoard: {interface} {}/{} gateway {} link {}",
-        params.ip.address,
-        params.ip.prefix_len,
-        params
-            .ip
-            .gateway
-            .map_or("none".to_string(), |g| g.to_string()),
-        net::link_speed_mbps(&interface).map_or("unknown".to_string(), |s| format!("{s} Mb/s"))
-    );
+    let clock = clock::Clock::new(params.ntp.clone(), params.trust_rtc);
+    let from_lease = params.ntp.is_empty();
+    let lease_clock = clock.clone();
+    let network = host::Network::start(
+        &interface,
+        params.ip,
+        &params.hostname,
+        Box::new(move |lease| {
+            if from_lease {
+                lease_clock.set_servers(host::lease_ntp_servers(lease));
+            }
+        }),
+    )?;
+    let address = network.wait_address(Duration::from_secs(10));
+    match address {
+        Some(a) => println!(
+            "hoard: {interface} {}/{} gateway {} link {}",
+            a.address,
+            a.prefix_len,
+            a.gateway.map_or("none".to_string(), |g| g.to_string()),
+            net::link_speed_mbps(&interface).map_or("unknown".to_string(), |s| format!("{s} Mb/s"))
+        ),
+        None => println!("hoard: {interface} has no address yet (DHCP keeps asking)"),
+    }
+    clock.start();
+    if clock.status().servers.is_empty() {
+        println!("hoard: no NTP server (hoard.ntp= or DHCP option 42): the clock is the RTC's");
+    } else if clock.wait_synchronised(FIRST_SYNC_WAIT) {
+        let c = clock.status();
+        println!(
+            "hoard: clock synchronised by NTP (offset {:+.3} s, stratum {}) after {:.2} s of uptime",
+            c.last_offset_us.unwrap_or(0) as f64 / 1e6,
+            c.stratum.unwrap_or(0),
+            uptime_s()
+        );
+    } else {
+        println!(
+            "hoard: clock not synchronised within {} s; NTP keeps trying",
+            FIRST_SYNC_WAIT.as_secs()
+        );
+    }
+    let appliance = Arc::new(host::Appliance {
+        clock: clock.clone(),
+        network: network.clone(),
+    });
+    let address = address.map(|a| a.address);
 
     let s3 = S3Config {
         domains: params.domain.iter().cloned().collect(),
@@ -156,9 +195,10 @@ fn boot_and_serve() -> Result<String, BoxError> {
         metrics_listen: params
             .metrics_port
             .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
+        host: Some(appliance),
         ..S3Config::default()
     };
-    let (tls, tls_source) = https_certificate(&store, params.ip.address)?;
+    let (tls, tls_source) = https_certificate(&store, address)?;
     println!(
         "hoard: TLS certificate ({tls_source}) SHA-256 fingerprint {}",
         tls.fingerprint()
@@ -169,8 +209,9 @@ fn boot_and_serve() -> Result<String, BoxError> {
             .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
         tls: Some((SocketAddr::from(([0, 0, 0, 0], params.port)), tls)),
     };
-    let address = params.ip.address;
-    hoard_s3::run(store, credentials, s3, endpoints, move |_, bound| {
+    let address = address.map_or("0.0.0.0".to_string(), |a| a.to_string());
+    let clock_at_stop = clock.clone();
+    let reason = hoard_s3::run(store, credentials, s3, endpoints, move |_, bound| {
         let plain = bound.plain.map_or(String::new(), |a| {
             format!(" and http://{address}:{}", a.port())
         });
@@ -187,8 +228,18 @@ fn boot_and_serve() -> Result<String, BoxError> {
             }),
             Duration::from_secs(10),
         );
-    })
+    })?;
+    if clock_at_stop.status().last_sync_unix_ms.is_some() {
+        match clock::write_rtc() {
+            Ok(()) => println!("hoard: hardware clock set from the synchronised clock"),
+            Err(e) => println!("hoard: hardware clock not set: {e}"),
+        }
+    }
+    Ok(reason)
 }
+
+/// How long boot waits for the first NTP synchronisation before serving.
+pub const FIRST_SYNC_WAIT: Duration = Duration::from_secs(5);
 
 fn mount_pseudo_filesystems() -> Result<(), BoxError> {
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
@@ -315,7 +366,7 @@ pub const TLS_SETTING: &str = "tls-certificate";
 /// sealed in the same setting, so the next boot serves the new one.
 fn https_certificate(
     store: &Store,
-    address: std::net::Ipv4Addr,
+    address: Option<std::net::Ipv4Addr>,
 ) -> Result<(Arc<hoard_s3::tls::Tls>, &'static str), BoxError> {
     let sealer = hoard_s3::auth::seal::Sealer::new(&store.secrets_key());
     let stored = store
@@ -335,12 +386,12 @@ fn https_certificate(
     let (bundle, source) = match stored {
         Some(bundle) => (bundle.into_bytes(), "kept in the store"),
         None => {
-            let names = vec![
+            let mut names = vec![
                 "hoard".to_string(),
                 "localhost".to_string(),
-                address.to_string(),
                 "127.0.0.1".to_string(),
             ];
+            names.extend(address.map(|a| a.to_string()));
             let made = rcgen::generate_simple_self_signed(names)?;
             let (cert, key) = (made.cert.pem(), made.signing_key.serialize_pem());
             keep(cert.as_bytes(), key.as_bytes())?;

@@ -1,5 +1,5 @@
-//! The NIC: bringing up loopback and the first Ethernet interface with a static IPv4 address
-//! and default route, set with the classic ioctls (`SIOCSIFADDR`, `SIOCSIFNETMASK`,
+//! The NIC: bringing up loopback and the first Ethernet interface with an IPv4 address (static,
+//! or a DHCP lease that `dhcp` got) and default route, set with the classic ioctls (`SIOCSIFADDR`, `SIOCSIFNETMASK`,
 //! `SIOCSIFFLAGS`, `SIOCADDRT`; netdevice(7), route(8)), so the image needs no other program.
 
 use std::io;
@@ -20,13 +20,6 @@ pub struct Ipv4Config {
 }
 
 impl Ipv4Config {
-    /// QEMU's user-mode network: 10.0.2.15/24 via 10.0.2.2.
-    pub const QEMU_USER: Ipv4Config = Ipv4Config {
-        address: Ipv4Addr::new(10, 0, 2, 15),
-        prefix_len: 24,
-        gateway: Some(Ipv4Addr::new(10, 0, 2, 2)),
-    };
-
     /// Parses `A.B.C.D/N`.
     ///
     /// Errors: a message naming the text.
@@ -83,6 +76,37 @@ pub fn link_speed_mbps(interface: &str) -> Option<u32> {
         .trim()
         .parse()
         .ok()
+}
+
+/// Whether `interface` has carrier (`/sys/class/net/<if>/carrier`), if known.
+pub fn carrier(interface: &str) -> Option<bool> {
+    let text = std::fs::read_to_string(Path::new("/sys/class/net").join(interface).join("carrier"));
+    match text.ok()?.trim() {
+        "1" => Some(true),
+        "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Brings `interface` up without an address (for DHCP).
+///
+/// Errors: the ioctl that failed, naming the interface.
+pub fn bring_up(interface: &str) -> io::Result<()> {
+    set_up(&socket()?, interface)
+        .map_err(|e| io::Error::new(e.kind(), format!("{interface}: bringing it up: {e}")))
+}
+
+/// Removes `interface`'s IPv4 address (a lost lease): `SIOCSIFADDR` with 0.0.0.0.
+///
+/// Errors: the ioctl that failed, naming the interface.
+pub fn clear_address(interface: &str) -> io::Result<()> {
+    set_addr(
+        &socket()?,
+        interface,
+        libc::SIOCSIFADDR,
+        Ipv4Addr::UNSPECIFIED,
+    )
+    .map_err(|e| io::Error::new(e.kind(), format!("{interface}: removing the address: {e}")))
 }
 
 /// Brings `lo` up (127.0.0.1/8).
@@ -245,10 +269,8 @@ mod tests {
         let c = Ipv4Config::parse_cidr("192.168.7.20/22", None).unwrap();
         assert_eq!(c.address, Ipv4Addr::new(192, 168, 7, 20));
         assert_eq!(c.netmask(), Ipv4Addr::new(255, 255, 252, 0));
-        assert_eq!(
-            Ipv4Config::QEMU_USER.netmask(),
-            Ipv4Addr::new(255, 255, 255, 0)
-        );
+        let qemu = Ipv4Config::parse_cidr("10.0.2.15/24", None).unwrap();
+        assert_eq!(qemu.netmask(), Ipv4Addr::new(255, 255, 255, 0));
         let zero = Ipv4Config::parse_cidr("10.0.0.1/0", None).unwrap();
         assert_eq!(zero.netmask(), Ipv4Addr::UNSPECIFIED);
         for bad in ["10.0.2.15", "10.0.2.15/33", "10.0.2/24", "x/24"] {

@@ -18,7 +18,8 @@
 //!   and scrub with their counts, rate and ETA, objects found unrecoverable; space: per drive
 //!   and for the pool, raw, used, live, free, reclaimable and reserved bytes, and the metadata
 //!   SSDs' table area; garbage collection: passes, needles moved, segments freed, uploads
-//!   expired; whether a shutdown is under way).
+//!   expired; whether a shutdown is under way; on the appliance, the host's sections after
+//!   these: `Time` (synchronised or not, offset, servers) and `Network`).
 //! - `POST /_hoard/scrub`: start a scrub pass now (202 Accepted; progress in the status).
 //!   A scheduled scrub runs at the profile's pace; one asked for runs at the rebuild's.
 //! - `/_hoard/accounts...` and `/_hoard/keys...`: the directory of accounts, users and access
@@ -468,6 +469,13 @@ fn status(state: &AppState) -> S3Result<Response> {
         .elem("VersionsExpired", l.versions_expired.to_string())
         .elem("UploadsAborted", l.uploads_aborted.to_string())
         .elem("LastPassUnixMs", l.last_pass_unix_ms.to_string())
+        .elem(
+            "WaitingForClock",
+            match &state.config.host {
+                Some(host) if !host.clock_trusted() => "true",
+                _ => "false",
+            },
+        )
         .close("Lifecycle");
     let admission = &state.admission;
     x.open("Requests")
@@ -488,5 +496,22 @@ fn status(state: &AppState) -> S3Result<Response> {
             "false"
         },
     );
+    if let Some(host) = &state.config.host {
+        for section in host.status() {
+            write_section(&mut x, &section);
+        }
+    }
     xml_response(x.finish("HoardStatus"))
+}
+
+/// Writes one of the host's status sections (see `crate::host`).
+fn write_section(x: &mut XmlBuilder, section: &crate::host::StatusSection) {
+    x.open(section.name);
+    for (name, value) in &section.fields {
+        x.elem(name, value);
+    }
+    for child in &section.children {
+        write_section(x, child);
+    }
+    x.close(section.name);
 }

@@ -1,0 +1,300 @@
+//! The appliance as the S3 layer's [`hoard_s3::Host`]: its clock ([`clock`]) and its network
+//! (a static address or a DHCP lease kept by a thread of its own, [`Network`]), reported in
+//! `GET /_hoard/status` as `Time` and `Network`.
+//!
+//! Must not import the store: it reports the machine, not the data.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hoard_s3::StatusSection;
+use parking_lot::{Condvar, Mutex};
+
+use super::clock::Clock;
+use super::dhcp::{self, Event, Lease};
+use super::net::{self, Ipv4Config};
+
+/// The first NIC's addressing and its state.
+#[derive(Debug)]
+pub struct Network {
+    interface: String,
+    mac: String,
+    dhcp: bool,
+    state: Mutex<NetworkState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct NetworkState {
+    config: Option<Ipv4Config>,
+    lease: Option<Lease>,
+    dhcp_state: &'static str,
+    error: Option<String>,
+}
+
+impl Network {
+    /// Configures `interface`: the static address `fixed` at once, or (`None`) by DHCP on a
+    /// thread that keeps the lease for as long as the appliance runs, calling `on_lease` for
+    /// every lease granted (first, renewed, rebound).
+    ///
+    /// Errors: a static address could not be set, or the DHCP socket could not be made.
+    pub fn start(
+        interface: &str,
+        fixed: Option<Ipv4Config>,
+        hostname: &str,
+        on_lease: Box<dyn Fn(&Lease) + Send>,
+    ) -> std::io::Result<Arc<Network>> {
+        let mac = std::fs::read_to_string(format!("/sys/class/net/{interface}/address"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let network = Arc::new(Network {
+            interface: interface.to_string(),
+            mac: mac.clone(),
+            dhcp: fixed.is_none(),
+            state: Mutex::new(NetworkState::default()),
+            changed: Condvar::new(),
+        });
+        if let Some(config) = fixed {
+            net::configure(interface, &config)?;
+            network.state.lock().config = Some(config);
+            return Ok(network);
+        }
+        let mac = dhcp::parse_mac(&mac).ok_or_else(|| {
+            std::io::Error::other(format!("{interface}: no MAC address for DHCP ({mac:?})"))
+        })?;
+        net::bring_up(interface)?;
+        let socket = dhcp::socket(interface)?;
+        let mut client = dhcp::Client::new(mac, Some(hostname.to_string()), Instant::now());
+        network.state.lock().dhcp_state = "selecting";
+        let n = network.clone();
+        std::thread::Builder::new()
+            .name("dhcp".into())
+            .spawn(move || loop {
+                let until = Instant::now() + Duration::from_secs(60);
+                let events = match dhcp::exchange(&mut client, &socket, until) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        n.state.lock().error = Some(format!("DHCP: {e}"));
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                for event in events {
+                    n.apply(&event, &on_lease);
+                }
+                n.state.lock().dhcp_state = match client.state() {
+                    dhcp::State::Selecting => "selecting",
+                    dhcp::State::Requesting { .. } => "requesting",
+                    dhcp::State::Bound(_) => "bound",
+                    dhcp::State::Renewing(_) => "renewing",
+                    dhcp::State::Rebinding(_) => "rebinding",
+                };
+            })
+            .expect("spawn the DHCP thread");
+        Ok(network)
+    }
+
+    fn apply(&self, event: &Event, on_lease: &dyn Fn(&Lease)) {
+        match event {
+            Event::Bound(lease) => {
+                let config = Ipv4Config {
+                    address: lease.address,
+                    prefix_len: lease.prefix_len,
+                    gateway: lease.gateway,
+                };
+                let mut state = self.state.lock();
+                if state.config != Some(config) {
+                    match net::configure(&self.interface, &config) {
+                        Ok(()) => {
+                            println!(
+                                "hoard: {} {}/{} by DHCP from {} (lease {} s)",
+                                self.interface,
+                                config.address,
+                                config.prefix_len,
+                                lease.server,
+                                lease.lease.as_secs()
+                            );
+                            state.config = Some(config);
+                            state.error = None;
+                        }
+                        Err(e) => state.error = Some(e.to_string()),
+                    }
+                }
+                state.lease = Some(lease.clone());
+                drop(state);
+                self.changed.notify_all();
+                on_lease(lease);
+            }
+            Event::Refused => {
+                let mut state = self.state.lock();
+                if let Some(old) = state.config.take() {
+                    println!(
+                        "hoard: {}: DHCP lease of {} lost; discovering again",
+                        self.interface, old.address
+                    );
+                    if let Err(e) = net::clear_address(&self.interface) {
+                        state.error = Some(e.to_string());
+                    }
+                }
+                state.lease = None;
+            }
+            Event::Offered(_) | Event::Ignored => {}
+        }
+    }
+
+    /// The interface's name.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// Waits until the interface has an address (at once for a static one), at most
+    /// `timeout`.
+    pub fn wait_address(&self, timeout: Duration) -> Option<Ipv4Config> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        while state.config.is_none() {
+            if self.changed.wait_until(&mut state, deadline).timed_out() {
+                break;
+            }
+        }
+        state.config
+    }
+
+    /// The `Network` status section.
+    pub fn status(&self) -> StatusSection {
+        let state = self.state.lock();
+        let mut s = StatusSection::new("Network")
+            .field("Interface", &self.interface)
+            .field("MacAddress", &self.mac)
+            .field("Mode", if self.dhcp { "dhcp" } else { "static" })
+            .field(
+                "Carrier",
+                net::carrier(&self.interface).map_or(
+                    "unknown",
+                    |up| {
+                        if up {
+                            "up"
+                        } else {
+                            "down"
+                        }
+                    },
+                ),
+            )
+            .field(
+                "LinkSpeedMbps",
+                net::link_speed_mbps(&self.interface).map_or(String::new(), |s| s.to_string()),
+            );
+        if let Some(c) = state.config {
+            s = s
+                .field("Address", format!("{}/{}", c.address, c.prefix_len))
+                .field(
+                    "Gateway",
+                    c.gateway.map_or(String::new(), |g| g.to_string()),
+                );
+        }
+        if self.dhcp {
+            s = s.field("DhcpState", state.dhcp_state);
+        }
+        if let Some(lease) = &state.lease {
+            let mut l = StatusSection::new("Lease")
+                .field("Server", lease.server)
+                .field("LeaseSeconds", lease.lease.as_secs())
+                .field(
+                    "RemainingSeconds",
+                    lease.remaining(Instant::now()).as_secs(),
+                )
+                .field("RenewAfterSeconds", lease.t1.as_secs())
+                .field("RebindAfterSeconds", lease.t2.as_secs());
+            for dns in &lease.dns {
+                l = l.field("DnsServer", dns);
+            }
+            for ntp in &lease.ntp {
+                l = l.field("NtpServer", ntp);
+            }
+            s = s.child(l);
+        }
+        if let Some(e) = &state.error {
+            s = s.field("Error", e);
+        }
+        s
+    }
+}
+
+/// The NTP servers a lease names (port 123).
+pub fn lease_ntp_servers(lease: &Lease) -> Vec<SocketAddr> {
+    lease
+        .ntp
+        .iter()
+        .map(|&ip: &Ipv4Addr| SocketAddr::from((ip, 123)))
+        .collect()
+}
+
+/// The appliance's clock and network, as the S3 layer sees them.
+#[derive(Debug)]
+pub struct Appliance {
+    /// The clock and its NTP client.
+    pub clock: Arc<Clock>,
+    /// The first NIC.
+    pub network: Arc<Network>,
+}
+
+impl hoard_s3::Host for Appliance {
+    fn clock_trusted(&self) -> bool {
+        self.clock.trusted()
+    }
+
+    fn status(&self) -> Vec<StatusSection> {
+        vec![time_status(&self.clock), self.network.status()]
+    }
+}
+
+/// The `Time` status section.
+pub fn time_status(clock: &Clock) -> StatusSection {
+    let c = clock.status();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let source = if c.last_sync_unix_ms.is_some() {
+        "ntp"
+    } else if c.rtc_trusted {
+        "rtc (trusted by setting)"
+    } else {
+        "rtc (not synchronised: lifecycle expiry waits)"
+    };
+    let mut s = StatusSection::new("Time")
+        .field("Synchronized", c.last_sync_unix_ms.is_some())
+        .field("Trusted", c.rtc_trusted || c.last_sync_unix_ms.is_some())
+        .field("Source", source)
+        .field("NowUnixMs", now_ms)
+        .field(
+            "LastSyncUnixMs",
+            c.last_sync_unix_ms.map_or(String::new(), |t| t.to_string()),
+        )
+        .field(
+            "LastOffsetUs",
+            c.last_offset_us.map_or(String::new(), |o| o.to_string()),
+        )
+        .field(
+            "Stratum",
+            c.stratum.map_or(String::new(), |s| s.to_string()),
+        )
+        .field("PollIntervalSeconds", c.poll_interval_s)
+        .field("Steps", c.steps)
+        .field("Slews", c.slews);
+    for server in &c.servers {
+        let mut e = StatusSection::new("Server").field("Address", &server.address);
+        if let Some(last) = &server.last {
+            e = e
+                .field("OffsetUs", last.offset_us)
+                .field("RoundTripUs", last.roundtrip_us)
+                .field("Stratum", last.stratum);
+        }
+        if let Some(err) = &server.error {
+            e = e.field("Error", err);
+        }
+        s = s.child(e);
+    }
+    s
+}
