@@ -47,6 +47,17 @@ pub struct AdminArgs {
 pub enum AdminAction {
     /// The store's status document (XML).
     Status,
+    /// The appliance's time settings (JSON); with `--ntp` or `--trust-rtc`, change them (kept
+    /// in the store, in force at once).
+    Time {
+        /// NTP servers, `ADDR[:PORT],...` (IP literals; port 123 unless given; empty: the
+        /// DHCP lease's).
+        #[arg(long)]
+        ntp: Option<String>,
+        /// Trust the hardware clock before the first NTP synchronisation.
+        #[arg(long)]
+        trust_rtc: Option<bool>,
+    },
     /// Start a scrub pass now.
     Scrub,
     /// List accounts.
@@ -180,6 +191,17 @@ fn request_of(action: &AdminAction) -> (&'static str, String, Vec<(String, Strin
     let q = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
     match action {
         AdminAction::Status => ("GET", "status".into(), vec![]),
+        AdminAction::Time { ntp, trust_rtc } => {
+            let mut query = Vec::new();
+            if let Some(list) = ntp {
+                query.push(("ntp".to_string(), list.clone()));
+            }
+            if let Some(trust) = trust_rtc {
+                query.push(("trust_rtc".to_string(), trust.to_string()));
+            }
+            let method = if query.is_empty() { "GET" } else { "PUT" };
+            (method, "settings/time".into(), query)
+        }
         AdminAction::Scrub => ("POST", "scrub".into(), vec![]),
         AdminAction::Accounts => ("GET", "accounts".into(), vec![]),
         AdminAction::CreateAccount { name } => ("POST", "accounts".into(), q("name", name)),

@@ -67,6 +67,17 @@ async fn status_and_shutdown_need_a_signature_and_shutdown_is_clean() {
     let (code, body) = curl(&format!("{}/_hoard/reboot", server.endpoint), "POST", true);
     assert_eq!(code, 501, "{body}");
 
+    // Settings are the appliance firmware's: `hoard serve` refuses them by name, and only
+    // to a signed admin.
+    let settings_url = format!("{}/_hoard/settings/time", server.endpoint);
+    let (code, body) = curl(&settings_url, "GET", false);
+    assert_eq!(code, 403, "{body}");
+    for method in ["GET", "PUT"] {
+        let (code, body) = curl(&format!("{settings_url}?trust_rtc=true"), method, true);
+        assert_eq!(code, 501, "{body}");
+        assert!(body.contains("appliance firmware"), "{body}");
+    }
+
     // Still serving after all that.
     s3.head_bucket().bucket("kept").send().await.unwrap();
 

@@ -13,7 +13,9 @@
 //! says why and reboots. On emulated server hardware (the qemu-hba profile: a MegaRAID SAS HBA,
 //! AHCI and e1000e, no virtio) every drive is found, formatted, served and kept across a reboot;
 //! that guest takes its address from QEMU's DHCP server and, with its hardware clock 3 h behind,
-//! sets it from an NTP server on the host (chronyd) before S3 serves, to within 50 ms.
+//! sets it from an NTP server on the host (chronyd) before S3 serves, to within 50 ms; with its
+//! metadata SSDs stalled, its watchdog resets it and it comes back serving every object; its two
+//! NICs are bonded, and a GET and PUTs go on while the active port's link goes down.
 //!
 //! Needs the image: `appliance/scripts/build-image` (which `scripts/test` runs first) and
 //! `qemu-system-x86_64`.
@@ -303,27 +305,7 @@ impl Guest {
 
     /// Sends one command to QEMU's human monitor; returns what it answered within 2 s.
     fn monitor(&self, command: &str) -> String {
-        use std::io::Read;
-        let mut monitor = UnixStream::connect(&self.monitor).expect("connect to QEMU's monitor");
-        monitor
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        monitor
-            .write_all(format!("{command}\n").as_bytes())
-            .unwrap();
-        let mut answer = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline {
-            match monitor.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-                Err(_) => {}
-            }
-        }
-        let answer = String::from_utf8_lossy(&answer).into_owned();
-        eprintln!("qemu monitor: {command} -> {answer:?}");
-        answer
+        monitor_command(&self.monitor, command)
     }
 
     /// Polls the status document (at most 240 s) until `done` holds.
@@ -470,6 +452,117 @@ fn drive_state(doc: &str, slot: u32) -> String {
             Some(rest[from..to].to_string())
         })
         .unwrap_or_default()
+}
+
+/// Sends one command to the QEMU human monitor at `socket`; returns what it answered within
+/// 2 s.
+fn monitor_command(socket: &Path, command: &str) -> String {
+    use std::io::Read;
+    let mut monitor = UnixStream::connect(socket).expect("connect to QEMU's monitor");
+    monitor
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    monitor
+        .write_all(format!("{command}\n").as_bytes())
+        .unwrap();
+    let mut answer = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match monitor.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    eprintln!("qemu monitor: {command} -> {answer:?}");
+    answer
+}
+
+/// The two e1000e ports are bonded active-backup: while a 48 MiB GET streams and 1 MiB PUTs
+/// go in, the active port's link goes down (QEMU `set_link nic0 off`); nothing fails, the
+/// bond moves to eth1, and back to eth0 (its primary) when the link returns. Prints the
+/// longest stall the GET saw.
+async fn check_failover(guest: &Guest, s3: &Client, credentials: &(String, String)) {
+    let console = guest.console();
+    assert!(
+        console.contains("bond0 active-backup of eth0, eth1"),
+        "{console}"
+    );
+    let key = Some((credentials.0.as_str(), credentials.1.as_str()));
+    let status_url = format!("{}/_hoard/status", guest.endpoint);
+    let active = || element(&curl(&status_url, "GET", key).1, "ActivePort").map(str::to_string);
+    assert_eq!(active().as_deref(), Some("eth0"));
+    let big = pattern(77, 48 * MIB);
+    s3.put_object()
+        .bucket(BUCKET)
+        .key("failover/big")
+        .body(ByteStream::from(big.clone()))
+        .send()
+        .await
+        .unwrap();
+    let monitor = guest.monitor.clone();
+    let cut = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let at = Instant::now();
+        monitor_command(&monitor, "set_link nic0 off");
+        at
+    });
+    let get = async {
+        let mut body = s3
+            .get_object()
+            .bucket(BUCKET)
+            .key("failover/big")
+            .send()
+            .await
+            .expect("the GET starts")
+            .body;
+        let (mut got, mut last, mut stall) = (Vec::new(), Instant::now(), Duration::ZERO);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.expect("the GET streams through the failover");
+            stall = stall.max(last.elapsed());
+            last = Instant::now();
+            got.extend_from_slice(&chunk);
+        }
+        assert!(
+            got == big,
+            "the GET read back differently across the failover"
+        );
+        stall
+    };
+    let puts = async {
+        for i in 0..12 {
+            s3.put_object()
+                .bucket(BUCKET)
+                .key(format!("failover/put{i}"))
+                .body(ByteStream::from(pattern(i, MIB)))
+                .send()
+                .await
+                .expect("PUTs go through the failover");
+        }
+    };
+    let (stall, ()) = tokio::join!(get, puts);
+    cut.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while active().as_deref() != Some("eth1") {
+        assert!(Instant::now() < deadline, "the bond did not move to eth1");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, status) = curl(&status_url, "GET", key);
+    assert!(
+        status.contains("<Name>eth0</Name><Active>false</Active><Carrier>down</Carrier>"),
+        "{status}"
+    );
+    guest.monitor("set_link nic0 on");
+    while active().as_deref() != Some("eth0") {
+        assert!(Instant::now() < deadline, "the bond did not return to eth0");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "appliance_qemu: failover: the 48 MiB GET's longest stall was {} ms (with 12 PUTs of 1 MiB beside it)",
+        stall.as_millis()
+    );
 }
 
 fn unix_ms() -> u64 {
@@ -662,6 +755,36 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
         status.contains("<WaitingForClock>true</WaitingForClock>"),
         "{status}"
     );
+    // An admin names an NTP server (the host's chronyd): kept in the store, in force at once.
+    let ntp = NtpServer::start(disks);
+    let key = Some((credentials.0.as_str(), credentials.1.as_str()));
+    let settings_url = format!("{}/_hoard/settings/time", guest.endpoint);
+    let (code, body) = curl(
+        &format!("{settings_url}?ntp=10.0.2.2%3A{}", ntp.port),
+        "PUT",
+        key,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&format!("10.0.2.2:{}", ntp.port)), "{body}");
+    let (code, body) = curl(&format!("{settings_url}?ntp=ntp.example"), "PUT", key);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("ntp.example"), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, status) = curl(&format!("{}/_hoard/status", guest.endpoint), "GET", key);
+        if status.contains("<WaitingForClock>false</WaitingForClock>") {
+            assert!(
+                status.contains("<Synchronized>true</Synchronized>"),
+                "{status}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no NTP synchronisation: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let s3 = guest.client(true);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     for (key, data) in &objects {
@@ -710,6 +833,14 @@ async fn firmware_boots_serves_powers_off_and_survives_a_missing_drive() {
     let guest = Guest::boot(disks, &[], Some(&credentials));
     let console = guest.console();
     assert!(!console.contains("formatting"), "{console}");
+    // The time settings were kept: the clock is set by the same NTP server at boot.
+    assert!(
+        guest
+            .console_line("time settings (kept in the store)")
+            .contains(&format!("10.0.2.2:{}", ntp.port)),
+        "{console}"
+    );
+    assert!(console.contains("clock synchronised by NTP"), "{console}");
     assert!(console.contains("metadata: member"), "{console}");
     // The same certificate, kept sealed in the store.
     assert!(
@@ -958,11 +1089,52 @@ async fn firmware_finds_drives_behind_a_sas_hba_and_ahci_and_serves_over_e1000e(
             .unwrap();
     }
     guest.read_all(&objects, "after the first boot", true).await;
+    check_failover(&guest, &s3, &credentials).await;
     let (status, console) = guest.press_power_button();
     assert!(status.success(), "{console}");
 
-    let guest = Guest::boot_profile(disks, &[], Some(&credentials), Some(&profile), &[]);
+    // The second boot may reboot: its watchdog (QEMU's i6300esb, 15 s in this profile) must
+    // reset a machine whose store is wedged. Both metadata SSDs are throttled to 1 byte/s, so
+    // no durable metadata write completes; once PID 1 says it stopped petting, the throttle is
+    // lifted (the machine stays condemned) and the reset and a clean second boot must follow.
+    let reboot = ["--allow-reboot".to_string()];
+    let guest = Guest::boot_profile(disks, &[], Some(&credentials), Some(&profile), &reboot);
+    assert!(
+        guest.console().contains("watchdog i6300esb armed: 15 s"),
+        "{}",
+        guest.console()
+    );
     guest.read_all(&objects, "after a reboot", true).await;
+    let wedged_at = Instant::now();
+    for ssd in ["ssd0", "ssd1"] {
+        guest.monitor(&format!("block_set_io_throttle {ssd} 1 0 0 0 0 0"));
+    }
+    let wait_for = |what: &str, count: usize, within: Duration| {
+        let deadline = Instant::now() + within;
+        while guest.console().matches(what).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} (x{count}) within {within:?}:\n{}",
+                guest.console()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Instant::now()
+    };
+    let stopped = wait_for("watchdog: wedged", 1, Duration::from_secs(60));
+    for ssd in ["ssd0", "ssd1"] {
+        guest.monitor(&format!("block_set_io_throttle {ssd} 0 0 0 0 0 0"));
+    }
+    let reset = wait_for(FIRMWARE_BANNER, 2, Duration::from_secs(60));
+    wait_for("S3 ready", 2, Duration::from_secs(300));
+    eprintln!(
+        "appliance_qemu: watchdog: wedged {:.1} s after the SSDs stalled, reset {:.1} s after that",
+        (stopped - wedged_at).as_secs_f64(),
+        (reset - stopped).as_secs_f64()
+    );
+    guest
+        .read_all(&objects, "after the watchdog's reset", true)
+        .await;
     let (status, console) = guest.press_power_button();
     assert!(status.success(), "{console}");
 }

@@ -14,6 +14,36 @@ pub trait Host: Send + Sync + std::fmt::Debug {
 
     /// Sections for `GET /_hoard/status`, after the store's own.
     fn status(&self) -> Vec<StatusSection>;
+
+    /// The settings group `name` (`time`) as JSON, for `GET /_hoard/settings/<name>`; `None`:
+    /// the host has no such group.
+    fn settings(&self, name: &str) -> Option<String> {
+        let _ = name;
+        None
+    }
+
+    /// Changes the settings group `name` from a request's query parameters, keeps the result
+    /// and puts it in force; returns it as JSON. Runs on a blocking thread (it writes the
+    /// store).
+    ///
+    /// Errors: `None` for a group the host does not have; `Some(message)` for a refused
+    /// parameter, naming it.
+    fn change_settings(
+        &self,
+        name: &str,
+        query: &[(String, String)],
+    ) -> Result<String, Option<String>> {
+        let _ = (name, query);
+        Err(None)
+    }
+
+    /// Called every second by a task of the server's runtime while it serves: a heartbeat
+    /// that stops when the runtime is wedged (the appliance's watchdog watches it).
+    fn serving(&self) {}
+
+    /// Called once when the server stops accepting connections (a shutdown began): the
+    /// heartbeat ends after this without anything being wrong.
+    fn shutting_down(&self) {}
 }
 
 /// One element of the status document: `<Name><Field>value</Field>...<Child>...</Child></Name>`.

@@ -299,6 +299,14 @@ pub fn run(
         store.start_gc_worker();
         tokio::spawn(keep_usage(state.clone()));
         tokio::spawn(run_lifecycle(state.clone()));
+        if let Some(host) = state.config.host.clone() {
+            tokio::spawn(async move {
+                loop {
+                    host.serving();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        }
         if let Some(addr) = state.config.metrics_listen {
             let metrics = tokio::net::TcpListener::bind(addr).await?;
             tracing::info!(%addr, "serving Prometheus metrics on /metrics");
@@ -308,12 +316,16 @@ pub fn run(
         use std::io::Write;
         std::io::stdout().flush()?;
         let stopped = shutdown.clone();
+        let stopped_host = state.config.host.clone();
         serve(
             listeners,
             state.clone(),
             async move {
                 let reason = stopped.requested().await;
                 tracing::info!("shutting down: {reason}");
+                if let Some(host) = &stopped_host {
+                    host.shutting_down();
+                }
             },
             Duration::from_secs(30),
         )

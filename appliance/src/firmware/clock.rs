@@ -156,6 +156,29 @@ pub fn ask(server: SocketAddr, timeout: Duration) -> Result<Sample, String> {
     })
 }
 
+/// Parses a comma-separated list of NTP servers: IPv4 or IPv6 literals, with a port or
+/// without (123). An empty text is an empty list.
+///
+/// Errors: a message naming the entry that is not an address.
+pub fn parse_servers(list: &str) -> Result<Vec<SocketAddr>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|server| {
+            server
+                .parse::<SocketAddr>()
+                .or_else(|_| {
+                    server
+                        .parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 123))
+                })
+                .map_err(|_| {
+                    format!("NTP server {server:?} is not an IP address with an optional port")
+                })
+        })
+        .collect()
+}
+
 /// NTP short format (16.16 seconds) in microseconds.
 fn short_format_us(value: u32) -> u64 {
     (u64::from(value) * 1_000_000) >> 16
@@ -197,12 +220,15 @@ pub struct ClockStatus {
 #[derive(Debug)]
 pub struct Clock {
     status: Mutex<ClockStatus>,
+    /// The servers the next poll asks: `explicit`, else `from_lease`.
     servers: Mutex<Vec<SocketAddr>>,
+    explicit: Mutex<Vec<SocketAddr>>,
+    from_lease: Mutex<Vec<SocketAddr>>,
     synchronised: parking_lot::Condvar,
 }
 
 impl Clock {
-    /// A clock that will ask `servers`; `rtc_trusted` lets time-based decisions run before
+    /// A clock that will ask `servers` (none: a DHCP lease's); `rtc_trusted` lets time-based decisions run before
     /// the first synchronisation (a chassis without a reachable NTP server whose RTC the
     /// operator set).
     pub fn new(servers: Vec<SocketAddr>, rtc_trusted: bool) -> Arc<Clock> {
@@ -212,15 +238,37 @@ impl Clock {
                 ..ClockStatus::default()
             }),
             servers: Mutex::new(Vec::new()),
+            explicit: Mutex::new(Vec::new()),
+            from_lease: Mutex::new(Vec::new()),
             synchronised: parking_lot::Condvar::new(),
         });
-        clock.set_servers(servers);
+        clock.configure(servers, rtc_trusted);
         clock
     }
 
-    /// Replaces the servers (settings changed, or a DHCP lease named some); the next poll
-    /// asks them.
-    pub fn set_servers(&self, servers: Vec<SocketAddr>) {
+    /// The servers a DHCP lease named: used while no server is configured explicitly.
+    pub fn set_lease_servers(&self, servers: Vec<SocketAddr>) {
+        *self.from_lease.lock() = servers.clone();
+        if self.explicit.lock().is_empty() {
+            self.set_servers(servers);
+        }
+    }
+
+    /// Replaces the configured servers (settings or the command line; empty: the DHCP
+    /// lease's) and whether the RTC is trusted before a synchronisation.
+    pub fn configure(&self, explicit: Vec<SocketAddr>, rtc_trusted: bool) {
+        *self.explicit.lock() = explicit.clone();
+        self.status.lock().rtc_trusted = rtc_trusted;
+        if explicit.is_empty() {
+            let lease = self.from_lease.lock().clone();
+            self.set_servers(lease);
+        } else {
+            self.set_servers(explicit);
+        }
+    }
+
+    /// Replaces the servers the next poll asks.
+    fn set_servers(&self, servers: Vec<SocketAddr>) {
         let mut status = self.status.lock();
         status.servers = servers
             .iter()
@@ -591,7 +639,7 @@ mod tests {
             Ok(())
         });
         // A server that is now right (the clock was corrected): a slew, and a longer wait.
-        clock.set_servers(vec![fake_server(0)]);
+        clock.configure(vec![fake_server(0)], false);
         let mut slewed = false;
         let wait = clock.poll_once(&mut |offset, step| {
             assert!(!step && offset.abs() < STEP_THRESHOLD_US, "{offset}");

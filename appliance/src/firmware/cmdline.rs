@@ -6,9 +6,15 @@
 //! | `hoard.profile=NAME` | hardware profile shipped in the image | the one the drives match best |
 //! | `hoard.ip=dhcp` or `hoard.ip=A.B.C.D/N` | the first NIC's IPv4 address: a DHCP lease, or static | `dhcp` |
 //! | `hoard.gw=A.B.C.D` | default gateway of a static address (`none` for none) | none |
+//! | `hoard.bond=0` | address the first NIC alone instead of an active-backup bond of all of them | bonded when there are two or more |
 //! | `hoard.hostname=NAME` | host name (sent to the DHCP server) | `hoard` |
-//! | `hoard.ntp=ADDR[:PORT],...` | NTP servers (IPv4 or IPv6 literals; port 123 unless given) | the DHCP lease's (option 42) |
+//! | `hoard.ntp=ADDR[:PORT],...` | NTP servers (IPv4 or IPv6 literals; port 123 unless given; empty: the DHCP lease's) | the DHCP lease's (option 42) |
 //! | `hoard.trust_rtc=1` | trust the hardware clock before any NTP synchronisation (lifecycle expiry runs at once) | wait for NTP |
+//! | `hoard.override=1` | the command line's `ntp` and `trust_rtc` win over the settings kept in the store, and replace them (recovery) | the store's win |
+//!
+//! Precedence of the time settings: on the first boot (nothing kept yet) the command line's
+//! values, or the defaults, are kept in the store; later the kept ones apply (changed by
+//! `PUT /_hoard/settings/time`, `hoard admin time`), unless `hoard.override=1`.
 //! | `hoard.port=N` | S3 port, HTTPS (the certificate is made on first boot and kept sealed in the store) | `9000` |
 //! | `hoard.http_port=N` | also serve S3 in plain HTTP on this port | none: HTTPS only |
 //! | `hoard.access_key=`, `hoard.secret_key=` | S3 credentials | generated on first boot, kept in the store |
@@ -18,7 +24,7 @@
 //! | `hoard.metrics_port=N` | also serve plain `GET /metrics` (Prometheus) on this port | none (only the signed `/_hoard/metrics`) |
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 
 use super::net::Ipv4Config;
 
@@ -29,12 +35,16 @@ pub struct BootParams {
     pub profile: Option<String>,
     /// The NIC's static configuration; `None`: DHCP.
     pub ip: Option<Ipv4Config>,
+    /// Bond the NICs (active-backup) when there are two or more.
+    pub bond: bool,
     /// Host name.
     pub hostname: String,
-    /// NTP servers named on the command line (else the DHCP lease's).
-    pub ntp: Vec<SocketAddr>,
-    /// Trust the RTC before the first NTP synchronisation.
-    pub trust_rtc: bool,
+    /// NTP servers named on the command line (a default for the stored time settings).
+    pub ntp: Option<Vec<SocketAddr>>,
+    /// Trust the RTC before the first NTP synchronisation (a default, as `ntp`).
+    pub trust_rtc: Option<bool>,
+    /// `hoard.override=1`: the command line's settings win over the stored ones (recovery).
+    pub settings_override: bool,
     /// S3 port (HTTPS).
     pub port: u16,
     /// Port for plain-HTTP S3 too, if any.
@@ -84,25 +94,26 @@ impl BootParams {
             }
         };
         let ntp = match take("ntp") {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(|server| {
-                    server
-                        .parse::<SocketAddr>()
-                        .or_else(|_| server.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 123)))
-                        .map_err(|_| {
-                            format!(
-                                "hoard.ntp: {server:?} is not an IP address with an optional port"
-                            )
-                        })
-                })
-                .collect::<Result<_, _>>()?,
+            None => None,
+            Some(list) => {
+                Some(super::clock::parse_servers(&list).map_err(|e| format!("hoard.ntp: {e}"))?)
+            }
         };
         let trust_rtc = match take("trust_rtc").as_deref() {
+            None => None,
+            Some("0") => Some(false),
+            Some("1") => Some(true),
+            Some(other) => return Err(format!("hoard.trust_rtc={other}: 0 or 1")),
+        };
+        let bond = match take("bond").as_deref() {
+            None | Some("1") => true,
+            Some("0") => false,
+            Some(other) => return Err(format!("hoard.bond={other}: 0 or 1")),
+        };
+        let settings_override = match take("override").as_deref() {
             None | Some("0") => false,
             Some("1") => true,
-            Some(other) => return Err(format!("hoard.trust_rtc={other}: 0 or 1")),
+            Some(other) => return Err(format!("hoard.override={other}: 0 or 1")),
         };
         let port = match take("port") {
             None => 9000,
@@ -146,9 +157,11 @@ impl BootParams {
         let parsed = BootParams {
             profile: take("profile"),
             ip,
+            bond,
             hostname: take("hostname").unwrap_or_else(|| "hoard".into()),
             ntp,
             trust_rtc,
+            settings_override,
             port,
             http_port,
             credentials,
@@ -173,8 +186,10 @@ mod tests {
         let p = BootParams::parse("console=ttyS0 panic=-1 quiet").unwrap();
         assert_eq!(p.ip, None, "DHCP");
         assert_eq!(p.hostname, "hoard");
-        assert_eq!(p.ntp, Vec::<SocketAddr>::new());
-        assert!(!p.trust_rtc);
+        assert_eq!(p.ntp, None);
+        assert_eq!(p.trust_rtc, None);
+        assert!(!p.settings_override);
+        assert!(p.bond);
         assert_eq!(p.port, 9000);
         assert_eq!(p.credentials, None);
         assert_eq!(p.region, "us-east-1");
@@ -190,11 +205,11 @@ mod tests {
         .unwrap();
         let ip = p.ip.unwrap();
         assert_eq!(
-            p.ntp,
+            p.ntp.unwrap(),
             ["10.0.2.2:11123", "192.0.2.1:123", "[2001:db8::1]:123"]
                 .map(|s| s.parse::<SocketAddr>().unwrap())
         );
-        assert!(p.trust_rtc);
+        assert_eq!(p.trust_rtc, Some(true));
         assert_eq!(p.hostname, "vault");
         assert_eq!(p.http_port, Some(8080));
         assert_eq!(p.metrics_port, Some(9100));

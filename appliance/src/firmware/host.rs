@@ -1,8 +1,10 @@
-//! The appliance as the S3 layer's [`hoard_s3::Host`]: its clock ([`clock`]) and its network
-//! (a static address or a DHCP lease kept by a thread of its own, [`Network`]), reported in
-//! `GET /_hoard/status` as `Time` and `Network`.
+//! The appliance as the S3 layer's [`hoard_s3::Host`]: its clock ([`super::clock`]), its network
+//! (a static address or a DHCP lease kept by a thread of its own, [`Network`]) and its
+//! watchdog's view of the server (the heartbeat), reported in `GET /_hoard/status` as `Time`,
+//! `Network` and `Watchdog`.
 //!
-//! Must not import the store: it reports the machine, not the data.
+//! Keeps the appliance's settings in the store ([`super::settings`]); must not read or write
+//! anything else of it: it reports the machine, not the data.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -14,11 +16,15 @@ use parking_lot::{Condvar, Mutex};
 use super::clock::Clock;
 use super::dhcp::{self, Event, Lease};
 use super::net::{self, Ipv4Config};
+use super::settings::TimeSettings;
+use super::watchdog::{Health, Verdict};
 
 /// The first NIC's addressing and its state.
 #[derive(Debug)]
 pub struct Network {
     interface: String,
+    /// The bond's ports, when `interface` is an active-backup bond.
+    ports: Vec<String>,
     mac: String,
     dhcp: bool,
     state: Mutex<NetworkState>,
@@ -34,13 +40,14 @@ struct NetworkState {
 }
 
 impl Network {
-    /// Configures `interface`: the static address `fixed` at once, or (`None`) by DHCP on a
+    /// Configures `interface` (a NIC, or a bond of `ports`): the static address `fixed` at once, or (`None`) by DHCP on a
     /// thread that keeps the lease for as long as the appliance runs, calling `on_lease` for
     /// every lease granted (first, renewed, rebound).
     ///
     /// Errors: a static address could not be set, or the DHCP socket could not be made.
     pub fn start(
         interface: &str,
+        ports: Vec<String>,
         fixed: Option<Ipv4Config>,
         hostname: &str,
         on_lease: Box<dyn Fn(&Lease) + Send>,
@@ -51,6 +58,7 @@ impl Network {
             .to_string();
         let network = Arc::new(Network {
             interface: interface.to_string(),
+            ports,
             mac: mac.clone(),
             dhcp: fixed.is_none(),
             state: Mutex::new(NetworkState::default()),
@@ -218,6 +226,29 @@ impl Network {
         if let Some(e) = &state.error {
             s = s.field("Error", e);
         }
+        if !self.ports.is_empty() {
+            let sys = std::path::Path::new("/sys/class/net");
+            let active = net::active_port(sys, &self.interface);
+            s = s.field("BondMode", "active-backup");
+            s = s.field("ActivePort", active.clone().unwrap_or_default());
+            for port in &self.ports {
+                let mut p = StatusSection::new("Port")
+                    .field("Name", port)
+                    .field("Active", active.as_deref() == Some(port.as_str()))
+                    .field(
+                        "Carrier",
+                        net::carrier(port).map_or("unknown", |up| if up { "up" } else { "down" }),
+                    )
+                    .field(
+                        "LinkSpeedMbps",
+                        net::link_speed_mbps(port).map_or(String::new(), |s| s.to_string()),
+                    );
+                for (name, value) in net::counters(port) {
+                    p = p.field(name, value);
+                }
+                s = s.child(p);
+            }
+        }
         s
     }
 }
@@ -231,13 +262,26 @@ pub fn lease_ntp_servers(lease: &Lease) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// The appliance's clock and network, as the S3 layer sees them.
-#[derive(Debug)]
+/// The appliance's clock, network and watchdog, as the S3 layer sees them.
 pub struct Appliance {
+    /// Where its settings are kept.
+    pub store: hoard::Store,
     /// The clock and its NTP client.
     pub clock: Arc<Clock>,
     /// The first NIC.
     pub network: Arc<Network>,
+    /// What the watchdog watches, and the timeout it was armed with (none: no watchdog).
+    pub watchdog: (Arc<Health>, Option<Duration>),
+}
+
+impl std::fmt::Debug for Appliance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appliance")
+            .field("store", &self.store.store_uuid())
+            .field("clock", &self.clock)
+            .field("network", &self.network)
+            .finish()
+    }
 }
 
 impl hoard_s3::Host for Appliance {
@@ -246,7 +290,64 @@ impl hoard_s3::Host for Appliance {
     }
 
     fn status(&self) -> Vec<StatusSection> {
-        vec![time_status(&self.clock), self.network.status()]
+        let (health, timeout) = &self.watchdog;
+        let watchdog = match timeout {
+            None => StatusSection::new("Watchdog").field("Armed", false),
+            Some(t) => StatusSection::new("Watchdog")
+                .field("Armed", true)
+                .field("TimeoutSeconds", t.as_secs())
+                .field(
+                    "Verdict",
+                    match health.verdict(*t) {
+                        Verdict::Healthy => "healthy".to_string(),
+                        Verdict::ShuttingDown => "shutting down".to_string(),
+                        Verdict::Wedged(why) => format!("wedged: {why}"),
+                    },
+                ),
+        };
+        vec![time_status(&self.clock), self.network.status(), watchdog]
+    }
+
+    fn settings(&self, name: &str) -> Option<String> {
+        match name {
+            "time" => Some(
+                TimeSettings::load(&self.store)
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| "{}".to_string(), |t| serde_json::to_string(&t).unwrap()),
+            ),
+            _ => None,
+        }
+    }
+
+    fn change_settings(
+        &self,
+        name: &str,
+        query: &[(String, String)],
+    ) -> Result<String, Option<String>> {
+        if name != "time" {
+            return Err(None);
+        }
+        let current = TimeSettings::load(&self.store)
+            .map_err(Some)?
+            .unwrap_or_default();
+        let changed = current.changed_by(query).map_err(Some)?;
+        let servers = changed.servers().map_err(Some)?;
+        changed.keep(&self.store).map_err(Some)?;
+        self.clock.configure(servers, changed.trust_rtc);
+        println!(
+            "hoard: time settings changed: NTP servers {:?}, RTC trusted {}",
+            changed.ntp_servers, changed.trust_rtc
+        );
+        Ok(serde_json::to_string(&changed).expect("settings serialize"))
+    }
+
+    fn serving(&self) {
+        self.watchdog.0.beat();
+    }
+
+    fn shutting_down(&self) {
+        self.watchdog.0.shutting_down();
     }
 }
 

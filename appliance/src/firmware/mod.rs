@@ -10,7 +10,8 @@
 //! waiting up to [`FIRST_SYNC_WAIT`] so that the first signed requests meet a right clock); serve S3 over HTTPS (a certificate made on first boot and kept sealed in the
 //! store; plain HTTP only where `hoard.http_port` asks) until
 //! the power button, ctrl-alt-del, SIGTERM, SIGPWR or the admin request asks to stop
-//! ([`power`]); then close the store cleanly, write the hardware clock and power off. PID 1 never exits: a fatal error is
+//! ([`power`]), with the profile's hardware watchdog petted while the store and the server are
+//! alive ([`watchdog`]); then close the store cleanly, write the hardware clock and power off. PID 1 never exits: a fatal error is
 //! printed on the console and the machine reboots.
 
 pub mod clock;
@@ -22,6 +23,8 @@ pub mod hotplug;
 pub mod kmod;
 pub mod net;
 pub mod power;
+pub mod settings;
+pub mod watchdog;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -140,20 +143,27 @@ fn boot_and_serve() -> Result<String, BoxError> {
     let (credentials, source) = credentials(&store, &params)?;
 
     net::bring_up_loopback()?;
-    let interface = net::wait_for_interface(Duration::from_secs(10))
-        .ok_or("no network interface appeared within 10 s (is its driver module shipped?)")?;
-    let clock = clock::Clock::new(params.ntp.clone(), params.trust_rtc);
-    let from_lease = params.ntp.is_empty();
+    let nic_ports = profile.nic.as_ref().map_or(1, |n| n.count.max(1) as usize);
+    let ports = net::wait_for_interfaces(nic_ports, Duration::from_secs(10));
+    if ports.is_empty() {
+        return Err(
+            "no network interface appeared within 10 s (is its driver module shipped?)".into(),
+        );
+    }
+    let (interface, bonded) = bring_up_ports(&ports, params.bond);
+    let (time, time_source) = settings::TimeSettings::at_boot(&store, &params)?;
+    println!(
+        "hoard: time settings ({time_source}): NTP servers {:?}, RTC trusted {}",
+        time.ntp_servers, time.trust_rtc
+    );
+    let clock = clock::Clock::new(time.servers()?, time.trust_rtc);
     let lease_clock = clock.clone();
     let network = host::Network::start(
         &interface,
+        bonded,
         params.ip,
         &params.hostname,
-        Box::new(move |lease| {
-            if from_lease {
-                lease_clock.set_servers(host::lease_ntp_servers(lease));
-            }
-        }),
+        Box::new(move |lease| lease_clock.set_lease_servers(host::lease_ntp_servers(lease))),
     )?;
     let address = network.wait_address(Duration::from_secs(10));
     match address {
@@ -183,9 +193,13 @@ fn boot_and_serve() -> Result<String, BoxError> {
             FIRST_SYNC_WAIT.as_secs()
         );
     }
+    let health = Arc::new(watchdog::Health::default());
+    let armed = arm_watchdog(&profile, &store, &health);
     let appliance = Arc::new(host::Appliance {
+        store: store.clone(),
         clock: clock.clone(),
         network: network.clone(),
+        watchdog: (health, armed),
     });
     let address = address.map(|a| a.address);
 
@@ -236,6 +250,74 @@ fn boot_and_serve() -> Result<String, BoxError> {
         }
     }
     Ok(reason)
+}
+
+/// The interface to address: with two ports or more (and `hoard.bond` not 0), an
+/// active-backup bond `bond0` of them all, so traffic moves to a live port when one loses its
+/// link; else the first port. Returns it and the bond's ports (none: not bonded).
+fn bring_up_ports(ports: &[String], bond: bool) -> (String, Vec<String>) {
+    if ports.len() < 2 || !bond {
+        return (ports[0].clone(), Vec::new());
+    }
+    match net::bond_active_backup(Path::new("/sys/class/net"), "bond0", ports, BOND_MIIMON_MS) {
+        Ok(()) => {
+            println!(
+                "hoard: bond0 active-backup of {} (link checked every {BOND_MIIMON_MS} ms)",
+                ports.join(", ")
+            );
+            ("bond0".to_string(), ports.to_vec())
+        }
+        Err(e) => {
+            println!("hoard: no bond ({e}); using {} alone", ports[0]);
+            (ports[0].clone(), Vec::new())
+        }
+    }
+}
+
+/// How often the bond checks its ports' links (MII monitoring).
+pub const BOND_MIIMON_MS: u32 = 100;
+
+/// The store setting the watchdog's probe rewrites every second (a durable metadata write).
+pub const WATCHDOG_PROBE_SETTING: &str = "watchdog-probe";
+
+/// Arms the profile's watchdog, if it names one and its device appeared; returns the timeout
+/// the driver took. The probe is a durable write of [`WATCHDOG_PROBE_SETTING`].
+fn arm_watchdog(
+    profile: &Profile,
+    store: &Store,
+    health: &Arc<watchdog::Health>,
+) -> Option<Duration> {
+    let spec = profile.watchdog.as_ref()?;
+    let device = Path::new("/dev/watchdog");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !device.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let store = store.clone();
+    let probe = Box::new(move || {
+        store
+            .put_setting(WATCHDOG_PROBE_SETTING, &uptime_s().to_le_bytes())
+            .map_err(|e| e.to_string())
+    });
+    match watchdog::start(
+        device,
+        Duration::from_secs(spec.timeout_s.into()),
+        health.clone(),
+        probe,
+    ) {
+        Ok(taken) => {
+            println!(
+                "hoard: watchdog {} armed: {} s without a durable metadata write or a running server resets the machine",
+                spec.driver,
+                taken.as_secs()
+            );
+            Some(taken)
+        }
+        Err(e) => {
+            println!("hoard: watchdog {} not armed: {e}", spec.driver);
+            None
+        }
+    }
 }
 
 /// How long boot waits for the first NTP synchronisation before serving.

@@ -47,8 +47,9 @@ impl Ipv4Config {
     }
 }
 
-/// Waits until a non-loopback interface appears in `/sys/class/net`; returns its name.
-pub fn wait_for_interface(timeout: Duration) -> Option<String> {
+/// Waits until at least `count` non-loopback interfaces appear (at most `timeout`); returns
+/// those present, sorted.
+pub fn wait_for_interfaces(count: usize, timeout: Duration) -> Vec<String> {
     let deadline = Instant::now() + timeout;
     loop {
         let mut names: Vec<String> = std::fs::read_dir("/sys/class/net")
@@ -56,17 +57,79 @@ pub fn wait_for_interface(timeout: Duration) -> Option<String> {
             .flatten()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n != "lo")
+            .filter(|n| n != "lo" && !n.starts_with("bond"))
             .collect();
         names.sort();
-        if let Some(first) = names.into_iter().next() {
-            return Some(first);
-        }
-        if Instant::now() >= deadline {
-            return None;
+        if names.len() >= count || Instant::now() >= deadline {
+            return names;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Makes `bond` an active-backup bond of `ports` (the bonding driver's sysfs interface under
+/// `sys_class_net`, normally `/sys/class/net`; the kernel's
+/// Documentation/networking/bonding.rst, "Configuring Bonding Manually via Sysfs"): created if
+/// missing, mode `active-backup`, MII link monitoring every `miimon_ms`, the first port
+/// primary (traffic returns to it when its link comes back), then each port enslaved. The
+/// ports must be down (never configured); the bond takes the first port's MAC address.
+///
+/// Errors: a sysfs write the kernel refused, naming the file and the value.
+pub fn bond_active_backup(
+    sys_class_net: &Path,
+    bond: &str,
+    ports: &[String],
+    miimon_ms: u32,
+) -> io::Result<()> {
+    let write = |file: &Path, value: &str| {
+        std::fs::write(file, value).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("writing {value:?} to {}: {e}", file.display()),
+            )
+        })
+    };
+    if !sys_class_net.join(bond).exists() {
+        write(&sys_class_net.join("bonding_masters"), &format!("+{bond}"))?;
+    }
+    let settings = sys_class_net.join(bond).join("bonding");
+    write(&settings.join("mode"), "active-backup")?;
+    write(&settings.join("miimon"), &miimon_ms.to_string())?;
+    for port in ports {
+        write(&settings.join("slaves"), &format!("+{port}"))?;
+    }
+    if let Some(first) = ports.first() {
+        write(&settings.join("primary"), first)?;
+    }
+    Ok(())
+}
+
+/// The port a bond sends on now (`bonding/active_slave`), if any.
+pub fn active_port(sys_class_net: &Path, bond: &str) -> Option<String> {
+    let text =
+        std::fs::read_to_string(sys_class_net.join(bond).join("bonding/active_slave")).ok()?;
+    Some(text.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// One port's counters (`statistics/rx_bytes`, `tx_bytes`, `rx_errors`, `tx_errors`).
+pub fn counters(interface: &str) -> [(&'static str, u64); 4] {
+    let read = |name: &str| {
+        std::fs::read_to_string(
+            Path::new("/sys/class/net")
+                .join(interface)
+                .join("statistics")
+                .join(name),
+        )
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+    };
+    [
+        ("RxBytes", read("rx_bytes")),
+        ("TxBytes", read("tx_bytes")),
+        ("RxErrors", read("rx_errors")),
+        ("TxErrors", read("tx_errors")),
+    ]
 }
 
 /// Link speed in Mb/s as the driver reports it (`/sys/class/net/<if>/speed`), if known.
@@ -277,5 +340,36 @@ mod tests {
             assert!(Ipv4Config::parse_cidr(bad, None).unwrap_err().contains(bad));
         }
         assert_eq!(std::mem::size_of::<RtEntry>(), 120);
+    }
+
+    #[test]
+    fn a_bond_is_configured_through_sysfs_as_the_kernel_documents() {
+        // The files of the bonding driver's sysfs interface, as a directory.
+        let dir = tempfile::tempdir().unwrap();
+        let net = dir.path();
+        std::fs::write(net.join("bonding_masters"), "").unwrap();
+        let settings = net.join("bond0/bonding");
+        std::fs::create_dir_all(&settings).unwrap();
+        bond_active_backup(net, "bond0", &["eth0".into(), "eth1".into()], 100).unwrap();
+        let read = |f: &str| std::fs::read_to_string(settings.join(f)).unwrap();
+        assert_eq!(read("mode"), "active-backup");
+        assert_eq!(read("miimon"), "100");
+        // Each write is one command; the file holds the last (eth1), as the kernel takes both.
+        assert_eq!(read("slaves"), "+eth1");
+        assert_eq!(read("primary"), "eth0");
+        assert_eq!(
+            std::fs::read_to_string(net.join("bonding_masters")).unwrap(),
+            "",
+            "bond0 existed: not created again"
+        );
+        std::fs::write(settings.join("active_slave"), "eth1\n").unwrap();
+        assert_eq!(active_port(net, "bond0").as_deref(), Some("eth1"));
+        // A bond that does not exist is created; a refused write names its file.
+        let err = bond_active_backup(net, "bond1", &["eth2".into()], 100).unwrap_err();
+        assert!(err.to_string().contains("bond1/bonding/mode"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(net.join("bonding_masters")).unwrap(),
+            "+bond1"
+        );
     }
 }

@@ -38,6 +38,9 @@ pub struct Profile {
     /// Network interfaces.
     #[serde(default)]
     pub nic: Option<NicSpec>,
+    /// The hardware watchdog, if the machine has one the firmware should arm.
+    #[serde(default)]
+    pub watchdog: Option<WatchdogSpec>,
     /// File-backed devices (dev profile): file names under the data directory.
     #[serde(default)]
     pub files: Option<FileDevices>,
@@ -240,6 +243,21 @@ pub struct NicSpec {
     /// The Linux kernel module that drives it (`i40e`, `e1000e`, `virtio_net`).
     #[serde(default)]
     pub driver: Option<String>,
+}
+
+/// A hardware watchdog (`/dev/watchdog`): the firmware pets it while the store completes I/O
+/// and the S3 server runs; `timeout_s` without either and the machine resets.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogSpec {
+    /// Model, for humans.
+    #[serde(default)]
+    pub model: String,
+    /// The Linux kernel module that drives it (`i6300esb`, `iTCO_wdt`, `ipmi_watchdog`,
+    /// `sp5100_tco`).
+    pub driver: String,
+    /// Seconds without a healthy store and server before the reset (the driver's timeout).
+    pub timeout_s: u32,
 }
 
 /// Which drives a storage controller connects.
@@ -559,21 +577,30 @@ impl Profile {
                 return bad("nic.count and nic.speed_gbps must be positive".into());
             }
         }
-        // Module names as the kernel writes them (`modinfo -F name`): lowercase letters,
+        if let Some(w) = &self.watchdog {
+            if !(5..=600).contains(&w.timeout_s) {
+                return bad(format!(
+                    "watchdog.timeout_s = {} must be 5 to 600 s",
+                    w.timeout_s
+                ));
+            }
+        }
+        // Module names as the kernel writes them (`modinfo -F name`): letters (`iTCO_wdt`),
         // digits and underscores.
         for driver in self
             .controller
             .iter()
             .map(|c| &c.driver)
             .chain(self.nic.iter().filter_map(|n| n.driver.as_ref()))
+            .chain(self.watchdog.iter().map(|w| &w.driver))
         {
             let valid = !driver.is_empty()
                 && driver
                     .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !valid {
                 return bad(format!(
-                    "driver {driver:?} is not a kernel module name (lowercase letters, digits, _)"
+                    "driver {driver:?} is not a kernel module name (letters, digits, _)"
                 ));
             }
         }
@@ -634,6 +661,7 @@ impl Profile {
             .iter()
             .map(|c| c.driver.clone())
             .chain(self.nic.iter().filter_map(|n| n.driver.clone()))
+            .chain(self.watchdog.iter().map(|w| w.driver.clone()))
             .collect();
         out.sort();
         out.dedup();
@@ -667,11 +695,12 @@ impl Profile {
                 "drivers",
                 drivers.join(" "),
                 format!(
-                    "kernel modules the firmware image packs for this machine (with their dependencies): HDDs on {}, SSDs on {}, boot device on {}, NICs on {}",
+                    "kernel modules the firmware image packs for this machine (with their dependencies): HDDs on {}, SSDs on {}, boot device on {}, NICs on {}, watchdog {}",
                     or_none(&by_role(ControllerRole::Hdd)),
                     or_none(&by_role(ControllerRole::Ssd)),
                     or_none(&by_role(ControllerRole::Boot)),
-                    or_none(self.nic.as_ref().and_then(|n| n.driver.as_deref()).unwrap_or(""))
+                    or_none(self.nic.as_ref().and_then(|n| n.driver.as_deref()).unwrap_or("")),
+                    or_none(self.watchdog.as_ref().map_or("", |w| w.driver.as_str()))
                 ),
             );
         }
@@ -1305,7 +1334,14 @@ mod tests {
     fn drivers_are_module_names_and_every_drive_class_has_a_controller() {
         let qemu = include_str!("../../../hwprofiles/qemu.toml");
         let p = Profile::parse(qemu).unwrap();
-        assert_eq!(p.drivers(), ["nvme", "virtio_net", "virtio_scsi"]);
+        assert_eq!(
+            p.drivers(),
+            ["i6300esb", "nvme", "virtio_net", "virtio_scsi"]
+        );
+        assert_eq!(p.watchdog.as_ref().map(|w| w.timeout_s), Some(30));
+        let short = qemu.replace("timeout_s = 30", "timeout_s = 2");
+        let err = Profile::parse(&short).unwrap_err().to_string();
+        assert!(err.contains("watchdog.timeout_s = 2"), "{err}");
         let bad = qemu.replace("driver = \"nvme\"", "driver = \"nvme.ko\"");
         let err = Profile::parse(&bad).unwrap_err().to_string();
         assert!(
@@ -1376,10 +1412,17 @@ mod tests {
             chassis.pool[0].protection(),
             Ok(Protection::ErasureCoded { data: 8, parity: 2 })
         );
-        // It names the drivers of its HBAs, NVMe, boot SATA and NICs.
+        // It names the drivers of its HBAs, NVMe, boot SATA, NICs and watchdog.
         assert_eq!(
             chassis.drivers(),
-            ["ahci", "i40e", "megaraid_sas", "mpt3sas", "nvme"]
+            [
+                "ahci",
+                "i40e",
+                "iTCO_wdt",
+                "megaraid_sas",
+                "mpt3sas",
+                "nvme"
+            ]
         );
         assert!(chassis
             .derive()

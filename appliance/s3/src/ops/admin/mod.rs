@@ -31,6 +31,11 @@
 //!   (certificate chain, leaf first, and its private key) checks it, keeps it in place of the
 //!   old pair and puts it in force. New connections get the new certificate; open ones keep
 //!   theirs. A bundle that does not parse or fit is refused and the old one stays.
+//! - `GET /_hoard/settings/time`: the appliance's time settings as JSON (`ntp_servers`,
+//!   `trust_rtc`); `PUT /_hoard/settings/time?ntp=ADDR[:PORT],...&trust_rtc=true|false`
+//!   changes what it names, keeps it in the store and puts it in force at once (the next NTP
+//!   poll asks the new servers); answered with the settings now in force. 501 on `hoard
+//!   serve`, which keeps the operating system's clock.
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
 //!
@@ -183,6 +188,34 @@ pub async fn dispatch(
             certificate_answer(&fingerprint)
         }
         ("tls", &Method::GET) => certificate_answer(&https_of(state)?.fingerprint()),
+        (settings, &Method::GET) if settings.starts_with("settings/") => {
+            let name = &settings["settings/".len()..];
+            match state.config.host.as_ref().and_then(|h| h.settings(name)) {
+                Some(json) => json_answer(json),
+                None => Err(no_settings(path, state)),
+            }
+        }
+        (settings, &Method::PUT) if settings.starts_with("settings/") => {
+            let name = settings["settings/".len()..].to_string();
+            let Some(host) = state.config.host.clone() else {
+                return Err(no_settings(path, state));
+            };
+            let query = query.to_vec();
+            let caller = auth.access_key.clone();
+            let changed = blocking_s3(move || {
+                host.change_settings(&name, &query).map_err(|e| match e {
+                    Some(message) => s3_error!(InvalidArgument, BAD_REQUEST, "{message}"),
+                    None => s3_error!(
+                        NotImplemented,
+                        NOT_IMPLEMENTED,
+                        "the appliance has no settings group {name:?} (time)"
+                    ),
+                })
+            })
+            .await?;
+            tracing::warn!(access_key = %caller, settings = %changed, "appliance settings changed");
+            json_answer(changed)
+        }
         ("status" | "shutdown" | "scrub" | "tls" | "tls/reload", m) => Err(s3_error!(
             MethodNotAllowed,
             METHOD_NOT_ALLOWED,
@@ -191,8 +224,33 @@ pub async fn dispatch(
         _ => Err(s3_error!(
             NotImplemented,
             NOT_IMPLEMENTED,
-            "{path} is not an admin request this server knows (status, shutdown, scrub, tls, accounts, keys, qos, usage, metrics)"
+            "{path} is not an admin request this server knows (status, shutdown, scrub, tls, settings, accounts, keys, qos, usage, metrics)"
         )),
+    }
+}
+
+/// A JSON document as a 200 answer.
+fn json_answer(json: String) -> S3Result<Response> {
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(json))
+        .map_err(|e| s3_error!(InternalError, INTERNAL_SERVER_ERROR, "{e}"))
+}
+
+/// The refusal of `/_hoard/settings/...` where the host has no such group (or there is no
+/// host: `hoard serve` keeps the operating system's clock and network).
+fn no_settings(path: &str, state: &AppState) -> crate::error::S3Error {
+    match state.config.host {
+        Some(_) => s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "{path}: the appliance has no such settings group (time)"
+        ),
+        None => s3_error!(
+            NotImplemented,
+            NOT_IMPLEMENTED,
+            "{path}: settings are the appliance firmware's; this server (hoard serve) keeps the operating system's clock and network"
+        ),
     }
 }
 
