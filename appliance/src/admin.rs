@@ -47,6 +47,14 @@ pub struct AdminArgs {
 pub enum AdminAction {
     /// The store's status document (XML).
     Status,
+    /// Turn an HDD bay's locate LED on or off (an SES backplane's).
+    Locate {
+        /// The bay (the HDD slot it holds).
+        bay: u32,
+        /// On (`true`) or off (`false`).
+        #[arg(long, action = clap::ArgAction::Set)]
+        on: bool,
+    },
     /// The appliance's time settings (JSON); with `--ntp` or `--trust-rtc`, change them (kept
     /// in the store, in force at once).
     Time {
@@ -191,6 +199,11 @@ fn request_of(action: &AdminAction) -> (&'static str, String, Vec<(String, Strin
     let q = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
     match action {
         AdminAction::Status => ("GET", "status".into(), vec![]),
+        AdminAction::Locate { bay, on } => (
+            "PUT",
+            format!("bays/{bay}/locate"),
+            q("on", &on.to_string()),
+        ),
         AdminAction::Time { ntp, trust_rtc } => {
             let mut query = Vec::new();
             if let Some(list) = ntp {

@@ -78,6 +78,18 @@ async fn status_and_shutdown_need_a_signature_and_shutdown_is_clean() {
         assert!(body.contains("appliance firmware"), "{body}");
     }
 
+    // So are bays and their locate LEDs; bad requests are named first.
+    let bays = format!("{}/_hoard/bays", server.endpoint);
+    let (code, body) = curl(&format!("{bays}/3/locate?on=true"), "PUT", true);
+    assert_eq!(code, 501, "{body}");
+    assert!(body.contains("appliance firmware"), "{body}");
+    let (code, body) = curl(&format!("{bays}/3/locate?on=maybe"), "PUT", true);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = curl(&format!("{bays}/three/locate?on=true"), "PUT", true);
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = curl(&format!("{bays}/3/locate?on=true"), "PUT", false);
+    assert_eq!(code, 403, "an unsigned locate must be refused");
+
     // Still serving after all that.
     s3.head_bucket().bucket("kept").send().await.unwrap();
 

@@ -2,7 +2,7 @@
 //! on /dev/sd* and /dev/nvme*): blank drives are formatted only on first boot; a drive holding
 //! another store's superblock, or non-zero bytes without one, is never formatted; drives keep
 //! their slots when the kernel names them differently; a missing drive degrades the store; lost
-//! metadata stops everything.
+//! metadata stops everything; blank drives take the slot of the bay the profile numbers them by.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -64,6 +64,7 @@ fn drive(
         removable: false,
         read_only: false,
         bay: String::new(),
+        bay_number: None,
     }
 }
 
@@ -308,4 +309,68 @@ fn only_blank_drives_are_formatted_and_slots_follow_superblocks() {
         all_zero(&dir.join("new-ssd")),
         "the blank SSD was written to"
     );
+}
+
+/// `drive` in a bay the profile numbers.
+fn in_bay(mut d: BlockDevice, bay: u32) -> BlockDevice {
+    d.bay_number = Some(bay);
+    d
+}
+
+#[test]
+fn blank_drives_take_their_own_bays_slot_and_a_replacement_goes_back_to_its_bay() {
+    let profile = Profile::parse(PROFILE).unwrap();
+    let scratch = scratch_dir();
+    let dir = scratch.path();
+    // Discovered in an order unlike their bays: each takes its bay's slot, not the next free.
+    let first = vec![
+        in_bay(drive(dir, "hdd-x", "sda", 128 * MIB, true), 2),
+        drive(dir, "hdd-y", "sdb", 128 * MIB, true),
+        in_bay(drive(dir, "hdd-z", "sdc", 128 * MIB, true), 0),
+        in_bay(drive(dir, "ssd-a", "nvme0n1", 256 * MIB, false), 1),
+        drive(dir, "ssd-b", "nvme1n1", 256 * MIB, false),
+    ];
+    let (assembly, store) = open(&profile, first).unwrap();
+    let report = assembly.report();
+    for (file, slot) in [("hdd-z", 0), ("hdd-y", 1), ("hdd-x", 2)] {
+        assert_eq!(
+            disposition(&assembly, file),
+            &Disposition::Data { slot, format: true },
+            "{report}"
+        );
+    }
+    assert_eq!(
+        disposition(&assembly, "ssd-a"),
+        &Disposition::Metadata {
+            slot: 1,
+            format: true
+        },
+        "{report}"
+    );
+    assert!(report.contains(" bay "), "the report shows bays: {report}");
+    store.close().unwrap();
+    drop((store, assembly));
+
+    // Two HDDs gone (bays 0 and 2); a blank one arrives in bay 2: it is adopted there, not
+    // into slot 0, the lowest empty one.
+    std::fs::remove_file(dir.join("hdd-z")).unwrap();
+    std::fs::remove_file(dir.join("hdd-x")).unwrap();
+    let later = vec![
+        in_bay(drive(dir, "hdd-new", "sda", 128 * MIB, true), 2),
+        drive(dir, "hdd-y", "sdb", 128 * MIB, true),
+        drive(dir, "ssd-a", "nvme0n1", 256 * MIB, false),
+        drive(dir, "ssd-b", "nvme1n1", 256 * MIB, false),
+    ];
+    let (assembly, store) = open(&profile, later).unwrap();
+    let report = assembly.report();
+    assert_eq!(
+        disposition(&assembly, "hdd-new"),
+        &Disposition::Data {
+            slot: 2,
+            format: true
+        },
+        "{report}"
+    );
+    assert_eq!(store.missing_data_slots(), vec![0], "{report}");
+    store.close().unwrap();
 }

@@ -549,9 +549,11 @@ async fn check_failover(guest: &Guest, s3: &Client, credentials: &(String, Strin
         assert!(Instant::now() < deadline, "the bond did not move to eth1");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // (QEMU's e1000e does not tell the guest's driver that its link went down: the carrier
+    // stays up, and it is the ARP monitor that finds the port passing nothing.)
     let (_, status) = curl(&status_url, "GET", key);
     assert!(
-        status.contains("<Name>eth0</Name><Active>false</Active><Carrier>down</Carrier>"),
+        status.contains("<Name>eth0</Name><Active>false</Active>"),
         "{status}"
     );
     guest.monitor("set_link nic0 on");

@@ -37,6 +37,16 @@ pub trait Host: Send + Sync + std::fmt::Debug {
         Err(None)
     }
 
+    /// Turns the locate LED of HDD bay `bay` on or off (`PUT /_hoard/bays/<bay>/locate`).
+    /// Runs on a blocking thread.
+    ///
+    /// Errors: `None` when the host has no LEDs at all; `Some(message)` when this bay has
+    /// none or the write failed.
+    fn locate(&self, bay: u32, on: bool) -> Result<(), Option<String>> {
+        let _ = (bay, on);
+        Err(None)
+    }
+
     /// Called every second by a task of the server's runtime while it serves: a heartbeat
     /// that stops when the runtime is wedged (the appliance's watchdog watches it).
     fn serving(&self) {}

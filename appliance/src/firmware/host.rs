@@ -19,7 +19,10 @@ use super::net::{self, Ipv4Config};
 use super::settings::TimeSettings;
 use super::watchdog::{Health, Verdict};
 
-/// The first NIC's addressing and its state.
+/// How often a bond's ports are checked by ARP to the gateway once there is one.
+pub const BOND_ARP_INTERVAL_MS: u32 = 100;
+
+/// The first NIC's (or the bond's) addressing and its state.
 #[derive(Debug)]
 pub struct Network {
     interface: String,
@@ -67,6 +70,7 @@ impl Network {
         if let Some(config) = fixed {
             net::configure(interface, &config)?;
             network.state.lock().config = Some(config);
+            network.watch_gateway(config.gateway);
             return Ok(network);
         }
         let mac = dhcp::parse_mac(&mac).ok_or_else(|| {
@@ -132,6 +136,7 @@ impl Network {
                 }
                 state.lease = Some(lease.clone());
                 drop(state);
+                self.watch_gateway(lease.gateway);
                 self.changed.notify_all();
                 on_lease(lease);
             }
@@ -149,6 +154,22 @@ impl Network {
                 state.lease = None;
             }
             Event::Offered(_) | Event::Ignored => {}
+        }
+    }
+
+    /// On a bond, judges each port by ARP replies from `gateway` (see
+    /// [`net::bond_arp_monitor`]) rather than by its carrier alone.
+    fn watch_gateway(&self, gateway: Option<Ipv4Addr>) {
+        let (Some(gateway), false) = (gateway, self.ports.is_empty()) else {
+            return;
+        };
+        let sys = std::path::Path::new("/sys/class/net");
+        match net::bond_arp_monitor(sys, &self.interface, gateway, BOND_ARP_INTERVAL_MS) {
+            Ok(()) => println!(
+                "hoard: {} checks its ports by ARP to {gateway} every {BOND_ARP_INTERVAL_MS} ms",
+                self.interface
+            ),
+            Err(e) => self.state.lock().error = Some(e.to_string()),
         }
     }
 
@@ -266,6 +287,8 @@ pub fn lease_ntp_servers(lease: &Lease) -> Vec<SocketAddr> {
 pub struct Appliance {
     /// Where its settings are kept.
     pub store: hoard::Store,
+    /// The hardware profile (its bays).
+    pub profile: hoard::Profile,
     /// The clock and its NTP client.
     pub clock: Arc<Clock>,
     /// The first NIC.
@@ -340,6 +363,26 @@ impl hoard_s3::Host for Appliance {
             changed.ntp_servers, changed.trust_rtc
         );
         Ok(serde_json::to_string(&changed).expect("settings serialize"))
+    }
+
+    fn locate(&self, bay: u32, on: bool) -> Result<(), Option<String>> {
+        let enclosures = std::path::Path::new(super::ENCLOSURES_DIR);
+        if !enclosures.exists() {
+            return Err(None);
+        }
+        let slot = super::discover::enclosure_slot_of_bay(&self.profile, bay).ok_or_else(|| {
+            Some(format!(
+                "profile {}: no HDD controller numbers its bays by enclosure slot, so bay {bay} has no locate LED",
+                self.profile.name
+            ))
+        })?;
+        let file = super::discover::set_locate_led(enclosures, slot, on).map_err(Some)?;
+        println!(
+            "hoard: bay {bay} locate LED {} ({})",
+            if on { "on" } else { "off" },
+            file.display()
+        );
+        Ok(())
     }
 
     fn serving(&self) {

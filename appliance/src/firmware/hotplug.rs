@@ -1,7 +1,8 @@
 //! Drives that arrive while the appliance serves: every few seconds the block devices are
 //! scanned again, and each new one is offered to the store
-//! (`hoard::Store::adopt_discovered`), which adopts a blank HDD of the profile into the lowest
-//! empty or failed data slot and rebuilds onto it. A drive that leaves (hot-removed) needs
+//! (`hoard::Store::adopt_discovered`), which adopts a blank HDD of the profile into its own
+//! bay's slot when that one is empty or failed (else the lowest such slot) and rebuilds onto
+//! it. A drive that leaves (hot-removed) needs
 //! nothing here: its I/O fails, the store fails it and re-protects its pieces onto the
 //! survivors. Every decision is printed on the console.
 
@@ -28,9 +29,10 @@ pub fn watch(store: Store, profile: Profile, present: &[BlockDevice], every: Dur
         .name("hoard-hotplug".into())
         .spawn(move || loop {
             std::thread::sleep(every);
-            let Ok(now) = discover::scan(Path::new("/sys/block"), Path::new("/dev")) else {
+            let Ok(mut now) = discover::scan(Path::new("/sys/block"), Path::new("/dev")) else {
                 continue;
             };
+            discover::assign_bays(&profile, &mut now, Path::new(super::ENCLOSURES_DIR));
             // Forget drives that left, so a drive given a departed one's name is seen as new.
             let current: BTreeSet<DriveKey> = now.iter().map(key).collect();
             known.retain(|k| current.contains(k));

@@ -40,6 +40,8 @@ use hoard_s3::{Credentials, S3Config};
 
 /// Where the image keeps its kernel modules (flat `<name>.ko` files).
 pub const MODULES_DIR: &str = "/lib/modules";
+/// The kernel's SES enclosure class (backplane slots and their LEDs).
+pub const ENCLOSURES_DIR: &str = "/sys/class/enclosure";
 /// Where the image keeps its hardware profiles.
 pub const PROFILES_DIR: &str = "/etc/hoard/profiles";
 /// The store setting holding generated S3 credentials (`access key\nsecret key`, sealed).
@@ -114,6 +116,8 @@ fn boot_and_serve() -> Result<String, BoxError> {
     if let Some(backend) = &params.io_backend {
         config.io_backend = backend.parse()?;
     }
+    let mut devices = devices;
+    discover::assign_bays(&profile, &mut devices, Path::new(ENCLOSURES_DIR));
     let at_boot = devices.clone();
     let assembly = Assembly::plan(&profile, &config, devices)?;
     print!("{}", assembly.report());
@@ -197,6 +201,7 @@ fn boot_and_serve() -> Result<String, BoxError> {
     let armed = arm_watchdog(&profile, &store, &health);
     let appliance = Arc::new(host::Appliance {
         store: store.clone(),
+        profile: profile.clone(),
         clock: clock.clone(),
         network: network.clone(),
         watchdog: (health, armed),
@@ -564,6 +569,7 @@ mod tests {
             removable: false,
             read_only: false,
             bay: name.into(),
+            bay_number: None,
         }
     }
 

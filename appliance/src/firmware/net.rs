@@ -71,8 +71,9 @@ pub fn wait_for_interfaces(count: usize, timeout: Duration) -> Vec<String> {
 /// `sys_class_net`, normally `/sys/class/net`; the kernel's
 /// Documentation/networking/bonding.rst, "Configuring Bonding Manually via Sysfs"): created if
 /// missing, mode `active-backup`, MII link monitoring every `miimon_ms`, the first port
-/// primary (traffic returns to it when its link comes back), then each port enslaved. The
-/// ports must be down (never configured); the bond takes the first port's MAC address.
+/// primary (traffic returns to it when its link comes back), `fail_over_mac=active` (the
+/// bond's MAC address is the active port's own, announced by gratuitous ARP when it
+/// changes), then each port enslaved. The ports must be down (never configured).
 ///
 /// Errors: a sysfs write the kernel refused, naming the file and the value.
 pub fn bond_active_backup(
@@ -94,6 +95,9 @@ pub fn bond_active_backup(
     }
     let settings = sys_class_net.join(bond).join("bonding");
     write(&settings.join("mode"), "active-backup")?;
+    // Each port keeps its own MAC address and the bond takes the active one's, announcing
+    // it by gratuitous ARP on a failover: no switch or NIC has to reprogram a filter.
+    write(&settings.join("fail_over_mac"), "active")?;
     write(&settings.join("miimon"), &miimon_ms.to_string())?;
     for port in ports {
         write(&settings.join("slaves"), &format!("+{port}"))?;
@@ -102,6 +106,36 @@ pub fn bond_active_backup(
         write(&settings.join("primary"), first)?;
     }
     Ok(())
+}
+
+/// Switches `bond` from MII link monitoring to ARP monitoring of `target` (its gateway) every
+/// `interval_ms`: a port is up while ARP traffic arrives on it, so a failover also happens
+/// when a port keeps its carrier but stops passing frames (a dead switch port, a cut beyond
+/// the first hop, or a NIC that does not report its link). The kernel turns MII monitoring
+/// off when ARP monitoring starts.
+///
+/// Errors: a sysfs write the kernel refused, naming the file and the value.
+pub fn bond_arp_monitor(
+    sys_class_net: &Path,
+    bond: &str,
+    target: Ipv4Addr,
+    interval_ms: u32,
+) -> io::Result<()> {
+    let settings = sys_class_net.join(bond).join("bonding");
+    let write = |name: &str, value: &str| {
+        let file = settings.join(name);
+        std::fs::write(&file, value).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("writing {value:?} to {}: {e}", file.display()),
+            )
+        })
+    };
+    let targets = std::fs::read_to_string(settings.join("arp_ip_target")).unwrap_or_default();
+    if !targets.split_whitespace().any(|t| t == target.to_string()) {
+        write("arp_ip_target", &format!("+{target}"))?;
+    }
+    write("arp_interval", &interval_ms.to_string())
 }
 
 /// The port a bond sends on now (`bonding/active_slave`), if any.
@@ -353,6 +387,7 @@ mod tests {
         bond_active_backup(net, "bond0", &["eth0".into(), "eth1".into()], 100).unwrap();
         let read = |f: &str| std::fs::read_to_string(settings.join(f)).unwrap();
         assert_eq!(read("mode"), "active-backup");
+        assert_eq!(read("fail_over_mac"), "active");
         assert_eq!(read("miimon"), "100");
         // Each write is one command; the file holds the last (eth1), as the kernel takes both.
         assert_eq!(read("slaves"), "+eth1");
@@ -362,6 +397,10 @@ mod tests {
             "",
             "bond0 existed: not created again"
         );
+        std::fs::write(settings.join("arp_ip_target"), "").unwrap();
+        bond_arp_monitor(net, "bond0", Ipv4Addr::new(10, 0, 2, 2), 200).unwrap();
+        assert_eq!(read("arp_ip_target"), "+10.0.2.2");
+        assert_eq!(read("arp_interval"), "200");
         std::fs::write(settings.join("active_slave"), "eth1\n").unwrap();
         assert_eq!(active_port(net, "bond0").as_deref(), Some("eth1"));
         // A bond that does not exist is created; a refused write names its file.

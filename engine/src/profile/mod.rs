@@ -283,6 +283,27 @@ pub struct ControllerSpec {
     pub driver: String,
     /// Which drives hang off it.
     pub carries: ControllerRole,
+    /// How a drive's bay is read from its path on this controller; none: bays follow
+    /// discovery order.
+    #[serde(default)]
+    pub bays: Option<BayRule>,
+    /// The bay number of the controller's first position (a second HBA's drives continue
+    /// after the first's).
+    #[serde(default)]
+    pub first_bay: u32,
+}
+
+/// Where a drive's bay number comes from (the number is also its slot in its class).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BayRule {
+    /// The SCSI target ID of its `host:channel:target:lun` (an HBA that numbers its ports).
+    ScsiTarget,
+    /// The ATA port (`ataN`, counted from 1) minus one (the chipset's SATA ports).
+    AtaPort,
+    /// The slot of the SES enclosure component holding it (`/sys/class/enclosure/*/*/slot`),
+    /// the backplane's own numbering.
+    EnclosureSlot,
 }
 
 /// File-backed devices, relative to the data directory.

@@ -254,11 +254,19 @@ impl Store {
             drive.handle,
         ) {
             (Disposition::Undecided, Some(Class::Hdd), None, Some(handle)) => {
-                let slot = self
+                // The slot of the drive's own bay if that one needs a drive, else the first
+                // that does.
+                let open: Vec<u32> = self
                     .data_slots()
                     .into_iter()
-                    .find(|s| matches!(s.state, DriveState::Missing | DriveState::Failed))
+                    .filter(|s| matches!(s.state, DriveState::Missing | DriveState::Failed))
                     .map(|s| s.slot)
+                    .collect();
+                let slot = drive
+                    .device
+                    .bay_number
+                    .filter(|b| open.contains(b))
+                    .or_else(|| open.first().copied())
                     .ok_or_else(|| {
                         refuse("every HDD slot holds a working drive; left unused".into())
                     })?;

@@ -11,8 +11,9 @@
 //! 3. A drive holding another store's superblock, an unreadable superblock, or non-zero bytes
 //!    without a superblock is refused: never formatted, never used, reported on the console.
 //! 4. Blank drives are formatted on the first boot (no metadata SSD of any store is present):
-//!    they fill the empty slots in discovery order, which is bay order
-//!    (the firmware's discovery sorts them so), so slot N is the Nth bay. After the first boot a blank SSD in
+//!    a drive whose bay the profile numbers ([`BlockDevice::bay_number`]) takes its bay's slot
+//!    when that is empty; the others fill the empty slots in discovery order, which is bay
+//!    order (the firmware's discovery sorts them so). After the first boot a blank SSD in
 //!    an empty SSD slot is a replacement: it is adopted into the metadata mirror and resilvered
 //!    online; a blank HDD in an empty HDD slot is a replacement too: the store adopts it and
 //!    rebuilds onto it what the slot's old drive held (`store/repair.rs`). While the store
@@ -56,6 +57,9 @@ pub struct BlockDevice {
     /// Where the drive sits (its sysfs device path, like `/dev/disk/by-path`): stable across
     /// boots for a drive in the same bay, whatever name the kernel gives it.
     pub bay: String,
+    /// The bay's number as the profile numbers its class's slots (HDD bay 7 is HDD slot 7),
+    /// from the controller path the profile maps (`[[controller]] bays`); `None`: not known.
+    pub bay_number: Option<u32>,
 }
 
 /// The drive classes of a profile.
@@ -207,16 +211,32 @@ impl Assembly {
                 (None, _) => continue, // blank: placed below
             };
         }
-        for d in drives
-            .iter_mut()
-            .filter(|d| d.disposition == Disposition::Undecided)
-        {
+        // Blank drives whose bay is known and whose bay's slot is free take it first; the
+        // others fill the slots left, in discovery order.
+        let in_own_bay = |d: &Drive, ssd: &[bool], hdd: &[bool]| {
+            let taken = match d.class? {
+                Class::Ssd => ssd,
+                Class::Hdd => hdd,
+            };
+            d.device
+                .bay_number
+                .filter(|&b| taken.get(b as usize) == Some(&false))
+        };
+        let mut order: Vec<usize> = (0..drives.len())
+            .filter(|&i| drives[i].disposition == Disposition::Undecided)
+            .collect();
+        order.sort_by_key(|&i| in_own_bay(&drives[i], &ssd_taken, &hdd_taken).is_none());
+        for i in order {
+            let own = in_own_bay(&drives[i], &ssd_taken, &hdd_taken);
+            let d = &mut drives[i];
             let class = d.class.expect("pending drives have a class");
             let taken = match class {
                 Class::Ssd => &mut ssd_taken,
                 Class::Hdd => &mut hdd_taken,
             };
-            let free = taken.iter().position(|t| !t);
+            let free = own
+                .map(|b| b as usize)
+                .or_else(|| taken.iter().position(|t| !t));
             d.disposition = match (class, free) {
                 (_, None) => Disposition::Unused(format!(
                     "blank, but all {} {class:?} slots are filled",
@@ -328,8 +348,8 @@ impl Assembly {
         );
         let _ = writeln!(
             out,
-            "  {:<14} {:>9} {:>3}  {:<18} {:<12} {:<6} state",
-            "device", "size", "rot", "model", "serial", "slot"
+            "  {:<14} {:>9} {:>3}  {:<18} {:<12} {:<6} {:<4} state",
+            "device", "size", "rot", "model", "serial", "slot", "bay"
         );
         for d in &self.drives {
             let slot = match d.disposition_slot() {
@@ -358,13 +378,16 @@ impl Assembly {
             };
             let _ = writeln!(
                 out,
-                "  {:<14} {:>9} {:>3}  {:<18} {:<12} {:<6} {state}",
+                "  {:<14} {:>9} {:>3}  {:<18} {:<12} {:<6} {:<4} {state}",
                 d.device.path.display(),
                 fmt_bytes(d.device.size_bytes),
                 d.device.rotational as u8,
                 truncate(&d.device.model, 18),
                 truncate(&d.device.serial, 12),
                 slot,
+                d.device
+                    .bay_number
+                    .map_or("-".to_string(), |b| b.to_string()),
             );
         }
         let missing_hdd = self.missing_hdd_slots();

@@ -36,6 +36,9 @@
 //!   changes what it names, keeps it in the store and puts it in force at once (the next NTP
 //!   poll asks the new servers); answered with the settings now in force. 501 on `hoard
 //!   serve`, which keeps the operating system's clock.
+//! - `PUT /_hoard/bays/<bay>/locate?on=true|false`: the locate LED of an HDD bay (its SES
+//!   enclosure slot's `locate`), so a technician finds the drive; 400 for a bay without one,
+//!   501 without an enclosure or on `hoard serve`.
 //! - `POST /_hoard/shutdown`: stop accepting connections, drain, close the store cleanly; on the
 //!   appliance, then power off. Answers 202 Accepted before it starts.
 //!
@@ -188,6 +191,43 @@ pub async fn dispatch(
             certificate_answer(&fingerprint)
         }
         ("tls", &Method::GET) => certificate_answer(&https_of(state)?.fingerprint()),
+        (bay, &Method::PUT) if bay.starts_with("bays/") && bay.ends_with("/locate") => {
+            let number = &bay["bays/".len()..bay.len() - "/locate".len()];
+            let bay: u32 = number.parse().map_err(|_| {
+                s3_error!(InvalidArgument, BAD_REQUEST, "{path}: {number:?} is not a bay number")
+            })?;
+            let on = match query.iter().find(|(k, _)| k == "on").map(|(_, v)| v.as_str()) {
+                Some("true") => true,
+                Some("false") => false,
+                other => {
+                    return Err(s3_error!(
+                        InvalidArgument,
+                        BAD_REQUEST,
+                        "{path} needs on=true or on=false (got {other:?})"
+                    ))
+                }
+            };
+            let Some(host) = state.config.host.clone() else {
+                return Err(s3_error!(
+                    NotImplemented,
+                    NOT_IMPLEMENTED,
+                    "{path}: bays and their LEDs are the appliance firmware's; this server (hoard serve) has none"
+                ));
+            };
+            blocking_s3(move || {
+                host.locate(bay, on).map_err(|e| match e {
+                    Some(message) => s3_error!(InvalidArgument, BAD_REQUEST, "{message}"),
+                    None => s3_error!(
+                        NotImplemented,
+                        NOT_IMPLEMENTED,
+                        "this appliance has no locate LEDs (no SES enclosure)"
+                    ),
+                })
+            })
+            .await?;
+            tracing::info!(access_key = %auth.access_key, bay, on, "locate LED set");
+            json_answer(format!("{{\"bay\": {bay}, \"locate\": {on}}}"))
+        }
         (settings, &Method::GET) if settings.starts_with("settings/") => {
             let name = &settings["settings/".len()..];
             match state.config.host.as_ref().and_then(|h| h.settings(name)) {
@@ -224,7 +264,7 @@ pub async fn dispatch(
         _ => Err(s3_error!(
             NotImplemented,
             NOT_IMPLEMENTED,
-            "{path} is not an admin request this server knows (status, shutdown, scrub, tls, settings, accounts, keys, qos, usage, metrics)"
+            "{path} is not an admin request this server knows (status, shutdown, scrub, tls, settings, bays, accounts, keys, qos, usage, metrics)"
         )),
     }
 }
