@@ -47,6 +47,22 @@ pub struct AdminArgs {
 pub enum AdminAction {
     /// The store's status document (XML).
     Status,
+    /// The appliance's network settings (JSON); with any option, change them (kept in the
+    /// store; the host name at once, the addressing at the next boot).
+    Network {
+        /// `dhcp`, or a static `A.B.C.D/N`.
+        #[arg(long)]
+        ip: Option<String>,
+        /// The static address's gateway (empty: none).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// The host name.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Bond two or more NICs (active-backup).
+        #[arg(long)]
+        bond: Option<bool>,
+    },
     /// Turn an HDD bay's locate LED on or off (an SES backplane's).
     Locate {
         /// The bay (the HDD slot it holds).
@@ -199,6 +215,24 @@ fn request_of(action: &AdminAction) -> (&'static str, String, Vec<(String, Strin
     let q = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
     match action {
         AdminAction::Status => ("GET", "status".into(), vec![]),
+        AdminAction::Network {
+            ip,
+            gateway,
+            hostname,
+            bond,
+        } => {
+            let query: Vec<(String, String)> = [
+                ("ip", ip.clone()),
+                ("gateway", gateway.clone()),
+                ("hostname", hostname.clone()),
+                ("bond", bond.map(|b| b.to_string())),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k.to_string(), v)))
+            .collect();
+            let method = if query.is_empty() { "GET" } else { "PUT" };
+            (method, "settings/network".into(), query)
+        }
         AdminAction::Locate { bay, on } => (
             "PUT",
             format!("bays/{bay}/locate"),

@@ -10,11 +10,13 @@
 //! | `hoard.hostname=NAME` | host name (sent to the DHCP server) | `hoard` |
 //! | `hoard.ntp=ADDR[:PORT],...` | NTP servers (IPv4 or IPv6 literals; port 123 unless given; empty: the DHCP lease's) | the DHCP lease's (option 42) |
 //! | `hoard.trust_rtc=1` | trust the hardware clock before any NTP synchronisation (lifecycle expiry runs at once) | wait for NTP |
-//! | `hoard.override=1` | the command line's `ntp` and `trust_rtc` win over the settings kept in the store, and replace them (recovery) | the store's win |
+//! | `hoard.override=1` | the command line's time and network parameters win over the settings kept in the store, and replace them (recovery) | the store's win |
 //!
-//! Precedence of the time settings: on the first boot (nothing kept yet) the command line's
-//! values, or the defaults, are kept in the store; later the kept ones apply (changed by
-//! `PUT /_hoard/settings/time`, `hoard admin time`), unless `hoard.override=1`.
+//! Precedence of the time and network settings (`ntp`, `trust_rtc`, `ip`, `gw`, `hostname`,
+//! `bond`): on the first boot (nothing kept yet) the command line's values, or the defaults,
+//! are kept in the store; later the kept ones apply (changed by `PUT /_hoard/settings/time`
+//! and `.../network`, `hoard admin time` and `hoard admin network`), unless
+//! `hoard.override=1` (see `settings`).
 //! | `hoard.port=N` | S3 port, HTTPS (the certificate is made on first boot and kept sealed in the store) | `9000` |
 //! | `hoard.http_port=N` | also serve S3 in plain HTTP on this port | none: HTTPS only |
 //! | `hoard.access_key=`, `hoard.secret_key=` | S3 credentials | generated on first boot, kept in the store |
@@ -33,12 +35,15 @@ use super::net::Ipv4Config;
 pub struct BootParams {
     /// Profile name to use instead of matching.
     pub profile: Option<String>,
-    /// The NIC's static configuration; `None`: DHCP.
+    /// The NIC's static configuration; `None`: DHCP (a default for the kept network
+    /// settings, as `ntp`).
     pub ip: Option<Ipv4Config>,
+    /// Whether `hoard.ip=` was given at all (`hoard.ip=dhcp` asks for DHCP explicitly).
+    pub ip_given: bool,
     /// Bond the NICs (active-backup) when there are two or more.
-    pub bond: bool,
+    pub bond: Option<bool>,
     /// Host name.
-    pub hostname: String,
+    pub hostname: Option<String>,
     /// NTP servers named on the command line (a default for the stored time settings).
     pub ntp: Option<Vec<SocketAddr>>,
     /// Trust the RTC before the first NTP synchronisation (a default, as `ntp`).
@@ -82,7 +87,9 @@ impl BootParams {
                     .map_err(|_| format!("hoard.gw={g} is not an IPv4 address"))?,
             ),
         };
-        let ip = match take("ip").as_deref() {
+        let ip_text = take("ip");
+        let ip_given = ip_text.is_some();
+        let ip = match ip_text.as_deref() {
             None | Some("dhcp") => {
                 if gateway.is_some() {
                     return Err("hoard.gw is for a static hoard.ip=A.B.C.D/N; DHCP's lease names the router".into());
@@ -106,8 +113,9 @@ impl BootParams {
             Some(other) => return Err(format!("hoard.trust_rtc={other}: 0 or 1")),
         };
         let bond = match take("bond").as_deref() {
-            None | Some("1") => true,
-            Some("0") => false,
+            None => None,
+            Some("1") => Some(true),
+            Some("0") => Some(false),
             Some(other) => return Err(format!("hoard.bond={other}: 0 or 1")),
         };
         let settings_override = match take("override").as_deref() {
@@ -157,8 +165,9 @@ impl BootParams {
         let parsed = BootParams {
             profile: take("profile"),
             ip,
+            ip_given,
             bond,
-            hostname: take("hostname").unwrap_or_else(|| "hoard".into()),
+            hostname: take("hostname"),
             ntp,
             trust_rtc,
             settings_override,
@@ -185,11 +194,12 @@ mod tests {
     fn defaults_are_dhcp_and_https() {
         let p = BootParams::parse("console=ttyS0 panic=-1 quiet").unwrap();
         assert_eq!(p.ip, None, "DHCP");
-        assert_eq!(p.hostname, "hoard");
+        assert_eq!(p.hostname, None);
+        assert!(!p.ip_given);
         assert_eq!(p.ntp, None);
         assert_eq!(p.trust_rtc, None);
         assert!(!p.settings_override);
-        assert!(p.bond);
+        assert_eq!(p.bond, None);
         assert_eq!(p.port, 9000);
         assert_eq!(p.credentials, None);
         assert_eq!(p.region, "us-east-1");
@@ -210,7 +220,8 @@ mod tests {
                 .map(|s| s.parse::<SocketAddr>().unwrap())
         );
         assert_eq!(p.trust_rtc, Some(true));
-        assert_eq!(p.hostname, "vault");
+        assert_eq!(p.hostname.as_deref(), Some("vault"));
+        assert!(p.ip_given);
         assert_eq!(p.http_port, Some(8080));
         assert_eq!(p.metrics_port, Some(9100));
         assert_eq!(p.profile.as_deref(), Some("4u-1.5pb"));

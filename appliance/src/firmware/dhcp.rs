@@ -5,8 +5,9 @@
 //! servers are what the appliance uses.
 //!
 //! The state machine ([`Client`]) is pure: it is handed the time and the packets and says what
-//! to send and when to wake; [`run`] drives it over a UDP socket bound to the interface
-//! (port 68, `SO_BINDTODEVICE`, broadcast allowed) and applies each lease with `net`.
+//! to send and when to wake; [`exchange`] drives it over a UDP socket bound to the interface
+//! ([`socket`]: port 68, `SO_BINDTODEVICE`, broadcast allowed), and `host::Network` applies
+//! each lease with `net`.
 //!
 //! Must not import the store or the S3 server.
 

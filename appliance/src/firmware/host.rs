@@ -16,7 +16,7 @@ use parking_lot::{Condvar, Mutex};
 use super::clock::Clock;
 use super::dhcp::{self, Event, Lease};
 use super::net::{self, Ipv4Config};
-use super::settings::TimeSettings;
+use super::settings::{NetworkSettings, TimeSettings};
 use super::watchdog::{Health, Verdict};
 
 /// How often a bond's ports are checked by ARP to the gateway once there is one.
@@ -332,15 +332,22 @@ impl hoard_s3::Host for Appliance {
     }
 
     fn settings(&self, name: &str) -> Option<String> {
-        match name {
-            "time" => Some(
-                TimeSettings::load(&self.store)
+        let json = match name {
+            "time" => serde_json::to_string(
+                &TimeSettings::load(&self.store)
                     .ok()
                     .flatten()
-                    .map_or_else(|| "{}".to_string(), |t| serde_json::to_string(&t).unwrap()),
+                    .unwrap_or_default(),
             ),
-            _ => None,
-        }
+            "network" => serde_json::to_string(
+                &NetworkSettings::load(&self.store)
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+            ),
+            _ => return None,
+        };
+        Some(json.expect("settings serialize"))
     }
 
     fn change_settings(
@@ -348,6 +355,21 @@ impl hoard_s3::Host for Appliance {
         name: &str,
         query: &[(String, String)],
     ) -> Result<String, Option<String>> {
+        if name == "network" {
+            let current = NetworkSettings::load(&self.store)
+                .map_err(Some)?
+                .unwrap_or_default();
+            let changed = current.changed_by(query).map_err(Some)?;
+            changed.keep(&self.store).map_err(Some)?;
+            super::set_hostname(&changed.hostname);
+            println!(
+                "hoard: network settings changed: {} {:?}, hostname {} (now), bond {}; the addressing applies at the next boot",
+                changed.ip, changed.gateway, changed.hostname, changed.bond
+            );
+            let mut answer = serde_json::to_value(&changed).expect("settings serialize");
+            answer["applies"] = "hostname now; ip, gateway and bond at the next boot".into();
+            return Ok(answer.to_string());
+        }
         if name != "time" {
             return Err(None);
         }

@@ -11,11 +11,12 @@
 //! store; plain HTTP only where `hoard.http_port` asks) until
 //! the power button, ctrl-alt-del, SIGTERM, SIGPWR or the admin request asks to stop
 //! ([`power`]), with the profile's hardware watchdog petted while the store and the server are
-//! alive ([`watchdog`]); then close the store cleanly, write the hardware clock and power off. PID 1 never exits: a fatal error is
+//! alive ([`watchdog`]) and a status screen on the console ([`console`]); then close the store cleanly, write the hardware clock and power off. PID 1 never exits: a fatal error is
 //! printed on the console and the machine reboots.
 
 pub mod clock;
 pub mod cmdline;
+pub mod console;
 pub mod dhcp;
 pub mod discover;
 pub mod host;
@@ -154,7 +155,19 @@ fn boot_and_serve() -> Result<String, BoxError> {
             "no network interface appeared within 10 s (is its driver module shipped?)".into(),
         );
     }
-    let (interface, bonded) = bring_up_ports(&ports, params.bond);
+    let (network_settings, network_source) = settings::NetworkSettings::at_boot(&store, &params)?;
+    println!(
+        "hoard: network settings ({network_source}): {}{}, hostname {}, bond {}",
+        network_settings.ip,
+        network_settings
+            .gateway
+            .as_ref()
+            .map_or(String::new(), |g| format!(" gateway {g}")),
+        network_settings.hostname,
+        network_settings.bond
+    );
+    set_hostname(&network_settings.hostname);
+    let (interface, bonded) = bring_up_ports(&ports, network_settings.bond);
     let (time, time_source) = settings::TimeSettings::at_boot(&store, &params)?;
     println!(
         "hoard: time settings ({time_source}): NTP servers {:?}, RTC trusted {}",
@@ -165,8 +178,8 @@ fn boot_and_serve() -> Result<String, BoxError> {
     let network = host::Network::start(
         &interface,
         bonded,
-        params.ip,
-        &params.hostname,
+        network_settings.static_config()?,
+        &network_settings.hostname,
         Box::new(move |lease| lease_clock.set_lease_servers(host::lease_ntp_servers(lease))),
     )?;
     let address = network.wait_address(Duration::from_secs(10));
@@ -214,7 +227,7 @@ fn boot_and_serve() -> Result<String, BoxError> {
         metrics_listen: params
             .metrics_port
             .map(|p| SocketAddr::from(([0, 0, 0, 0], p))),
-        host: Some(appliance),
+        host: Some(appliance.clone()),
         ..S3Config::default()
     };
     let (tls, tls_source) = https_certificate(&store, address)?;
@@ -230,7 +243,16 @@ fn boot_and_serve() -> Result<String, BoxError> {
     };
     let address = address.map_or("0.0.0.0".to_string(), |a| a.to_string());
     let clock_at_stop = clock.clone();
-    let reason = hoard_s3::run(store, credentials, s3, endpoints, move |_, bound| {
+    let fingerprint = endpoints
+        .tls
+        .as_ref()
+        .map_or(String::new(), |(_, tls)| tls.fingerprint());
+    let reason = hoard_s3::run(store, credentials, s3, endpoints, move |store, bound| {
+        let endpoint = format!("https://{address}:{}", bound.tls.map_or(0, |a| a.port()));
+        let screen_store = store.clone();
+        console::start(Arc::new(move || {
+            console::gather(&screen_store, &appliance, &endpoint, &fingerprint)
+        }));
         let plain = bound.plain.map_or(String::new(), |a| {
             format!(" and http://{address}:{}", a.port())
         });
@@ -276,6 +298,13 @@ fn bring_up_ports(ports: &[String], bond: bool) -> (String, Vec<String>) {
             println!("hoard: no bond ({e}); using {} alone", ports[0]);
             (ports[0].clone(), Vec::new())
         }
+    }
+}
+
+/// Sets the kernel's host name (`sethostname(2)`); a failure is printed, not fatal.
+pub fn set_hostname(name: &str) {
+    if let Err(e) = nix::unistd::sethostname(name) {
+        println!("hoard: cannot set the host name {name:?}: {e}");
     }
 }
 

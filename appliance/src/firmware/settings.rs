@@ -1,13 +1,18 @@
 //! The appliance's settings kept in the store (so mirrored on the metadata SSDs like all
-//! metadata, and kept across reboots of an image with no other writable storage): **time**,
-//! the NTP servers and whether the RTC is trusted before a synchronisation, as JSON in the
-//! store setting [`TIME_SETTING`].
+//! metadata, and kept across reboots of an image with no other writable storage), each group
+//! as JSON in a store setting:
+//! - **time** ([`TIME_SETTING`]): the NTP servers and whether the RTC is trusted before a
+//!   synchronisation; a change is in force at once.
+//! - **network** ([`NETWORK_SETTING`]): DHCP or a static address with its gateway, the host
+//!   name, whether the NICs are bonded; the host name changes at once, the addressing at the
+//!   next boot (changing it under the admin's own connection would cut it).
 //!
 //! Precedence: the first boot (nothing kept yet) keeps the kernel command line's values
-//! (`hoard.ntp=`, `hoard.trust_rtc=`) or the defaults (the DHCP lease's servers, an untrusted
-//! RTC); later boots apply what is kept, which `PUT /_hoard/settings/time` and `hoard admin
-//! time` change at once and for good; `hoard.override=1` makes the command line win again and
-//! replaces what is kept (recovery from settings that lock the box out).
+//! (`hoard.ntp=`, `hoard.trust_rtc=`, `hoard.ip=`, `hoard.gw=`, `hoard.hostname=`,
+//! `hoard.bond=`) or the defaults; later boots apply what is kept, which `PUT
+//! /_hoard/settings/<group>` and `hoard admin time|network` change for good; `hoard.override=1`
+//! makes the command line win again and replaces what is kept (recovery from settings that
+//! lock the box out).
 //!
 //! Must not import the S3 server: `host` hands it the requests' parameters.
 
@@ -17,9 +22,176 @@ use hoard::Store;
 use serde::{Deserialize, Serialize};
 
 use super::cmdline::BootParams;
+use super::net::Ipv4Config;
 
 /// The store setting holding [`TimeSettings`] (JSON).
 pub const TIME_SETTING: &str = "appliance/time";
+/// The store setting holding [`NetworkSettings`] (JSON).
+pub const NETWORK_SETTING: &str = "appliance/network";
+
+/// The settings group kept in `store` under `name`, if any.
+///
+/// Errors: the store's read failed, or the kept JSON does not parse.
+fn load<T: serde::de::DeserializeOwned>(store: &Store, name: &str) -> Result<Option<T>, String> {
+    let Some(bytes) = store.setting(name).map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("the kept setting {name}: {e}"))
+}
+
+/// Keeps a settings group in `store` under `name` (durable when it returns).
+///
+/// Errors: the store's write failed.
+fn keep<T: Serialize>(store: &Store, name: &str, value: &T) -> Result<(), String> {
+    let json = serde_json::to_vec(value).expect("settings serialize");
+    store.put_setting(name, &json).map_err(|e| e.to_string())
+}
+
+/// The network's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSettings {
+    /// `dhcp`, or a static `A.B.C.D/N`.
+    pub ip: String,
+    /// The static address's default gateway (none with DHCP: the lease names it).
+    pub gateway: Option<String>,
+    /// The host name (sent to the DHCP server).
+    pub hostname: String,
+    /// Bond two or more NICs (active-backup).
+    pub bond: bool,
+}
+
+impl Default for NetworkSettings {
+    fn default() -> Self {
+        NetworkSettings {
+            ip: "dhcp".into(),
+            gateway: None,
+            hostname: "hoard".into(),
+            bond: true,
+        }
+    }
+}
+
+impl NetworkSettings {
+    /// The static configuration, or `None` for DHCP.
+    ///
+    /// Errors: a kept value that does not parse (only a hand-edited store holds one).
+    pub fn static_config(&self) -> Result<Option<Ipv4Config>, String> {
+        if self.ip == "dhcp" {
+            return Ok(None);
+        }
+        let gateway = match &self.gateway {
+            None => None,
+            Some(g) => Some(
+                g.parse()
+                    .map_err(|_| format!("gateway {g:?} is not an IPv4 address"))?,
+            ),
+        };
+        Ipv4Config::parse_cidr(&self.ip, gateway).map(Some)
+    }
+
+    /// These settings changed by a request's query parameters: `ip` (`dhcp` or
+    /// `A.B.C.D/N`), `gateway` (an IPv4 address, or empty for none), `hostname` (1 to 63
+    /// letters, digits and hyphens, RFC 1123) and `bond` (`true`/`false`).
+    ///
+    /// Errors: an unknown parameter, a bad value, a gateway with DHCP, or no parameter.
+    pub fn changed_by(&self, query: &[(String, String)]) -> Result<NetworkSettings, String> {
+        if query.is_empty() {
+            return Err(
+                "give ip=dhcp|A.B.C.D/N, gateway=, hostname= and/or bond=true|false".into(),
+            );
+        }
+        let mut out = self.clone();
+        for (name, value) in query {
+            match name.as_str() {
+                "ip" => out.ip = value.clone(),
+                "gateway" => out.gateway = Some(value.clone()).filter(|v| !v.is_empty()),
+                "hostname" => {
+                    let valid = (1..=63).contains(&value.len())
+                        && value
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !value.starts_with('-')
+                        && !value.ends_with('-');
+                    if !valid {
+                        return Err(format!(
+                            "hostname={value:?}: 1 to 63 letters, digits and hyphens (RFC 1123)"
+                        ));
+                    }
+                    out.hostname = value.clone();
+                }
+                "bond" => {
+                    out.bond = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        other => return Err(format!("bond={other:?}: true or false")),
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "{other:?} is not a network setting (ip, gateway, hostname, bond)"
+                    ))
+                }
+            }
+        }
+        if out.ip == "dhcp" && out.gateway.is_some() {
+            return Err(
+                "gateway is for a static ip=A.B.C.D/N; DHCP's lease names the router".into(),
+            );
+        }
+        out.static_config().map_err(|e| format!("ip: {e}"))?;
+        Ok(out)
+    }
+
+    /// The settings kept in `store`, if any.
+    ///
+    /// Errors: the store's read failed, or the kept JSON does not parse.
+    pub fn load(store: &Store) -> Result<Option<NetworkSettings>, String> {
+        load(store, NETWORK_SETTING)
+    }
+
+    /// Keeps these settings in `store`.
+    ///
+    /// Errors: the store's write failed.
+    pub fn keep(&self, store: &Store) -> Result<(), String> {
+        keep(store, NETWORK_SETTING, self)
+    }
+
+    /// The settings this boot applies, by the precedence above (see [`TimeSettings::at_boot`]).
+    ///
+    /// Errors: the store's read or write failed.
+    pub fn at_boot(
+        store: &Store,
+        params: &BootParams,
+    ) -> Result<(NetworkSettings, &'static str), String> {
+        let from_cmdline = |base: NetworkSettings| NetworkSettings {
+            ip: match (&params.ip, params.ip_given) {
+                (Some(c), _) => format!("{}/{}", c.address, c.prefix_len),
+                (None, true) => "dhcp".into(),
+                (None, false) => base.ip.clone(),
+            },
+            gateway: match (&params.ip, params.ip_given) {
+                (Some(c), _) => c.gateway.map(|g| g.to_string()),
+                (None, true) => None,
+                (None, false) => base.gateway.clone(),
+            },
+            hostname: params.hostname.clone().unwrap_or(base.hostname.clone()),
+            bond: params.bond.unwrap_or(base.bond),
+        };
+        let (settings, source) = match NetworkSettings::load(store)? {
+            Some(kept) if !params.settings_override => return Ok((kept, "kept in the store")),
+            Some(kept) => (from_cmdline(kept), "the command line (hoard.override=1)"),
+            None => (
+                from_cmdline(NetworkSettings::default()),
+                "the first boot's command line and defaults",
+            ),
+        };
+        settings.keep(store)?;
+        Ok((settings, source))
+    }
+}
 
 /// The clock's settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,22 +248,14 @@ impl TimeSettings {
     ///
     /// Errors: the store's read failed, or the kept JSON does not parse.
     pub fn load(store: &Store) -> Result<Option<TimeSettings>, String> {
-        let Some(bytes) = store.setting(TIME_SETTING).map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("the kept setting {TIME_SETTING}: {e}"))
+        load(store, TIME_SETTING)
     }
 
     /// Keeps these settings in `store` (durable when it returns).
     ///
     /// Errors: the store's write failed.
     pub fn keep(&self, store: &Store) -> Result<(), String> {
-        let json = serde_json::to_vec(self).expect("settings serialize");
-        store
-            .put_setting(TIME_SETTING, &json)
-            .map_err(|e| e.to_string())
+        keep(store, TIME_SETTING, self)
     }
 
     /// The settings this boot applies, by the precedence above; keeps them when they came
@@ -157,5 +321,37 @@ mod tests {
         }
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<TimeSettings>(&json).unwrap(), s);
+    }
+
+    #[test]
+    fn network_settings_are_checked_as_a_whole() {
+        let base = NetworkSettings::default();
+        assert_eq!(base.static_config().unwrap(), None, "DHCP by default");
+        let s = base
+            .changed_by(&q(&[("ip", "192.168.7.20/24"), ("gateway", "192.168.7.1")]))
+            .unwrap();
+        let c = s.static_config().unwrap().unwrap();
+        assert_eq!(c.gateway, Some("192.168.7.1".parse().unwrap()));
+        let s = s
+            .changed_by(&q(&[("hostname", "vault-2"), ("bond", "false")]))
+            .unwrap();
+        assert_eq!((s.hostname.as_str(), s.bond), ("vault-2", false));
+        let back = s
+            .changed_by(&q(&[("ip", "dhcp"), ("gateway", "")]))
+            .unwrap();
+        assert_eq!(back.static_config().unwrap(), None);
+        for (query, needle) in [
+            (q(&[("ip", "dhcp"), ("gateway", "10.0.0.1")]), "static"),
+            (q(&[("ip", "10.0.2.15")]), "10.0.2.15"),
+            (q(&[("ip", "10.0.0.5/24"), ("gateway", "router")]), "router"),
+            (q(&[("hostname", "-bad-")]), "RFC 1123"),
+            (q(&[("hostname", "a.b")]), "RFC 1123"),
+            (q(&[("bond", "1")]), "bond"),
+            (q(&[("mtu", "9000")]), "mtu"),
+            (q(&[]), "ip="),
+        ] {
+            let err = base.changed_by(&query).unwrap_err();
+            assert!(err.contains(needle), "{query:?}: {err}");
+        }
     }
 }

@@ -34,8 +34,11 @@
 //! - `GET /_hoard/settings/time`: the appliance's time settings as JSON (`ntp_servers`,
 //!   `trust_rtc`); `PUT /_hoard/settings/time?ntp=ADDR[:PORT],...&trust_rtc=true|false`
 //!   changes what it names, keeps it in the store and puts it in force at once (the next NTP
-//!   poll asks the new servers); answered with the settings now in force. 501 on `hoard
-//!   serve`, which keeps the operating system's clock.
+//!   poll asks the new servers); answered with the settings now in force.
+//!   `GET`/`PUT /_hoard/settings/network?ip=dhcp|A.B.C.D/N&gateway=&hostname=&bond=`: the
+//!   network's (the host name changes at once, the addressing at the next boot, which the
+//!   answer's `applies` says). 501 on `hoard serve`, which keeps the operating system's
+//!   clock and network.
 //! - `PUT /_hoard/bays/<bay>/locate?on=true|false`: the locate LED of an HDD bay (its SES
 //!   enclosure slot's `locate`), so a technician finds the drive; 400 for a bay without one,
 //!   501 without an enclosure or on `hoard serve`.
@@ -248,7 +251,7 @@ pub async fn dispatch(
                     None => s3_error!(
                         NotImplemented,
                         NOT_IMPLEMENTED,
-                        "the appliance has no settings group {name:?} (time)"
+                        "the appliance has no settings group {name:?} (time, network)"
                     ),
                 })
             })
@@ -284,7 +287,7 @@ fn no_settings(path: &str, state: &AppState) -> crate::error::S3Error {
         Some(_) => s3_error!(
             NotImplemented,
             NOT_IMPLEMENTED,
-            "{path}: the appliance has no such settings group (time)"
+            "{path}: the appliance has no such settings group (time, network)"
         ),
         None => s3_error!(
             NotImplemented,
