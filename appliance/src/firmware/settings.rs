@@ -49,6 +49,29 @@ fn keep<T: Serialize>(store: &Store, name: &str, value: &T) -> Result<(), String
     store.put_setting(name, &json).map_err(|e| e.to_string())
 }
 
+/// The settings group kept under `name` that this boot applies (see the precedence above):
+/// the kept one, or (`settings_override`, or nothing kept) the command line's over it or over
+/// the defaults, which is then kept. Returns it and where it came from.
+///
+/// Errors: the store's read or write failed.
+fn at_boot<T: Serialize + serde::de::DeserializeOwned + Default>(
+    store: &Store,
+    name: &str,
+    settings_override: bool,
+    from_cmdline: impl Fn(T) -> T,
+) -> Result<(T, &'static str), String> {
+    let (settings, source) = match load::<T>(store, name)? {
+        Some(kept) if !settings_override => return Ok((kept, "kept in the store")),
+        Some(kept) => (from_cmdline(kept), "the command line (hoard.override=1)"),
+        None => (
+            from_cmdline(T::default()),
+            "the first boot's command line and defaults",
+        ),
+    };
+    keep(store, name, &settings)?;
+    Ok((settings, source))
+}
+
 /// The network's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,16 +203,12 @@ impl NetworkSettings {
             hostname: params.hostname.clone().unwrap_or(base.hostname.clone()),
             bond: params.bond.unwrap_or(base.bond),
         };
-        let (settings, source) = match NetworkSettings::load(store)? {
-            Some(kept) if !params.settings_override => return Ok((kept, "kept in the store")),
-            Some(kept) => (from_cmdline(kept), "the command line (hoard.override=1)"),
-            None => (
-                from_cmdline(NetworkSettings::default()),
-                "the first boot's command line and defaults",
-            ),
-        };
-        settings.keep(store)?;
-        Ok((settings, source))
+        at_boot(
+            store,
+            NETWORK_SETTING,
+            params.settings_override,
+            from_cmdline,
+        )
     }
 }
 
@@ -272,16 +291,7 @@ impl TimeSettings {
             }),
             trust_rtc: params.trust_rtc.unwrap_or(base.trust_rtc),
         };
-        let (settings, source) = match TimeSettings::load(store)? {
-            Some(kept) if !params.settings_override => return Ok((kept, "kept in the store")),
-            Some(kept) => (from_cmdline(kept), "the command line (hoard.override=1)"),
-            None => (
-                from_cmdline(TimeSettings::default()),
-                "the first boot's command line and defaults",
-            ),
-        };
-        settings.keep(store)?;
-        Ok((settings, source))
+        at_boot(store, TIME_SETTING, params.settings_override, from_cmdline)
     }
 }
 
