@@ -15,8 +15,8 @@ pub trait Host: Send + Sync + std::fmt::Debug {
     /// Sections for `GET /_hoard/status`, after the store's own.
     fn status(&self) -> Vec<StatusSection>;
 
-    /// The settings group `name` (`time`, `network`) as JSON, for `GET /_hoard/settings/<name>`; `None`:
-    /// the host has no such group.
+    /// The settings group `name` (`time`, `network`) as JSON, for
+    /// `GET /_hoard/settings/<name>`; `None`: the host has no such group.
     fn settings(&self, name: &str) -> Option<String> {
         let _ = name;
         None

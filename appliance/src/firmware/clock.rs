@@ -228,9 +228,9 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// A clock that will ask `servers` (none: a DHCP lease's); `rtc_trusted` lets time-based decisions run before
-    /// the first synchronisation (a chassis without a reachable NTP server whose RTC the
-    /// operator set).
+    /// A clock that will ask `servers` (none: a DHCP lease's); `rtc_trusted` lets time-based
+    /// decisions run before the first synchronisation (a chassis without a reachable NTP
+    /// server whose RTC the operator set).
     pub fn new(servers: Vec<SocketAddr>, rtc_trusted: bool) -> Arc<Clock> {
         let clock = Arc::new(Clock {
             status: Mutex::new(ClockStatus {

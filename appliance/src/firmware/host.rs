@@ -43,9 +43,9 @@ struct NetworkState {
 }
 
 impl Network {
-    /// Configures `interface` (a NIC, or a bond of `ports`): the static address `fixed` at once, or (`None`) by DHCP on a
-    /// thread that keeps the lease for as long as the appliance runs, calling `on_lease` for
-    /// every lease granted (first, renewed, rebound).
+    /// Configures `interface` (a NIC, or a bond of `ports`): the static address `fixed` at
+    /// once, or (`None`) by DHCP on a thread that keeps the lease for as long as the appliance
+    /// runs, calling `on_lease` for every lease granted (first, renewed, rebound).
     ///
     /// Errors: a static address could not be set, or the DHCP socket could not be made.
     pub fn start(

@@ -2,17 +2,19 @@
 //!
 //! Owns the boot sequence, in order: mount proc, sys, devtmpfs and a tmpfs on /run; load the
 //! kernel modules shipped in `/lib/modules` ([`kmod`]); read the `hoard.*` kernel parameters
-//! ([`cmdline`]); discover block devices ([`discover`]); pick the hardware profile and match
-//! drives to its slots (the engine's `hoard::volume::assembly`), formatting blank drives on first
-//! boot only and adopting a blank HDD into an empty bay; open the store (degraded when a data
-//! drive is missing); watch for drives hot-plugged later ([`hotplug`]); configure the NIC
-//! ([`net`]: a static address, or a lease kept by [`dhcp`]); set the clock by NTP ([`clock`],
-//! waiting up to [`FIRST_SYNC_WAIT`] so that the first signed requests meet a right clock); serve S3 over HTTPS (a certificate made on first boot and kept sealed in the
-//! store; plain HTTP only where `hoard.http_port` asks) until
-//! the power button, ctrl-alt-del, SIGTERM, SIGPWR or the admin request asks to stop
-//! ([`power`]), with the profile's hardware watchdog petted while the store and the server are
-//! alive ([`watchdog`]) and a status screen on the console ([`console`]); then close the store cleanly, write the hardware clock and power off. PID 1 never exits: a fatal error is
-//! printed on the console and the machine reboots.
+//! ([`cmdline`]); discover block devices and their bays ([`discover`]); pick the hardware
+//! profile and match drives to its slots (the engine's `hoard::volume::assembly`), formatting
+//! blank drives on first boot only and adopting a blank HDD into an empty bay; open the store
+//! (degraded when a data drive is missing); watch for drives hot-plugged later ([`hotplug`]);
+//! read the settings kept in the store ([`settings`]); bring up the NICs ([`net`]: a bond of
+//! two or more, a static address or a lease kept by [`dhcp`]); set the clock by NTP
+//! ([`clock`], waiting up to [`FIRST_SYNC_WAIT`] so that the first signed requests meet a
+//! right clock); arm the watchdog ([`watchdog`]); serve S3 over HTTPS (a certificate made on
+//! first boot and kept sealed in the store; plain HTTP only where `hoard.http_port` asks),
+//! with the machine's facts for the S3 layer ([`host`]) and a status screen on the console
+//! ([`console`]), until the power button, ctrl-alt-del, SIGTERM, SIGPWR or the admin request
+//! asks to stop ([`power`]); then close the store cleanly, write the hardware clock and power
+//! off. PID 1 never exits: a fatal error is printed on the console and the machine reboots.
 
 pub mod clock;
 pub mod cmdline;

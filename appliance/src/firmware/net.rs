@@ -1,6 +1,7 @@
-//! The NIC: bringing up loopback and the first Ethernet interface with an IPv4 address (static,
-//! or a DHCP lease that `dhcp` got) and default route, set with the classic ioctls (`SIOCSIFADDR`, `SIOCSIFNETMASK`,
-//! `SIOCSIFFLAGS`, `SIOCADDRT`; netdevice(7), route(8)), so the image needs no other program.
+//! The NICs: bringing up loopback, bonding two or more ports (the bonding driver's sysfs), and
+//! giving the interface an IPv4 address (static, or a DHCP lease that `dhcp` got) and default
+//! route with the classic ioctls (`SIOCSIFADDR`, `SIOCSIFNETMASK`, `SIOCSIFFLAGS`,
+//! `SIOCADDRT`; netdevice(7), route(8)), so the image needs no other program.
 
 use std::io;
 use std::net::Ipv4Addr;
