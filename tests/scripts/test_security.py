@@ -468,8 +468,16 @@ def test_an_account_admin_manages_only_its_own_account(server, tenants):
                  ("users", other_id), ("disable-key", other_key), ("rotate-key", other_key),
                  ("delete-key", other_key), ("create-account", "mine"),
                  ("delete-account", other_id), ("status",), ("limits",),
-                 ("set-limits", "account", owner_id, "--requests-per-s", "1000")):
+                 ("set-limits", "account", owner_id, "--requests-per-s", "1000"),
+                 # The appliance's settings and bays are the store's, whatever the server.
+                 ("time",), ("time", "--trust-rtc", "true"), ("network",),
+                 ("network", "--hostname", "mole"), ("locate", "3", "--on", "true")):
         out = as_boss(*args)
+        assert out.returncode != 0 and "AccessDenied" in out.stderr, (args, out.stderr)
+    # A user who is no admin at all gets the same answer for them.
+    _, user_key = tenants["owner"]
+    for args in (("time",), ("network", "--hostname", "mole"), ("locate", "3", "--on", "true")):
+        out = admin(server, *args, key=user_key, check=False)
         assert out.returncode != 0 and "AccessDenied" in out.stderr, (args, out.stderr)
     assert [k["status"] for k in admin(server, "keys", "--account", other_id)["keys"]
             if k["access_key"] == other_key] == ["Active"]
