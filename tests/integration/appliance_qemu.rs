@@ -686,7 +686,7 @@ impl Drop for NtpServer {
     }
 }
 
-/// The guest's clock after its NTP step: its own next measurement (a slew, 16 s after the
+/// The guest's clock after its NTP step: its own next measurement (a correction, 16 s after the
 /// step) is within 50 ms, and its time as the status reports it is within 50 ms of the host's
 /// plus half the request's round trip.
 fn check_clock(guest: &Guest, credentials: &(String, String)) {
@@ -695,7 +695,7 @@ fn check_clock(guest: &Guest, credentials: &(String, String)) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         let (_, status) = curl(&url, "GET", key);
-        if element(&status, "Slews").is_some_and(|n| n != "0") {
+        if element(&status, "Corrections").is_some_and(|n| n != "0") {
             break status;
         }
         assert!(Instant::now() < deadline, "no second NTP poll: {status}");

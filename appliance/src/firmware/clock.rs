@@ -3,7 +3,9 @@
 //! correctness intervals intersect, Marzullo's algorithm as RFC 5905 §11.2.1 uses it; the
 //! others are false-tickers), and sets the clock to the median of their offsets: a **step**
 //! (`clock_settime`) on the first synchronisation or when it is more than [`STEP_THRESHOLD_US`]
-//! off, a **slew** (`adjtimex(ADJ_OFFSET_SINGLESHOT)`, at most 0.5 ms per second) after. It
+//! off, a small **correction** after (also `clock_settime`, and only from [`MIN_CORRECTION_US`]
+//! up: the kernel's slew, `adjtimex`, has no safe wrapper in nix or rustix, so corrections of a
+//! few milliseconds are set, not slewed, and may move the clock back by that much). It
 //! re-polls with backoff ([`MIN_POLL`] doubling to [`MAX_POLL`] while the clock holds; every
 //! [`RETRY`] until the first synchronisation) and writes the hardware clock (RTC, UTC) at
 //! shutdown so the next boot starts near the truth.
@@ -20,8 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
-/// An offset larger than this is stepped, not slewed (ntpd's and chrony's default: 128 ms).
+/// An offset larger than this is a step (ntpd's and chrony's threshold: 128 ms); below it, a
+/// correction.
 pub const STEP_THRESHOLD_US: i64 = 128_000;
+/// Offsets smaller than this are left alone (an NTP answer's own noise).
+pub const MIN_CORRECTION_US: i64 = 1_000;
 /// Shortest time between polls once synchronised.
 pub const MIN_POLL: Duration = Duration::from_secs(16);
 /// Longest time between polls (RFC 5905's default maximum poll exponent is 10: 1024 s).
@@ -206,10 +211,11 @@ pub struct ClockStatus {
     pub last_offset_us: Option<i64>,
     /// The true-chimers' lowest stratum at the last synchronisation.
     pub stratum: Option<u8>,
-    /// Steps and slews made so far.
+    /// Steps made so far.
     pub steps: u64,
-    /// Slews made so far.
-    pub slews: u64,
+    /// Polls that found the clock within the step threshold (corrected, or left alone under
+    /// [`MIN_CORRECTION_US`]).
+    pub corrections: u64,
     /// Time until the next poll, s.
     pub poll_interval_s: u64,
     /// The RTC is trusted by setting (`hoard.trust_rtc=1`) before any synchronisation.
@@ -357,7 +363,7 @@ impl Clock {
                 if step {
                     status.steps += 1;
                 } else {
-                    status.slews += 1;
+                    status.corrections += 1;
                 }
                 status.last_sync_unix_ms = Some(unix_ms());
                 status.last_offset_us = Some(selection.offset_us);
@@ -404,7 +410,10 @@ impl Clock {
                         );
                         Ok(())
                     } else {
-                        slew_clock(offset_us)
+                        if offset_us.abs() >= MIN_CORRECTION_US {
+                            step_clock(offset_us)?;
+                        }
+                        Ok(())
                     }
                 });
                 std::thread::sleep(wait);
@@ -435,23 +444,6 @@ pub fn step_clock(offset_us: i64) -> Result<(), String> {
     clock_settime(ClockId::CLOCK_REALTIME, target).map_err(|e| format!("clock_settime: {e}"))
 }
 
-/// Slews the system clock by `offset_us` (`adjtimex` with `ADJ_OFFSET_SINGLESHOT`: the
-/// kernel corrects at most 0.5 ms per second until the offset is gone).
-///
-/// Errors: the kernel refused.
-pub fn slew_clock(offset_us: i64) -> Result<(), String> {
-    // SAFETY: adjtimex reads and writes only the struct it is given, zeroed here.
-    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
-    tx.modes = libc::ADJ_OFFSET_SINGLESHOT as libc::c_uint;
-    tx.offset = offset_us as libc::c_long;
-    // SAFETY: `tx` is a valid, initialised timex.
-    let rc = unsafe { libc::adjtimex(&mut tx) };
-    if rc < 0 {
-        return Err(format!("adjtimex: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
 /// `struct rtc_time` of <linux/rtc.h> (the fields of `struct tm`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -477,22 +469,28 @@ pub struct RtcTime {
 }
 
 impl RtcTime {
-    /// The UTC calendar time of `unix_s` (days from the civil calendar, proleptic Gregorian).
+    /// The UTC calendar time of `unix_s` (proleptic Gregorian; the days-to-civil arithmetic of
+    /// H. Hinnant, "chrono-Compatible Low-Level Date Algorithms").
     pub fn from_unix(unix_s: i64) -> RtcTime {
-        // SAFETY: gmtime_r writes only the `tm` it is given.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        let t = unix_s as libc::time_t;
-        // SAFETY: both pointers are valid for the call.
-        unsafe { libc::gmtime_r(&t, &mut tm) };
+        let (days, secs) = (unix_s.div_euclid(86_400), unix_s.rem_euclid(86_400));
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
         RtcTime {
-            tm_sec: tm.tm_sec,
-            tm_min: tm.tm_min,
-            tm_hour: tm.tm_hour,
-            tm_mday: tm.tm_mday,
-            tm_mon: tm.tm_mon,
-            tm_year: tm.tm_year,
-            tm_wday: tm.tm_wday,
-            tm_yday: tm.tm_yday,
+            tm_sec: (secs % 60) as i32,
+            tm_min: (secs / 60 % 60) as i32,
+            tm_hour: (secs / 3600) as i32,
+            tm_mday: day as i32,
+            tm_mon: (month - 1) as i32,
+            tm_year: (year - 1900) as i32,
+            tm_wday: (days + 4).rem_euclid(7) as i32,
+            tm_yday: 0,
             tm_isdst: 0,
         }
     }
@@ -602,7 +600,7 @@ mod tests {
     }
 
     #[test]
-    fn a_server_three_hours_ahead_is_measured_and_the_clock_is_stepped_then_slewed() {
+    fn a_server_three_hours_ahead_is_measured_and_the_clock_is_stepped_then_corrected() {
         let ahead = fake_server(3 * 3600);
         let s = ask(ahead, Duration::from_secs(2)).unwrap();
         assert!(
@@ -638,7 +636,7 @@ mod tests {
             assert!(step && offset > STEP_THRESHOLD_US);
             Ok(())
         });
-        // A server that is now right (the clock was corrected): a slew, and a longer wait.
+        // A server that is now right (the clock was corrected): a correction, a longer wait.
         clock.configure(vec![fake_server(0)], false);
         let mut slewed = false;
         let wait = clock.poll_once(&mut |offset, step| {
@@ -648,7 +646,7 @@ mod tests {
         });
         assert!(slewed);
         assert!(wait >= MIN_POLL && wait <= MAX_POLL);
-        assert_eq!(clock.status().slews, 1);
+        assert_eq!(clock.status().corrections, 1);
     }
 
     #[test]
@@ -673,6 +671,12 @@ mod tests {
             (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec),
             (126, 11, 2, 1, 2, 3)
         );
+        assert_eq!(t.tm_wday, 3, "a Wednesday");
+        // The leap day of a year divisible by 400, and the epoch.
+        let t = RtcTime::from_unix(951_782_400); // 2000-02-29T00:00:00Z
+        assert_eq!((t.tm_year, t.tm_mon, t.tm_mday), (100, 1, 29));
+        let t = RtcTime::from_unix(0);
+        assert_eq!((t.tm_year, t.tm_mon, t.tm_mday, t.tm_wday), (70, 0, 1, 4));
         assert_eq!(
             std::mem::size_of::<RtcTime>(),
             36,

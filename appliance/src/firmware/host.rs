@@ -448,7 +448,7 @@ pub fn time_status(clock: &Clock) -> StatusSection {
         )
         .field("PollIntervalSeconds", c.poll_interval_s)
         .field("Steps", c.steps)
-        .field("Slews", c.slews);
+        .field("Corrections", c.corrections);
     for server in &c.servers {
         let mut e = StatusSection::new("Server").field("Address", &server.address);
         if let Some(last) = &server.last {

@@ -1,6 +1,6 @@
 //! The hardware watchdog (`/dev/watchdog`; the kernel's Documentation/watchdog/watchdog-api.rst):
 //! PID 1 arms it with the profile's timeout (`WDIOC_SETTIMEOUT`) and pets it every second
-//! (`WDIOC_KEEPALIVE`) while the machine is healthy ([`Health::verdict`]):
+//! (a write to the device) while the machine is healthy ([`Health::verdict`]):
 //! - the store completes a durable metadata write (a probe every second, on a thread of its
 //!   own) within half the timeout, and
 //! - the S3 server's runtime beats (`hoard_s3::Host::serving`, every second) within half the
@@ -13,6 +13,7 @@
 //!
 //! Must not import the S3 server: it is told of the server through [`Health`].
 
+use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,8 +24,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 /// Time between pets, and between store probes.
 pub const PET_INTERVAL: Duration = Duration::from_secs(1);
 
-// <linux/watchdog.h>: WDIOC_KEEPALIVE = _IOR('W', 5, int), WDIOC_SETTIMEOUT = _IOWR('W', 6, int).
-nix::ioctl_read!(wdioc_keepalive, b'W', 5, libc::c_int);
+// <linux/watchdog.h>: WDIOC_SETTIMEOUT = _IOWR('W', 6, int).
 nix::ioctl_readwrite!(wdioc_settimeout, b'W', 6, libc::c_int);
 
 /// What the watchdog thread watches, as milliseconds since `start`.
@@ -200,9 +200,8 @@ pub fn start(
                         }
                     }
                 }
-                let mut dummy: libc::c_int = 0;
-                // SAFETY: the fd is open; KEEPALIVE writes an int we do not read.
-                if let Err(e) = unsafe { wdioc_keepalive(file.as_raw_fd(), &mut dummy) } {
+                // Any write pets it (watchdog-api.rst); a NUL is never the magic close 'V'.
+                if let Err(e) = (&file).write_all(b"\0") {
                     tracing::warn!(error = %e, "watchdog keepalive failed");
                 }
                 std::thread::sleep(PET_INTERVAL);
